@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Set up edgestream on this machine (idempotent, fast when nothing changed), then run a command
+# in its environment:
+#   bash deploy/local/dev.sh up --duration 180     # the main job on the embedded default
+#   bash deploy/local/dev.sh test                  # the test suite (extra args go to pytest)
+#   bash deploy/local/dev.sh setup                 # only set up
+#   bash deploy/local/dev.sh <any edgestream command ...>
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+VENV=${EDGESTREAM_VENV:-$ROOT/.venv}
+PY=${EDGESTREAM_PYTHON:-}
+
+say() { printf '[edgestream setup] %s\n' "$*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    say "need root to run: $*"; return 1; fi
+}
+
+java_major() {
+  java -version 2>&1 | awk -F'"' '/version/ {split($2, v, "."); print (v[1] == "1" ? v[2] : v[1]); exit}'
+}
+
+ensure_java() {
+  if command -v java >/dev/null 2>&1 && [ "$(java_major)" -ge 17 ] 2>/dev/null; then return; fi
+  say "Java 17+ not found (Flink needs it): installing openjdk-17-jre-headless"
+  if command -v apt-get >/dev/null 2>&1; then
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq openjdk-17-jre-headless >/dev/null
+  else
+    say "no apt-get here: install a Java 17 runtime and re-run"; exit 1
+  fi
+}
+
+pick_python() {
+  if [ -n "$PY" ]; then echo "$PY"; return; fi
+  for candidate in python3.11 python3.12 python3; do
+    if command -v "$candidate" >/dev/null 2>&1 &&
+      "$candidate" -c 'import sys; sys.exit(not ((3, 11) <= sys.version_info[:2] <= (3, 12)))'; then
+      echo "$candidate"; return
+    fi
+  done
+  say "Python 3.11 or 3.12 is required (apache-flink 2.0.1 wheels): install python3.11"; exit 1
+}
+
+ensure_venv() {
+  local stamp="$VENV/.edgestream-installed" want
+  want=$(cat "$ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1)
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then return; fi
+  if [ ! -x "$VENV/bin/python" ]; then
+    local python; python=$(pick_python)
+    say "creating $VENV with $python"
+    "$python" -m venv "$VENV"
+  fi
+  if ! "$VENV/bin/python" -m uv --version >/dev/null 2>&1; then
+    say "installing uv into the venv"
+    "$VENV/bin/python" -m ensurepip -q >/dev/null 2>&1 || true
+    "$VENV/bin/python" -m pip install -q uv
+  fi
+  say "installing edgestream and its dependencies (first time: ~1-3 min)"
+  "$VENV/bin/python" -m uv pip install -q --python "$VENV/bin/python" -e "$ROOT[dev]"
+  "$VENV/bin/python" -m uv pip check --python "$VENV/bin/python" >/dev/null
+  echo "$want" >"$stamp"
+}
+
+setup() {
+  ensure_java
+  ensure_venv
+}
+
+cmd=${1:-help}
+case "$cmd" in
+  setup) setup ;;
+  test)
+    shift
+    setup
+    cd "$ROOT"
+    exec "$VENV/bin/python" -m pytest "$@"
+    ;;
+  help | -h | --help)
+    sed -n '2,9p' "$0"
+    ;;
+  *)
+    setup
+    exec "$VENV/bin/edgestream" "$@"
+    ;;
+esac

@@ -1,0 +1,1 @@
+"""The ``edgestream`` command line. Each module registers one command group."""

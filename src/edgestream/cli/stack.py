@@ -1,0 +1,87 @@
+"""``edgestream stack start|status|stop``: the embedded brokers and schema registry."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from edgestream.core.stack import Stack, StackStatus
+
+app = typer.Typer(help="The embedded stack: a broker per gateway, a cloud broker, a registry.")
+console = Console()
+
+DataDir = typer.Option(None, "--data-dir", help="Stack state dir (default $EDGESTREAM_HOME/stack).")
+
+
+def _table(status: StackStatus) -> Table:
+    table = Table(title="edgestream embedded stack")
+    for column in ("component", "kind", "address", "pid", "state"):
+        table.add_column(column)
+    for name, comp in status.components.items():
+        state = "[green]ready[/]" if status.health[name] else "[red]down[/]"
+        table.add_row(name, comp.kind, comp.address, str(comp.pid or "-"), state)
+    return table
+
+
+@app.command()
+def start(
+    gateways: int = typer.Option(None, "--gateways", "-g", help="Edge brokers (default 1)."),
+    detach: bool = typer.Option(False, "--detach", "-d", help="Leave it running and return."),
+    port_base: int = typer.Option(None, "--port-base", help="Fixed ports from here on."),
+    timeout: float = typer.Option(20.0, help="Seconds to wait for each component."),
+    data_dir: Path = DataDir,
+) -> None:
+    """Start the stack (idempotent: running components are kept)."""
+    stack = Stack(data_dir)
+    with console.status("starting brokers and registry..."):
+        status = stack.start(gateways=gateways, port_base=port_base, timeout=timeout)
+    console.print(_table(status))
+    if detach:
+        console.print("stop it with [bold]edgestream stack stop[/]")
+        return
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    console.print("running; Ctrl-C stops the stack")
+    try:
+        while not stopping.wait(2.0):
+            down = [n for n, ok in stack.status().health.items() if not ok]
+            if down:
+                console.print(f"[red]down:[/] {', '.join(down)} (see {stack.log_dir})")
+                stopping.wait(10.0)
+    except KeyboardInterrupt:
+        pass
+    stack.stop()
+    console.print("stack stopped")
+
+
+@app.command()
+def status(
+    as_json: bool = typer.Option(False, "--json", help="One JSON object with the endpoints."),
+    data_dir: Path = DataDir,
+) -> None:
+    """Show what runs where; exit code 1 when the stack is not fully running."""
+    current = Stack(data_dir).status()
+    if as_json:
+        print(json.dumps(current.endpoints()))
+    elif current.components:
+        console.print(_table(current))
+    else:
+        console.print("the stack is not running: start it with [bold]edgestream stack start[/]")
+    if not current.running:
+        raise typer.Exit(1)
+
+
+@app.command()
+def stop(
+    only: list[str] = typer.Option(None, "--only", help="Stop just these components."),
+    data_dir: Path = DataDir,
+) -> None:
+    """Stop the stack (or some components); waits until processes are gone and ports free."""
+    stopped = Stack(data_dir).stop(only or None)
+    console.print(f"stopped: {', '.join(stopped) or 'nothing was running'}")

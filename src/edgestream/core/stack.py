@@ -1,0 +1,305 @@
+"""The embedded stack: one Tansu broker per gateway, one cloud broker, one schema registry.
+
+Every component is a child process started in its own session (so ``--detach`` leaves it
+running after the CLI exits), on a loopback port, with its log in ``<stack dir>/logs``.
+The state file ``<stack dir>/stack.json`` records names, ports and pids; every call checks
+the processes for real (pid alive, its command line is ours, the port answers).
+
+>>> import tempfile
+>>> stack = Stack(Path(tempfile.mkdtemp()))
+>>> status = stack.start(gateways=1)
+>>> sorted(status.endpoints()["edge"])
+['gw-1']
+>>> stack.stop()
+>>> stack.status().running
+False
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from edgestream.core import broker
+from edgestream.core.exceptions import ComponentFailed, EdgestreamError, PortInUse
+from edgestream.core.paths import stack_dir
+from edgestream.core.ports import free_port, port_in_use, wait_port_free
+
+HOST = "127.0.0.1"
+CLOUD = "cloud"
+REGISTRY = "registry"
+STATE_FILE = "stack.json"
+
+
+def gateway_names(count: int) -> list[str]:
+    """Names of the edge gateways of a stack with ``count`` gateways.
+
+    >>> gateway_names(3)
+    ['gw-1', 'gw-2', 'gw-3']
+    """
+    return [f"gw-{i}" for i in range(1, count + 1)]
+
+
+@dataclass
+class Component:
+    """One process of the stack as recorded in the state file."""
+
+    name: str
+    kind: str  # "edge-broker" | "cloud-broker" | "registry"
+    port: int
+    pid: int | None = None
+    argv: list[str] = field(default_factory=list)
+
+    @property
+    def address(self) -> str:
+        if self.kind == REGISTRY:
+            return f"http://{HOST}:{self.port}"
+        return f"{HOST}:{self.port}"
+
+    def process_alive(self) -> bool:
+        """The recorded pid runs and is still our process (not a recycled pid)."""
+        if not self.pid:
+            return False
+        try:
+            cmdline = Path(f"/proc/{self.pid}/cmdline").read_bytes().split(b"\0")
+            stat = Path(f"/proc/{self.pid}/stat").read_text()
+        except OSError:
+            return False
+        if stat.rsplit(")", 1)[-1].split()[0] == "Z":
+            return False
+        return str(self.port).encode() in b" ".join(cmdline)
+
+    def answers(self, timeout: float = 1.0) -> bool:
+        """The port answers the component's protocol (Kafka Metadata or registry HTTP)."""
+        if self.kind == REGISTRY:
+            try:
+                with urllib.request.urlopen(f"{self.address}/subjects", timeout=timeout) as r:
+                    return r.status == 200
+            except OSError:
+                return False
+        return broker.broker_ready(self.address, timeout)
+
+    def healthy(self) -> bool:
+        return self.process_alive() and self.answers()
+
+
+@dataclass
+class StackStatus:
+    """What runs, where. ``endpoints()`` is the JSON of ``edgestream stack status --json``."""
+
+    components: dict[str, Component]
+    health: dict[str, bool]
+
+    @property
+    def running(self) -> bool:
+        return bool(self.components) and all(self.health.values())
+
+    @property
+    def gateways(self) -> list[str]:
+        return [c.name for c in self.components.values() if c.kind == "edge-broker"]
+
+    def endpoints(self) -> dict[str, object]:
+        comps = self.components
+        return {
+            "edge": {name: comps[name].address for name in self.gateways},
+            "cloud": comps[CLOUD].address if CLOUD in comps else None,
+            "registry": comps[REGISTRY].address if REGISTRY in comps else None,
+        }
+
+
+class Stack:
+    """Start, inspect and stop the embedded stack kept in ``data_dir``."""
+
+    def __init__(self, data_dir: Path | None = None) -> None:
+        self.data_dir = Path(data_dir) if data_dir else stack_dir()
+        self.state_path = self.data_dir / STATE_FILE
+        self.log_dir = self.data_dir / "logs"
+
+    # -- state -----------------------------------------------------------------------------
+    def _load(self) -> dict[str, Component]:
+        try:
+            raw = json.loads(self.state_path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return {name: Component(**spec) for name, spec in raw.get("components", {}).items()}
+
+    def _save(self, components: dict[str, Component]) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        payload = {"components": {n: asdict(c) for n, c in components.items()}}
+        tmp = self.state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(payload, indent=2))
+        os.replace(tmp, self.state_path)
+
+    def status(self) -> StackStatus:
+        """Check every recorded component for real."""
+        components = self._load()
+        return StackStatus(components, {n: c.healthy() for n, c in components.items()})
+
+    # -- start -----------------------------------------------------------------------------
+    def start(
+        self, gateways: int | None = None, port_base: int | None = None, timeout: float = 20.0
+    ) -> StackStatus:
+        """Bring every component to running; idempotent (healthy components are kept).
+
+        A dead component is restarted on its recorded port (an in-memory broker comes back
+        empty). ``port_base`` gives fixed ports: gateways at base, base+1, ..., then the
+        cloud broker, then the registry; otherwise free ports are picked.
+        """
+        components = self._load()
+        running_gateways = [c for c in components.values() if c.kind == "edge-broker"]
+        if gateways is None:
+            gateways = len(running_gateways) or 1
+        if gateways < 1:
+            raise EdgestreamError("--gateways must be at least 1")
+        if running_gateways and len(running_gateways) != gateways:
+            raise EdgestreamError(
+                f"the stack in {self.data_dir} has {len(running_gateways)} gateway(s), not "
+                f"{gateways}: run `edgestream stack stop` first to change the count"
+            )
+        wanted = [(n, "edge-broker") for n in gateway_names(gateways)]
+        wanted += [(CLOUD, "cloud-broker"), (REGISTRY, REGISTRY)]
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        started: list[Component] = []
+        try:
+            for offset, (name, kind) in enumerate(wanted):
+                comp = components.get(name)
+                if comp and comp.healthy():
+                    continue
+                if comp and comp.process_alive():  # alive but not answering: replace it
+                    self._terminate(comp)
+                if comp is None:
+                    port = port_base + offset if port_base is not None else free_port()
+                    comp = Component(name, kind, port)
+                self._check_port(comp)
+                comp.argv = self._argv(comp)
+                comp.pid = self._spawn(comp)
+                components[name] = comp
+                started.append(comp)
+                self._save(components)
+            for comp in started:
+                self._wait_ready(comp, timeout)
+        except BaseException:
+            for comp in started:
+                self._terminate(comp)
+                components.pop(comp.name, None)
+            self._save(components)
+            raise
+        return self.status()
+
+    def _argv(self, comp: Component) -> list[str]:
+        if comp.kind == REGISTRY:
+            db = self.data_dir / "registry.db"
+            module = "edgestream.core.registry"
+            args = ["--db", str(db), "--host", HOST, "--port", str(comp.port)]
+            return [sys.executable, "-m", module, *args]
+        return broker.BrokerSpec(comp.name, comp.port, HOST).command()
+
+    def _check_port(self, comp: Component) -> None:
+        if port_in_use(comp.port, HOST):
+            raise PortInUse(
+                f"port {comp.port} for {comp.name} is in use: stop the process holding it "
+                f"(`ss -ltnp 'sport = :{comp.port}'`) or pass another --port-base"
+            )
+
+    def _spawn(self, comp: Component) -> int:
+        log = (self.log_dir / f"{comp.name}.log").open("ab")
+        with log:
+            proc = subprocess.Popen(
+                comp.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
+            )
+        return proc.pid
+
+    def _wait_ready(self, comp: Component, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            _reap(comp.pid)
+            if not comp.process_alive():
+                break
+            if comp.answers(timeout=0.5):
+                return
+            time.sleep(0.05)
+        raise ComponentFailed(
+            f"{comp.name} did not become ready on port {comp.port} within {timeout:.0f}s: "
+            f"{self._log_tail(comp)} (log: {self.log_dir / (comp.name + '.log')})"
+        )
+
+    def _log_tail(self, comp: Component) -> str:
+        try:
+            lines = (self.log_dir / f"{comp.name}.log").read_text(errors="replace").splitlines()
+        except OSError:
+            return "no log"
+        useful = [line for line in lines if "rror" in line or "panicked" in line]
+        return (useful or lines or ["no output"])[-1].strip()[:300]
+
+    # -- stop ------------------------------------------------------------------------------
+    def stop(self, only: list[str] | None = None) -> list[str]:
+        """Stop the named components (all by default); returns what was stopped.
+
+        Waits until each process is gone and its port is free.
+        """
+        components = self._load()
+        unknown = sorted(set(only or []) - set(components))
+        if unknown:
+            raise EdgestreamError(
+                f"no stack component named {', '.join(unknown)}: known are "
+                f"{', '.join(components) or 'none (the stack is not running)'}"
+            )
+        names = list(only) if only else list(components)
+        for name in names:
+            self._terminate(components[name])
+        if only:
+            for name in names:
+                components[name].pid = None
+            self._save(components)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                self.state_path.unlink()
+        return names
+
+    def _terminate(self, comp: Component) -> None:
+        if comp.process_alive():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(comp.pid, signal.SIGTERM)  # type: ignore[arg-type]
+            deadline = time.monotonic() + 5.0
+            while comp.process_alive() and time.monotonic() < deadline:
+                _reap(comp.pid)
+                time.sleep(0.05)
+            if comp.process_alive():
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(comp.pid, signal.SIGKILL)  # type: ignore[arg-type]
+                while comp.process_alive():
+                    _reap(comp.pid)
+                    time.sleep(0.02)
+        _reap(comp.pid)
+        wait_port_free(comp.port, HOST, timeout=5.0)
+
+
+def _reap(pid: int | None) -> None:
+    """Collect a child that has exited so it does not linger as a zombie."""
+    if pid:
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitpid(pid, os.WNOHANG)
+
+
+def running_endpoints(data_dir: Path | None = None) -> dict[str, object]:
+    """Endpoints of the running embedded stack, or a one-line error saying to start it."""
+    status = Stack(data_dir).status()
+    if not status.running:
+        raise EdgestreamError(
+            "the embedded stack is not running: start it with `edgestream stack start` "
+            "or pass --bootstrap/--registry of your own services"
+        )
+    return status.endpoints()

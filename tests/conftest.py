@@ -1,0 +1,44 @@
+"""Shared fixtures: a real embedded stack in a temp dir, torn down after the test."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from edgestream.core.stack import Stack, StackStatus
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    """Never touch the user's ~/.edgestream from tests."""
+    monkeypatch.setenv("EDGESTREAM_HOME", str(tmp_path_factory.mktemp("home")))
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackStatus]:
+    """A running embedded stack (1 gateway) for the tests of one module."""
+    embedded = Stack(tmp_path_factory.mktemp("stack"))
+    try:
+        yield embedded.start(gateways=1)
+    finally:
+        embedded.stop()
+
+
+def pids_of(pattern: str) -> set[int]:
+    """Pids of processes whose command line contains ``pattern``."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if pattern.encode() in cmdline:
+            found.add(int(entry))
+    return found

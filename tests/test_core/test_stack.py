@@ -1,0 +1,125 @@
+"""The embedded stack against real Tansu brokers and the real registry process."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from edgestream.core.broker import broker_ready, probe_metadata
+from edgestream.core.exceptions import BrokerBinaryNotFound, PortInUse
+from edgestream.core.ports import free_port, port_in_use
+from edgestream.core.stack import Stack
+from tests.conftest import pids_of
+
+pytestmark = pytest.mark.integration
+
+
+def _ports(status) -> list[int]:
+    return [c.port for c in status.components.values()]
+
+
+def test_start_status_stop_five_times_leaves_nothing_behind(tmp_path):
+    stack = Stack(tmp_path)
+    before = pids_of(str(tmp_path))
+    for _ in range(5):
+        status = stack.start(gateways=2)
+        assert status.running
+        endpoints = status.endpoints()
+        assert sorted(endpoints["edge"]) == ["gw-1", "gw-2"]
+        for address in [*endpoints["edge"].values(), endpoints["cloud"]]:
+            host, port = address.split(":")
+            # a real Metadata request answered by the broker we started, advertising itself
+            assert probe_metadata(host, int(port))[0][1:] == (host, int(port))
+        ports = _ports(status)
+        pids = [c.pid for c in status.components.values()]
+        stack.stop()
+        assert not stack.status().components
+        assert all(not port_in_use(p) for p in ports), "a port is still in use after stop"
+        for pid in pids:
+            with pytest.raises(FileNotFoundError):
+                open(f"/proc/{pid}/cmdline").close()
+    assert pids_of(str(tmp_path)) == before
+
+
+def test_start_is_idempotent_and_restarts_only_what_died(tmp_path):
+    stack = Stack(tmp_path)
+    try:
+        first = stack.start(gateways=1)
+        again = stack.start()
+        assert {n: c.pid for n, c in again.components.items()} == {
+            n: c.pid for n, c in first.components.items()
+        }
+        stack.stop(only=["cloud"])
+        down = stack.status()
+        assert not down.health["cloud"] and down.health["gw-1"] and not down.running
+        assert not broker_ready(first.endpoints()["cloud"])
+        back = stack.start()
+        assert back.running
+        assert back.endpoints() == first.endpoints(), "a restarted component keeps its port"
+        assert back.components["cloud"].pid != first.components["cloud"].pid
+        assert back.components["gw-1"].pid == first.components["gw-1"].pid
+    finally:
+        stack.stop()
+
+
+def test_port_in_use_is_a_one_line_error_and_starts_nothing(tmp_path):
+    base = free_port()
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", base + 1))  # the cloud broker's port with one gateway
+    holder.listen()
+    try:
+        with pytest.raises(PortInUse) as err:
+            Stack(tmp_path).start(gateways=1, port_base=base)
+        message = str(err.value)
+        assert "\n" not in message and f"port {base + 1}" in message and "--port-base" in message
+        assert not port_in_use(base), "the gateway broker started before the error was stopped"
+        assert Stack(tmp_path).status().components == {}
+    finally:
+        holder.close()
+
+
+def test_missing_binary_is_a_one_line_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGESTREAM_TANSU_BIN", str(tmp_path / "no-such-tansu"))
+    with pytest.raises(BrokerBinaryNotFound) as err:
+        Stack(tmp_path).start(gateways=1)
+    assert "EDGESTREAM_TANSU_BIN" in str(err.value) and "\n" not in str(err.value)
+
+
+def _cli(*args: str, env_home) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "edgestream.cli.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**__import__("os").environ, "EDGESTREAM_HOME": str(env_home)},
+    )
+
+
+def test_cli_start_detach_status_json_stop(tmp_path):
+    started = _cli("stack", "start", "--gateways", "2", "--detach", env_home=tmp_path)
+    try:
+        assert started.returncode == 0, started.stderr
+        status = _cli("stack", "status", "--json", env_home=tmp_path)
+        assert status.returncode == 0
+        endpoints = json.loads(status.stdout.strip().splitlines()[-1])
+        assert set(endpoints) == {"edge", "cloud", "registry"}
+        assert sorted(endpoints["edge"]) == ["gw-1", "gw-2"]
+        assert endpoints["registry"].startswith("http://127.0.0.1:")
+        assert all(broker_ready(a) for a in [*endpoints["edge"].values(), endpoints["cloud"]])
+    finally:
+        stopped = _cli("stack", "stop", env_home=tmp_path)
+    assert stopped.returncode == 0
+    after = _cli("stack", "status", "--json", env_home=tmp_path)
+    assert after.returncode == 1
+    assert not pids_of(str(tmp_path / "stack"))
+
+
+def test_cli_error_is_one_line(tmp_path):
+    result = _cli("stack", "stop", "--only", "nope", env_home=tmp_path)
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "no stack component named nope" in lines[0]
