@@ -1,0 +1,340 @@
+"""The registry's HTTP face: the REST subset ``SchemaRegistryClient`` uses, on stdlib http.server.
+
+Run it in the foreground with ``python -m edgestream.core.registry --db PATH --port N``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import errno
+import json
+import logging
+import signal
+import socket
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from edgestream.core import paths
+from edgestream.core.exceptions import PortInUse
+from edgestream.core.registry import errors
+from edgestream.core.registry.store import RegistryStore, parse_version
+
+log = logging.getLogger("edgestream.registry")
+
+CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
+DEFAULT_PORT = 8081
+
+
+class RegistryServer:
+    """A Confluent-compatible schema registry (Avro) over a durable SQLite file.
+
+    Serves in a background thread; ids, versions and compatibility settings survive
+    restarts on the same ``db_path``. Use it as a context manager or call
+    :meth:`start` / :meth:`stop`.
+
+    >>> import tempfile
+    >>> from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     with RegistryServer(Path(tmp) / "registry.db") as server:
+    ...         client = SchemaRegistryClient({"url": server.url})
+    ...         client.register_schema("demo-value", Schema('"string"', "AVRO"))
+    ...         client.get_latest_version("demo-value").version
+    1
+    1
+    """
+
+    def __init__(self, db_path: Path, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.db_path = Path(db_path)
+        self.host = host
+        self.port = port
+        self._http: _HttpServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        """Base URL of the registry, with the real port once started."""
+        port = self._http.server_address[1] if self._http is not None else self.port
+        return f"http://{self.host}:{port}"
+
+    def start(self) -> None:
+        """Open the database, bind the port and serve; returns once it is listening.
+
+        Raises :class:`PortInUse` if the port is taken.
+        """
+        if self._http is not None:
+            return
+        store = RegistryStore(self.db_path)
+        try:
+            self._http = _HttpServer((self.host, self.port), store)
+        except OSError as error:
+            store.close()
+            if error.errno == errno.EADDRINUSE:
+                raise PortInUse(
+                    f"port {self.port} is in use: pass another --port or stop the process "
+                    "holding it"
+                ) from None
+            raise
+        self._thread = threading.Thread(
+            target=self._http.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name=f"registry:{self._http.server_address[1]}",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop serving, drop open connections and close the database."""
+        http, self._http = self._http, None
+        if http is None:
+            return
+        http.shutdown()
+        http.server_close()
+        http.close_connections()
+        if self._thread is not None:
+            self._thread.join()
+        http.store.close()
+
+    def __enter__(self) -> RegistryServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class _HttpServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], store: RegistryStore) -> None:
+        self.store = store
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+    def track(self, connection: socket.socket, open_: bool) -> None:
+        with self._connections_lock:
+            (self._connections.add if open_ else self._connections.discard)(connection)
+
+    def close_connections(self) -> None:
+        """Shut keep-alive connections so no handler thread outlives the store."""
+        with self._connections_lock:
+            for connection in self._connections:
+                with contextlib.suppress(OSError):
+                    connection.shutdown(socket.SHUT_RDWR)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _HttpServer
+    protocol_version = "HTTP/1.1"
+    timeout = 120  # idle keep-alive connections are closed after this many seconds
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.track(self.connection, True)
+
+    def finish(self) -> None:
+        self.server.track(self.connection, False)
+        super().finish()
+
+    def do_GET(self) -> None:
+        self._serve("GET")
+
+    def do_POST(self) -> None:
+        self._serve("POST")
+
+    def do_PUT(self) -> None:
+        self._serve("PUT")
+
+    def do_DELETE(self) -> None:
+        self._serve("DELETE")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s %s", self.address_string(), format % args)
+
+    def _serve(self, method: str) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length > 0 else b""
+        split = urlsplit(self.path)
+        parts = [unquote(part) for part in split.path.split("/") if part]
+        query = {key: values[-1] for key, values in parse_qs(split.query).items()}
+        try:
+            body = json.loads(raw) if raw.strip() else {}
+            if not isinstance(body, dict):
+                raise errors.bad_request("the request body must be a JSON object")
+            status, answer = _route(self.server.store, method, parts, query, body)
+        except errors.ApiError as error:
+            status, answer = error.http_status, error.body()
+        except json.JSONDecodeError as error:
+            status, answer = 400, errors.bad_request(f"request body is not JSON: {error}").body()
+        except Exception as error:  # a bug or a storage failure: answer, keep serving
+            log.exception("registry failed on %s %s", method, self.path)
+            status, answer = (
+                500,
+                {"error_code": 50001, "message": f"Error in the registry: {error}"},
+            )
+        payload = answer if isinstance(answer, bytes) else json.dumps(answer).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", CONTENT_TYPE)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+def _flag(query: dict[str, str], name: str) -> bool:
+    """Boolean query parameters arrive as ``true``, ``True`` or ``False`` from clients."""
+    return query.get(name, "false").strip().lower() == "true"
+
+
+def _page(items: list[Any], query: dict[str, str]) -> list[Any]:
+    offset = max(int(query.get("offset", "0") or 0), 0)
+    limit = int(query.get("limit", "-1") or -1)
+    return items[offset:] if limit < 0 else items[offset : offset + limit]
+
+
+def _schema_id(text: str) -> int:
+    if not text.isdigit():
+        raise errors.schema_not_found(text)
+    return int(text)
+
+
+def _level_body(body: dict[str, Any]) -> object:
+    return body.get("compatibility", body.get("compatibilityLevel"))
+
+
+def _route(
+    store: RegistryStore,
+    method: str,
+    parts: list[str],
+    query: dict[str, str],
+    body: dict[str, Any],
+) -> tuple[int, Any]:
+    """(HTTP status, JSON-ready answer or raw bytes) for one request."""
+    deleted = _flag(query, "deleted")
+    match method, parts:
+        case "GET", []:
+            return 200, {}
+        case "GET", ["subjects"]:
+            prefix = query.get("subjectPrefix", "")
+            found = store.subjects(prefix, deleted, _flag(query, "deleted_only"))
+            return 200, _page(found, query)
+        case "POST", ["subjects", subject]:
+            return 200, store.lookup(subject, body, deleted)
+        case "DELETE", ["subjects", subject]:
+            return 200, store.delete_subject(subject, _flag(query, "permanent"))
+        case "GET", ["subjects", subject, "versions"]:
+            found = store.versions(subject, deleted, _flag(query, "deleted_only"))
+            return 200, _page(found, query)
+        case "POST", ["subjects", subject, "versions"]:
+            return 200, store.register(subject, body)
+        case "GET", ["subjects", subject, "versions", version]:
+            return 200, store.version(subject, parse_version(version), deleted)
+        case "GET", ["subjects", subject, "versions", version, "schema"]:
+            return 200, store.version(subject, parse_version(version), deleted)["schema"].encode()
+        case "GET", ["subjects", subject, "versions", version, "referencedby"]:
+            store.version(subject, parse_version(version), deleted=True)
+            return 200, []
+        case "DELETE", ["subjects", subject, "versions", version]:
+            permanent = _flag(query, "permanent")
+            return 200, store.delete_version(subject, parse_version(version), permanent)
+        case "GET", ["schemas", "types"]:
+            return 200, ["AVRO"]
+        case "GET", ["schemas", "ids", schema_id]:
+            return 200, store.schema_by_id(_schema_id(schema_id))
+        case "GET", ["schemas", "ids", schema_id, "schema"]:
+            return 200, store.schema_by_id(_schema_id(schema_id))["schema"].encode()
+        case "GET", ["schemas", "ids", schema_id, "versions"]:
+            pairs = store.versions_of_schema(_schema_id(schema_id), deleted)
+            if "subject" in query:
+                pairs = [pair for pair in pairs if pair["subject"] == query["subject"]]
+            return 200, _page(pairs, query)
+        case "GET", ["schemas", "ids", schema_id, "subjects"]:
+            pairs = store.versions_of_schema(_schema_id(schema_id), deleted)
+            subjects = list(dict.fromkeys(pair["subject"] for pair in pairs))
+            if "subject" in query:
+                subjects = [name for name in subjects if name == query["subject"]]
+            return 200, _page(subjects, query)
+        case "GET", ["schemas", "guids", guid]:
+            return 200, store.schema_by_guid(guid)
+        case "POST", ["compatibility", "subjects", subject, "versions", *rest] if len(rest) <= 1:
+            version = parse_version(rest[0]) if rest else None
+            problems = store.check(subject, body, version, every=not rest)
+            answer: dict[str, Any] = {"is_compatible": not problems}
+            if _flag(query, "verbose"):
+                answer["messages"] = problems
+            return 200, answer
+        case "GET", ["config"]:
+            return 200, {"compatibilityLevel": store.level(None, True)}
+        case "GET", ["config", subject]:
+            return 200, {
+                "compatibilityLevel": store.level(subject, _flag(query, "defaultToGlobal"))
+            }
+        case "PUT", ["config", *rest] if len(rest) <= 1:
+            return 200, {
+                "compatibility": store.set_level(rest[0] if rest else None, _level_body(body))
+            }
+        case "DELETE", ["config", *rest] if len(rest) <= 1:
+            return 200, {"compatibilityLevel": store.delete_level(rest[0] if rest else None)}
+        case "GET", ["mode", *rest] if len(rest) <= 1:
+            return 200, {"mode": "READWRITE"}
+        case "PUT", ["mode", *rest] if len(rest) <= 1:
+            if str(body.get("mode", "")).upper() != "READWRITE":
+                raise errors.invalid_mode(body.get("mode"))
+            return 200, {"mode": "READWRITE"}
+        case "GET", ["contexts"]:
+            return 200, ["."]
+    raise errors.not_found(method, "/" + "/".join(parts))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve the registry in the foreground until SIGTERM or SIGINT (exit code 0).
+
+    A port in use is a one-line message and exit code 2.
+    """
+    parser = argparse.ArgumentParser(
+        prog="python -m edgestream.core.registry",
+        description="Embedded Confluent-compatible schema registry (Avro) on SQLite.",
+    )
+    parser.add_argument("--db", type=Path, default=paths.stack_dir() / "registry.db")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every request")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+    stopping = threading.Event()
+
+    def _on_signal(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    server = RegistryServer(args.db, args.host, args.port)
+    try:
+        server.start()
+    except PortInUse as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except Exception as error:
+        print(f"error: registry could not start on {args.db}: {error}", file=sys.stderr)
+        sys.exit(1)
+    log.info("schema registry listening on %s (db: %s)", server.url, args.db)
+    try:
+        while not stopping.wait(0.2):
+            pass
+    finally:
+        server.stop()
+    log.info("schema registry stopped")
