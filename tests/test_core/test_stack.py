@@ -76,7 +76,8 @@ def test_port_in_use_is_a_one_line_error_and_starts_nothing(tmp_path):
             Stack(tmp_path).start(gateways=1, port_base=base)
         message = str(err.value)
         assert "\n" not in message and f"port {base + 1}" in message and "--port-base" in message
-        assert not port_in_use(base), "the gateway broker started before the error was stopped"
+        assert not pids_of(f"127.0.0.1:{base}"), "the broker started before the error still runs"
+        assert not port_in_use(base)
         assert Stack(tmp_path).status().components == {}
     finally:
         holder.close()

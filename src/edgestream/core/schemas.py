@@ -95,9 +95,11 @@ def register_all(
 def lint_schema(schema: Any) -> list[str]:
     """House rules: every record and field has a ``doc``; every optional field a default.
 
-    >>> lint_schema({"type": "record", "name": "R", "doc": "x",
-    ...              "fields": [{"name": "a", "type": ["null", "int"]}]})
-    ["field R.a has no 'doc'", "optional field R.a (union with null) has no default"]
+    >>> for problem in lint_schema({"type": "record", "name": "R", "doc": "x",
+    ...                             "fields": [{"name": "a", "type": ["null", "int"]}]}):
+    ...     print(problem)
+    field R.a has no 'doc'
+    optional field R.a (union with null) has no default
     """
     problems: list[str] = []
     _lint(schema, problems, set())
@@ -242,6 +244,7 @@ def check(
                 f"could not list subjects at {registry_url(client)}: {error.error_message}"
             ) from None
     reports: list[SchemaReport] = []
+    parsed: list[tuple[SchemaReport, str, dict[str, Any]]] = []
     names: dict[str, str] = {}
     for path in sorted(folder.glob("*.avsc")):
         report = SchemaReport(name=path.stem, file=str(path))
@@ -254,31 +257,59 @@ def check(
         if report.name in names:
             report.problems.append(f"record {report.name} is also defined in {names[report.name]}")
         names[report.name] = path.name
+        parsed.append((report, text, schema))
+    orphans = _released_names(folder) - set(names)
+    for report, text, schema in parsed:
+        aliases = {str(a).rsplit(".", 1)[-1] for a in schema.get("aliases") or []}
+        histories = [report.name, *sorted(orphans & aliases)]
+        orphans -= aliases
         report.problems.extend(lint_schema(schema))
-        _check_versions(folder, report, text, schema, registered.get(full_name(schema), []))
+        _check_versions(folder, report, text, histories, registered.get(full_name(schema), []))
+    if len(parsed) == len(reports):  # all parsed: a leftover history is a rename or a delete
+        for orphan in sorted(orphans):
+            reports.append(
+                SchemaReport(
+                    name=orphan,
+                    file=str(folder / HISTORY / orphan),
+                    latest_release=history_versions(orphan, folder)[-1],
+                    problems=[
+                        f"released record {orphan} has no current schema (renamed or deleted?): "
+                        "restore it, or keep renames readable with the old name in 'aliases'"
+                    ],
+                )
+            )
     client_url = None if registry is None else registry_url(as_registry_client(registry))
     return CheckReport(str(folder), LEVEL, client_url, reports)
+
+
+def _released_names(folder: Path) -> set[str]:
+    history = folder / HISTORY
+    if not history.is_dir():
+        return set()
+    return {d.name for d in history.iterdir() if d.is_dir() and history_versions(d.name, folder)}
 
 
 def _check_versions(
     folder: Path,
     report: SchemaReport,
     text: str,
-    schema: dict[str, Any],
+    histories: list[str],
     registered: list[tuple[str, str]],
 ) -> None:
-    """Compare one current schema with its snapshots and its registered versions."""
+    """Compare one current schema with its snapshots (``histories``: its own name first,
+    then the released names it aliases) and with its registered versions."""
     olds: list[tuple[str, str]] = []
+    for name in histories:
+        for n in history_versions(name, folder):
+            old_text = _read(folder / HISTORY / name / f"{n}.avsc", report)
+            if old_text is not None:
+                olds.append((f"{HISTORY}/{name}/{n}.avsc", old_text))
     versions = history_versions(report.name, folder)
-    for n in versions:
-        old_text = _read(folder / HISTORY / report.name / f"{n}.avsc", report)
-        if old_text is not None:
-            olds.append((f"{HISTORY}/{report.name}/{n}.avsc", old_text))
     if versions:
         report.latest_release = versions[-1]
         latest = folder / HISTORY / report.name / f"{versions[-1]}.avsc"
         try:
-            report.unreleased = json.loads(latest.read_text(encoding="utf-8")) != schema
+            report.unreleased = json.loads(latest.read_text(encoding="utf-8")) != json.loads(text)
         except (OSError, ValueError):
             report.unreleased = True
     else:

@@ -13,17 +13,17 @@ Every failure to decode bytes is a :class:`SerdeError` with a machine-readable `
 from __future__ import annotations
 
 import copy
+import importlib
 import json
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from functools import cache
 from io import BytesIO
 from pathlib import Path
 from typing import Any
 
-import httpx
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient, SchemaRegistryError
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.read import SchemaResolutionError
@@ -201,12 +201,24 @@ def registry_url(client: SchemaRegistryClient) -> str:
         return "<unknown url>"
 
 
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """Network errors of the HTTP library the registry client uses (httpx2, else httpx)."""
+    errors: list[type[BaseException]] = [ConnectionError, TimeoutError]
+    for module in ("httpx2", "httpx"):
+        with suppress(ImportError, AttributeError):
+            errors.append(importlib.import_module(module).TransportError)
+    return tuple(errors)
+
+
+_TRANSPORT_ERRORS = _transport_errors()
+
+
 @contextmanager
 def registry_call(client: SchemaRegistryClient) -> Iterator[None]:
     """Turn 'cannot reach the registry' into :class:`ServiceUnavailable`."""
     try:
         yield
-    except (httpx.TransportError, ConnectionError, TimeoutError) as error:
+    except _TRANSPORT_ERRORS as error:
         raise ServiceUnavailable(
             f"schema registry at {registry_url(client)} is not answering: start it with "
             f"`edgestream stack start` or pass --registry ({type(error).__name__})"

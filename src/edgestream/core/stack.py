@@ -57,6 +57,7 @@ class Component:
     port: int
     pid: int | None = None
     argv: list[str] = field(default_factory=list)
+    started: int | None = None  # start time of the pid in clock ticks: pid + start = identity
 
     @property
     def address(self) -> str:
@@ -65,17 +66,11 @@ class Component:
         return f"{HOST}:{self.port}"
 
     def process_alive(self) -> bool:
-        """The recorded pid runs and is still our process (not a recycled pid)."""
+        """The recorded pid runs and is still our process (same start time: not a reused pid)."""
         if not self.pid:
             return False
-        try:
-            cmdline = Path(f"/proc/{self.pid}/cmdline").read_bytes().split(b"\0")
-            stat = Path(f"/proc/{self.pid}/stat").read_text()
-        except OSError:
-            return False
-        if stat.rsplit(")", 1)[-1].split()[0] == "Z":
-            return False
-        return str(self.port).encode() in b" ".join(cmdline)
+        stat = _proc_stat(self.pid)
+        return stat is not None and stat[0] != "Z" and stat[1] == self.started
 
     def answers(self, timeout: float = 1.0) -> bool:
         """The port answers the component's protocol (Kafka Metadata or registry HTTP)."""
@@ -181,6 +176,8 @@ class Stack:
                 self._check_port(comp)
                 comp.argv = self._argv(comp)
                 comp.pid = self._spawn(comp)
+                stat = _proc_stat(comp.pid)
+                comp.started = stat[1] if stat else None
                 components[name] = comp
                 started.append(comp)
                 self._save(components)
@@ -285,6 +282,15 @@ class Stack:
                     time.sleep(0.02)
         _reap(comp.pid)
         wait_port_free(comp.port, HOST, timeout=5.0)
+
+
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """(state, start time) of a process from ``/proc/<pid>/stat``, None if it does not exist."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return fields[0], int(fields[19])
 
 
 def _reap(pid: int | None) -> None:

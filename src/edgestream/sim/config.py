@@ -104,6 +104,7 @@ class SimConfig:
     # output
     frames: int = 1
     topic: str = "sensors.{device_type}"
+    prefix: str = ""  # namespaces device ids and sites, e.g. "gw1-" for one fleet per gateway
     partitions: int = 1  # for topics the simulator has to create
     labels: Path | None = field(default_factory=lambda: Path("sim-labels.jsonl"))
     fast: bool = False
@@ -162,12 +163,15 @@ class SimConfig:
         need(isinstance(self.frames, int) and self.frames >= 1, "--frames must be >= 1")
         need(self.partitions >= 1, "--partitions must be >= 1")
         need(_finite(self.speed) and self.speed > 0, f"--speed must be > 0 (got {self.speed})")
-        need(self.duration is not None or not self.fast, "--fast needs a finite --duration")
+        finite = self.duration is not None or self.replay is not None
+        need(finite or not self.fast, "--fast needs a finite --duration")
         need(self.block_steps is None or self.block_steps >= 1, "block_steps must be >= 1")
         fields = {f for _, f, _, _ in string.Formatter().parse(self.topic) if f is not None}
         unknown = sorted(fields - set(TOPIC_FIELDS))
         need(not unknown, f"--topic template uses unknown field(s) {unknown} ({TOPIC_FIELDS})")
         need(bool(self.topic.strip()), "--topic must not be empty")
+        prefix_ok = all(ch.isalnum() or ch in "-_." for ch in self.prefix)
+        need(prefix_ok, f"--prefix allows letters, digits, '-', '_', '.' (got {self.prefix!r})")
         if self.replay is not None:
             need(bool(self.replay.device_id), "--replay needs --device-id")
 

@@ -184,7 +184,7 @@ REEFER = DeviceType(
     drift_channels=("supply_air_temp", "compressor_current"),
     model=_reefer_model,
     draw_params=_reefer_params,
-    event=EventSpec("door", mean_gap_s=1800.0, duration_s=(30.0, 300.0)),
+    event=EventSpec("door", mean_gap_s=7200.0, duration_s=(30.0, 300.0)),
 )
 
 DEVICE_TYPES: dict[str, DeviceType] = {t.name: t for t in (PUMP, REEFER)}
@@ -243,12 +243,17 @@ class Fleet:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def build_fleet(n: int, types: tuple[str, ...], sites: int, seed: int, rate: float) -> Fleet:
-    """Draw ``n`` devices (types round-robin, sites shuffled) and their baselines from ``seed``."""
+def build_fleet(
+    n: int, types: tuple[str, ...], sites: int, seed: int, rate: float, prefix: str = ""
+) -> Fleet:
+    """Draw ``n`` devices (types round-robin, sites shuffled) and their baselines from ``seed``.
+
+    ``prefix`` namespaces device ids and site names (e.g. one fleet per gateway: ``"gw1-"``).
+    """
     rng = np.random.default_rng([seed, STREAM_FLEET])
     site_list = [
         Site(
-            name=f"site-{i + 1}",
+            name=f"{prefix}site-{i + 1}",
             mean_temp=float(rng.uniform(8.0, 28.0)),
             daily_amp=float(rng.uniform(3.0, 8.0)),
             utc_offset_h=float(rng.integers(-8, 10)),
@@ -266,13 +271,14 @@ def build_fleet(n: int, types: tuple[str, ...], sites: int, seed: int, rate: flo
         devices.append(
             Device(
                 index=i,
-                device_id=f"{dtype}-{counters[dtype]:04d}",
+                device_id=f"{prefix}{dtype}-{counters[dtype]:04d}",
                 site=site_list[int(site_of[i])].name,
                 device_type=dtype,
                 tags={"fw": firmware, **DEVICE_TYPES[dtype].tags},
             )
         )
     interval_ms = 1000.0 / rate
+    site_number = {site.name: i for i, site in enumerate(site_list)}
     groups = []
     for name in types:
         dtype = DEVICE_TYPES[name]
@@ -294,7 +300,7 @@ def build_fleet(n: int, types: tuple[str, ...], sites: int, seed: int, rate: flo
                 dtype=dtype,
                 index=np.array([d.index for d in members], dtype=np.int64),
                 devices=members,
-                site_index=np.array([int(d.site.split("-")[1]) - 1 for d in members]),
+                site_index=np.array([site_number[d.site] for d in members]),
                 gain=gain,
                 offset=offset,
                 noise=noise * noise_mult,

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from edgestream.core import broker
+from edgestream.core.exceptions import SchemaError
 from edgestream.core.serde import AvroSerializer, registry_client, subject_for
 from edgestream.sim.config import SimConfig
 from edgestream.sim.exceptions import ProduceError
@@ -33,6 +34,7 @@ PRODUCER_OVERRIDES: dict[str, object] = {
     "queue.buffering.max.messages": 500_000,
     "queue.buffering.max.kbytes": 256 * 1024,
     "partitioner": "murmur2_random",
+    "delivery.report.only.error": True,
 }
 PROGRESS_EVERY_S = 0.25
 
@@ -119,18 +121,22 @@ def simulate(
     schema = "SensorFrame" if frame else "SensorReading"
     serializers = {t: AvroSerializer(client, schema, subject_for(t)) for t in sim.topics}
     for ser in serializers.values():
-        _ = ser.schema_id  # registers now: a registry problem fails before producing
+        try:
+            _ = ser.schema_id  # registers now: a registry problem fails before producing
+        except SchemaError as error:
+            raise SchemaError(f"{error}; {_hint(config)}") from None
     broker.ensure_topics(bootstrap, dict.fromkeys(sim.topics, config.partitions))
     from confluent_kafka import Producer
 
-    conf = broker.producer_config(bootstrap, **{**PRODUCER_OVERRIDES, **(producer_overrides or {})})
-    producer = Producer(conf)
-    stop = stop or threading.Event()
     errors: list[str] = []
 
-    def delivered(err: Any, _msg: Any) -> None:
+    def delivered(err: Any, _msg: Any) -> None:  # called for failed deliveries only
         if err is not None and len(errors) < 5:
             errors.append(str(err))
+
+    settings = {**PRODUCER_OVERRIDES, **(producer_overrides or {}), "on_delivery": delivered}
+    producer = Producer(broker.producer_config(bootstrap, **settings))
+    stop = stop or threading.Event()
 
     sent = sent_bytes = 0
     readings = 0
@@ -147,13 +153,7 @@ def simulate(
             data = serializers[message.topic](message.value)
             while True:
                 try:
-                    producer.produce(
-                        message.topic,
-                        data,
-                        message.key,
-                        on_delivery=delivered,
-                        timestamp=message.emit_ts,
-                    )
+                    producer.produce(message.topic, data, message.key, timestamp=message.emit_ts)
                     break
                 except BufferError:
                     producer.poll(0.05)
@@ -194,10 +194,19 @@ def simulate(
         messages=sent,
         bytes=sent_bytes,
         seconds=seconds,
-        topics=dict(sorted(sched.topics.items())),
+        topics=sched.topics,
         labels=labels_path,
         anomalous_readings=labels.run.anomalous_readings,
         late_readings=labels.run.late_readings,
         frames=sched.frame_messages,
         stopped=sched.stopped,
+    )
+
+
+def _hint(config: SimConfig) -> str:
+    kind = "SensorFrame" if config.frames > 1 else "SensorReading"
+    other = "frames" if config.frames > 1 else "readings"
+    return (
+        f"this run sends {kind} values: if the topic already holds other records, send the "
+        f"{other} to their own topic (--topic '{config.topic}.{other}')"
     )

@@ -2,6 +2,8 @@
 
 Timestamps ``YYYY-mm-dd HH:MM:SS`` are read as UTC. Readings keep the file's times unless a
 start time is given (then the series is shifted to start there); ``seq`` is the row number.
+Rows are sent in file order: a timestamp that goes back (the NAB machine-temperature file has
+one) is sent at once, out of order, like the original sensor did.
 NAB's labelled windows (``combined_windows.json``) become anomaly labels of type
 ``nab_window`` covering the readings inside each window (bounds included).
 
@@ -23,10 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
+from edgestream.sim.anomalies import Episode
 from edgestream.sim.config import SimConfig
 from edgestream.sim.devices import Channel, Device
 from edgestream.sim.exceptions import ReplayError
-from edgestream.sim.signals import STREAM_BLOCK, Batch, Episode, GroupBatch, late_delays
+from edgestream.sim.signals import STREAM_BLOCK, Batch, GroupBatch, late_delays
 
 ROWS_PER_BATCH = 4096
 
@@ -58,10 +61,7 @@ def read_series(path: Path) -> tuple[np.ndarray, np.ndarray]:
             values.append(float(row[1]))
         except (IndexError, ValueError):
             raise ReplayError(f"{path}:{number}: expected 'timestamp,value', got {row}") from None
-    ts = _to_ms(stamps, str(path))
-    if np.any(np.diff(ts) < 0):
-        raise ReplayError(f"replay file {path} is not sorted by timestamp")
-    return ts, np.array(values, dtype=np.float64)
+    return _to_ms(stamps, str(path)), np.array(values, dtype=np.float64)
 
 
 def read_windows(path: Path, series: Path) -> list[tuple[int, int]]:
@@ -96,9 +96,12 @@ class ReplaySource:
         self.ts = ts + shift
         self.values = values
         if config.duration is not None:
-            keep = self.ts < self.ts[0] + round(config.duration * 1000)
-            self.ts, self.values = self.ts[keep], self.values[keep]
+            end = self.ts[0] + round(config.duration * 1000)
+            rows = int(np.searchsorted(np.maximum.accumulate(self.ts), end))  # a prefix
+            self.ts, self.values = self.ts[:rows], self.values[:rows]
         self.start_ms = int(self.ts[0])
+        # rows are sent in file order: a timestamp that goes back is sent at once (out of order)
+        self.emit_ts = np.maximum.accumulate(self.ts)
         tags = {"source": f"replay:{Path(spec.path).name}"}
         self.device = Device(0, spec.device_id, spec.site, spec.device_type, tags)
         self.channel = Channel(spec.channel, "", noise=0.0, scale=1.0, lo=-np.inf, hi=np.inf)
@@ -158,5 +161,6 @@ class ReplaySource:
                 anomalous=anomalous[None, s0:s1],
                 delay_ms=late_delays(cfg, rng, (1, s1 - s0)),
                 clean=values if cfg.keep_clean else None,
+                emit_ts=self.emit_ts[None, s0:s1],
             )
             yield Batch(first_seq=s0, steps=s1 - s0, groups=(group,))

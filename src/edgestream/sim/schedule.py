@@ -56,12 +56,12 @@ class Scheduler:
         self.cut = [0] * n  # readings produced per device: seqs 0 .. cut-1
         self.last_ts = [0] * n  # event time of the device's last produced reading
         self.late: list[LateLabel] = []
-        self.messages = 0
+        self.sent = [0] * n  # messages per device
         self.frame_messages = 0
-        self.topics: Counter[str] = Counter()
+        self._static = [(d.device_id, d.site, d.device_type) for d in devices]
         self.now_ts: int | None = None  # virtual time: event time of the latest reading
         self.stopped = False
-        self._heap: list[tuple[int, int, int, int, list[float]]] = []
+        self._heap: list[tuple[int, int, int, int, int, list[float]]] = []
         self._open: dict[int, tuple[int, list[int], list[list[float]]]] = {}
 
     @property
@@ -73,39 +73,68 @@ class Scheduler:
     def readings(self) -> int:
         return sum(self.cut)
 
+    @property
+    def messages(self) -> int:
+        return sum(self.sent)
+
+    @property
+    def topics(self) -> dict[str, int]:
+        """Messages per topic, sorted by topic."""
+        counts: Counter[str] = Counter()
+        for topic, n in zip(self.topic_of, self.sent, strict=True):
+            if n:
+                counts[topic] += n
+        return dict(sorted(counts.items()))
+
     def run(
         self, batches: Iterable[Batch], stop: Callable[[], bool] | None = None
     ) -> Iterator[Message]:
         """Yield messages in emission order until the batches end or ``stop()`` is true."""
-        heap, frames = self._heap, self.frames
+        heap, frames, cut, last_ts, sent = (
+            self._heap,
+            self.frames,
+            self.cut,
+            self.last_ts,
+            self.sent,
+        )
+        static, names, topic_of, keys = self._static, self._names, self.topic_of, self._keys
+        devices = self.devices
         for batch in batches:
-            ts_l, dev_l, seq_l, delay_l, rows = _flatten(batch)
-            for i in range(len(ts_l)):
+            for e, t, d, s, delay, row in zip(*_flatten(batch), strict=True):
                 if stop is not None and stop():
                     self.stopped = True
                     break
-                t = ts_l[i]
-                while heap and heap[0][0] <= t:
+                while heap and heap[0][0] <= e:
                     item = heapq.heappop(heap)
                     yield self._late_message(item, emit=item[0])
-                d, s, delay = dev_l[i], seq_l[i], delay_l[i]
-                self.now_ts = t
-                self.cut[d] = s + 1
-                self.last_ts[d] = t
+                self.now_ts = e
+                cut[d] = s + 1
+                last_ts[d] = t
                 if delay:
-                    heapq.heappush(heap, (t + delay, d, s, t, rows[i]))
+                    heapq.heappush(heap, (e + delay, d, s, t, delay, row))
                     if frames > 1 and d in self._open:
-                        yield self._close(d, t)
+                        yield self._close(d, e)
                 elif frames > 1:
                     buf = self._open.get(d)
                     if buf is None:
                         buf = self._open[d] = (s, [], [])
                     buf[1].append(t)
-                    buf[2].append(rows[i])
+                    buf[2].append(row)
                     if len(buf[1]) >= frames:
-                        yield self._close(d, t)
-                else:
-                    yield self._count(self._reading(d, s, t, rows[i], t, late=False))
+                        yield self._close(d, e)
+                else:  # the hot path: one SensorReading
+                    device_id, site, device_type = static[d]
+                    value = {
+                        "device_id": device_id,
+                        "site": site,
+                        "device_type": device_type,
+                        "ts": t,
+                        "seq": s,
+                        "channels": dict(zip(names[d], row, strict=True)),
+                        "tags": dict(devices[d].tags),
+                    }
+                    sent[d] += 1
+                    yield Message(e, topic_of[d], keys[d], value, 1, False, False)
             if self.stopped:
                 break
         yield from self.flush()
@@ -119,68 +148,69 @@ class Scheduler:
             yield self._late_message(heapq.heappop(self._heap), emit=now)
 
     # -- message construction --------------------------------------------------------------
-    def _count(self, message: Message) -> Message:
-        self.messages += 1
-        self.topics[message.topic] += 1
-        if message.frame:
-            self.frame_messages += 1
-        return message
-
     def _reading(self, d: int, s: int, t: int, row: list[float], emit: int, late: bool) -> Message:
-        dev = self.devices[d]
+        device_id, site, device_type = self._static[d]
         value = {
-            "device_id": dev.device_id,
-            "site": dev.site,
-            "device_type": dev.device_type,
+            "device_id": device_id,
+            "site": site,
+            "device_type": device_type,
             "ts": t,
             "seq": s,
             "channels": dict(zip(self._names[d], row, strict=True)),
-            "tags": dict(dev.tags),
+            "tags": dict(self.devices[d].tags),
         }
+        self.sent[d] += 1
         return Message(emit, self.topic_of[d], self._keys[d], value, 1, False, late)
 
     def _frame(
         self, d: int, first: int, ts: list[int], rows: list[list[float]], emit: int, late: bool
     ) -> Message:
-        dev = self.devices[d]
+        device_id, site, device_type = self._static[d]
         columns = zip(*rows, strict=True)
         value = {
-            "device_id": dev.device_id,
-            "site": dev.site,
-            "device_type": dev.device_type,
+            "device_id": device_id,
+            "site": site,
+            "device_type": device_type,
             "first_seq": first,
             "ts": ts,
             "channels": dict(zip(self._names[d], map(list, columns), strict=True)),
-            "tags": dict(dev.tags),
+            "tags": dict(self.devices[d].tags),
         }
+        self.sent[d] += 1
+        self.frame_messages += 1
         return Message(emit, self.topic_of[d], self._keys[d], value, len(ts), True, late)
 
     def _close(self, d: int, emit: int) -> Message:
         first, ts, rows = self._open.pop(d)
-        return self._count(self._frame(d, first, ts, rows, emit, late=False))
+        return self._frame(d, first, ts, rows, emit, late=False)
 
-    def _late_message(self, item: tuple[int, int, int, int, list[float]], emit: int) -> Message:
-        planned, d, s, t, row = item
-        self.late.append(LateLabel(self.devices[d].device_id, s, t, planned - t, emit))
+    def _late_message(
+        self, item: tuple[int, int, int, int, int, list[float]], emit: int
+    ) -> Message:
+        _, d, s, t, delay, row = item
+        self.late.append(LateLabel(self.devices[d].device_id, s, t, delay, emit))
         if self.frames > 1:
-            return self._count(self._frame(d, s, [t], [row], emit, late=True))
-        return self._count(self._reading(d, s, t, row, emit, late=True))
+            return self._frame(d, s, [t], [row], emit, late=True)
+        return self._reading(d, s, t, row, emit, late=True)
 
 
-def _flatten(batch: Batch) -> tuple[list[int], list[int], list[int], list[int], list[list[float]]]:
-    """A batch's readings as parallel lists in on-time order (event time, then device)."""
-    ts, dev, seq, delay, rows = [], [], [], [], []
+def _flatten(batch: Batch) -> tuple[list[Any], ...]:
+    """A batch's readings as parallel lists (emit time, ts, device, seq, delay, values row) in
+    on-time order: send time, then device; ties keep the batch's order."""
+    emit, ts, dev, seq, delay, rows = [], [], [], [], [], []
     for g in batch.groups:
         n, steps = g.ts.shape
         ts.append(g.ts.ravel())
+        emit.append((g.ts if g.emit_ts is None else g.emit_ts).ravel())
         dev.append(np.repeat(g.index, steps))
         seq.append(np.tile(np.arange(batch.first_seq, batch.first_seq + steps), n))
         delay.append(g.delay_ms.ravel())
         rows.extend(g.values.reshape(n * steps, -1).tolist())
-    all_ts, all_dev = np.concatenate(ts), np.concatenate(dev)
-    order = np.lexsort((all_dev, all_ts))
+    all_emit, all_dev = np.concatenate(emit), np.concatenate(dev)
+    order = np.lexsort((all_dev, all_emit))
     return (
-        all_ts[order].tolist(),
+        all_emit[order].tolist(),
+        np.concatenate(ts)[order].tolist(),
         all_dev[order].tolist(),
         np.concatenate(seq)[order].tolist(),
         np.concatenate(delay)[order].tolist(),

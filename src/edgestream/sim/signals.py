@@ -21,15 +21,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from edgestream.sim.anomalies import NEVER, Episode, Injector
 from edgestream.sim.config import SimConfig
 from edgestream.sim.devices import Fleet, Group, ambient, build_fleet
 
 STREAM_BLOCK = 2  # per block and group: noise, jitter, late readings
-STREAM_EPISODE_START = 3  # per group: the first anomaly start of each device
-STREAM_EPISODES = 4  # per device: its anomaly episodes
 STREAM_EVENT_START = 5  # per group: first door event of each device
 STREAM_EVENTS = 6  # per device: its door events
-NEVER = np.iinfo(np.int64).max // 4
 DECIMALS = 3  # sensors report with 1/1000 resolution
 
 
@@ -45,6 +43,7 @@ class GroupBatch:
     anomalous: np.ndarray  # bool: the reading is inside an injected anomaly episode
     delay_ms: np.ndarray  # int64: emission delay of late readings, 0 = on time
     clean: np.ndarray | None = None  # values without anomalies (``keep_clean``)
+    emit_ts: np.ndarray | None = None  # on-time send time when it is not ``ts`` (replay)
 
 
 @dataclass(frozen=True)
@@ -58,23 +57,6 @@ class Batch:
     @property
     def readings(self) -> int:
         return sum(g.ts.size for g in self.groups)
-
-
-@dataclass
-class Episode:
-    """An injected anomaly episode on some channels of one device, readings first..last."""
-
-    device: int  # fleet index
-    kind: str
-    channels: tuple[str, ...]
-    first_seq: int
-    last_seq: int
-    ch_index: np.ndarray
-    delta: np.ndarray | None  # (readings, channels) added to the clean value; None for stuck
-    next_start: int  # where the device's next episode starts
-    start_ts: int | None = None
-    end_ts: int | None = None
-    stuck: np.ndarray | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -143,25 +125,12 @@ class _GroupState:
         self.group = group
         n = group.size
         self.lags = _Lags(1.0 / cfg.rate)
-        self.last_values: np.ndarray | None = None
-        self.current: list[Episode | None] = [None] * n
         self.rngs: dict[int, np.random.Generator] = {}
         chans = group.dtype.channels
-        self.eligible = np.array([i for i, c in enumerate(chans) if c.anomalies], dtype=np.int64)
-        self.scale = np.array([c.scale for c in chans])
         self.lo = np.array([c.lo for c in chans])
         self.hi = np.array([c.hi for c in chans])
         self.coarse = bool((group.quantum > 0).any())
-        lo, hi = cfg.anomaly_length
-        mean_len = (lo + hi) / 2.0
-        p = cfg.anomaly_rate
-        # renewal process: normal gap G ~ Geometric, episode L; E[L] / (E[L] + E[G]) = p
-        self.q = 0.0 if p <= 0 or not len(self.eligible) else 1.0 / (1.0 + mean_len * (1 - p) / p)
-        start_rng = np.random.default_rng([cfg.seed, STREAM_EPISODE_START, number])
-        if self.q > 0:
-            self.ep_start = start_rng.geometric(self.q, n).astype(np.int64) - 1
-        else:
-            self.ep_start = np.full(n, NEVER, dtype=np.int64)
+        self.injector = Injector(cfg, group, number, self.finish, gen.episodes)
         spec = group.dtype.event
         self.ev_start = np.full(n, NEVER, dtype=np.int64)
         self.ev_end = np.full(n, NEVER, dtype=np.int64)
@@ -173,12 +142,11 @@ class _GroupState:
                 np.int64
             )
 
-    def rng(self, row: int, stream: int, seed: int) -> np.random.Generator:
-        key = row * 8 + stream
-        found = self.rngs.get(key)
+    def rng(self, row: int, seed: int) -> np.random.Generator:
+        found = self.rngs.get(row)
         if found is None:
             device = int(self.group.index[row])
-            found = self.rngs[key] = np.random.default_rng([seed, stream, device])
+            found = self.rngs[row] = np.random.default_rng([seed, STREAM_EVENTS, device])
         return found
 
     def finish(
@@ -215,7 +183,12 @@ class SignalGenerator:
         self.config = config
         self.start_ms = int(start_ms)
         self.fleet = fleet or build_fleet(
-            config.devices, config.device_types, config.sites, config.seed, config.rate
+            config.devices,
+            config.device_types,
+            config.sites,
+            config.seed,
+            config.rate,
+            config.prefix,
         )
         self.block_steps = config.block_steps or max(1, min(1024, 32768 // config.devices))
         self.episodes: list[Episode] = []
@@ -300,12 +273,7 @@ class SignalGenerator:
         clean = st.finish(raw + noise, slice(None), slice(None))[:, :steps]
         ts, delay = ts[:, :steps], delay[:, :steps]
 
-        anomalous = np.zeros((n, steps), dtype=bool)
-        touched = np.flatnonzero(st.ep_start < s0 + steps)
-        values = clean.copy() if (len(touched) or cfg.keep_clean) else clean
-        for row in touched:
-            self._episodes(st, int(row), s0, steps, ts, clean, values, anomalous)
-        st.last_values = values[:, -1, :].copy()
+        values, anomalous = st.injector.inject(s0, ts, clean, copy=cfg.keep_clean)
         return GroupBatch(
             device_type=dtype.name,
             channels=dtype.channel_names,
@@ -333,111 +301,9 @@ class SignalGenerator:
             if not len(ended):
                 break
             for row in ended:
-                rng = st.rng(int(row), STREAM_EVENTS, self.config.seed)
+                rng = st.rng(int(row), self.config.seed)
                 start = st.ev_end[row] + int(rng.exponential(spec.mean_gap_s) * 1000) + 1
                 st.ev_start[row] = start
                 st.ev_end[row] = start + int(rng.uniform(*spec.duration_s) * 1000)
             # rows whose next event starts after this block drop out of the next round
         return on.astype(float)
-
-    # -- anomaly episodes ------------------------------------------------------------------
-    def _new_episode(self, st: _GroupState, row: int, first: int) -> Episode:
-        cfg = self.config
-        rng = st.rng(row, STREAM_EPISODES, cfg.seed)
-        lo, hi = cfg.anomaly_length
-        length = int(rng.integers(lo, hi + 1))
-        kind = cfg.anomaly_kinds[int(rng.integers(len(cfg.anomaly_kinds)))]
-        k = 1 if kind == "channel_drift" or rng.random() < 0.7 else 2
-        ch = np.sort(rng.choice(st.eligible, min(k, len(st.eligible)), replace=False))
-        sign = rng.choice(np.array([-1.0, 1.0]), len(ch))
-        scale = st.scale[ch]
-        u = np.linspace(0.0, 1.0, length)[:, None] if length > 1 else np.ones((1, 1))
-        delta: np.ndarray | None
-        if kind == "spike":
-            delta = sign * rng.uniform(6.0, 10.0, len(ch)) * (1.0 - 0.5 * np.abs(2 * u - 1))
-        elif kind == "level_shift":
-            delta = np.broadcast_to(sign * rng.uniform(4.0, 6.0, len(ch)), (length, len(ch)))
-        elif kind == "noise_burst":
-            signs = rng.choice(np.array([-1.0, 1.0]), (length, len(ch)))
-            delta = signs * (2.0 + np.abs(rng.normal(0.0, 3.0, (length, len(ch)))))
-        elif kind == "channel_drift":
-            delta = sign * (1.5 + 6.5 * u)
-        else:  # stuck: hold the last reported value
-            delta = None
-        gap = int(rng.geometric(st.q)) - 1
-        names = st.group.dtype.channel_names
-        episode = Episode(
-            device=int(st.group.index[row]),
-            kind=kind,
-            channels=tuple(names[i] for i in ch),
-            first_seq=first,
-            last_seq=first + length - 1,
-            ch_index=ch,
-            delta=None if delta is None else np.asarray(delta) * scale,
-            next_start=first + length + gap,
-        )
-        self.episodes.append(episode)
-        return episode
-
-    def _episodes(
-        self,
-        st: _GroupState,
-        row: int,
-        s0: int,
-        steps: int,
-        ts: np.ndarray,
-        clean: np.ndarray,
-        values: np.ndarray,
-        anomalous: np.ndarray,
-    ) -> None:
-        end = s0 + steps
-        while True:
-            episode = st.current[row]
-            if episode is None:
-                if st.ep_start[row] >= end:
-                    return
-                episode = st.current[row] = self._new_episode(st, row, int(st.ep_start[row]))
-            self._apply(st, row, episode, s0, ts, clean, values)
-            a, b = max(episode.first_seq, s0), min(episode.last_seq, end - 1)
-            anomalous[row, a - s0 : b - s0 + 1] = True
-            if episode.last_seq >= end:
-                return
-            st.current[row] = None
-            st.ep_start[row] = episode.next_start
-
-    def _apply(
-        self,
-        st: _GroupState,
-        row: int,
-        ep: Episode,
-        s0: int,
-        ts: np.ndarray,
-        clean: np.ndarray,
-        values: np.ndarray,
-    ) -> None:
-        steps = ts.shape[1]
-        a, b = max(ep.first_seq, s0), min(ep.last_seq, s0 + steps - 1)
-        rows = np.arange(a - s0, b - s0 + 1)
-        ch = ep.ch_index
-        view = values[row]
-        if a == ep.first_seq:
-            ep.start_ts = int(ts[row, a - s0])
-        if b == ep.last_seq:
-            ep.end_ts = int(ts[row, b - s0])
-        if ep.delta is None:
-            if ep.stuck is None:
-                if a > s0:
-                    ep.stuck = view[a - s0 - 1, ch].copy()
-                elif st.last_values is not None:
-                    ep.stuck = st.last_values[row, ch].copy()
-                else:
-                    ep.stuck = view[0, ch].copy()
-            view[np.ix_(rows, ch)] = ep.stuck
-            return
-        base = clean[row][np.ix_(rows, ch)]
-        delta = ep.delta[a - ep.first_seq : b - ep.first_seq + 1]
-        picked = np.array([row])
-        up = st.finish((base + delta)[None], picked, ch)[0]
-        down = st.finish((base - delta)[None], picked, ch)[0]
-        weak = np.abs(up - base) < 0.5 * st.scale[ch]  # clipped at a range bound: go the other way
-        view[np.ix_(rows, ch)] = np.where(weak, down, up)

@@ -119,7 +119,7 @@ class Simulator:
             late_readings=len(sched.late),
             messages=sched.messages,
             frames=sched.frame_messages,
-            topics=dict(sorted(sched.topics.items())),
+            topics=sched.topics,
             stopped=sched.stopped,
             params=params,
         )

@@ -197,8 +197,11 @@ def _flag(query: dict[str, str], name: str) -> bool:
 
 
 def _page(items: list[Any], query: dict[str, str]) -> list[Any]:
-    offset = max(int(query.get("offset", "0") or 0), 0)
-    limit = int(query.get("limit", "-1") or -1)
+    try:
+        offset = max(int(query.get("offset", "0") or 0), 0)
+        limit = int(query.get("limit", "-1") or -1)
+    except ValueError:
+        raise errors.bad_request("offset and limit must be integers") from None
     return items[offset:] if limit < 0 else items[offset : offset + limit]
 
 

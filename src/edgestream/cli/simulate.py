@@ -1,0 +1,227 @@
+"""``edgestream simulate``: a deterministic sensor fleet (or a CSV replay) producing to Kafka."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from edgestream.sim import ReplaySpec, SimConfig, SimConfigError, SimProgress, simulate
+from edgestream.sim.config import parse_start_time
+
+DEFAULT_DURATION_S = 60.0
+
+_out = Console(highlight=False, soft_wrap=True)
+_err = Console(stderr=True, highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``simulate`` command to the root CLI."""
+    app.command("simulate")(simulate_command)
+
+
+def simulate_command(
+    bootstrap: str = typer.Option(
+        None,
+        "--bootstrap",
+        help="Kafka HOST:PORT (default: the running stack's first edge broker).",
+    ),
+    registry: str = typer.Option(
+        None, "--registry", help="Schema registry URL (default: the running stack's registry)."
+    ),
+    devices: int = typer.Option(10, "--devices", help="Devices in the fleet."),
+    rate: float = typer.Option(1.0, "--rate", help="Readings per second per device."),
+    duration: float = typer.Option(
+        None,
+        "--duration",
+        help="Seconds of event time (default 60; 0 = until Ctrl-C; replay: the whole file).",
+    ),
+    frames: int = typer.Option(1, "--frames", help="K > 1: send SensorFrames of K readings."),
+    anomaly_rate: float = typer.Option(
+        0.01, "--anomaly-rate", help="Expected fraction of anomalous readings."
+    ),
+    drift_at: float = typer.Option(None, "--drift-at", help="Drift starts S seconds in."),
+    drift_ramp: float = typer.Option(60.0, "--drift-ramp", help="Seconds to reach full drift."),
+    drift_shift: float = typer.Option(2.0, "--drift-shift", help="Mean shift, channel scales."),
+    drift_std: float = typer.Option(1.5, "--drift-std", help="Noise std multiplier of drift."),
+    drift_types: str = typer.Option(None, "--drift-types", help="Types that drift (all)."),
+    drift_channels: str = typer.Option(None, "--drift-channels", help="Channels that drift."),
+    seed: int = typer.Option(0, "--seed", help="Same seed and start time = same records."),
+    late_fraction: float = typer.Option(0.0, "--late-fraction", help="Fraction sent late."),
+    late_within: str = typer.Option("1,5", "--late-within", help="MIN,MAX s small delays."),
+    late_beyond: str = typer.Option("30,120", "--late-beyond", help="MIN,MAX s large delays."),
+    late_beyond_share: float = typer.Option(
+        0.25, "--late-beyond-share", help="Share of late readings with a large delay."
+    ),
+    sites: int = typer.Option(3, "--sites", help="Sites site-1..site-S."),
+    device_types: str = typer.Option("pump,reefer", "--device-types", help="Comma list."),
+    start_time: str = typer.Option(
+        None, "--start-time", help="Event time of the start: epoch ms or ISO (default now)."
+    ),
+    topic: str = typer.Option(
+        "sensors.{device_type}", "--topic", help="Topic template ({device_type}, {site})."
+    ),
+    partitions: int = typer.Option(1, "--partitions", help="Partitions of created topics."),
+    prefix: str = typer.Option("", "--prefix", help="Namespace for device ids and sites."),
+    labels: Path = typer.Option(
+        Path("sim-labels.jsonl"), "--labels", help="Ground-truth JSON-lines file."
+    ),
+    fast: bool = typer.Option(False, "--fast", help="No pacing: same records, virtual time."),
+    speed: float = typer.Option(1.0, "--speed", help="Pacing factor (2 = twice real time)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
+    json_out: bool = typer.Option(False, "--json", help="Last line: one JSON object."),
+    replay: Path = typer.Option(None, "--replay", help="Replay a timestamp,value CSV."),
+    device_id: str = typer.Option(None, "--device-id", help="Device id of the replay."),
+    site: str = typer.Option("site-1", "--site", help="Site of the replayed device."),
+    device_type: str = typer.Option("replay", "--device-type", help="Type of the replay."),
+    channel: str = typer.Option("value", "--channel", help="Channel name of the replay."),
+    replay_windows: Path = typer.Option(
+        None, "--replay-windows", help="NAB combined_windows.json: windows become labels."
+    ),
+) -> None:
+    """Simulate a sensor fleet (pumps, reefers) or replay a CSV into Kafka, with labels."""
+    if replay is None and (device_id or replay_windows):
+        raise SimConfigError("--device-id and --replay-windows need --replay FILE.csv")
+    if replay is not None and not device_id:
+        raise SimConfigError("--replay needs --device-id ID")
+    if duration is None:
+        duration = None if replay is not None else DEFAULT_DURATION_S
+    elif duration == 0:
+        duration = None
+    elif duration < 0:
+        raise SimConfigError(f"--duration must be >= 0 (got {duration:g})")
+    config = SimConfig(
+        devices=devices,
+        rate=rate,
+        duration=duration,
+        seed=seed,
+        start_time=parse_start_time(start_time),
+        sites=sites,
+        device_types=_names(device_types),
+        anomaly_rate=anomaly_rate,
+        drift_at=drift_at,
+        drift_ramp=drift_ramp,
+        drift_shift=drift_shift,
+        drift_std=drift_std,
+        drift_types=_names(drift_types) if drift_types else None,
+        drift_channels=_names(drift_channels) if drift_channels else None,
+        late_fraction=late_fraction,
+        late_within=_pair(late_within, "--late-within"),
+        late_beyond=_pair(late_beyond, "--late-beyond"),
+        late_beyond_share=late_beyond_share,
+        frames=frames,
+        topic=topic,
+        prefix=prefix,
+        partitions=partitions,
+        labels=labels,
+        fast=fast,
+        speed=speed,
+        replay=None
+        if replay is None
+        else ReplaySpec(replay, device_id, site, device_type, channel, replay_windows),
+    )
+    bootstrap, registry = _endpoints(bootstrap, registry)
+    with _stop_on_signals() as stop, _progress(quiet or json_out) as on_progress:
+        result = simulate(
+            config, bootstrap=bootstrap, registry=registry, stop=stop, on_progress=on_progress
+        )
+    _out.print(result.summary())
+    if json_out:
+        print(json.dumps({"records": result.readings, **result.as_dict()}))
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _pair(text: str, option: str) -> tuple[float, float]:
+    try:
+        low, high = (float(part) for part in text.split(","))
+    except ValueError:
+        raise SimConfigError(f"{option} takes MIN,MAX seconds (got {text!r})") from None
+    return low, high
+
+
+def _endpoints(bootstrap: str | None, registry: str | None) -> tuple[str, str]:
+    """Fill in missing endpoints from the running embedded stack."""
+    if bootstrap and registry:
+        return bootstrap, registry
+    from edgestream.core.stack import Stack
+
+    status = Stack().status()
+    endpoints: dict[str, Any] = status.endpoints() if status.running else {}
+    edge = endpoints.get("edge") or {}
+    bootstrap = bootstrap or (edge[sorted(edge)[0]] if edge else None)
+    registry = registry or endpoints.get("registry")
+    if not bootstrap or not registry:
+        missing = " and ".join(
+            name for name, v in (("--bootstrap", bootstrap), ("--registry", registry)) if not v
+        )
+        raise SimConfigError(
+            f"{missing} needed: no embedded stack is running (start it with "
+            "`edgestream stack start`, or pass the addresses of your own services)"
+        )
+    return bootstrap, registry
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[threading.Event]:
+    """Ctrl-C / SIGTERM end the run cleanly (labels written); a second Ctrl-C aborts."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def handle(signum: int, _frame: Any) -> None:
+        if stop.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous = {s: signal.signal(s, handle) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+@contextmanager
+def _progress(off: bool) -> Iterator[Any]:
+    """A live progress line on stderr, fed by ``simulate``'s ``on_progress``."""
+    if off:
+        yield None
+        return
+    progress = Progress(
+        TextColumn("[bold]simulate[/]"),
+        BarColumn(),
+        TextColumn("{task.completed:,.0f} readings"),
+        TextColumn("{task.fields[rate]:,.0f}/s"),
+        TextColumn("{task.fields[messages]:,} msgs"),
+        TextColumn("late pending {task.fields[late]:,}"),
+        TimeElapsedColumn(),
+        console=_err,
+        transient=True,
+    )
+    task = progress.add_task("simulate", total=None, rate=0.0, messages=0, late=0)
+
+    def update(p: SimProgress) -> None:
+        rate = p.readings / p.elapsed_s if p.elapsed_s > 0 else 0.0
+        progress.update(
+            task,
+            completed=p.readings,
+            total=p.expected,
+            rate=rate,
+            messages=p.messages,
+            late=p.late_pending,
+        )
+
+    with progress:
+        yield update

@@ -1,0 +1,172 @@
+"""The cloud side: Flink jobs, retraining and the rollout gates of new models."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BeforeValidator, model_validator
+
+from edgestream.core.topology.fields import (
+    Bool,
+    Duration,
+    Fraction,
+    Frozen,
+    Number,
+    PositiveDuration,
+    PositiveInt,
+    TopicName,
+    expand_env,
+)
+
+__all__ = [
+    "Cloud",
+    "CloudJobs",
+    "DriftJob",
+    "FleetStatsJob",
+    "RetrainJob",
+    "Retraining",
+    "Rollout",
+    "Shadow",
+    "Signing",
+]
+
+_HOST_PORT_RE = re.compile(r"^[A-Za-z0-9_.\-]+:(\d{1,5})$")
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _host_port(value: str) -> str:
+    match = _HOST_PORT_RE.match(value)
+    if not match or not 0 < int(match.group(1)) < 65536:
+        raise ValueError("HOST:PORT of the Flink JobManager REST endpoint (e.g. flink-jm:8081)")
+    return value
+
+
+def _env_name(value: str) -> str:
+    if not _ENV_NAME_RE.match(value):
+        raise ValueError("the name of an environment variable (letters, digits, '_')")
+    return value
+
+
+HostPort = Annotated[str, BeforeValidator(expand_env), AfterValidator(_host_port)]
+EnvName = Annotated[str, AfterValidator(_env_name)]
+
+
+class FleetStatsJob(Frozen):
+    """Fleet analytics: per site, device type and fleet-wide statistics every ``window``.
+
+    ``allowed_lateness`` is the outage budget: summaries of a gateway that was offline up to
+    this long still count in their own windows (later ones are counted as late). ``worst_n``
+    devices by anomaly score are listed per window.
+    """
+
+    window: PositiveDuration = 60_000
+    allowed_lateness: Duration = 900_000
+    worst_n: PositiveInt = 5
+
+
+class DriftJob(Frozen):
+    """Drift of per-channel distributions against the model's training baseline.
+
+    PSI over ``bins`` bins (deciles by default) above ``psi_major`` is major drift, above
+    ``psi_minor`` minor; a KS statistic above ``ks_threshold`` also counts. Windows with fewer
+    than ``min_samples`` readings of a device type are not judged.
+    """
+
+    window: PositiveDuration = 600_000
+    psi_major: Number = 0.25
+    psi_minor: Number = 0.1
+    ks_threshold: Fraction = 0.2
+    min_samples: PositiveInt = 500
+    bins: PositiveInt = 10
+
+
+class RetrainJob(Frozen):
+    """Retraining triggers: drift or an anomaly rate above ``anomaly_rate_threshold`` emit one
+    RetrainRequest per episode, then none for the same model for ``cooldown``."""
+
+    cooldown: Duration = 3_600_000
+    anomaly_rate_threshold: Fraction = 0.05
+
+
+class CloudJobs(Frozen):
+    """The Flink jobs."""
+
+    fleet_stats: FleetStatsJob = FleetStatsJob()
+    drift: DriftJob = DriftJob()
+    retrain: RetrainJob = RetrainJob()
+
+
+class Cloud(Frozen):
+    """Cloud jobs and their topics (on the cloud broker).
+
+    ``jobmanager`` omitted: a local Flink MiniCluster; otherwise the jobs are submitted to the
+    cluster at ``HOST:PORT``.
+    """
+
+    jobs: CloudJobs = CloudJobs()
+    stats_topic: TopicName = "fleet.stats"
+    retrain_topic: TopicName = "fleet.retrain"
+    models_topic: TopicName = "fleet.models"
+    parallelism: PositiveInt = 1
+    jobmanager: HostPort | None = None
+
+
+class Signing(Frozen):
+    """Where the Ed25519 keys of model signing are (never in the repository).
+
+    The retrainer signs with the private key from ``key_file`` or the environment variable
+    ``key_env``; gateways verify with ``public_key_file`` or ``public_key_env``.
+    """
+
+    key_file: Path | None = None
+    key_env: EnvName | None = "EDGESTREAM_SIGNING_KEY"
+    public_key_file: Path | None = None
+    public_key_env: EnvName | None = "EDGESTREAM_SIGNING_PUBLIC_KEY"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _file_replaces_env(cls, data: Any) -> Any:
+        """Giving ``key_file`` (``public_key_file``) drops the default ``key_env``."""
+        if isinstance(data, dict):
+            data = dict(data)
+            for prefix in ("key", "public_key"):
+                if f"{prefix}_file" in data and f"{prefix}_env" not in data:
+                    data[f"{prefix}_env"] = None
+        return data
+
+
+class Retraining(Frozen):
+    """How new models are trained: family, held-out share for evaluation, signing keys."""
+
+    trainer: Literal["isolation_forest", "autoencoder"] = "isolation_forest"
+    holdout_fraction: Fraction = 0.2
+    signing: Signing = Signing()
+
+
+class Shadow(Frozen):
+    """Gates a candidate model must pass in shadow mode before promotion.
+
+    After ``min_readings`` scored readings, the candidate's anomaly rate may differ from the
+    current model's by at most ``max_anomaly_rate_delta`` and the Spearman rank correlation of
+    their scores must be at least ``min_rank_correlation``; ``max_duration`` bounds the shadow
+    phase (not passed by then: rolled back).
+    """
+
+    min_readings: PositiveInt = 5_000
+    max_anomaly_rate_delta: Fraction = 0.02
+    min_rank_correlation: Number = 0.8
+    max_duration: PositiveDuration = 1_800_000
+
+
+class Rollout(Frozen):
+    """Staged rollout of new models: canary gateways first, shadow gates, auto rollback.
+
+    The canaries are the gateways marked ``canary: true``; when none is marked, the first
+    ``ceil(canary_fraction x gateways)`` gateways in file order.
+    """
+
+    canary_fraction: Fraction = 0.25
+    shadow: Shadow = Shadow()
+    auto_rollback: Bool = True

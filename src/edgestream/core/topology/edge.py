@@ -1,0 +1,247 @@
+"""What runs on the gateways: sensor topics, features, models, windows and anomaly rules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BeforeValidator, Field
+
+from edgestream.core.topology.fields import (
+    Bool,
+    ByteSize,
+    Duration,
+    EnvStr,
+    Frozen,
+    Name,
+    Number,
+    PositiveDuration,
+    PositiveInt,
+    TopicName,
+)
+
+__all__ = [
+    "AnomalyRule",
+    "AnomalySpec",
+    "Batch",
+    "Channel",
+    "Gateway",
+    "InputLimits",
+    "ModelSpec",
+    "MuteWhen",
+    "SensorTopic",
+    "Sensors",
+    "Severity",
+    "Suppression",
+    "Window",
+]
+
+SCOPES = ("device", "site")
+INPUT_SCHEMAS = ("SensorReading", "SensorFrame")
+
+
+def _one_or_many(value: object) -> object:
+    """Accept ``site: plant-a`` as well as ``sites: [plant-a, plant-b]``."""
+    return (value,) if isinstance(value, str) else value
+
+
+class Gateway(Frozen):
+    """One edge gateway: its own broker, the sites and device types it serves.
+
+    ``bootstrap`` is the edge broker (``host:port[,host:port]``); omitted, the gateway runs on
+    the embedded stack's broker of the same name. ``devices`` optionally restricts the gateway
+    to listed device ids; empty means every device of ``device_types`` at ``sites``.
+    ``canary: true`` puts the gateway in the first stage of every model rollout.
+    """
+
+    id: Name
+    sites: Annotated[tuple[Name, ...], BeforeValidator(_one_or_many)] = Field(min_length=1)
+    device_types: tuple[Name, ...] = Field(min_length=1)
+    devices: tuple[Name, ...] = ()
+    bootstrap: EnvStr | None = None
+    canary: Bool = False
+
+
+class Channel(Frozen):
+    """An expected channel of a device type: unit and valid range (inclusive).
+
+    A reading outside ``[min, max]`` is invalid and goes to the DLQ. ``required: false`` lets
+    readings omit the channel (it is then not a model feature).
+    """
+
+    unit: str = ""
+    min: Number | None = None
+    max: Number | None = None
+    required: Bool = True
+
+
+class SensorTopic(Frozen):
+    """A sensor topic on the edge brokers and the device type whose readings it carries.
+
+    ``schema`` is the Avro record of its messages: ``SensorReading`` (one reading per message)
+    or ``SensorFrame`` (many readings of one device per message). ``channels`` maps channel
+    name to unit and range. Invalid records go to ``<name>.dlq``, too-late ones to
+    ``<name>.late``.
+    """
+
+    name: TopicName
+    device_type: Name
+    schema_: Literal["SensorReading", "SensorFrame"] = Field("SensorReading", alias="schema")
+    partitions: PositiveInt = 1
+    replication: PositiveInt = 1
+    channels: dict[Name, Channel] = Field(min_length=1)
+    configs: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def dlq(self) -> str:
+        """The dead-letter topic of invalid records."""
+        return f"{self.name}.dlq"
+
+    @property
+    def late(self) -> str:
+        """The topic of records later than the windows' allowed lateness."""
+        return f"{self.name}.late"
+
+    @property
+    def required_channels(self) -> tuple[str, ...]:
+        """Channels every reading must carry."""
+        return tuple(name for name, ch in self.channels.items() if ch.required)
+
+
+class InputLimits(Frozen):
+    """Limits every sensor record is validated against before inference.
+
+    A record whose event time is more than ``max_clock_skew`` ahead of (or older than
+    ``max_age``, when set) the gateway clock, or whose payload exceeds ``max_payload_bytes``,
+    goes to the DLQ with a reason.
+    """
+
+    max_clock_skew: Duration = 300_000
+    max_age: Duration | None = None
+    max_payload_bytes: ByteSize = 1_000_000
+
+
+class Sensors(Frozen):
+    """The sensor topics and the input limits they share."""
+
+    topics: tuple[SensorTopic, ...] = Field(min_length=1)
+    validation: InputLimits = InputLimits()
+
+
+class Batch(Frozen):
+    """Inference micro-batching: run when ``size`` readings are queued or after ``max_wait``."""
+
+    size: PositiveInt = 256
+    max_wait: Duration = 20
+
+
+class ModelSpec(Frozen):
+    """The ONNX model that scores one device type.
+
+    ``path`` is relative to the topology file. ``inputs`` are the channels the model reads,
+    in order; they must equal the device type's ``features`` (omitted: the features). The
+    model takes one float tensor named ``input_name`` of shape ``[N, width]`` and gives one
+    score per row in the output ``output`` (higher = more anomalous). ``width`` is
+    ``len(inputs)``, unless a sidecar ``<model>.json`` lies beside the ONNX file: then the
+    model consumes the sidecar's derived ``inputs`` computed from its ``channels`` (which
+    must equal the features). A reading is anomalous when its score exceeds ``threshold``;
+    omitted, the model's own calibrated threshold (from its sidecar / ModelUpdate) is used,
+    which follows retrained versions.
+    """
+
+    name: Name
+    path: Path
+    version: EnvStr = "1"
+    inputs: tuple[Name, ...] | None = None
+    input_name: str = "input"
+    output: str = "score"
+    threshold: Number | None = None
+    batch: Batch = Batch()
+    intra_op_threads: PositiveInt = 1
+
+
+class Window(Frozen):
+    """An event-time window: tumbling (no ``hop``) or hopping (``hop`` divides ``size``).
+
+    The watermark of a partition trails its largest event time by ``max_out_of_orderness``;
+    a partition silent for ``idle_timeout`` stops holding it back. A window is emitted once
+    the watermark passes its end plus ``allowed_lateness``; later readings go to the late
+    topic. ``scopes`` are the keys windows are computed for.
+    """
+
+    size: PositiveDuration
+    hop: PositiveDuration | None = None
+    allowed_lateness: Duration = 0
+    max_out_of_orderness: Duration = 1_000
+    idle_timeout: PositiveDuration | None = 30_000
+    scopes: tuple[Literal["device", "site"], ...] = Field(SCOPES, min_length=1)
+
+    @property
+    def step(self) -> int:
+        """Milliseconds between window starts (the hop, or the size when tumbling)."""
+        return self.hop or self.size
+
+    @property
+    def tumbling(self) -> bool:
+        """True when windows do not overlap (no hop, or hop == size)."""
+        return self.hop is None or self.hop == self.size
+
+
+class MuteWhen(Frozen):
+    """Mute a rule while a channel is above/below a value, and for ``hold`` after.
+
+    Example (cold chain): ``{channel: door_open, above: 0.5, hold: 5m}`` ignores the warm
+    air of an open door until five minutes after it closes.
+    """
+
+    channel: Name
+    above: Number | None = None
+    below: Number | None = None
+    hold: Duration = 0
+
+
+class Severity(Frozen):
+    """Score bands: below ``warning`` is info, from ``warning`` warning, from ``critical``
+    critical."""
+
+    warning: Number
+    critical: Number
+
+
+class AnomalyRule(Frozen):
+    """When scored readings become an incident.
+
+    ``threshold`` overrides the model's; an incident opens after ``consecutive`` anomalous
+    readings spanning at least ``min_duration``. ``device_types`` restricts the rule (empty:
+    every type). ``mute_when`` conditions silence it (e.g. door open).
+    """
+
+    name: Name
+    device_types: tuple[Name, ...] = ()
+    threshold: Number | None = None
+    consecutive: PositiveInt = 1
+    min_duration: Duration = 0
+    mute_when: tuple[MuteWhen, ...] = ()
+    severity: Severity | None = None
+
+
+class Suppression(Frozen):
+    """One incident, one alert: after an alert a (device, rule) stays quiet for ``cooldown``
+    (the dedup window) except for updates at most every ``update_interval``; an alert lists
+    at most ``max_trigger_ids`` triggering readings."""
+
+    cooldown: Duration = 300_000
+    update_interval: PositiveDuration = 60_000
+    max_trigger_ids: PositiveInt = 50
+
+
+class AnomalySpec(Frozen):
+    """Anomaly rules, the default severity bands and suppression.
+
+    Without ``severity`` (here or on a rule) every alert is a ``warning``: scores are model
+    specific, so bands cannot have a meaningful default.
+    """
+
+    rules: tuple[AnomalyRule, ...] = Field((AnomalyRule(name="score"),), min_length=1)
+    severity: Severity | None = None
+    suppression: Suppression = Suppression()

@@ -1,0 +1,178 @@
+"""The root of a topology: one frozen, validated object built from one YAML file."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import AfterValidator, BeforeValidator, Field, PrivateAttr
+
+from edgestream.core.topology.cloud import Cloud, Retraining, Rollout
+from edgestream.core.topology.edge import (
+    AnomalySpec,
+    Gateway,
+    ModelSpec,
+    Sensors,
+    SensorTopic,
+    Window,
+)
+from edgestream.core.topology.fields import Frozen, Name, expand_env
+from edgestream.core.topology.forwarding import Forwarding
+
+__all__ = ["Topology"]
+
+_URL_RE = re.compile(r"^https?://[^\s/]+(/\S*)?$")
+
+
+def _version(value: object) -> object:
+    """``version: 2`` and ``version: 1.2`` are fine: numbers become strings."""
+    return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+
+def _url(value: str) -> str:
+    if not _URL_RE.match(value):
+        raise ValueError("an http:// or https:// URL of a Confluent-compatible schema registry")
+    return value.rstrip("/")
+
+
+class Topology(Frozen):
+    """A deployable stream topology: edge gateways, forwarding, cloud jobs and model rollout.
+
+    Top-level keys:
+
+    * ``name``, ``version``, ``description``
+    * ``gateways``: :class:`~edgestream.core.topology.edge.Gateway` list
+    * ``sensors``: :class:`~edgestream.core.topology.edge.Sensors` (topics, input limits)
+    * ``features``: device type -> channel names in model input order (default: the topic's
+      required channels in file order)
+    * ``models``: device type -> :class:`~edgestream.core.topology.edge.ModelSpec`
+    * ``windows``: :class:`~edgestream.core.topology.edge.Window` list
+    * ``anomaly``: :class:`~edgestream.core.topology.edge.AnomalySpec`
+    * ``forwarding``: :class:`~edgestream.core.topology.forwarding.Forwarding`
+    * ``cloud``: :class:`~edgestream.core.topology.cloud.Cloud`
+    * ``retraining``: :class:`~edgestream.core.topology.cloud.Retraining`
+    * ``rollout``: :class:`~edgestream.core.topology.cloud.Rollout`
+    * ``registry``: schema registry URL (omitted: the embedded registry)
+    * ``x-...``: ignored, for YAML anchors shared by several sections
+
+    Build one with :func:`edgestream.core.topology.load_topology`. Two topologies are equal
+    when their configuration is; :meth:`fingerprint` identifies a configuration.
+    """
+
+    name: Name
+    version: Annotated[str, BeforeValidator(_version)] = "1"
+    description: str = ""
+    gateways: tuple[Gateway, ...] = Field(min_length=1)
+    sensors: Sensors
+    features: dict[Name, tuple[Name, ...]] = Field(default_factory=dict)
+    models: dict[Name, ModelSpec] = Field(default_factory=dict)
+    windows: tuple[Window, ...] = Field((Window(size=10_000),), min_length=1)
+    anomaly: AnomalySpec = AnomalySpec()
+    forwarding: Forwarding = Forwarding()
+    cloud: Cloud = Cloud()
+    retraining: Retraining = Retraining()
+    rollout: Rollout = Rollout()
+    registry: Annotated[str, BeforeValidator(expand_env), AfterValidator(_url)] | None = None
+
+    _source: Path | None = PrivateAttr(default=None)
+
+    def __eq__(self, other: object) -> bool:  # the source file is not part of the config
+        return type(other) is type(self) and self.__dict__ == other.__dict__
+
+    __hash__ = None  # type: ignore[assignment]  # dict-valued fields are not hashable
+
+    # --- where it came from ---------------------------------------------------------------
+
+    @property
+    def source(self) -> Path | None:
+        """The file this topology was loaded from (None when built in code)."""
+        return self._source
+
+    @property
+    def base_dir(self) -> Path:
+        """Relative paths in the topology are relative to this folder."""
+        return self._source.parent if self._source is not None else Path.cwd()
+
+    def resolve_path(self, path: str | Path) -> Path:
+        """``path`` resolved against :attr:`base_dir`."""
+        return (self.base_dir / Path(path)).resolve()
+
+    def with_source(self, source: str | Path | None) -> Topology:
+        """A copy that resolves relative paths against ``source``'s folder."""
+        copy = self.model_copy()
+        copy._source = None if source is None else Path(source).resolve()
+        return copy
+
+    # --- lookups the stages use -------------------------------------------------------------
+
+    @property
+    def device_types(self) -> tuple[str, ...]:
+        """Every device type a gateway serves, in first-seen order."""
+        seen: dict[str, None] = {}
+        for gateway in self.gateways:
+            seen.update(dict.fromkeys(gateway.device_types))
+        return tuple(seen)
+
+    def gateway(self, gateway_id: str) -> Gateway:
+        """The gateway with ``gateway_id`` (KeyError naming the known ids otherwise)."""
+        for gateway in self.gateways:
+            if gateway.id == gateway_id:
+                return gateway
+        known = ", ".join(g.id for g in self.gateways)
+        raise KeyError(f"no gateway {gateway_id!r} in topology {self.name!r} (known: {known})")
+
+    def topics_for(self, device_type: str) -> tuple[SensorTopic, ...]:
+        """The sensor topics carrying ``device_type``."""
+        return tuple(t for t in self.sensors.topics if t.device_type == device_type)
+
+    def features_for(self, device_type: str) -> tuple[str, ...]:
+        """Model input channels of ``device_type`` in order (declared, else required channels)."""
+        if device_type in self.features:
+            return self.features[device_type]
+        topics = self.topics_for(device_type)
+        return topics[0].required_channels if topics else ()
+
+    def model_inputs(self, device_type: str) -> tuple[str, ...]:
+        """The columns of ``device_type``'s model input tensor."""
+        model = self.models[device_type]
+        return model.inputs if model.inputs is not None else self.features_for(device_type)
+
+    def model_path(self, device_type: str) -> Path:
+        """Absolute path of ``device_type``'s ONNX file."""
+        return self.resolve_path(self.models[device_type].path)
+
+    def canary_gateways(self) -> tuple[str, ...]:
+        """Gateways in the first rollout stage: the marked ones, else a fraction in order."""
+        marked = tuple(g.id for g in self.gateways if g.canary)
+        if marked:
+            return marked
+        count = max(1, math.ceil(self.rollout.canary_fraction * len(self.gateways)))
+        return tuple(g.id for g in self.gateways[:count])
+
+    # --- identity and serialisation ---------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """The configuration as plain YAML/JSON values, every default filled in.
+
+        Durations and sizes are written in units (``10s``, ``64MB``); secrets as their
+        ``${ENV_VAR}`` reference (or ``**********``), never as values.
+        """
+        return self.model_dump(mode="json", by_alias=True)
+
+    def to_yaml(self) -> str:
+        """:meth:`to_dict` as YAML; loading it again gives an equal topology."""
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+
+    def fingerprint(self) -> str:
+        """sha256 of the normalised configuration (hex): equal configs, equal fingerprints.
+
+        Independent of key order, units (``60s`` = ``1m``), defaults written or omitted and
+        the file's location; secret values are not part of it (their references are).
+        """
+        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()

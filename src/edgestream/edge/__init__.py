@@ -1,0 +1,1 @@
+"""Edge gateway: validation, inference, event-time windows and their durable state."""

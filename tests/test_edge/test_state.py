@@ -1,0 +1,112 @@
+"""WindowStore: the RocksDB layout, atomic commits, segments on disk."""
+
+from __future__ import annotations
+
+import doctest
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import edgestream.edge.state as state
+from edgestream.edge.state import Changes, Segment, WindowStateError, WindowStore
+
+
+def _segment(segno: int, n: int = 5, channels: int = 3) -> Segment:
+    rng = np.random.default_rng(segno)
+    values = rng.normal(size=(n, channels))
+    values[0, 1] = np.nan
+    return Segment(
+        segno=segno,
+        partition=2,
+        channel_ids=np.array([2, 0, 1][:channels], np.int32),
+        ts=np.arange(n, dtype=np.int64) + 1_700_000_000_000,
+        seq=np.arange(n, dtype=np.int64) * 3,
+        offset=np.array([7] * n, np.int64),
+        rank=np.arange(n, dtype=np.int32),
+        first_open=np.full(n, -1000, np.int64),
+        last_start=np.arange(n, dtype=np.int64) * 500,
+        device=np.arange(n, dtype=np.int32),
+        site=np.zeros(n, np.int32),
+        device_type=np.ones(n, np.int32),
+        model_version=np.full(n, -1, np.int32),
+        score=np.where(np.arange(n) % 2, 0.5, np.nan),
+        anomaly=np.arange(n) % 2 == 0,
+        values=values,
+    )
+
+
+def _same(a: Segment, b: Segment) -> None:
+    for name in Segment.__dataclass_fields__:
+        x, y = getattr(a, name), getattr(b, name)
+        if isinstance(x, np.ndarray):
+            np.testing.assert_array_equal(x, y)
+            assert x.dtype.kind == y.dtype.kind, name
+        else:
+            assert x == y, name
+
+
+def test_docstring_examples_run() -> None:
+    assert doctest.testmod(state).failed == 0
+
+
+def test_segment_roundtrip() -> None:
+    seg = _segment(3)
+    back = Segment.from_bytes(seg.to_bytes())
+    _same(seg, back)
+    assert (back.min_first_open, back.max_last_start) == (-1000, 2000)
+
+
+def test_corrupt_segment_is_reported() -> None:
+    with pytest.raises(WindowStateError, match="corrupt"):
+        Segment.from_bytes(b"XXXX" + _segment(1).to_bytes()[4:])
+
+
+def test_commit_load_and_delete(tmp_path: Path) -> None:
+    store = WindowStore(tmp_path)
+    store.commit(
+        Changes(
+            meta={"watermark": 5},
+            new_strings=[(0, "dev-ä"), (1, "site-1")],
+            put_segments=[_segment(1), _segment(2)],
+            put_outbox=[(0, b'{"summary_id":"a"}'), (1, b'{"summary_id":"b"}')],
+            late={("device", 0): 3, ("site", 1): 1},
+        )
+    )
+    store.commit(Changes(delete_segments=[1], delete_outbox=[0], late={("device", 0): 4}))
+    store.close()
+    store = WindowStore(tmp_path)
+    loaded = store.load()
+    assert loaded.meta == {"watermark": 5}
+    assert loaded.strings == ["dev-ä", "site-1"]
+    assert [s.segno for s in loaded.segments] == [2]
+    _same(loaded.segments[0], _segment(2))
+    assert loaded.outbox == [(1, b'{"summary_id":"b"}')]
+    assert loaded.late == {("device", 0): 4, ("site", 1): 1}
+    assert store.count_keys() == 1 + 2 + 1 + 1 + 2
+    assert store.count_keys(b"r") == 1
+    store.close()
+
+
+def test_segments_load_in_number_order(tmp_path: Path) -> None:
+    with_gaps = [300, 1, 256, 70_000]
+    store = WindowStore(tmp_path)
+    store.commit(Changes(put_segments=[_segment(n, n=2) for n in with_gaps]))
+    assert [s.segno for s in store.load().segments] == sorted(with_gaps)
+    store.close()
+
+
+def test_second_opener_gets_a_clear_error(tmp_path: Path) -> None:
+    store = WindowStore(tmp_path)
+    with pytest.raises(WindowStateError, match="another worker"):
+        WindowStore(tmp_path)
+    store.close()
+    WindowStore(tmp_path).close()
+
+
+def test_closed_store_says_how_to_recover(tmp_path: Path) -> None:
+    store = WindowStore(tmp_path, sync=False)
+    store.close()
+    store.close()  # idempotent
+    with pytest.raises(WindowStateError, match="reopen"):
+        store.load()

@@ -1,0 +1,25 @@
+"""The examples in the simulator's docstrings run."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = [
+    "edgestream.sim",
+    "edgestream.sim.config",
+    "edgestream.sim.devices",
+    "edgestream.sim.labels",
+    "edgestream.sim.producer",
+    "edgestream.sim.replay",
+    "edgestream.sim.signals",
+    "edgestream.sim.simulator",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name: str) -> None:
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0
