@@ -1,0 +1,5 @@
+"""The whole loop on the embedded default, as ``edgestream up`` runs it."""
+
+from edgestream.loop.up import LoopConfig, LoopState, run_loop
+
+__all__ = ["LoopConfig", "LoopState", "run_loop"]
