@@ -322,6 +322,14 @@ def test_left_out_fields_decode_as_their_defaults(registry: SchemaRegistryClient
     assert decoded == with_defaults(name, minimal(name))
 
 
+def test_any_bytes_like_value_decodes(registry: SchemaRegistryClient) -> None:
+    data = encode(registry, "SensorReading", SENSOR_READING)
+    de = AvroDeserializer(registry)
+    for value in (data, bytearray(data), memoryview(data), memoryview(bytearray(data))):
+        assert de(value) == SENSOR_READING
+        assert de.decode_many([value]) == [SENSOR_READING]
+
+
 def test_timestamps_decode_as_epoch_millisecond_ints(registry: SchemaRegistryClient) -> None:
     alert = AvroDeserializer(registry)(encode(registry, "AnomalyAlert", ANOMALY_ALERT))
     for key in ("ts", "first_ts", "last_ts"):

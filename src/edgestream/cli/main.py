@@ -7,7 +7,7 @@ import sys
 import typer
 from rich.console import Console
 
-from edgestream.cli import schemas, simulate, stack, up
+from edgestream.cli import schemas, simulate, stack, up, validate
 from edgestream.core.exceptions import EdgestreamError
 
 app = typer.Typer(
@@ -21,6 +21,7 @@ app.add_typer(stack.app, name="stack")
 app.add_typer(schemas.app, name="schemas")
 simulate.register(app)
 up.register(app)
+validate.register(app)
 
 _err = Console(stderr=True)
 

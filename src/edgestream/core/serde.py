@@ -218,10 +218,10 @@ def registry_call(client: SchemaRegistryClient) -> Iterator[None]:
     """Turn 'cannot reach the registry' into :class:`ServiceUnavailable`."""
     try:
         yield
-    except _TRANSPORT_ERRORS as error:
+    except _TRANSPORT_ERRORS:
         raise ServiceUnavailable(
             f"schema registry at {registry_url(client)} is not answering: start it with "
-            f"`edgestream stack start` or pass --registry ({type(error).__name__})"
+            "`edgestream stack start` or pass --registry"
         ) from None
     except SchemaRegistryError as error:
         if error.http_status_code >= 500 or error.http_status_code < 0:
@@ -352,7 +352,7 @@ class AvroDeserializer:
     def __call__(self, data: bytes, ctx: Any = None) -> dict[str, Any]:
         try:
             writer, reader = self._plans[data[:_HEADER_SIZE]]
-        except (KeyError, TypeError):
+        except (KeyError, TypeError, ValueError):  # ValueError: writable memoryview
             writer, reader = self._plan(data)
         body = BytesIO(data)
         body.seek(_HEADER_SIZE)
@@ -386,7 +386,7 @@ class AvroDeserializer:
         for data in values:
             try:
                 writer, reader = plans[data[:_HEADER_SIZE]]
-            except (KeyError, TypeError):
+            except (KeyError, TypeError, ValueError):  # ValueError: writable memoryview
                 try:
                     writer, reader = plan(data)
                 except SerdeError as error:

@@ -81,6 +81,7 @@ class FeatureExtractor:
         window: int = 32,
         prior_scale: Sequence[float] | None = None,
         prior_weight: float = 4.0,
+        median: int = 0,
     ) -> None:
         if not channels:
             raise FeatureError("FeatureExtractor needs at least one channel")
@@ -98,6 +99,7 @@ class FeatureExtractor:
             )
         self.prior_scale = prior
         self.prior_weight = float(prior_weight)
+        self.median = int(median)
         self._floor = np.maximum(0.5 * prior, 1e-9)
         names = [f"{ch}.{kind}" for ch in self.channels for kind in ("z", "dz", "flat")]
         if c > 1:
@@ -125,6 +127,7 @@ class FeatureExtractor:
             "window": self.window,
             "prior_scale": [float(x) for x in self.prior_scale],
             "prior_weight": self.prior_weight,
+            "median": self.median,
         }
 
     @classmethod
@@ -139,6 +142,7 @@ class FeatureExtractor:
             window=int(config.get("window", 32)),
             prior_scale=config.get("prior_scale"),
             prior_weight=float(config.get("prior_weight", 4.0)),
+            median=int(config.get("median", 0)),
         )
 
     # -- state ------------------------------------------------------------------------------
@@ -286,6 +290,26 @@ class FeatureExtractor:
             prev[a + 1 : b] = np.maximum.accumulate(ts[a:b])[:-1]
         return np.maximum(prev, state_ts[seg])
 
+    def _median(
+        self, padded: np.ndarray, seg: np.ndarray, j: np.ndarray, first: np.ndarray
+    ) -> np.ndarray:
+        """Median of the last ``median`` valid values before each reading (n, c), float."""
+        k = self.median
+        pos = j[:, None] - np.arange(k)[None, :]  # (n, k), newest first
+        vals = padded[seg[:, None], np.maximum(pos, 0)].astype(np.float64)  # (n, k, c)
+        short = pos[:, -1] < first
+        if short.any():
+            vals[short] = np.where((pos[short] >= first[short, None])[:, :, None], vals[short], np.nan)
+            out = np.empty((len(j), padded.shape[2]))
+            out[~short] = np.median(vals[~short], axis=1)
+            ok = pos[short][:, 0] >= first[short]
+            part = np.zeros((int(short.sum()), padded.shape[2]))
+            if ok.any():
+                part[ok] = np.nanmedian(vals[short][ok], axis=1)
+            out[short] = part
+            return out
+        return np.median(vals, axis=1)
+
     def _features(
         self,
         padded: np.ndarray,
@@ -340,7 +364,10 @@ class FeatureExtractor:
         pw = self.prior_weight
         scale = (s_abs / (QUANTUM * GAUSS_MAD) + pw * self.prior_scale) / (mf + pw)
         scale = np.maximum(scale, self._floor) * QUANTUM
-        z = np.where(has, (xq - s_sum / nvf) / scale, 0.0)
+        if self.median > 0:
+            z = np.where(has, (xq - self._median(padded, seg, j, first)) / scale, 0.0)
+        else:
+            z = np.where(has, (xq - s_sum / nvf) / scale, 0.0)
         dz = np.where(has, (xq - last) / scale, 0.0)
 
         # run of unchanged values ending at x, against the device's long-run repeat rate

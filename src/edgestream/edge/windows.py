@@ -338,7 +338,7 @@ class WindowEngine:
             if q != pid and self._active(p, now_ms)
         ]
         prior = part.max_ts if part.max_ts is not None else MIN_WATERMARK
-        max_before = np.maximum.accumulate(np.r_[prior, ts[:-1]][:0].tolist() or ts)
+        max_before = np.maximum.accumulate(np.r_[prior, ts[:-1]])
         ooo = self.spec.max_out_of_orderness_ms
         own = np.where(max_before == MIN_WATERMARK, MIN_WATERMARK, max_before - ooo)
         cand = np.minimum(own, min(others)) if others else own
