@@ -69,8 +69,9 @@ def main() -> None:
     args = ap.parse_args()
     # one process() call per partition chunk: each call carries `batch` readings
     bs = batches(args.readings, args.batch * 4)
-    spec = WindowSpec(size_ms=10_000, hop_ms=5_000, allowed_lateness_ms=2_000,
-                      max_out_of_orderness_ms=1_000)
+    spec = WindowSpec(
+        size_ms=10_000, hop_ms=5_000, allowed_lateness_ms=2_000, max_out_of_orderness_ms=1_000
+    )
     with tempfile.TemporaryDirectory() as d:
         engine = WindowEngine.open(spec, "gw-bench", d, sync=not args.no_sync)
         emitted = 0

@@ -112,11 +112,7 @@ def reference(events: list[Event], spec: WindowSpec) -> Reference:
 
     def candidate(now: int) -> float:
         timeout = spec.idle_timeout_ms
-        wms = [
-            partition_wm(p)
-            for p in max_ts
-            if timeout is None or now - active_at[p] < timeout
-        ]
+        wms = [partition_wm(p) for p in max_ts if timeout is None or now - active_at[p] < timeout]
         return max(wm, min(wms)) if wms else wm
 
     def is_closed(start: int, watermark: float) -> bool:
@@ -130,7 +126,9 @@ def reference(events: list[Event], spec: WindowSpec) -> Reference:
         else:
             b = ev.batch
             p = b.partition
-            new = [i for i in range(len(b)) if p not in last_offset or b.offsets[i] > last_offset[p]]
+            new = [
+                i for i in range(len(b)) if p not in last_offset or b.offsets[i] > last_offset[p]
+            ]
             if new:
                 max_ts.setdefault(p, None)
                 active_at[p] = max(active_at.get(p, ev.now_ms), ev.now_ms)

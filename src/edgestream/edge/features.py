@@ -59,6 +59,7 @@ STATE_FORMAT = 1
 CLIP = 1e6  # features are clipped to +-CLIP so float32 never overflows
 QUANTUM = 65536.0  # values are kept as integers in units of 1/QUANTUM: exact window sums
 VMAX = 1e9  # |values| are clipped to VMAX so integer sums never overflow
+RATE_PRIOR = 8.0  # pseudo-steps of the repeat-rate estimate (at a repeat rate of 1/2)
 MAX_CHUNK = 65536  # larger batches are cut (features do not depend on batch boundaries)
 
 
@@ -223,8 +224,12 @@ class FeatureExtractor:
         if n > MAX_CHUNK:  # keeps integer sums far from overflow; exact (batch-invariant)
             ids = np.asarray(device_ids)
             cuts = range(0, n, MAX_CHUNK)
-            parts = [self.transform(ids[i : i + MAX_CHUNK], ts[i : i + MAX_CHUNK],
-                                    values[i : i + MAX_CHUNK]) for i in cuts]
+            parts = [
+                self.transform(
+                    ids[i : i + MAX_CHUNK], ts[i : i + MAX_CHUNK], values[i : i + MAX_CHUNK]
+                )
+                for i in cuts
+            ]
             return np.concatenate(parts)
 
         slot = self._slot_of(device_ids)
@@ -299,7 +304,9 @@ class FeatureExtractor:
         vals = padded[seg[:, None], np.maximum(pos, 0)].astype(np.float64)  # (n, k, c)
         short = pos[:, -1] < first
         if short.any():
-            vals[short] = np.where((pos[short] >= first[short, None])[:, :, None], vals[short], np.nan)
+            vals[short] = np.where(
+                (pos[short] >= first[short, None])[:, :, None], vals[short], np.nan
+            )
             out = np.empty((len(j), padded.shape[2]))
             out[~short] = np.median(vals[~short], axis=1)
             ok = pos[short][:, 0] >= first[short]
@@ -380,7 +387,8 @@ class FeatureExtractor:
         repeat = (xq == last) & has
         run = np.where(repeat, 1 + trailing, 0).astype(np.float64)
         inside = np.where(repeat, trailing, 0).astype(np.float64)
-        rate = (reps - inside + 0.5) / (steps - inside + 1.0)
+        k = RATE_PRIOR  # pseudo-steps at rate 1/2: few readings give little evidence
+        rate = (reps - inside + 0.5 * k) / (steps - inside + k)
         flat = run * -np.log(np.clip(rate, 1e-6, 1.0))
 
         n = len(seg)

@@ -108,7 +108,9 @@ def count_windows(rows: Rows, scopes: Sequence[str], after: int, step: int) -> i
     return total
 
 
-def _lerp_percentile(sorted_vals: np.ndarray, offs: np.ndarray, n: np.ndarray, q: float):
+def _lerp_percentile(
+    sorted_vals: np.ndarray, offs: np.ndarray, n: np.ndarray, q: float
+) -> np.ndarray:
     """numpy.percentile(method="linear") of each group of ``sorted_vals`` (all n > 0)."""
     virt = (n - 1) * q
     lo = np.floor(virt)

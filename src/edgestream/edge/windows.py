@@ -22,6 +22,19 @@ Semantics (Flink's, stated so a reference can be written from them):
   Because closedness is a function of ``WM`` alone, no per-window marks are kept.
 * Replays: readings whose offset is <= the partition's last processed offset are skipped. All
   readings of one Kafka message (a frame; they share the offset) must come in the same batch.
+
+Crash guarantee. Every call that changes state ends with one atomic RocksDB commit (fsync by
+default) holding the new state *and* the summaries the call emitted, in an outbox kept until
+:meth:`WindowEngine.ack`. A summary is returned by exactly one call; after a crash at any
+point (``kill -9`` included) :meth:`WindowEngine.open` restores the last commit and
+:meth:`WindowEngine.unacked` returns the emitted, unacked summaries byte-identical. Feeding
+the input again from any earlier offset then emits exactly the summaries an uninterrupted run
+on that input would have emitted after the crash point, and none it emitted before. So: produce
+``unacked()`` after opening, produce each result's summaries, ack after the broker confirms,
+and commit consumer offsets only after ``process()`` returned (or seek to :meth:`positions`).
+Summaries then reach the topic at least once and any duplicate is identical with the same
+``summary_id``. Like Flink's, results depend on the order of calls across partitions and on
+``now_ms`` (idleness); they never depend on how one partition's readings are batched.
 """
 
 from __future__ import annotations
@@ -279,6 +292,13 @@ class WindowEngine:
     def unacked(self) -> list[dict[str, Any]]:
         """Emitted but not yet acked summaries, in emission order, identical to the first time."""
         return [json.loads(p) for _, p in sorted(self._outbox.values())]
+
+    def positions(self) -> dict[int, int]:
+        """Next offset to consume per partition (seek there on assignment; Kafka's committed
+        offsets and ListOffsets are then not needed for exactness)."""
+        return {
+            p: s.last_offset + 1 for p, s in self._partitions.items() if s.last_offset is not None
+        }
 
     def late_counts(self) -> dict[tuple[str, str], int]:
         """Late readings so far per (scope, key), e.g. ``("device", "d1") -> 3``."""
