@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 from edgestream.cli.schemas import app
 from edgestream.core import paths
 from edgestream.core.exceptions import ServiceUnavailable
+from edgestream.core.registry.client import registry_client
 from edgestream.core.schemas import history_versions, register_all
-from edgestream.core.serde import registry_client
 
 WIDE = {"COLUMNS": "300", "NO_COLOR": "1"}
 

@@ -15,6 +15,7 @@ from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 
 from edgestream.core import paths, schemas
 from edgestream.core.exceptions import SchemaError
+from edgestream.core.registry.client import registry_client
 from edgestream.core.schemas import (
     LEVEL,
     all_schemas,
@@ -24,7 +25,7 @@ from edgestream.core.schemas import (
     register_all,
     snapshot,
 )
-from edgestream.core.serde import AvroSerializer, registry_client
+from edgestream.core.serde import AvroSerializer
 
 NAMES = {
     "AnomalyAlert",

@@ -22,13 +22,11 @@ from confluent_kafka.schema_registry import SchemaRegistryClient, SchemaRegistry
 from edgestream.core.compat import check_compatibility, parse_avro
 from edgestream.core.exceptions import SchemaError
 from edgestream.core.paths import schemas_dir
+from edgestream.core.registry.client import as_registry_client, registry_call, registry_url
 from edgestream.core.serde import (
     AvroSerializer,
-    as_registry_client,
     fastavro_schema,
     full_name,
-    registry_call,
-    registry_url,
     schema_catalogue,
     subject_for,
 )

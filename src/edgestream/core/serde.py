@@ -13,25 +13,29 @@ Every failure to decode bytes is a :class:`SerdeError` with a machine-readable `
 from __future__ import annotations
 
 import copy
-import importlib
 import json
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
 from functools import cache
 from io import BytesIO
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka.schema_registry import Schema, SchemaRegistryClient, SchemaRegistryError
+from confluent_kafka.schema_registry import Schema, SchemaRegistryError
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.read import SchemaResolutionError
 from fastavro.validation import validate
 
 from edgestream.core.compat import check_compatibility
-from edgestream.core.exceptions import SchemaError, SerdeError, ServiceUnavailable
+from edgestream.core.exceptions import SchemaError, SerdeError
 from edgestream.core.paths import schemas_dir
+from edgestream.core.registry.client import (
+    RegistryLike,
+    as_registry_client,
+    registry_call,
+    registry_client,
+    registry_url,
+)
 
 __all__ = [
     "DECODE_REASONS",
@@ -58,8 +62,6 @@ _MAGIC = 0
 _HEADER_SIZE = 5
 _UNKNOWN_ID_TTL_S = 30.0  # how long "no such schema id" is remembered (protects the registry)
 _FOREVER = float("inf")  # a schema id never changes: a mismatch stays a mismatch
-
-RegistryLike = SchemaRegistryClient | str | dict
 
 
 # --- schemas -------------------------------------------------------------------------------
@@ -155,81 +157,6 @@ def subject_for(topic: str) -> str:
     'fleet.alerts-value'
     """
     return f"{topic}-value"
-
-
-# --- registry ------------------------------------------------------------------------------
-
-_CLIENTS: dict[str, SchemaRegistryClient] = {}
-_CLIENTS_LOCK = threading.Lock()
-# Fail fast when the registry is down: the client's defaults retry for seconds.
-_CLIENT_DEFAULTS = {"max.retries": 1, "retries.wait.ms": 100, "timeout": 10}
-
-
-def registry_client(url_or_conf: str | dict[str, Any]) -> SchemaRegistryClient:
-    """confluent-kafka's registry client for a URL or client config, one per URL (cached).
-
-    ``mock://name`` URLs give confluent-kafka's in-memory mock registry (tests).
-
-    >>> registry_client("mock://doc") is registry_client({"url": "mock://doc"})
-    True
-    """
-    conf = {"url": url_or_conf} if isinstance(url_or_conf, str) else dict(url_or_conf)
-    url = conf.get("url")
-    if not isinstance(url, str) or not url:
-        raise SchemaError("a schema registry URL is needed: pass --registry URL")
-    conf["url"] = url = url.rstrip("/")
-    if not url.startswith("mock://"):
-        conf = {**_CLIENT_DEFAULTS, **conf}
-    key = json.dumps(conf, sort_keys=True, default=str)
-    with _CLIENTS_LOCK:
-        client = _CLIENTS.get(key)
-        if client is None:
-            client = _CLIENTS[key] = SchemaRegistryClient.new_client(conf)
-        return client
-
-
-def as_registry_client(registry: RegistryLike) -> SchemaRegistryClient:
-    """A client as is; a URL or config through :func:`registry_client`."""
-    return registry if isinstance(registry, SchemaRegistryClient) else registry_client(registry)
-
-
-def registry_url(client: SchemaRegistryClient) -> str:
-    """The URL a registry client talks to (for messages)."""
-    try:
-        return str(client.config()["url"])
-    except Exception:
-        return "<unknown url>"
-
-
-def _transport_errors() -> tuple[type[BaseException], ...]:
-    """Network errors of the HTTP library the registry client uses (httpx2, else httpx)."""
-    errors: list[type[BaseException]] = [ConnectionError, TimeoutError]
-    for module in ("httpx2", "httpx"):
-        with suppress(ImportError, AttributeError):
-            errors.append(importlib.import_module(module).TransportError)
-    return tuple(errors)
-
-
-_TRANSPORT_ERRORS = _transport_errors()
-
-
-@contextmanager
-def registry_call(client: SchemaRegistryClient) -> Iterator[None]:
-    """Turn 'cannot reach the registry' into :class:`ServiceUnavailable`."""
-    try:
-        yield
-    except _TRANSPORT_ERRORS:
-        raise ServiceUnavailable(
-            f"schema registry at {registry_url(client)} is not answering: start it with "
-            "`edgestream stack start` or pass --registry"
-        ) from None
-    except SchemaRegistryError as error:
-        if error.http_status_code >= 500 or error.http_status_code < 0:
-            raise ServiceUnavailable(
-                f"schema registry at {registry_url(client)} failed: {error.error_message} "
-                "(check its log, or pass another --registry)"
-            ) from None
-        raise
 
 
 # --- serializer ----------------------------------------------------------------------------

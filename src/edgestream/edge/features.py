@@ -83,6 +83,7 @@ class FeatureExtractor:
         prior_scale: Sequence[float] | None = None,
         prior_weight: float = 4.0,
         median: int = 0,
+        level: Sequence[tuple[float, float]] | None = None,
     ) -> None:
         if not channels:
             raise FeatureError("FeatureExtractor needs at least one channel")
@@ -101,8 +102,16 @@ class FeatureExtractor:
         self.prior_scale = prior
         self.prior_weight = float(prior_weight)
         self.median = int(median)
+        if median < 0 or median > window:
+            raise FeatureError(f"median must be 0 (window mean) .. window ({window}), got {median}")
+        self.level = None if level is None else np.asarray(level, dtype=np.float64)
+        if self.level is not None and (
+            self.level.shape != (c, 2) or not (self.level[:, 1] > 0).all()
+        ):
+            raise FeatureError(f"level needs one (center, scale > 0) pair per channel: {level}")
         self._floor = np.maximum(0.5 * prior, 1e-9)
-        names = [f"{ch}.{kind}" for ch in self.channels for kind in ("z", "dz", "flat")]
+        kinds = ("z", "dz", "flat", "level") if self.level is not None else ("z", "dz", "flat")
+        names = [f"{ch}.{kind}" for ch in self.channels for kind in kinds]
         if c > 1:
             names += ["max_abs_z", "max_abs_dz", "max_flat"]
         self.feature_names = tuple(names)
@@ -129,6 +138,7 @@ class FeatureExtractor:
             "prior_scale": [float(x) for x in self.prior_scale],
             "prior_weight": self.prior_weight,
             "median": self.median,
+            "level": None if self.level is None else self.level.tolist(),
         }
 
     @classmethod
@@ -144,6 +154,7 @@ class FeatureExtractor:
             prior_scale=config.get("prior_scale"),
             prior_weight=float(config.get("prior_weight", 4.0)),
             median=int(config.get("median", 0)),
+            level=config.get("level"),
         )
 
     # -- state ------------------------------------------------------------------------------
@@ -392,7 +403,10 @@ class FeatureExtractor:
         flat = run * -np.log(np.clip(rate, 1e-6, 1.0))
 
         n = len(seg)
-        parts = np.stack([z, dz, flat], axis=-1).reshape(n, 3 * c)
+        cols = [z, dz, flat]
+        if self.level is not None:
+            cols.append((xq / QUANTUM - self.level[:, 0]) / self.level[:, 1])
+        parts = np.stack(cols, axis=-1).reshape(n, len(cols) * c)
         if c > 1:
             agg = np.stack(
                 [np.abs(z).max(axis=1), np.abs(dz).max(axis=1), flat.max(axis=1)], axis=-1

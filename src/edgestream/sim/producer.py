@@ -20,7 +20,8 @@ from typing import Any
 
 from edgestream.core import broker
 from edgestream.core.exceptions import SchemaError
-from edgestream.core.serde import AvroSerializer, registry_client, subject_for
+from edgestream.core.registry.client import registry_client
+from edgestream.core.serde import AvroSerializer, subject_for
 from edgestream.sim.config import SimConfig
 from edgestream.sim.exceptions import ProduceError
 from edgestream.sim.labels import write_labels
