@@ -60,7 +60,8 @@ ensure_venv() {
   fi
   say "installing edgestream and its dependencies (first time: ~1-3 min)"
   "$VENV/bin/python" -m uv pip install -q --python "$VENV/bin/python" -e "$ROOT[dev]"
-  "$VENV/bin/python" -m uv pip check --python "$VENV/bin/python" >/dev/null
+  "$VENV/bin/python" -m uv pip check --python "$VENV/bin/python" >/dev/null 2>&1 ||
+    { say "dependency conflict: run uv pip check --python $VENV/bin/python"; exit 1; }
   echo "$want" >"$stamp"
 }
 

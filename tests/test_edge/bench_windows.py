@@ -32,11 +32,10 @@ def batches(n_readings: int, batch: int, n_devices: int = 100, n_partitions: int
     types = np.array(["pump" if d % 2 else "fan" for d in range(n_devices)], dtype=object)
     part = dev % n_partitions
     out = []
-    per_part = batch // n_partitions
-    for p in range(n_partitions):
+    for p in range(n_partitions):  # one call = `batch` consecutive readings of one partition
         idx = np.flatnonzero(part == p)
-        for i in range(0, idx.size, per_part):
-            sel = idx[i : i + per_part]
+        for i in range(0, idx.size, batch):
+            sel = idx[i : i + batch]
             out.append(
                 (
                     int(ts[sel].max()),
@@ -56,8 +55,7 @@ def batches(n_readings: int, batch: int, n_devices: int = 100, n_partitions: int
                     ),
                 )
             )
-    out.sort(key=lambda x: x[0])
-    # re-chunk to `batch` readings per call by grouping consecutive partition chunks
+    out.sort(key=lambda x: x[0])  # partitions interleaved in event-time order
     return [b for _, b in out]
 
 
@@ -67,8 +65,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=2000)
     ap.add_argument("--no-sync", action="store_true")
     args = ap.parse_args()
-    # one process() call per partition chunk: each call carries `batch` readings
-    bs = batches(args.readings, args.batch * 4)
+    bs = batches(args.readings, args.batch)
     spec = WindowSpec(
         size_ms=10_000, hop_ms=5_000, allowed_lateness_ms=2_000, max_out_of_orderness_ms=1_000
     )

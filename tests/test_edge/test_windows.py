@@ -21,6 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import edgestream.edge.watermarks as watermarks
 import edgestream.edge.window_stats as window_stats
 import edgestream.edge.windows as windows
 from edgestream.edge.windows import ReadingBatch, WindowEngine, WindowSpec, WindowStateError
@@ -77,8 +78,9 @@ def _batch(partition, offsets, ts, *, devices=None, values=None, mv="m1") -> Rea
     return make_batch(partition, list(offsets), rows, ("v",), mv)
 
 
-def test_docstring_examples_run() -> None:
-    assert doctest.testmod(windows).failed == 0
+@pytest.mark.parametrize("module", [windows, watermarks], ids=lambda m: m.__name__)
+def test_docstring_examples_run(module) -> None:
+    assert doctest.testmod(module).failed == 0
 
 
 # -- the acceptance criterion: equality with the offline reference ------------------------
@@ -453,6 +455,31 @@ def test_metrics_and_state_survive_reopen(tmp_path: Path) -> None:
         assert len(engine.unacked()) == m1["emitted"] == m1["outbox_pending"]
 
 
+def test_failed_call_leaves_disk_state_intact_and_engine_closed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second = _batch(0, [0, 1], [100, 1500]), _batch(0, [2], [2600])
+    with _open(tmp_path / "clean") as engine:
+        engine.process(first, now_ms=0)
+        want = engine.process(second, now_ms=0).summaries
+    engine = _open(tmp_path / "failing")
+    engine.process(first, now_ms=0)
+    monkeypatch.setattr(engine.store, "commit", lambda changes: (_ for _ in ()).throw(OSError))
+    with pytest.raises(OSError):
+        engine.process(second, now_ms=0)
+    with pytest.raises(WindowStateError, match="reopen"):
+        engine.process(second, now_ms=0)
+    engine.close()
+    with _open(tmp_path / "failing") as engine:
+        assert engine.process(second, now_ms=0).summaries == want
+
+
+def test_empty_batch_of_a_new_partition_does_not_hold_the_watermark(tmp_path: Path) -> None:
+    with _open(tmp_path, WindowSpec(1000, idle_timeout_ms=10)) as engine:
+        engine.process(_batch(1, [], []), now_ms=0)
+        assert engine.process(_batch(0, [0], [2500]), now_ms=0).watermark == 2500
+
+
 def test_invalid_input_is_rejected() -> None:
     with pytest.raises(ValueError, match="multiple"):
         WindowSpec(1000, 300)
@@ -460,5 +487,7 @@ def test_invalid_input_is_rejected() -> None:
         WindowSpec(1000, scopes=("fleet",))
     with pytest.raises(ValueError, match="must not decrease"):
         _batch(0, [1, 0], [0, 0])
+    with pytest.raises(ValueError, match="device_id must not contain None"):
+        _batch(0, [0], [0], devices=[None])
     with pytest.raises(ValueError, match="readings x channels"):
         ReadingBatch(0, [0], ["d"], ["s"], ["t"], [0], [0], [[1.0, 2.0]], ("v",))

@@ -254,7 +254,7 @@ def make_batch(
         device_type=[r["device_type"] for r in rows],
         ts=[r["ts"] for r in rows],
         seq=[r["seq"] for r in rows],
-        values=np.array([r["values"] for r in rows], dtype=float).reshape(len(rows), -1),
+        values=np.array([r["values"] for r in rows], dtype=float).reshape(len(rows), len(channels)),
         channels=channels,
         scores=[r["score"] for r in rows],
         anomaly=[r["anomaly"] for r in rows],

@@ -59,7 +59,7 @@ STATE_FORMAT = 1
 CLIP = 1e6  # features are clipped to +-CLIP so float32 never overflows
 QUANTUM = 65536.0  # values are kept as integers in units of 1/QUANTUM: exact window sums
 VMAX = 1e9  # |values| are clipped to VMAX so integer sums never overflow
-RATE_PRIOR = 8.0  # pseudo-steps of the repeat-rate estimate (at a repeat rate of 1/2)
+RATE_PRIOR = 8.0  # pseudo-counts of the repeat-rate estimates (few readings: little evidence)
 MAX_CHUNK = 65536  # larger batches are cut (features do not depend on batch boundaries)
 
 
@@ -119,7 +119,7 @@ class FeatureExtractor:
         self._hist = np.zeros((0, self.window, c), dtype=np.int64)  # oldest .. newest, fixed point
         self._count = np.zeros(0, dtype=np.int64)  # in-order readings seen per device
         self._last_ts = np.zeros(0, dtype=np.int64)
-        self._same = np.zeros((0, c), dtype=np.int64)  # unchanged-value steps per channel
+        self._reps = np.zeros((0, 2 * c), dtype=np.int64)  # repeats, repeat-after-repeat per channel
 
     @property
     def n_features(self) -> int:
@@ -170,7 +170,7 @@ class FeatureExtractor:
             hist=self._hist,
             count=self._count,
             last_ts=self._last_ts,
-            same=self._same,
+            reps=self._reps,
         )
         return buffer.getvalue()
 
@@ -181,7 +181,7 @@ class FeatureExtractor:
                 header = json.loads(str(data["header"]))
                 ids = [str(x) for x in data["ids"]]
                 hist, count, last_ts = data["hist"], data["count"], data["last_ts"]
-                same = data["same"]
+                reps = data["reps"]
         except (OSError, ValueError, KeyError) as error:
             raise FeatureError(f"not a feature extractor state ({error})") from None
         mine = self.config()
@@ -192,14 +192,14 @@ class FeatureExtractor:
             )
         n = len(ids)
         c = len(self.channels)
-        shapes = (hist.shape, count.shape, last_ts.shape, same.shape)
-        if shapes != ((n, self.window, c), (n,), (n,), (n, c)):
+        shapes = (hist.shape, count.shape, last_ts.shape, reps.shape)
+        if shapes != ((n, self.window, c), (n,), (n,), (n, 2 * c)):
             raise FeatureError("feature state arrays do not match its device list")
         self._slots = {d: i for i, d in enumerate(ids)}
         self._hist = hist.astype(np.int64, copy=True)
         self._count = count.astype(np.int64, copy=True)
         self._last_ts = last_ts.astype(np.int64, copy=True)
-        self._same = same.astype(np.int64, copy=True)
+        self._reps = reps.astype(np.int64, copy=True)
 
     def reset(self) -> None:
         """Forget every device."""
@@ -207,7 +207,7 @@ class FeatureExtractor:
         self._hist = np.zeros((0, self.window, len(self.channels)), dtype=np.int64)
         self._count = np.zeros(0, dtype=np.int64)
         self._last_ts = np.zeros(0, dtype=np.int64)
-        self._same = np.zeros((0, len(self.channels)), dtype=np.int64)
+        self._reps = np.zeros((0, 2 * len(self.channels)), dtype=np.int64)
 
     # -- features ---------------------------------------------------------------------------
     def transform(
@@ -261,12 +261,12 @@ class FeatureExtractor:
         padded[:, :w] = self._hist[dev]
         padded[seg[in_order], w + before[in_order]] = s_q[in_order]
         count = self._count[dev]
-        feats, same_new = self._features(padded, seg, before, count, per_seg, self._same[dev], s_q)
+        feats, reps = self._features(padded, seg, before, count, per_seg, self._reps[dev], s_q)
 
         rows = np.arange(len(starts))[:, None]
         self._hist[dev] = padded[rows, per_seg[:, None] + np.arange(w)]
         self._count[dev] = count + per_seg
-        self._same[dev] = same_new
+        self._reps[dev] = reps
         newest = np.where(in_order, s_ts, np.iinfo(np.int64).min)
         self._last_ts[dev] = np.maximum(self._last_ts[dev], np.maximum.reduceat(newest, starts))
 
@@ -288,7 +288,7 @@ class FeatureExtractor:
             self._count = np.concatenate([self._count, np.zeros(new, dtype=np.int64)])
             lo = np.full(new, np.iinfo(np.int64).min, dtype=np.int64)
             self._last_ts = np.concatenate([self._last_ts, lo])
-            self._same = np.concatenate([self._same, np.zeros((new, c), dtype=np.int64)])
+            self._reps = np.concatenate([self._reps, np.zeros((new, 2 * c), dtype=np.int64)])
         return found
 
     @staticmethod
@@ -335,7 +335,7 @@ class FeatureExtractor:
         before: np.ndarray,
         count: np.ndarray,
         added: np.ndarray,
-        same_state: np.ndarray,
+        reps_state: np.ndarray,
         xq: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Features of readings ``xq`` (fixed point) and the segments' new repeat counts.
@@ -350,19 +350,25 @@ class FeatureExtractor:
         zero = np.zeros((k, 1, c), dtype=np.int64)
         d = np.concatenate([zero, np.diff(padded, axis=1)], axis=1)  # d[i] = v[i] - v[i-1]
         # prefix sums (exclusive, p + 1 long) of values, |differences| and repeats
-        sums = np.zeros((k, p + 1, 3 * c), dtype=np.int64)
+        zero_d = d == 0
+        pair = np.zeros_like(zero_d)
+        pair[:, 1:] = zero_d[:, 1:] & zero_d[:, :-1]
+        sums = np.zeros((k, p + 1, 4 * c), dtype=np.int64)
         np.cumsum(padded, axis=1, out=sums[:, 1:, :c])
         np.cumsum(np.abs(d), axis=1, out=sums[:, 1:, c : 2 * c])
-        np.cumsum(d == 0, axis=1, out=sums[:, 1:, 2 * c :])
+        np.cumsum(zero_d, axis=1, out=sums[:, 1:, 2 * c : 3 * c])
+        np.cumsum(pair, axis=1, out=sums[:, 1:, 3 * c :])
         index = np.arange(p)[None, :, None]
         changed = np.maximum.accumulate(np.where(d != 0, index, -1), axis=1)
 
-        # repeat counts since the device started: the first in-batch difference is at ``lo``
-        lo = w + (count == 0)
-        end = w + added  # one past the segment's last in-order value
-        rows = np.arange(k)
-        grown = sums[rows, end, 2 * c :] - sums[rows, np.minimum(lo, end), 2 * c :]
-        same_new = same_state + grown
+        # repeat counts since the device started; in-batch differences (pairs of differences)
+        # are valid from ``lo`` (``lo2``): the value (two values) before must exist
+        lo_pair = np.stack([w + (count == 0), w + np.maximum(0, 2 - count)], axis=1)
+        lo = np.repeat(lo_pair, c, axis=1)  # (segments, 2 * channels)
+        end = (w + added)[:, None]  # one past the segment's last in-order value
+        rows = np.arange(k)[:, None]
+        cols = 2 * c + np.arange(2 * c)[None, :]
+        reps_new = reps_state + sums[rows, end, cols] - sums[rows, np.minimum(lo, end), cols]
 
         j = before + w - 1  # index of the previous in-order value
         seen = count[seg] + before  # in-order values before the reading
@@ -388,19 +394,23 @@ class FeatureExtractor:
             z = np.where(has, (xq - s_sum / nvf) / scale, 0.0)
         dz = np.where(has, (xq - last) / scale, 0.0)
 
-        # run of unchanged values ending at x, against the device's long-run repeat rate
+        # surprise of the run of unchanged values ending at x under a per-device first-order
+        # Markov model of "value repeats": P(repeat | changed before) and P(repeat | repeat)
         lo_r = lo[seg]
-        at_lo = sums[seg, np.minimum(lo_r, p), 2 * c :]
-        in_batch = np.where((j >= lo_r)[:, None], at_j[:, 2 * c :] - at_lo, 0)
-        reps = same_state[seg] + in_batch  # repeats among the values before x
-        steps = np.maximum(seen - 1, 0).astype(np.float64)[:, None]
+        at_lo = sums[seg[:, None], np.minimum(lo_r, p), 2 * c + np.arange(2 * c)[None, :]]
+        in_batch = np.where(j[:, None] >= lo_r, at_j[:, 2 * c :] - at_lo, 0)
+        counts = reps_state[seg] + in_batch  # among the values before x
         trailing = j[:, None] - np.maximum(changed[seg, j], first[:, None])
         repeat = (xq == last) & has
-        run = np.where(repeat, 1 + trailing, 0).astype(np.float64)
-        inside = np.where(repeat, trailing, 0).astype(np.float64)
-        k = RATE_PRIOR  # pseudo-steps at rate 1/2: few readings give little evidence
-        rate = (reps - inside + 0.5 * k) / (steps - inside + k)
-        flat = run * -np.log(np.clip(rate, 1e-6, 1.0))
+        inside = np.where(repeat, trailing, 0)  # the current run's repeats: not evidence
+        zeros = (counts[:, :c] - inside).astype(np.float64)
+        pairs = (counts[:, c:] - np.maximum(inside - 1, 0)).astype(np.float64)
+        steps = np.maximum(seen - 1, 0)[:, None] - inside
+        kp = RATE_PRIOR
+        p1 = (zeros - pairs + 0.5 * kp) / (np.maximum(steps - zeros, 0) + kp)
+        p1 = np.clip(p1, 1e-6, 1.0)
+        p_rr = np.clip((pairs + kp * p1) / (zeros + kp), 1e-6, 1.0)
+        flat = np.where(repeat, -np.log(p1) - trailing * np.log(p_rr), 0.0)
 
         n = len(seg)
         cols = [z, dz, flat]
@@ -412,4 +422,4 @@ class FeatureExtractor:
                 [np.abs(z).max(axis=1), np.abs(dz).max(axis=1), flat.max(axis=1)], axis=-1
             )
             parts = np.concatenate([parts, agg], axis=1)
-        return np.clip(parts, -CLIP, CLIP).astype(np.float32), same_new
+        return np.clip(parts, -CLIP, CLIP).astype(np.float32), reps_new

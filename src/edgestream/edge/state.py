@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from rocksdict import Options, Rdict, WriteBatch, WriteOptions
 
 from edgestream.core.exceptions import EdgestreamError
@@ -133,6 +134,50 @@ class Segment:
         cols["anomaly"] = take("u1", n).view(bool)
         cols["values"] = take("<f8", n * c).reshape(n, c)
         return cls(segno=segno, partition=partition, **cols)
+
+
+class StringTable:
+    """Interned strings (device, site, device type, model version) <-> int ids.
+
+    Ids are dense and never reused; new strings are written by the next commit.
+
+    >>> table = StringTable(["d1"])
+    >>> table.ids(np.array(["d2", "d1", None, "d2"], dtype=object), allow_none=True).tolist()
+    [1, 0, -1, 1]
+    >>> table.unsaved(), table[1]
+    ([(1, 'd2')], 'd2')
+    """
+
+    def __init__(self, strings: list[str]) -> None:
+        self._strings = strings
+        self._ids = {s: i for i, s in enumerate(strings)}
+        self._saved = len(strings)
+
+    def __getitem__(self, sid: int) -> str:
+        return self._strings[sid]
+
+    def __len__(self) -> int:
+        return len(self._strings)
+
+    def id_of(self, text: str) -> int:
+        sid = self._ids.get(text)
+        if sid is None:
+            sid = self._ids[text] = len(self._strings)
+            self._strings.append(text)
+        return sid
+
+    def ids(self, column: np.ndarray, allow_none: bool = False) -> np.ndarray:
+        """int32 ids of a column (vectorised: one dict lookup per distinct value); None -> -1."""
+        codes, uniques = pd.factorize(column)
+        if not allow_none and (codes < 0).any():
+            raise ValueError("device_id, site and device_type must not contain None")
+        return np.array([self.id_of(str(u)) for u in uniques] + [-1], np.int32)[codes]
+
+    def unsaved(self) -> list[tuple[int, str]]:
+        return [(i, self._strings[i]) for i in range(self._saved, len(self._strings))]
+
+    def mark_saved(self) -> None:
+        self._saved = len(self._strings)
 
 
 @dataclass

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from edgestream.edge.state import Segment
+from edgestream.edge.state import Segment, StringTable
 
 MIXED = "mixed"
 _BIG = np.iinfo(np.int32).max
@@ -158,7 +158,7 @@ def _channel_stats(v: np.ndarray, gstart: np.ndarray, gid: np.ndarray) -> dict[s
     }
 
 
-def _single_or_mixed(ids: np.ndarray, gstart: np.ndarray, names: Sequence[str]) -> list:
+def _single_or_mixed(ids: np.ndarray, gstart: np.ndarray, names: StringTable) -> list:
     """Per group: the one name, ``"mixed"``, or None when every id is -1 (absent)."""
     hi = np.maximum.reduceat(ids, gstart).tolist()
     lo = np.minimum.reduceat(np.where(ids < 0, _BIG, ids), gstart).tolist()
@@ -175,7 +175,7 @@ def summarise(
     size: int,
     scopes: Sequence[str],
     gateway_id: str,
-    strings: Sequence[str],
+    strings: StringTable,
     channels: Sequence[str],
 ) -> list[dict[str, Any]]:
     """WindowSummary dicts of the windows with start in ``(after, through]``.

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 SCOPES = ("device", "site")
 MIN_WATERMARK = -(2**62)  # "no watermark yet"
@@ -89,9 +90,13 @@ class ReadingBatch:
         n = self.offsets.shape[0]
         for name in ("device_id", "site", "device_type"):
             put(self, name, _column(getattr(self, name), object, name, n))
+            if n and pd.isna(getattr(self, name)).any():
+                raise ValueError(f"ReadingBatch.{name} must not contain None/NaN")
         put(self, "ts", _column(self.ts, np.int64, "ts", n))
         put(self, "seq", _column(self.seq, np.int64, "seq", n))
         put(self, "channels", tuple(self.channels))
+        if len(set(self.channels)) != len(self.channels):
+            raise ValueError(f"ReadingBatch.channels must be distinct, got {self.channels}")
         values = np.asarray(self.values, dtype=np.float64)
         if values.shape != (n, len(self.channels)):
             raise ValueError(

@@ -39,16 +39,17 @@ Summaries then reach the topic at least once and any duplicate is identical with
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import numpy as np
-import pandas as pd
 
-from edgestream.edge.state import Changes, Segment, WindowStateError, WindowStore
+from edgestream.edge.state import Changes, Segment, StringTable, WindowStateError, WindowStore
+from edgestream.edge.watermarks import Watermarks
 from edgestream.edge.window_stats import count_windows, gather, summarise
 from edgestream.edge.window_types import (
     MAX_WATERMARK,
@@ -72,13 +73,29 @@ __all__ = [
 
 _COUNTERS = ("processed", "late", "replay_skipped", "emitted")
 _FORMAT = 1
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
-@dataclass
-class _Partition:
-    max_ts: int | None = None
-    last_offset: int | None = None
-    last_active_ms: int | None = None
+def _fail_closed(
+    method: Callable[Concatenate[WindowEngine, _P], _R],
+) -> Callable[Concatenate[WindowEngine, _P], _R]:
+    """A call that raises may leave memory ahead of the store: refuse further calls."""
+
+    @functools.wraps(method)
+    def guarded(self: WindowEngine, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        if self._failed is not None:
+            raise WindowStateError(
+                f"window engine on {self.store.path} failed earlier ({self._failed!r}); its "
+                "state on disk is intact: reopen it with WindowEngine.open"
+            )
+        try:
+            return method(self, *args, **kwargs)
+        except BaseException as exc:
+            self._failed = exc
+            raise
+
+    return guarded
 
 
 class WindowEngine:
@@ -106,8 +123,8 @@ class WindowEngine:
         """Use :meth:`open`."""
         self.spec, self.gateway_id, self.store = spec, gateway_id, store
         state = store.load()
-        self._strings: list[str] = state.strings
-        self._string_ids = {s: i for i, s in enumerate(self._strings)}
+        self._strings = StringTable(state.strings)
+        self._failed: BaseException | None = None
         self._segments: list[Segment] = state.segments
         self._outbox: dict[str, tuple[int, bytes]] = {}
         for seq, payload in state.outbox:
@@ -128,8 +145,7 @@ class WindowEngine:
                     f"window state at {store.path} belongs to {what} {have}, not {want}: "
                     "use the same settings or another state directory"
                 )
-        self._wm: int = meta["watermark"]
-        self._partitions = {int(p): _Partition(*v) for p, v in meta["partitions"].items()}
+        self._clock = Watermarks.from_json(spec, meta["watermark"], meta["partitions"])
         self._channels: list[str] = meta["channels"]
         self._channel_ids = {c: i for i, c in enumerate(self._channels)}
         self._counters: dict[str, int] = meta["counters"]
@@ -172,11 +188,8 @@ class WindowEngine:
     def _meta(self) -> dict[str, Any]:
         meta = self._new_meta()
         meta.update(
-            watermark=self._wm,
-            partitions={
-                str(p): [s.max_ts, s.last_offset, s.last_active_ms]
-                for p, s in self._partitions.items()
-            },
+            watermark=self._clock.value,
+            partitions=self._clock.to_json(),
             channels=self._channels,
             counters=self._counters,
             next_segment=self._next_segment,
@@ -189,51 +202,51 @@ class WindowEngine:
     @property
     def watermark(self) -> int:
         """Engine watermark (epoch ms; very negative before any reading)."""
-        return self._wm
+        return self._clock.value
 
+    @_fail_closed
     def assign(self, partitions: Iterable[int], now_ms: int) -> None:
         """Declare partitions before their first batch, so they hold the watermark until they
         deliver data or go idle (call it from the consumer's partition-assignment hook)."""
-        new = [p for p in partitions if p not in self._partitions]
-        for p in new:
-            self._partitions[p] = _Partition(last_active_ms=now_ms)
-        if new:
-            self.store.commit(Changes(meta=self._meta()))
+        if self._clock.assign(list(partitions), now_ms):
+            self._commit(Changes(meta=self._meta()))
 
+    @_fail_closed
     def process(self, batch: ReadingBatch, now_ms: int) -> ProcessResult:
-        """Add a batch; return the summaries it closed and its late readings (then commit)."""
-        part = self._partitions.setdefault(batch.partition, _Partition())
-        first = 0
-        if part.last_offset is not None:
-            first = int(np.searchsorted(batch.offsets, part.last_offset, side="right"))
+        """Add a batch; return the summaries it closed and its late readings (then commit).
+
+        If it raises, the state on disk is unchanged and the engine refuses further calls:
+        reopen it and feed the input again from the consumer's position.
+        """
+        done = self._clock.last_offset(batch.partition)
+        first = 0 if done is None else int(np.searchsorted(batch.offsets, done, side="right"))
         skipped = first
         changes = Changes()
         self._counters["replay_skipped"] += skipped
         if first == len(batch):
             changes.meta = self._meta()
-            self.store.commit(changes)
-            return ProcessResult([], skipped_replayed=skipped, watermark=self._wm)
-        part.last_active_ms = max(part.last_active_ms or now_ms, now_ms)
+            self._commit(changes)
+            return ProcessResult([], skipped_replayed=skipped, watermark=self._clock.value)
         sl = slice(first, None)
         ts, offsets = batch.ts[sl], batch.offsets[sl]
-        wm_before = self._watermarks_before(batch.partition, part, ts, now_ms)
+        wm_before = self._clock.before_each(batch.partition, ts, now_ms)
         spec, step = self.spec, self.spec.step_ms
         last_start = ts // step * step
         closed = spec.closed_through(wm_before)
         late = last_start <= closed
         first_open = np.maximum(last_start - (spec.size_ms - step), closed + step)
 
-        device = self._intern(batch.device_id[sl], changes)
-        site = self._intern(batch.site[sl], changes)
+        device = self._strings.ids(batch.device_id[sl])
+        site = self._strings.ids(batch.site[sl])
         self._count_late(late, device, site, changes)
         keep = ~late
         if keep.any():
             rank = np.arange(first, len(batch)) - np.searchsorted(batch.offsets, offsets, "left")
             mv = batch.model_version
             if mv is None or isinstance(mv, str):
-                mv_ids = np.full(ts.shape[0], -1 if mv is None else self._intern_one(mv, changes))
+                mv_ids = np.full(ts.shape[0], -1 if mv is None else self._strings.id_of(mv))
             else:
-                mv_ids = self._intern(mv[sl], changes, allow_none=True)
+                mv_ids = self._strings.ids(mv[sl], allow_none=True)
             seg = Segment(
                 segno=self._next_segment,
                 partition=batch.partition,
@@ -246,7 +259,7 @@ class WindowEngine:
                 last_start=last_start[keep],
                 device=device[keep],
                 site=site[keep],
-                device_type=self._intern(batch.device_type[sl], changes)[keep],
+                device_type=self._strings.ids(batch.device_type[sl])[keep],
                 model_version=mv_ids[keep].astype(np.int32),
                 score=batch.scores[sl][keep],
                 anomaly=batch.anomaly[sl][keep],
@@ -255,12 +268,10 @@ class WindowEngine:
             self._next_segment += 1
             self._segments.append(seg)
             changes.put_segments.append(seg)
-        part.max_ts = max(part.max_ts if part.max_ts is not None else MIN_WATERMARK, int(ts.max()))
-        part.last_offset = int(offsets[-1])
+        self._clock.observe(batch.partition, int(ts.max()), int(offsets[-1]), now_ms)
         self._counters["processed"] += ts.shape[0]
         self._counters["late"] += int(late.sum())
-        wm_after = self._candidate(now_ms)
-        summaries = self._advance(wm_after, changes)
+        summaries = self._advance(self._clock.candidate(now_ms), changes)
         idx = np.flatnonzero(late)
         late_out = LateReadings(
             indices=idx + first,
@@ -268,18 +279,21 @@ class WindowEngine:
             window_end=last_start[idx] + spec.size_ms,
             watermark=wm_before[idx],
         )
-        return ProcessResult(summaries, late_out, skipped, self._wm)
+        return ProcessResult(summaries, late_out, skipped, self._clock.value)
 
+    @_fail_closed
     def advance_idle(self, now_ms: int) -> ProcessResult:
         """Let partitions idle at ``now_ms`` stop holding the watermark; emit what closes."""
         changes = Changes()
-        summaries = self._advance(self._candidate(now_ms), changes)
-        return ProcessResult(summaries, watermark=self._wm)
+        summaries = self._advance(self._clock.candidate(now_ms), changes)
+        return ProcessResult(summaries, watermark=self._clock.value)
 
+    @_fail_closed
     def flush_all(self) -> ProcessResult:
         """End of input: close and emit every window; later readings are all late."""
-        return ProcessResult(self._advance(MAX_WATERMARK, Changes()), watermark=self._wm)
+        return ProcessResult(self._advance(MAX_WATERMARK, Changes()), watermark=self._clock.value)
 
+    @_fail_closed
     def ack(self, summary_ids: Iterable[str]) -> None:
         """The caller has durably produced these summaries: drop them from the outbox."""
         changes = Changes()
@@ -287,7 +301,7 @@ class WindowEngine:
             entry = self._outbox.pop(sid, None)
             if entry is not None:
                 changes.delete_outbox.append(entry[0])
-        self.store.commit(changes)
+        self._commit(changes)
 
     def unacked(self) -> list[dict[str, Any]]:
         """Emitted but not yet acked summaries, in emission order, identical to the first time."""
@@ -296,9 +310,8 @@ class WindowEngine:
     def positions(self) -> dict[int, int]:
         """Next offset to consume per partition (seek there on assignment; Kafka's committed
         offsets and ListOffsets are then not needed for exactness)."""
-        return {
-            p: s.last_offset + 1 for p, s in self._partitions.items() if s.last_offset is not None
-        }
+        parts = self._clock.partitions.items()
+        return {p: s.last_offset + 1 for p, s in parts if s.last_offset is not None}
 
     def late_counts(self) -> dict[tuple[str, str], int]:
         """Late readings so far per (scope, key), e.g. ``("device", "d1") -> 3``."""
@@ -307,15 +320,15 @@ class WindowEngine:
     def metrics(self) -> dict[str, int]:
         """Counters (persisted) and gauges: processed, late, replay_skipped, emitted,
         windows_open, outbox_pending, segments, partitions, watermark."""
-        closed = self.spec.closed_through(self._wm)
+        closed = self.spec.closed_through(self._clock.value)
         rows = gather(self._segments, len(self._channels), closed, MAX_WATERMARK)
         return {
             **self._counters,
             "windows_open": count_windows(rows, self.spec.scopes, closed, self.spec.step_ms),
             "outbox_pending": len(self._outbox),
             "segments": len(self._segments),
-            "partitions": len(self._partitions),
-            "watermark": self._wm,
+            "partitions": len(self._clock.partitions),
+            "watermark": self._clock.value,
         }
 
     def close(self) -> None:
@@ -330,45 +343,14 @@ class WindowEngine:
 
     # -- internals --------------------------------------------------------------------------
 
-    def _partition_wm(self, part: _Partition) -> int:
-        if part.max_ts is None:
-            return MIN_WATERMARK
-        return part.max_ts - self.spec.max_out_of_orderness_ms
-
-    def _active(self, part: _Partition, now_ms: int) -> bool:
-        timeout = self.spec.idle_timeout_ms
-        return (
-            timeout is None
-            or part.last_active_ms is None
-            or (now_ms - part.last_active_ms < timeout)
-        )
-
-    def _candidate(self, now_ms: int) -> int:
-        """max(WM, min watermark of the non-idle partitions) at ``now_ms``."""
-        wms = [self._partition_wm(p) for p in self._partitions.values() if self._active(p, now_ms)]
-        return max(self._wm, min(wms)) if wms else self._wm
-
-    def _watermarks_before(
-        self, pid: int, part: _Partition, ts: np.ndarray, now_ms: int
-    ) -> np.ndarray:
-        """Engine watermark in force before each reading of the batch."""
-        others = [
-            self._partition_wm(p)
-            for q, p in self._partitions.items()
-            if q != pid and self._active(p, now_ms)
-        ]
-        prior = part.max_ts if part.max_ts is not None else MIN_WATERMARK
-        max_before = np.maximum.accumulate(np.r_[prior, ts[:-1]])
-        ooo = self.spec.max_out_of_orderness_ms
-        own = np.where(max_before == MIN_WATERMARK, MIN_WATERMARK, max_before - ooo)
-        cand = np.minimum(own, min(others)) if others else own
-        return np.maximum(cand, self._wm)
-
     def _advance(self, new_wm: int, changes: Changes) -> list[dict[str, Any]]:
         """Raise the watermark to ``new_wm``, emit the windows it closes, commit."""
         summaries: list[dict[str, Any]] = []
-        after, through = self.spec.closed_through(self._wm), self.spec.closed_through(new_wm)
-        self._wm = max(self._wm, new_wm)
+        after, through = (
+            self.spec.closed_through(self._clock.value),
+            self.spec.closed_through(new_wm),
+        )
+        self._clock.value = max(self._clock.value, new_wm)
         if through > after:
             rows = gather(self._segments, len(self._channels), after, through)
             summaries = summarise(
@@ -396,23 +378,14 @@ class WindowEngine:
                 self._next_outbox += 1
             self._counters["emitted"] += len(summaries)
         changes.meta = self._meta()
-        self.store.commit(changes)
+        self._commit(changes)
         return summaries
 
-    def _intern_one(self, text: str, changes: Changes) -> int:
-        sid = self._string_ids.get(text)
-        if sid is None:
-            sid = self._string_ids[text] = len(self._strings)
-            self._strings.append(text)
-            changes.new_strings.append((sid, text))
-        return sid
-
-    def _intern(self, col: np.ndarray, changes: Changes, allow_none: bool = False) -> np.ndarray:
-        codes, uniques = pd.factorize(col)
-        if (codes < 0).any() and not allow_none:
-            raise ValueError("device_id, site and device_type must not contain None")
-        ids = np.array([self._intern_one(str(u), changes) for u in uniques] + [-1], np.int32)
-        return ids[codes]
+    def _commit(self, changes: Changes) -> None:
+        """One atomic write; strings interned since the last commit go with it."""
+        changes.new_strings = self._strings.unsaved()
+        self.store.commit(changes)
+        self._strings.mark_saved()
 
     def _channel(self, name: str) -> int:
         cid = self._channel_ids.get(name)

@@ -26,29 +26,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from edgestream.edge.features import FeatureExtractor
-from edgestream.sim.config import SimConfig
-from edgestream.sim.devices import DEVICE_TYPES
-from edgestream.sim.signals import SignalGenerator
+from edgestream.ml.data import BATCH, Episode, SimReadings
 
-BATCH = 2048  # readings per transform/score call in offline evaluation
+if TYPE_CHECKING:
+    from edgestream.ml.scorer import OnnxScorer
 
 
 class EpisodeLike(Protocol):
-    device_id: str
-    type: str
-    start_ts: int
-    end_ts: int
-
-
-@dataclass(frozen=True)
-class Episode:
-    """A labelled anomaly episode (same fields as the simulator's ``AnomalyLabel``)."""
-
     device_id: str
     type: str
     start_ts: int
@@ -169,84 +159,67 @@ def event_metrics(
     )
 
 
-# -- simulator data ----------------------------------------------------------------------------
-@dataclass
-class SimReadings:
-    """One device type's readings of a simulator run, in arrival order, with its episodes."""
-
-    device_type: str
-    channels: tuple[str, ...]
-    device_ids: np.ndarray  # (n,) str
-    ts: np.ndarray  # (n,) int64 event time
-    values: np.ndarray  # (n, channels) float64
-    anomalous: np.ndarray  # (n,) bool: inside an injected episode
-    episodes: list[Episode]
-
-    def columns(self, names: Sequence[str]) -> np.ndarray:
-        """The value columns of ``names`` (e.g. a model's feature channels), in that order."""
-        return self.values[:, [self.channels.index(c) for c in names]]
 
 
-def simulate_readings(config: SimConfig, device_type: str) -> SimReadings:
-    """Run the simulator in process (no Kafka) and keep one device type's readings.
-
-    Arrival order is emission order (event time plus a late reading's delay).
-
-    >>> cfg = SimConfig(devices=2, rate=10.0, duration=5, seed=3, start_time=0, labels=None)
-    >>> r = simulate_readings(cfg, "pump")
-    >>> r.values.shape, r.channels[0]
-    ((50, 4), 'vibration_rms')
-    """
-    start = config.start_time if config.start_time is not None else 0
-    gen = SignalGenerator(config, start)
-    ids, ts, values, anomalous, emit = [], [], [], [], []
-    names = tuple(d.device_id for d in gen.fleet.devices)
-    for batch in gen.batches():
-        for group in batch.groups:
-            if group.device_type != device_type:
-                continue
-            k = group.values.shape[2]
-            ids.append(np.repeat(np.array(names)[group.index][None, :], group.ts.shape[1], 0))
-            ts.append(group.ts.T)
-            emit.append((group.ts + group.delay_ms).T)
-            values.append(group.values.transpose(1, 0, 2).reshape(-1, k))
-            anomalous.append(group.anomalous.T)
-    if not ts:
-        raise ValueError(f"the simulator config has no {device_type!r} devices")
-    t = np.concatenate([x.ravel() for x in ts])
-    order = np.argsort(np.concatenate([x.ravel() for x in emit]), kind="stable")
-    last_ts: dict[str, int] = {}
-    all_ids = np.concatenate([x.ravel() for x in ids])
-    for device in np.unique(all_ids):
-        last_ts[str(device)] = int(t[all_ids == device].max())
-    episodes = [
-        Episode(
-            names[ep.device],
-            ep.kind,
-            int(ep.start_ts),
-            int(ep.end_ts if ep.end_ts is not None else last_ts[names[ep.device]]),
-        )
-        for ep in gen.episodes
-        if names[ep.device] in last_ts and ep.start_ts is not None
-    ]
-    return SimReadings(
-        device_type=device_type,
-        channels=DEVICE_TYPES[device_type].channel_names,
-        device_ids=all_ids[order],
-        ts=t[order],
-        values=np.concatenate(values)[order],
-        anomalous=np.concatenate([x.ravel() for x in anomalous])[order],
-        episodes=sorted(episodes, key=lambda e: (e.start_ts, e.device_id)),
-    )
-
-
-def extract(readings: SimReadings, extractor: FeatureExtractor, batch: int = BATCH) -> np.ndarray:
-    """Features of every reading, in arrival order, fed in gateway-sized batches."""
+def score_readings(
+    readings: SimReadings, scorer: OnnxScorer, extractor: FeatureExtractor, batch: int = BATCH
+) -> np.ndarray:
+    """Scores of every reading, fed through features and model in gateway-sized batches."""
     values = readings.columns(extractor.channels)
-    parts = [
-        extractor.transform(
-            readings.device_ids[i : i + batch], readings.ts[i : i + batch], values[i : i + batch]
-        )
-        for i in range(0, len(readings.ts), batch)
-    ]
-    return np.concatenate(parts)
+    out = np.empty(len(readings.ts))
+    for i in range(0, len(out), batch):
+        sl = slice(i, i + batch)
+        feats = extractor.transform(readings.device_ids[sl], readings.ts[sl], values[sl])
+        out[sl] = scorer.score(feats)
+    return out
+
+
+def evaluate_readings(
+    readings: SimReadings,
+    scorer: OnnxScorer,
+    extractor: FeatureExtractor,
+    rule: IncidentRule,
+    tolerance_ms: int,
+) -> EventMetrics:
+    """Score labelled readings, form incidents with ``rule`` and match them to episodes."""
+    scores = score_readings(readings, scorer, extractor)
+    incidents = incidents_from_scores(readings.device_ids, readings.ts, scores, rule)
+    return event_metrics(readings.episodes, incidents, tolerance_ms)
+
+
+@dataclass
+class FleetRun:
+    """Scores and incidents of a labelled simulator run, every device type together."""
+
+    episodes: list[Episode]
+    incidents: list[Incident]
+    metrics: EventMetrics
+    per_type: dict[str, EventMetrics]
+
+
+def evaluate_fleet(
+    config: Any, models: dict[str, Path | str], tolerance_readings: int = 3
+) -> FleetRun:
+    """Event metrics of a whole simulated fleet, each device type scored by its model.
+
+    ``config`` is a :class:`~edgestream.sim.config.SimConfig`; ``models`` maps a device
+    type to its ONNX path (sidecar beside it). Each model's sidecar ``rule`` is used.
+    """
+    from edgestream.ml.data import simulate_readings
+    from edgestream.ml.scorer import OnnxScorer
+
+    tolerance = round(tolerance_readings * 1000 / config.rate)
+    episodes: list[Episode] = []
+    incidents: list[Incident] = []
+    per_type = {}
+    for device_type in config.device_types:
+        scorer = OnnxScorer.load(models[device_type])
+        meta = scorer.meta
+        rule = IncidentRule(meta.threshold, **meta.rule)
+        readings = simulate_readings(config, device_type)
+        scores = score_readings(readings, scorer, FeatureExtractor.from_config(meta.features))
+        found = incidents_from_scores(readings.device_ids, readings.ts, scores, rule)
+        per_type[device_type] = event_metrics(readings.episodes, found, tolerance)
+        episodes += readings.episodes
+        incidents += found
+    return FleetRun(episodes, incidents, event_metrics(episodes, incidents, tolerance), per_type)
