@@ -119,7 +119,7 @@ class FeatureExtractor:
         self._hist = np.zeros((0, self.window, c), dtype=np.int64)  # oldest .. newest, fixed point
         self._count = np.zeros(0, dtype=np.int64)  # in-order readings seen per device
         self._last_ts = np.zeros(0, dtype=np.int64)
-        self._reps = np.zeros((0, 2 * c), dtype=np.int64)  # repeats, repeat-after-repeat per channel
+        self._reps = np.zeros((0, 3 * c), dtype=np.int64)  # repeats, repeat pairs, longest run
 
     @property
     def n_features(self) -> int:
@@ -193,7 +193,7 @@ class FeatureExtractor:
         n = len(ids)
         c = len(self.channels)
         shapes = (hist.shape, count.shape, last_ts.shape, reps.shape)
-        if shapes != ((n, self.window, c), (n,), (n,), (n, 2 * c)):
+        if shapes != ((n, self.window, c), (n,), (n,), (n, 3 * c)):
             raise FeatureError("feature state arrays do not match its device list")
         self._slots = {d: i for i, d in enumerate(ids)}
         self._hist = hist.astype(np.int64, copy=True)
@@ -207,7 +207,7 @@ class FeatureExtractor:
         self._hist = np.zeros((0, self.window, len(self.channels)), dtype=np.int64)
         self._count = np.zeros(0, dtype=np.int64)
         self._last_ts = np.zeros(0, dtype=np.int64)
-        self._reps = np.zeros((0, 2 * len(self.channels)), dtype=np.int64)
+        self._reps = np.zeros((0, 3 * len(self.channels)), dtype=np.int64)
 
     # -- features ---------------------------------------------------------------------------
     def transform(
@@ -288,7 +288,7 @@ class FeatureExtractor:
             self._count = np.concatenate([self._count, np.zeros(new, dtype=np.int64)])
             lo = np.full(new, np.iinfo(np.int64).min, dtype=np.int64)
             self._last_ts = np.concatenate([self._last_ts, lo])
-            self._reps = np.concatenate([self._reps, np.zeros((new, 2 * c), dtype=np.int64)])
+            self._reps = np.concatenate([self._reps, np.zeros((new, 3 * c), dtype=np.int64)])
         return found
 
     @staticmethod
@@ -368,7 +368,16 @@ class FeatureExtractor:
         end = (w + added)[:, None]  # one past the segment's last in-order value
         rows = np.arange(k)[:, None]
         cols = 2 * c + np.arange(2 * c)[None, :]
-        reps_new = reps_state + sums[rows, end, cols] - sums[rows, np.minimum(lo, end), cols]
+        grown = sums[rows, end, cols] - sums[rows, np.minimum(lo, end), cols]
+        # longest completed run of repeats (in repeats, at most window - 1) since the start
+        vstart = (w - np.minimum(count, w))[:, None, None]
+        run_at = index - np.maximum(np.maximum(changed, index - w + 1), vstart)
+        run_at = np.where(index >= w, run_at, 0)
+        longest = np.maximum.accumulate(run_at, axis=1)  # prefix maximum along each row
+        rmax = reps_state[:, 2 * c :]
+        cut = changed[rows, end - 1, np.arange(c)[None, :]]  # where the open run started
+        done = np.where(cut >= w, longest[rows, np.maximum(cut, 0), np.arange(c)[None, :]], 0)
+        reps_new = np.concatenate([reps_state[:, : 2 * c] + grown, np.maximum(rmax, done)], 1)
 
         j = before + w - 1  # index of the previous in-order value
         seen = count[seg] + before  # in-order values before the reading
@@ -399,7 +408,7 @@ class FeatureExtractor:
         lo_r = lo[seg]
         at_lo = sums[seg[:, None], np.minimum(lo_r, p), 2 * c + np.arange(2 * c)[None, :]]
         in_batch = np.where(j[:, None] >= lo_r, at_j[:, 2 * c :] - at_lo, 0)
-        counts = reps_state[seg] + in_batch  # among the values before x
+        counts = reps_state[seg, : 2 * c] + in_batch  # among the values before x
         trailing = j[:, None] - np.maximum(changed[seg, j], first[:, None])
         repeat = (xq == last) & has
         inside = np.where(repeat, trailing, 0)  # the current run's repeats: not evidence
@@ -410,7 +419,16 @@ class FeatureExtractor:
         p1 = (zeros - pairs + 0.5 * kp) / (np.maximum(steps - zeros, 0) + kp)
         p1 = np.clip(p1, 1e-6, 1.0)
         p_rr = np.clip((pairs + kp * p1) / (zeros + kp), 1e-6, 1.0)
-        flat = np.where(repeat, -np.log(p1) - trailing * np.log(p_rr), 0.0)
+        # only runs longer than the device's longest past run count (coarse sensors on slow
+        # signals repeat values for long stretches): surprise(run) - surprise(longest)
+        ch_j = changed[seg, j]
+        chan = np.arange(c)[None, :]
+        past = np.where(ch_j >= w, longest[seg[:, None], np.maximum(ch_j, 0), chan], 0)
+        past = np.maximum(reps_state[seg, 2 * c :], past)
+        run = np.where(repeat, trailing + 1, 0)
+        cost1, cost = -np.log(p1), -np.log(p_rr)
+        novel = np.where(past == 0, cost1 + (run - 1) * cost, (run - past) * cost)
+        flat = np.where(run > past, novel, 0.0)
 
         n = len(seg)
         cols = [z, dz, flat]

@@ -13,6 +13,8 @@ key (raw bytes)                     value
 ``r`` + u64 segment number          :class:`Segment`: the accepted readings of one ``process()``
 ``o`` + u64 outbox number           an emitted summary (JSON) until the caller acks it
 ``l`` + scope byte + u32 key id     late-reading counter of one (scope, key)
+``x`` + name                        caller state committed with the engine's (e.g. the
+                                    gateway's feature and incident state), opaque bytes
 ==================================  ========================================================
 
 A segment is deleted in the commit whose watermark closes the last window any of its readings
@@ -47,6 +49,7 @@ STRING_PREFIX = b"s"
 SEGMENT_PREFIX = b"r"
 OUTBOX_PREFIX = b"o"
 LATE_PREFIX = b"l"
+EXTRA_PREFIX = b"x"
 SCOPE_BYTES = {"device": b"d", "site": b"s"}
 _SCOPE_NAMES = {v: k for k, v in SCOPE_BYTES.items()}
 
@@ -191,6 +194,7 @@ class Changes:
     put_outbox: list[tuple[int, bytes]] = field(default_factory=list)
     delete_outbox: list[int] = field(default_factory=list)
     late: dict[tuple[str, int], int] = field(default_factory=dict)
+    extras: dict[str, bytes] = field(default_factory=dict)
 
 
 @dataclass
@@ -202,6 +206,7 @@ class StoredState:
     segments: list[Segment]
     outbox: list[tuple[int, bytes]]
     late: dict[tuple[str, int], int]
+    extras: dict[str, bytes] = field(default_factory=dict)
 
 
 def _u32(x: int) -> bytes:
@@ -261,7 +266,8 @@ class WindowStore:
             (_SCOPE_NAMES[k[1:2]], int.from_bytes(k[2:], "big")): int(v)
             for k, v in self._prefixed(LATE_PREFIX)
         }
-        return StoredState(meta, strings, segments, outbox, late)
+        extras = {k[1:].decode(): v for k, v in self._prefixed(EXTRA_PREFIX)}
+        return StoredState(meta, strings, segments, outbox, late, extras)
 
     def commit(self, changes: Changes) -> None:
         """Write ``changes`` as one atomic WriteBatch (WAL on; fsync when ``sync``)."""
@@ -278,6 +284,8 @@ class WindowStore:
             wb.delete(OUTBOX_PREFIX + _u64(seq))
         for (scope, key_id), count in changes.late.items():
             wb.put(LATE_PREFIX + SCOPE_BYTES[scope] + _u32(key_id), str(count).encode())
+        for name, blob in changes.extras.items():
+            wb.put(EXTRA_PREFIX + name.encode(), blob)
         if changes.meta is not None:
             wb.put(META_KEY, json.dumps(changes.meta, separators=(",", ":")).encode())
         if not wb.is_empty():

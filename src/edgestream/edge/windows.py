@@ -130,6 +130,7 @@ class WindowEngine:
         for seq, payload in state.outbox:
             self._outbox[json.loads(payload)["summary_id"]] = (seq, payload)
         self._late = state.late
+        self.extras: dict[str, bytes] = dict(state.extras)
         meta = state.meta or self._new_meta()
         if meta.get("format") != _FORMAT:
             raise WindowStateError(
@@ -212,8 +213,14 @@ class WindowEngine:
             self._commit(Changes(meta=self._meta()))
 
     @_fail_closed
-    def process(self, batch: ReadingBatch, now_ms: int) -> ProcessResult:
+    def process(
+        self, batch: ReadingBatch, now_ms: int, extras: dict[str, bytes] | None = None
+    ) -> ProcessResult:
         """Add a batch; return the summaries it closed and its late readings (then commit).
+
+        ``extras`` (name -> bytes) are committed in the same atomic write, and are what
+        :attr:`extras` holds after a reopen: the caller's own state that must stay consistent
+        with this engine's (e.g. feature and incident state of the same readings).
 
         If it raises, the state on disk is unchanged and the engine refuses further calls:
         reopen it and feed the input again from the consumer's position.
@@ -221,7 +228,8 @@ class WindowEngine:
         done = self._clock.last_offset(batch.partition)
         first = 0 if done is None else int(np.searchsorted(batch.offsets, done, side="right"))
         skipped = first
-        changes = Changes()
+        changes = Changes(extras=dict(extras or {}))
+        self.extras.update(changes.extras)
         self._counters["replay_skipped"] += skipped
         if first == len(batch):
             changes.meta = self._meta()
