@@ -372,11 +372,11 @@ class FeatureExtractor:
         # longest completed run of repeats (in repeats, at most window - 1) since the start
         vstart = (w - np.minimum(count, w))[:, None, None]
         run_at = index - np.maximum(np.maximum(changed, index - w + 1), vstart)
-        run_at = np.where(index >= w, run_at, 0)
+        run_at = np.where(index >= vstart, run_at, 0)
         longest = np.maximum.accumulate(run_at, axis=1)  # prefix maximum along each row
         rmax = reps_state[:, 2 * c :]
         cut = changed[rows, end - 1, np.arange(c)[None, :]]  # where the open run started
-        done = np.where(cut >= w, longest[rows, np.maximum(cut, 0), np.arange(c)[None, :]], 0)
+        done = longest[rows, np.maximum(cut, 0), np.arange(c)[None, :]]
         reps_new = np.concatenate([reps_state[:, : 2 * c] + grown, np.maximum(rmax, done)], 1)
 
         j = before + w - 1  # index of the previous in-order value
@@ -423,7 +423,7 @@ class FeatureExtractor:
         # signals repeat values for long stretches): surprise(run) - surprise(longest)
         ch_j = changed[seg, j]
         chan = np.arange(c)[None, :]
-        past = np.where(ch_j >= w, longest[seg[:, None], np.maximum(ch_j, 0), chan], 0)
+        past = longest[seg[:, None], np.maximum(ch_j, 0), chan]
         past = np.maximum(reps_state[seg, 2 * c :], past)
         run = np.where(repeat, trailing + 1, 0)
         cost1, cost = -np.log(p1), -np.log(p_rr)

@@ -302,9 +302,13 @@ class WindowEngine:
         return ProcessResult(self._advance(MAX_WATERMARK, Changes()), watermark=self._clock.value)
 
     @_fail_closed
-    def ack(self, summary_ids: Iterable[str]) -> None:
-        """The caller has durably produced these summaries: drop them from the outbox."""
-        changes = Changes()
+    def ack(self, summary_ids: Iterable[str], extras: dict[str, bytes] | None = None) -> None:
+        """The caller has durably produced these summaries: drop them from the outbox.
+
+        ``extras`` are committed in the same write (see :meth:`process`).
+        """
+        changes = Changes(extras=dict(extras or {}))
+        self.extras.update(changes.extras)
         for sid in summary_ids:
             entry = self._outbox.pop(sid, None)
             if entry is not None:

@@ -1,0 +1,262 @@
+"""What a gateway does to one batch of one sensor topic partition, without Kafka or Faust:
+
+validate -> skip replayed readings -> features -> ONNX scores -> incidents (alerts)
+-> event-time windows (summaries, late readings).
+
+State and exactness. Each window spec has a :class:`WindowEngine` (its own RocksDB). The
+feature and incident state, and the alerts not yet confirmed by the broker, are committed as
+*extras* in the same atomic write as the **last** engine's state; engines commit in order,
+so the last engine is never ahead of the others. After a crash everything restarts from the
+last engine: readings it has seen are skipped, readings after it are scored again from the
+restored feature state (bit-identical scores), engines that already have them skip them by
+offset. Re-produced alerts and summaries carry the same deterministic keys and bytes.
+
+>>> from edgestream.core.topology.edge import Window
+>>> spec = window_spec(Window(size=10_000, allowed_lateness=2_000))
+>>> spec.size_ms, spec.step_ms, spec.allowed_lateness_ms, spec.scopes
+(10000, 10000, 2000, ('device', 'site'))
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgestream.core.serde import AvroDeserializer
+from edgestream.core.topology import Topology
+from edgestream.core.topology.edge import SensorTopic, Window
+from edgestream.edge.features import FeatureExtractor
+from edgestream.edge.incidents import IncidentTracker
+from edgestream.edge.validate import Readings, Rejected, Validator
+from edgestream.edge.window_types import ReadingBatch, WindowSpec
+from edgestream.edge.windows import WindowEngine
+from edgestream.ml.scorer import OnnxScorer
+
+FEATURES, INCIDENTS, ALERTS = "features", "incidents", "alerts"
+
+
+def window_spec(window: Window) -> WindowSpec:
+    """The engine's spec for a topology window."""
+    return WindowSpec(
+        size_ms=window.size,
+        hop_ms=window.hop,
+        allowed_lateness_ms=window.allowed_lateness,
+        max_out_of_orderness_ms=window.max_out_of_orderness,
+        scopes=tuple(window.scopes),
+        idle_timeout_ms=window.idle_timeout,
+    )
+
+
+@dataclass(frozen=True)
+class LateReading:
+    """A reading whose windows (of one window spec) were all closed when it arrived."""
+
+    message: int  # index of its message in the batch
+    reading: int  # index into :attr:`Outputs.readings`
+    window: str  # window spec label, e.g. "10s"
+    window_start: int
+    window_end: int
+    watermark: int
+
+
+@dataclass
+class Outputs:
+    """Everything one batch produced, for the worker to send."""
+
+    readings: Readings
+    rejected: list[Rejected] = field(default_factory=list)
+    late: list[LateReading] = field(default_factory=list)
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    summaries: list[dict[str, Any]] = field(default_factory=list)
+    replayed: int = 0
+
+
+class TopicPipeline:
+    """The gateway's processing of one sensor topic (all its partitions)."""
+
+    def __init__(
+        self,
+        topology: Topology,
+        gateway_id: str,
+        topic: SensorTopic,
+        state_dir: Path,
+        deserializer: AvroDeserializer,
+        scorer: OnnxScorer | None,
+        sync: bool = True,
+    ) -> None:
+        self.topic = topic
+        self.gateway_id = gateway_id
+        self.validator = Validator(topic, topology.sensors.validation, deserializer)
+        self.scorer = scorer
+        self.labels = [_label(w) for w in topology.windows]
+        self.engines = [
+            WindowEngine.open(window_spec(w), gateway_id, state_dir / topic.name / label, sync=sync)
+            for w, label in zip(topology.windows, self.labels, strict=True)
+        ]
+        last = self.engines[-1]
+        self.features: FeatureExtractor | None = None
+        if scorer is not None:
+            self.features = FeatureExtractor.from_config(scorer.meta.features)
+            if FEATURES in last.extras:
+                self.features.restore(last.extras[FEATURES])
+            self._feature_cols = [self.validator.channels.index(c) for c in scorer.meta.channels]
+        thresholds = {topic.device_type: scorer.threshold if scorer else None}
+        self.incidents = IncidentTracker(topology.anomaly, gateway_id, thresholds)
+        self.incidents.restore(last.extras.get(INCIDENTS))
+        self._pending_alerts: list[dict[str, Any]] = json.loads(last.extras.get(ALERTS, b"[]"))
+        self.counts = {"readings": 0, "replayed": 0, "alerts": 0, "late": 0, "summaries": 0}
+
+    # -- recovery and acks -----------------------------------------------------------------
+    def unacked(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """(alerts, summaries) emitted before a crash and not yet acked: produce them first."""
+        summaries = [s for engine in self.engines for s in engine.unacked()]
+        return list(self._pending_alerts), summaries
+
+    def ack(self, summary_ids: Sequence[str], alerts_done: bool = True) -> None:
+        """The broker confirmed these summaries (and the pending alerts)."""
+        ids = set(summary_ids)
+        for engine in self.engines[:-1]:
+            if ids:
+                engine.ack(ids)
+        extras = None
+        if alerts_done and self._pending_alerts:
+            self._pending_alerts = []
+            extras = {ALERTS: b"[]"}
+        if ids or extras:
+            self.engines[-1].ack(ids, extras=extras)
+
+    def positions(self) -> dict[int, int]:
+        """Next offset per partition to read (from the last engine: the one never ahead)."""
+        return self.engines[-1].positions()
+
+    def assign(self, partitions: Sequence[int], now_ms: int) -> None:
+        for engine in self.engines:
+            engine.assign(partitions, now_ms)
+
+    # -- processing ------------------------------------------------------------------------
+    def process(
+        self, partition: int, offsets: Sequence[int], values: Sequence[bytes | None], now_ms: int
+    ) -> Outputs:
+        """Process one batch of one partition (offsets ascending); see the module docstring."""
+        offsets_arr = np.asarray(offsets, dtype=np.int64)
+        start = self.positions().get(partition)
+        fresh = 0 if start is None else int(np.searchsorted(offsets_arr, start, side="left"))
+        readings, rejected = self.validator.validate(list(values[fresh:]), now_ms)
+        readings.message += fresh
+        rejected = [Rejected(r.index + fresh, r.reason, r.detail) for r in rejected]
+        out = Outputs(readings, rejected, replayed=fresh)
+        self.counts["replayed"] += fresh
+        n = len(readings)
+        if n == 0:
+            return out
+        self.counts["readings"] += n
+        scores = np.full(n, np.nan)
+        anomaly = np.zeros(n, bool)
+        version = None
+        extras: dict[str, bytes] = {}
+        if self.scorer is not None and self.features is not None:
+            x = self.features.transform(
+                readings.device_id, readings.ts, readings.values[:, self._feature_cols]
+            )
+            scores = self.scorer.score(x)
+            anomaly = scores > self.scorer.threshold
+            version = self.scorer.version
+            extras[FEATURES] = self.features.state()
+        out.alerts = self.incidents.process(
+            readings.device_id,
+            readings.site,
+            readings.device_type,
+            readings.ts,
+            readings.seq,
+            scores,
+            readings.values,
+            readings.channels,
+            version,
+        )
+        self._pending_alerts += out.alerts
+        extras[INCIDENTS] = self.incidents.state()
+        extras[ALERTS] = json.dumps(self._pending_alerts).encode()
+        batch = ReadingBatch(
+            partition=partition,
+            offsets=offsets_arr[readings.message],
+            device_id=np.asarray(readings.device_id, dtype=object),
+            site=np.asarray(readings.site, dtype=object),
+            device_type=np.asarray(readings.device_type, dtype=object),
+            ts=readings.ts,
+            seq=readings.seq,
+            values=readings.values,
+            channels=readings.channels,
+            scores=scores,
+            anomaly=anomaly,
+            model_version=version,
+        )
+        last = len(self.engines) - 1
+        for i, (engine, label) in enumerate(zip(self.engines, self.labels, strict=True)):
+            result = engine.process(batch, now_ms, extras=extras if i == last else None)
+            out.summaries += result.summaries
+            late = result.late
+            for j in range(len(late)):
+                idx = int(late.indices[j])
+                out.late.append(
+                    LateReading(
+                        message=int(readings.message[idx]),
+                        reading=idx,
+                        window=label,
+                        window_start=int(late.window_start[j]),
+                        window_end=int(late.window_end[j]),
+                        watermark=int(late.watermark[j]),
+                    )
+                )
+        self.counts["alerts"] += len(out.alerts)
+        self.counts["late"] += len(out.late)
+        self.counts["summaries"] += len(out.summaries)
+        return out
+
+    def advance_idle(self, now_ms: int) -> list[dict[str, Any]]:
+        """Let idle partitions stop holding the watermark; returns the summaries that closed."""
+        out = []
+        for engine in self.engines:
+            out += engine.advance_idle(now_ms).summaries
+        self.counts["summaries"] += len(out)
+        return out
+
+    def flush_all(self) -> list[dict[str, Any]]:
+        """End of a bounded input: close every window."""
+        out = []
+        for engine in self.engines:
+            out += engine.flush_all().summaries
+        self.counts["summaries"] += len(out)
+        return out
+
+    def metrics(self) -> dict[str, Any]:
+        engine = {label: e.metrics() for label, e in zip(self.labels, self.engines, strict=True)}
+        return {
+            **self.counts,
+            "rejected": dict(self.validator.counts),
+            "windows": engine,
+            "incidents": dict(self.incidents.counts),
+        }
+
+    def close(self) -> None:
+        for engine in self.engines:
+            engine.close()
+
+
+def _label(window: Window) -> str:
+    """A short name of a window spec, used for its state dir and the late topic header."""
+    text = _duration(window.size)
+    if window.hop and window.hop != window.size:
+        text += f"-hop{_duration(window.hop)}"
+    return text
+
+
+def _duration(ms: int) -> str:
+    for unit, size in (("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        if ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms}ms"
