@@ -7,7 +7,7 @@ import sys
 import typer
 from rich.console import Console
 
-from edgestream.cli import schemas, simulate, stack, up, validate
+from edgestream.cli import edge, schemas, simulate, stack, up, validate
 from edgestream.core.exceptions import EdgestreamError
 
 app = typer.Typer(
@@ -19,6 +19,7 @@ app = typer.Typer(
 )
 app.add_typer(stack.app, name="stack")
 app.add_typer(schemas.app, name="schemas")
+app.add_typer(edge.app, name="edge")
 simulate.register(app)
 up.register(app)
 validate.register(app)

@@ -120,7 +120,7 @@ def _fit_autoencoder(x: np.ndarray, params: TrainParams) -> bytes:
     from sklearn.neural_network import MLPRegressor
 
     a = np.abs(x).astype(np.float64)
-    scale = np.quantile(a, 0.999, axis=0) + 1e-3
+    scale = np.maximum(np.quantile(a, 0.999, axis=0), 1.0)  # features are in sigmas or nats
     xs = a / scale
     mlp = MLPRegressor(
         hidden_layer_sizes=params.hidden,

@@ -1,0 +1,71 @@
+"""``edgestream edge run TOPOLOGY --gateway ID``: a gateway's Faust worker in the foreground."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from edgestream.core.broker import ensure_topics, wait_broker
+from edgestream.core.exceptions import EdgestreamError
+from edgestream.core.paths import home_dir
+from edgestream.core.stack import running_endpoints
+from edgestream.core.topology import load_topology
+from edgestream.edge.worker import GatewayConfig, edge_topics, run_gateway
+
+app = typer.Typer(help="Edge gateways: Faust agents for validation, inference and windows.")
+
+
+def gateway_config(
+    topology_path: Path,
+    gateway_id: str,
+    bootstrap: str | None = None,
+    registry: str | None = None,
+    data_dir: Path | None = None,
+    sync: bool = True,
+) -> GatewayConfig:
+    """Resolve where a gateway runs: explicit options, then the topology, then the stack."""
+    topology = load_topology(topology_path)
+    try:
+        gateway = topology.gateway(gateway_id)
+    except KeyError as error:
+        raise EdgestreamError(str(error.args[0])) from None
+    bootstrap = bootstrap or gateway.bootstrap
+    registry = registry or topology.registry
+    if not bootstrap or not registry:
+        endpoints = running_endpoints()
+        edge = endpoints["edge"]
+        if not bootstrap:
+            if gateway_id not in edge:  # type: ignore[operator]
+                raise EdgestreamError(
+                    f"the embedded stack has no broker for {gateway_id}: start it with "
+                    f"`edgestream stack start --gateways N` or pass --bootstrap"
+                )
+            bootstrap = edge[gateway_id]  # type: ignore[index]
+        registry = registry or str(endpoints["registry"])
+    return GatewayConfig(
+        topology=topology,
+        gateway_id=gateway_id,
+        bootstrap=str(bootstrap),
+        registry=str(registry),
+        data_dir=data_dir or home_dir() / "gateways" / gateway_id,
+        sync=sync,
+    )
+
+
+@app.command()
+def run(
+    topology: Path = typer.Argument(..., help="Topology YAML."),
+    gateway: str = typer.Option(..., "--gateway", "-g", help="Gateway id from the topology."),
+    bootstrap: str = typer.Option(None, "--bootstrap", help="Edge broker HOST:PORT."),
+    registry: str = typer.Option(None, "--registry", help="Schema registry URL."),
+    data_dir: Path = typer.Option(None, "--data-dir", help="State dir of this gateway."),
+    no_sync: bool = typer.Option(False, "--no-sync", help="Do not fsync state commits."),
+    loglevel: str = typer.Option("warning", "--loglevel"),
+) -> None:
+    """Run a gateway worker until Ctrl-C / SIGTERM (state survives crashes: kill -9 is fine)."""
+    config = gateway_config(topology, gateway, bootstrap, registry, data_dir, not no_sync)
+    wait_broker(config.bootstrap, timeout=10)
+    ensure_topics(config.bootstrap, edge_topics(config.topology, gateway))
+    typer.echo(f"gateway {gateway}: edge broker {config.bootstrap}, state in {config.data_dir}")
+    run_gateway(config, loglevel=loglevel)

@@ -1,0 +1,297 @@
+"""The gateway's Faust worker: one agent per sensor topic, driving :class:`TopicPipeline`.
+
+Per micro-batch (``stream.take_events(size, within=max_wait)``) the agent groups events by
+partition, runs the pipeline in a worker thread (ONNX and numpy release the event loop),
+then produces, on the gateway's edge broker:
+
+- rejected records, original bytes, to ``<topic>.dlq`` with ``x-edgestream-reason`` /
+  ``x-edgestream-detail`` headers and the source position;
+- late readings to ``<topic>.late`` (original bytes for single readings; a frame's late
+  readings re-encoded as SensorReading), with the window spec, window and watermark;
+- alerts to ``edge.alerts`` and window summaries to ``edge.summaries`` (Avro, Confluent wire
+  format, keyed by their deterministic ids) for the forwarder to take to the cloud.
+
+Summaries and alerts are acked in the local state only after the broker confirmed them, so a
+crash re-produces them (same key, same bytes) rather than losing them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import faust
+
+from edgestream.core.registry.client import registry_client
+from edgestream.core.serde import AvroDeserializer, AvroSerializer, subject_for
+from edgestream.core.topology import Topology
+from edgestream.core.topology.edge import SensorTopic
+from edgestream.edge.pipeline import Outputs, TopicPipeline
+from edgestream.ml.scorer import OnnxScorer
+
+log = logging.getLogger("edgestream.edge")
+
+ALERTS_TOPIC = "edge.alerts"
+SUMMARIES_TOPIC = "edge.summaries"
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    """Where a gateway worker runs."""
+
+    topology: Topology
+    gateway_id: str
+    bootstrap: str
+    registry: str
+    data_dir: Path
+    sync: bool = True  # fsync every state commit (power-loss safe)
+
+
+def edge_topics(topology: Topology, gateway_id: str) -> dict[str, int]:
+    """Every topic the gateway reads or writes on its edge broker -> partitions."""
+    gateway = topology.gateway(gateway_id)
+    topics: dict[str, int] = {ALERTS_TOPIC: 1, SUMMARIES_TOPIC: 1}
+    for dtype in gateway.device_types:
+        for topic in topology.topics_for(dtype):
+            topics[topic.name] = topic.partitions
+            topics[topic.dlq] = 1
+            topics[topic.late] = 1
+    return topics
+
+
+class Gateway:
+    """The Faust app of one gateway and the pipelines behind its agents."""
+
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+        topo = config.topology
+        gateway = topo.gateway(config.gateway_id)
+        self.topics: list[SensorTopic] = [
+            t for dtype in gateway.device_types for t in topo.topics_for(dtype)
+        ]
+        self.registry = registry_client(config.registry)
+        self.app = faust.App(
+            f"edgestream-edge-{config.gateway_id}",
+            broker=f"kafka://{config.bootstrap}",
+            value_serializer="raw",
+            key_serializer="raw",
+            store="memory://",
+            datadir=str(config.data_dir / "faust"),
+            web_enabled=False,
+            autodiscover=False,
+            topic_disable_leader=True,
+            topic_allow_declare=False,
+            consumer_auto_offset_reset="earliest",
+            broker_rebalance_timeout=4.0,
+            broker_session_timeout=6.0,
+            broker_heartbeat_interval=1.0,
+            broker_commit_interval=1.0,
+            stream_buffer_maxsize=16384,
+            broker_max_poll_records=4000,
+            producer_linger_ms=5,
+            producer_acks=-1,
+        )
+        self.pipelines: dict[str, TopicPipeline] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edge-pipeline")
+        self._out = {
+            name: self.app.topic(name, value_serializer="raw", key_serializer="raw")
+            for name in (ALERTS_TOPIC, SUMMARIES_TOPIC)
+        }
+        self._alert_ser = AvroSerializer(self.registry, "AnomalyAlert", subject_for(ALERTS_TOPIC))
+        self._summary_ser = AvroSerializer(
+            self.registry, "WindowSummary", subject_for(SUMMARIES_TOPIC)
+        )
+        self._late_ser: dict[str, AvroSerializer] = {}
+        for topic in self.topics:
+            self._define_agent(topic)
+        self.app.timer(1.0)(self._tick)
+        self.app.task(self._recover)
+
+    # -- start-up --------------------------------------------------------------------------
+    def _build_pipeline(self, topic: SensorTopic) -> TopicPipeline:
+        topo = self.config.topology
+        scorer = None
+        if topic.device_type in topo.models:
+            path = topo.model_path(topic.device_type)
+            scorer = OnnxScorer.load(path).warm()
+        return TopicPipeline(
+            topo,
+            self.config.gateway_id,
+            topic,
+            self.config.data_dir / "state",
+            AvroDeserializer(self.registry),
+            scorer,
+            sync=self.config.sync,
+        )
+
+    async def _recover(self) -> None:
+        """Build pipelines off the loop (model sessions take seconds) and re-send what a crash
+        left unconfirmed."""
+        loop = asyncio.get_running_loop()
+        for topic in self.topics:
+            lock = self._locks[topic.name] = asyncio.Lock()
+            async with lock:
+                pipeline = await loop.run_in_executor(self._executor, self._build_pipeline, topic)
+                self.pipelines[topic.name] = pipeline
+                alerts, summaries = pipeline.unacked()
+                if alerts or summaries:
+                    log.info("re-sending %d alerts, %d summaries", len(alerts), len(summaries))
+                    await self._emit(topic, alerts, summaries)
+
+    async def _ready(self, topic: SensorTopic) -> TopicPipeline:
+        while topic.name not in self.pipelines:
+            await asyncio.sleep(0.05)
+        return self.pipelines[topic.name]
+
+    # -- agents ----------------------------------------------------------------------------
+    def _define_agent(self, topic: SensorTopic) -> None:
+        model = self.config.topology.models.get(topic.device_type)
+        size = model.batch.size if model else 512
+        wait = (model.batch.max_wait if model else 50) / 1000
+        source = self.app.topic(topic.name, value_serializer="raw", key_serializer="raw")
+
+        async def agent(stream: faust.StreamT) -> None:
+            pipeline = await self._ready(topic)
+            async for events in stream.take_events(size, within=wait):
+                by_partition: dict[int, list[Any]] = defaultdict(list)
+                for event in events:
+                    by_partition[event.message.partition].append(event.message)
+                for partition, messages in by_partition.items():
+                    await self._process(topic, pipeline, partition, messages)
+
+        self.app.agent(source, name=f"edge.{topic.name}", concurrency=1)(agent)
+
+    async def _process(
+        self, topic: SensorTopic, pipeline: TopicPipeline, partition: int, messages: list[Any]
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        offsets = [m.offset for m in messages]
+        values = [m.value for m in messages]
+        now = int(time.time() * 1000)
+        async with self._locks[topic.name]:
+            out = await loop.run_in_executor(
+                self._executor, pipeline.process, partition, offsets, values, now
+            )
+            await self._side_outputs(topic, partition, messages, out)
+            await self._emit(topic, out.alerts, out.summaries)
+
+    async def _tick(self) -> None:
+        """Once a second: idle partitions stop holding watermarks back."""
+        now = int(time.time() * 1000)
+        loop = asyncio.get_running_loop()
+        for topic in self.topics:
+            pipeline = self.pipelines.get(topic.name)
+            if pipeline is None:
+                continue
+            async with self._locks[topic.name]:
+                summaries = await loop.run_in_executor(self._executor, pipeline.advance_idle, now)
+                if summaries:
+                    await self._emit(topic, [], summaries)
+
+    # -- outputs ---------------------------------------------------------------------------
+    async def _emit(
+        self, topic: SensorTopic, alerts: list[dict[str, Any]], summaries: list[dict[str, Any]]
+    ) -> None:
+        """Produce alerts first, then summaries; ack both once the broker confirmed them."""
+        pipeline = self.pipelines[topic.name]
+        now = int(time.time() * 1000)
+        futures = []
+        for alert in alerts:
+            record = {**alert, "emitted_at": alert.get("emitted_at") or now}
+            futures.append(
+                await self._out[ALERTS_TOPIC].send(
+                    key=alert["alert_id"].encode(), value=self._alert_ser(record)
+                )
+            )
+        for summary in summaries:
+            futures.append(
+                await self._out[SUMMARIES_TOPIC].send(
+                    key=summary["summary_id"].encode(), value=self._summary_ser(summary)
+                )
+            )
+        if futures:
+            await asyncio.gather(*futures)
+            ids = [s["summary_id"] for s in summaries]
+            await asyncio.get_running_loop().run_in_executor(
+                self._executor, pipeline.ack, ids, True
+            )
+
+    async def _side_outputs(
+        self, topic: SensorTopic, partition: int, messages: list[Any], out: Outputs
+    ) -> None:
+        futures = []
+        source = [
+            ("x-edgestream-source-topic", topic.name.encode()),
+            ("x-edgestream-source-partition", str(partition).encode()),
+        ]
+        dlq = self.app.topic(topic.dlq, value_serializer="raw", key_serializer="raw")
+        for rej in out.rejected:
+            msg = messages[rej.index]
+            headers = [
+                ("x-edgestream-reason", rej.reason.encode()),
+                ("x-edgestream-detail", rej.detail[:1000].encode(errors="replace")),
+                *source,
+                ("x-edgestream-source-offset", str(msg.offset).encode()),
+            ]
+            futures.append(await dlq.send(key=msg.key, value=msg.value or b"", headers=headers))
+        if out.late:
+            late_topic = self.app.topic(topic.late, value_serializer="raw", key_serializer="raw")
+            frames = topic.schema_ == "SensorFrame"
+            for late in out.late:
+                msg = messages[late.message]
+                value = self._late_reading(topic, out, late.reading) if frames else msg.value
+                headers = [
+                    ("x-edgestream-reason", b"window_closed"),
+                    ("x-edgestream-window-spec", late.window.encode()),
+                    ("x-edgestream-window", f"{late.window_start}-{late.window_end}".encode()),
+                    ("x-edgestream-watermark", str(late.watermark).encode()),
+                    *source,
+                    ("x-edgestream-source-offset", str(msg.offset).encode()),
+                ]
+                futures.append(await late_topic.send(key=msg.key, value=value, headers=headers))
+        if futures:
+            await asyncio.gather(*futures)
+
+    def _late_reading(self, topic: SensorTopic, out: Outputs, i: int) -> bytes:
+        ser = self._late_ser.get(topic.late)
+        if ser is None:
+            ser = self._late_ser[topic.late] = AvroSerializer(
+                self.registry, "SensorReading", subject_for(topic.late)
+            )
+        r = out.readings
+        channels = {c: float(v) for c, v in zip(r.channels, r.values[i], strict=True) if v == v}
+        return ser(
+            {
+                "device_id": r.device_id[i],
+                "site": r.site[i],
+                "device_type": r.device_type[i],
+                "ts": int(r.ts[i]),
+                "seq": int(r.seq[i]),
+                "channels": channels,
+                "tags": {},
+            }
+        )
+
+    def close(self) -> None:
+        for pipeline in self.pipelines.values():
+            pipeline.close()
+        self._executor.shutdown(wait=True)
+
+
+def run_gateway(config: GatewayConfig, loglevel: str = "warning") -> None:
+    """Run the gateway worker in the foreground until SIGTERM/SIGINT (Faust's worker)."""
+    from faust.worker import Worker
+
+    gateway = Gateway(config)
+    worker = Worker(gateway.app, loglevel=loglevel, quiet=True)
+    try:
+        worker.execute_from_commandline()
+    finally:
+        gateway.close()
