@@ -1,18 +1,22 @@
 """Per-device stateful features for anomaly scoring, vectorised over a micro-batch.
 
-:class:`FeatureExtractor` keeps, per device, the last ``window`` in-order readings of its
-channels and turns each new reading into device-independent features, per channel ``c``:
+:class:`FeatureExtractor` keeps, per device, its last ``window`` in-order values and a few
+counters, and turns each reading into device-independent features, per channel ``c``:
 
-* ``c.z``    (x - mean(window)) / scale: level anomalies (spike, level shift, drift, burst)
-* ``c.dz``   (x - previous) / scale: jumps
-* ``c.flat`` r * -log(p): r = readings in a row with an unchanged value ending at x, p the
-  device's repeat rate in the rest of the window (a stuck sensor stops changing)
+* ``c.z``     (x - baseline) / scale, baseline = median of the last ``median`` values (or
+  the window mean when ``median=0``): spikes, level shifts, drifts, noise bursts
+* ``c.dz``    (x - previous value) / scale: jumps
+* ``c.flat``  surprise (nats) of the run of unchanged values ending at x under a per-device
+  first-order Markov model of "the value repeats" (P(repeat | changed), P(repeat |
+  repeat), counted since the device started): a stuck sensor stops changing. With
+  ``novel_runs`` only the part beyond the device's longest past run counts.
+* ``c.level`` (x - center) / scale from a fixed per-channel ``level`` (optional; for a
+  single known machine such as a NAB replay, not for fleets of different devices)
 
-and, with more than one channel, ``max_abs_z``, ``max_abs_dz`` and ``max_flat`` over the
-channels. ``scale`` is the window's noise (mean absolute first difference / 1.128, the
-Gaussian factor) shrunk towards the channel's ``prior_scale`` (learned from training data)
-with weight ``prior_weight`` differences and floored at half of it, so device baselines,
-daily cycles and coarse (quantised) sensors do not matter.
+and, with more than one channel, ``max_abs_z``, ``max_abs_dz`` and ``max_flat``. ``scale`` is
+the window's noise (mean absolute first difference / 1.128, the Gaussian factor) shrunk
+towards the channel's ``prior_scale`` with weight ``prior_weight`` differences and floored
+at half of it: device baselines, daily cycles and quantised sensors cancel out.
 
 Order of readings (the gateway gives batches in arrival order, possibly out of order):
 
@@ -21,9 +25,10 @@ Order of readings (the gateway gives batches in arrival order, possibly out of o
   scored against the device's history as of its arrival but does not enter the history;
 * the first reading of a device gives all-zero features (nothing to compare with).
 
-Every feature of a reading depends only on the device's in-order history before it and
-the reading, computed elementwise in a fixed order: the output is bit-identical however
-the readings are cut into batches, and after ``restore(state())``.
+Exactness: values are kept as integers (units of 1/65536, |x| <= 1e9) and every window sum
+is an integer prefix sum, so a reading's features depend only on its device's history and
+are bit-identical however the readings are cut into batches and after ``restore(state())``.
+State per device: ``window * channels`` int64 plus ``3 * channels + 2`` counters.
 
 >>> import numpy as np
 >>> fx = FeatureExtractor(["temp", "pressure"], window=8, prior_scale=[0.2, 0.1])
@@ -71,9 +76,9 @@ class FeatureExtractor:
     """Per-device window features (see the module docstring for the definitions).
 
     ``channels`` are the value columns ``transform`` receives, in order. ``prior_scale``
-    is the typical noise per channel (the training median of the window scale; 1.0 when
-    unknown). Construction is cheap; the state grows with the number of devices seen
-    (``window * channels`` floats each).
+    is the typical noise per channel (the training median of the per-device noise; 1.0
+    when unknown). Construction is cheap; build it from a model's sidecar with
+    ``FeatureExtractor.from_config(meta.features)``.
     """
 
     def __init__(
@@ -84,6 +89,7 @@ class FeatureExtractor:
         prior_weight: float = 4.0,
         median: int = 0,
         level: Sequence[tuple[float, float]] | None = None,
+        novel_runs: bool = False,
     ) -> None:
         if not channels:
             raise FeatureError("FeatureExtractor needs at least one channel")
@@ -102,6 +108,7 @@ class FeatureExtractor:
         self.prior_scale = prior
         self.prior_weight = float(prior_weight)
         self.median = int(median)
+        self.novel_runs = bool(novel_runs)
         if median < 0 or median > window:
             raise FeatureError(f"median must be 0 (window mean) .. window ({window}), got {median}")
         self.level = None if level is None else np.asarray(level, dtype=np.float64)
@@ -116,10 +123,7 @@ class FeatureExtractor:
             names += ["max_abs_z", "max_abs_dz", "max_flat"]
         self.feature_names = tuple(names)
         self._slots: dict[str, int] = {}
-        self._hist = np.zeros((0, self.window, c), dtype=np.int64)  # oldest .. newest, fixed point
-        self._count = np.zeros(0, dtype=np.int64)  # in-order readings seen per device
-        self._last_ts = np.zeros(0, dtype=np.int64)
-        self._reps = np.zeros((0, 3 * c), dtype=np.int64)  # repeats, repeat pairs, longest run
+        self.reset()
 
     @property
     def n_features(self) -> int:
@@ -139,6 +143,7 @@ class FeatureExtractor:
             "prior_weight": self.prior_weight,
             "median": self.median,
             "level": None if self.level is None else self.level.tolist(),
+            "novel_runs": self.novel_runs,
         }
 
     @classmethod
@@ -155,6 +160,7 @@ class FeatureExtractor:
             prior_weight=float(config.get("prior_weight", 4.0)),
             median=int(config.get("median", 0)),
             level=config.get("level"),
+            novel_runs=bool(config.get("novel_runs", False)),
         )
 
     # -- state ------------------------------------------------------------------------------
@@ -170,7 +176,7 @@ class FeatureExtractor:
             hist=self._hist,
             count=self._count,
             last_ts=self._last_ts,
-            reps=self._reps,
+            acc=self._acc,
         )
         return buffer.getvalue()
 
@@ -180,8 +186,7 @@ class FeatureExtractor:
             with np.load(io.BytesIO(blob), allow_pickle=False) as data:
                 header = json.loads(str(data["header"]))
                 ids = [str(x) for x in data["ids"]]
-                hist, count, last_ts = data["hist"], data["count"], data["last_ts"]
-                reps = data["reps"]
+                arrays = [data[k].astype(np.int64) for k in ("hist", "count", "last_ts", "acc")]
         except (OSError, ValueError, KeyError) as error:
             raise FeatureError(f"not a feature extractor state ({error})") from None
         mine = self.config()
@@ -190,24 +195,20 @@ class FeatureExtractor:
                 f"feature state was saved with {header}, this extractor has {mine}: "
                 "restore it into an extractor built from the same model"
             )
-        n = len(ids)
-        c = len(self.channels)
-        shapes = (hist.shape, count.shape, last_ts.shape, reps.shape)
-        if shapes != ((n, self.window, c), (n,), (n,), (n, 3 * c)):
+        n, c = len(ids), len(self.channels)
+        if [a.shape for a in arrays] != [(n, self.window, c), (n,), (n,), (n, ACC * c)]:
             raise FeatureError("feature state arrays do not match its device list")
         self._slots = {d: i for i, d in enumerate(ids)}
-        self._hist = hist.astype(np.int64, copy=True)
-        self._count = count.astype(np.int64, copy=True)
-        self._last_ts = last_ts.astype(np.int64, copy=True)
-        self._reps = reps.astype(np.int64, copy=True)
+        self._hist, self._count, self._last_ts, self._acc = arrays
 
     def reset(self) -> None:
         """Forget every device."""
-        self._slots = {}
-        self._hist = np.zeros((0, self.window, len(self.channels)), dtype=np.int64)
-        self._count = np.zeros(0, dtype=np.int64)
+        c = len(self.channels)
+        self._slots: dict[str, int] = {}
+        self._hist = np.zeros((0, self.window, c), dtype=np.int64)  # value at position p % w
+        self._count = np.zeros(0, dtype=np.int64)  # in-order readings seen per device
         self._last_ts = np.zeros(0, dtype=np.int64)
-        self._reps = np.zeros((0, 3 * len(self.channels)), dtype=np.int64)
+        self._acc = np.zeros((0, ACC * c), dtype=np.int64)  # see _Acc
 
     # -- features ---------------------------------------------------------------------------
     def transform(
@@ -215,12 +216,12 @@ class FeatureExtractor:
     ) -> np.ndarray:
         """Features (float32, ``(n, n_features)``) of n readings in arrival order; updates state.
 
-        ``device_ids`` (n,) strings, ``ts`` (n,) event times (epoch ms), ``values``
+        ``device_ids`` (n,) str, ``ts`` (n,) event times (epoch ms), ``values``
         (n, channels) finite numbers in the order of ``channels``.
         """
         values = np.asarray(values, dtype=np.float64)
         ts = np.asarray(ts, dtype=np.int64)
-        n, c, w = len(ts), len(self.channels), self.window
+        n, c = len(ts), len(self.channels)
         if values.ndim != 2 or values.shape != (n, c):
             raise FeatureError(
                 f"values must have shape (readings, {c}) for channels {list(self.channels)}, "
@@ -234,210 +235,259 @@ class FeatureExtractor:
             raise FeatureError("values must be finite (validate readings before scoring)")
         if n > MAX_CHUNK:  # keeps integer sums far from overflow; exact (batch-invariant)
             ids = np.asarray(device_ids)
-            cuts = range(0, n, MAX_CHUNK)
-            parts = [
-                self.transform(
-                    ids[i : i + MAX_CHUNK], ts[i : i + MAX_CHUNK], values[i : i + MAX_CHUNK]
-                )
-                for i in cuts
-            ]
-            return np.concatenate(parts)
-
+            return np.concatenate(
+                [
+                    self.transform(
+                        ids[i : i + MAX_CHUNK], ts[i : i + MAX_CHUNK], values[i : i + MAX_CHUNK]
+                    )
+                    for i in range(0, n, MAX_CHUNK)
+                ]
+            )
         slot = self._slot_of(device_ids)
         order = np.argsort(slot, kind="stable")  # by device, arrival order inside
-        s_slot, s_ts = slot[order], ts[order]
-        s_q = np.rint(np.clip(values[order], -VMAX, VMAX) * QUANTUM).astype(np.int64)
-        starts = np.flatnonzero(np.r_[True, s_slot[1:] != s_slot[:-1]])
-        seg_len = np.diff(np.r_[starts, n])
-        seg = np.repeat(np.arange(len(starts)), seg_len)
-        dev = s_slot[starts]  # state slot of each segment
-
-        in_order = s_ts > self._prev_max(s_ts, seg, starts, self._last_ts[dev])
-        cum = np.cumsum(in_order)
-        before = cum - in_order - np.repeat(cum[starts] - in_order[starts], seg_len)
-        per_seg = np.add.reduceat(in_order.astype(np.int64), starts)
-        # history of each segment then its in-order readings: (segments, w + L, channels)
-        padded = np.zeros((len(starts), w + int(per_seg.max()), c), dtype=np.int64)
-        padded[:, :w] = self._hist[dev]
-        padded[seg[in_order], w + before[in_order]] = s_q[in_order]
-        count = self._count[dev]
-        feats, reps = self._features(padded, seg, before, count, per_seg, self._reps[dev], s_q)
-
-        rows = np.arange(len(starts))[:, None]
-        self._hist[dev] = padded[rows, per_seg[:, None] + np.arange(w)]
-        self._count[dev] = count + per_seg
-        self._reps[dev] = reps
-        newest = np.where(in_order, s_ts, np.iinfo(np.int64).min)
-        self._last_ts[dev] = np.maximum(self._last_ts[dev], np.maximum.reduceat(newest, starts))
-
+        batch = _Batch(self, slot[order], ts[order], values[order])
+        feats = self._features(batch)
+        batch.commit()
         out = np.empty_like(feats)
         out[order] = feats
         return out
 
     def _slot_of(self, device_ids: Sequence[str] | np.ndarray) -> np.ndarray:
         keys = device_ids.tolist() if isinstance(device_ids, np.ndarray) else list(device_ids)
+        if not isinstance(keys[0], str):
+            raise FeatureError(f"device ids must be str, got {type(keys[0]).__name__}")
         slots = self._slots
         unseen = set(keys).difference(slots)
-        new = len(unseen)
-        for d in sorted(unseen, key=str):  # sorted: slots do not depend on set order
+        for d in sorted(unseen):  # sorted: slots do not depend on set order
             slots[d] = len(slots)
-        found = np.fromiter(map(slots.__getitem__, keys), dtype=np.int64, count=len(keys))
-        if new:
-            c, w = len(self.channels), self.window
+        if unseen:
+            new, c, w = len(unseen), len(self.channels), self.window
             self._hist = np.concatenate([self._hist, np.zeros((new, w, c), dtype=np.int64)])
             self._count = np.concatenate([self._count, np.zeros(new, dtype=np.int64)])
             lo = np.full(new, np.iinfo(np.int64).min, dtype=np.int64)
             self._last_ts = np.concatenate([self._last_ts, lo])
-            self._reps = np.concatenate([self._reps, np.zeros((new, 3 * c), dtype=np.int64)])
-        return found
+            self._acc = np.concatenate([self._acc, np.zeros((new, ACC * c), dtype=np.int64)])
+        return np.fromiter(map(slots.__getitem__, keys), dtype=np.int64, count=len(keys))
 
-    @staticmethod
-    def _prev_max(
-        ts: np.ndarray, seg: np.ndarray, starts: np.ndarray, state_ts: np.ndarray
-    ) -> np.ndarray:
-        """Newest ts before each reading of its segment (incl. the device's state)."""
-        prev = np.empty_like(ts)
-        prev[1:] = ts[:-1]
-        prev[starts] = np.iinfo(np.int64).min
-        unsorted = np.flatnonzero((ts <= prev)[1:] & (seg[1:] == seg[:-1]))
-        for i in np.unique(seg[unsorted + 1]):  # out-of-order readings: running maximum
-            a = starts[i]
-            b = starts[i + 1] if i + 1 < len(starts) else len(ts)
-            prev[a + 1 : b] = np.maximum.accumulate(ts[a:b])[:-1]
-        return np.maximum(prev, state_ts[seg])
-
-    def _median(
-        self, padded: np.ndarray, seg: np.ndarray, j: np.ndarray, first: np.ndarray
-    ) -> np.ndarray:
-        """Median of the last ``median`` valid values before each reading (n, c), float."""
+    def _median(self, b: _Batch, has: np.ndarray) -> np.ndarray:
+        """Median of the last ``median`` values before each reading (fewer at a start)."""
         k = self.median
-        pos = j[:, None] - np.arange(k)[None, :]  # (n, k), newest first
-        vals = padded[seg[:, None], np.maximum(pos, 0)].astype(np.float64)  # (n, k, c)
-        short = pos[:, -1] < first
-        if short.any():
-            vals[short] = np.where(
-                (pos[short] >= first[short, None])[:, :, None], vals[short], np.nan
-            )
-            out = np.empty((len(j), padded.shape[2]))
-            out[~short] = np.median(vals[~short], axis=1)
-            ok = pos[short][:, 0] >= first[short]
-            part = np.zeros((int(short.sum()), padded.shape[2]))
-            if ok.any():
-                part[ok] = np.nanmedian(vals[short][ok], axis=1)
-            out[short] = part
-            return out
-        return np.median(vals, axis=1)
+        pos = b.seen[:, None] - 1 - np.arange(k)[None, :]  # (n, k), newest first
+        vals = np.ascontiguousarray(b.value(np.repeat(b.seg[:, None], k, 1), pos).swapaxes(1, 2))
+        if (pos >= 0).all():
+            mid = [(k - 1) // 2, k // 2]
+            part = np.partition(vals, mid, axis=-1)
+            return (part[..., mid[0]] + part[..., mid[1]]) / 2.0
+        vals = vals.astype(np.float64)
+        vals[np.broadcast_to((pos < 0)[:, None, :], vals.shape)] = np.nan
+        vals[~has[:, 0]] = 0.0
+        return np.nanmedian(vals, axis=-1)
 
-    def _features(
-        self,
-        padded: np.ndarray,
-        seg: np.ndarray,
-        before: np.ndarray,
-        count: np.ndarray,
-        added: np.ndarray,
-        reps_state: np.ndarray,
-        xq: np.ndarray,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Features of readings ``xq`` (fixed point) and the segments' new repeat counts.
-
-        ``padded[k]`` is segment k's history (``window`` values, the last ``count[k]`` of
-        them valid) followed by its ``added`` in-order readings; a reading with ``before`` in-order
-        readings ahead of it in its segment has its window at ``padded[seg, before :
-        before + window]``. All sums are exact integer prefix sums.
-        """
-        w = self.window
-        k, p, c = padded.shape
-        zero = np.zeros((k, 1, c), dtype=np.int64)
-        d = np.concatenate([zero, np.diff(padded, axis=1)], axis=1)  # d[i] = v[i] - v[i-1]
-        # prefix sums (exclusive, p + 1 long) of values, |differences| and repeats
-        zero_d = d == 0
-        pair = np.zeros_like(zero_d)
-        pair[:, 1:] = zero_d[:, 1:] & zero_d[:, :-1]
-        sums = np.zeros((k, p + 1, 4 * c), dtype=np.int64)
-        np.cumsum(padded, axis=1, out=sums[:, 1:, :c])
-        np.cumsum(np.abs(d), axis=1, out=sums[:, 1:, c : 2 * c])
-        np.cumsum(zero_d, axis=1, out=sums[:, 1:, 2 * c : 3 * c])
-        np.cumsum(pair, axis=1, out=sums[:, 1:, 3 * c :])
-        index = np.arange(p)[None, :, None]
-        changed = np.maximum.accumulate(np.where(d != 0, index, -1), axis=1)
-
-        # repeat counts since the device started; in-batch differences (pairs of differences)
-        # are valid from ``lo`` (``lo2``): the value (two values) before must exist
-        lo_pair = np.stack([w + (count == 0), w + np.maximum(0, 2 - count)], axis=1)
-        lo = np.repeat(lo_pair, c, axis=1)  # (segments, 2 * channels)
-        end = (w + added)[:, None]  # one past the segment's last in-order value
-        rows = np.arange(k)[:, None]
-        cols = 2 * c + np.arange(2 * c)[None, :]
-        grown = sums[rows, end, cols] - sums[rows, np.minimum(lo, end), cols]
-        # longest completed run of repeats (in repeats, at most window - 1) since the start
-        vstart = (w - np.minimum(count, w))[:, None, None]
-        run_at = index - np.maximum(np.maximum(changed, index - w + 1), vstart)
-        run_at = np.where(index >= vstart, run_at, 0)
-        longest = np.maximum.accumulate(run_at, axis=1)  # prefix maximum along each row
-        rmax = reps_state[:, 2 * c :]
-        cut = changed[rows, end - 1, np.arange(c)[None, :]]  # where the open run started
-        done = longest[rows, np.maximum(cut, 0), np.arange(c)[None, :]]
-        reps_new = np.concatenate([reps_state[:, : 2 * c] + grown, np.maximum(rmax, done)], 1)
-
-        j = before + w - 1  # index of the previous in-order value
-        seen = count[seg] + before  # in-order values before the reading
-        first = j + 1 - np.minimum(seen, w)  # first valid value of the window
-        at_j = sums[seg, j + 1]
-        at_first = sums[seg, first]
-        at_first1 = sums[seg, np.minimum(first + 1, p)]
-        nv = (j + 1 - first)[:, None]
-        m = np.maximum(nv - 1, 0)  # first differences in the window
-        s_sum = at_j[:, :c] - at_first[:, :c]
-        s_abs = np.where(m > 0, at_j[:, c : 2 * c] - at_first1[:, c : 2 * c], 0)
-        last = padded[seg, j]
-
+    def _features(self, b: _Batch) -> np.ndarray:
+        w, c = self.window, len(self.channels)
+        seen = b.seen[:, None]  # in-order values before each reading
+        nv = np.minimum(seen, w)  # values in its window
+        m = np.maximum(nv - 1, 0)  # first differences in its window
         has = nv > 0
-        nvf = np.maximum(nv, 1).astype(np.float64)
         mf = m.astype(np.float64)
         pw = self.prior_weight
-        scale = (s_abs / (QUANTUM * GAUSS_MAD) + pw * self.prior_scale) / (mf + pw)
+        scale = (b.at(b.d_abs, ACC_WABS) / (QUANTUM * GAUSS_MAD) + pw * self.prior_scale) / (
+            mf + pw
+        )
         scale = np.maximum(scale, self._floor) * QUANTUM
+        x = b.xq
+        last = b.value(b.seg, b.seen - 1)
         if self.median > 0:
-            z = np.where(has, (xq - self._median(padded, seg, j, first)) / scale, 0.0)
+            base = self._median(b, has)
         else:
-            z = np.where(has, (xq - s_sum / nvf) / scale, 0.0)
-        dz = np.where(has, (xq - last) / scale, 0.0)
+            base = b.at(b.d_sum, ACC_WSUM) / np.maximum(nv, 1)
+        z = np.where(has, (x - base) / scale, 0.0)
+        dz = np.where(has, (x - last) / scale, 0.0)
 
         # surprise of the run of unchanged values ending at x under a per-device first-order
         # Markov model of "value repeats": P(repeat | changed before) and P(repeat | repeat)
-        lo_r = lo[seg]
-        at_lo = sums[seg[:, None], np.minimum(lo_r, p), 2 * c + np.arange(2 * c)[None, :]]
-        in_batch = np.where(j[:, None] >= lo_r, at_j[:, 2 * c :] - at_lo, 0)
-        counts = reps_state[seg, : 2 * c] + in_batch  # among the values before x
-        trailing = j[:, None] - np.maximum(changed[seg, j], first[:, None])
-        repeat = (xq == last) & has
+        repeat = (x == last) & has
+        trailing = np.minimum(b.trailing(), m)
         inside = np.where(repeat, trailing, 0)  # the current run's repeats: not evidence
-        zeros = (counts[:, :c] - inside).astype(np.float64)
-        pairs = (counts[:, c:] - np.maximum(inside - 1, 0)).astype(np.float64)
-        steps = np.maximum(seen - 1, 0)[:, None] - inside
+        zeros = (b.at(b.d_zero, ACC_ZERO) - inside).astype(np.float64)
+        pairs = (b.at(b.d_pair, ACC_PAIR) - np.maximum(inside - 1, 0)).astype(np.float64)
+        steps = np.maximum(seen - 1, 0) - inside
         kp = RATE_PRIOR
-        p1 = (zeros - pairs + 0.5 * kp) / (np.maximum(steps - zeros, 0) + kp)
-        p1 = np.clip(p1, 1e-6, 1.0)
+        p1 = np.clip((zeros - pairs + 0.5 * kp) / (np.maximum(steps - zeros, 0) + kp), 1e-6, 1.0)
         p_rr = np.clip((pairs + kp * p1) / (zeros + kp), 1e-6, 1.0)
-        # only runs longer than the device's longest past run count (coarse sensors on slow
-        # signals repeat values for long stretches): surprise(run) - surprise(longest)
-        ch_j = changed[seg, j]
-        chan = np.arange(c)[None, :]
-        past = longest[seg[:, None], np.maximum(ch_j, 0), chan]
-        past = np.maximum(reps_state[seg, 2 * c :], past)
         run = np.where(repeat, trailing + 1, 0)
+        past = b.longest() if self.novel_runs else np.zeros_like(run)
         cost1, cost = -np.log(p1), -np.log(p_rr)
         novel = np.where(past == 0, cost1 + (run - 1) * cost, (run - past) * cost)
         flat = np.where(run > past, novel, 0.0)
 
-        n = len(seg)
         cols = [z, dz, flat]
         if self.level is not None:
-            cols.append((xq / QUANTUM - self.level[:, 0]) / self.level[:, 1])
+            cols.append((x / QUANTUM - self.level[:, 0]) / self.level[:, 1])
+        n = len(x)
         parts = np.stack(cols, axis=-1).reshape(n, len(cols) * c)
         if c > 1:
             agg = np.stack(
                 [np.abs(z).max(axis=1), np.abs(dz).max(axis=1), flat.max(axis=1)], axis=-1
             )
             parts = np.concatenate([parts, agg], axis=1)
-        return np.clip(parts, -CLIP, CLIP).astype(np.float32), reps_new
+        return np.clip(parts, -CLIP, CLIP).astype(np.float32)
+
+
+# per-device accumulators (blocks of ``channels`` columns of FeatureExtractor._acc)
+ACC_WSUM, ACC_WABS, ACC_RUN, ACC_ZERO, ACC_PAIR, ACC_RMAX = range(6)
+ACC = 6
+
+
+class _Batch:
+    """One batch sorted by device: its in-order "stream" and prefix sums over it (exact ints).
+
+    A device's values are numbered by position p = 0, 1, ... in arrival order of its
+    in-order readings; the ring ``hist[slot, p % window]`` holds the last ``window`` of them.
+    A reading with ``seen`` in-order values before it has its window at positions
+    ``seen - window .. seen - 1``; the window sums are the state's plus the changes made
+    by the stream elements ahead of it.
+    """
+
+    def __init__(self, fx: FeatureExtractor, slot: np.ndarray, ts: np.ndarray, values: np.ndarray):
+        self.fx = fx
+        w, c = fx.window, len(fx.channels)
+        n = len(ts)
+        self.xq = np.rint(np.clip(values, -VMAX, VMAX) * QUANTUM).astype(np.int64)
+        starts = np.flatnonzero(np.r_[True, slot[1:] != slot[:-1]])
+        seg_len = np.diff(np.r_[starts, n])
+        self.seg = seg = np.repeat(np.arange(len(starts)), seg_len)
+        self.dev = dev = slot[starts]
+        self.count0 = fx._count[dev]
+        self.acc0 = fx._acc[dev].reshape(len(dev), ACC, c)
+        self.ts, self.starts = ts, starts
+        self.in_order = ts > _prev_max(ts, seg, starts, fx._last_ts[dev])
+        cum = np.cumsum(self.in_order)
+        self.before = cum - self.in_order - np.repeat(cum[starts] - self.in_order[starts], seg_len)
+        self.seen = self.count0[seg] + self.before
+        # the stream: in-order readings, grouped by segment
+        io = np.flatnonzero(self.in_order)
+        self.sv = self.xq[io]
+        self.sseg = sseg = seg[io]
+        self.added = np.bincount(sseg, minlength=len(starts))
+        self.off = np.r_[0, np.cumsum(self.added)[:-1]]
+        t = self.before[io]
+        pos = self.count0[sseg] + t  # position of each stream value
+        prev = self.value(sseg, pos - 1)
+        d = self.sv - prev
+        zero = (d == 0) & (pos >= 1)[:, None]
+        full = (pos >= w)[:, None]
+        leave = np.where(full, self.value(sseg, pos - w), 0)
+        leave_d = np.where(full, self.value(sseg, pos - w + 1) - leave, 0)
+        prev_zero = np.where(
+            (t == 0)[:, None],
+            self.acc0[sseg, ACC_RUN] > 0,
+            np.r_[np.zeros((1, c), bool), zero[:-1]],
+        )
+        self.d_sum = self._prefix(self.sv - leave)
+        self.d_abs = self._prefix(np.where((pos >= 1)[:, None], np.abs(d), 0) - np.abs(leave_d))
+        self.d_zero = self._prefix(zero.astype(np.int64))
+        self.d_pair = self._prefix((zero & prev_zero).astype(np.int64))
+        # runs of repeats (capped at window - 1) after each stream value, per segment
+        index = np.arange(len(io))[:, None]
+        changed = np.maximum.accumulate(np.where(~zero, index, -1), axis=0)
+        seg_first = self.off[sseg][:, None]
+        run0 = self.acc0[sseg, ACC_RUN]
+        self.rl = np.minimum(
+            np.where(changed >= seg_first, index - changed, run0 + index - seg_first + 1), w - 1
+        )
+        rl_before = np.where(
+            (t == 0)[:, None], run0, np.r_[np.zeros((1, c), np.int64), self.rl[:-1]]
+        )
+        closed = np.where(~zero & (pos >= 1)[:, None], rl_before, 0)  # a run ends here
+        self.closed_max = self._segmax(closed)
+
+    def value(self, seg: np.ndarray, pos: np.ndarray) -> np.ndarray:
+        """Values (fixed point, (..., c)) at positions ``pos`` of segments ``seg``; 0 if < 0."""
+        w = self.fx.window
+        count = self.count0[seg]
+        out = np.zeros((*pos.shape, self.sv.shape[1]), dtype=np.int64)
+        in_stream = pos >= count
+        in_ring = (pos >= 0) & ~in_stream
+        out[in_stream] = self.sv[(self.off[seg] + pos - count)[in_stream]]
+        flat = self.fx._hist.reshape(-1, self.sv.shape[1])
+        out[in_ring] = flat[(self.dev[seg] * w + pos % w)[in_ring]]
+        return out
+
+    def _prefix(self, delta: np.ndarray) -> np.ndarray:
+        """Inclusive prefix sums with a leading zero row (exact ints)."""
+        out = np.zeros((len(delta) + 1, delta.shape[1]), dtype=np.int64)
+        np.cumsum(delta, axis=0, out=out[1:])
+        return out
+
+    def _segmax(self, x: np.ndarray) -> np.ndarray:
+        """Running maximum within each segment, with a leading zero row."""
+        out = np.zeros((len(x) + 1, x.shape[1]), dtype=np.int64)
+        if len(x):
+            big = np.int64(1) << 40  # runs < 2**40: offset each segment above the previous
+            lifted = x + (self.sseg * big)[:, None]
+            out[1:] = np.maximum.accumulate(lifted, axis=0) - (self.sseg * big)[:, None]
+        return out
+
+    def at(self, prefix: np.ndarray, block: int) -> np.ndarray:
+        """The state's accumulator ``block`` plus the stream's changes ahead of each reading."""
+        i0 = self.off[self.seg]
+        return self.acc0[self.seg, block] + prefix[i0 + self.before] - prefix[i0]
+
+    def trailing(self) -> np.ndarray:
+        """Repeats ending at each reading's previous value (capped at window - 1)."""
+        i = self.off[self.seg] + self.before - 1
+        return np.where(
+            (self.before == 0)[:, None], self.acc0[self.seg, ACC_RUN], self.rl[np.maximum(i, 0)]
+        )
+
+    def longest(self) -> np.ndarray:
+        """Longest closed run of repeats before each reading (capped at window - 1)."""
+        i0 = self.off[self.seg]
+        got = np.where((self.before > 0)[:, None], self.closed_max[i0 + self.before], 0)
+        return np.maximum(self.acc0[self.seg, ACC_RMAX], got)
+
+    def commit(self) -> None:
+        """Write the batch into the extractor's state."""
+        fx, w, c = self.fx, self.fx.window, len(self.fx.channels)
+        k = len(self.dev)
+        ends = self.off + self.added  # one past each segment's last stream value
+        acc = self.acc0.copy()
+        for block, prefix in (
+            (ACC_WSUM, self.d_sum),
+            (ACC_WABS, self.d_abs),
+            (ACC_ZERO, self.d_zero),
+            (ACC_PAIR, self.d_pair),
+        ):
+            acc[:, block] += prefix[ends] - prefix[self.off]
+        grew = self.added > 0
+        last = np.maximum(ends - 1, 0)
+        if len(self.sv):
+            acc[:, ACC_RUN] = np.where(grew[:, None], self.rl[last], acc[:, ACC_RUN])
+            closed = np.where(grew[:, None], self.closed_max[ends], 0)
+            acc[:, ACC_RMAX] = np.maximum(acc[:, ACC_RMAX], closed)
+        # the last ``window`` stream values of each segment go into the ring
+        keep = np.flatnonzero(self.before[self.in_order] >= self.added[self.sseg] - w)
+        pos = self.count0[self.sseg[keep]] + self.before[self.in_order][keep]
+        fx._hist[self.dev[self.sseg[keep]], pos % w] = self.sv[keep]
+        fx._count[self.dev] = self.count0 + self.added
+        fx._acc[self.dev] = acc.reshape(k, ACC * c)
+        newest = np.where(self.in_order, self.ts, np.iinfo(np.int64).min)
+        fx._last_ts[self.dev] = np.maximum(
+            fx._last_ts[self.dev], np.maximum.reduceat(newest, self.starts)
+        )
+
+
+def _prev_max(
+    ts: np.ndarray, seg: np.ndarray, starts: np.ndarray, state_ts: np.ndarray
+) -> np.ndarray:
+    """Newest ts before each reading of its segment (incl. the device's state)."""
+    prev = np.empty_like(ts)
+    prev[1:] = ts[:-1]
+    prev[starts] = np.iinfo(np.int64).min
+    unsorted = np.flatnonzero((ts <= prev)[1:] & (seg[1:] == seg[:-1]))
+    for i in np.unique(seg[unsorted + 1]):  # out-of-order readings: running maximum
+        a = starts[i]
+        b = starts[i + 1] if i + 1 < len(starts) else len(ts)
+        prev[a + 1 : b] = np.maximum.accumulate(ts[a:b])[:-1]
+    return np.maximum(prev, state_ts[seg])

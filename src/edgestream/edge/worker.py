@@ -76,6 +76,7 @@ class Gateway:
             t for dtype in gateway.device_types for t in topo.topics_for(dtype)
         ]
         self.registry = registry_client(config.registry)
+        (config.data_dir / "faust").mkdir(parents=True, exist_ok=True)
         self.app = faust.App(
             f"edgestream-edge-{config.gateway_id}",
             broker=f"kafka://{config.bootstrap}",

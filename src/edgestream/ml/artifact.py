@@ -15,7 +15,7 @@ is ``numpy.searchsorted(edges, x, side="left")`` (so bin 0 is ``x <= edges[0]``,
 >>> len(base["edges"]), len(base["fractions"]), base["count"]
 (9, 10, 1000)
 >>> shipped_model("pump").version
-'pump-iforest-v1'
+'pump-ae-v1'
 """
 
 from __future__ import annotations
@@ -147,17 +147,20 @@ def write_artifact(directory: Path | str, blob: bytes, meta: ModelMeta) -> Path:
 
 
 def shipped_model(device_type: str, version: int = 1) -> ModelMeta:
-    """The sidecar of a model shipped with edgestream (``models/<type>-iforest-v<N>``)."""
+    """The sidecar of a model shipped with edgestream (``models/<type>-<family>-v<N>``)."""
     return load_meta(shipped_model_path(device_type, version))
 
 
 def shipped_model_path(device_type: str, version: int = 1) -> Path:
-    """Path of a shipped ONNX model; the error lists what is shipped."""
-    path = MODELS_DIR / f"{device_type}-iforest-v{version}.onnx"
-    if not path.exists():
+    """Path of the shipped ONNX model of a device type; the error lists what is shipped."""
+    found = sorted(MODELS_DIR.glob(f"{device_type}-*-v{version}.onnx"))
+    if len(found) != 1:
         have = sorted(p.stem for p in MODELS_DIR.glob("*.onnx"))
-        raise ArtifactError(f"no shipped model {path.name} (shipped: {have})")
-    return path
+        raise ArtifactError(
+            f"no single shipped model {device_type}-<family>-v{version} in {MODELS_DIR} "
+            f"(shipped: {have})"
+        )
+    return found[0]
 
 
 def decile_baseline(values: np.ndarray) -> dict[str, Any]:

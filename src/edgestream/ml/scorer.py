@@ -13,7 +13,7 @@ the reference between batches. ``score`` itself is also blocking (~1 ms per call
 >>> from edgestream.ml.artifact import shipped_model_path
 >>> scorer = OnnxScorer.load(shipped_model_path("pump"))
 >>> scorer.version, scorer.n_features
-('pump-iforest-v1', 15)
+('pump-ae-v1', 15)
 >>> scores = scorer.warm().score(np.zeros((3, 15), dtype=np.float32))
 >>> scores.shape, scores.dtype.name, bool((scores < scorer.threshold).all())
 ((3,), 'float64', True)

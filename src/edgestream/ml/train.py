@@ -65,12 +65,13 @@ class TrainParams:
     rate_hz: float = 10.0
     window: int = 64
     median: int = 9
+    novel_runs: bool = False
     hidden: tuple[int, ...] = (16, 4, 16)
     max_iter: int = 30
     subsample: int = 3  # fit on every n-th training row
     n_estimators: int = 100  # iforest
     max_samples: int = 256  # iforest
-    quantile: float = 0.99995
+    quantile: float = 0.99998
     consecutive: int = 1
     gap: int = 5
     eval_devices: int = 20
@@ -120,7 +121,7 @@ def _fit_autoencoder(x: np.ndarray, params: TrainParams) -> bytes:
     from sklearn.neural_network import MLPRegressor
 
     a = np.abs(x).astype(np.float64)
-    scale = np.maximum(np.quantile(a, 0.999, axis=0), 1.0)  # features are in sigmas or nats
+    scale = np.maximum(np.quantile(a, 0.99999, axis=0), 1.0)  # features are in sigmas or nats
     xs = a / scale
     mlp = MLPRegressor(
         hidden_layer_sizes=params.hidden,
@@ -199,6 +200,7 @@ def _fit_iforest(x: np.ndarray, params: TrainParams) -> bytes:
         target_opset={"": OPSET, "ai.onnx.ml": 3},
     )
     graph = model.graph
+    graph.name = "edgestream_iforest"  # skl2onnx draws a random one: keep the bytes seeded
     scores = next(o.name for o in graph.output if o.name == "scores")
     graph.initializer.append(numpy_helper.from_array(np.array([-1], np.int64), "flat_shape"))
     graph.node.extend(
@@ -246,7 +248,9 @@ def train(params: TrainParams, log: Any = None) -> Trained:
     channels = feature_channels(params.device_type)
     data = normal_readings(params, params.train_seed)
     prior = prior_scales(data.device_ids, data.columns(channels))
-    config = FeatureExtractor(channels, params.window, prior, median=params.median).config()
+    config = FeatureExtractor(
+        channels, params.window, prior, median=params.median, novel_runs=params.novel_runs
+    ).config()
     features = extract(data, FeatureExtractor.from_config(config))
     say(f"{params.name}: {len(features)} training rows, {features.shape[1]} features")
     blob = fit_onnx(features, params)
@@ -262,9 +266,7 @@ def train(params: TrainParams, log: Any = None) -> Trained:
         channels=channels,
         features=config,
         rule={"consecutive": params.consecutive, "gap": params.gap},
-        baseline={
-            name: decile_baseline(data.values[:, i]) for i, name in enumerate(data.channels)
-        },
+        baseline={name: decile_baseline(data.values[:, i]) for i, name in enumerate(data.channels)},
         training={k: list(v) if isinstance(v, tuple) else v for k, v in asdict(params).items()},
     )
     scorer = OnnxScorer.load(blob, meta)
@@ -280,7 +282,9 @@ def train(params: TrainParams, log: Any = None) -> Trained:
     )
     rule = IncidentRule(threshold, params.consecutive, params.gap)
     tolerance = round(params.tolerance_readings * 1000 / params.rate_hz)
-    found = evaluate_readings(labelled, scorer, FeatureExtractor.from_config(config), rule, tolerance)
+    found = evaluate_readings(
+        labelled, scorer, FeatureExtractor.from_config(config), rule, tolerance
+    )
     metrics = {
         "calibration": {
             "readings": len(calib_scores),
@@ -307,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="model initialisation seed")
     parser.add_argument("--devices", type=int, default=40, help="training fleet size")
     parser.add_argument("--duration", type=float, default=600.0, help="training seconds")
+    parser.add_argument("--novel-runs", action="store_true", help="see FeatureExtractor")
+    parser.add_argument("--quantile", type=float, default=TrainParams.quantile, help="threshold")
     args = parser.parse_args(argv)
     params = TrainParams(
         device_type=args.device_type,
@@ -315,6 +321,8 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         devices=args.devices,
         duration_s=args.duration,
+        novel_runs=args.novel_runs,
+        quantile=args.quantile,
     )
     trained = train(params, log=lambda msg: print(msg, file=sys.stderr))
     path = write_artifact(args.out, trained.blob, trained.meta)
