@@ -935,7 +935,7 @@ def test_example_validates_without_model_files(name: str, example_env: None) -> 
     for secret in ("factory-s3cret-value", "cold-s3cret-value"):
         assert secret not in topology.model_dump_json() + repr(topology) + topology.to_yaml()
     assert topology.canary_gateways()
-    assert all(model.path.name.endswith("-iforest-v1.onnx") for model in topology.models.values())
+    assert all(model.path.name.endswith("-ae-v1.onnx") for model in topology.models.values())
 
 
 def test_examples_express_the_product(example_env: None) -> None:
@@ -998,8 +998,8 @@ def _isolation_forest(path: Path, n_features: int, input_name: str = "input") ->
 def onnx_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("models")
     return {
-        "pump": _isolation_forest(folder / "pump-iforest-v1.onnx", 4),
-        "reefer": _isolation_forest(folder / "reefer-iforest-v1.onnx", 4),
+        "pump": _isolation_forest(folder / "pump-ae-v1.onnx", 4),
+        "reefer": _isolation_forest(folder / "reefer-ae-v1.onnx", 4),
         "two": _isolation_forest(folder / "two.onnx", 2),
         "three": _isolation_forest(folder / "three.onnx", 3),
         "named": _isolation_forest(folder / "named.onnx", 2, input_name="float_input"),
@@ -1012,7 +1012,7 @@ def test_example_validates_with_real_models(
 ) -> None:
     text = (topologies_dir() / name).read_text()
     for device_type in ("pump", "reefer"):
-        shipped = f"../src/edgestream/ml/models/{device_type}-iforest-v1.onnx"
+        shipped = f"../src/edgestream/ml/models/{device_type}-ae-v1.onnx"
         text = text.replace(shipped, str(onnx_models[device_type]))
     topology = load_topology(write(tmp_path, text, name), check_files=True)
     for device_type in topology.models:

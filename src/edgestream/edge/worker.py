@@ -127,7 +127,7 @@ class Gateway:
             self.config.gateway_id,
             topic,
             self.config.data_dir / "state",
-            AvroDeserializer(self.registry),
+            AvroDeserializer(self.registry, reader_schema=topic.schema_),
             scorer,
             sync=self.config.sync,
         )

@@ -1,0 +1,196 @@
+"""Helpers to run a real gateway worker (a subprocess) against a real embedded broker."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from confluent_kafka import Consumer, TopicPartition
+
+from edgestream.core.broker import consumer_config
+from edgestream.core.serde import AvroDeserializer
+from edgestream.edge.features import FeatureExtractor
+from edgestream.edge.window_types import ReadingBatch
+from edgestream.ml.artifact import shipped_model_path
+from edgestream.ml.scorer import OnnxScorer
+
+PUMP_CHANNELS = ("vibration_rms", "bearing_temp", "pressure", "motor_current")
+
+
+def write_topology(path: Path, gateway: str = "gw-test", **overrides: Any) -> Path:
+    """A one-gateway pump topology with 1-partition topics (a deterministic arrival order)."""
+    topo: dict[str, Any] = {
+        "name": "edge-test",
+        "version": "1",
+        "gateways": [{"id": gateway, "sites": ["site-1"], "device_types": ["pump"]}],
+        "sensors": {
+            "validation": {"max_clock_skew": "5m", "max_payload_bytes": "4KB"},
+            "topics": [
+                {
+                    "name": "sensors.pump",
+                    "device_type": "pump",
+                    "schema": "SensorReading",
+                    "partitions": 1,
+                    "channels": {
+                        "vibration_rms": {"unit": "mm/s", "min": 0, "max": 50},
+                        "bearing_temp": {"unit": "degC", "min": -30, "max": 150},
+                        "pressure": {"unit": "bar", "min": 0, "max": 16},
+                        "motor_current": {"unit": "A", "min": 0, "max": 100},
+                    },
+                }
+            ],
+        },
+        "features": {"pump": list(PUMP_CHANNELS)},
+        "models": {
+            "pump": {
+                "name": "pump-model",
+                "path": str(shipped_model_path("pump")),
+                "batch": {"size": 500, "max_wait": "20ms"},
+            }
+        },
+        "windows": [
+            {"size": "10s", "allowed_lateness": "2s", "max_out_of_orderness": "1s"},
+            {"size": "30s", "hop": "10s", "allowed_lateness": "5s", "max_out_of_orderness": "1s"},
+        ],
+        "anomaly": {"rules": [{"name": "pump", "consecutive": 2}]},
+    }
+    topo.update(overrides)
+    path.write_text(yaml.safe_dump(topo, sort_keys=False))
+    return path
+
+
+class Worker:
+    """``edgestream edge run`` as a subprocess (so it can be killed with SIGKILL)."""
+
+    def __init__(self, topology: Path, gateway: str, bootstrap: str, registry: str, data: Path):
+        self.argv = [
+            sys.executable,
+            "-m",
+            "edgestream.cli.main",
+            "edge",
+            "run",
+            str(topology),
+            "--gateway",
+            gateway,
+            "--bootstrap",
+            bootstrap,
+            "--registry",
+            registry,
+            "--data-dir",
+            str(data),
+        ]
+        self.log = data.parent / f"{data.name}-worker.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> Worker:
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT)
+        return self
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> int:
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                return self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                return self.proc.wait(10)
+        return self.proc.returncode
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+def read_topic(bootstrap: str, topic: str, settle: float = 2.0) -> list[Any]:
+    """Every message of ``topic`` (all partitions, from offset 0) until ``settle`` s of quiet.
+
+    Fetch-based: never trusts end offsets from ListOffsets (wrong on Tansu).
+    """
+    consumer = Consumer(consumer_config(bootstrap, f"read-{time.time_ns()}"))
+    try:
+        meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
+        if meta is None or meta.error is not None:
+            return []
+        consumer.assign([TopicPartition(topic, p, 0) for p in meta.partitions])
+        out: list[Any] = []
+        quiet_since = time.monotonic()
+        while time.monotonic() - quiet_since < settle:
+            batch = consumer.consume(2000, timeout=0.5)
+            for msg in batch:
+                if msg.error() is None:
+                    out.append(msg)
+            if batch:
+                quiet_since = time.monotonic()
+        return out
+    finally:
+        consumer.close()
+
+
+def wait_for(
+    bootstrap: str, topic: str, count: int, timeout: float, worker: Worker | None = None
+) -> list[Any]:
+    """Read ``topic`` until it holds at least ``count`` messages (or time runs out)."""
+    deadline = time.monotonic() + timeout
+    got: list[Any] = []
+    while time.monotonic() < deadline:
+        got = read_topic(bootstrap, topic, settle=1.0)
+        if len(got) >= count:
+            return got
+        if worker is not None and not worker.alive():
+            raise AssertionError(f"worker died:\n{worker.log_text()[-3000:]}")
+        time.sleep(1.0)
+    return got
+
+
+def sensor_batch(bootstrap: str, registry: str, topic: str) -> tuple[ReadingBatch, list[Any]]:
+    """The topic's readings in offset order (1 partition) scored offline with the shipped
+    model, as one :class:`ReadingBatch` for the reference; plus the raw messages."""
+    messages = read_topic(bootstrap, topic)
+    decode = AvroDeserializer(registry)
+    records = [decode(m.value()) for m in messages]
+    values = np.array([[r["channels"][c] for c in PUMP_CHANNELS] for r in records], dtype=float)
+    scorer = OnnxScorer.load(shipped_model_path("pump"))
+    fx = FeatureExtractor.from_config(scorer.meta.features)
+    cols = [PUMP_CHANNELS.index(c) for c in scorer.meta.channels]
+    ids = [r["device_id"] for r in records]
+    ts = np.array([r["ts"] for r in records], dtype=np.int64)
+    scores = scorer.score(fx.transform(ids, ts, values[:, cols]))
+    batch = ReadingBatch(
+        partition=0,
+        offsets=np.array([m.offset() for m in messages], dtype=np.int64),
+        device_id=np.array(ids, dtype=object),
+        site=np.array([r["site"] for r in records], dtype=object),
+        device_type=np.array([r["device_type"] for r in records], dtype=object),
+        ts=ts,
+        seq=np.array([r["seq"] for r in records], dtype=np.int64),
+        values=values,
+        channels=PUMP_CHANNELS,
+        scores=scores,
+        anomaly=scores > scorer.threshold,
+        model_version=scorer.version,
+    )
+    return batch, messages
+
+
+def header(msg: Any, name: str) -> str | None:
+    for key, value in msg.headers() or []:
+        if key == name:
+            return value.decode()
+    return None

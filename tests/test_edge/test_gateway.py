@@ -1,0 +1,303 @@
+"""The gateway worker end to end: a real Faust worker process, a real Tansu broker, the real
+registry and the shipped ONNX model; results checked against an offline reference."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from edgestream.core.broker import ensure_topics
+from edgestream.core.serde import AvroDeserializer, AvroSerializer, subject_for
+from edgestream.core.stack import Stack
+from edgestream.core.topology import load_topology
+from edgestream.edge.pipeline import window_spec
+from edgestream.sim import simulate
+from tests.test_edge import gatewayrun as gr
+from tests.test_edge.windowref import Event, _close, reference
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+GATEWAY = "gw-test"  # the reference's gateway id
+
+
+@pytest.fixture
+def env(tmp_path: Path):
+    stack = Stack(tmp_path / "stack")
+    status = stack.start(gateways=1)
+    ends = status.endpoints()
+    yield {
+        "bootstrap": ends["edge"]["gw-1"],
+        "registry": str(ends["registry"]),
+        "dir": tmp_path,
+        "topology": gr.write_topology(tmp_path / "topology.yaml", GATEWAY),
+    }
+    stack.stop()
+
+
+def _worker(env, name: str = "gw") -> gr.Worker:
+    return gr.Worker(env["topology"], GATEWAY, env["bootstrap"], env["registry"], env["dir"] / name)
+
+
+def _simulate(env, **changes) -> None:
+    params = dict(
+        devices=6,
+        rate=10.0,
+        duration=120.0,
+        seed=11,
+        device_types=("pump",),
+        sites=2,
+        anomaly_rate=0.01,
+        late_fraction=0.05,
+        start_time=(int(time.time()) - 600) * 1000,
+        topic="sensors.pump",
+        labels=env["dir"] / "labels.jsonl",
+        fast=True,
+    )
+    params.update(changes)
+    simulate(bootstrap=env["bootstrap"], registry=env["registry"], **params)
+
+
+def _references(env):
+    """Per window spec: the reference run over the sensor topic as the worker saw it."""
+    batch, messages = gr.sensor_batch(env["bootstrap"], env["registry"], "sensors.pump")
+    topo = load_topology(env["topology"])
+    refs = {}
+    for window in topo.windows:
+        refs[window.size, window.hop] = reference([Event("batch", 0, batch)], window_spec(window))
+    return refs, batch, messages
+
+
+def _by_spec(summaries: list[dict]) -> dict[tuple[int, int | None], dict[str, dict]]:
+    out: dict = {}
+    for s in summaries:
+        size = s["window_end"] - s["window_start"]
+        key = (size, None) if size == 10_000 else (size, 10_000)
+        out.setdefault(key, {})[s["summary_id"]] = s
+    return out
+
+
+def _expected_count(refs) -> int:
+    return sum(len(r.summaries) for r in refs.values())
+
+
+def _assert_equal_to_reference(got: dict, refs) -> None:
+    for spec, ref in refs.items():
+        have = got.get(spec, {})
+        missing = sorted(ref.summaries.keys() - have.keys())
+        extra = sorted(have.keys() - ref.summaries.keys())
+        assert not missing and not extra, f"{spec}: missing {missing[:3]} extra {extra[:3]}"
+        for sid, expected in ref.summaries.items():
+            _close(have[sid], expected, sid)
+
+
+def test_window_summaries_equal_the_offline_reference(env):
+    _simulate(env)
+    worker = _worker(env).start()
+    try:
+        refs, batch, messages = _references(env)
+        expected = _expected_count(refs)
+        assert expected > 100
+        raw = gr.wait_for(env["bootstrap"], "edge.summaries", expected, 120, worker)
+        decode = AvroDeserializer(env["registry"])
+        summaries = [decode(m.value()) for m in raw]
+        assert len(summaries) == expected, "each window is emitted exactly once"
+        assert all(
+            m.key().decode() == s["summary_id"] for m, s in zip(raw, summaries, strict=False)
+        )
+        _assert_equal_to_reference(_by_spec(summaries), refs)
+
+        # late readings: on the late topic, and nowhere else
+        late = gr.read_topic(env["bootstrap"], "sensors.pump.late")
+        got_late = Counter()
+        for msg in late:
+            spec = gr.header(msg, "x-edgestream-window-spec")
+            offset = int(gr.header(msg, "x-edgestream-source-offset"))
+            got_late[(spec, offset)] += 1
+            assert gr.header(msg, "x-edgestream-reason") == "window_closed"
+            assert msg.value() == messages[offset].value(), "late topic keeps original bytes"
+        want_late = Counter()
+        for (_size, hop), ref in refs.items():
+            label = "10s" if hop is None else "30s-hop10s"
+            for (_, i), _window in ref.late.items():
+                want_late[(label, int(batch.offsets[i]))] += 1
+        assert sum(want_late.values()) > 5, "the input must contain late readings"
+        assert got_late == want_late
+        assert worker.alive()
+    finally:
+        assert worker.stop() == 0, worker.log_text()[-2000:]
+
+
+def test_kill_9_mid_stream_gives_the_same_summaries(env):
+    worker = _worker(env, "crashy").start()
+    feeder = threading.Thread(target=_simulate, args=(env,), kwargs={"fast": False, "speed": 15.0})
+    feeder.start()
+    try:
+        first = gr.wait_for(env["bootstrap"], "edge.summaries", 40, 60, worker)
+        assert len(first) >= 40
+        worker.kill()  # kill -9 mid-stream: the feeder keeps producing
+        worker = _worker(env, "crashy").start()
+        feeder.join(60)
+        refs, _, _ = _references(env)
+        expected = _expected_count(refs)
+        raw = gr.wait_for(env["bootstrap"], "edge.summaries", expected, 120, worker)
+        time.sleep(3)
+        raw = gr.read_topic(env["bootstrap"], "edge.summaries")
+    finally:
+        worker.stop()
+    by_key: dict[bytes, set[bytes]] = {}
+    for msg in raw:
+        by_key.setdefault(msg.key(), set()).add(msg.value())
+    assert all(len(v) == 1 for v in by_key.values()), "a duplicate must be byte-identical"
+    decode = AvroDeserializer(env["registry"])
+    summaries = [decode(next(iter(v))) for v in by_key.values()]
+    _assert_equal_to_reference(_by_spec(summaries), refs)
+
+
+# -- bad input --------------------------------------------------------------------------------
+
+
+def _good(i: int, base: int, device: str = "pump-0001") -> dict:
+    return {
+        "device_id": device,
+        "site": "site-1",
+        "device_type": "pump",
+        "ts": base + i * 100,
+        "seq": i,
+        "channels": {
+            "vibration_rms": 2.0 + 0.01 * (i % 7),
+            "bearing_temp": 55.0,
+            "pressure": 6.0,
+            "motor_current": 30.0,
+        },
+        "tags": {},
+    }
+
+
+@settings(max_examples=1, deadline=None, suppress_health_check=list(HealthCheck))
+@given(seed=st.integers(0, 2**32 - 1))
+def test_flood_of_bad_input_goes_to_the_dlq_and_loses_nothing(tmp_path_factory, seed):
+    tmp = tmp_path_factory.mktemp("flood")
+    stack = Stack(tmp / "stack")
+    ends = stack.start(gateways=1).endpoints()
+    env = {
+        "bootstrap": ends["edge"]["gw-1"],
+        "registry": str(ends["registry"]),
+        "dir": tmp,
+        "topology": gr.write_topology(tmp / "topology.yaml", GATEWAY),
+    }
+    rng = np.random.default_rng(seed)
+    good_ser = AvroSerializer(env["registry"], "SensorReading", subject_for("sensors.pump"))
+    alien = AvroSerializer(env["registry"], "WindowSummary", subject_for("other.topic"))
+    base = (int(time.time()) - 3600) * 1000
+    inputs: list[tuple[str, bytes]] = []
+    n_good = 0
+    for _i in range(12_000):
+        kind = rng.choice(
+            ["good", "garbage", "nan", "inf", "missing", "future", "oversize", "alien", "range"],
+            p=[0.5, 0.1, 0.05, 0.05, 0.06, 0.06, 0.06, 0.06, 0.06],
+        )
+        rec = _good(n_good, base)
+        if kind == "good":
+            n_good += 1
+            inputs.append(("good", good_ser(rec)))
+            continue
+        if kind == "garbage":
+            value = rng.bytes(int(rng.integers(0, 64)))
+            if value[:1] == b"\x00" and len(value) >= 5:
+                value = b"\x01" + value[1:]  # never a (valid-looking) registry header
+            inputs.append(("garbage", value))
+        elif kind == "nan":
+            rec["channels"]["pressure"] = float("nan")
+            inputs.append(("non_finite", good_ser(rec)))
+        elif kind == "inf":
+            rec["channels"]["bearing_temp"] = float("-inf")
+            inputs.append(("non_finite", good_ser(rec)))
+        elif kind == "missing":
+            del rec["channels"]["motor_current"]
+            inputs.append(("missing_channel", good_ser(rec)))
+        elif kind == "future":
+            rec["ts"] = int(time.time() * 1000) + 86_400_000
+            inputs.append(("future_timestamp", good_ser(rec)))
+        elif kind == "oversize":
+            rec["tags"] = {"blob": "x" * 5000}
+            inputs.append(("oversize", good_ser(rec)))
+        elif kind == "range":
+            rec["channels"]["pressure"] = 99.0
+            inputs.append(("out_of_range", good_ser(rec)))
+        else:
+            summary = {
+                "summary_id": "x",
+                "gateway_id": "g",
+                "scope": "device",
+                "scope_key": "d",
+                "site": "s",
+                "device_type": "pump",
+                "window_start": 0,
+                "window_end": 1,
+                "count": 1,
+                "first_ts": 0,
+                "last_ts": 0,
+                "channels": {},
+            }
+            inputs.append(("schema_mismatch", alien(summary)))
+    # closing readings far later: the watermark then closes every window of the good ones
+    closers = [_good(n_good + k, int(time.time() * 1000) - 1000, "pump-0002") for k in range(3)]
+    from confluent_kafka import Producer
+
+    from edgestream.core.broker import producer_config
+
+    ensure_topics(env["bootstrap"], {"sensors.pump": 1})
+    producer = Producer(producer_config(env["bootstrap"]))
+    for _, value in inputs:
+        producer.produce("sensors.pump", key=b"pump-0001", value=value)
+    for rec in closers:
+        producer.produce("sensors.pump", key=b"pump-0002", value=good_ser(rec))
+    assert producer.flush(30) == 0
+
+    worker = _worker(env, "flood").start()
+    try:
+        bad = [(kind, value) for kind, value in inputs if kind != "good"]
+        dlq = gr.wait_for(env["bootstrap"], "sensors.pump.dlq", len(bad), 120, worker)
+        assert worker.alive(), "bad input must never crash the worker"
+        assert len(dlq) == len(bad), "every bad record is on the DLQ exactly once"
+        decode_reasons = {"empty", "bad_magic", "truncated_header", "unknown_schema_id", "decode"}
+        reasons = [gr.header(m, "x-edgestream-reason") for m in dlq]
+        got = Counter(
+            (r, m.value()) for r, m in zip(reasons, dlq, strict=False) if r not in decode_reasons
+        )
+        got_garbage = Counter(
+            m.value() for r, m in zip(reasons, dlq, strict=False) if r in decode_reasons
+        )
+        want = Counter((kind, value) for kind, value in bad if kind != "garbage")
+        want_garbage = Counter(value for kind, value in bad if kind == "garbage")
+        assert got == want, "DLQ holds the original bytes with the right reason"
+        assert got_garbage == want_garbage, "garbage is on the DLQ with a decode reason"
+        # every good reading processed: the 10 s device windows of pump-0001 count them all
+        expected_windows = len({(base + i * 100) // 10_000 for i in range(n_good)})
+        raw = gr.wait_for(env["bootstrap"], "edge.summaries", 1, 60, worker)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            decode = AvroDeserializer(env["registry"])
+            summaries = [decode(m.value()) for m in raw]
+            device = [
+                s
+                for s in summaries
+                if s["scope_key"] == "pump-0001" and s["window_end"] - s["window_start"] == 10_000
+            ]
+            if len(device) >= expected_windows:
+                break
+            time.sleep(1)
+            raw = gr.read_topic(env["bootstrap"], "edge.summaries")
+        assert sum(s["count"] for s in device) == n_good
+        assert len(device) == expected_windows
+        assert worker.alive()
+    finally:
+        assert worker.stop() == 0
+        stack.stop()
