@@ -108,9 +108,8 @@ def test_window_summaries_equal_the_offline_reference(env):
         decode = AvroDeserializer(env["registry"])
         summaries = [decode(m.value()) for m in raw]
         assert len(summaries) == expected, "each window is emitted exactly once"
-        assert all(
-            m.key().decode() == s["summary_id"] for m, s in zip(raw, summaries, strict=False)
-        )
+        keys = [m.key().decode() for m in raw]
+        assert keys == [s["summary_id"] for s in summaries], "keyed by the deterministic id"
         _assert_equal_to_reference(_by_spec(summaries), refs)
 
         # late readings: on the late topic, and nowhere else

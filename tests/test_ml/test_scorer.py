@@ -103,3 +103,18 @@ def test_tampered_model_is_rejected(shipped: Path) -> None:
     other = dataclasses.replace(meta, sha256="0" * 64)
     with pytest.raises(ArtifactError, match="not the sidecar's"):
         OnnxScorer.load(shipped, other)
+
+
+def test_scores_do_not_depend_on_how_rows_are_batched() -> None:
+    """Replays after a crash re-score readings in other batches: scores must be bit-identical."""
+    import numpy as np
+
+    from edgestream.ml.artifact import shipped_model_path
+    from edgestream.ml.scorer import OnnxScorer
+
+    scorer = OnnxScorer.load(shipped_model_path("pump"))
+    rows = np.random.default_rng(3).normal(size=(500, scorer.n_features)).astype(np.float32)
+    whole = scorer.score(rows)
+    for size in (1, 3, 7, 64, 333):
+        parts = np.concatenate([scorer.score(rows[i : i + size]) for i in range(0, 500, size)])
+        assert (parts == whole).all(), f"batch size {size} changed scores"
