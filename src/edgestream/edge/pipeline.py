@@ -37,7 +37,7 @@ from edgestream.edge.window_types import ReadingBatch, WindowSpec
 from edgestream.edge.windows import WindowEngine
 from edgestream.ml.scorer import OnnxScorer
 
-FEATURES, INCIDENTS, ALERTS = "features", "incidents", "alerts"
+FEATURES, INCIDENTS, ALERTS, POSITIONS = "features", "incidents", "alerts", "positions"
 
 
 def window_spec(window: Window) -> WindowSpec:
@@ -109,6 +109,10 @@ class TopicPipeline:
         self.incidents = IncidentTracker(topology.anomaly, gateway_id, thresholds)
         self.incidents.restore(last.extras.get(INCIDENTS))
         self._pending_alerts: list[dict[str, Any]] = json.loads(last.extras.get(ALERTS, b"[]"))
+        # next offset per partition over *every* message (valid or not): a redelivered batch
+        # of only rejected records is not sent to the DLQ twice
+        saved = json.loads(last.extras.get(POSITIONS, b"{}"))
+        self._next: dict[int, int] = {int(p): int(o) for p, o in saved.items()}
         self.counts = {"readings": 0, "replayed": 0, "alerts": 0, "late": 0, "summaries": 0}
 
     # -- recovery and acks -----------------------------------------------------------------
@@ -131,8 +135,12 @@ class TopicPipeline:
             self.engines[-1].ack(ids, extras=extras)
 
     def positions(self) -> dict[int, int]:
-        """Next offset per partition to read (from the last engine: the one never ahead)."""
-        return self.engines[-1].positions()
+        """Next offset per partition to read (from the last engine: the one never ahead, and
+        from the messages it committed that held no valid reading)."""
+        merged = dict(self._next)
+        for partition, offset in self.engines[-1].positions().items():
+            merged[partition] = max(offset, merged.get(partition, offset))
+        return merged
 
     def assign(self, partitions: Sequence[int], now_ms: int) -> None:
         for engine in self.engines:
@@ -151,14 +159,19 @@ class TopicPipeline:
         rejected = [Rejected(r.index + fresh, r.reason, r.detail) for r in rejected]
         out = Outputs(readings, rejected, replayed=fresh)
         self.counts["replayed"] += fresh
+        if fresh == len(offsets_arr):
+            return out
+        self._next[partition] = int(offsets_arr[-1]) + 1
+        positions = {POSITIONS: json.dumps(self._next).encode()}
         n = len(readings)
-        if n == 0:
+        if n == 0:  # only rejected records: remember that they were handled
+            self.engines[-1].ack([], extras=positions)
             return out
         self.counts["readings"] += n
         scores = np.full(n, np.nan)
         anomaly = np.zeros(n, bool)
         version = None
-        extras: dict[str, bytes] = {}
+        extras: dict[str, bytes] = dict(positions)
         if self.scorer is not None and self.features is not None:
             x = self.features.transform(
                 readings.device_id, readings.ts, readings.values[:, self._feature_cols]
