@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import threading
+from pathlib import Path
 
 import typer
 from rich.console import Console, Group
@@ -13,6 +14,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from edgestream.loop import LoopConfig, LoopState, run_loop
+from edgestream.loop.up import default_topology
 
 console = Console()
 
@@ -27,17 +29,33 @@ def _human(n: float) -> str:
 
 def _view(state: LoopState, duration: float | None) -> Group:
     table = Table(title="gateways", expand=True)
-    for column in ("gateway", "edge broker", "readings", "readings/s", "sensor bytes", "late"):
-        table.add_column(column, justify="right" if column not in ("gateway",) else "left")
+    columns = ("gateway", "worker", "readings", "readings/s", "sensor bytes", "summaries", "alerts")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("gateway", "worker") else "right")
     elapsed = max(state.elapsed, 1e-6)
     for gw in state.gateways.values():
+        worker = "[green]up[/]" if gw.worker_alive else "[red]down[/]"
         table.add_row(
             gw.name,
-            gw.bootstrap,
+            f"{worker} pid {gw.worker_pid}",
             f"{gw.readings:,}",
             f"{gw.readings / elapsed:,.0f}",
             _human(gw.bytes),
-            f"{gw.late_pending:,} pending",
+            f"{gw.summaries:,}",
+            f"{gw.alerts:,}",
+        )
+    alerts = Table(title="latest alerts (edge)", expand=True)
+    for column in ("status", "severity", "device", "site", "rule", "score", "readings"):
+        alerts.add_column(column)
+    for alert in list(state.latest_alerts):
+        alerts.add_row(
+            alert["status"],
+            alert["severity"],
+            alert["device_id"],
+            alert["site"],
+            alert["rule"],
+            f"{alert['score']:.3f}",
+            str(alert["reading_count"]),
         )
     until = f" / {duration:.0f}s" if duration else ""
     ends = state.endpoints
@@ -45,7 +63,7 @@ def _view(state: LoopState, duration: float | None) -> Group:
         f"[bold]{state.phase}[/] {state.elapsed:5.0f}s{until}   "
         f"cloud {ends.get('cloud', '-')}   registry {ends.get('registry', '-')}"
     )
-    return Group(Panel(head, title="edgestream up"), table)
+    return Group(Panel(head, title="edgestream up"), table, alerts)
 
 
 def register(app: typer.Typer) -> None:
@@ -53,8 +71,8 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def up(
+        topology: Path = typer.Argument(None, help="Topology YAML (default: the shipped one)."),
         duration: float = typer.Option(None, "--duration", help="Run this many seconds."),
-        gateways: int = typer.Option(2, "--gateways", "-g", help="Edge gateways."),
         devices: int = typer.Option(6, "--devices", help="Simulated devices per gateway."),
         rate: float = typer.Option(10.0, "--rate", help="Readings/s per device."),
         seed: int = typer.Option(1, "--seed"),
@@ -63,7 +81,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Start the whole loop on the embedded default; Ctrl-C (or --duration) stops it cleanly."""
         config = LoopConfig(
-            gateways=gateways,
+            topology=topology or default_topology(),
             duration=duration,
             devices_per_gateway=devices,
             rate=rate,

@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -140,7 +141,10 @@ class Stack:
 
     # -- start -----------------------------------------------------------------------------
     def start(
-        self, gateways: int | None = None, port_base: int | None = None, timeout: float = 20.0
+        self,
+        gateways: int | Sequence[str] | None = None,
+        port_base: int | None = None,
+        timeout: float = 20.0,
     ) -> StackStatus:
         """Bring every component to running; idempotent (healthy components are kept).
 
@@ -149,17 +153,21 @@ class Stack:
         cloud broker, then the registry; otherwise free ports are picked.
         """
         components = self._load()
-        running_gateways = [c for c in components.values() if c.kind == "edge-broker"]
+        running = [c.name for c in components.values() if c.kind == "edge-broker"]
         if gateways is None:
-            gateways = len(running_gateways) or 1
-        if gateways < 1:
-            raise EdgestreamError("--gateways must be at least 1")
-        if running_gateways and len(running_gateways) != gateways:
+            names = running or gateway_names(1)
+        elif isinstance(gateways, int):
+            if gateways < 1:
+                raise EdgestreamError("--gateways must be at least 1")
+            names = gateway_names(gateways)
+        else:
+            names = list(gateways)
+        if running and sorted(running) != sorted(names):
             raise EdgestreamError(
-                f"the stack in {self.data_dir} has {len(running_gateways)} gateway(s), not "
-                f"{gateways}: run `edgestream stack stop` first to change the count"
+                f"the stack in {self.data_dir} runs gateway broker(s) {', '.join(running)}, not "
+                f"{', '.join(names)}: run `edgestream stack stop` first to change them"
             )
-        wanted = [(n, "edge-broker") for n in gateway_names(gateways)]
+        wanted = [(n, "edge-broker") for n in names]
         wanted += [(CLOUD, "cloud-broker"), (REGISTRY, REGISTRY)]
         self.log_dir.mkdir(parents=True, exist_ok=True)
         started: list[Component] = []

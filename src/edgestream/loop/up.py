@@ -1,28 +1,46 @@
-"""Run the embedded loop: stack, one simulated fleet per gateway, (later) gateways, forwarders,
-Flink jobs and the retrainer; stop everything cleanly at the end.
+"""Run the embedded loop: stack, gateway workers, one simulated fleet per gateway, a monitor of
+what the gateways emit; stop everything cleanly at the end. (Forwarders, Flink jobs and the
+retrainer join here as they land.)
 
-The console lives in :mod:`edgestream.cli.up`; this module only runs things and keeps a
+The console lives in :mod:`edgestream.cli.up`; this module runs things and keeps a
 :class:`LoopState` the console (or a script) reads.
 """
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import subprocess
+import sys
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from confluent_kafka import Consumer, TopicPartition
+
+from edgestream.core.broker import consumer_config, ensure_topics
 from edgestream.core.exceptions import EdgestreamError
-from edgestream.core.paths import home_dir
+from edgestream.core.paths import home_dir, topologies_dir
+from edgestream.core.serde import AvroDeserializer
 from edgestream.core.stack import Stack
+from edgestream.core.topology import Topology, load_topology
+from edgestream.edge.worker import ALERTS_TOPIC, SUMMARIES_TOPIC, edge_topics
 from edgestream.sim import SimConfig, SimProgress, SimResult, simulate
+
+
+def default_topology() -> Path:
+    """The topology ``edgestream up`` runs when none is given."""
+    return topologies_dir() / "default.yaml"
 
 
 @dataclass(frozen=True)
 class LoopConfig:
     """What ``edgestream up`` runs."""
 
-    gateways: int = 2
+    topology: Path = field(default_factory=default_topology)
     duration: float | None = None  # seconds; None = until stopped
     devices_per_gateway: int = 6
     rate: float = 10.0  # readings/s per device
@@ -41,9 +59,12 @@ class GatewayState:
     name: str
     bootstrap: str
     readings: int = 0
-    messages: int = 0
     bytes: int = 0
     late_pending: int = 0
+    alerts: int = 0
+    summaries: int = 0
+    worker_pid: int | None = None
+    worker_alive: bool = False
     result: SimResult | None = None
     error: str | None = None
 
@@ -53,26 +74,31 @@ class LoopState:
     """What the loop is doing now; read by the live console."""
 
     started_at: float = field(default_factory=time.monotonic)
-    endpoints: dict[str, object] = field(default_factory=dict)
+    endpoints: dict[str, Any] = field(default_factory=dict)
     gateways: dict[str, GatewayState] = field(default_factory=dict)
+    latest_alerts: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=8))
     phase: str = "starting"
+    run_dir: Path | None = None
     error: BaseException | None = None
 
     @property
     def elapsed(self) -> float:
         return time.monotonic() - self.started_at
 
-    def summary(self) -> dict[str, object]:
-        gws = self.gateways.values()
+    def summary(self) -> dict[str, Any]:
+        gws = list(self.gateways.values())
         return {
             "seconds": round(self.elapsed, 1),
-            "gateways": len(self.gateways),
+            "gateways": len(gws),
             "readings_in": sum(g.readings for g in gws),
             "sensor_bytes": sum(g.bytes for g in gws),
+            "alerts": sum(g.alerts for g in gws),
+            "summaries": sum(g.summaries for g in gws),
             "anomalous_readings_injected": sum(
                 g.result.anomalous_readings for g in gws if g.result
             ),
             "late_readings_injected": sum(g.result.late_readings for g in gws if g.result),
+            "run_dir": str(self.run_dir),
             "errors": [f"{g.name}: {g.error}" for g in gws if g.error],
         }
 
@@ -91,70 +117,125 @@ def run_loop(
     stop = stop or threading.Event()
     state = state or LoopState()
     stack = stack or Stack()
+    topology = load_topology(config.topology)
     run_dir = config.run_dir or home_dir() / "runs" / time.strftime("%Y%m%d-%H%M%S")
     run_dir.mkdir(parents=True, exist_ok=True)
+    state.run_dir = run_dir
     was_running = stack.status().running
-    status = stack.start(gateways=None if was_running else config.gateways)
+    status = stack.start(gateways=[g.id for g in topology.gateways])
     state.endpoints = status.endpoints()
-    edge: dict[str, str] = state.endpoints["edge"]  # type: ignore[assignment]
     registry = str(state.endpoints["registry"])
-    threads = []
+    workers: list[subprocess.Popen[bytes]] = []
+    threads: list[threading.Thread] = []
     try:
-        for index, (name, bootstrap) in enumerate(edge.items()):
-            gw = state.gateways[name] = GatewayState(name, bootstrap)
-            sim = SimConfig(
-                devices=config.devices_per_gateway,
-                rate=config.rate,
-                duration=None,
-                seed=config.seed + index,
-                sites=1,
-                prefix=f"{name}-",
-                anomaly_rate=config.anomaly_rate,
-                drift_at=config.drift_at,
-                late_fraction=config.late_fraction,
-                labels=run_dir / f"labels-{name}.jsonl",
-            )
-            thread = threading.Thread(
-                target=_run_fleet, args=(gw, sim, registry, stop), name=f"sim-{name}", daemon=True
-            )
-            thread.start()
-            threads.append(thread)
+        for gateway in topology.gateways:
+            bootstrap = state.endpoints["edge"][gateway.id]
+            state.gateways[gateway.id] = GatewayState(gateway.id, bootstrap)
+            ensure_topics(bootstrap, edge_topics(topology, gateway.id))
+            workers.append(_start_worker(config.topology, gateway.id, bootstrap, registry, run_dir))
+            state.gateways[gateway.id].worker_pid = workers[-1].pid
+        for index, gateway in enumerate(topology.gateways):
+            gw = state.gateways[gateway.id]
+            sim = _fleet(config, topology, gateway.id, index, run_dir)
+            threads.append(_thread(_run_fleet, f"sim-{gw.name}", gw, sim, registry, stop))
+            threads.append(_thread(_monitor, f"mon-{gw.name}", gw, state, registry, stop))
         state.phase = "running"
         deadline = None if config.duration is None else time.monotonic() + config.duration
         while not stop.is_set():
             if deadline is not None and time.monotonic() >= deadline:
                 break
-            if all(not t.is_alive() for t in threads):
-                break
+            for gw, proc in zip(state.gateways.values(), workers, strict=True):
+                gw.worker_alive = proc.poll() is None
+                if not gw.worker_alive and gw.error is None:
+                    gw.error = f"gateway worker exited with {proc.returncode} (see {run_dir})"
             stop.wait(0.25)
     finally:
         state.phase = "stopping"
         stop.set()
         for thread in threads:
             thread.join(timeout=30)
+        for proc in workers:
+            _stop_process(proc)
         if not (was_running or config.keep_stack):
             stack.stop()
         state.phase = "stopped"
     return state
 
 
+def _thread(target: Any, name: str, *args: Any) -> threading.Thread:
+    thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+    thread.start()
+    return thread
+
+
+def _fleet(
+    config: LoopConfig, topology: Topology, gateway_id: str, index: int, run_dir: Path
+) -> SimConfig:
+    gateway = topology.gateway(gateway_id)
+    return SimConfig(
+        devices=config.devices_per_gateway,
+        rate=config.rate,
+        duration=None,
+        seed=config.seed + index,
+        device_types=tuple(gateway.device_types),
+        site_names=tuple(gateway.sites),
+        prefix=f"{gateway_id}-",
+        anomaly_rate=config.anomaly_rate,
+        drift_at=config.drift_at,
+        late_fraction=config.late_fraction,
+        topic="sensors.{device_type}",
+        labels=run_dir / f"labels-{gateway_id}.jsonl",
+    )
+
+
+def _start_worker(
+    topology: Path, gateway_id: str, bootstrap: str, registry: str, run_dir: Path
+) -> subprocess.Popen[bytes]:
+    argv = [sys.executable, "-m", "edgestream.cli.main", "edge", "run", str(topology)]
+    argv += ["--gateway", gateway_id, "--bootstrap", bootstrap, "--registry", registry]
+    argv += ["--data-dir", str(run_dir / gateway_id)]
+    with (run_dir / f"{gateway_id}-worker.log").open("ab") as log:
+        return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+
+
+def _stop_process(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
 def _run_fleet(gw: GatewayState, sim: SimConfig, registry: str, stop: threading.Event) -> None:
     def progress(p: SimProgress) -> None:
-        gw.readings, gw.messages, gw.bytes, gw.late_pending = (
-            p.readings,
-            p.messages,
-            p.bytes,
-            p.late_pending,
-        )
+        gw.readings, gw.bytes, gw.late_pending = p.readings, p.bytes, p.late_pending
 
     try:
         gw.result = simulate(
             sim, bootstrap=gw.bootstrap, registry=registry, stop=stop, on_progress=progress
         )
-        gw.readings, gw.messages, gw.bytes = (
-            gw.result.readings,
-            gw.result.messages,
-            gw.result.bytes,
-        )
+        gw.readings, gw.bytes = gw.result.readings, gw.result.bytes
     except EdgestreamError as error:
         gw.error = str(error)
+
+
+def _monitor(gw: GatewayState, state: LoopState, registry: str, stop: threading.Event) -> None:
+    """Count what the gateway emits; keep the latest alerts for the console."""
+    decode = AvroDeserializer(registry)
+    consumer = Consumer(consumer_config(gw.bootstrap, f"edgestream-up-monitor-{time.time_ns()}"))
+    try:
+        consumer.assign([TopicPartition(t, 0, 0) for t in (ALERTS_TOPIC, SUMMARIES_TOPIC)])
+        while not stop.is_set():
+            for msg in consumer.consume(500, timeout=0.5):
+                if msg.error() is not None:
+                    continue
+                if msg.topic() == SUMMARIES_TOPIC:
+                    gw.summaries += 1
+                    continue
+                gw.alerts += 1
+                with contextlib.suppress(EdgestreamError):
+                    state.latest_alerts.appendleft(decode(msg.value()))
+    finally:
+        consumer.close()

@@ -4,7 +4,10 @@ The incident rule is the gateway's (:class:`IncidentRule`): a reading is anomalo
 score is > ``threshold``; per device (readings in time order) an incident opens at the first
 run of ``consecutive`` anomalous readings in a row, every anomalous reading at most ``gap``
 normal readings after the incident's last anomalous one extends it, the next one after a
-longer pause starts over.
+longer pause starts over. It approximates the gateway's
+:class:`~edgestream.edge.incidents.IncidentTracker` (which counts a pause in event time,
+``cooldown``, not in readings); to measure what the gateway really does, rebuild incidents
+from its alerts with :func:`incidents_from_alerts` (or :func:`alert_spans`, one per alert).
 
 Matching: an episode (device, start_ts, end_ts) is *detected* when an incident of its device
 overlaps ``[start_ts - tolerance_ms, end_ts + tolerance_ms]``; an incident is *true* when it
@@ -24,7 +27,7 @@ precision = true incidents / incidents.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -124,6 +127,69 @@ def _incident(
     a, b, count = span
     inside = rows[a : b + 1]
     return Incident(device, int(t[rows[a]]), int(t[rows[b]]), count, float(s[inside].max()))
+
+
+def incidents_from_alerts(alerts: Iterable[Mapping[str, Any]]) -> list[Incident]:
+    """The gateway's incidents, rebuilt from its AnomalyAlert records (any order, duplicates
+    of a replay included): one per ``incident_id``, from its ``first_ts`` to the largest
+    ``last_ts`` of its alerts (updates and the ``resolved`` alert extend it), sorted by
+    first_ts. ``readings`` is the largest ``reading_count``, ``peak`` the highest score of a
+    triggering reading.
+
+    >>> base = {"device_id": "d", "incident_id": "gw|d|r|100", "first_ts": 100}
+    >>> alerts = [
+    ...     {**base, "status": "open", "last_ts": 100, "reading_count": 1,
+    ...      "readings": [{"seq": 1, "ts": 100, "score": 0.7}]},
+    ...     {**base, "status": "update", "last_ts": 900, "reading_count": 3,
+    ...      "readings": [{"seq": 9, "ts": 900, "score": 0.9}]},
+    ...     {**base, "status": "resolved", "last_ts": 1000, "reading_count": 4, "readings": []},
+    ... ]
+    >>> incidents_from_alerts(alerts)
+    [Incident(device_id='d', first_ts=100, last_ts=1000, readings=4, peak=0.9)]
+    """
+    spans: dict[str, list[Any]] = {}  # incident id -> [device, first, last, readings, peak]
+    for alert in alerts:
+        peak = max((float(r["score"]) for r in alert.get("readings") or ()), default=-np.inf)
+        span = spans.setdefault(
+            alert["incident_id"],
+            [alert["device_id"], alert["first_ts"], alert["last_ts"], 0, -np.inf],
+        )
+        span[1] = min(span[1], int(alert["first_ts"]))
+        span[2] = max(span[2], int(alert["last_ts"]))
+        span[3] = max(span[3], int(alert.get("reading_count") or 0))
+        span[4] = max(span[4], peak)
+    found = [Incident(str(d), int(a), int(b), n, float(p)) for d, a, b, n, p in spans.values()]
+    found.sort(key=lambda i: (i.first_ts, i.device_id))
+    return found
+
+
+def alert_spans(alerts: Iterable[Mapping[str, Any]]) -> list[Incident]:
+    """Every ``open`` and ``update`` alert on its own, spanning only the readings it carries
+    (its triggering readings' ``ts``; the alert's ``ts`` when it lists none): the strict view,
+    in which an episode counts as detected only when an alert names one of its readings, not
+    when it merely falls inside a longer incident. ``resolved`` alerts are not detections.
+    Duplicates (same ``alert_id``) count once.
+
+    >>> alerts = [
+    ...     {"alert_id": "i|0", "device_id": "d", "status": "open", "ts": 100,
+    ...      "reading_count": 1, "readings": [{"seq": 1, "ts": 100, "score": 0.7}]},
+    ...     {"alert_id": "i|resolved", "device_id": "d", "status": "resolved", "ts": 5000,
+    ...      "reading_count": 1, "readings": []},
+    ... ]
+    >>> alert_spans(alerts)
+    [Incident(device_id='d', first_ts=100, last_ts=100, readings=1, peak=0.7)]
+    """
+    seen: dict[str, Incident] = {}
+    for alert in alerts:
+        if alert["status"] == "resolved" or alert["alert_id"] in seen:
+            continue
+        readings = alert.get("readings") or []
+        times = [int(r["ts"]) for r in readings] or [int(alert["ts"])]
+        peak = max((float(r["score"]) for r in readings), default=float(alert.get("score", 0)))
+        seen[alert["alert_id"]] = Incident(
+            str(alert["device_id"]), min(times), max(times), len(readings), peak
+        )
+    return sorted(seen.values(), key=lambda i: (i.first_ts, i.device_id))
 
 
 def event_metrics(

@@ -105,6 +105,7 @@ class SimConfig:
     frames: int = 1
     topic: str = "sensors.{device_type}"
     prefix: str = ""  # namespaces device ids and sites, e.g. "gw1-" for one fleet per gateway
+    site_names: tuple[str, ...] | None = None  # explicit site names (then ``sites`` = their count)
     partitions: int = 1  # for topics the simulator has to create
     labels: Path | None = field(default_factory=lambda: Path("sim-labels.jsonl"))
     fast: bool = False
@@ -130,6 +131,9 @@ class SimConfig:
         need(dur is None or (_finite(dur) and dur > 0), f"--duration must be > 0 (got {dur})")
         need(isinstance(self.seed, int) and self.seed >= 0, f"--seed must be >= 0 ({self.seed})")
         need(self.sites >= 1, f"--sites must be >= 1 (got {self.sites})")
+        if self.site_names is not None:
+            need(len(self.site_names) >= 1, "--site-names needs at least one name")
+            object.__setattr__(self, "sites", len(self.site_names))
         need(bool(self.device_types), "--device-types needs at least one type")
         for name in self.device_types:
             known = ", ".join(DEVICE_TYPES)

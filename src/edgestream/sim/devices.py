@@ -244,24 +244,32 @@ class Fleet:
 
 
 def build_fleet(
-    n: int, types: tuple[str, ...], sites: int, seed: int, rate: float, prefix: str = ""
+    n: int,
+    types: tuple[str, ...],
+    sites: int,
+    seed: int,
+    rate: float,
+    prefix: str = "",
+    site_names: tuple[str, ...] | None = None,
 ) -> Fleet:
     """Draw ``n`` devices (types round-robin, sites shuffled) and their baselines from ``seed``.
 
-    ``prefix`` namespaces device ids and site names (e.g. one fleet per gateway: ``"gw1-"``).
+    ``prefix`` namespaces device ids and site names (e.g. one fleet per gateway: ``"gw1-"``);
+    ``site_names`` names the sites explicitly (a topology's gateway sites).
     """
+    names = site_names or tuple(f"{prefix}site-{i + 1}" for i in range(sites))
     rng = np.random.default_rng([seed, STREAM_FLEET])
     site_list = [
         Site(
-            name=f"{prefix}site-{i + 1}",
+            name=names[i],
             mean_temp=float(rng.uniform(8.0, 28.0)),
             daily_amp=float(rng.uniform(3.0, 8.0)),
             utc_offset_h=float(rng.integers(-8, 10)),
             weather_phase=float(rng.uniform(0.0, TWO_PI)),
         )
-        for i in range(sites)
+        for i in range(len(names))
     ]
-    site_of = rng.permutation(np.arange(n) % sites)
+    site_of = rng.permutation(np.arange(n) % len(names))
     counters = dict.fromkeys(types, 0)
     devices: list[Device] = []
     for i in range(n):

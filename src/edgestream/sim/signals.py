@@ -189,6 +189,7 @@ class SignalGenerator:
             config.seed,
             config.rate,
             config.prefix,
+            config.site_names,
         )
         self.block_steps = config.block_steps or max(1, min(1024, 32768 // config.devices))
         self.episodes: list[Episode] = []
