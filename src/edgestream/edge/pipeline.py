@@ -30,8 +30,8 @@ import numpy as np
 from edgestream.core.serde import AvroDeserializer
 from edgestream.core.topology import Topology
 from edgestream.core.topology.edge import SensorTopic, Window
-from edgestream.edge.features import FeatureExtractor
 from edgestream.edge.incidents import IncidentTracker
+from edgestream.edge.models import Features, features_for
 from edgestream.edge.validate import Readings, Rejected, Validator
 from edgestream.edge.window_types import ReadingBatch, WindowSpec
 from edgestream.edge.windows import WindowEngine
@@ -88,6 +88,7 @@ class TopicPipeline:
         deserializer: AvroDeserializer,
         scorer: OnnxScorer | None,
         sync: bool = True,
+        threshold: float | None = None,
     ) -> None:
         self.topic = topic
         self.gateway_id = gateway_id
@@ -99,13 +100,15 @@ class TopicPipeline:
             for w, label in zip(topology.windows, self.labels, strict=True)
         ]
         last = self.engines[-1]
-        self.features: FeatureExtractor | None = None
+        self.features: Features | None = None
+        self.threshold = threshold if threshold is not None else scorer and scorer.threshold
         if scorer is not None:
-            self.features = FeatureExtractor.from_config(scorer.meta.features)
+            self.features = features_for(scorer.meta)
             if FEATURES in last.extras:
                 self.features.restore(last.extras[FEATURES])
-            self._feature_cols = [self.validator.channels.index(c) for c in scorer.meta.channels]
-        thresholds = {topic.device_type: scorer.threshold if scorer else None}
+            channels = scorer.meta.channels or scorer.meta.inputs
+            self._feature_cols = [self.validator.channels.index(c) for c in channels]
+        thresholds = {topic.device_type: self.threshold if scorer else None}
         self.incidents = IncidentTracker(topology.anomaly, gateway_id, thresholds)
         self.incidents.restore(last.extras.get(INCIDENTS))
         self._pending_alerts: list[dict[str, Any]] = json.loads(last.extras.get(ALERTS, b"[]"))
@@ -177,7 +180,7 @@ class TopicPipeline:
                 readings.device_id, readings.ts, readings.values[:, self._feature_cols]
             )
             scores = self.scorer.score(x)
-            anomaly = scores > self.scorer.threshold
+            anomaly = scores > self.threshold
             version = self.scorer.version
             extras[FEATURES] = self.features.state()
         out.alerts = self.incidents.process(

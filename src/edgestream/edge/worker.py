@@ -32,8 +32,8 @@ from edgestream.core.registry.client import registry_client
 from edgestream.core.serde import AvroDeserializer, AvroSerializer, subject_for
 from edgestream.core.topology import Topology
 from edgestream.core.topology.edge import SensorTopic
+from edgestream.edge.models import load_model
 from edgestream.edge.pipeline import Outputs, TopicPipeline
-from edgestream.ml.scorer import OnnxScorer
 
 log = logging.getLogger("edgestream.edge")
 
@@ -118,10 +118,9 @@ class Gateway:
     # -- start-up --------------------------------------------------------------------------
     def _build_pipeline(self, topic: SensorTopic) -> TopicPipeline:
         topo = self.config.topology
-        scorer = None
+        scorer, threshold = None, None
         if topic.device_type in topo.models:
-            path = topo.model_path(topic.device_type)
-            scorer = OnnxScorer.load(path).warm()
+            scorer, threshold = load_model(topo, topic.device_type)
         return TopicPipeline(
             topo,
             self.config.gateway_id,
@@ -130,6 +129,7 @@ class Gateway:
             AvroDeserializer(self.registry, reader_schema=topic.schema_),
             scorer,
             sync=self.config.sync,
+            threshold=threshold,
         )
 
     async def _recover(self) -> None:

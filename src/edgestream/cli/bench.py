@@ -1,0 +1,81 @@
+"""``edgestream bench edge|e2e|cloud``: benchmarks on real processes, one JSON line with --json."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from edgestream.bench.common import Phases, emit_json, interrupt_on_sigterm, result_table
+from edgestream.bench.edge import EdgeBenchParams, edge_rows, run_edge_bench
+
+app = typer.Typer(
+    help="Benchmarks on real processes (ratios measured in the same run).",
+    no_args_is_help=True,
+)
+
+
+@app.callback()
+def bench() -> None:
+    """Benchmarks on real processes; with --json the last stdout line is one JSON object."""
+
+
+@app.command("edge")
+def edge(
+    json_out: bool = typer.Option(False, "--json", help="Last stdout line: one JSON object."),
+    readings: int = typer.Option(100_000, "--readings", "-n", help="Readings per input."),
+    frames: int = typer.Option(50, "--frames", "-k", help="Readings per SensorFrame (K)."),
+    devices: int = typer.Option(50, "--devices", help="Simulated pumps."),
+    rate: float = typer.Option(10.0, "--rate", help="Readings per second per device."),
+    batch: int = typer.Option(256, "--batch", help="Agent micro-batch (model batch size)."),
+    no_sync: bool = typer.Option(False, "--no-sync", help="Workers do not fsync commits."),
+    no_aiokafka: bool = typer.Option(False, "--no-aiokafka", help="Skip the aiokafka baseline."),
+    seed: int = typer.Option(7, "--seed", help="Simulator seed."),
+    timeout: float = typer.Option(300.0, "--timeout", help="Seconds allowed per gateway run."),
+    profile: Path = typer.Option(
+        None, "--profile", help="Run the workers under cProfile (all threads); stats go here."
+    ),
+    workdir: Path = typer.Option(
+        None, "--workdir", help="Keep stack, state and worker logs here (default: temp, removed)."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress on stderr."),
+) -> None:
+    """Gateway throughput vs raw Kafka consumers, frames vs single readings, model cost.
+
+    Starts a fresh embedded stack (1 gateway broker + registry), simulates pump readings as
+    single messages and as frames of K, measures raw confluent-kafka/aiokafka consumers, the
+    pipeline in process, and the real `edgestream edge run` worker until every window
+    summary is out; everything it starts is stopped at the end, on errors and on Ctrl-C.
+
+    Usage:
+
+        edgestream bench edge                          # 100k readings + the same in frames
+
+        edgestream bench edge --json | tail -1 | jq .ratios
+
+        edgestream bench edge -n 20000 -k 20 --profile /tmp/edge-prof --workdir /tmp/b
+    """
+    params = EdgeBenchParams(
+        readings=readings,
+        frames=frames,
+        devices=devices,
+        rate=rate,
+        batch=batch,
+        sync=not no_sync,
+        aiokafka=not no_aiokafka,
+        seed=seed,
+        timeout=timeout,
+        profile_dir=profile,
+        workdir=workdir,
+    )
+    with interrupt_on_sigterm(), Phases(quiet=quiet) as phases:
+        result = run_edge_bench(params, phases)
+    table = result_table("bench edge (readings/s unless noted)", edge_rows(result))
+    Console(stderr=json_out).print(table)
+    if json_out:
+        emit_json(result)
+
+
+if __name__ == "__main__":
+    app()
