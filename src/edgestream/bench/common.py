@@ -10,7 +10,7 @@ fetch-based topic reader, progress on stderr, the result table and the JSON last
 True
 >>> import os
 >>> cpu = thread_cpu_seconds(os.getpid())
->>> cpu["main"] >= 0 and rss_bytes(os.getpid()) > 0
+>>> cpu["main"] >= 0 and rss_bytes(os.getpid()) > 0 and runqueue_wait_seconds(os.getpid()) >= 0
 True
 """
 
@@ -31,7 +31,6 @@ from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from edgestream.core.exceptions import EdgestreamError
 
@@ -135,6 +134,17 @@ def thread_cpu_seconds(pid: int) -> dict[str, float]:
             else:
                 other += cpu
     return {"main": main, "other": other}
+
+
+def runqueue_wait_seconds(pid: int) -> float:
+    """Seconds the threads of ``pid`` were runnable but waiting for a CPU (``schedstat``):
+    the time other processes on a shared machine took from it."""
+    total = 0
+    with contextlib.suppress(OSError):
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                total += int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[1])
+    return total / 1e9
 
 
 class ProcMonitor:
@@ -291,21 +301,6 @@ class Phases:
     def __exit__(self, *exc: object) -> None:
         if self.progress is not None:
             self.progress.stop()
-
-
-def result_table(title: str, rows: list[tuple[str, str, str]]) -> Table:
-    """A three-column (what, value, note) table; a row with an empty value is a section."""
-    table = Table(title=title, title_justify="left", show_header=True, header_style="bold")
-    table.add_column("measure")
-    table.add_column("value", justify="right")
-    table.add_column("note", style="dim")
-    for what, value, note in rows:
-        if value == "" and note == "":
-            table.add_section()
-            table.add_row(f"[bold]{what}[/]", "", "")
-        else:
-            table.add_row(what, value, note)
-    return table
 
 
 def emit_json(result: dict[str, Any]) -> None:

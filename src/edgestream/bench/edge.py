@@ -24,9 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -35,20 +32,12 @@ from typing import Any
 
 import yaml
 
-from edgestream.bench.common import (
-    BenchError,
-    Phases,
-    ProcMonitor,
-    TopicReader,
-    cpu_seconds,
-    machine_info,
-    rate,
-    ratio,
-    thread_cpu_seconds,
-)
+from edgestream.bench.common import BenchError, Phases, ProcMonitor, machine_info, rate, ratio
+from edgestream.bench.raw import aiokafka_baseline, confluent_baseline
 from edgestream.bench.stages import model_stats, run_pipeline
+from edgestream.bench.worker import edge_worker_argv, run_until_outputs
 from edgestream.core.broker import ensure_topics, producer_config
-from edgestream.core.serde import AvroDeserializer, AvroSerializer, subject_for
+from edgestream.core.serde import AvroSerializer, subject_for
 from edgestream.core.stack import Stack
 from edgestream.core.topology import Topology, load_topology
 from edgestream.edge.worker import SUMMARIES_TOPIC, edge_topics
@@ -85,6 +74,7 @@ class EdgeBenchParams:
     devices: int = 50
     rate: float = 10.0  # Hz per device: event time spans readings / (devices * rate) s
     batch: int = 256  # the model's micro-batch: the agent's take size (default topology)
+    max_wait_ms: int = 20  # the agent's take window (default topology)
     sync: bool = True  # fsync every state commit, as the worker does by default
     aiokafka: bool = True
     seed: int = 7
@@ -99,6 +89,7 @@ class EdgeBenchParams:
             (self.devices >= 1, "--devices must be >= 1"),
             (0 < self.rate <= 1000, "--rate must be in (0, 1000] Hz"),
             (self.batch >= 1, "--batch must be >= 1"),
+            (self.max_wait_ms >= 1, "--max-wait must be >= 1 ms"),
             (self.timeout > 0, "--timeout must be > 0"),
         ]
         for ok, message in checks:
@@ -116,7 +107,9 @@ class EdgeBenchParams:
         return {**out, "duration_s": round(self.duration_s, 3)}
 
 
-def bench_topology(gateway_id: str, topic: str, schema: str, batch: int) -> dict[str, Any]:
+def bench_topology(
+    gateway_id: str, topic: str, schema: str, batch: int = 256, max_wait_ms: int = 20
+) -> dict[str, Any]:
     """One gateway, one 1-partition pump topic; model, windows and rules of the default
     topology (``topologies/default.yaml``)."""
     return {
@@ -147,7 +140,7 @@ def bench_topology(gateway_id: str, topic: str, schema: str, batch: int) -> dict
                 "name": "pump-ae",
                 "path": str(shipped_model_path("pump")),
                 "version": "v1",
-                "batch": {"size": batch, "max_wait": "20ms"},
+                "batch": {"size": batch, "max_wait": f"{max_wait_ms}ms"},
             }
         },
         "windows": [
@@ -199,7 +192,9 @@ def run_edge_bench(params: EdgeBenchParams, phases: Phases | None = None) -> dic
                 monitor.watch("broker", broker_pid)
             phases.done(bootstrap)
             for inp in inputs:
-                topo = bench_topology(inp.gateway, inp.topic, inp.schema, params.batch)
+                topo = bench_topology(
+                    inp.gateway, inp.topic, inp.schema, params.batch, params.max_wait_ms
+                )
                 inp.topology_path.write_text(yaml.safe_dump(topo, sort_keys=False))
                 inp.topology = load_topology(inp.topology_path)
                 ensure_topics(bootstrap, edge_topics(inp.topology, inp.gateway))
@@ -211,14 +206,12 @@ def run_edge_bench(params: EdgeBenchParams, phases: Phases | None = None) -> dic
             result["model"] = model_stats(*features_input)
             phases.done(f"{result['model']['score_rows_per_s']:,} rows/s")
             gateway: dict[str, Any] = {}
-            start_offset = 0
+            offset = 0
             for inp in inputs:
-                run = _gateway_run(
-                    params, inp, result["pipeline"][inp.name], bootstrap, registry, work,
-                    start_offset, monitor, phases,
-                )  # fmt: skip
-                gateway[inp.name] = run
-                start_offset = run.pop("next_offset")
+                reference = result["pipeline"][inp.name]
+                gateway[inp.name], offset = _gateway_run(
+                    params, inp, reference, (bootstrap, registry), work, offset, monitor, phases
+                )
             result["gateway"] = gateway
             monitor.unwatch("broker")
             result["resources"] = {
@@ -299,77 +292,22 @@ def _raw_baselines(
     out: dict[str, Any] = {}
     values: dict[str, list[bytes]] = {}
     for inp in inputs:
+        frames = inp.schema == "SensorFrame"
         phases.start(f"raw confluent-kafka consumer + decode_many: {inp.topic}", inp.messages)
-        out[f"confluent_{inp.name}"], values[inp.name] = _confluent(bootstrap, registry, inp, phases)
-        phases.done(f"{out[f'confluent_{inp.name}']['readings_per_s']:,} readings/s")
-        if params.aiokafka and inp.name == "readings":
+        key = f"confluent_{inp.name}"
+        out[key], values[inp.name] = confluent_baseline(
+            bootstrap, registry, inp.topic, inp.messages, frames, phases.update
+        )
+        phases.done(f"{out[key]['readings_per_s']:,} readings/s")
+        if params.aiokafka and not frames:
             phases.start(f"raw aiokafka getmany + decode_many: {inp.topic}", inp.messages)
-            out["aiokafka_readings"] = asyncio.run(_aiokafka(bootstrap, registry, inp, phases))
-            phases.done(f"{out['aiokafka_readings']['readings_per_s']:,} readings/s")
+            out[f"aiokafka_{inp.name}"] = asyncio.run(
+                aiokafka_baseline(
+                    bootstrap, registry, inp.topic, inp.messages, on_progress=phases.update
+                )
+            )
+            phases.done(f"{out[f'aiokafka_{inp.name}']['readings_per_s']:,} readings/s")
     return out, values
-
-
-def _baseline(messages: int, readings: int, seconds: float) -> dict[str, Any]:
-    return {
-        "messages": messages,
-        "readings": readings,
-        "seconds": round(seconds, 3),
-        "messages_per_s": round(rate(messages, seconds)),
-        "readings_per_s": round(rate(readings, seconds)),
-    }
-
-
-def _count(records: list[Any], frames: bool) -> int:
-    if not frames:
-        return len(records)
-    return sum(len(r["ts"]) if isinstance(r, dict) else 0 for r in records)
-
-
-def _confluent(
-    bootstrap: str, registry: str, inp: _Input, phases: Phases
-) -> tuple[dict[str, Any], list[bytes]]:
-    decode = AvroDeserializer(registry)
-    frames = inp.schema == "SensorFrame"
-    values: list[bytes] = []
-    readings = 0
-    deadline = time.monotonic() + 120
-    with TopicReader(bootstrap, inp.topic) as reader:
-        start = time.perf_counter()
-        while len(values) < inp.messages:
-            batch = [m.value() for m in reader.poll(0.2)]
-            readings += _count(decode.decode_many(batch), frames)
-            values += batch
-            phases.update(len(values), f"{len(values):,} messages")
-            if time.monotonic() > deadline:
-                raise BenchError(f"{inp.topic}: fetched {len(values)} of {inp.messages} in 120 s")
-        seconds = time.perf_counter() - start
-    return _baseline(len(values), readings, seconds), values
-
-
-async def _aiokafka(bootstrap: str, registry: str, inp: _Input, phases: Phases) -> dict[str, Any]:
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    decode = AvroDeserializer(registry)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        tp = TopicPartition(inp.topic, 0)
-        consumer.assign([tp])
-        consumer.seek(tp, 0)
-        got = 0
-        deadline = time.monotonic() + 120
-        start = time.perf_counter()
-        while got < inp.messages:
-            for messages in (await consumer.getmany(timeout_ms=200, max_records=10_000)).values():
-                decode.decode_many([m.value for m in messages])  # type: ignore[misc]
-                got += len(messages)
-            phases.update(got, f"{got:,} messages")
-            if time.monotonic() > deadline:
-                raise BenchError(f"{inp.topic}: aiokafka got {got} of {inp.messages} in 120 s")
-        seconds = time.perf_counter() - start
-    finally:
-        await consumer.stop()
-    return _baseline(got, got, seconds)
 
 
 def _reference(
@@ -385,97 +323,64 @@ def _reference(
         assert inp.topology is not None
         topic = inp.topology.sensors.topics[0]
         run = run_pipeline(
-            inp.topology, inp.gateway, topic, registry, values[inp.name], params.batch,
-            work / f"reference-{inp.name}", sync=params.sync,
-        )  # fmt: skip
-        out[inp.name] = {**run.as_dict(), "first_output_readings": run.first_output_readings}
+            inp.topology,
+            inp.gateway,
+            topic,
+            registry,
+            values[inp.name],
+            batch=params.batch,
+            state_dir=work / f"reference-{inp.name}",
+            sync=params.sync,
+        )
+        out[inp.name] = run.as_dict()
         if inp.name == "readings":
             features_input = run.features_input
     return out, features_input
-
-
-def _worker_argv(inp: _Input, bootstrap: str, registry: str, data: Path, prof: Path | None) -> list:
-    head = [sys.executable, "-m"]
-    head += ["edgestream.bench.profiling", str(prof)] if prof else ["edgestream.cli.main"]
-    return [
-        *head,
-        *("edge", "run", str(inp.topology_path), "--gateway", inp.gateway),
-        *("--bootstrap", bootstrap, "--registry", registry, "--data-dir", str(data)),
-    ]
 
 
 def _gateway_run(
     params: EdgeBenchParams,
     inp: _Input,
     reference: dict[str, Any],
-    bootstrap: str,
-    registry: str,
+    endpoints: tuple[str, str],
     work: Path,
     start_offset: int,
     monitor: ProcMonitor,
     phases: Phases,
-) -> dict[str, Any]:
-    """Start a fresh worker on ``inp``; wait for every expected summary; stop it."""
+) -> tuple[dict[str, Any], int]:
+    """A fresh worker on ``inp`` until every expected summary is out; its numbers and the
+    summaries topic's next offset."""
     expected = reference["summaries"]
+    bootstrap, registry = endpoints
     prof = params.profile_dir / f"worker-{inp.name}.prof" if params.profile_dir else None
-    argv = _worker_argv(inp, bootstrap, registry, work / f"gw-{inp.name}", prof)
-    if not params.sync:
-        argv.append("--no-sync")
-    log_path = work / f"worker-{inp.name}.log"
+    data = work / f"gw-{inp.name}"
+    argv = edge_worker_argv(
+        inp.topology_path, inp.gateway, bootstrap, registry, data, params.sync, prof
+    )
     phases.start(f"gateway worker on {inp.topic} ({inp.name})", total=expected)
-    name = f"worker-{inp.name}"
-    got = extra = 0
-    first_ts = last_ts = None
-    next_offset = start_offset
-    cpu_first: dict[str, float] | None = None
-    with TopicReader(bootstrap, SUMMARIES_TOPIC, {0: start_offset}) as reader:
-        t_start = time.time()
-        with log_path.open("ab") as log:
-            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            monitor.watch(name, proc.pid)
-            deadline = time.monotonic() + params.timeout
-            settle_until = None
-            while settle_until is None or time.monotonic() < settle_until:
-                for msg in reader.poll(0.25):
-                    if got >= expected:
-                        extra += 1
-                    got += 1
-                    ts = msg.timestamp()[1]
-                    first_ts = ts if first_ts is None else min(first_ts, ts)
-                    last_ts = ts if last_ts is None else max(last_ts, ts)
-                    next_offset = max(next_offset, msg.offset() + 1)
-                if got and cpu_first is None:
-                    cpu_first = thread_cpu_seconds(proc.pid)
-                phases.update(got, f"{got:,}/{expected:,} summaries")
-                if settle_until is None and got >= expected:
-                    cpu_end = thread_cpu_seconds(proc.pid)
-                    cpu_total = cpu_seconds(proc.pid) or 0.0
-                    settle_until = time.monotonic() + 1.0  # anything beyond is a duplicate
-                if proc.poll() is not None:
-                    raise BenchError(
-                        f"the gateway worker exited with {proc.returncode} after {got} of "
-                        f"{expected} summaries: {_tail(log_path)} (log: {log_path})"
-                    )
-                if settle_until is None and time.monotonic() > deadline:
-                    raise BenchError(
-                        f"the gateway worker gave {got} of {expected} summaries in "
-                        f"{params.timeout:.0f} s (log: {log_path}); raise --timeout"
-                    )
-            monitor.unwatch(name)
-        finally:
-            exit_code = _stop(proc)
-    assert first_ts is not None and last_ts is not None and cpu_first is not None
-    span_s = (last_ts - first_ts) / 1000
-    wall_s = last_ts / 1000 - t_start
+    run = run_until_outputs(
+        argv,
+        work / f"{inp.name}.log",
+        bootstrap,
+        SUMMARIES_TOPIC,
+        expected,
+        {0: start_offset},
+        monitor,
+        params.timeout,
+        on_progress=lambda n: phases.update(n, f"{n:,}/{expected:,} summaries"),
+    )
+    assert run.first_output is not None and run.last_output is not None
+    span_s = run.last_output - run.first_output
+    wall_s = run.last_output - run.started
+    first_s = run.first_output - run.started
     span_readings = reference["readings"] - reference["first_output_readings"]
     rps = rate(span_readings, span_s)
-    first_s = first_ts / 1000 - t_start
-    cpu_span = (cpu_end["main"] + cpu_end["other"]) - (cpu_first["main"] + cpu_first["other"])
-    out = {
+    first, last = run.cpu_at_first, run.cpu_at_last
+    cpu_span = last["main"] + last["other"] - first["main"] - first["other"]
+    out: dict[str, Any] = {
         "expected_summaries": expected,
-        "summaries": got - extra,
-        "extra_summaries": extra,
+        "summaries": run.outputs,
+        "extra_summaries": run.extra,
         "readings": reference["readings"],
         "span_readings": span_readings,
         "span_s": round(span_s, 3),
@@ -484,39 +389,20 @@ def _gateway_run(
         "wall_readings_per_s": round(rate(reference["readings"], wall_s)),
         "first_output_s": round(first_s, 3),
         "startup_s_est": round(first_s - rate(reference["first_output_readings"], rps), 3),
-        "cpu_s": round(cpu_total, 2),
-        "cpu_main_s": round(cpu_end["main"], 2),
-        "cpu_other_s": round(cpu_end["other"], 2),
+        "cpu_s": round(run.cpu_total, 2),
+        "cpu_main_s": round(last["main"], 2),
+        "cpu_other_s": round(last["other"], 2),
         "cpu_span_s": round(cpu_span, 2),
-        "cpu_span_main_s": round(cpu_end["main"] - cpu_first["main"], 2),
+        "cpu_span_main_s": round(last["main"] - first["main"], 2),
         "cpu_us_per_reading": round(cpu_span / span_readings * 1e6, 2) if span_readings else None,
-        "peak_rss_mb": monitor.peak_mb(name),
-        "exit_code": exit_code,
-        "next_offset": next_offset,
+        "runqueue_wait_s": round(run.runqueue_wait_s, 2),
+        "peak_rss_mb": run.peak_rss_mb,
+        "exit_code": run.exit_code,
     }
     if prof is not None:
         out["profile"] = _profile_summary(prof)
-    phases.done(f"{out['readings_per_s']:,} readings/s over the span, {got:,} summaries")
-    return out
-
-
-def _stop(proc: subprocess.Popen) -> int:
-    """SIGTERM (Faust's graceful stop), then SIGKILL; returns the exit code."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            return proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-    return proc.wait(10)
-
-
-def _tail(path: Path, lines: int = 3) -> str:
-    try:
-        text = path.read_text(errors="replace").strip().splitlines()
-    except OSError:
-        return "no log"
-    return " | ".join(text[-lines:])[-600:] or "no output"
+    phases.done(f"{out['readings_per_s']:,} readings/s over the span, {run.outputs:,} summaries")
+    return out, run.next_offset.get(0, start_offset)
 
 
 def _profile_summary(prof: Path) -> dict[str, Any]:
@@ -555,45 +441,4 @@ def _ratios(result: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _n(x: Any, unit: str = "") -> str:
-    return "-" if x is None else f"{x:,}{unit}"
-
-
-def edge_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
-    """Rows of the human table (see :func:`edgestream.bench.common.result_table`)."""
-    raw, pipe, gw, model = result["raw"], result["pipeline"], result["gateway"], result["model"]
-    res, k = result["resources"], result["params"]["frames"]
-    rows = [("raw consumers (decode every record)", "", "")]
-    rows.append(("confluent-kafka, readings", _n(raw["confluent_readings"]["readings_per_s"]), ""))
-    if "aiokafka_readings" in raw:
-        rows.append(("aiokafka getmany, readings", _n(raw["aiokafka_readings"]["readings_per_s"]), ""))
-    rows.append(("confluent-kafka, frames", _n(raw["confluent_frames"]["readings_per_s"]), f"K={k}"))
-    rows.append(("pipeline in process (no Faust/Kafka)", "", ""))
-    for name in ("readings", "frames"):
-        shares = sorted(pipe[name]["stage_share"].items(), key=lambda kv: -kv[1])[:3]
-        note = ", ".join(f"{stage} {share:.0%}" for stage, share in shares)
-        rows.append((name, _n(pipe[name]["readings_per_s"]), note))
-    rows.append(("gateway worker (Faust subprocess)", "", ""))
-    for name in ("readings", "frames"):
-        g = gw[name]
-        done = f"{g['summaries']:,}/{g['expected_summaries']:,} summaries"
-        rows.append((f"{name}: first->last output", _n(g["readings_per_s"]), f"{g['span_s']} s, {done}"))
-        start = f"{g['wall_s']} s, start-up ~{g['startup_s_est']} s"
-        rows.append((f"{name}: wall incl. start-up", _n(g["wall_readings_per_s"]), start))
-        cpu = f"us/reading; main thread {g['cpu_span_main_s']} of {g['cpu_span_s']} CPU s"
-        rows.append((f"{name}: worker CPU", _n(g["cpu_us_per_reading"]), cpu))
-    rows.append(("ratios (same run)", "", ""))
-    rows += [(key, _n(value, "x"), "") for key, value in result["ratios"].items()]
-    rows.append(("model (shipped pump AE)", "", ""))
-    lat = f"rows/s; p50 {model.get('score_p50_ms')} ms, p99 {model.get('score_p99_ms')} ms/call"
-    rows.append(("ONNX scoring, batch 1024", _n(model.get("score_rows_per_s")), lat))
-    rows.append(("features", _n(model.get("features_rows_per_s")), "rows/s"))
-    rows.append(("resources", "", ""))
-    cpu = f"CPU {res['worker_cpu_s']} s (both runs)"
-    rows.append(("worker peak RSS", _n(res["worker_peak_rss_mb"], " MB"), cpu))
-    peak = f"peak {res['broker_peak_rss_mb']} MB"
-    rows.append(("broker RSS (Tansu, apart)", _n(res["broker_rss_mb"], " MB"), peak))
-    return rows
-
-
-__all__ = ["EdgeBenchParams", "bench_topology", "edge_rows", "run_edge_bench"]
+__all__ = ["EdgeBenchParams", "bench_topology", "run_edge_bench"]

@@ -28,7 +28,7 @@ import numpy as np
 from edgestream.core.serde import AvroDeserializer, AvroSerializer, subject_for
 from edgestream.core.topology import Topology
 from edgestream.core.topology.edge import SensorTopic
-from edgestream.edge.features import FeatureExtractor
+from edgestream.edge.models import features_for, load_model
 from edgestream.edge.pipeline import TopicPipeline
 from edgestream.edge.worker import ALERTS_TOPIC, SUMMARIES_TOPIC
 from edgestream.ml.artifact import shipped_model_path
@@ -100,6 +100,7 @@ class PipelineRun:
             "summaries": self.summaries,
             "alerts": self.alerts,
             "late": self.late,
+            "first_output_readings": self.first_output_readings,
             "seconds": round(self.seconds, 3),
             "readings_per_s": round(self.readings / self.seconds) if self.seconds else 0,
             "stage_s": {k: round(v, 3) for k, v in self.stages.items()},
@@ -118,7 +119,9 @@ def run_pipeline(
     sync: bool = True,
 ) -> PipelineRun:
     """Process ``values`` (one partition, offsets 0..n-1) as the worker would, timed by stage."""
-    scorer = OnnxScorer.load(topology.model_path(topic.device_type)).warm()
+    scorer, threshold = None, None
+    if topic.device_type in topology.models:
+        scorer, threshold = load_model(topology, topic.device_type)
     pipeline = TopicPipeline(
         topology,
         gateway_id,
@@ -127,6 +130,7 @@ def run_pipeline(
         AvroDeserializer(registry, reader_schema=topic.schema_),
         scorer,
         sync=sync,
+        threshold=threshold,
     )
     alert_ser = AvroSerializer(registry, "AnomalyAlert", subject_for(ALERTS_TOPIC))
     summary_ser = AvroSerializer(registry, "WindowSummary", subject_for(SUMMARIES_TOPIC))
@@ -224,7 +228,7 @@ def model_stats(
     n = len(ts)
     if n == 0:
         return {"version": scorer.version, "rows": 0}
-    fx = FeatureExtractor.from_config(scorer.meta.features)
+    fx = features_for(scorer.meta)
     ids = np.asarray(device_id, dtype=object)
     chunks = [(i, min(i + batch, n)) for i in range(0, n, batch)]
     feats = []

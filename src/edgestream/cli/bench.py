@@ -7,8 +7,9 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from edgestream.bench.common import Phases, emit_json, interrupt_on_sigterm, result_table
-from edgestream.bench.edge import EdgeBenchParams, edge_rows, run_edge_bench
+from edgestream.bench.common import Phases, emit_json, interrupt_on_sigterm
+from edgestream.bench.edge import EdgeBenchParams, run_edge_bench
+from edgestream.bench.report import edge_rows, result_table
 
 app = typer.Typer(
     help="Benchmarks on real processes (ratios measured in the same run).",
@@ -29,6 +30,7 @@ def edge(
     devices: int = typer.Option(50, "--devices", help="Simulated pumps."),
     rate: float = typer.Option(10.0, "--rate", help="Readings per second per device."),
     batch: int = typer.Option(256, "--batch", help="Agent micro-batch (model batch size)."),
+    max_wait: int = typer.Option(20, "--max-wait", help="Agent take window, ms (max_wait)."),
     no_sync: bool = typer.Option(False, "--no-sync", help="Workers do not fsync commits."),
     no_aiokafka: bool = typer.Option(False, "--no-aiokafka", help="Skip the aiokafka baseline."),
     seed: int = typer.Option(7, "--seed", help="Simulator seed."),
@@ -62,6 +64,7 @@ def edge(
         devices=devices,
         rate=rate,
         batch=batch,
+        max_wait_ms=max_wait,
         sync=not no_sync,
         aiokafka=not no_aiokafka,
         seed=seed,

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from edgestream.core.broker import ensure_topics, wait_broker
 from edgestream.core.exceptions import EdgestreamError
 from edgestream.core.paths import home_dir
 from edgestream.core.stack import running_endpoints
 from edgestream.core.topology import load_topology
-from edgestream.edge.worker import GatewayConfig, edge_topics, run_gateway
+
+if TYPE_CHECKING:
+    from edgestream.edge.worker import GatewayConfig
 
 app = typer.Typer(help="Edge gateways: Faust agents for validation, inference and windows.")
 
@@ -25,6 +27,8 @@ def gateway_config(
     sync: bool = True,
 ) -> GatewayConfig:
     """Resolve where a gateway runs: explicit options, then the topology, then the stack."""
+    from edgestream.edge.worker import GatewayConfig
+
     topology = load_topology(topology_path)
     try:
         gateway = topology.gateway(gateway_id)
@@ -64,6 +68,9 @@ def run(
     loglevel: str = typer.Option("warning", "--loglevel"),
 ) -> None:
     """Run a gateway worker until Ctrl-C / SIGTERM (state survives crashes: kill -9 is fine)."""
+    from edgestream.core.broker import ensure_topics, wait_broker
+    from edgestream.edge.worker import edge_topics, run_gateway
+
     config = gateway_config(topology, gateway, bootstrap, registry, data_dir, not no_sync)
     wait_broker(config.bootstrap, timeout=10)
     ensure_topics(config.bootstrap, edge_topics(config.topology, gateway))

@@ -6,6 +6,7 @@ import json
 import signal
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console, Group
@@ -13,8 +14,8 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 
-from edgestream.loop import LoopConfig, LoopState, run_loop
-from edgestream.loop.up import default_topology
+if TYPE_CHECKING:
+    from edgestream.loop import LoopConfig, LoopState
 
 console = Console()
 
@@ -80,6 +81,9 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Last line: the summary as JSON."),
     ) -> None:
         """Start the whole loop on the embedded default; Ctrl-C (or --duration) stops it cleanly."""
+        from edgestream.loop import LoopConfig, LoopState
+        from edgestream.loop.up import default_topology
+
         config = LoopConfig(
             topology=topology or default_topology(),
             duration=duration,
@@ -120,6 +124,8 @@ def register(app: typer.Typer) -> None:
 
 
 def _run(config: LoopConfig, stop: threading.Event, state: LoopState) -> None:
+    from edgestream.loop import run_loop
+
     try:
         run_loop(config, stop=stop, state=state)
     except BaseException as error:  # re-raised on the main thread

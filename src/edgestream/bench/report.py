@@ -1,0 +1,74 @@
+"""Human tables of benchmark results (the JSON object is the machine-readable form).
+
+>>> rows = [("raw", "", ""), ("confluent-kafka", "35,000", "readings/s")]
+>>> result_table("bench", rows).row_count
+2
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+
+
+def result_table(title: str, rows: list[tuple[str, str, str]]) -> Table:
+    """A three-column (what, value, note) table; a row with an empty value is a section."""
+    table = Table(title=title, title_justify="left", show_header=True, header_style="bold")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_column("note", style="dim")
+    for what, value, note in rows:
+        if value == "" and note == "":
+            table.add_section()
+            table.add_row(f"[bold]{what}[/]", "", "")
+        else:
+            table.add_row(what, value, note)
+    return table
+
+
+def _n(x: Any, unit: str = "") -> str:
+    return "-" if x is None else f"{x:,}{unit}"
+
+
+def edge_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """Rows of the human table (see :func:`result_table`)."""
+    raw, pipe, gw, model = result["raw"], result["pipeline"], result["gateway"], result["model"]
+    res, k = result["resources"], result["params"]["frames"]
+    rows = [("raw consumers (decode every record)", "", "")]
+    rows.append(("confluent-kafka, readings", _n(raw["confluent_readings"]["readings_per_s"]), ""))
+    if "aiokafka_readings" in raw:
+        rows.append(
+            ("aiokafka getmany, readings", _n(raw["aiokafka_readings"]["readings_per_s"]), "")
+        )
+    rows.append(
+        ("confluent-kafka, frames", _n(raw["confluent_frames"]["readings_per_s"]), f"K={k}")
+    )
+    rows.append(("pipeline in process (no Faust/Kafka)", "", ""))
+    for name in ("readings", "frames"):
+        shares = sorted(pipe[name]["stage_share"].items(), key=lambda kv: -kv[1])[:3]
+        note = ", ".join(f"{stage} {share:.0%}" for stage, share in shares)
+        rows.append((name, _n(pipe[name]["readings_per_s"]), note))
+    rows.append(("gateway worker (Faust subprocess)", "", ""))
+    for name in ("readings", "frames"):
+        g = gw[name]
+        done = f"{g['summaries']:,}/{g['expected_summaries']:,} summaries"
+        rows.append(
+            (f"{name}: first->last output", _n(g["readings_per_s"]), f"{g['span_s']} s, {done}")
+        )
+        start = f"{g['wall_s']} s, start-up ~{g['startup_s_est']} s"
+        rows.append((f"{name}: wall incl. start-up", _n(g["wall_readings_per_s"]), start))
+        cpu = f"us/reading; main thread {g['cpu_span_main_s']} of {g['cpu_span_s']} CPU s"
+        rows.append((f"{name}: worker CPU", _n(g["cpu_us_per_reading"]), cpu))
+    rows.append(("ratios (same run)", "", ""))
+    rows += [(key, _n(value, "x"), "") for key, value in result["ratios"].items()]
+    rows.append(("model (shipped pump AE)", "", ""))
+    lat = f"rows/s; p50 {model.get('score_p50_ms')} ms, p99 {model.get('score_p99_ms')} ms/call"
+    rows.append(("ONNX scoring, batch 1024", _n(model.get("score_rows_per_s")), lat))
+    rows.append(("features", _n(model.get("features_rows_per_s")), "rows/s"))
+    rows.append(("resources", "", ""))
+    cpu = f"CPU {res['worker_cpu_s']} s (both runs)"
+    rows.append(("worker peak RSS", _n(res["worker_peak_rss_mb"], " MB"), cpu))
+    peak = f"peak {res['broker_peak_rss_mb']} MB"
+    rows.append(("broker RSS (Tansu, apart)", _n(res["broker_rss_mb"], " MB"), peak))
+    return rows

@@ -1,0 +1,347 @@
+"""The forwarder of one gateway: edge broker -> durable outbox -> cloud broker.
+
+One loop, one thread:
+
+1. **Intake**: read ``edge.alerts`` / ``edge.summaries`` from the gateway's edge broker
+   (confluent-kafka, group ``edgestream-forward-<gateway>``, partitions assigned from the
+   offsets stored in the outbox, else the group's committed offsets, else the beginning),
+   decode, put into the outbox (records and offsets in one transaction), then commit the
+   offsets to the group (for lag monitoring; the outbox is the source of truth).
+2. **Budget**: past ``max_bytes`` roll up, then drop (:mod:`edgestream.forward.budget`).
+3. **Drain**: while the cloud link is up, produce the outbox's most urgent records (alerts
+   and reports before summaries; summaries wait while alerts are in flight), delete each
+   once its delivery report confirms it. A failed delivery takes the link down: in-flight
+   records become due again (same gateway_seq, so consumers drop any copy that arrived).
+4. **Meter**: count raw sensor bytes in (:mod:`edgestream.forward.meter`) and the producer's
+   wire bytes out; both are stored in the outbox every second.
+
+>>> from edgestream.core.topology import load_topology
+>>> from edgestream.loop.up import default_topology
+>>> cfg = ForwarderConfig(load_topology(default_topology()), "gw-1", "127.0.0.1:9092",
+...                       "127.0.0.1:9093", "http://127.0.0.1:8081", Path("/tmp/gw-1"))
+>>> cfg.topics["alert"], cfg.topics["summary"], cfg.outbox_config().path.name
+('fleet.alerts', 'fleet.summaries', 'outbox-gw-1.sqlite')
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+from edgestream.core.broker import consumer_config, ensure_topics
+from edgestream.core.exceptions import SchemaError, SerdeError, ServiceUnavailable
+from edgestream.core.topology import Topology
+from edgestream.edge.worker import ALERTS_TOPIC, SUMMARIES_TOPIC
+from edgestream.forward.budget import enforce_budget, write_report
+from edgestream.forward.link import CloudLink, producer_settings
+from edgestream.forward.meter import SensorMeter
+from edgestream.forward.outbox import Outbox, OutboxConfig, Pending
+from edgestream.forward.records import CloudFraming, EdgeDecoder, Entry
+from edgestream.forward.security import ClientSecurity
+
+__all__ = ["REPORTS_TOPIC", "Forwarder", "ForwarderConfig", "run_forwarder"]
+
+log = logging.getLogger("edgestream.forward")
+
+#: Cloud topic of ForwarderReport records (``forwarding.topics.reports`` when the topology
+#: has it).
+REPORTS_TOPIC = "fleet.forwarder"
+_EDGE_KIND = {ALERTS_TOPIC: "alert", SUMMARIES_TOPIC: "summary"}
+
+
+@dataclass(frozen=True)
+class ForwarderConfig:
+    """Where one gateway's forwarder reads, keeps and sends."""
+
+    topology: Topology
+    gateway_id: str
+    edge_bootstrap: str
+    cloud_bootstrap: str
+    registry: str
+    data_dir: Path
+    security: ClientSecurity = field(default_factory=ClientSecurity)
+    report_interval_s: float = 60.0  # 0: reports only when something was dropped
+    max_inflight: int = 10_000
+    batch: int = 2_000
+    meter: bool = True
+
+    @property
+    def topics(self) -> dict[str, str]:
+        """Cloud topic per record kind."""
+        t = self.topology.forwarding.topics
+        return {
+            "alert": t.alerts,
+            "summary": t.summaries,
+            "report": str(getattr(t, "reports", REPORTS_TOPIC)),
+        }
+
+    def outbox_config(self) -> OutboxConfig:
+        return OutboxConfig.from_topology(self.topology, self.gateway_id, self.data_dir)
+
+    def sensor_topics(self) -> list[str]:
+        gateway = self.topology.gateway(self.gateway_id)
+        return [t.name for d in gateway.device_types for t in self.topology.topics_for(d)]
+
+
+class Forwarder:
+    """The forwarding loop of one gateway (see the module doc); :meth:`run` until stopped."""
+
+    def __init__(self, config: ForwarderConfig) -> None:
+        self.config = config
+        fwd = config.topology.forwarding
+        self.outbox = Outbox(config.outbox_config(), config.gateway_id)
+        self.decode = EdgeDecoder(config.registry)
+        self.framing = CloudFraming(config.registry, config.topics)
+        self.tumbling = self.outbox.config.tumbling_sizes
+        self.link = CloudLink(
+            config.cloud_bootstrap,
+            sorted(set(config.topics.values())),
+            config.security.client_config(),
+            producer_settings(fwd.compression, fwd.linger, fwd.batch_bytes),
+        )
+        self.inflight: dict[int, Pending] = {}
+        self._urgent: Counter[int] = Counter()  # priorities in flight
+        self._results: list[tuple[Pending, int, Any]] = []
+        self._drops_unreported = bool(self.outbox.stats().dropped_unreported)
+        self._batch_bytes = max(1_000_000, 4 * fwd.batch_bytes)
+        self._warned: dict[str, float] = {}
+        self.rejected = 0
+        self.consumer = self._edge_consumer()
+        self.meter: SensorMeter | None = None
+        if config.meter:
+            self.meter = SensorMeter(
+                config.edge_bootstrap,
+                config.sensor_topics(),
+                self.outbox.offsets("meter"),
+                f"edgestream-forward-{config.gateway_id}-meter",
+            )
+        self._next = {"progress": 0.0, "budget": 0.0, "prune": 0.0, "log": 0.0}
+        self._next_report = time.monotonic() + config.report_interval_s
+
+    # -- setup -----------------------------------------------------------------------------
+    def _edge_consumer(self) -> Consumer:
+        cfg = self.config
+        ensure_topics(cfg.edge_bootstrap, {ALERTS_TOPIC: 1, SUMMARIES_TOPIC: 1})
+        settings = {"enable.auto.commit": False, "fetch.wait.max.ms": 25, "log_level": 2}
+        group = f"edgestream-forward-{cfg.gateway_id}"
+        consumer = Consumer(consumer_config(cfg.edge_bootstrap, group, **settings))
+        meta = consumer.list_topics(timeout=10)
+        stored = self.outbox.offsets("edge")
+        parts = [
+            TopicPartition(t, p)
+            for t in (ALERTS_TOPIC, SUMMARIES_TOPIC)
+            for p in meta.topics[t].partitions
+        ]
+        committed = {
+            (c.topic, c.partition): c.offset for c in consumer.committed(parts, timeout=10)
+        }
+        for tp in parts:
+            key = (tp.topic, tp.partition)
+            start = stored.get(key, committed.get(key, -1))
+            tp.offset = start if start is not None and start >= 0 else OFFSET_BEGINNING
+        consumer.assign(parts)
+        log.info("reading %s from %s", [(tp.topic, tp.partition, tp.offset) for tp in parts],
+                 cfg.edge_bootstrap)  # fmt: skip
+        return consumer
+
+    # -- loop ------------------------------------------------------------------------------
+    def run(self, stop: threading.Event) -> None:
+        """Forward until ``stop`` is set, then flush what is in flight and close."""
+        try:
+            while not stop.is_set():
+                busy = bool(self.inflight) or (self.outbox.depth > 0 and self.link.up)
+                self.intake(0.01 if busy else 0.1)
+                self.step()
+        finally:
+            self.close()
+
+    def step(self) -> None:
+        """Everything but intake: budget, drain, delivery reports, meter, bookkeeping."""
+        now = time.monotonic()
+        if self.outbox.bytes > self.outbox.config.max_bytes or now >= self._next["budget"]:
+            self._next["budget"] = now + 10.0
+            result = enforce_budget(self.outbox)
+            self._drops_unreported |= bool(result.dropped)
+            if result:
+                log.warning("outbox budget: %d roll-ups of %d summaries, dropped %s",
+                            result.rollups, result.rolled_up, dict(result.dropped))  # fmt: skip
+        self.drain()
+        self.link.poll(0)
+        self.settle()
+        if self.meter is not None:
+            self.meter.poll()
+        if now >= self._next["progress"]:
+            self._next["progress"] = now + 1.0
+            self.save_progress()
+        if now >= self._next["prune"]:
+            self._next["prune"] = now + 600.0
+            self.outbox.prune_seen()
+        if now >= self._next["log"]:
+            self._next["log"] = now + 30.0
+            s = self.outbox.stats()
+            log.info("outbox depth %d (%d B, oldest %.1f s), link %s, delivered %d, dropped %s",
+                     s.depth, s.bytes, s.oldest_age_ms / 1000, "up" if self.link.up else "down",
+                     s.delivered, s.dropped)  # fmt: skip
+
+    def intake(self, timeout: float) -> int:
+        """Move what the edge broker has (waiting up to ``timeout``) into the outbox."""
+        messages = self.consumer.consume(1000, timeout=timeout)
+        entries: list[Entry] = []
+        skipped: dict[tuple[str, int], int] = {}
+        for msg in messages:
+            error = msg.error()
+            if error is not None:
+                if error.code() != KafkaError._PARTITION_EOF:
+                    self._warn("edge", "edge consumer: %s", error)
+                continue
+            kind = _EDGE_KIND[msg.topic()]
+            source = (msg.topic(), msg.partition(), msg.offset())
+            try:
+                record = self.decode(kind, msg.value())
+            except ServiceUnavailable as error:
+                log.warning("registry unavailable, retrying: %s", error)
+                self._rewind(messages)
+                time.sleep(1.0)
+                return 0
+            except SerdeError as error:
+                self.rejected += 1
+                log.error("skipping undecodable %s at %s: %s", kind, source, error)
+                skipped[source[:2]] = source[2] + 1
+                continue
+            if kind == "alert":
+                entries.append(Entry.alert(record, source))
+            else:
+                entries.append(Entry.summary(record, source, self.tumbling))
+        if entries or skipped:
+            self.outbox.put(entries, skipped=skipped)
+            self._commit_group()
+        return len(entries)
+
+    def _rewind(self, messages: list[Any]) -> None:
+        first: dict[tuple[str, int], int] = {}
+        for msg in messages:
+            if msg.error() is None:
+                key = (msg.topic(), msg.partition())
+                first[key] = min(first.get(key, msg.offset()), msg.offset())
+        for (topic, partition), offset in first.items():
+            self.consumer.seek(TopicPartition(topic, partition, offset))
+
+    def _commit_group(self) -> None:
+        offsets = [TopicPartition(t, p, o) for (t, p), o in self.outbox.offsets("edge").items()]
+        try:
+            self.consumer.commit(offsets=offsets, asynchronous=True)
+        except Exception as error:  # best effort: the outbox holds the offsets
+            log.debug("group commit failed: %s", error)
+
+    def drain(self) -> None:
+        """Produce due records while the link is up and the in-flight window has room."""
+        link = self.link
+        now = time.monotonic()
+        periodic = bool(self.config.report_interval_s) and now >= self._next_report
+        if self.outbox.depth <= len(self.inflight) and not (periodic or self._drops_unreported):
+            return
+        if not link.ensure():
+            if self.inflight:
+                self._requeue()
+            return
+        if periodic or self._drops_unreported:
+            write_report(self.outbox, force=periodic)
+            self._drops_unreported = False
+            if periodic:
+                self._next_report = now + self.config.report_interval_s
+        while len(self.inflight) < self.config.max_inflight:
+            room = self.config.max_inflight - len(self.inflight)
+            batch = self.outbox.take(min(self.config.batch, room), self._batch_bytes)
+            if not batch:
+                return
+            if self._urgent and batch[0].priority > min(self._urgent):
+                return  # summaries wait until the alerts in flight are confirmed
+            try:
+                values = [self.framing.frame(p.kind, p.body) for p in batch]
+            except (SchemaError, ServiceUnavailable) as error:
+                self._warn("frame", "cannot frame records for the cloud: %s", error)
+                return
+            self.outbox.mark_sent(batch)
+            topics, generation = self.config.topics, link.generation
+            for pending, value in zip(batch, values, strict=True):
+                self.inflight[pending.seq] = pending
+                self._urgent[pending.priority] += 1
+                link.produce(
+                    topics[pending.kind],
+                    pending.key,
+                    value,
+                    partial(self._delivered, pending, generation),
+                )
+            link.poll(0)
+
+    def _delivered(self, pending: Pending, generation: int, error: Any, _msg: Any) -> None:
+        self._results.append((pending, generation, error))
+
+    def settle(self) -> None:
+        """Apply delivery reports: delete confirmed records; a failure of the current
+        producer takes the link down (reports of a discarded producer only confirm)."""
+        if not self.link.up and self.inflight:
+            self._requeue()
+        if not self._results:
+            return
+        results, self._results = self._results, []
+        ok = [p for p, _gen, err in results if err is None]
+        self.outbox.ack(ok)
+        for p in ok:
+            if self.inflight.pop(p.seq, None) is not None:
+                self._urgent[p.priority] -= 1
+                if self._urgent[p.priority] <= 0:
+                    del self._urgent[p.priority]
+        failed = [(p, e) for p, gen, e in results if e is not None and gen == self.link.generation]
+        if failed and self.link.up:
+            pending, error = failed[0]
+            self.link.fail(f"delivery of {pending.kind} {pending.seq} failed: {error}")
+            self._requeue()
+
+    def _requeue(self) -> None:
+        self.outbox.retry()
+        self.inflight.clear()
+        self._urgent.clear()
+
+    def _warn(self, topic: str, message: str, *args: object) -> None:
+        now = time.monotonic()
+        if now >= self._warned.get(topic, 0.0):
+            self._warned[topic] = now + 30.0
+            log.warning(message, *args)
+
+    def save_progress(self) -> None:
+        offsets, counted = self.meter.take() if self.meter is not None else ({}, 0)
+        self.outbox.save_progress(offsets, counted, self.link.take_wire_bytes())
+
+    def close(self) -> None:
+        """Give in-flight records a few seconds, store progress, close everything."""
+        deadline = time.monotonic() + 5.0
+        while self.inflight and self.link.up and time.monotonic() < deadline:
+            self.link.poll(0.1)
+            self.settle()
+        self.link.close(1.0)
+        self.settle()
+        self.save_progress()
+        self.consumer.close()
+        if self.meter is not None:
+            self.meter.close()
+        self.outbox.close()
+
+
+def run_forwarder(config: ForwarderConfig, stop: threading.Event | None = None) -> None:
+    """Run a forwarder in the foreground until SIGTERM/SIGINT (or ``stop``)."""
+    import signal
+
+    stop = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+    Forwarder(config).run(stop)

@@ -1,0 +1,225 @@
+"""The forwarder's link to the cloud broker: an idempotent producer that is thrown away when
+the link fails, a probe with backoff while it is down, and topics recreated when missing.
+
+Producer settings: ``enable.idempotence`` (acks=all, ordered retries), ``enable.gapless.
+guarantee`` (a record that fails for good fails everything after it on its partition too, so
+a re-send never overtakes a delivered successor: per-device order holds), compression, linger
+and batch size from the topology, a bounded ``message.timeout.ms`` (a dead link shows up as
+failed deliveries, the outbox keeps the records), and statistics for the bytes on the wire.
+
+The link is down after a failed delivery, a fatal producer error or "all brokers down"; it is
+probed with exponential backoff (0.5 s doubling to ``max_backoff``); when the broker answers,
+missing topics are created (a restarted in-memory broker comes back empty) and a fresh
+producer starts (a new producer id: the broker may not know the old one).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from edgestream.forward.security import redact
+
+__all__ = ["CLOUD_PARTITIONS", "CloudLink", "producer_settings"]
+
+log = logging.getLogger("edgestream.forward")
+
+#: Partitions of the cloud topics when the forwarder creates them (records are keyed by
+#: device, so per-device order holds with any count).
+CLOUD_PARTITIONS = 3
+_COMPRESSION_LEVEL = {"zstd": 12, "lz4": 9}
+
+
+def producer_settings(
+    compression: str, linger_ms: int, batch_bytes: int, message_timeout_ms: int = 15_000
+) -> dict[str, object]:
+    """The cloud producer's settings (without bootstrap/security).
+
+    >>> producer_settings("zstd", 50, 1_000_000)["compression.type"]
+    'zstd'
+    """
+    conf: dict[str, object] = {
+        "enable.idempotence": True,
+        "enable.gapless.guarantee": True,
+        "acks": "all",
+        "max.in.flight.requests.per.connection": 5,
+        "compression.type": compression,
+        "linger.ms": linger_ms,
+        "batch.size": batch_bytes,
+        "message.timeout.ms": message_timeout_ms,
+        "statistics.interval.ms": 1000,
+        "reconnect.backoff.max.ms": 2000,
+        "log_level": 2,
+    }
+    if compression in _COMPRESSION_LEVEL:
+        conf["compression.level"] = _COMPRESSION_LEVEL[compression]
+    return conf
+
+
+class CloudLink:
+    """Produce to the cloud broker while the link is up; probe it while it is down."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topics: list[str],
+        client_settings: dict[str, object],
+        producer_conf: dict[str, object],
+        partitions: int = CLOUD_PARTITIONS,
+        max_backoff: float = 5.0,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.topics = list(topics)
+        self.client = {"bootstrap.servers": bootstrap, **client_settings}
+        self.producer_conf = producer_conf
+        self.partitions = partitions
+        self.max_backoff = max_backoff
+        self.producer: Producer | None = None
+        self.generation = 0  # counts producers: delivery reports carry it
+        self.up = False
+        self.broken: str | None = None  # set by callbacks: the reason the link failed
+        self.backoff = 0.5
+        self.next_probe = 0.0
+        self.next_topic_check = 0.0
+        self.down_since: float | None = time.monotonic()
+        self.wire_bytes = 0  # bytes sent on the wire by producers since the last take
+        self._producer_tx = 0
+        self.transitions: list[tuple[float, str]] = []
+        log.info("cloud link to %s with %s", bootstrap, redact(self.client))
+
+    # -- state -----------------------------------------------------------------------------
+    def ensure(self, now: float | None = None) -> bool:
+        """True when the link is up (probing, at most once per backoff, when it is down)."""
+        now = time.monotonic() if now is None else now
+        if self.broken is not None:
+            self.fail(self.broken)
+        if self.up:
+            if now >= self.next_topic_check:
+                self.next_topic_check = now + 10.0
+                if not self._topics_exist():
+                    self.fail("cloud topics missing (broker restarted?)")
+            return self.up
+        if now < self.next_probe:
+            return False
+        try:
+            self._create_missing_topics()
+        except (KafkaException, OSError, RuntimeError) as error:
+            self.next_probe = now + self.backoff
+            self.backoff = min(self.backoff * 2, self.max_backoff)
+            log.debug("cloud still down: %s", error)
+            return False
+        self._start_producer()
+        self.up, self.backoff = True, 0.5
+        self.next_topic_check = now + 10.0
+        down = now - self.down_since if self.down_since else 0.0
+        self.down_since = None
+        self.transitions.append((time.time(), "up"))
+        log.warning("cloud link up (%s; was down %.1f s)", self.bootstrap, down)
+        return True
+
+    def fail(self, reason: str) -> None:
+        """Mark the link down: purge what is queued (it stays in the outbox) and drop the
+        producer."""
+        self.broken = None
+        if not self.up and self.producer is None:
+            return
+        log.warning("cloud link down: %s", reason)
+        self.up = False
+        self.down_since = time.monotonic()
+        self.next_probe = self.down_since + self.backoff
+        self.transitions.append((time.time(), "down"))
+        producer, self.producer = self.producer, None
+        if producer is not None:
+            try:
+                producer.purge(in_queue=True, in_flight=True, blocking=False)
+                producer.poll(0)
+                producer.flush(0)
+            except (KafkaException, RuntimeError) as error:
+                log.debug("purging the producer: %s", error)
+
+    # -- producing -------------------------------------------------------------------------
+    def produce(
+        self, topic: str, key: bytes, value: bytes, on_delivery: Callable[[Any, Any], None]
+    ) -> None:
+        assert self.producer is not None, "produce only while the link is up"
+        while True:
+            try:
+                self.producer.produce(topic, value, key, on_delivery=on_delivery)
+                return
+            except BufferError:
+                self.producer.poll(0.05)
+
+    def poll(self, timeout: float = 0.0) -> int:
+        """Serve delivery reports and statistics; returns how many events were served."""
+        return self.producer.poll(timeout) if self.producer is not None else 0
+
+    def take_wire_bytes(self) -> int:
+        """Bytes the producers put on the wire since the last call (from client statistics)."""
+        taken, self.wire_bytes = self.wire_bytes, 0
+        return taken
+
+    def close(self, timeout: float = 5.0) -> None:
+        if self.producer is not None:
+            self.producer.flush(timeout)
+            self.producer.poll(0)
+            self.producer = None
+
+    # -- internals -------------------------------------------------------------------------
+    def _start_producer(self) -> None:
+        self._producer_tx = 0
+        self.generation += 1
+        conf = {
+            **self.client,
+            **self.producer_conf,
+            "error_cb": self._on_error,
+            "stats_cb": self._on_stats,
+        }
+        self.producer = Producer(conf)
+
+    def _on_error(self, error: KafkaError) -> None:
+        if error.fatal() or error.code() == KafkaError._ALL_BROKERS_DOWN:
+            self.broken = f"{error.name()}: {error.str()}"
+
+    def _on_stats(self, raw: str) -> None:
+        try:
+            stats = json.loads(raw)
+            total = sum(int(b.get("txbytes", 0)) for b in stats.get("brokers", {}).values())
+        except (ValueError, TypeError):
+            return
+        if total > self._producer_tx:
+            self.wire_bytes += total - self._producer_tx
+            self._producer_tx = total
+
+    def _admin(self) -> AdminClient:
+        return AdminClient({**self.client, "log_level": 0, "socket.timeout.ms": 3000})
+
+    def _topics_exist(self) -> bool:
+        try:
+            assert self.producer is not None
+            meta = self.producer.list_topics(timeout=2)
+        except (KafkaException, AssertionError):
+            return True  # cannot tell now: deliveries will tell
+        return all(t in meta.topics and not meta.topics[t].error for t in self.topics)
+
+    def _create_missing_topics(self) -> None:
+        admin = self._admin()
+        meta = admin.list_topics(timeout=3)
+        if not meta.brokers:
+            raise RuntimeError("no broker in the metadata")
+        missing = [t for t in self.topics if t not in meta.topics]
+        if not missing:
+            return
+        new = [NewTopic(t, num_partitions=self.partitions, replication_factor=1) for t in missing]
+        for name, future in admin.create_topics(new, request_timeout=5).items():
+            try:
+                future.result(10)
+                log.warning("created cloud topic %s (%d partitions)", name, self.partitions)
+            except KafkaException as error:
+                if error.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise

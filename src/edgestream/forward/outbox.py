@@ -1,0 +1,407 @@
+"""The durable outbox between a gateway's edge broker and the cloud: SQLite in WAL mode.
+
+Every alert, window summary and forwarder report waits here until the cloud broker confirmed
+it. A record is accepted once per record id (``INSERT OR IGNORE`` into a table of seen ids
+kept for ``seen_retention_ms``), so a gateway replaying after a crash adds nothing; on accept
+it gets the gateway's next ``gateway_seq`` (stored, never reused), written into the record.
+Records drain by priority (alerts and reports before summaries), then in arrival order
+(``ord``; a roll-up takes the place of the oldest window it merged). The edge offsets of what
+was accepted are stored in the same transaction, so an accepted record and its offset are
+never out of step.
+
+Fsync policy (``forwarding.outbox.fsync`` of the topology):
+
+* ``always``: ``PRAGMA synchronous=FULL`` and one transaction per record: each record and its
+  edge offset are on disk before the next record is accepted (survives power loss).
+* ``batch`` (default): ``synchronous=FULL``, one transaction (one WAL fsync) per batch read
+  from the edge: a batch is on disk with its offsets or not at all, then it is read again
+  from the edge broker (survives power loss).
+* ``never``: ``synchronous=OFF``: the OS writes when it likes; survives a crash of the
+  forwarder (the page cache does), may lose the last seconds on power loss.
+
+Budget: see :mod:`edgestream.forward.budget` (roll-ups before drops, alerts dropped last).
+
+>>> import tempfile
+>>> cfg = OutboxConfig(Path(tempfile.mkdtemp()) / "o.sqlite", max_bytes=1_000_000)
+>>> box = Outbox(cfg, "gw")
+>>> alert = {"alert_id": "gw|p1|5|0", "incident_id": "gw|p1|5", "gateway_id": "gw",
+...          "site": "s", "device_id": "p1", "device_type": "pump", "ts": 5, "first_ts": 5,
+...          "last_ts": 5, "score": 0.9, "threshold": 0.5}
+>>> box.put([Entry.alert(alert), Entry.alert(alert)])  # the replay is ignored
+[1, None]
+>>> [(p.seq, p.kind) for p in box.take(10)]
+[(1, 'alert')]
+>>> box.ack(box.take(10)); box.stats().depth
+0
+>>> box.close()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from edgestream.core.topology import Topology
+from edgestream.forward.exceptions import OutboxError
+from edgestream.forward.records import BodyCodec, Entry
+
+__all__ = ["Outbox", "OutboxConfig", "OutboxStats", "Pending", "outbox_path"]
+
+HEADER_BYTES = 5  # the Confluent header added when a record is sent
+DAY_MS = 86_400_000
+_SYNC = {"always": "FULL", "batch": "FULL", "never": "OFF"}
+_DDL = """
+CREATE TABLE IF NOT EXISTS records (
+    seq INTEGER PRIMARY KEY, ord INTEGER NOT NULL, record_id TEXT NOT NULL, kind TEXT NOT NULL,
+    priority INTEGER NOT NULL, key BLOB NOT NULL, body BLOB NOT NULL, bytes INTEGER NOT NULL,
+    created_ms INTEGER NOT NULL, event_ms INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0, sent_epoch INTEGER NOT NULL DEFAULT 0,
+    scope TEXT, scope_key TEXT, win_start INTEGER, win_end INTEGER, base_size INTEGER,
+    level INTEGER, tumbling INTEGER, readings INTEGER);
+CREATE INDEX IF NOT EXISTS records_drain ON records (priority, ord);
+CREATE INDEX IF NOT EXISTS records_created ON records (created_ms);
+CREATE TABLE IF NOT EXISTS seen (
+    record_id TEXT PRIMARY KEY, seq INTEGER NOT NULL, at_ms INTEGER NOT NULL) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS seen_age ON seen (at_ms);
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS offsets (
+    source TEXT NOT NULL, topic TEXT NOT NULL, partition INTEGER NOT NULL,
+    next_offset INTEGER NOT NULL, PRIMARY KEY (source, topic, partition));
+CREATE TABLE IF NOT EXISTS drops (
+    id INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL, kind TEXT NOT NULL, reason TEXT NOT NULL,
+    records INTEGER NOT NULL, readings INTEGER NOT NULL, first_ts INTEGER, last_ts INTEGER,
+    reported INTEGER NOT NULL DEFAULT 0);
+"""
+_INSERT = (
+    "INSERT INTO records (seq, ord, record_id, kind, priority, key, body, bytes, created_ms, "
+    "event_ms, scope, scope_key, win_start, win_end, base_size, level, tumbling, readings) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def outbox_path(topology: Topology | None, gateway_id: str, data_dir: Path) -> Path:
+    """Where a gateway's outbox lives: ``forwarding.outbox.path`` under its data dir.
+
+    >>> outbox_path(None, "gw-1", Path("/data")).as_posix()
+    '/data/outbox-gw-1.sqlite'
+    """
+    pattern = "outbox-{gateway}.sqlite" if topology is None else topology.forwarding.outbox.path
+    return Path(data_dir) / pattern.replace("{gateway}", gateway_id)
+
+
+@dataclass(frozen=True)
+class OutboxConfig:
+    """Where the outbox is and what bounds it (``rollup``: the roll-up chain in ms;
+    ``tumbling_sizes``: window sizes the edge computes as tumbling windows)."""
+
+    path: Path
+    max_bytes: int = 256_000_000
+    max_age_ms: int = 7 * DAY_MS
+    fsync: Literal["always", "batch", "never"] = "batch"
+    rollup: tuple[int, ...] = (10_000, 60_000, 600_000)
+    tumbling_sizes: frozenset[int] = field(default_factory=frozenset)
+    seen_retention_ms: int = DAY_MS
+
+    @classmethod
+    def from_topology(cls, topology: Topology, gateway_id: str, data_dir: Path) -> OutboxConfig:
+        box = topology.forwarding.outbox
+        return cls(
+            path=outbox_path(topology, gateway_id, data_dir),
+            max_bytes=box.max_bytes,
+            max_age_ms=box.max_age,
+            fsync=box.fsync,
+            rollup=tuple(topology.forwarding.rollup),
+            tumbling_sizes=frozenset(w.size for w in topology.windows if w.tumbling),
+        )
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A record to send: its ``gateway_seq``, kind, cloud key and Avro body."""
+
+    seq: int
+    kind: str
+    key: bytes
+    body: bytes
+    priority: int
+    bytes: int
+
+
+@dataclass
+class OutboxStats:
+    """Depth, age and bytes of what waits; drops, roll-ups and bytes in/out so far."""
+
+    depth: int = 0
+    bytes: int = 0
+    max_bytes: int = 0
+    oldest_age_ms: int = 0
+    waiting: dict[str, int] = field(default_factory=dict)
+    dropped: dict[str, int] = field(default_factory=dict)
+    dropped_unreported: int = 0
+    rollups: int = 0
+    rolled_up: int = 0
+    delivered: int = 0
+    reports: int = 0
+    next_seq: int = 1
+    sensor_bytes: int = 0
+    cloud_bytes: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["cloud_vs_sensor_bytes"] = (
+            round(self.cloud_bytes / self.sensor_bytes, 6) if self.sensor_bytes else None
+        )
+        return out
+
+
+class Outbox:
+    """One gateway's outbox file. Not thread-safe: one writer thread (readers may be other
+    processes, e.g. ``edgestream forward status``)."""
+
+    def __init__(self, config: OutboxConfig, gateway_id: str, readonly: bool = False) -> None:
+        self.config = config
+        self.gateway_id = gateway_id
+        self.codec = BodyCodec()
+        path = Path(config.path)
+        if readonly and not path.exists():
+            raise OutboxError(f"no outbox at {path}: check --data-dir and --gateway")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        uri = f"file:{path}?mode=ro" if readonly else f"file:{path}"
+        try:
+            self.db = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=10.0)
+            self.db.execute("PRAGMA busy_timeout = 10000")
+            if not readonly:
+                self.db.execute("PRAGMA journal_mode = WAL")
+                self.db.execute(f"PRAGMA synchronous = {_SYNC[config.fsync]}")
+                self.db.executescript(_DDL)
+        except sqlite3.DatabaseError as error:
+            raise OutboxError(f"{path} is not a usable outbox ({error}): move it away") from None
+        self.readonly = readonly
+        self._meta = dict(self.db.execute("SELECT name, value FROM meta"))
+        row = self.db.execute("SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM records").fetchone()
+        self.depth, self.bytes = int(row[0]), int(row[1])
+        (top,) = self.db.execute("SELECT COALESCE(MAX(sent_epoch), 0) FROM records").fetchone()
+        self.epoch = int(top) + 1  # rows marked by an earlier process are due again
+
+    # -- plumbing --------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on error)."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            self._meta = dict(self.db.execute("SELECT name, value FROM meta"))
+            raise
+        self.db.execute("COMMIT")
+
+    def meta(self, name: str) -> int:
+        return int(self._meta.get(name, 0))
+
+    def set_meta(self, name: str, value: int) -> None:
+        """Set a counter (call inside :meth:`transaction`)."""
+        self.db.execute("INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)", (name, value))
+        self._meta[name] = value
+
+    def bump(self, name: str, delta: int) -> None:
+        """Add ``delta`` to a counter (call inside :meth:`transaction`)."""
+        if delta:
+            self.set_meta(name, self.meta(name) + delta)
+
+    def insert(
+        self, entry: Entry, now: int, ord_: int | None = None, created: int | None = None
+    ) -> int | None:
+        """Accept one record (call inside :meth:`transaction`); None when its id was seen."""
+        seq = self.meta("next_seq") or 1
+        cur = self.db.execute(
+            "INSERT OR IGNORE INTO seen (record_id, seq, at_ms) VALUES (?, ?, ?)",
+            (entry.record_id, seq, now),
+        )
+        if cur.rowcount == 0:
+            return None
+        body = self.codec.encode(entry.kind, {**entry.record, "gateway_seq": seq})
+        size = len(body) + len(entry.key) + HEADER_BYTES
+        self.db.execute(
+            _INSERT,
+            (seq, seq if ord_ is None else ord_, entry.record_id, entry.kind, entry.priority,
+             entry.key, body, size, now if created is None else created, entry.event_ms,
+             *entry.summary_columns()),
+        )  # fmt: skip
+        self.set_meta("next_seq", seq + 1)
+        self.depth += 1
+        self.bytes += size
+        return seq
+
+    def forget(self, seqs: Sequence[int]) -> int:
+        """Delete rows (call inside :meth:`transaction`); returns the bytes freed."""
+        freed = 0
+        for chunk in _chunks(list(seqs)):
+            marks = ",".join("?" * len(chunk))
+            (count, size) = self.db.execute(
+                f"SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM records WHERE seq IN ({marks})",
+                chunk,
+            ).fetchone()
+            self.db.execute(f"DELETE FROM records WHERE seq IN ({marks})", chunk)
+            self.depth -= int(count)
+            self.bytes -= int(size)
+            freed += int(size)
+        return freed
+
+    # -- intake ----------------------------------------------------------------------------
+    def put(
+        self,
+        entries: Sequence[Entry],
+        now: int | None = None,
+        skipped: dict[tuple[str, int], int] | None = None,
+    ) -> list[int | None]:
+        """Accept records from the edge with their offsets; returns each one's gateway_seq
+        (None for a replay). ``skipped``: next offsets past records that were not accepted
+        (undecodable). Transactions follow the fsync policy (see the module doc)."""
+        now = now_ms() if now is None else now
+        per_record = self.config.fsync == "always"
+        groups = [[e] for e in entries] if per_record else [list(entries)]
+        seqs: list[int | None] = []
+        for group in groups:
+            with self.transaction():
+                seqs.extend(self.insert(e, now) for e in group)
+                self._save_offsets("edge", _next_offsets(group))
+        if skipped:
+            with self.transaction():
+                self._save_offsets("edge", skipped)
+        return seqs
+
+    def _save_offsets(self, source: str, offsets: dict[tuple[str, int], int]) -> None:
+        self.db.executemany(
+            "INSERT INTO offsets (source, topic, partition, next_offset) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT DO UPDATE SET next_offset = MAX(next_offset, excluded.next_offset)",
+            [(source, t, p, o) for (t, p), o in offsets.items()],
+        )
+
+    def offsets(self, source: str) -> dict[tuple[str, int], int]:
+        """Next offsets to read per (topic, partition) for ``source`` ("edge" or "meter")."""
+        rows = self.db.execute(
+            "SELECT topic, partition, next_offset FROM offsets WHERE source = ?", (source,)
+        )
+        return {(t, int(p)): int(o) for t, p, o in rows}
+
+    def save_progress(
+        self, meter: dict[tuple[str, int], int], sensor_bytes: int, cloud_bytes: int
+    ) -> None:
+        """Store the sensor meter's offsets with the byte counts they add, atomically."""
+        if not (meter or sensor_bytes or cloud_bytes):
+            return
+        with self.transaction():
+            self._save_offsets("meter", meter)
+            self.bump("sensor_bytes", sensor_bytes)
+            self.bump("cloud_bytes", cloud_bytes)
+
+    # -- drain -----------------------------------------------------------------------------
+    def take(self, limit: int, max_bytes: int | None = None) -> list[Pending]:
+        """The next records to send: not in flight (see :meth:`mark_sent`), only the most
+        urgent priority present, in drain order; at most ``limit`` / ``max_bytes``."""
+        rows = self.db.execute(
+            "SELECT seq, kind, key, body, priority, bytes FROM records WHERE sent_epoch != ? "
+            "ORDER BY priority, ord LIMIT ?",
+            (self.epoch, limit),
+        ).fetchall()
+        out: list[Pending] = []
+        size = 0
+        for seq, kind, key, body, priority, nbytes in rows:
+            if out and (priority != out[0].priority or (max_bytes and size + nbytes > max_bytes)):
+                break
+            out.append(Pending(seq, kind, bytes(key), bytes(body), priority, nbytes))
+            size += nbytes
+        return out
+
+    def mark_sent(self, pending: Sequence[Pending]) -> None:
+        """Record that these are about to be produced (attempted rows are never rolled up:
+        the cloud may already hold them) and in flight for this epoch."""
+        with self.transaction():
+            self.db.executemany(
+                "UPDATE records SET attempts = attempts + 1, sent_epoch = ? WHERE seq = ?",
+                [(self.epoch, p.seq) for p in pending],
+            )
+
+    def retry(self) -> None:
+        """Make every in-flight record due again (the link failed: they are re-sent with the
+        same gateway_seq, so consumers drop any copy that did arrive)."""
+        self.epoch += 1
+
+    def ack(self, pending: Sequence[Pending]) -> None:
+        """The cloud confirmed these: delete them."""
+        if pending:
+            with self.transaction():
+                self.forget([p.seq for p in pending])
+                self.bump("delivered", len(pending))
+
+    def prune_seen(self, now: int | None = None) -> int:
+        """Forget record ids older than ``seen_retention_ms`` (bounds the replay memory)."""
+        cutoff = (now_ms() if now is None else now) - self.config.seen_retention_ms
+        with self.transaction():
+            return self.db.execute("DELETE FROM seen WHERE at_ms < ?", (cutoff,)).rowcount
+
+    # -- metrics ---------------------------------------------------------------------------
+    def stats(self, now: int | None = None) -> OutboxStats:
+        """Current figures, read from the file (also works read-only, from another process)."""
+        now = now_ms() if now is None else now
+        waiting = dict(self.db.execute("SELECT kind, COUNT(*) FROM records GROUP BY kind"))
+        depth, size, oldest = self.db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(bytes), 0), MIN(created_ms) FROM records"
+        ).fetchone()
+        dropped = dict(self.db.execute("SELECT kind, SUM(records) FROM drops GROUP BY kind"))
+        (unreported,) = self.db.execute(
+            "SELECT COALESCE(SUM(records), 0) FROM drops WHERE reported = 0"
+        ).fetchone()
+        meta = dict(self.db.execute("SELECT name, value FROM meta"))
+        return OutboxStats(
+            depth=int(depth),
+            bytes=int(size),
+            max_bytes=self.config.max_bytes,
+            oldest_age_ms=max(0, now - int(oldest)) if oldest is not None else 0,
+            waiting={k: int(v) for k, v in waiting.items()},
+            dropped={k: int(v) for k, v in dropped.items()},
+            dropped_unreported=int(unreported),
+            rollups=int(meta.get("rollups", 0)),
+            rolled_up=int(meta.get("rolled_up", 0)),
+            delivered=int(meta.get("delivered", 0)),
+            reports=int(meta.get("reports", 0)),
+            next_seq=int(meta.get("next_seq", 1)),
+            sensor_bytes=int(meta.get("sensor_bytes", 0)),
+            cloud_bytes=int(meta.get("cloud_bytes", 0)),
+        )
+
+    def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            if not self.readonly:
+                self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            self.db.close()
+
+    def __enter__(self) -> Outbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _next_offsets(entries: Sequence[Entry]) -> dict[tuple[str, int], int]:
+    out: dict[tuple[str, int], int] = {}
+    for e in entries:
+        if e.source is not None:
+            topic, partition, offset = e.source
+            out[(topic, partition)] = max(out.get((topic, partition), 0), offset + 1)
+    return out
+
+
+def _chunks(items: list[Any], size: int = 900) -> Iterator[list[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]

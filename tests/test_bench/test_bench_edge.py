@@ -1,0 +1,86 @@
+"""``edgestream bench edge``: pure parts without infrastructure, and one tiny real run whose
+JSON must be complete and self-consistent (not fast: speed is not asserted)."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from edgestream.bench import BenchError, EdgeBenchParams
+from edgestream.bench.edge import bench_topology
+from edgestream.cli.bench import app
+from edgestream.core.topology import load_topology
+from tests.conftest import pids_of
+
+MODULES = ["common", "edge", "profiling", "raw", "report", "stages", "worker"]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples_run(name: str) -> None:
+    module = importlib.import_module(f"edgestream.bench.{name}")
+    assert doctest.testmod(module, optionflags=doctest.ELLIPSIS).failed == 0
+
+
+@pytest.mark.parametrize("schema", ["SensorReading", "SensorFrame"])
+def test_bench_topology_is_a_valid_topology(tmp_path: Path, schema: str) -> None:
+    path = tmp_path / "t.yaml"
+    path.write_text(yaml.safe_dump(bench_topology("gw-b", "sensors.x", schema, 128, 50)))
+    topo = load_topology(path)
+    (topic,) = topo.sensors.topics
+    assert topic.schema_ == schema and topic.partitions == 1
+    assert topo.models["pump"].batch.size == 128 and topo.models["pump"].batch.max_wait == 50
+
+
+def test_params_are_checked() -> None:
+    with pytest.raises(BenchError, match="--readings"):
+        EdgeBenchParams(readings=5, devices=10)
+    assert EdgeBenchParams().duration_s == 200.0
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_tiny_run_gives_one_consistent_json_line(tmp_path: Path) -> None:
+    work = tmp_path / "bench"
+    args = ["edge", "--json", "-q", "-n", "5000", "-k", "10", "--devices", "10"]
+    out = CliRunner().invoke(app, [*args, "--workdir", str(work)])
+    assert out.exit_code == 0, out.output
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+
+    assert r["bench"] == "edge" and r["params"]["readings"] == 5000
+    assert {"cpu_count", "python", "platform", "versions"} <= r["machine"].keys()
+    readings = r["input"]["readings"]["readings"]
+    assert readings == r["input"]["frames"]["readings"] == 5001  # + the primer
+    assert r["input"]["readings"]["messages"] == readings
+    assert r["input"]["frames"]["messages"] < readings / 5
+
+    raw = r["raw"]
+    assert raw["confluent_readings"]["readings"] == raw["aiokafka_readings"]["readings"] == readings
+    assert raw["confluent_frames"]["readings"] == readings
+    for name in ("readings", "frames"):
+        pipe, gw = r["pipeline"][name], r["gateway"][name]
+        assert pipe["messages"] == r["input"][name]["messages"]
+        assert pipe["readings"] == readings or pipe["rejected_messages"] > 0
+        assert gw["expected_summaries"] == pipe["summaries"] > 0
+        assert gw["summaries"] == gw["expected_summaries"] and gw["extra_summaries"] == 0
+        assert gw["exit_code"] == 0
+        assert 0 < gw["span_s"] < gw["wall_s"] and gw["readings_per_s"] > 0
+        assert gw["cpu_s"] >= gw["cpu_span_s"] > 0 and gw["peak_rss_mb"] > 0
+        assert set(pipe["stage_s"]) >= {"decode", "features", "score", "windows", "commit"}
+    assert r["pipeline"]["readings"]["summaries"] == r["pipeline"]["frames"]["summaries"]
+
+    ratios, gw = r["ratios"], r["gateway"]
+    confluent = raw["confluent_readings"]["readings_per_s"]
+    assert ratios["gateway_vs_confluent"] == round(gw["readings"]["readings_per_s"] / confluent, 3)
+    speedup = gw["frames"]["readings_per_s"] / gw["readings"]["readings_per_s"]
+    assert ratios["frames_speedup"] == round(speedup, 3)
+    model = r["model"]
+    assert model["score_rows_per_s"] > 0 and model["score_p99_ms"] >= model["score_p50_ms"]
+    assert r["resources"]["broker_rss_mb"] > 0 and r["resources"]["worker_peak_rss_mb"] > 0
+
+    assert not pids_of(str(work)), "the benchmark left processes running"

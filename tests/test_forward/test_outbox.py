@@ -1,0 +1,239 @@
+"""The durable outbox: order, idempotent intake, budget (roll-ups, drops, reports), crash
+safety."""
+
+from __future__ import annotations
+
+import doctest
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from edgestream.cli.forward import app as forward_app
+from edgestream.forward import budget, outbox
+from edgestream.forward.budget import LOW_WATER, enforce_budget, write_report
+from edgestream.forward.outbox import Outbox, OutboxConfig
+from edgestream.forward.records import Entry
+from tests.test_forward.factories import CHANNELS, alert, random_windows
+
+TUMBLING = frozenset({10_000})
+
+
+def _box(tmp_path: Path, **changes) -> Outbox:
+    cfg = OutboxConfig(tmp_path / "outbox.sqlite", tumbling_sizes=TUMBLING, **changes)
+    return Outbox(cfg, "gw")
+
+
+def _summaries(entries_of: list[dict], topic_offset: int = 0) -> list[Entry]:
+    return [
+        Entry.summary(s, ("edge.summaries", 0, topic_offset + i), TUMBLING)
+        for i, s in enumerate(entries_of)
+    ]
+
+
+def _drain_all(box: Outbox) -> list[tuple[int, str, dict]]:
+    out = []
+    while batch := box.take(100):
+        box.mark_sent(batch)
+        out += [(p.seq, p.kind, box.codec.decode(p.kind, p.body)) for p in batch]
+        box.ack(batch)
+    return out
+
+
+def test_alerts_drain_before_summaries_in_arrival_order(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    sums, _ = random_windows(rng, devices=2, windows=3)
+    box = _box(tmp_path)
+    box.put(_summaries(sums[:3]))
+    box.put([Entry.alert(alert("pump-0", 5)), Entry.alert(alert("pump-1", 6))])
+    box.put(_summaries(sums[3:], 3))
+    first = box.take(100)
+    assert [p.kind for p in first] == ["alert", "alert"], "one priority per take"
+    drained = _drain_all(box)
+    kinds = [k for _, k, _ in drained]
+    assert kinds == ["alert"] * 2 + ["summary"] * 6
+    assert [r["summary_id"] for _, k, r in drained if k == "summary"] == [
+        s["summary_id"] for s in sums
+    ]
+    assert all(r["gateway_seq"] == seq for seq, _, r in drained), "seq written into the record"
+
+
+def test_intake_is_idempotent_and_seqs_are_never_reused(tmp_path: Path) -> None:
+    box = _box(tmp_path)
+    a = Entry.alert(alert("pump-0", 5), ("edge.alerts", 0, 0))
+    assert box.put([a, a]) == [1, None]
+    box.ack(box.take(10))
+    assert box.put([a]) == [None], "a replay after delivery is still ignored"
+    box.close()
+    box = _box(tmp_path)
+    assert box.put([Entry.alert(alert("pump-0", 9))]) == [2]
+    assert box.offsets("edge") == {("edge.alerts", 0): 1}
+    box.put([], skipped={("edge.alerts", 0): 0})
+    assert box.offsets("edge") == {("edge.alerts", 0): 1}, "offsets never go back"
+
+
+def test_in_flight_records_are_not_taken_again_until_retry(tmp_path: Path) -> None:
+    box = _box(tmp_path)
+    box.put([Entry.alert(alert("pump-0", t)) for t in range(5)])
+    batch = box.take(3)
+    box.mark_sent(batch)
+    assert [p.seq for p in box.take(10)] == [4, 5]
+    box.retry()
+    assert [p.seq for p in box.take(10)] == [1, 2, 3, 4, 5]
+    box.close()
+    box = _box(tmp_path)  # a new process: everything unconfirmed is due again
+    assert len(box.take(10)) == 5
+
+
+@pytest.mark.parametrize(("policy", "level"), [("always", 2), ("batch", 2), ("never", 0)])
+def test_fsync_policy_sets_sqlite_synchronous(tmp_path: Path, policy: str, level: int) -> None:
+    box = _box(tmp_path, fsync=policy)
+    assert box.db.execute("PRAGMA synchronous").fetchone()[0] == level
+    assert box.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_budget_rolls_up_exactly_before_dropping(tmp_path: Path) -> None:
+    rng = np.random.default_rng(7)
+    sums, raw = random_windows(rng, devices=4, windows=12)  # 2 minutes, 48 summaries
+    box = _box(tmp_path, max_bytes=10**9)
+    box.put(_summaries(sums))
+    full = box.bytes
+    box.close()
+    box = _box(tmp_path, max_bytes=full // 3)
+    result = enforce_budget(box)
+    assert result.rollups == 8 and result.rolled_up == 48 and not result.dropped
+    assert box.bytes <= box.config.max_bytes * LOW_WATER
+    drained = [r for _, _, r in _drain_all(box)]
+    assert all(r["rollup_level"] == 1 for r in drained)
+    for device in ("pump-0", "pump-3"):
+        mine = [r for r in drained if r["scope_key"] == device]
+        assert [r["window_start"] for r in mine] == [0, 60_000], "window order per device"
+        for r in mine:
+            i = r["window_start"] // 10_000
+            for c in CHANNELS:
+                v = np.concatenate(raw[device][c][i : i + 6])
+                stats = r["channels"][c]
+                assert stats["count"] == len(v)
+                assert stats["sum"] == pytest.approx(v.sum(), rel=1e-12)
+                assert stats["m2"] == pytest.approx(((v - v.mean()) ** 2).sum(), rel=1e-9)
+    assert sum(r["count"] for r in drained) == sum(s["count"] for s in sums)
+    assert box.stats().rollups == 8
+
+
+def test_drops_are_counted_alerts_last_and_reported_once(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    sums, _ = random_windows(rng, devices=3, windows=4)
+    box = _box(tmp_path, max_bytes=10**9)
+    box.put([Entry.alert(alert("pump-0", t)) for t in range(4)])
+    box.put(_summaries(sums))
+    alert_bytes = box.db.execute("SELECT SUM(bytes) FROM records WHERE kind='alert'").fetchone()
+    box.close()
+    box = _box(tmp_path, max_bytes=int(alert_bytes[0] * 0.8))  # not even the alerts fit
+    result = enforce_budget(box)
+    assert result.dropped[("summary", "budget")] == len(sums), "every summary goes first"
+    assert 0 < result.dropped[("alert", "budget")] < 4, "then the oldest alerts"
+    left = _drain_all(box)
+    assert [r["ts"] for _, _, r in left] == list(range(4 - result.dropped[("alert", "budget")], 4))
+    stats = box.stats()
+    assert stats.dropped == {"alert": result.dropped[("alert", "budget")], "summary": len(sums)}
+    assert stats.dropped_unreported == sum(result.dropped.values())
+    assert write_report(box) is not None
+    assert write_report(box) is None, "each drop is reported once"
+    (report,) = [r for _, k, r in _drain_all(box) if k == "report"]
+    assert report["dropped_summaries"] == len(sums)
+    assert report["dropped_alerts"] == result.dropped[("alert", "budget")]
+    assert report["dropped_readings"] == sum(s["count"] for s in sums)
+    assert report["dropped_by_reason"] == {"budget": sum(result.dropped.values())}
+    assert report["report_id"] == "gw|report|1" and report["gateway_seq"] is not None
+
+
+def test_old_records_are_dropped_by_age_and_attempted_ones_never_rolled_up(tmp_path) -> None:
+    rng = np.random.default_rng(5)
+    sums, _ = random_windows(rng, devices=1, windows=6)
+    box = _box(tmp_path, max_age_ms=60_000)
+    now = int(time.time() * 1000)
+    box.put(_summaries(sums[:3]), now=now - 120_000)
+    box.put(_summaries(sums[3:], 3), now=now)
+    sent = box.take(1)
+    box.mark_sent(sent)
+    box.retry()  # attempted (maybe in the cloud) but due again
+    result = enforce_budget(box, now)
+    assert result.dropped[("summary", "age")] == 2, "the attempted one is not expired in flight"
+    box.config = OutboxConfig(box.config.path, max_bytes=1, tumbling_sizes=TUMBLING)
+    enforce_budget(box, now)
+    assert box.stats().rollups == 1
+    rows = box.db.execute("SELECT seq, level FROM records WHERE attempts > 0").fetchall()
+    assert rows == [(sent[0].seq, 0)] or not rows
+
+
+def test_status_cli_reports_the_outbox(tmp_path: Path) -> None:
+    box = _box(tmp_path)
+    box.put([Entry.alert(alert("pump-0", 1))])
+    box.close()
+    (tmp_path / "outbox-gw.sqlite").symlink_to(tmp_path / "outbox.sqlite")
+    out = CliRunner().invoke(forward_app, ["status", "-g", "gw", "--data-dir", str(tmp_path), "--json"])
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.output.strip().splitlines()[-1])
+    assert data["depth"] == 1 and data["waiting"] == {"alert": 1}
+    table = CliRunner().invoke(forward_app, ["status", "-g", "gw", "--data-dir", str(tmp_path)])
+    assert "waiting records" in table.output
+    missing = CliRunner().invoke(forward_app, ["status", "-g", "nope", "--data-dir", str(tmp_path)])
+    assert missing.exit_code != 0
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from edgestream.forward.outbox import Outbox, OutboxConfig
+    from edgestream.forward.records import Entry
+    from tests.test_forward.factories import alert
+    box = Outbox(OutboxConfig(Path(sys.argv[1]), fsync=sys.argv[2]), "gw")
+    i = 0
+    while True:
+        batch = [Entry.alert(alert(f"pump-{i % 7}", i + k), ("edge.alerts", 0, i + k))
+                 for k in range(50)]
+        box.put(batch)
+        i += 50
+        print(i, flush=True)
+    """
+)
+
+
+@pytest.mark.parametrize("policy", ["batch", "always"])
+def test_kill_9_while_writing_loses_nothing_that_was_committed(tmp_path, policy) -> None:
+    path = tmp_path / "crash.sqlite"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(path), policy], stdout=subprocess.PIPE, env=env
+    )
+    assert proc.stdout is not None
+    acked = 0
+    while acked < 1500:
+        acked = int(proc.stdout.readline())
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    db.close()
+    box = Outbox(OutboxConfig(path), "gw")
+    depth = box.stats().depth
+    assert depth >= acked, "every record reported as committed is there"
+    seqs = [r[0] for r in box.db.execute("SELECT seq FROM records ORDER BY seq")]
+    assert seqs == list(range(1, depth + 1)), "no gap, no duplicate"
+    assert box.offsets("edge")[("edge.alerts", 0)] == depth, "offsets match the records"
+    assert box.put([Entry.alert(alert("pump-0", 0))]) == [None], "ids survived too"
+
+
+def test_docstring_examples_run() -> None:
+    assert doctest.testmod(outbox).failed == 0
+    assert doctest.testmod(budget).failed == 0
