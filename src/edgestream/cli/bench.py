@@ -43,20 +43,21 @@ def edge(
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress on stderr."),
 ) -> None:
-    """Gateway throughput vs raw Kafka consumers, frames vs single readings, model cost.
+    """Gateway throughput vs raw Kafka consumers, frames vs readings, model cost.
 
-    Starts a fresh embedded stack (1 gateway broker + registry), simulates pump readings as
-    single messages and as frames of K, measures raw confluent-kafka/aiokafka consumers, the
-    pipeline in process, and the real `edgestream edge run` worker until every window
-    summary is out; everything it starts is stopped at the end, on errors and on Ctrl-C.
+    A fresh embedded stack (1 gateway broker + registry); pump readings sent
+    as single messages and as frames of K; raw confluent-kafka and aiokafka
+    consumers, the pipeline in process, then the real `edgestream edge run`
+    worker until every window summary is out. Everything it starts is
+    stopped at the end, on errors and on Ctrl-C.
 
     Usage:
 
-        edgestream bench edge                          # 100k readings + the same in frames
+        edgestream bench edge              # 100k readings + 100k in frames
 
         edgestream bench edge --json | tail -1 | jq .ratios
 
-        edgestream bench edge -n 20000 -k 20 --profile /tmp/edge-prof --workdir /tmp/b
+        edgestream bench edge -n 20000 --profile /tmp/prof --workdir /tmp/b
     """
     params = EdgeBenchParams(
         readings=readings,
