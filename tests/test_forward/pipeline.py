@@ -17,7 +17,7 @@ from typing import Any
 
 from edgestream.core.serde import AvroDeserializer
 from edgestream.core.stack import Stack
-from edgestream.forward.dedup import DedupReader, Deduplicator, Delivered, record_id
+from edgestream.forward.dedup import Deduplicator, DedupReader, Delivered, record_id
 from edgestream.forward.outbox import Outbox, OutboxConfig, OutboxStats, outbox_path
 from edgestream.sim import simulate
 from tests.test_edge import gatewayrun as gr
@@ -143,7 +143,10 @@ class Pipeline:
         return out
 
     def outbox_stats(self) -> OutboxStats:
-        box = Outbox(OutboxConfig(outbox_path(None, GATEWAY, self.data)), GATEWAY, readonly=True)
+        path = outbox_path(None, GATEWAY, self.data)
+        if not path.exists():
+            return OutboxStats()
+        box = Outbox(OutboxConfig(path), GATEWAY, readonly=True)
         try:
             return box.stats()
         finally:

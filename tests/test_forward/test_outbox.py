@@ -186,11 +186,12 @@ def test_status_cli_reports_the_outbox(tmp_path: Path) -> None:
     box.put([Entry.alert(alert("pump-0", 1))])
     box.close()
     (tmp_path / "outbox-gw.sqlite").symlink_to(tmp_path / "outbox.sqlite")
-    out = CliRunner().invoke(forward_app, ["status", "-g", "gw", "--data-dir", str(tmp_path), "--json"])
+    args = ["status", "-g", "gw", "--data-dir", str(tmp_path)]
+    out = CliRunner().invoke(forward_app, [*args, "--json"])
     assert out.exit_code == 0, out.output
     data = json.loads(out.output.strip().splitlines()[-1])
     assert data["depth"] == 1 and data["waiting"] == {"alert": 1}
-    table = CliRunner().invoke(forward_app, ["status", "-g", "gw", "--data-dir", str(tmp_path)])
+    table = CliRunner().invoke(forward_app, args)
     assert "waiting records" in table.output
     missing = CliRunner().invoke(forward_app, ["status", "-g", "nope", "--data-dir", str(tmp_path)])
     assert missing.exit_code != 0

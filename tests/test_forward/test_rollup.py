@@ -62,8 +62,7 @@ def test_two_levels_stay_exact() -> None:
     rng = np.random.default_rng(9)
     parts, raw = random_windows(rng, devices=1, windows=120)  # 20 minutes of 10 s windows
     minutes = [
-        merge_summaries(parts[i : i + 6], 60_000, 10_000, first_seq=i + 1)
-        for i in range(0, 120, 6)
+        merge_summaries(parts[i : i + 6], 60_000, 10_000, first_seq=i + 1) for i in range(0, 120, 6)
     ]
     tens = [merge_summaries(minutes[i : i + 10], 600_000, 10_000, i + 1000) for i in (0, 10)]
     assert [t["rollup_level"] for t in tens] == [2, 2]

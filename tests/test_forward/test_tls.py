@@ -78,7 +78,7 @@ def test_a_broker_not_signed_by_our_ca_is_refused(tmp_path: Path) -> None:
     with tls_broker(tmp_path / "broker") as broker:
         settings = ClientSecurity(protocol="SSL", ca_file=other.ca).validate().client_config()
         admin = AdminClient({"bootstrap.servers": broker.bootstrap, **settings, "log_level": 0})
-        with pytest.raises(Exception, match="(?i)transport|ssl|timed out"):
+        with pytest.raises(Exception, match=r"(?i)transport|ssl|timed out"):
             admin.list_topics(timeout=3)
         link = CloudLink(broker.bootstrap, ["t"], settings, producer_settings("lz4", 5, 100_000))
         assert not link.ensure()

@@ -140,9 +140,11 @@ def tls_handshake_ok(port: int, ca: Path, timeout: float = 3.0) -> bool:
     """A TLS handshake to 127.0.0.1:port verifies against ``ca``."""
     context = ssl.create_default_context(cafile=str(ca))
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-            with context.wrap_socket(sock, server_hostname="127.0.0.1"):
-                return True
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock,
+            context.wrap_socket(sock, server_hostname="127.0.0.1"),
+        ):
+            return True
     except (OSError, ssl.SSLError):
         return False
 

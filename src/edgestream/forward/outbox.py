@@ -164,8 +164,8 @@ class OutboxStats:
 
 
 class Outbox:
-    """One gateway's outbox file. Not thread-safe: one writer thread (readers may be other
-    processes, e.g. ``edgestream forward status``)."""
+    """One gateway's outbox file. Not thread-safe: use it from one thread at a time (it may
+    be created in another); readers may be other processes (``edgestream forward status``)."""
 
     def __init__(self, config: OutboxConfig, gateway_id: str, readonly: bool = False) -> None:
         self.config = config
@@ -177,7 +177,9 @@ class Outbox:
         path.parent.mkdir(parents=True, exist_ok=True)
         uri = f"file:{path}?mode=ro" if readonly else f"file:{path}"
         try:
-            self.db = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=10.0)
+            self.db = sqlite3.connect(
+                uri, uri=True, isolation_level=None, timeout=10.0, check_same_thread=False
+            )
             self.db.execute("PRAGMA busy_timeout = 10000")
             if not readonly:
                 self.db.execute("PRAGMA journal_mode = WAL")

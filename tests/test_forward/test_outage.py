@@ -1,0 +1,171 @@
+"""Acceptance: a real gateway worker, a real forwarder process and the simulator, with the
+cloud broker stopped (a fresh in-memory Tansu when it comes back), the forwarder killed with
+SIGKILL during an outage, and a tiny outbox budget."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from edgestream.forward.dedup import record_id
+from tests.test_forward.pipeline import CLOUD_TOPICS, Pipeline, by_key
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def _wait(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _stop_cloud_when_caught_up(p: Pipeline) -> float:
+    """Stop the cloud broker once the collector has read all the forwarder delivered (what
+    an in-memory broker holds is lost when it stops: only a reader can have seen it)."""
+
+    def caught_up() -> bool:
+        stats = p.outbox_stats()
+        return stats.depth == 0 and len(p.collector.delivered) >= stats.delivered
+
+    _wait(caught_up, 60, "the collector to read what was delivered")
+    p.collector.pause()
+    down = time.time() * 1000
+    p.stack.stop(only=["cloud"])
+    return down
+
+
+def _assert_exactly_once_in_order(p: Pipeline, edge: dict) -> None:
+    first = [d.record for d in p.collector.delivered if d.topic in CLOUD_TOPICS[:2]]
+    ids = [record_id(r) for r in first]
+    assert len(ids) == len(set(ids)), "no duplicate visible after dedup"
+    want = {record_id(r) for rs in edge.values() for r, _ in rs}
+    assert set(ids) == want, "every record produced at the edge arrived"
+    edge_order = by_key([r for kind in ("alert", "summary") for r, _ in edge[kind]])
+    assert by_key(first) == edge_order, "per-device order preserved"
+
+
+@pytest.mark.parametrize("outage_s", [60])
+def test_cloud_outage_loses_nothing_and_drains_alerts_first(tmp_path: Path, outage_s) -> None:
+    p = Pipeline(tmp_path)
+    try:
+        p.worker.start()
+        p.forwarder.start()
+        p.collector.start()
+        p.simulate(seconds=outage_s + 50)
+        _wait(lambda: len(p.collector.of("fleet.summaries")) >= 8, 120, "summaries in the cloud")
+        down = _stop_cloud_when_caught_up(p)
+        time.sleep(outage_s)
+        backlog = p.outbox_stats()
+        p.stack.start()
+        up = time.time() * 1000
+        p.collector.start()
+        assert backlog.depth > 0 and backlog.oldest_age_ms > (outage_s - 15) * 1000
+        assert p.sim is not None
+        p.sim.join(outage_s + 120)
+        assert not p.sim_error, p.sim_error
+        edge = p.wait_cloud_has_edge(timeout=180)
+        _assert_exactly_once_in_order(p, edge)
+
+        # the backlog of the outage: alerts were delivered before any of its summaries
+        during = {
+            kind: {record_id(r) for r, ts in edge[kind] if down <= ts <= up}
+            for kind in ("alert", "summary")
+        }
+        assert during["alert"] and during["summary"], "the outage produced both kinds"
+        sent = {record_id(d.record): d.timestamp_ms for d in p.collector.delivered}
+        last_alert = max(sent[i] for i in during["alert"])
+        first_summary = min(sent[i] for i in during["summary"])
+        assert last_alert <= first_summary, "alerts from the outage before its summaries"
+        stats = p.outbox_stats()
+        assert stats.dropped == {} and stats.depth == 0
+        print(f"outage {outage_s}s: backlog {backlog.depth} records, "
+              f"{p.collector.dedup.stats['duplicates']} replays dropped by dedup")  # fmt: skip
+    finally:
+        p.close()
+
+
+def test_kill_9_during_an_outage_loses_nothing(tmp_path: Path) -> None:
+    p = Pipeline(tmp_path)
+    try:
+        p.worker.start()
+        p.forwarder.start()
+        p.collector.start()
+        p.simulate(seconds=75)
+        _wait(lambda: len(p.collector.of("fleet.summaries")) >= 4, 120, "summaries in the cloud")
+        _stop_cloud_when_caught_up(p)
+        _wait(lambda: p.outbox_stats().depth >= 8, 60, "a backlog in the outbox")
+        p.forwarder.kill()
+        held = p.outbox_stats().depth
+        time.sleep(3)
+        p.forwarder = p.new_forwarder().start()  # restarted while the cloud is still down
+        time.sleep(12)
+        assert p.outbox_stats().depth >= held, "the backlog survived SIGKILL"
+        p.stack.start()
+        p.collector.start()
+        assert p.sim is not None
+        p.sim.join(120)
+        edge = p.wait_cloud_has_edge(timeout=180)
+        _assert_exactly_once_in_order(p, edge)
+    finally:
+        p.close()
+
+
+TEN_S = [{"size": "10s", "allowed_lateness": "1s", "max_out_of_orderness": "1s",
+          "scopes": ["device"]}]  # fmt: skip
+
+
+def test_tiny_budget_rolls_up_exactly_and_reports_drops(tmp_path: Path) -> None:
+    budget = 6_000
+    p = Pipeline(tmp_path, windows=TEN_S, forwarding={"outbox": {"max_bytes": budget}})
+    try:
+        p.stack.stop(only=["cloud"])  # a long outage: 10 minutes of event time arrive
+        p.worker.start()
+        p.forwarder.start()
+        p.simulate(seconds=600, paced=False, start_time=(int(time.time()) - 700) * 1000)
+        assert p.sim is not None
+        p.sim.join(120)
+
+        def all_in_outbox() -> bool:
+            edge = sum(len(v) for v in p.edge_records().values())
+            stats = p.outbox_stats()
+            return edge > 200 and stats.next_seq - 1 - stats.rollups - stats.reports >= edge
+
+        _wait(all_in_outbox, 180, "the gateway's output in the outbox")
+        during = p.outbox_stats()
+        assert during.rollups > 0 and during.bytes <= budget, "rolled up to fit the budget"
+        p.stack.start()
+        p.collector.start()
+        _wait(lambda: p.outbox_stats().depth == 0, 120, "the outbox to drain")
+        time.sleep(3)
+        edge = p.edge_records()
+        stats = p.outbox_stats()
+        reports = p.collector.of("fleet.forwarder")
+        dropped = {k: sum(r[f"dropped_{k}s"] for r in reports) for k in ("alert", "summary")}
+        assert dropped == {k: stats.dropped.get(k, 0) for k in dropped}, "drops reported"
+        dropped_readings = sum(r["dropped_readings"] for r in reports)
+        cloud = p.collector.of("fleet.summaries")
+        assert any(s["rollup_level"] >= 1 for s in cloud)
+        edge_count = sum(s["count"] for s, _ in edge["summary"])
+        assert sum(s["count"] for s in cloud) + dropped_readings == edge_count, "counts exact"
+        assert len(p.collector.of("fleet.alerts")) + dropped["alert"] == len(edge["alert"])
+        if not stats.dropped:
+            for device in {s["scope_key"] for s, _ in edge["summary"]}:
+                for channel in ("bearing_temp", "pressure"):
+                    want = sum(
+                        s["channels"][channel]["sum"]
+                        for s, _ in edge["summary"]
+                        if s["scope_key"] == device
+                    )
+                    got = sum(
+                        s["channels"][channel]["sum"] for s in cloud if s["scope_key"] == device
+                    )
+                    assert got == pytest.approx(want, rel=1e-9)
+        print(f"budget {budget} B: {stats.rollups} roll-ups of {stats.rolled_up} summaries, "
+              f"dropped {stats.dropped}")  # fmt: skip
+    finally:
+        p.close()
