@@ -3,6 +3,7 @@ registry and the shipped ONNX model; results checked against an offline referenc
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import Counter
@@ -302,6 +303,16 @@ def test_flood_of_bad_input_goes_to_the_dlq_and_loses_nothing(tmp_path_factory, 
             raw = gr.read_topic(env["bootstrap"], "edge.summaries")
         assert sum(s["count"] for s in device) == n_good
         assert len(device) == expected_windows
+        # the worker counted every reason
+        producer.produce("edge.control", value=b'{"command": "metrics"}')
+        producer.flush(10)
+        status = gr.wait_for(env["bootstrap"], "edge.status", 1, 60, worker)
+        counts = json.loads(status[-1].value())["topics"]["sensors.pump"]["rejected"]
+        by_reason = Counter(kind for kind, _ in bad if kind != "garbage")
+        assert {r: counts.get(r, 0) for r in by_reason} == dict(by_reason)
+        garbage = sum(1 for kind, _ in bad if kind == "garbage")
+        assert sum(counts.get(r, 0) for r in decode_reasons) == garbage
+        assert counts["valid_readings"] == n_good + len(closers)
         assert worker.alive()
     finally:
         assert worker.stop() == 0

@@ -145,7 +145,8 @@ def test_tiny_budget_rolls_up_exactly_and_reports_drops(tmp_path: Path) -> None:
         edge = p.edge_records()
         stats = p.outbox_stats()
         reports = p.collector.of("fleet.forwarder")
-        dropped = {k: sum(r[f"dropped_{k}s"] for r in reports) for k in ("alert", "summary")}
+        fields = {"alert": "dropped_alerts", "summary": "dropped_summaries"}
+        dropped = {k: sum(r[f] for r in reports) for k, f in fields.items()}
         assert dropped == {k: stats.dropped.get(k, 0) for k in dropped}, "drops reported"
         dropped_readings = sum(r["dropped_readings"] for r in reports)
         cloud = p.collector.of("fleet.summaries")
