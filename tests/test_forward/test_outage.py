@@ -120,7 +120,7 @@ TEN_S = [{"size": "10s", "allowed_lateness": "1s", "max_out_of_orderness": "1s",
 
 
 def test_tiny_budget_rolls_up_exactly_and_reports_drops(tmp_path: Path) -> None:
-    budget = 6_000
+    budget = 8_000
     p = Pipeline(tmp_path, windows=TEN_S, forwarding={"outbox": {"max_bytes": budget}})
     try:
         p.stack.stop(only=["cloud"])  # a long outage: 10 minutes of event time arrive

@@ -436,6 +436,8 @@ class _Batch:
 
     def trailing(self) -> np.ndarray:
         """Repeats ending at each reading's previous value (capped at window - 1)."""
+        if not len(self.rl):  # no in-order reading in the batch (e.g. only late ones)
+            return self.acc0[self.seg, ACC_RUN]
         i = self.off[self.seg] + self.before - 1
         return np.where(
             (self.before == 0)[:, None], self.acc0[self.seg, ACC_RUN], self.rl[np.maximum(i, 0)]

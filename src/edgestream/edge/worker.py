@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ ALERTS_TOPIC = "edge.alerts"
 SUMMARIES_TOPIC = "edge.summaries"
 CONTROL_TOPIC = "edge.control"  # operator commands, JSON: {"command": "metrics"}
 STATUS_TOPIC = "edge.status"  # the worker's answers: its metrics as JSON
+EXIT_PROCESSING_FAILED = 70  # exit status when processing a batch failed (state stays consistent)
 
 
 @dataclass(frozen=True)
@@ -247,11 +249,26 @@ class Gateway:
         values = [m.value for m in messages]
         now = int(time.time() * 1000)
         async with self._locks[topic.name]:
-            out = await loop.run_in_executor(
-                self._executor, pipeline.process, partition, offsets, values, now
-            )
-            await self._side_outputs(topic, partition, messages, out)
-            await self._emit(topic, out.alerts, out.summaries)
+            try:
+                out = await loop.run_in_executor(
+                    self._executor, pipeline.process, partition, offsets, values, now
+                )
+                await self._side_outputs(topic, partition, messages, out)
+                await self._emit(topic, out.alerts, out.summaries)
+            except Exception:
+                # Bad input never gets here (it goes to the DLQ). Anything else (a disk error,
+                # a bug) must not silently stop this topic while the worker looks alive: exit
+                # like a kill -9 and let the supervisor restart from the committed state,
+                # which re-reads this batch.
+                log.critical(
+                    "processing %s[%d] at offset %d failed; exiting so a restart replays it",
+                    topic.name,
+                    partition,
+                    offsets[0],
+                    exc_info=True,
+                )
+                logging.shutdown()
+                os._exit(EXIT_PROCESSING_FAILED)
 
     async def _tick(self) -> None:
         """Once a second: idle partitions stop holding watermarks back."""

@@ -74,22 +74,27 @@ def _stages(outbox: Outbox) -> list[tuple[int, int, int]]:
 
 
 def _roll_up(outbox: Outbox, target_bytes: int, now: int, result: BudgetResult) -> None:
+    """Merge groups of the finest stage that has any, oldest first, until under target;
+    stages are looked up again after each pass (a roll-up feeds the next stage)."""
     db = outbox.db
-    for size, base, target in _stages(outbox):
-        while outbox.bytes > target_bytes:
+    while outbox.bytes > target_bytes:
+        groups: list[tuple] = []
+        for size, base, target in _stages(outbox):
             groups = db.execute(
                 f"SELECT scope, scope_key, win_start - win_start % ?, COUNT(*), MIN(ord) "
                 f"FROM records WHERE {_CANDIDATE} AND win_end - win_start = ? AND base_size = ? "
                 "GROUP BY 1, 2, 3 HAVING COUNT(*) >= 2 ORDER BY 5 LIMIT ?",
                 (target, outbox.epoch, size, base, _GROUPS_PER_PASS),
             ).fetchall()
-            if not groups:
+            if groups:
                 break
-            with outbox.transaction():
-                for scope, key, start, _count, _ord in groups:
-                    _merge_group(outbox, scope, key, start, size, base, target, now, result)
-                    if outbox.bytes <= target_bytes:
-                        break
+        if not groups:
+            return
+        with outbox.transaction():
+            for scope, key, start, _count, _ord in groups:
+                _merge_group(outbox, scope, key, start, size, base, target, now, result)
+                if outbox.bytes <= target_bytes:
+                    break
 
 
 def _merge_group(

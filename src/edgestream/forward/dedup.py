@@ -199,7 +199,10 @@ class DedupReader:
         if len(self._assigned) < len(self.topics):
             self.refresh()
         out = []
-        for msg in self.consumer.consume(max_messages, timeout=timeout):
+        first = self.consumer.poll(timeout)  # returns on the first record, unlike consume()
+        if first is None:
+            return out
+        for msg in [first, *self.consumer.consume(max_messages - 1, timeout=0)]:
             if msg.error() is not None:
                 continue
             record = self.decode(msg.value())

@@ -192,8 +192,12 @@ class Forwarder:
                      s.delivered, s.dropped)  # fmt: skip
 
     def intake(self, timeout: float) -> int:
-        """Move what the edge broker has (waiting up to ``timeout``) into the outbox."""
-        messages = self.consumer.consume(1000, timeout=timeout)
+        """Move what the edge broker has (waiting up to ``timeout`` for the first record,
+        not for a full batch) into the outbox."""
+        first = self.consumer.poll(timeout)
+        if first is None:
+            return 0
+        messages = [first, *self.consumer.consume(999, timeout=0)]
         entries: list[Entry] = []
         skipped: dict[tuple[str, int], int] = {}
         for msg in messages:

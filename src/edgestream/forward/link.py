@@ -72,7 +72,7 @@ class CloudLink:
         client_settings: dict[str, object],
         producer_conf: dict[str, object],
         partitions: int = CLOUD_PARTITIONS,
-        max_backoff: float = 5.0,
+        max_backoff: float = 2.0,
     ) -> None:
         self.bootstrap = bootstrap
         self.topics = list(topics)

@@ -65,6 +65,7 @@ class GatewayState:
     summaries: int = 0
     worker_pid: int | None = None
     worker_alive: bool = False
+    restarts: int = 0
     result: SimResult | None = None
     error: str | None = None
 
@@ -98,6 +99,7 @@ class LoopState:
                 g.result.anomalous_readings for g in gws if g.result
             ),
             "late_readings_injected": sum(g.result.late_readings for g in gws if g.result),
+            "worker_restarts": sum(g.restarts for g in gws),
             "run_dir": str(self.run_dir),
             "errors": [f"{g.name}: {g.error}" for g in gws if g.error],
         }
@@ -144,10 +146,15 @@ def run_loop(
         while not stop.is_set():
             if deadline is not None and time.monotonic() >= deadline:
                 break
-            for gw, proc in zip(state.gateways.values(), workers, strict=True):
+            for i, (gw, proc) in enumerate(zip(state.gateways.values(), workers, strict=True)):
                 gw.worker_alive = proc.poll() is None
-                if not gw.worker_alive and gw.error is None:
-                    gw.error = f"gateway worker exited with {proc.returncode} (see {run_dir})"
+                if not gw.worker_alive:  # its state is crash-safe: restart it (supervisor)
+                    gw.restarts += 1
+                    gw.error = f"worker exited with {proc.returncode}, restarted (see {run_dir})"
+                    workers[i] = _start_worker(
+                        config.topology, gw.name, gw.bootstrap, registry, run_dir
+                    )
+                    gw.worker_pid = workers[i].pid
             stop.wait(0.25)
     finally:
         state.phase = "stopping"
