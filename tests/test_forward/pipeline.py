@@ -168,6 +168,15 @@ class Pipeline:
             time.sleep(2.0)
         return edge
 
+    def kill_cloud(self) -> None:
+        """The cloud broker dies at once (SIGKILL; a SIGTERM-ed Tansu serves on for seconds,
+        and what it takes then is lost with its memory before any reader sees it); the stack
+        records it stopped. ``self.stack.start()`` brings back a fresh, empty one."""
+        pid = self.stack.status().components["cloud"].pid
+        assert pid is not None
+        os.killpg(pid, signal.SIGKILL)
+        self.stack.stop(only=["cloud"])
+
     def close(self) -> None:
         self.collector.pause()
         self.forwarder.stop()

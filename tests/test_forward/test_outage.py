@@ -25,7 +25,7 @@ def _wait(condition, timeout: float, what: str) -> None:
 
 
 def _stop_cloud_when_caught_up(p: Pipeline) -> float:
-    """Stop the cloud broker once the collector has read all the forwarder delivered (what
+    """Kill the cloud broker once the collector has read all the forwarder delivered (what
     an in-memory broker holds is lost when it stops: only a reader can have seen it)."""
 
     def caught_up() -> bool:
@@ -33,9 +33,11 @@ def _stop_cloud_when_caught_up(p: Pipeline) -> float:
         return stats.depth == 0 and len(p.collector.delivered) >= stats.delivered
 
     _wait(caught_up, 60, "the collector to read what was delivered")
-    p.collector.pause()
     down = time.time() * 1000
-    p.stack.stop(only=["cloud"])
+    p.kill_cloud()
+    p.collector.pause()
+    delivered = p.outbox_stats().delivered
+    assert len(p.collector.delivered) >= delivered, "test race: delivered just before the kill"
     return down
 
 

@@ -81,5 +81,51 @@ def edge(
         emit_json(result)
 
 
+# -- bench e2e (forwarding; src/edgestream/bench/e2e.py) ---------------------------------------
+@app.command("e2e")
+def e2e(
+    json_out: bool = typer.Option(False, "--json", help="Last stdout line: one JSON object."),
+    devices: int = typer.Option(50, "--devices", help="Simulated pumps."),
+    rate: float = typer.Option(10.0, "--rate", help="Readings per second per device."),
+    anomaly_rate: float = typer.Option(0.01, "--anomaly-rate", help="Anomalous readings."),
+    live: float = typer.Option(90.0, "--live", help="Seconds of the live phase."),
+    outage: float = typer.Option(45.0, "--outage", help="Seconds the cloud broker is down."),
+    seed: int = typer.Option(7, "--seed", help="Simulator seed."),
+    timeout: float = typer.Option(180.0, "--timeout", help="Seconds allowed per waiting phase."),
+    workdir: Path = typer.Option(
+        None, "--workdir", help="Keep stack, outbox and logs here (default: temp, removed)."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress on stderr."),
+) -> None:
+    """Sensors -> gateway -> forwarder -> cloud with a cloud outage: bandwidth, drain, latency.
+
+    Reports cloud_bytes / raw_sensor_bytes (goal <= 1 %), the drain rate after the outage
+    vs the live rate (goal >= 10x) and the p99 reading-to-cloud-alert latency (goal <= 300 ms).
+
+    Usage:
+
+        edgestream bench e2e --json | tail -1 | jq '{cloud_to_raw_ratio, drain_rate_vs_live}'
+
+        edgestream bench e2e --devices 20 --live 60 --outage 30 --workdir /tmp/e2e
+    """
+    from edgestream.bench.e2e import E2EBenchParams, e2e_rows, run_e2e_bench
+
+    params = E2EBenchParams(
+        devices=devices,
+        rate=rate,
+        anomaly_rate=anomaly_rate,
+        live_s=live,
+        outage_s=outage,
+        seed=seed,
+        timeout=timeout,
+        workdir=workdir,
+    )
+    with interrupt_on_sigterm(), Phases(quiet=quiet) as phases:
+        result = run_e2e_bench(params, phases)
+    Console(stderr=json_out).print(result_table("bench e2e", e2e_rows(result)))
+    if json_out:
+        emit_json(result)
+
+
 if __name__ == "__main__":
     app()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -108,6 +109,7 @@ class CloudLink:
         if now < self.next_probe:
             return False
         try:
+            self._tcp_reachable()
             self._create_missing_topics()
         except (KafkaException, OSError, RuntimeError) as error:
             self.next_probe = now + self.backoff
@@ -195,6 +197,19 @@ class CloudLink:
         if total > self._producer_tx:
             self.wire_bytes += total - self._producer_tx
             self._producer_tx = total
+
+    def _tcp_reachable(self, timeout: float = 0.5) -> None:
+        """Fail fast (no Kafka client, no 3 s metadata timeout) when no bootstrap server
+        accepts a TCP connection; raises OSError."""
+        last: OSError = OSError(f"no bootstrap server in {self.bootstrap!r}")
+        for server in self.bootstrap.split(","):
+            host, _, port = server.strip().rpartition(":")
+            try:
+                with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+                    return
+            except (OSError, ValueError) as error:
+                last = OSError(f"{server}: {error}")
+        raise last
 
     def _admin(self) -> AdminClient:
         return AdminClient({**self.client, "log_level": 0, "socket.timeout.ms": 3000})

@@ -1,0 +1,370 @@
+"""``edgestream bench e2e``: sensors -> gateway -> forwarder -> cloud, with a cloud outage.
+
+On a fresh embedded stack (one gateway broker, the cloud broker, the registry) it runs the
+real ``edgestream edge run`` worker and ``edgestream forward run`` forwarder, and sends
+simulated pumps (10 Hz, 1 % anomalies) at wall-clock pace: a warm-up until the first summary
+reaches the cloud, a live phase, a cloud outage (the cloud broker is killed; it comes back
+empty), the drain, then a flush of the last windows. It reports:
+
+* ``cloud_to_raw_ratio`` = ``cloud_bytes / raw_sensor_bytes`` over the whole run. Raw sensor
+  bytes: key + value + headers of every record on the gateway's sensor topics (the
+  forwarder's meter; the sender's own count is reported too). Cloud bytes: bytes the
+  forwarder's producers put on the wire to the cloud broker (librdkafka ``txbytes``:
+  compressed batches plus protocol overhead), alerts, summaries and forwarder reports.
+* ``drain_rate_vs_live``: records the gateway produced during the outage (edge timestamps),
+  divided by the seconds from the first of them produced to the cloud to the last one read
+  back, over the live rate (alerts + summaries per second in the live phase).
+  ``catch_up_s`` counts from the cloud's restart instead (reconnect backoff included).
+* ``p99_reading_to_cloud_alert_ms``: for every alert (open or update) raised by a reading
+  sent in the live phase, from the wall-clock time the sender produced that reading (device +
+  event time identify it) to the time a consumer of the cloud topic received the alert
+  (first copy; the consumer polls every 10 ms). Split into gateway / forwarder / cloud read.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from edgestream.bench.common import BenchError, Phases, ProcMonitor, cpu_seconds, machine_info
+from edgestream.bench.e2e_parts import (
+    CloudWatcher,
+    Process,
+    SensorSender,
+    forwarder_argv,
+    percentiles,
+    read_all,
+)
+from edgestream.bench.edge import CHANNELS
+from edgestream.bench.worker import edge_worker_argv
+from edgestream.core.broker import ensure_topics
+from edgestream.core.serde import AvroDeserializer
+from edgestream.core.stack import Stack
+from edgestream.core.topology import load_topology
+from edgestream.edge.worker import ALERTS_TOPIC, SUMMARIES_TOPIC, edge_topics
+from edgestream.forward.dedup import record_id
+from edgestream.forward.outbox import Outbox, OutboxConfig, outbox_path
+from edgestream.ml.artifact import shipped_model_path
+from edgestream.sim import SimConfig
+
+GATEWAY = "gw-bench"
+CLOUD_TOPICS = ["fleet.alerts", "fleet.summaries", "fleet.forwarder"]
+GOALS = {"cloud_to_raw_ratio": 0.01, "drain_rate_vs_live": 10.0, "p99_alert_ms": 300.0}
+
+
+@dataclass(frozen=True)
+class E2EBenchParams:
+    """Sizes of one ``bench e2e`` run (defaults: the documented run).
+
+    >>> E2EBenchParams(devices=0)
+    Traceback (most recent call last):
+    ...
+    edgestream.bench.common.BenchError: --devices must be >= 1
+    """
+
+    devices: int = 50
+    rate: float = 10.0  # Hz per device
+    anomaly_rate: float = 0.01
+    live_s: float = 90.0
+    outage_s: float = 45.0
+    seed: int = 7
+    timeout: float = 180.0  # per waiting phase
+    workdir: Path | None = None
+
+    def __post_init__(self) -> None:
+        for ok, message in [
+            (self.devices >= 1, "--devices must be >= 1"),
+            (0 < self.rate <= 100, "--rate must be in (0, 100] Hz"),
+            (0 <= self.anomaly_rate < 0.5, "--anomaly-rate must be in [0, 0.5)"),
+            (self.live_s >= 10 and self.outage_s >= 5, "--live >= 10 s and --outage >= 5 s"),
+        ]:
+            if not ok:
+                raise BenchError(message)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "workdir": None if self.workdir is None else str(self.workdir)}
+
+
+def e2e_topology() -> dict[str, Any]:
+    """One gateway of pumps: 10 s tumbling device windows, the shipped model, the default
+    topology's rule and suppression, default forwarding (zstd, 50 ms linger, 64 MB outbox)."""
+    return {
+        "name": "bench-e2e",
+        "version": "1",
+        "gateways": [{"id": GATEWAY, "sites": ["site-1", "site-2", "site-3"],
+                      "device_types": ["pump"]}],
+        "sensors": {
+            "validation": {"max_clock_skew": "5m", "max_payload_bytes": "64KB"},
+            "topics": [{"name": "sensors.pump", "device_type": "pump",
+                        "schema": "SensorReading", "partitions": 2, "channels": CHANNELS}],
+        },
+        "features": {"pump": list(CHANNELS)},
+        "models": {"pump": {"name": "pump-ae", "path": str(shipped_model_path("pump")),
+                            "version": "v1", "batch": {"size": 256, "max_wait": "20ms"}}},
+        "windows": [{"size": "10s", "allowed_lateness": "2s", "max_out_of_orderness": "1s",
+                     "idle_timeout": "5s", "scopes": ["device"]}],
+        "anomaly": {"rules": [{"name": "pump-anomaly", "device_types": ["pump"]}],
+                    "suppression": {"cooldown": "2m", "update_interval": "30s"}},
+        "forwarding": {"outbox": {"max_bytes": "64MB", "max_age": "1d", "fsync": "batch"}},
+    }  # fmt: skip
+
+
+def _wait(condition: Any, timeout: float, what: str, procs: list[Process]) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        for proc in procs:
+            if not proc.alive():
+                raise BenchError(f"a process died while waiting for {what}:\n{proc.tail()}")
+        if time.monotonic() > deadline:
+            raise BenchError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.1)
+
+
+def run_e2e_bench(params: E2EBenchParams, phases: Phases | None = None) -> dict[str, Any]:
+    """Run the benchmark; returns the result (the ``--json`` object). See the module doc."""
+    phases = phases or Phases(quiet=True)
+    work = params.workdir or Path(tempfile.mkdtemp(prefix="edgestream-bench-e2e-"))
+    work.mkdir(parents=True, exist_ok=True)
+    stack = Stack(work / "stack")
+    procs: list[Process] = []
+    sender: SensorSender | None = None
+    watcher: CloudWatcher | None = None
+    t: dict[str, float] = {}
+    try:
+        with ProcMonitor() as monitor:
+            phases.start("starting the embedded stack (gateway broker, cloud broker, registry)")
+            status = stack.start(gateways=1)
+            ends = status.endpoints()
+            edge, cloud = str(ends["edge"]["gw-1"]), str(ends["cloud"])  # type: ignore[index]
+            registry = str(ends["registry"])
+            phases.done(f"edge {edge}, cloud {cloud}")
+            topo_path = work / "topology.yaml"
+            topo_path.write_text(yaml.safe_dump(e2e_topology(), sort_keys=False))
+            ensure_topics(edge, edge_topics(load_topology(topo_path), GATEWAY))
+            data = work / GATEWAY
+            worker = Process(edge_worker_argv(topo_path, GATEWAY, edge, registry, data),
+                             work / "worker.log")  # fmt: skip
+            fwd = Process(forwarder_argv(topo_path, GATEWAY, edge, cloud, registry, data),
+                          work / "forwarder.log")  # fmt: skip
+            procs += [worker, fwd]
+            monitor.watch("gateway", worker.pid)
+            monitor.watch("forwarder", fwd.pid)
+            watcher = CloudWatcher(cloud, CLOUD_TOPICS, registry).start()
+            sim = SimConfig(
+                devices=params.devices, rate=params.rate, duration=None, seed=params.seed,
+                start_time=int(time.time() * 1000), device_types=("pump",), sites=3,
+                anomaly_rate=params.anomaly_rate, topic="sensors.pump", labels=None,
+            )  # fmt: skip
+            sender = SensorSender(edge, registry, sim).start()
+
+            phases.start("warm-up: until the first summary reaches the cloud")
+            _wait(lambda: watcher.count("fleet.summaries") > 0, params.timeout, "warm-up", procs)
+            phases.done(f"{watcher.count('fleet.summaries')} summaries")
+
+            t["live0"] = time.time() * 1000
+            phases.start(f"live: {params.live_s:.0f} s", total=params.live_s)
+            _sleep(params.live_s, phases)
+            t["live1"] = time.time() * 1000
+            phases.done(f"{len(watcher.delivered)} records in the cloud")
+
+            phases.start(f"cloud outage: {params.outage_s:.0f} s", total=params.outage_s)
+            t["down"] = time.time() * 1000
+            pid = stack.status().components["cloud"].pid
+            _kill_group(pid)
+            watcher.pause()
+            stack.stop(only=["cloud"])
+            _sleep(params.outage_s, phases)
+            backlog = _stats(data)
+            stack.start()
+            t["up"] = time.time() * 1000
+            watcher.start()
+            phases.done(f"backlog {backlog.depth} records ({backlog.bytes:,} B)")
+
+            phases.start("drain: until the outbox is empty")
+            _wait(lambda: _stats(data).depth == 0, params.timeout, "the drain", procs)
+            time.sleep(5)  # a little live traffic after the drain
+            sender.finish()
+            t["sent"] = time.time() * 1000
+            phases.done()
+
+            phases.start("flush: the last windows close (idle timeout), the forwarder drains")
+            _wait_quiet(data, params.timeout, procs)
+            monitor.unwatch("gateway")
+            monitor.unwatch("forwarder")
+            cpu = {"gateway": cpu_seconds(worker.pid), "forwarder": cpu_seconds(fwd.pid)}
+            fwd.stop()  # stores its last byte counts
+            stats = _stats(data)
+            watcher.pause()
+            phases.done(f"{stats.delivered} records delivered")
+            edge_out = {k: read_all(edge, k) for k in (ALERTS_TOPIC, SUMMARIES_TOPIC)}
+            rss = {n: monitor.peak_mb(n) for n in ("gateway", "forwarder")}
+        return _result(params, t, sender, watcher, stats, backlog, edge_out, registry, cpu, rss)
+    finally:
+        if sender is not None:
+            sender.finish()
+        if watcher is not None:
+            watcher.pause()
+        for proc in procs:
+            proc.stop()
+        stack.stop()
+        if params.workdir is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _sleep(seconds: float, phases: Phases) -> None:
+    end = time.monotonic() + seconds
+    while (left := end - time.monotonic()) > 0:
+        phases.update(seconds - left)
+        time.sleep(min(left, 0.5))
+
+
+def _kill_group(pid: int | None) -> None:
+    import os
+    import signal
+
+    if pid:
+        os.killpg(pid, signal.SIGKILL)
+
+
+def _stats(data: Path) -> Any:
+    path = outbox_path(None, GATEWAY, data)
+    if not path.exists():
+        from edgestream.forward.outbox import OutboxStats
+
+        return OutboxStats()
+    box = Outbox(OutboxConfig(path), GATEWAY, readonly=True)
+    try:
+        return box.stats()
+    finally:
+        box.close()
+
+
+def _wait_quiet(data: Path, timeout: float, procs: list[Process]) -> None:
+    """Until the outbox is empty and nothing new was delivered for idle timeout + 3 s."""
+    last, since = -1, time.monotonic()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        stats = _stats(data)
+        if stats.delivered != last or stats.depth:
+            last, since = stats.delivered, time.monotonic()
+        elif time.monotonic() - since > 8.0:
+            return
+        time.sleep(0.5)
+    raise BenchError("the forwarder did not go quiet after the sensors stopped")
+
+
+def _result(
+    params: E2EBenchParams,
+    t: dict[str, float],
+    sender: SensorSender,
+    watcher: CloudWatcher,
+    stats: Any,
+    backlog: Any,
+    edge_out: dict[str, list[Any]],
+    registry: str,
+    cpu: dict[str, float | None],
+    rss: dict[str, float | None],
+) -> dict[str, Any]:
+    decode = AvroDeserializer(registry)
+    edge_records = [(decode(m.value()), m.timestamp()[1]) for ms in edge_out.values() for m in ms]
+    edge_bytes = sum(len(m.value()) + len(m.key() or b"") for ms in edge_out.values() for m in ms)
+    first = {record_id(d.record): d for d in watcher.delivered}
+    live_s = (t["live1"] - t["live0"]) / 1000
+    live = [r for r, ts in edge_records if t["live0"] <= ts < t["live1"]]
+    outage = [record_id(r) for r, ts in edge_records if t["down"] <= ts <= t["up"]]
+    arrived = [first[i] for i in outage if i in first]
+    live_rate = len(live) / live_s
+    drain: dict[str, Any] = {"backlog_records": len(outage), "arrived": len(arrived)}
+    if arrived:
+        drain_s = (
+            max(d.received_ms for d in arrived) - min(d.timestamp_ms for d in arrived)
+        ) / 1000
+        catch_up_s = (max(d.received_ms for d in arrived) - t["up"]) / 1000
+        drain_s = max(drain_s, 0.001)
+        drain.update(
+            drain_s=round(drain_s, 3), catch_up_s=round(catch_up_s, 3),
+            drain_rate=round(len(arrived) / drain_s, 1),
+            catch_up_rate_vs_live=round(len(arrived) / catch_up_s / live_rate, 1)
+            if live_rate and catch_up_s > 0 else None,
+        )  # fmt: skip
+    drain["live_rate"] = round(live_rate, 2)
+    drain_vs_live = round(drain["drain_rate"] / live_rate, 1) if arrived and live_rate else None
+
+    latency, parts = [], {"gateway": [], "forwarder": [], "cloud_read": []}
+    for d in watcher.delivered:
+        rec = d.record
+        if d.topic != "fleet.alerts" or rec.get("status") not in ("open", "update"):
+            continue
+        sent = sender.sent_at.get((rec["device_id"], int(rec["ts"])))
+        if sent is None or not (t["live0"] <= sent < t["live1"]):
+            continue
+        latency.append(d.received_ms - sent)
+        if rec.get("emitted_at"):
+            parts["gateway"].append(rec["emitted_at"] - sent)
+            parts["forwarder"].append(d.timestamp_ms - rec["emitted_at"])
+            parts["cloud_read"].append(d.received_ms - d.timestamp_ms)
+    lat = percentiles(latency)
+    ratio = stats.cloud_bytes / stats.sensor_bytes if stats.sensor_bytes else None
+    p99 = lat.get("p99")
+    return {
+        "bench": "e2e",
+        "params": params.as_dict(),
+        "machine": machine_info(),
+        "cloud_bytes": stats.cloud_bytes,
+        "raw_sensor_bytes": stats.sensor_bytes,
+        "cloud_to_raw_ratio": None if ratio is None else round(ratio, 5),
+        "drain_rate_vs_live": drain_vs_live,
+        "p99_reading_to_cloud_alert_ms": p99,
+        "goals": {
+            "cloud_to_raw_ratio<=0.01": ratio is not None and ratio <= GOALS["cloud_to_raw_ratio"],
+            "drain_rate_vs_live>=10": bool(drain_vs_live and drain_vs_live >= 10),
+            "p99_alert_ms<=300": p99 is not None and p99 <= GOALS["p99_alert_ms"],
+        },
+        "bandwidth": {
+            "raw_sensor_bytes_sent": sender.bytes,
+            "readings": sender.readings,
+            "edge_output_record_bytes": edge_bytes,
+            "edge_output_records": len(edge_records),
+            "cloud_wire_bytes": stats.cloud_bytes,
+            "cloud_bytes_per_record": round(stats.cloud_bytes / max(stats.delivered, 1), 1),
+            "delivered": stats.delivered,
+        },
+        "drain": {**drain, "outbox_at_restart": backlog.as_dict()},
+        "latency_ms": {**lat, "parts_p50": {k: percentiles(v).get("p50") for k, v in parts.items()},
+                       "parts_p99": {k: percentiles(v).get("p99") for k, v in parts.items()}},
+        "dedup": dict(watcher.dedup.stats),
+        "processes": {"cpu_s": cpu, "peak_rss_mb": rss},
+        "definitions": __doc__.split("It reports:")[1].strip() if __doc__ else "",
+    }  # fmt: skip
+
+
+def e2e_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """Rows of the result table (measure, value, note)."""
+    goals = result["goals"]
+    lat, drain, bw = result["latency_ms"], result["drain"], result["bandwidth"]
+
+    def ok(key: str) -> str:
+        return "goal met" if goals[key] else "goal NOT met"
+
+    return [
+        ("bandwidth", "", ""),
+        ("raw sensor bytes", f"{result['raw_sensor_bytes']:,}", f"{bw['readings']:,} readings"),
+        ("cloud bytes (wire)", f"{result['cloud_bytes']:,}", f"{bw['delivered']:,} records"),
+        ("cloud / raw", f"{(result['cloud_to_raw_ratio'] or 0):.3%}",
+         ok("cloud_to_raw_ratio<=0.01")),
+        ("outage", "", ""),
+        ("backlog records", f"{drain['backlog_records']:,}", f"live {drain['live_rate']}/s"),
+        ("drain s / catch-up s", f"{drain.get('drain_s')} / {drain.get('catch_up_s')}", ""),
+        ("drain rate vs live", f"{result['drain_rate_vs_live']}x", ok("drain_rate_vs_live>=10")),
+        ("latency (reading -> cloud alert)", "", ""),
+        ("p50 / p95 ms", f"{lat.get('p50')} / {lat.get('p95')}", f"{lat.get('samples', 0)} alerts"),
+        ("p99 ms", f"{lat.get('p99')}", ok("p99_alert_ms<=300")),
+        ("p99 gateway / forwarder / read", " / ".join(str(v) for v in lat["parts_p99"].values()),
+         "ms"),
+    ]  # fmt: skip

@@ -1,0 +1,174 @@
+"""Moving parts of ``bench e2e``: paced sensors that remember when each reading was sent, a
+reader of the cloud topics (first copies, with arrival times), processes, percentiles.
+
+>>> percentiles([5.0, 1.0, 3.0, 2.0, 4.0])["p50"]
+3.0
+>>> percentiles([])
+{}
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgestream.bench.common import TopicReader
+from edgestream.core.broker import producer_config
+from edgestream.core.serde import AvroSerializer, subject_for
+from edgestream.forward.dedup import Deduplicator, DedupReader, Delivered
+from edgestream.sim import SimConfig, Simulator
+
+__all__ = ["CloudWatcher", "Process", "SensorSender", "percentiles", "read_all"]
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    """p50/p95/p99/max (and the sample count) of ``values``, rounded to 0.1."""
+    if not values:
+        return {}
+    arr = np.asarray(values, dtype=float)
+    out = {f"p{q}": round(float(np.percentile(arr, q)), 1) for q in (50, 95, 99)}
+    return {**out, "max": round(float(arr.max()), 1), "samples": len(values)}
+
+
+class SensorSender:
+    """Sends simulated SensorReadings at wall-clock pace (virtual time = now) from a thread;
+    ``sent_at[(device_id, ts)]`` is the wall-clock ms at which each reading was produced and
+    ``bytes`` the key + value bytes sent (the readings as the sensors produce them)."""
+
+    def __init__(self, bootstrap: str, registry: str, config: SimConfig) -> None:
+        from confluent_kafka import Producer
+
+        self.config = config
+        self.sim = Simulator(config)
+        self.serialize = AvroSerializer(registry, "SensorReading", subject_for(config.topic))
+        settings = {"linger.ms": 5, "partitioner": "murmur2_random", "log_level": 2}
+        self.producer = Producer(producer_config(bootstrap, **settings))
+        self.sent_at: dict[tuple[str, int], float] = {}
+        self.bytes = 0
+        self.readings = 0
+        self.stop = threading.Event()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="bench-sensors", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            begin = time.monotonic()
+            v0 = self.sim.start_ms
+            for msg in self.sim.messages(stop=self.stop.is_set):
+                wait = (msg.emit_ts - v0) / 1000.0 - (time.monotonic() - begin)
+                if wait > 0.002:
+                    self.stop.wait(wait)
+                data = self.serialize(msg.value)
+                while True:
+                    try:
+                        self.producer.produce(msg.topic, data, msg.key)
+                        break
+                    except BufferError:
+                        self.producer.poll(0.05)
+                self.sent_at[(msg.value["device_id"], int(msg.value["ts"]))] = time.time() * 1000
+                self.bytes += len(data) + len(msg.key)
+                self.readings += msg.readings
+                self.producer.poll(0)
+            self.producer.flush(30)
+        except BaseException as error:  # reported by the benchmark
+            self.error = error
+
+    def start(self) -> SensorSender:
+        self.thread.start()
+        return self
+
+    def finish(self) -> None:
+        self.stop.set()
+        self.thread.join(60)
+
+
+class CloudWatcher:
+    """Reads the cloud topics in a thread, first copies only, arrival time to ~10 ms;
+    :meth:`restart` reads recreated topics from offset 0 with the same dedup state."""
+
+    def __init__(self, bootstrap: str, topics: list[str], registry: str) -> None:
+        self.bootstrap, self.topics, self.registry = bootstrap, topics, registry
+        self.dedup = Deduplicator()
+        self.delivered: list[Delivered] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _run(self) -> None:
+        reader = DedupReader(self.bootstrap, self.topics, self.registry, dedup=self.dedup)
+        try:
+            while not self._stop.is_set():
+                self.delivered += reader.poll(0.01)
+        finally:
+            reader.close()
+
+    def start(self) -> CloudWatcher:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="bench-cloud", daemon=True)
+        self._thread.start()
+        return self
+
+    def pause(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(15)
+
+    def count(self, topic: str) -> int:
+        return sum(1 for d in self.delivered if d.topic == topic)
+
+
+class Process:
+    """A child process with its log file; stopped with SIGTERM (SIGKILL after 30 s)."""
+
+    def __init__(self, argv: list[str], log: Path) -> None:
+        with log.open("ab") as out:
+            self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+        self.log = log
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                return self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        return self.proc.wait(10)
+
+    def tail(self, chars: int = 2000) -> str:
+        return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
+
+
+def forwarder_argv(topology: Path, gateway: str, edge: str, cloud: str, registry: str,
+                   data_dir: Path) -> list[str]:  # fmt: skip
+    """``edgestream forward run ...`` for a subprocess."""
+    return [
+        sys.executable, "-m", "edgestream.cli.forward", "run", str(topology), "-g", gateway,
+        "--edge-bootstrap", edge, "--cloud-bootstrap", cloud, "--registry", registry,
+        "--data-dir", str(data_dir), "--loglevel", "warning",
+    ]  # fmt: skip
+
+
+def read_all(bootstrap: str, topic: str, quiet: float = 1.5) -> list[Any]:
+    """Every message of ``topic`` (fetching from offset 0 until ``quiet`` s without data)."""
+    out: list[Any] = []
+    with TopicReader(bootstrap, topic) as reader:
+        last = time.monotonic()
+        while time.monotonic() - last < quiet:
+            batch = reader.poll(0.3)
+            if batch:
+                out += batch
+                last = time.monotonic()
+    return out
