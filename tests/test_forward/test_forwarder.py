@@ -18,6 +18,7 @@ from edgestream.forward import forwarder as forwarder_module
 from edgestream.forward.dedup import DedupReader
 from edgestream.forward.forwarder import Forwarder, ForwarderConfig
 from edgestream.forward.outbox import Outbox, OutboxConfig, outbox_path
+from edgestream.forward.records import EDGE_TOPICS
 from tests.test_edge.gatewayrun import write_topology
 from tests.test_forward.factories import alert, random_windows
 
@@ -118,5 +119,8 @@ def test_forwards_once_in_order_keyed_by_device_and_meters_bytes(stack, tmp_path
     assert reader.dedup.stats["duplicates"] == 0
 
 
-def test_reports_topic_name() -> None:
+def test_topic_names_match_the_gateway() -> None:
+    from edgestream.edge import worker
+
     assert forwarder_module.REPORTS_TOPIC == "fleet.forwarder"
+    assert EDGE_TOPICS == {"alert": worker.ALERTS_TOPIC, "summary": worker.SUMMARIES_TOPIC}

@@ -123,7 +123,11 @@ TEN_S = [{"size": "10s", "allowed_lateness": "1s", "max_out_of_orderness": "1s",
 
 def test_tiny_budget_rolls_up_exactly_and_reports_drops(tmp_path: Path) -> None:
     budget = 8_000
-    p = Pipeline(tmp_path, windows=TEN_S, forwarding={"outbox": {"max_bytes": budget}})
+    quiet = {"rules": [{"name": "pump", "consecutive": 2}],  # few alerts: summaries must fit
+             "suppression": {"cooldown": "10m", "update_interval": "10m"}}  # fmt: skip
+    p = Pipeline(
+        tmp_path, windows=TEN_S, anomaly=quiet, forwarding={"outbox": {"max_bytes": budget}}
+    )
     try:
         p.stack.stop(only=["cloud"])  # a long outage: 10 minutes of event time arrive
         p.worker.start()

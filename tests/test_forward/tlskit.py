@@ -102,6 +102,7 @@ class TlsTerminator:
         self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self.context.load_cert_chain(pki.cert, pki.key)
         self.loop = asyncio.new_event_loop()
+        self.loop.set_exception_handler(lambda _loop, _ctx: None)  # refused handshakes: expected
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.handshakes = 0
 
@@ -131,7 +132,13 @@ class TlsTerminator:
         return self
 
     def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.server.close)
+        async def shutdown() -> None:
+            self.server.close()
+            for task in asyncio.all_tasks():
+                if task is not asyncio.current_task():
+                    task.cancel()
+
+        asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result(5)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
 

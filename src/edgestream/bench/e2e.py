@@ -12,13 +12,18 @@ empty), the drain, then a flush of the last windows. It reports:
   forwarder's producers put on the wire to the cloud broker (librdkafka ``txbytes``:
   compressed batches plus protocol overhead), alerts, summaries and forwarder reports.
 * ``drain_rate_vs_live``: records the gateway produced during the outage (edge timestamps),
-  divided by the seconds from the first of them produced to the cloud to the last one read
-  back, over the live rate (alerts + summaries per second in the live phase).
-  ``catch_up_s`` counts from the cloud's restart instead (reconnect backoff included).
+  divided by the seconds from the first of them produced to the cloud (its record timestamp)
+  until the outbox was empty (every record confirmed; polled every 20 ms), over the live
+  rate (alerts + summaries per second in the live phase). ``catch_up_s`` counts from the
+  cloud broker's restart to the last backlog record read back (reconnect backoff included).
 * ``p99_reading_to_cloud_alert_ms``: for every alert (open or update) raised by a reading
   sent in the live phase, from the wall-clock time the sender produced that reading (device +
   event time identify it) to the time a consumer of the cloud topic received the alert
-  (first copy; the consumer polls every 10 ms). Split into gateway / forwarder / cloud read.
+  (first copy; the consumer polls every 10 ms). Split into gateway (to the alert's timestamp
+  on the edge broker), forwarder (to its timestamp on the cloud topic) and cloud read.
+
+Everything runs on one machine: brokers, gateway, forwarder, registry and the bench's own
+sensors and reader share its cores, and latency tails show it (``machine.load_avg_1m``).
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from edgestream.bench.e2e_parts import (
 from edgestream.bench.edge import CHANNELS
 from edgestream.bench.worker import edge_worker_argv
 from edgestream.core.broker import ensure_topics
+from edgestream.core.paths import topologies_dir
 from edgestream.core.serde import AvroDeserializer
 from edgestream.core.stack import Stack
 from edgestream.core.topology import load_topology
@@ -91,9 +97,23 @@ class E2EBenchParams:
         return {**asdict(self), "workdir": None if self.workdir is None else str(self.workdir)}
 
 
+def default_anomaly() -> dict[str, Any]:
+    """The ``anomaly`` section of ``topologies/default.yaml`` (rules that apply to pumps).
+
+    >>> [r["name"] for r in default_anomaly()["rules"]]
+    ['pump-anomaly']
+    """
+    raw = yaml.safe_load((topologies_dir() / "default.yaml").read_text())
+    anomaly = dict(raw.get("anomaly") or {})
+    rules = [r for r in anomaly.get("rules", []) if "pump" in r.get("device_types", ["pump"])]
+    return {**anomaly, "rules": rules or [{"name": "pump-anomaly"}]}
+
+
 def e2e_topology() -> dict[str, Any]:
     """One gateway of pumps: 10 s tumbling device windows, the shipped model, the default
-    topology's rule and suppression, default forwarding (zstd, 50 ms linger, 64 MB outbox)."""
+    topology's rule and suppression, default forwarding (zstd, 50 ms linger for summaries,
+    alerts at most 5 ms, 64 MB outbox). A 1 s linger measured 1.77 % instead of 1.92 % cloud
+    bytes, with a slower drain (19x instead of 44x live)."""
     return {
         "name": "bench-e2e",
         "version": "1",
@@ -109,13 +129,14 @@ def e2e_topology() -> dict[str, Any]:
                             "version": "v1", "batch": {"size": 256, "max_wait": "20ms"}}},
         "windows": [{"size": "10s", "allowed_lateness": "2s", "max_out_of_orderness": "1s",
                      "idle_timeout": "5s", "scopes": ["device"]}],
-        "anomaly": {"rules": [{"name": "pump-anomaly", "device_types": ["pump"]}],
-                    "suppression": {"cooldown": "2m", "update_interval": "30s"}},
+        "anomaly": default_anomaly(),
         "forwarding": {"outbox": {"max_bytes": "64MB", "max_age": "1d", "fsync": "batch"}},
     }  # fmt: skip
 
 
-def _wait(condition: Any, timeout: float, what: str, procs: list[Process]) -> None:
+def _wait(
+    condition: Any, timeout: float, what: str, procs: list[Process], every: float = 0.1
+) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         for proc in procs:
@@ -123,7 +144,7 @@ def _wait(condition: Any, timeout: float, what: str, procs: list[Process]) -> No
                 raise BenchError(f"a process died while waiting for {what}:\n{proc.tail()}")
         if time.monotonic() > deadline:
             raise BenchError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.1)
+        time.sleep(every)
 
 
 def run_e2e_bench(params: E2EBenchParams, phases: Phases | None = None) -> dict[str, Any]:
@@ -187,7 +208,8 @@ def run_e2e_bench(params: E2EBenchParams, phases: Phases | None = None) -> dict[
             phases.done(f"backlog {backlog.depth} records ({backlog.bytes:,} B)")
 
             phases.start("drain: until the outbox is empty")
-            _wait(lambda: _stats(data).depth == 0, params.timeout, "the drain", procs)
+            _wait(lambda: _stats(data).depth == 0, params.timeout, "the drain", procs, 0.02)
+            t["drained"] = time.time() * 1000
             time.sleep(5)  # a little live traffic after the drain
             sender.finish()
             t["sent"] = time.time() * 1000
@@ -282,11 +304,8 @@ def _result(
     live_rate = len(live) / live_s
     drain: dict[str, Any] = {"backlog_records": len(outage), "arrived": len(arrived)}
     if arrived:
-        drain_s = (
-            max(d.received_ms for d in arrived) - min(d.timestamp_ms for d in arrived)
-        ) / 1000
+        drain_s = max((t["drained"] - min(d.timestamp_ms for d in arrived)) / 1000, 0.001)
         catch_up_s = (max(d.received_ms for d in arrived) - t["up"]) / 1000
-        drain_s = max(drain_s, 0.001)
         drain.update(
             drain_s=round(drain_s, 3), catch_up_s=round(catch_up_s, 3),
             drain_rate=round(len(arrived) / drain_s, 1),
@@ -296,6 +315,7 @@ def _result(
     drain["live_rate"] = round(live_rate, 2)
     drain_vs_live = round(drain["drain_rate"] / live_rate, 1) if arrived and live_rate else None
 
+    edge_ts = {record_id(r): ts for r, ts in edge_records}
     latency, parts = [], {"gateway": [], "forwarder": [], "cloud_read": []}
     for d in watcher.delivered:
         rec = d.record
@@ -305,9 +325,10 @@ def _result(
         if sent is None or not (t["live0"] <= sent < t["live1"]):
             continue
         latency.append(d.received_ms - sent)
-        if rec.get("emitted_at"):
-            parts["gateway"].append(rec["emitted_at"] - sent)
-            parts["forwarder"].append(d.timestamp_ms - rec["emitted_at"])
+        on_edge = edge_ts.get(rec["alert_id"])
+        if on_edge is not None:
+            parts["gateway"].append(on_edge - sent)
+            parts["forwarder"].append(d.timestamp_ms - on_edge)
             parts["cloud_read"].append(d.received_ms - d.timestamp_ms)
     lat = percentiles(latency)
     ratio = stats.cloud_bytes / stats.sensor_bytes if stats.sensor_bytes else None

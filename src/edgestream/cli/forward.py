@@ -13,6 +13,7 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -20,11 +21,9 @@ from rich.table import Table
 
 from edgestream.core.exceptions import EdgestreamError
 from edgestream.core.paths import home_dir
-from edgestream.core.stack import running_endpoints
-from edgestream.core.topology import load_topology
-from edgestream.forward.forwarder import ForwarderConfig, run_forwarder
-from edgestream.forward.outbox import Outbox, OutboxConfig, outbox_path
-from edgestream.forward.security import redact, resolve_security
+
+if TYPE_CHECKING:  # imported when a command runs: `edgestream --help` stays fast
+    from edgestream.forward.forwarder import ForwarderConfig
 
 app = typer.Typer(
     help="Forwarding: the durable outbox between a gateway's edge broker and the cloud.",
@@ -47,6 +46,11 @@ def forwarder_config(
     report_interval: float = 60.0,
 ) -> ForwarderConfig:
     """Resolve where a forwarder runs: options, then the topology, then the embedded stack."""
+    from edgestream.core.stack import running_endpoints
+    from edgestream.core.topology import load_topology
+    from edgestream.forward.forwarder import ForwarderConfig
+    from edgestream.forward.security import resolve_security
+
     topology = load_topology(topology_path)
     try:
         gateway = topology.gateway(gateway_id)
@@ -99,6 +103,9 @@ def run(
     Survives kill -9 and cloud outages: records wait in the outbox on disk (alerts first),
     summaries are rolled up past the byte budget, drops are counted and reported.
     """
+    from edgestream.forward.forwarder import run_forwarder
+    from edgestream.forward.security import redact
+
     logging.basicConfig(
         level=getattr(logging, loglevel.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -135,6 +142,9 @@ def status(
     json_out: bool = typer.Option(False, "--json", help="One JSON object on stdout."),
 ) -> None:
     """Outbox depth, oldest age, bytes, drops, roll-ups and bytes in/out of a forwarder."""
+    from edgestream.core.topology import load_topology
+    from edgestream.forward.outbox import Outbox, OutboxConfig, outbox_path
+
     topo = load_topology(topology) if topology else None
     path = outbox_path(topo, gateway, data_dir or default_data_dir(gateway))
     box = Outbox(OutboxConfig(path), gateway, readonly=True)

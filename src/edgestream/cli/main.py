@@ -7,7 +7,7 @@ import sys
 import typer
 from rich.console import Console
 
-from edgestream.cli import bench, edge, schemas, simulate, stack, up, validate
+from edgestream.cli import bench, edge, forward, schemas, simulate, stack, up, validate
 from edgestream.core.exceptions import EdgestreamError
 
 app = typer.Typer(
@@ -21,6 +21,7 @@ app.add_typer(stack.app, name="stack")
 app.add_typer(schemas.app, name="schemas")
 app.add_typer(edge.app, name="edge")
 app.add_typer(bench.app, name="bench")
+app.add_typer(forward.app, name="forward")
 simulate.register(app)
 up.register(app)
 validate.register(app)

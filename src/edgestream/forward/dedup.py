@@ -171,7 +171,9 @@ class DedupReader:
         self.topics = list(topics)
         name = group or f"edgestream-dedup-{time.time_ns()}"
         conf = consumer_config(
-            bootstrap, name, **{"enable.auto.commit": group is not None, "fetch.wait.max.ms": 20}
+            bootstrap,
+            name,
+            **{"enable.auto.commit": group is not None, "fetch.wait.max.ms": 20, "log_level": 2},
         )
         conf.update(client_settings or {})
         self.consumer = Consumer(conf)

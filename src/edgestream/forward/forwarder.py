@@ -39,12 +39,11 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartiti
 from edgestream.core.broker import consumer_config, ensure_topics
 from edgestream.core.exceptions import SchemaError, SerdeError, ServiceUnavailable
 from edgestream.core.topology import Topology
-from edgestream.edge.worker import ALERTS_TOPIC, SUMMARIES_TOPIC
 from edgestream.forward.budget import enforce_budget, write_report
 from edgestream.forward.link import CloudLink, producer_settings
 from edgestream.forward.meter import SensorMeter
 from edgestream.forward.outbox import Outbox, OutboxConfig, Pending
-from edgestream.forward.records import CloudFraming, EdgeDecoder, Entry
+from edgestream.forward.records import EDGE_TOPICS, CloudFraming, EdgeDecoder, Entry
 from edgestream.forward.security import ClientSecurity
 
 __all__ = ["REPORTS_TOPIC", "Forwarder", "ForwarderConfig", "run_forwarder"]
@@ -54,7 +53,8 @@ log = logging.getLogger("edgestream.forward")
 #: Cloud topic of ForwarderReport records (``forwarding.topics.reports`` when the topology
 #: has it).
 REPORTS_TOPIC = "fleet.forwarder"
-_EDGE_KIND = {ALERTS_TOPIC: "alert", SUMMARIES_TOPIC: "summary"}
+ALERTS_TOPIC, SUMMARIES_TOPIC = EDGE_TOPICS["alert"], EDGE_TOPICS["summary"]
+_EDGE_KIND = {topic: kind for kind, topic in EDGE_TOPICS.items()}
 
 
 @dataclass(frozen=True)
@@ -130,7 +130,8 @@ class Forwarder:
     def _edge_consumer(self) -> Consumer:
         cfg = self.config
         ensure_topics(cfg.edge_bootstrap, {ALERTS_TOPIC: 1, SUMMARIES_TOPIC: 1})
-        settings = {"enable.auto.commit": False, "fetch.wait.max.ms": 25, "log_level": 2}
+        # fetch.wait.max.ms bounds how long an idle fetch waits (Tansu answers as data arrives)
+        settings = {"enable.auto.commit": False, "fetch.wait.max.ms": 20, "log_level": 2}
         group = f"edgestream-forward-{cfg.gateway_id}"
         consumer = Consumer(consumer_config(cfg.edge_bootstrap, group, **settings))
         meta = consumer.list_topics(timeout=10)
@@ -273,7 +274,9 @@ class Forwarder:
             except (SchemaError, ServiceUnavailable) as error:
                 self._warn("frame", "cannot frame records for the cloud: %s", error)
                 return
-            self.outbox.mark_sent(batch)
+            urgent = batch[0].priority == 0
+            if not urgent:  # marked before producing: an attempted summary is never rolled up
+                self.outbox.mark_sent(batch)
             topics, generation = self.config.topics, link.generation
             for pending, value in zip(batch, values, strict=True):
                 self.inflight[pending.seq] = pending
@@ -283,7 +286,10 @@ class Forwarder:
                     pending.key,
                     value,
                     partial(self._delivered, pending, generation),
+                    urgent=urgent,
                 )
+            if urgent:  # alerts are never rolled up: mark them after, off their latency path
+                self.outbox.mark_sent(batch)
             link.poll(0)
 
     def _delivered(self, pending: Pending, generation: int, error: Any, _msg: Any) -> None:

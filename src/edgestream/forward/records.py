@@ -32,8 +32,12 @@ from edgestream.core.serde import (
     subject_for,
 )
 
-__all__ = ["KINDS", "PRIORITY", "BodyCodec", "CloudFraming", "EdgeDecoder", "Entry"]
+__all__ = ["EDGE_TOPICS", "KINDS", "PRIORITY", "BodyCodec", "CloudFraming", "EdgeDecoder", "Entry"]
 
+#: The gateway's output topics on its edge broker, by record kind (the names
+#: :mod:`edgestream.edge.worker` produces to, kept here so the forwarder does not import the
+#: gateway's Faust/pandas stack; a test keeps them equal).
+EDGE_TOPICS = {"alert": "edge.alerts", "summary": "edge.summaries"}
 #: Record kind -> Avro record name.
 KINDS = {"alert": "AnomalyAlert", "summary": "WindowSummary", "report": "ForwarderReport"}
 #: Drain priority (lower drains first): alerts and reports before summaries.

@@ -1,0 +1,39 @@
+"""``edgestream bench e2e`` end to end on a small fleet (the documented run is bigger)."""
+
+from __future__ import annotations
+
+import doctest
+import json
+from pathlib import Path
+
+import pytest
+
+from edgestream.bench import e2e, e2e_parts
+from edgestream.bench.common import emit_json
+from edgestream.bench.e2e import E2EBenchParams, e2e_rows, run_e2e_bench
+
+
+def test_docstring_examples_run() -> None:
+    assert doctest.testmod(e2e).failed == 0
+    assert doctest.testmod(e2e_parts).failed == 0
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_bench_e2e_reports_the_three_numbers(tmp_path: Path, capsys) -> None:
+    params = E2EBenchParams(devices=8, live_s=20, outage_s=10, workdir=tmp_path / "w")
+    result = run_e2e_bench(params)
+    emit_json(result)
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    data = json.loads(line)
+    assert data["bench"] == "e2e"
+    assert 0 < data["cloud_to_raw_ratio"] < 0.2
+    assert data["raw_sensor_bytes"] == data["bandwidth"]["raw_sensor_bytes_sent"], (
+        "the forwarder's meter counts what the sensors sent"
+    )
+    assert data["drain"]["arrived"] == data["drain"]["backlog_records"] > 0
+    assert data["drain_rate_vs_live"] > 1
+    assert set(data["goals"]) == {
+        "cloud_to_raw_ratio<=0.01", "drain_rate_vs_live>=10", "p99_alert_ms<=300",
+    }  # fmt: skip
+    assert [row[0] for row in e2e_rows(result)][:2] == ["bandwidth", "raw sensor bytes"]
