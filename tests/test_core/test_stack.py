@@ -67,9 +67,17 @@ def test_start_is_idempotent_and_restarts_only_what_died(tmp_path):
 
 
 def test_port_in_use_is_a_one_line_error_and_starts_nothing(tmp_path):
-    base = free_port()
-    holder = socket.socket()
-    holder.bind(("127.0.0.1", base + 1))  # the cloud broker's port with one gateway
+    for _ in range(50):  # a base whose next port we can hold (other processes use ports too)
+        base = free_port()
+        holder = socket.socket()
+        try:
+            holder.bind(("127.0.0.1", base + 1))  # the cloud broker's port with one gateway
+        except OSError:
+            holder.close()
+            continue
+        if not port_in_use(base):
+            break
+        holder.close()
     holder.listen()
     try:
         with pytest.raises(PortInUse) as err:
