@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -20,6 +17,7 @@ from edgestream.edge.features import FeatureExtractor
 from edgestream.edge.window_types import ReadingBatch
 from edgestream.ml.artifact import shipped_model_path
 from edgestream.ml.scorer import OnnxScorer
+from tests.procs import Process
 
 PUMP_CHANNELS = ("vibration_rms", "bearing_temp", "pressure", "motor_current")
 
@@ -66,56 +64,14 @@ def write_topology(path: Path, gateway: str = "gw-test", **overrides: Any) -> Pa
     return path
 
 
-class Worker:
+class Worker(Process):
     """``edgestream edge run`` as a subprocess (so it can be killed with SIGKILL)."""
 
     def __init__(self, topology: Path, gateway: str, bootstrap: str, registry: str, data: Path):
-        self.argv = [
-            sys.executable,
-            "-m",
-            "edgestream.cli.main",
-            "edge",
-            "run",
-            str(topology),
-            "--gateway",
-            gateway,
-            "--bootstrap",
-            bootstrap,
-            "--registry",
-            registry,
-            "--data-dir",
-            str(data),
-        ]
-        self.log = data.parent / f"{data.name}-worker.log"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> Worker:
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT)
-        return self
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> int:
-        if self.proc is None:
-            return 0
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                return self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                return self.proc.wait(10)
-        return self.proc.returncode
-
-    def log_text(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
+        argv = [sys.executable, "-m", "edgestream.cli.main", "edge", "run", str(topology)]
+        argv += ["--gateway", gateway, "--bootstrap", bootstrap, "--registry", registry]
+        argv += ["--data-dir", str(data)]
+        super().__init__(argv, data.parent / f"{data.name}-worker.log")
 
 
 def read_topic(bootstrap: str, topic: str, settle: float = 2.0) -> list[Any]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -20,41 +19,15 @@ from edgestream.core.stack import Stack
 from edgestream.forward.dedup import Deduplicator, DedupReader, Delivered, record_id
 from edgestream.forward.outbox import Outbox, OutboxConfig, OutboxStats, outbox_path
 from edgestream.sim import simulate
+from tests.procs import Process
 from tests.test_edge import gatewayrun as gr
 
 GATEWAY = "gw-test"
 CLOUD_TOPICS = ["fleet.alerts", "fleet.summaries", "fleet.forwarder"]
 
 
-class Forwarder:
+class Forwarder(Process):
     """``python -m edgestream.cli.forward run`` as a subprocess."""
-
-    def __init__(self, argv: list[str], log: Path) -> None:
-        self.argv, self.log = argv, log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Forwarder:
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT)
-        return self
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> int | None:
-        if self.proc is None or self.proc.poll() is not None:
-            return None if self.proc is None else self.proc.returncode
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait(10)
 
 
 class CloudCollector:
