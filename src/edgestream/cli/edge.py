@@ -66,13 +66,21 @@ def run(
     data_dir: Path = typer.Option(None, "--data-dir", help="State dir of this gateway."),
     no_sync: bool = typer.Option(False, "--no-sync", help="Do not fsync state commits."),
     loglevel: str = typer.Option("warning", "--loglevel"),
+    metrics_port: int = typer.Option(
+        None,
+        "--metrics-port",
+        help="Prometheus /metrics port (0: any free one, written to DATA_DIR/edge.metrics-port;"
+        " -1: off). Default: $EDGESTREAM_METRICS_PORT, else 0.",
+    ),
 ) -> None:
     """Run a gateway worker until Ctrl-C / SIGTERM (state survives crashes: kill -9 is fine)."""
     from edgestream.core.broker import ensure_topics, wait_broker
+    from edgestream.core.metrics import resolve_port, serve_metrics
     from edgestream.edge.worker import edge_topics, run_gateway
 
     config = gateway_config(topology, gateway, bootstrap, registry, data_dir, not no_sync)
     wait_broker(config.bootstrap, timeout=10)
     ensure_topics(config.bootstrap, edge_topics(config.topology, gateway))
     typer.echo(f"gateway {gateway}: edge broker {config.bootstrap}, state in {config.data_dir}")
+    serve_metrics("edge", config.data_dir, resolve_port(metrics_port), echo=typer.echo)
     run_gateway(config, loglevel=loglevel)

@@ -97,6 +97,12 @@ def run(
         60.0, "--report-interval", help="Seconds between ForwarderReports (0: drops only)."
     ),
     loglevel: str = typer.Option("info", "--loglevel", help="debug, info, warning, error."),
+    metrics_port: int = typer.Option(
+        None,
+        "--metrics-port",
+        help="Prometheus /metrics port (0: any free one, written to DATA_DIR/forward.metrics-port;"
+        " -1: off). Default: $EDGESTREAM_METRICS_PORT, else 0.",
+    ),
 ) -> None:
     """Forward a gateway's alerts and summaries to the cloud until Ctrl-C / SIGTERM.
 
@@ -123,6 +129,9 @@ def run(
     logging.getLogger("edgestream.forward").info(
         "cloud client settings %s", redact(config.security.client_config())
     )
+    from edgestream.core.metrics import resolve_port, serve_metrics
+
+    serve_metrics("forward", config.data_dir, resolve_port(metrics_port), echo=typer.echo)
     run_forwarder(config)
 
 

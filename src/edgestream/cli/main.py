@@ -7,7 +7,20 @@ import sys
 import typer
 from rich.console import Console
 
-from edgestream.cli import bench, edge, forward, schemas, simulate, stack, up, validate
+from edgestream.cli import (
+    alerts,
+    bench,
+    deploy,
+    edge,
+    forward,
+    models,
+    retrain,
+    schemas,
+    simulate,
+    stack,
+    up,
+    validate,
+)
 from edgestream.core.exceptions import EdgestreamError
 
 app = typer.Typer(
@@ -22,9 +35,13 @@ app.add_typer(schemas.app, name="schemas")
 app.add_typer(edge.app, name="edge")
 app.add_typer(bench.app, name="bench")
 app.add_typer(forward.app, name="forward")
+app.add_typer(models.app, name="models")
+app.add_typer(retrain.app, name="retrain")
 simulate.register(app)
 up.register(app)
 validate.register(app)
+alerts.register(app)
+deploy.register(app)
 
 _err = Console(stderr=True)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,43 +29,112 @@ def _human(n: float) -> str:
     return f"{n:,.1f} TB"
 
 
-def _view(state: LoopState, duration: float | None) -> Group:
+def _gateways(state: LoopState) -> Table:
     table = Table(title="gateways", expand=True)
-    columns = ("gateway", "worker", "readings", "readings/s", "sensor bytes", "summaries", "alerts")
+    columns = ("gateway", "worker", "forwarder", "sent", "readings/s", "summaries", "alerts")
+    columns += ("outbox", "models")
     for column in columns:
-        table.add_column(column, justify="left" if column in ("gateway", "worker") else "right")
-    elapsed = max(state.elapsed, 1e-6)
+        left = column in ("gateway", "worker", "forwarder", "models")
+        table.add_column(column, justify="left" if left else "right")
     for gw in state.gateways.values():
         worker = "[green]up[/]" if gw.worker_alive else "[red]down[/]"
+        fwd = gw.forwarder
+        forwarder = "-" if fwd is None else ("[green]up[/]" if fwd.alive else "[red]down[/]")
+        if fwd is not None and fwd.restarts:
+            forwarder += f" ({fwd.restarts} restarts)"
+        models = gw.figures.get("models", {})
         table.add_row(
             gw.name,
-            f"{worker} pid {gw.worker_pid}",
+            f"{worker} pid {gw.worker_pid}" + (f" ({gw.restarts} restarts)" if gw.restarts else ""),
+            forwarder,
             f"{gw.readings:,}",
-            f"{gw.readings / elapsed:,.0f}",
-            _human(gw.bytes),
+            f"{gw.rate:,.0f}",
             f"{gw.summaries:,}",
             f"{gw.alerts:,}",
+            f"{gw.figures.get('outbox_depth', '-')}",
+            " ".join(f"{t}={v}" for t, v in sorted(models.items())) or "-",
         )
-    alerts = Table(title="latest alerts (edge)", expand=True)
-    for column in ("status", "severity", "device", "site", "rule", "score", "readings"):
+    return table
+
+
+def _alerts(state: LoopState) -> Table:
+    cloud = state.cloud.figures if state.cloud is not None else None
+    latest = list(cloud.latest_alerts) if cloud and cloud.latest_alerts else []
+    where = "cloud, deduplicated" if latest else "edge"
+    latest = latest or list(state.latest_alerts)
+    alerts = Table(title=f"latest alerts ({where})", expand=True)
+    for column in ("gateway", "status", "severity", "device", "site", "score", "model"):
         alerts.add_column(column)
-    for alert in list(state.latest_alerts):
+    for alert in latest[:6]:
         alerts.add_row(
-            alert["status"],
-            alert["severity"],
-            alert["device_id"],
-            alert["site"],
-            alert["rule"],
-            f"{alert['score']:.3f}",
-            str(alert["reading_count"]),
+            str(alert.get("gateway_id", "-")),
+            str(alert.get("status", "-")),
+            str(alert.get("severity", "-")),
+            str(alert.get("device_id", "-")),
+            str(alert.get("site", "-")),
+            f"{alert.get('score') or 0:.3f}",
+            str(alert.get("model_version") or "-"),
         )
+    return alerts
+
+
+def _fleet(state: LoopState) -> Table:
+    table = Table(title="fleet stats (cloud, latest window per site)", expand=True)
+    for column in ("site", "window end", "devices", "readings", "anomaly rate", "models"):
+        table.add_column(column, justify="left" if column in ("site", "models") else "right")
+    figures = state.cloud.figures if state.cloud is not None else None
+    rows = sorted((figures.fleet_stats if figures else {}).items())
+    for _key, row in [r for r in rows if r[1].get("scope") == "site"][:6]:
+        end = row.get("window_end")
+        table.add_row(
+            str(row.get("scope_key")),
+            time.strftime("%H:%M:%S", time.gmtime(end / 1000)) if isinstance(end, int) else "-",
+            f"{row.get('device_count', 0):,}",
+            f"{row.get('reading_count', 0):,}",
+            f"{row.get('anomaly_rate') or 0:.2%}",
+            " ".join(f"{k}:{v}" for k, v in sorted((row.get("model_versions") or {}).items())),
+        )
+    return table
+
+
+def _cloud_line(state: LoopState) -> str:
+    s = state.summary()
+    saved = "-" if s["bytes_saved"] is None else f"{s['bytes_saved']:.1%}"
+    line = (
+        f"cloud: alerts {s['alerts_cloud']:,}  summaries {s['summaries_cloud']:,}  "
+        f"fleet-stats windows {s['fleet_stats_windows']:,}  bytes saved {saved}\n"
+        f"models: retrain requests {s['retrain_requests']}  retrains {s['retrains']}  "
+        f"promotions {s['model_promotions']} (gateways {s['gateway_promotions']})  "
+        f"rollbacks {s['rollbacks']}"
+    )
+    for name, managed in state.services.items():
+        up = "[green]up[/]" if managed.alive else "[red]down[/]"
+        line += f"\n{name}: {up} pid {managed.pid}"
+    for missing in state.missing:
+        line += f"\n[yellow]not started:[/] {missing}"
+    return line
+
+
+def _metrics(state: LoopState) -> str:
+    urls = [f"{m.name}: {m.metrics_url}" for m in state.processes() if m.metrics_url]
+    return "\n".join(urls) or "(starting)"
+
+
+def _view(state: LoopState, duration: float | None) -> Group:
     until = f" / {duration:.0f}s" if duration else ""
     ends = state.endpoints
     head = (
         f"[bold]{state.phase}[/] {state.elapsed:5.0f}s{until}   "
-        f"cloud {ends.get('cloud', '-')}   registry {ends.get('registry', '-')}"
+        f"cloud {ends.get('cloud', '-')}   registry {ends.get('registry', '-')}\n"
+        + _cloud_line(state)
     )
-    return Group(Panel(head, title="edgestream up"), table, alerts)
+    return Group(
+        Panel(head, title="edgestream up"),
+        _gateways(state),
+        _alerts(state),
+        _fleet(state),
+        Panel(_metrics(state), title="Prometheus metrics", title_align="left"),
+    )
 
 
 def register(app: typer.Typer) -> None:
@@ -113,12 +183,14 @@ def register(app: typer.Typer) -> None:
         table.add_column("")
         table.add_column("value", justify="right")
         for key, value in summary.items():
-            if key != "errors":
+            if key not in ("errors", "not_started"):
                 shown = f"{value:,}" if isinstance(value, int) else str(value)
                 table.add_row(key.replace("_", " "), shown)
         console.print(table)
         for error in summary["errors"]:  # type: ignore[union-attr]
             console.print(f"[red]error:[/] {error}")
+        for missing in summary["not_started"]:  # type: ignore[union-attr]
+            console.print(f"[yellow]not started:[/] {missing}")
         if as_json:
             print(json.dumps(summary))
 

@@ -20,6 +20,7 @@ offset. Re-produced alerts and summaries carry the same deterministic keys and b
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,6 +75,9 @@ class Outputs:
     alerts: list[dict[str, Any]] = field(default_factory=list)
     summaries: list[dict[str, Any]] = field(default_factory=list)
     replayed: int = 0
+    samples: list[dict[str, Any]] = field(default_factory=list)  # SensorReadings for the cloud
+    inference_rows: int = 0  # rows scored by the model in this batch (metrics)
+    inference_s: float = 0.0  # wall time of the model call
 
 
 class TopicPipeline:
@@ -102,6 +106,7 @@ class TopicPipeline:
         last = self.engines[-1]
         self.features: Features | None = None
         self.threshold = threshold if threshold is not None else scorer and scorer.threshold
+        self.shadow: Any = None  # a candidate scored beside the model (edge.rollout_agent)
         if scorer is not None:
             self.features = features_for(scorer.meta)
             if FEATURES in last.extras:
@@ -117,6 +122,9 @@ class TopicPipeline:
         saved = json.loads(last.extras.get(POSITIONS, b"{}"))
         self._next: dict[int, int] = {int(p): int(o) for p, o in saved.items()}
         self.counts = {"readings": 0, "replayed": 0, "alerts": 0, "late": 0, "summaries": 0}
+        sampling = topology.forwarding.samples
+        self.sample_every = sampling.every if sampling.enabled else 0
+        self.counts["samples"] = 0
 
     # -- recovery and acks -----------------------------------------------------------------
     def unacked(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -179,7 +187,11 @@ class TopicPipeline:
             x = self.features.transform(
                 readings.device_id, readings.ts, readings.values[:, self._feature_cols]
             )
+            started = time.perf_counter()
             scores = self.scorer.score(x)
+            out.inference_rows, out.inference_s = n, time.perf_counter() - started
+            if self.shadow is not None:  # shadow: scored, compared, never published
+                self.shadow.observe(x, scores, self.threshold)
             anomaly = scores > self.threshold
             version = self.scorer.version
             extras[FEATURES] = self.features.state()
@@ -197,6 +209,7 @@ class TopicPipeline:
         self._pending_alerts += out.alerts
         extras[INCIDENTS] = self.incidents.state()
         extras[ALERTS] = json.dumps(self._pending_alerts).encode()
+        out.samples = self.samples(readings, version)
         batch = ReadingBatch(
             partition=partition,
             offsets=offsets_arr[readings.message],
@@ -232,6 +245,43 @@ class TopicPipeline:
         self.counts["late"] += len(out.late)
         self.counts["summaries"] += len(out.summaries)
         return out
+
+    def samples(self, readings: Readings, version: str | None) -> list[dict[str, Any]]:
+        """The valid readings with ``seq % every == 0`` (topology ``forwarding.samples``) as
+        SensorReadings tagged with the gateway and the model version that scored them
+        ("none": no model). A batch replayed after a crash was skipped before this point, so a
+        sample emitted but not produced before a crash is not re-emitted: the channel is a
+        statistical sample for drift and retraining, not a record of every reading.
+        """
+        if not self.sample_every or not len(readings):
+            return []
+        picked = np.flatnonzero((readings.seq >= 0) & (readings.seq % self.sample_every == 0))
+        tags = {"gateway_id": self.gateway_id, "model_version": version or "none"}
+        out = []
+        for i in picked.tolist():
+            row = readings.values[i]
+            out.append({
+                "device_id": readings.device_id[i],
+                "site": readings.site[i],
+                "device_type": readings.device_type[i],
+                "ts": int(readings.ts[i]),
+                "seq": int(readings.seq[i]),
+                "channels": {c: float(v) for c, v in zip(readings.channels, row, strict=True)
+                             if v == v},  # NaN: channel absent from the reading
+                "tags": dict(tags),
+            })  # fmt: skip
+        self.counts["samples"] += len(out)
+        return out
+
+    def set_model(self, scorer: OnnxScorer, threshold: float) -> None:
+        """Swap the model between batches (same inputs: the feature state carries over)."""
+        if self.scorer is None or tuple(scorer.inputs) != tuple(self.scorer.inputs):
+            raise ValueError(
+                f"model {scorer.version} takes {list(scorer.inputs)}, the pipeline computes "
+                f"{list(self.scorer.inputs) if self.scorer else []}"
+            )
+        self.scorer, self.threshold = scorer, float(threshold)
+        self.incidents.thresholds[self.topic.device_type] = float(threshold)
 
     def advance_idle(self, now_ms: int) -> list[dict[str, Any]]:
         """Let idle partitions stop holding the watermark; returns the summaries that closed."""

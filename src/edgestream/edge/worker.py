@@ -10,7 +10,10 @@ then produces, on the gateway's edge broker:
 - late readings to ``<topic>.late`` (original bytes for single readings; a frame's late
   readings re-encoded as SensorReading), with the window spec, window and watermark;
 - alerts to ``edge.alerts`` and window summaries to ``edge.summaries`` (Avro, Confluent wire
-  format, keyed by their deterministic ids) for the forwarder to take to the cloud.
+  format, keyed by their deterministic ids) for the forwarder to take to the cloud;
+- sampled valid readings (``seq % forwarding.samples.every == 0``) to ``edge.samples`` as
+  SensorReadings keyed by device (tags ``gateway_id``, ``model_version``), after the alerts
+  and summaries of their batch and without waiting for the broker (a statistical sample).
 
 Summaries and alerts are acked in the local state only after the broker confirmed them, so a
 crash re-produces them (same key, same bytes) rather than losing them.
@@ -31,17 +34,20 @@ from typing import Any
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from edgestream.core.metrics import GatewayMetrics
 from edgestream.core.registry.client import registry_client
 from edgestream.core.serde import AvroDeserializer, AvroSerializer, subject_for
 from edgestream.core.topology import Topology
 from edgestream.core.topology.edge import SensorTopic
 from edgestream.edge.models import load_model
 from edgestream.edge.pipeline import Outputs, TopicPipeline
+from edgestream.edge.rollout_agent import MODELS_TOPIC, ROLLOUT_TOPIC, RolloutAgent
 
 log = logging.getLogger("edgestream.edge")
 
 ALERTS_TOPIC = "edge.alerts"
 SUMMARIES_TOPIC = "edge.summaries"
+SAMPLES_TOPIC = "edge.samples"
 CONTROL_TOPIC = "edge.control"  # operator commands, JSON: {"command": "metrics"}
 STATUS_TOPIC = "edge.status"  # the worker's answers: its metrics as JSON
 EXIT_PROCESSING_FAILED = 70  # exit status when processing a batch failed (state stays consistent)
@@ -65,8 +71,11 @@ def edge_topics(topology: Topology, gateway_id: str) -> dict[str, int]:
     topics: dict[str, int] = {
         ALERTS_TOPIC: 1,
         SUMMARIES_TOPIC: 1,
+        SAMPLES_TOPIC: 1,
         CONTROL_TOPIC: 1,
         STATUS_TOPIC: 1,
+        MODELS_TOPIC: 1,
+        ROLLOUT_TOPIC: 1,
     }
     for dtype in gateway.device_types:
         for topic in topology.topics_for(dtype):
@@ -125,12 +134,16 @@ class Gateway:
             producer_acks=-1,
         )
         self.pipelines: dict[str, TopicPipeline] = {}
+        self.metrics = GatewayMetrics(config.gateway_id)  # Prometheus (edgestream.core.metrics)
         self._locks: dict[str, asyncio.Lock] = {}
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edge-pipeline")
         self._out = {
             name: self.app.topic(name, value_serializer="raw", key_serializer="raw")
-            for name in (ALERTS_TOPIC, SUMMARIES_TOPIC)
+            for name in (ALERTS_TOPIC, SUMMARIES_TOPIC, SAMPLES_TOPIC)
         }
+        self._sample_ser = AvroSerializer(
+            self.registry, "SensorReading", subject_for(SAMPLES_TOPIC)
+        )
         self._alert_ser = AvroSerializer(self.registry, "AnomalyAlert", subject_for(ALERTS_TOPIC))
         self._summary_ser = AvroSerializer(
             self.registry, "WindowSummary", subject_for(SUMMARIES_TOPIC)
@@ -140,6 +153,7 @@ class Gateway:
             self._define_agent(topic)
         self.app.timer(1.0)(self._tick)
         self.app.task(self._recover)
+        self.rollout = RolloutAgent(self)  # edge.models: verify, shadow, promote, roll back
         control = self.app.topic(CONTROL_TOPIC, value_serializer="raw", key_serializer="raw")
         self.app.agent(control, name="edge.control")(self._control)
 
@@ -148,7 +162,8 @@ class Gateway:
         topo = self.config.topology
         scorer, threshold = None, None
         if topic.device_type in topo.models:
-            scorer, threshold = load_model(topo, topic.device_type)
+            saved = self.rollout.live_model(topic.device_type)  # a promoted version
+            scorer, threshold = saved or load_model(topo, topic.device_type)
         return TopicPipeline(
             topo,
             self.config.gateway_id,
@@ -173,6 +188,7 @@ class Gateway:
                 if alerts or summaries:
                     log.info("re-sending %d alerts, %d summaries", len(alerts), len(summaries))
                     await self._emit(topic, alerts, summaries)
+        await self.rollout.start()  # then follows edge.models
 
     async def _ready(self, topic: SensorTopic) -> TopicPipeline:
         while topic.name not in self.pipelines:
@@ -233,11 +249,17 @@ class Gateway:
             await asyncio.get_running_loop().run_in_executor(
                 self._executor, pipeline.assign, sorted(partitions), now
             )
+            read = {tp: positions.get(tp.partition, 0) for tp in tps}
             while True:
                 fetched = await consumer.getmany(timeout_ms=wait_ms, max_records=size)
                 for tp, records in fetched.items():
                     messages = [_Msg(r.offset, r.key, r.value) for r in records]
+                    read[tp] = records[-1].offset + 1
                     await channel.send(value=_Batch(tp.partition, messages))
+                for tp, position in read.items():
+                    high = consumer.highwater(tp)  # from the last fetch: broker-reported
+                    if high is not None:
+                        self.metrics.lag(topic.name, tp.partition, high - position)
         finally:
             await consumer.stop()
 
@@ -248,13 +270,20 @@ class Gateway:
         offsets = [m.offset for m in messages]
         values = [m.value for m in messages]
         now = int(time.time() * 1000)
+        started = time.perf_counter()
         async with self._locks[topic.name]:
+            scored_by = pipeline.scorer.version if pipeline.scorer is not None else None
             try:
                 out = await loop.run_in_executor(
                     self._executor, pipeline.process, partition, offsets, values, now
                 )
                 await self._side_outputs(topic, partition, messages, out)
                 await self._emit(topic, out.alerts, out.summaries)
+                for sample in out.samples:
+                    await self._out[SAMPLES_TOPIC].send(
+                        key=sample["device_id"].encode(), value=self._sample_ser(sample)
+                    )
+                self._observe(topic, pipeline, out, time.perf_counter() - started)
             except Exception:
                 # Bad input never gets here (it goes to the DLQ). Anything else (a disk error,
                 # a bug) must not silently stop this topic while the worker looks alive: exit
@@ -269,6 +298,25 @@ class Gateway:
                 )
                 logging.shutdown()
                 os._exit(EXIT_PROCESSING_FAILED)
+        self.rollout.after_batch(topic.device_type, scored_by)  # swap timing, shadow verdict
+
+    def _observe(
+        self, topic: SensorTopic, pipeline: TopicPipeline, out: Outputs, seconds: float
+    ) -> None:
+        """Prometheus figures of one processed batch."""
+        m = self.metrics
+        m.batch(
+            topic.name,
+            readings=len(out.readings),
+            rejected=[r.reason for r in out.rejected],
+            late=len(out.late),
+            seconds=seconds,
+        )
+        scorer = pipeline.scorer
+        model = self.config.topology.models.get(topic.device_type)
+        if scorer is not None and model is not None:
+            m.inference(topic.name, model.name, out.inference_rows, out.inference_s)
+            m.model(topic.name, model.name, scorer.version)
 
     async def _tick(self) -> None:
         """Once a second: idle partitions stop holding watermarks back."""
@@ -328,6 +376,7 @@ class Gateway:
             )
         if futures:
             await asyncio.gather(*futures)
+            self.metrics.emitted(topic.name, alerts=len(alerts), summaries=len(summaries))
             ids = [s["summary_id"] for s in summaries]
             await asyncio.get_running_loop().run_in_executor(
                 self._executor, pipeline.ack, ids, True

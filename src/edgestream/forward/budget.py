@@ -3,11 +3,17 @@
 :func:`enforce_budget` runs after records arrive:
 
 1. Records older than ``max_age`` are dropped (reason ``age``).
-2. Past ``max_bytes``, summaries are rolled up (:mod:`edgestream.forward.rollup`), finest
+2. Past ``max_bytes``, sampled readings go first: the oldest are dropped (reason ``budget``)
+   until under 90 % of the budget or none is left.
+3. Still over, summaries are rolled up (:mod:`edgestream.forward.rollup`), finest
    windows and oldest first, until the outbox is back under 90 % of the budget. Only records
    never handed to the producer are merged (an attempted one may already be in the cloud).
-3. Still over: the oldest summaries are dropped (reason ``budget``); then, last, the oldest
+4. Still over: the oldest summaries are dropped (reason ``budget``); then, last, the oldest
    alerts. Reports are never dropped. Records in flight are left alone.
+
+A roll-up carries the wire form of a summary (:func:`edgestream.forward.records.wire_summary`:
+``mean``/``std`` null; ``p50``/``p95``/``last`` only if the parts had them). Dropped samples
+count one reading each in the report's ``dropped_readings``.
 
 Every drop is a row of the ``drops`` table; :func:`write_report` turns the unreported ones
 (and the roll-ups since the last report) into one ForwarderReport record, queued with alert
@@ -20,7 +26,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from edgestream.forward.outbox import Outbox, now_ms
-from edgestream.forward.records import Entry
+from edgestream.forward.records import Entry, complete_summary, wire_summary
 from edgestream.forward.rollup import merge_summaries, next_size
 
 __all__ = ["LOW_WATER", "BudgetResult", "enforce_budget", "write_report"]
@@ -47,11 +53,12 @@ def enforce_budget(outbox: Outbox, now: int | None = None) -> BudgetResult:
     """Drop expired records, then roll up and drop until under budget (see module doc)."""
     now = now_ms() if now is None else now
     result = BudgetResult()
-    for kind in ("summary", "alert"):
+    for kind in ("sample", "summary", "alert"):
         _drop(outbox, kind, "age", now, result, older_than=now - outbox.config.max_age_ms)
     if outbox.bytes <= outbox.config.max_bytes:
         return result
     target = int(outbox.config.max_bytes * LOW_WATER)
+    _drop(outbox, "sample", "budget", now, result, target=target)
     _roll_up(outbox, target, now, result)
     for kind in ("summary", "alert"):
         if outbox.bytes > target:
@@ -114,10 +121,11 @@ def _merge_group(
         "AND win_start >= ? AND win_start < ? ORDER BY ord",
         (outbox.epoch, size, base, scope, key, start, start + target),
     ).fetchall()
-    parts = [outbox.codec.decode("summary", body) for _, _, body, _ in rows]
+    parts = [complete_summary(outbox.codec.decode("summary", body)) for _, _, body, _ in rows]
     merged = merge_summaries(parts, target, base, min(r[0] for r in rows))
+    merged = wire_summary(merged, quantiles=True, last=True)  # mean/std: derived, not stored
     outbox.forget([r[0] for r in rows])
-    entry = Entry("summary", merged, str(key).encode(), base_size=base)
+    entry = Entry("summary", merged, str(merged["gateway_id"]).encode(), base_size=base)
     outbox.insert(entry, now, ord_=min(r[1] for r in rows), created=min(r[3] for r in rows))
     result.rollups += 1
     result.rolled_up += len(rows)
@@ -196,7 +204,7 @@ def write_report(outbox: Outbox, now: int | None = None, force: bool = False) ->
             "created_at": now,
             "dropped_alerts": by_kind["alert"],
             "dropped_summaries": by_kind["summary"],
-            "dropped_readings": sum(int(r[3]) for r in rows if r[0] == "summary"),
+            "dropped_readings": sum(int(r[3]) for r in rows if r[0] in ("summary", "sample")),
             "dropped_by_reason": dict(by_reason),
             "first_dropped_ts": min(firsts) if firsts else None,
             "last_dropped_ts": max(lasts) if lasts else None,

@@ -7,7 +7,8 @@ gateway, a bitmap of the seqs seen within ``window`` of the highest seq seen (``
 bits: 4M seqs = 512 KB per gateway), plus the hashes of the last ``id_memory`` record ids
 (alert_id / summary_id / report_id; 8 bytes each): a record without a seq, or one whose id
 was seen under another seq (an edge replay the outbox accepted again after forgetting it), is
-judged by its id.
+judged by its id. Sampled readings (``fleet.samples``, SensorReading) carry no seq: their id
+``device_id|seq`` decides.
 
 The window, documented: a copy is recognised when it arrives within ``window`` seqs of the
 newest record seen from its gateway. The forwarder only re-sends what is still in its outbox,
@@ -33,7 +34,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from edgestream.forward.records import ID_FIELD
+from edgestream.forward.records import ID_FIELD, complete_summary, is_summary, sample_id, summary_id
 
 __all__ = ["DedupReader", "Deduplicator", "Delivered", "record_id"]
 
@@ -43,15 +44,22 @@ _ID_FIELDS = tuple(ID_FIELD.values())
 
 
 def record_id(record: dict[str, Any]) -> str | None:
-    """The deterministic id of a forwarded record (alert_id, summary_id or report_id).
+    """The deterministic id of a forwarded record (alert_id, summary_id, report_id, ...; a
+    summary without one: derived; a sampled reading: ``device_id|seq``).
 
     >>> record_id({"summary_id": "gw|device|p1|0|10000"})
     'gw|device|p1|0|10000'
+    >>> record_id({"device_id": "p1", "seq": 500, "channels": {}})
+    'p1|500'
     """
     for name in _ID_FIELDS:
         value = record.get(name)
         if value is not None:
             return str(value)
+    if is_summary(record):
+        return summary_id(record)
+    if record.get("device_id") is not None and record.get("seq") is not None:
+        return sample_id(record)
     return None
 
 
@@ -208,6 +216,8 @@ class DedupReader:
             if msg.error() is not None:
                 continue
             record = self.decode(msg.value())
+            if is_summary(record):  # v2 wire form: fill the derived values
+                record = complete_summary(record)
             if self.dedup.accept_record(record):
                 out.append(
                     Delivered(msg.topic(), msg.partition(), msg.offset(), msg.key(),

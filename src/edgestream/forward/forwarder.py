@@ -2,14 +2,19 @@
 
 One loop, one thread:
 
-1. **Intake**: read ``edge.alerts`` / ``edge.summaries`` from the gateway's edge broker
-   (confluent-kafka, group ``edgestream-forward-<gateway>``, partitions assigned from the
-   offsets stored in the outbox, else the group's committed offsets, else the beginning),
+1. **Intake**: read ``edge.alerts`` / ``edge.summaries`` / ``edge.samples`` from the gateway's
+   edge broker (confluent-kafka, group ``edgestream-forward-<gateway>``, partitions assigned
+   from the offsets stored in the outbox, else the group's committed offsets, else the start),
    decode, put into the outbox (records and offsets in one transaction), then commit the
-   offsets to the group (for lag monitoring; the outbox is the source of truth).
-2. **Budget**: past ``max_bytes`` roll up, then drop (:mod:`edgestream.forward.budget`).
+   offsets to the group (for lag monitoring; the outbox is the source of truth). Summaries
+   are kept in their wire form (``forwarding.summaries``: derived values null, see
+   :func:`~edgestream.forward.records.wire_summary`); scopes/window sizes the topology does
+   not forward are skipped.
+2. **Budget**: past ``max_bytes`` drop samples, roll up, then drop
+   (:mod:`edgestream.forward.budget`).
 3. **Drain**: while the cloud link is up, produce the outbox's most urgent records (alerts
-   and reports before summaries; summaries wait while alerts are in flight), delete each
+   and reports, then summaries, then sampled readings; a kind waits while a more urgent one
+   is in flight; samples on their own long-linger producer), delete each
    once its delivery report confirms it. A failed delivery takes the link down: in-flight
    records become due again (same gateway_seq, so consumers drop any copy that arrived).
 4. **Meter**: count raw sensor bytes in (:mod:`edgestream.forward.meter`) and the producer's
@@ -19,8 +24,8 @@ One loop, one thread:
 >>> from edgestream.loop.up import default_topology
 >>> cfg = ForwarderConfig(load_topology(default_topology()), "gw-1", "127.0.0.1:9092",
 ...                       "127.0.0.1:9093", "http://127.0.0.1:8081", Path("/tmp/gw-1"))
->>> cfg.topics["alert"], cfg.topics["summary"], cfg.outbox_config().path.name
-('fleet.alerts', 'fleet.summaries', 'outbox-gw-1.sqlite')
+>>> cfg.topics["alert"], cfg.topics["summary"], cfg.topics["sample"]
+('fleet.alerts', 'fleet.summaries', 'fleet.samples')
 """
 
 from __future__ import annotations
@@ -38,12 +43,20 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartiti
 
 from edgestream.core.broker import consumer_config, ensure_topics
 from edgestream.core.exceptions import SchemaError, SerdeError, ServiceUnavailable
+from edgestream.core.metrics import register_forwarder
 from edgestream.core.topology import Topology
 from edgestream.forward.budget import enforce_budget, write_report
+from edgestream.forward.downlink import Downlink
 from edgestream.forward.link import CloudLink, producer_settings
 from edgestream.forward.meter import SensorMeter
 from edgestream.forward.outbox import Outbox, OutboxConfig, Pending
-from edgestream.forward.records import EDGE_TOPICS, CloudFraming, EdgeDecoder, Entry
+from edgestream.forward.records import (
+    EDGE_TOPICS,
+    CloudFraming,
+    EdgeDecoder,
+    Entry,
+    wire_summary,
+)
 from edgestream.forward.security import ClientSecurity
 
 __all__ = ["REPORTS_TOPIC", "Forwarder", "ForwarderConfig", "run_forwarder"]
@@ -54,6 +67,8 @@ log = logging.getLogger("edgestream.forward")
 #: has it).
 REPORTS_TOPIC = "fleet.forwarder"
 ALERTS_TOPIC, SUMMARIES_TOPIC = EDGE_TOPICS["alert"], EDGE_TOPICS["summary"]
+#: Cloud topic of RolloutEvent records (``forwarding.topics.rollout`` when the topology has it).
+ROLLOUT_TOPIC, EDGE_ROLLOUT_TOPIC = "fleet.rollout", EDGE_TOPICS["rollout"]
 _EDGE_KIND = {topic: kind for kind, topic in EDGE_TOPICS.items()}
 
 
@@ -81,6 +96,8 @@ class ForwarderConfig:
             "alert": t.alerts,
             "summary": t.summaries,
             "report": str(getattr(t, "reports", REPORTS_TOPIC)),
+            "rollout": str(getattr(t, "rollout", ROLLOUT_TOPIC)),
+            "sample": t.samples,
         }
 
     def outbox_config(self) -> OutboxConfig:
@@ -107,6 +124,13 @@ class Forwarder:
             config.security.client_config(),
             producer_settings(fwd.compression, fwd.linger, fwd.batch_bytes),
         )
+        self._kind_of_topic = {topic: kind for kind, topic in config.topics.items()}
+        sums = fwd.summaries
+        self._forwarded = (frozenset(sums.scopes), None if sums.windows is None
+                           else frozenset(sums.windows))  # fmt: skip
+        # summaries and samples wait in the outbox (durably) to travel in fewer, fuller batches
+        self._hold_ms = {"summary": sums.linger, "sample": fwd.samples.linger}
+        self._held_until = 0.0  # monotonic; nothing due before then unless new records came
         self.inflight: dict[int, Pending] = {}
         self._urgent: Counter[int] = Counter()  # priorities in flight
         self._results: list[tuple[Pending, int, Any]] = []
@@ -123,13 +147,25 @@ class Forwarder:
                 self.outbox.offsets("meter"),
                 f"edgestream-forward-{config.gateway_id}-meter",
             )
-        self._next = {"progress": 0.0, "budget": 0.0, "prune": 0.0, "log": 0.0}
+        self._next = {"progress": 0.0, "budget": 0.0, "prune": 0.0, "log": 0.0, "metrics": 0.0}
+        self.metrics = register_forwarder(config.gateway_id)  # Prometheus (core.metrics)
+        self.edge_bytes_in = 0
         self._next_report = time.monotonic() + config.report_interval_s
+        # fleet.models -> edge.models (its own thread and position; see forward/downlink.py)
+        self.downlink = Downlink(
+            config.gateway_id,
+            config.cloud_bootstrap,
+            config.edge_bootstrap,
+            config.topology.cloud.models_topic,
+            config.outbox_config().path.parent,
+            config.security.client_config(),
+        ).start()
 
     # -- setup -----------------------------------------------------------------------------
     def _edge_consumer(self) -> Consumer:
         cfg = self.config
-        ensure_topics(cfg.edge_bootstrap, {ALERTS_TOPIC: 1, SUMMARIES_TOPIC: 1})
+        edge_topics = (ALERTS_TOPIC, SUMMARIES_TOPIC, EDGE_ROLLOUT_TOPIC, EDGE_TOPICS["sample"])
+        ensure_topics(cfg.edge_bootstrap, dict.fromkeys(edge_topics, 1))
         # fetch.wait.max.ms bounds how long an idle fetch waits (Tansu answers as data arrives)
         settings = {"enable.auto.commit": False, "fetch.wait.max.ms": 20, "log_level": 2}
         group = f"edgestream-forward-{cfg.gateway_id}"
@@ -138,7 +174,7 @@ class Forwarder:
         stored = self.outbox.offsets("edge")
         parts = [
             TopicPartition(t, p)
-            for t in (ALERTS_TOPIC, SUMMARIES_TOPIC)
+            for t in edge_topics
             for p in meta.topics[t].partitions
         ]
         committed = {
@@ -185,6 +221,10 @@ class Forwarder:
         if now >= self._next["prune"]:
             self._next["prune"] = now + 600.0
             self.outbox.prune_seen()
+        if now >= self._next["metrics"]:
+            self._next["metrics"] = now + 2.0
+            stats = self.outbox.stats().as_dict()
+            self.metrics.update(stats, self.link.up, self.edge_bytes_in)
         if now >= self._next["log"]:
             self._next["log"] = now + 30.0
             s = self.outbox.stats()
@@ -209,6 +249,7 @@ class Forwarder:
                 continue
             kind = _EDGE_KIND[msg.topic()]
             source = (msg.topic(), msg.partition(), msg.offset())
+            self.edge_bytes_in += len(msg.value() or b"")
             try:
                 record = self.decode(kind, msg.value())
             except ServiceUnavailable as error:
@@ -223,8 +264,18 @@ class Forwarder:
                 continue
             if kind == "alert":
                 entries.append(Entry.alert(record, source))
-            else:
-                entries.append(Entry.summary(record, source, self.tumbling))
+            elif kind == "rollout":
+                entries.append(Entry.rollout(record, source))
+            elif kind == "sample":
+                entries.append(Entry.sample(record, source))
+            elif self._forwards(record):
+                sums = self.config.topology.forwarding.summaries
+                wire = wire_summary(record, sums.quantiles, sums.last)
+                entries.append(Entry.summary(wire, source, self.tumbling))
+            else:  # a scope or window size the topology does not forward
+                skipped[source[:2]] = source[2] + 1
+        if entries:
+            self._held_until = 0.0
         if entries or skipped:
             self.outbox.put(entries, skipped=skipped)
             self._commit_group()
@@ -260,15 +311,25 @@ class Forwarder:
         if periodic or self._drops_unreported:
             write_report(self.outbox, force=periodic)
             self._drops_unreported = False
+            self._held_until = 0.0
             if periodic:
                 self._next_report = now + self.config.report_interval_s
+        if now < self._held_until:
+            return
+        floor = 0
         while len(self.inflight) < self.config.max_inflight:
             room = self.config.max_inflight - len(self.inflight)
-            batch = self.outbox.take(min(self.config.batch, room), self._batch_bytes)
+            limit = min(self.config.batch, room)
+            batch = self.outbox.take(limit, self._batch_bytes, floor)
             if not batch:
                 return
             if self._urgent and batch[0].priority > min(self._urgent):
                 return  # summaries wait until the alerts in flight are confirmed
+            wait_s = self._hold_s(batch, limit)
+            if wait_s > 0:  # held: lower priorities may still go
+                self._held_until = now + min(wait_s, 1.0) if not floor else self._held_until
+                floor = batch[0].priority + 1
+                continue
             try:
                 values = [self.framing.frame(p.kind, p.body) for p in batch]
             except (SchemaError, ServiceUnavailable) as error:
@@ -287,10 +348,20 @@ class Forwarder:
                     value,
                     partial(self._delivered, pending, generation),
                     urgent=urgent,
+                    lane="sample" if pending.kind == "sample" else None,
                 )
             if urgent:  # alerts are never rolled up: mark them after, off their latency path
                 self.outbox.mark_sent(batch)
             link.poll(0)
+
+    def _hold_s(self, batch: list[Pending], limit: int) -> float:
+        """Seconds until a batch of summaries/samples is due: a full batch (a backlog) is
+        due at once, else when its oldest record has waited ``forwarding.<kind>.linger``."""
+        hold = self._hold_ms.get(batch[0].kind, 0)
+        if not hold or len(batch) >= limit or sum(p.bytes for p in batch) * 2 > self._batch_bytes:
+            return 0.0
+        oldest = min(p.created_ms for p in batch)
+        return max(0.0, (oldest + hold) / 1000 - time.time())
 
     def _delivered(self, pending: Pending, generation: int, error: Any, _msg: Any) -> None:
         self._results.append((pending, generation, error))
@@ -317,6 +388,7 @@ class Forwarder:
             self._requeue()
 
     def _requeue(self) -> None:
+        self._held_until = 0.0
         self.outbox.retry()
         self.inflight.clear()
         self._urgent.clear()
@@ -329,7 +401,19 @@ class Forwarder:
 
     def save_progress(self) -> None:
         offsets, counted = self.meter.take() if self.meter is not None else ({}, 0)
-        self.outbox.save_progress(offsets, counted, self.link.take_wire_bytes())
+        wire = self.link.take_wire_bytes()
+        by_kind: Counter[str] = Counter()
+        for topic, size in self.link.take_wire_bytes_by_topic().items():
+            by_kind[self._kind_of_topic.get(topic, "other")] += size
+        downlink = self.downlink.take_wire_bytes()  # its fetch requests are uplink bytes too
+        by_kind["downlink"] += downlink
+        self.outbox.save_progress(offsets, counted, wire + downlink, dict(+by_kind))
+
+    def _forwards(self, summary: dict[str, Any]) -> bool:
+        """Whether the topology forwards this summary (``forwarding.summaries``)."""
+        scopes, sizes = self._forwarded
+        size = int(summary["window_end"]) - int(summary["window_start"])
+        return summary["scope"] in scopes and (sizes is None or size in sizes)
 
     def close(self) -> None:
         """Give in-flight records a few seconds, store progress, close everything."""
@@ -340,6 +424,7 @@ class Forwarder:
         self.link.close(1.0)
         self.settle()
         self.save_progress()
+        self.downlink.stop()
         self.consumer.close()
         if self.meter is not None:
             self.meter.close()

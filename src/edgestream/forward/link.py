@@ -1,10 +1,12 @@
 """The forwarder's link to the cloud broker: idempotent producers that are thrown away when
 the link fails, a probe with backoff while it is down, and topics recreated when missing.
 
-Two producers with the same settings but their linger: ``urgent`` (alerts, reports; linger at
-most :data:`URGENT_LINGER_MS`) and ``bulk`` (summaries; the topology's linger, so a window's
-summaries of every device travel in one compressed batch). Each topic is written by one of
-them, so per-partition order is the producer's.
+Three producers ("lanes") with the same settings but their linger: ``urgent`` (alerts,
+reports; linger at most :data:`URGENT_LINGER_MS`), ``bulk`` (summaries) and ``sample``
+(sampled readings), both with the topology's linger. The forwarder hands summaries and samples
+over in whole batches (it holds them in the outbox first: ``forwarding.summaries.linger``,
+``forwarding.samples.linger``), so the producer linger only has to keep a batch together.
+Each topic is written by one of them, so per-partition order is the producer's.
 
 Producer settings: ``enable.idempotence`` (acks=all, ordered retries), ``enable.gapless.
 guarantee`` (a record that fails for good fails everything after it on its partition too, so
@@ -12,7 +14,9 @@ a re-send never overtakes a delivered successor: per-device order holds), compre
 codec's default level (zstd level 12 cost ~100 ms per batch in librdkafka for ~4 % fewer
 bytes than level 3: measured), linger and batch size from the topology, a bounded
 ``message.timeout.ms`` (a dead link shows up as failed deliveries, the outbox keeps the
-records), and statistics for the bytes on the wire.
+records), and statistics for the bytes on the wire: per producer the brokers' ``txbytes``
+(requests as sent: compressed batches plus protocol overhead), split over its topics in
+proportion to their partitions' ``txbytes`` (:meth:`CloudLink.take_wire_bytes_by_topic`).
 
 The link is down after a failed delivery, a fatal producer error or "all brokers down"; it is
 probed with exponential backoff (0.5 s doubling to ``max_backoff``); when the broker answers,
@@ -44,6 +48,8 @@ log = logging.getLogger("edgestream.forward")
 CLOUD_PARTITIONS = 3
 #: The longest an alert waits in the producer for batch company.
 URGENT_LINGER_MS = 5
+#: Producer lanes and which linger each uses (see the module doc).
+LANES = ("urgent", "bulk", "sample")
 
 
 def producer_settings(
@@ -88,7 +94,7 @@ class CloudLink:
         self.producer_conf = producer_conf
         self.partitions = partitions
         self.max_backoff = max_backoff
-        self.producers: dict[str, Producer] = {}  # "urgent", "bulk" while the link is up
+        self.producers: dict[str, Producer] = {}  # one per lane (LANES) while the link is up
         self.generation = 0  # counts producer starts: delivery reports carry it
         self.up = False
         self.broken: str | None = None  # set by callbacks: the reason the link failed
@@ -97,7 +103,9 @@ class CloudLink:
         self.next_topic_check = 0.0
         self.down_since: float | None = time.monotonic()
         self.wire_bytes = 0  # bytes sent on the wire by producers since the last take
+        self.wire_by_topic: dict[str, float] = {}  # the same bytes, split by topic
         self._producer_tx: dict[str, int] = {}
+        self._topic_tx: dict[tuple[str, str], int] = {}
         self.transitions: list[tuple[float, str]] = []
         log.info("cloud link to %s with %s", bootstrap, redact(self.client))
 
@@ -160,9 +168,11 @@ class CloudLink:
         value: bytes,
         on_delivery: Callable[[Any, Any], None],
         urgent: bool = False,
+        lane: str | None = None,
     ) -> None:
-        """Queue one record (on the urgent producer for alerts and reports)."""
-        producer = self.producers["urgent" if urgent else "bulk"]
+        """Queue one record on the producer of ``lane`` (default: ``urgent`` for alerts and
+        reports, else ``bulk``)."""
+        producer = self.producers[lane or ("urgent" if urgent else "bulk")]
         while True:
             try:
                 producer.produce(topic, value, key, on_delivery=on_delivery)
@@ -183,6 +193,13 @@ class CloudLink:
         taken, self.wire_bytes = self.wire_bytes, 0
         return taken
 
+    def take_wire_bytes_by_topic(self) -> dict[str, int]:
+        """The bytes of :meth:`take_wire_bytes` by topic (a producer's bytes are split over
+        its topics by their share of its record bytes; ``""``: a producer that sent no
+        records in the interval, e.g. metadata requests). Call it right after that."""
+        taken, self.wire_by_topic = self.wire_by_topic, {}
+        return {t: round(b) for t, b in taken.items() if round(b)}
+
     def close(self, timeout: float = 5.0) -> None:
         producers, self.producers = self.producers, {}
         for producer in producers.values():
@@ -193,8 +210,15 @@ class CloudLink:
     def _start_producer(self) -> None:
         self.generation += 1
         linger = int(self.producer_conf.get("linger.ms", 5))  # type: ignore[call-overload]
-        for name, ms in (("urgent", min(linger, URGENT_LINGER_MS)), ("bulk", linger)):
+        lingers = {
+            "urgent": min(linger, URGENT_LINGER_MS),
+            "bulk": linger,
+            "sample": linger,
+        }
+        for name, ms in lingers.items():
             self._producer_tx[name] = 0
+            for key in [k for k in self._topic_tx if k[0] == name]:
+                del self._topic_tx[key]
             conf = {
                 **self.client,
                 **self.producer_conf,
@@ -212,11 +236,28 @@ class CloudLink:
         try:
             stats = json.loads(raw)
             total = sum(int(b.get("txbytes", 0)) for b in stats.get("brokers", {}).values())
-        except (ValueError, TypeError):
+            per_topic = {
+                topic: sum(int(p.get("txbytes", 0)) for p in t.get("partitions", {}).values())
+                for topic, t in stats.get("topics", {}).items()
+            }
+        except (ValueError, TypeError, AttributeError):
             return
-        if total > self._producer_tx.get(name, 0):
-            self.wire_bytes += total - self._producer_tx.get(name, 0)
-            self._producer_tx[name] = total
+        if total <= self._producer_tx.get(name, 0):
+            return
+        delta = total - self._producer_tx.get(name, 0)
+        self.wire_bytes += delta
+        self._producer_tx[name] = total
+        shares = {}
+        for topic, tx in per_topic.items():
+            before = self._topic_tx.get((name, topic), 0)
+            if tx > before:
+                shares[topic] = tx - before
+                self._topic_tx[(name, topic)] = tx
+        whole = sum(shares.values())
+        if not whole:
+            shares, whole = {"": 1}, 1
+        for topic, part in shares.items():
+            self.wire_by_topic[topic] = self.wire_by_topic.get(topic, 0.0) + delta * part / whole
 
     def _tcp_reachable(self, timeout: float = 0.5) -> None:
         """Fail fast (no Kafka client, no 3 s metadata timeout) when no bootstrap server

@@ -134,6 +134,7 @@ class Pending:
     body: bytes
     priority: int
     bytes: int
+    created_ms: int = 0
 
 
 @dataclass
@@ -154,6 +155,7 @@ class OutboxStats:
     next_seq: int = 1
     sensor_bytes: int = 0
     cloud_bytes: int = 0
+    cloud_bytes_by_kind: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -297,31 +299,41 @@ class Outbox:
         return {(t, int(p)): int(o) for t, p, o in rows}
 
     def save_progress(
-        self, meter: dict[tuple[str, int], int], sensor_bytes: int, cloud_bytes: int
+        self,
+        meter: dict[tuple[str, int], int],
+        sensor_bytes: int,
+        cloud_bytes: int,
+        cloud_by_kind: dict[str, int] | None = None,
     ) -> None:
-        """Store the sensor meter's offsets with the byte counts they add, atomically."""
+        """Store the sensor meter's offsets with the byte counts they add, atomically
+        (``cloud_by_kind``: the cloud bytes split by record kind, ``other`` for the rest)."""
         if not (meter or sensor_bytes or cloud_bytes):
             return
         with self.transaction():
             self._save_offsets("meter", meter)
             self.bump("sensor_bytes", sensor_bytes)
             self.bump("cloud_bytes", cloud_bytes)
+            for kind, size in (cloud_by_kind or {}).items():
+                self.bump(f"cloud_bytes.{kind}", size)
 
     # -- drain -----------------------------------------------------------------------------
-    def take(self, limit: int, max_bytes: int | None = None) -> list[Pending]:
+    def take(
+        self, limit: int, max_bytes: int | None = None, min_priority: int = 0
+    ) -> list[Pending]:
         """The next records to send: not in flight (see :meth:`mark_sent`), only the most
-        urgent priority present, in drain order; at most ``limit`` / ``max_bytes``."""
+        urgent priority present (at least ``min_priority``), in drain order; at most
+        ``limit`` / ``max_bytes``."""
         rows = self.db.execute(
-            "SELECT seq, kind, key, body, priority, bytes FROM records WHERE sent_epoch != ? "
-            "ORDER BY priority, ord LIMIT ?",
-            (self.epoch, limit),
+            "SELECT seq, kind, key, body, priority, bytes, created_ms FROM records "
+            "WHERE sent_epoch != ? AND priority >= ? ORDER BY priority, ord LIMIT ?",
+            (self.epoch, min_priority, limit),
         ).fetchall()
         out: list[Pending] = []
         size = 0
-        for seq, kind, key, body, priority, nbytes in rows:
+        for seq, kind, key, body, priority, nbytes, created in rows:
             if out and (priority != out[0].priority or (max_bytes and size + nbytes > max_bytes)):
                 break
-            out.append(Pending(seq, kind, bytes(key), bytes(body), priority, nbytes))
+            out.append(Pending(seq, kind, bytes(key), bytes(body), priority, nbytes, created))
             size += nbytes
         return out
 
@@ -380,6 +392,11 @@ class Outbox:
             next_seq=int(meta.get("next_seq", 1)),
             sensor_bytes=int(meta.get("sensor_bytes", 0)),
             cloud_bytes=int(meta.get("cloud_bytes", 0)),
+            cloud_bytes_by_kind={
+                name.split(".", 1)[1]: int(v)
+                for name, v in meta.items()
+                if name.startswith("cloud_bytes.")
+            },
         )
 
     def close(self) -> None:

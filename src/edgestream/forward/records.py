@@ -1,10 +1,20 @@
-"""What travels through the outbox: alerts, window summaries and forwarder reports.
+"""What travels through the outbox: alerts, window summaries, sampled readings and forwarder
+reports.
 
 An :class:`Entry` is one record on its way in (decoded, with its record id, cloud key and
 drain priority). The outbox stores the record as an Avro body (no Confluent header) encoded
 with the schema shipped with edgestream, its ``gateway_seq`` already set, so it needs no
 schema registry while the link is down; :class:`CloudFraming` adds the 5-byte header of the
 cloud subject when the record is sent.
+
+Summaries travel in their **wire form** (WindowSummary v2, :func:`wire_summary`): what can be
+derived is null (an original window's ``summary_id``, each channel's ``mean`` and ``std``),
+``p50``/``p95``/``last`` only when the topology asks for them
+(``forwarding.summaries``). Exact fleet statistics need only ``count``/``sum``/``m2``/``min``/
+``max``, which always travel, bit for bit; ``min``/``max``/``last`` as an exact ``Decimal``
+(``unscaled`` / 10^``scale``) when that names the same double (:func:`compact_double`). Consumers call :func:`complete_summary` (the
+:class:`~edgestream.forward.dedup.DedupReader` does) to get the derived values back; it
+leaves a v1 record (everything present) as it is.
 
 >>> codec = BodyCodec()
 >>> entry = Entry.report({"report_id": "gw|report|1", "gateway_id": "gw", "created_at": 5})
@@ -17,6 +27,7 @@ cloud subject when the record is sent.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from io import BytesIO
 from typing import Any
@@ -32,17 +43,44 @@ from edgestream.core.serde import (
     subject_for,
 )
 
-__all__ = ["EDGE_TOPICS", "KINDS", "PRIORITY", "BodyCodec", "CloudFraming", "EdgeDecoder", "Entry"]
+__all__ = [
+    "EDGE_TOPICS",
+    "KINDS",
+    "PRIORITY",
+    "BodyCodec",
+    "CloudFraming",
+    "EdgeDecoder",
+    "Entry",
+    "compact_double",
+    "complete_summary",
+    "expand_double",
+    "sample_id",
+    "summary_id",
+    "wire_summary",
+]
 
 #: The gateway's output topics on its edge broker, by record kind (the names
 #: :mod:`edgestream.edge.worker` produces to, kept here so the forwarder does not import the
 #: gateway's Faust/pandas stack; a test keeps them equal).
-EDGE_TOPICS = {"alert": "edge.alerts", "summary": "edge.summaries"}
+EDGE_TOPICS = {"alert": "edge.alerts", "summary": "edge.summaries", "rollout": "edge.rollout",
+               "sample": "edge.samples"}  # fmt: skip
 #: Record kind -> Avro record name.
-KINDS = {"alert": "AnomalyAlert", "summary": "WindowSummary", "report": "ForwarderReport"}
-#: Drain priority (lower drains first): alerts and reports before summaries.
-PRIORITY = {"alert": 0, "report": 0, "summary": 1}
-ID_FIELD = {"alert": "alert_id", "summary": "summary_id", "report": "report_id"}
+KINDS = {
+    "alert": "AnomalyAlert",
+    "summary": "WindowSummary",
+    "report": "ForwarderReport",
+    "rollout": "RolloutEvent",
+    "sample": "SensorReading",
+}
+#: Drain priority (lower drains first): alerts, reports and rollout events before summaries.
+PRIORITY = {"alert": 0, "report": 0, "rollout": 0, "summary": 1, "sample": 2}
+#: (samples, sampled readings: last, first dropped when over budget)
+ID_FIELD = {
+    "alert": "alert_id",
+    "summary": "summary_id",
+    "report": "report_id",
+    "rollout": "event_id",
+}
 
 
 @dataclass(frozen=True)
@@ -58,6 +96,10 @@ class Entry:
 
     @property
     def record_id(self) -> str:
+        if self.kind == "sample":
+            return sample_id(self.record)
+        if self.kind == "summary":
+            return summary_id(self.record)
         return str(self.record[ID_FIELD[self.kind]])
 
     @property
@@ -66,10 +108,10 @@ class Entry:
 
     @property
     def event_ms(self) -> int:
-        """Alert: event time of the triggering reading; summary: window start; report: its
-        creation time."""
+        """Alert: event time of the triggering reading; summary: window start; report and
+        rollout event: its creation time."""
         rec = self.record
-        if self.kind == "alert":
+        if self.kind in ("alert", "sample"):  # sample: event time of the reading
             return int(rec["ts"])
         if self.kind == "summary":
             return int(rec["window_start"])
@@ -87,17 +129,31 @@ class Entry:
         source: tuple[str, int, int] | None = None,
         tumbling_sizes: frozenset[int] = frozenset(),
     ) -> Entry:
-        """A WindowSummary, keyed by its scope key (device id or site)."""
-        return cls("summary", record, str(record["scope_key"]).encode(), source, tumbling_sizes)
+        """A WindowSummary, keyed by its gateway: one gateway's summaries share a partition, so
+        the windows that close together travel as one compressed batch (per-device order
+        holds: a device belongs to one gateway)."""
+        return cls("summary", record, str(record["gateway_id"]).encode(), source, tumbling_sizes)
+
+    @classmethod
+    def sample(cls, record: dict[str, Any], source: tuple[str, int, int] | None = None) -> Entry:
+        """A sampled SensorReading, keyed by its device; its id is (device_id, seq)."""
+        return cls("sample", record, str(record["device_id"]).encode(), source)
 
     @classmethod
     def report(cls, record: dict[str, Any]) -> Entry:
         """A ForwarderReport, keyed by its gateway."""
         return cls("report", record, str(record["gateway_id"]).encode())
 
+    @classmethod
+    def rollout(cls, record: dict[str, Any], source: tuple[str, int, int] | None = None) -> Entry:
+        """A RolloutEvent (edge.rollout -> fleet.rollout), keyed by its gateway."""
+        return cls("rollout", record, str(record["gateway_id"]).encode(), source)
+
     def summary_columns(self) -> tuple[Any, ...]:
         """(scope, scope_key, window_start, window_end, base_size, level, tumbling, readings)
-        for summaries; Nones for other kinds."""
+        for summaries; Nones for other kinds (samples: readings 1)."""
+        if self.kind == "sample":  # one reading: counted in dropped_readings if dropped
+            return (None,) * 7 + (1,)
         if self.kind != "summary":
             return (None,) * 8
         rec = self.record
@@ -107,6 +163,123 @@ class Entry:
         tumbling = 1 if (level > 0 or size in self.tumbling_sizes) else 0
         base = self.base_size or size
         return (rec["scope"], rec["scope_key"], start, end, base, level, tumbling, rec["count"])
+
+
+def summary_id(record: dict[str, Any]) -> str:
+    """A summary's id: its ``summary_id``, or (null on the wire for an original window) the
+    deterministic ``gateway|scope|scope_key|window_start|window_end``.
+
+    >>> summary_id({"summary_id": None, "gateway_id": "gw", "scope": "device",
+    ...             "scope_key": "p1", "window_start": 0, "window_end": 10_000})
+    'gw|device|p1|0|10000'
+    """
+    given = record.get("summary_id")
+    if given is not None:
+        return str(given)
+    r = record
+    return f"{r['gateway_id']}|{r['scope']}|{r['scope_key']}|{r['window_start']}|{r['window_end']}"
+
+
+def sample_id(record: dict[str, Any]) -> str:
+    """A sampled reading's id, ``device_id|seq`` (unique: seq increases per device).
+
+    >>> sample_id({"device_id": "p1", "seq": 500})
+    'p1|500'
+    """
+    return f"{record['device_id']}|{record['seq']}"
+
+
+def wire_summary(
+    record: dict[str, Any], quantiles: bool = False, last: bool = False
+) -> dict[str, Any]:
+    """The form of a WindowSummary sent to the cloud: derived values null (see the module
+    doc), ``p50``/``p95`` only with ``quantiles``, ``last`` only with ``last``. Exact
+    fields are untouched; :func:`complete_summary` restores the derived ones.
+
+    >>> s = {"summary_id": "gw|device|p1|0|10000", "rollup_level": 0, "channels": {"t": {
+    ...      "count": 2, "sum": 3.0, "min": 1.0, "max": 2.0, "mean": 1.5, "m2": 0.5, "std": 0.5,
+    ...      "last": 2.0, "p50": 1.5, "p95": 1.95}}}
+    >>> w = wire_summary(s)
+    >>> w["summary_id"], w["channels"]["t"]["mean"], w["channels"]["t"]["p50"]
+    (None, None, None)
+    >>> complete_summary(w | {"gateway_id": "gw", "scope": "device", "scope_key": "p1",
+    ...     "window_start": 0, "window_end": 10_000})["channels"]["t"]["std"]
+    0.5
+    """
+    drop: dict[str, None] = {"mean": None, "std": None}
+    if not quantiles:
+        drop.update(p50=None, p95=None)
+    if not last:
+        drop["last"] = None
+    out = dict(record)
+    out["channels"] = {
+        name: {**c, **{k: compact_double(c.get(k)) for k in _DECIMAL_FIELDS}, **drop}
+        for name, c in record["channels"].items()
+    }
+    if not record.get("rollup_level"):
+        out["summary_id"] = None  # derivable: gateway|scope|scope_key|window_start|window_end
+    return out
+
+
+#: ChannelStats fields sent as an exact Decimal when possible (not ``sum``: a sum of many
+#: values is rarely a short decimal, and sums travel as they are).
+_DECIMAL_FIELDS = ("min", "max", "last")
+_MAX_SCALE = 9
+
+
+def compact_double(value: Any) -> Any:
+    """``value`` as an exact Decimal record ``{"unscaled", "scale"}`` when ``unscaled /
+    10**scale`` (correctly rounded, as Python's int division and Java's BigDecimal do) is the
+    same double bit for bit, with the fewest decimals (at most 9); else unchanged. Lossless.
+
+    >>> compact_double(43.992), compact_double(0.1 + 0.2), compact_double(None)
+    ({'unscaled': 43992, 'scale': 3}, 0.30000000000000004, None)
+    >>> expand_double(compact_double(-1e-9)) == -1e-9
+    True
+    """
+    if not isinstance(value, float) or not math.isfinite(value) or value == 0.0:
+        return value  # 0.0 / -0.0 keep their sign as a double
+    for scale in range(_MAX_SCALE + 1):
+        unscaled = round(value * 10**scale)
+        if abs(unscaled) >= 1 << 62:
+            return value
+        if unscaled / 10**scale == value:
+            return {"unscaled": unscaled, "scale": scale}
+    return value
+
+
+def expand_double(value: Any) -> Any:
+    """The double of an exact Decimal record (see :func:`compact_double`); others as given."""
+    if isinstance(value, dict):
+        return int(value["unscaled"]) / 10 ** int(value["scale"])
+    return value
+
+
+def complete_summary(record: dict[str, Any]) -> dict[str, Any]:
+    """A WindowSummary with its derived values filled in: ``summary_id`` (see
+    :func:`summary_id`), each channel's ``mean = sum / count`` and ``std = sqrt(m2 / count)``
+    (0.0 for an empty channel). Values present (v1 data, edge records) are kept as they are.
+    Returns a new dict; ``last``/``p50``/``p95`` stay null when they were not sent.
+    """
+    out = dict(record)
+    out["summary_id"] = summary_id(record)
+    channels = {}
+    for name, c in record["channels"].items():
+        n = int(c["count"])
+        mean, std = c.get("mean"), c.get("std")
+        if mean is None:
+            mean = float(c["sum"]) / n if n else 0.0
+        if std is None:
+            std = math.sqrt(max(float(c["m2"]), 0.0) / n) if n else 0.0
+        exact = {k: expand_double(c.get(k)) for k in _DECIMAL_FIELDS}
+        channels[name] = {**c, **exact, "mean": mean, "std": std}
+    out["channels"] = channels
+    return out
+
+
+def is_summary(record: dict[str, Any]) -> bool:
+    """True for a decoded WindowSummary (it has a window, a scope and channel statistics)."""
+    return "window_start" in record and "scope_key" in record and "channels" in record
 
 
 class BodyCodec:

@@ -10,7 +10,8 @@ scope_key) are merged into the coarser window of the roll-up chain that contains
   ``std`` (population, ``sqrt(m2 / count)``) are derived from the merged moments. These are
   exact up to floating-point rounding: equal to numpy over the original readings.
 * ``last`` is the channel's ``last`` of the part with the latest ``last_ts`` (ties: the later
-  part); ``model_version`` is the one version, ``"mixed"`` when the parts differ.
+  part; null when that part did not carry it); ``model_version`` is the one version,
+  ``"mixed"`` when the parts differ.
 * ``p50`` / ``p95`` cannot be merged exactly from summaries. They become the count-weighted
   median of the parts' values: the true quantile of the union always lies between the
   smallest and the largest of the parts' quantiles (fewer than a fraction q of every part lies
@@ -130,7 +131,7 @@ def merge_channels(parts: Sequence[tuple[dict[str, Any], int]]) -> dict[str, Any
         "mean": total_sum / n if n else 0.0,
         "m2": max(m2, 0.0),
         "std": math.sqrt(max(m2, 0.0) / n) if n else 0.0,
-        "last": float(last_stats["last"]),
+        "last": None if last_stats.get("last") is None else float(last_stats["last"]),
         "p50": _quantile(stats, "p50"),
         "p95": _quantile(stats, "p95"),
     }

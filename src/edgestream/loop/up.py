@@ -1,6 +1,12 @@
-"""Run the embedded loop: stack, gateway workers, one simulated fleet per gateway, a monitor of
-what the gateways emit; stop everything cleanly at the end. (Forwarders, Flink jobs and the
-retrainer join here as they land.)
+"""Run the embedded loop: stack, per gateway a worker, a forwarder and a simulated fleet, the
+cloud services (Flink jobs, retrainer) when installed, monitors of what the gateways emit and
+what reaches the cloud; stop everything cleanly at the end.
+
+Every process is an ``edgestream`` subprocess supervised by :class:`~edgestream.loop.procs.
+Managed` (restarted when it exits; all state is crash-safe) serving Prometheus metrics on a
+free port; the loop reads those pages for the console (:mod:`edgestream.loop.watch`). Model
+signing uses an ephemeral Ed25519 key pair made in the run dir (private key to the
+retrainer, public key to the gateways, both by environment variable).
 
 The console lives in :mod:`edgestream.cli.up`; this module runs things and keeps a
 :class:`LoopState` the console (or a script) reads.
@@ -9,9 +15,7 @@ The console lives in :mod:`edgestream.cli.up`; this module runs things and keeps
 from __future__ import annotations
 
 import contextlib
-import signal
-import subprocess
-import sys
+import importlib.util
 import threading
 import time
 from collections import deque
@@ -28,6 +32,8 @@ from edgestream.core.serde import AvroDeserializer
 from edgestream.core.stack import Stack
 from edgestream.core.topology import Topology, load_topology
 from edgestream.edge.worker import ALERTS_TOPIC, SUMMARIES_TOPIC, edge_topics
+from edgestream.loop.procs import Managed
+from edgestream.loop.watch import CloudWatch, gateway_figures, scrape
 from edgestream.sim import SimConfig, SimProgress, SimResult, simulate
 
 
@@ -50,6 +56,8 @@ class LoopConfig:
     seed: int = 1
     run_dir: Path | None = None
     keep_stack: bool = False  # leave the stack running at the end
+    forwarders: bool = True
+    cloud: bool = True  # Flink jobs and the retrainer, when installed
 
 
 @dataclass
@@ -68,6 +76,10 @@ class GatewayState:
     restarts: int = 0
     result: SimResult | None = None
     error: str | None = None
+    worker: Managed | None = None
+    forwarder: Managed | None = None
+    figures: dict[str, Any] = field(default_factory=dict)  # from the metrics pages
+    rate: float = 0.0  # readings/s processed by the worker, last few seconds
 
 
 @dataclass
@@ -81,6 +93,9 @@ class LoopState:
     phase: str = "starting"
     run_dir: Path | None = None
     error: BaseException | None = None
+    services: dict[str, Managed] = field(default_factory=dict)  # cloud job, retrainer
+    missing: list[str] = field(default_factory=list)  # parts not installed yet
+    cloud: CloudWatch | None = None
 
     @property
     def elapsed(self) -> float:
@@ -88,21 +103,51 @@ class LoopState:
 
     def summary(self) -> dict[str, Any]:
         gws = list(self.gateways.values())
+        cloud = self.cloud.figures if self.cloud is not None else None
+        raw = sum(g.figures.get("sensor_bytes", 0) for g in gws)
+        out = sum(g.figures.get("cloud_bytes", 0) for g in gws)
+        updates = cloud.model_updates if cloud else {}
+        rollout = cloud.rollout if cloud else {}
+        errors = [f"{g.name}: {g.error}" for g in gws if g.error]
+        if self.cloud is not None and self.cloud.error:
+            errors.append(self.cloud.error)
         return {
             "seconds": round(self.elapsed, 1),
             "gateways": len(gws),
             "readings_in": sum(g.readings for g in gws),
+            "readings_processed": sum(g.figures.get("processed", 0) for g in gws),
             "sensor_bytes": sum(g.bytes for g in gws),
-            "alerts": sum(g.alerts for g in gws),
-            "summaries": sum(g.summaries for g in gws),
+            "alerts_edge": sum(g.alerts for g in gws),
+            "alerts_cloud": cloud.alerts if cloud else 0,
+            "summaries_edge": sum(g.summaries for g in gws),
+            "summaries_cloud": cloud.summaries if cloud else 0,
+            "dlq_records": sum(g.figures.get("dlq", 0) for g in gws),
+            "late_readings": sum(g.figures.get("late", 0) for g in gws),
+            "raw_sensor_bytes": raw,
+            "cloud_bytes": out,
+            "bytes_saved": round(1 - out / raw, 4) if raw else None,
+            "fleet_stats_windows": cloud.stats_windows if cloud else 0,
+            "retrain_requests": cloud.retrain_requests if cloud else 0,
+            "retrains": updates.get("candidate", 0),
+            "model_promotions": updates.get("promote", 0),
+            "gateway_promotions": rollout.get("promoted", 0),
+            "rollbacks": updates.get("rollback", 0) + rollout.get("rolled_back", 0),
             "anomalous_readings_injected": sum(
                 g.result.anomalous_readings for g in gws if g.result
             ),
             "late_readings_injected": sum(g.result.late_readings for g in gws if g.result),
             "worker_restarts": sum(g.restarts for g in gws),
+            "forwarder_restarts": sum(g.forwarder.restarts for g in gws if g.forwarder),
+            "service_restarts": sum(m.restarts for m in self.services.values()),
+            "not_started": list(self.missing),
             "run_dir": str(self.run_dir),
-            "errors": [f"{g.name}: {g.error}" for g in gws if g.error],
+            "errors": errors,
         }
+
+    def processes(self) -> list[Managed]:
+        """Every supervised process."""
+        out = [m for g in self.gateways.values() for m in (g.worker, g.forwarder) if m]
+        return out + list(self.services.values())
 
 
 def run_loop(
@@ -127,42 +172,62 @@ def run_loop(
     status = stack.start(gateways=[g.id for g in topology.gateways])
     state.endpoints = status.endpoints()
     registry = str(state.endpoints["registry"])
-    workers: list[subprocess.Popen[bytes]] = []
+    cloud = str(state.endpoints["cloud"])
     threads: list[threading.Thread] = []
     try:
+        keys = _signing_env(run_dir)
         for gateway in topology.gateways:
             bootstrap = state.endpoints["edge"][gateway.id]
-            state.gateways[gateway.id] = GatewayState(gateway.id, bootstrap)
+            gw = state.gateways[gateway.id] = GatewayState(gateway.id, bootstrap)
             ensure_topics(bootstrap, edge_topics(topology, gateway.id))
-            workers.append(_start_worker(config.topology, gateway.id, bootstrap, registry, run_dir))
-            state.gateways[gateway.id].worker_pid = workers[-1].pid
+            gw.worker = _worker(config.topology, gw, registry, run_dir, keys).start()
+            gw.worker_pid = gw.worker.pid
+            if config.forwarders:
+                gw.forwarder = _forwarder(config.topology, gw, cloud, registry, run_dir).start()
+        if config.cloud:
+            for name, managed in _services(config.topology, cloud, registry, run_dir, keys, state):
+                state.services[name] = managed.start()
         for index, gateway in enumerate(topology.gateways):
             gw = state.gateways[gateway.id]
             sim = _fleet(config, topology, gateway.id, index, run_dir)
             threads.append(_thread(_run_fleet, f"sim-{gw.name}", gw, sim, registry, stop))
             threads.append(_thread(_monitor, f"mon-{gw.name}", gw, state, registry, stop))
+        threads.append(_thread(_poll_metrics, "metrics", state, stop))
+        if config.forwarders:
+            state.cloud = CloudWatch(cloud, registry, _cloud_topics(topology))
+            threads.append(_thread(state.cloud.run, "cloud-watch", stop))
         state.phase = "running"
         deadline = None if config.duration is None else time.monotonic() + config.duration
         while not stop.is_set():
             if deadline is not None and time.monotonic() >= deadline:
                 break
-            for i, (gw, proc) in enumerate(zip(state.gateways.values(), workers, strict=True)):
-                gw.worker_alive = proc.poll() is None
-                if not gw.worker_alive:  # its state is crash-safe: restart it (supervisor)
-                    gw.restarts += 1
-                    gw.error = f"worker exited with {proc.returncode}, restarted (see {run_dir})"
-                    workers[i] = _start_worker(
-                        config.topology, gw.name, gw.bootstrap, registry, run_dir
+            for gw in state.gateways.values():
+                assert gw.worker is not None
+                gw.worker_alive = gw.worker.check()
+                if not gw.worker_alive:  # its state is crash-safe: restarted (supervisor)
+                    gw.restarts = gw.worker.restarts
+                    gw.worker_pid = gw.worker.pid
+                    gw.error = (
+                        f"worker exited with {gw.worker.last_exit}, restarted (see {run_dir})"
                     )
-                    gw.worker_pid = workers[i].pid
+                if gw.forwarder is not None and not gw.forwarder.check():
+                    gw.error = (
+                        f"forwarder exited with {gw.forwarder.last_exit}, restarted "
+                        f"(see {gw.forwarder.log})"
+                    )
+            for service in state.services.values():
+                service.check()
             stop.wait(0.25)
     finally:
         state.phase = "stopping"
         stop.set()
+        processes = state.processes()
+        for managed in processes:  # all at once, then wait for each
+            managed.terminate()
         for thread in threads:
             thread.join(timeout=30)
-        for proc in workers:
-            _stop_process(proc)
+        for managed in processes:
+            managed.stop()
         if not (was_running or config.keep_stack):
             stack.stop()
         state.phase = "stopped"
@@ -195,24 +260,105 @@ def _fleet(
     )
 
 
-def _start_worker(
-    topology: Path, gateway_id: str, bootstrap: str, registry: str, run_dir: Path
-) -> subprocess.Popen[bytes]:
-    argv = [sys.executable, "-m", "edgestream.cli.main", "edge", "run", str(topology)]
-    argv += ["--gateway", gateway_id, "--bootstrap", bootstrap, "--registry", registry]
-    argv += ["--data-dir", str(run_dir / gateway_id)]
-    with (run_dir / f"{gateway_id}-worker.log").open("ab") as log:
-        return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+def _worker(
+    topology: Path, gw: GatewayState, registry: str, run_dir: Path, env: dict[str, str]
+) -> Managed:
+    args = ["edge", "run", str(topology), "--gateway", gw.name, "--bootstrap", gw.bootstrap]
+    args += ["--registry", registry, "--data-dir", str(run_dir / gw.name)]
+    public = {k: v for k, v in env.items() if k == PUBLIC_KEY_ENV}
+    return Managed(
+        f"{gw.name} worker", args, run_dir / f"{gw.name}-worker.log", run_dir / gw.name, "edge",
+        env=public,
+    )  # fmt: skip
 
 
-def _stop_process(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+def _forwarder(
+    topology: Path, gw: GatewayState, cloud: str, registry: str, run_dir: Path
+) -> Managed:
+    args = ["forward", "run", str(topology), "--gateway", gw.name]
+    args += ["--edge-bootstrap", gw.bootstrap, "--cloud-bootstrap", cloud, "--registry", registry]
+    args += ["--data-dir", str(run_dir / gw.name), "--loglevel", "warning"]
+    log = run_dir / f"{gw.name}-forwarder.log"
+    return Managed(f"{gw.name} forwarder", args, log, run_dir / gw.name, "forward")
+
+
+PRIVATE_KEY_ENV, PUBLIC_KEY_ENV = "EDGESTREAM_SIGNING_KEY", "EDGESTREAM_SIGNING_PUBLIC_KEY"
+
+
+def _signing_env(run_dir: Path) -> dict[str, str]:
+    """An ephemeral Ed25519 key pair in the run dir, as the PEM environment variables the
+    default topology's ``retraining.signing`` names (empty when signing is not installed)."""
+    if importlib.util.find_spec("edgestream.ml.signing") is None:
+        return {}
+    from edgestream.ml.signing import PRIVATE_KEY_FILE, PUBLIC_KEY_FILE, generate_key_pair
+
+    keys = run_dir / "keys"  # a re-used run dir keeps its pair (gateways verify with it)
+    private, public = keys / PRIVATE_KEY_FILE, keys / PUBLIC_KEY_FILE
+    if not (private.exists() and public.exists()):
+        private, public = generate_key_pair(keys)
+    return {PRIVATE_KEY_ENV: private.read_text(), PUBLIC_KEY_ENV: public.read_text()}
+
+
+def _services(
+    topology: Path,
+    cloud: str,
+    registry: str,
+    run_dir: Path,
+    keys: dict[str, str],
+    state: LoopState,
+) -> list[tuple[str, Managed]]:
+    """The cloud side: Flink jobs (``edgestream cloud run``) and the retrainer (``edgestream
+    retrain serve``), each only when its module is installed (else noted in ``missing``)."""
+    out = []
+    where = ["--cloud-bootstrap", cloud, "--registry", registry]
+    if importlib.util.find_spec("edgestream.cli.cloud") is not None:
+        args = ["cloud", "run", str(topology), *where]
+        data = run_dir / "cloud"
+        out.append(
+            ("cloud jobs", Managed("cloud jobs", args, run_dir / "cloud.log", data, "cloud"))
+        )
+    else:
+        state.missing.append("cloud jobs (edgestream cloud run: not installed)")
+    if importlib.util.find_spec("edgestream.cli.retrain") is not None and keys:
+        args = ["retrain", "serve", str(topology), *where]
+        env = {PRIVATE_KEY_ENV: keys[PRIVATE_KEY_ENV]}
+        log, data = run_dir / "retrainer.log", run_dir / "retrainer"
+        out.append(("retrainer", Managed("retrainer", args, log, data, "retrain", env=env)))
+    else:
+        state.missing.append("retrainer (edgestream retrain serve: not installed)")
+    return out
+
+
+def _cloud_topics(topology: Topology) -> dict[str, str]:
+    fwd, cloud = topology.forwarding.topics, topology.cloud
+    return {
+        "alerts": fwd.alerts,
+        "summaries": fwd.summaries,
+        "rollout": str(getattr(fwd, "rollout", "fleet.rollout")),
+        "retrain": cloud.retrain_topic,
+        "models": cloud.models_topic,
+        "stats": cloud.stats_topic,
+    }
+
+
+def _poll_metrics(state: LoopState, stop: threading.Event) -> None:
+    """Every 2 s: each gateway's worker and forwarder metrics pages -> its figures."""
+    last: dict[str, tuple[float, int]] = {}
+    while not stop.wait(2.0):
+        for gw in state.gateways.values():
+            pages = []
+            for managed in (gw.worker, gw.forwarder):
+                url = managed.metrics_url if managed is not None else None
+                pages.append(scrape(url) if url else None)
+            figures = gateway_figures(*pages)
+            if not figures:
+                continue
+            gw.figures.update(figures)
+            now, processed = time.monotonic(), int(gw.figures.get("processed", 0))
+            before = last.get(gw.name)
+            if before is not None and now > before[0] and processed >= before[1]:
+                gw.rate = (processed - before[1]) / (now - before[0])
+            last[gw.name] = (now, processed)
 
 
 def _run_fleet(gw: GatewayState, sim: SimConfig, registry: str, stop: threading.Event) -> None:

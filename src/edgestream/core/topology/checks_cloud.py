@@ -28,6 +28,11 @@ def check_forwarding(t: Topology, r: Report, check_files: bool) -> None:
         else:
             aligned(level, tumbling, (*loc, "rollup", i), "roll-ups stay exact", r)
         previous = level
+    sizes = {w.size for w in t.windows}
+    for i, size in enumerate(fwd.summaries.windows or ()):
+        if size not in sizes:
+            known = ", ".join(format_duration(s) for s in sorted(sizes)) or "none"
+            r.add((*loc, "summaries", "windows", i), f"a window size of windows: ({known})")
     sec = fwd.security
     sloc: Loc = (*loc, "security")
     if sec.protocol.startswith("SASL_") and sec.sasl is None:
@@ -57,6 +62,7 @@ def check_cloud(t: Topology, r: Report) -> None:
     topics: list[tuple[Loc, str]] = [
         (("forwarding", "topics", "alerts"), t.forwarding.topics.alerts),
         (("forwarding", "topics", "summaries"), t.forwarding.topics.summaries),
+        (("forwarding", "topics", "samples"), t.forwarding.topics.samples),
         (("cloud", "stats_topic"), t.cloud.stats_topic),
         (("cloud", "retrain_topic"), t.cloud.retrain_topic),
         (("cloud", "models_topic"), t.cloud.models_topic),

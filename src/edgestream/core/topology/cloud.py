@@ -58,12 +58,16 @@ class FleetStatsJob(Frozen):
 
     ``allowed_lateness`` is the outage budget: summaries of a gateway that was offline up to
     this long still count in their own windows (later ones are counted as late). ``worst_n``
-    devices by anomaly score are listed per window.
+    devices by anomaly score are listed per window. Watermarks (per partition of the cloud
+    topics) trail the newest event time by ``max_out_of_orderness``; a partition silent for
+    ``idle_timeout`` (processing time) no longer holds them back. The drift job uses the same.
     """
 
     window: PositiveDuration = 60_000
     allowed_lateness: Duration = 900_000
     worst_n: PositiveInt = 5
+    max_out_of_orderness: Duration = 30_000
+    idle_timeout: PositiveDuration = 30_000
 
 
 class DriftJob(Frozen):
@@ -71,7 +75,9 @@ class DriftJob(Frozen):
 
     PSI over ``bins`` bins (deciles by default) above ``psi_major`` is major drift, above
     ``psi_minor`` minor; a KS statistic above ``ks_threshold`` also counts. Windows with fewer
-    than ``min_samples`` readings of a device type are not judged.
+    than ``min_samples`` readings of a device type are not judged. ``reference``: ``model``
+    compares with the live model's training baseline (ModelUpdate / sidecar), ``lagged`` with
+    the samples ``reference_lag`` windows earlier (see :mod:`edgestream.cloud.drift`).
     """
 
     window: PositiveDuration = 600_000
@@ -80,14 +86,20 @@ class DriftJob(Frozen):
     ks_threshold: Fraction = 0.2
     min_samples: PositiveInt = 500
     bins: PositiveInt = 10
+    reference: Literal["model", "lagged"] = "model"
+    reference_lag: PositiveInt = 2
 
 
 class RetrainJob(Frozen):
     """Retraining triggers: drift or an anomaly rate above ``anomaly_rate_threshold`` emit one
-    RetrainRequest per episode, then none for the same model for ``cooldown``."""
+    RetrainRequest per episode, then none for the same model for ``cooldown``. An episode
+    ends after ``quiet_windows`` windows below the thresholds; the anomaly rate of a device
+    type is judged in fleet-stats windows with at least ``min_readings`` readings."""
 
     cooldown: Duration = 3_600_000
     anomaly_rate_threshold: Fraction = 0.05
+    quiet_windows: PositiveInt = 2
+    min_readings: PositiveInt = 1_000
 
 
 class CloudJobs(Frozen):

@@ -9,17 +9,28 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BeforeValidator, Field
 
 from edgestream.core.topology.fields import (
+    Bool,
     ByteSize,
     Duration,
     EnvSecretStr,
     EnvStr,
     Frozen,
     PositiveDuration,
+    PositiveInt,
     TopicName,
     expand_env,
 )
 
-__all__ = ["Bootstrap", "ForwardTopics", "Forwarding", "Outbox", "Sasl", "Security"]
+__all__ = [
+    "Bootstrap",
+    "ForwardTopics",
+    "Forwarding",
+    "Outbox",
+    "Samples",
+    "Sasl",
+    "Security",
+    "Summaries",
+]
 
 _BOOTSTRAP_RE = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:\d{1,5}$")
 
@@ -43,6 +54,8 @@ class ForwardTopics(Frozen):
 
     alerts: TopicName = "fleet.alerts"
     summaries: TopicName = "fleet.summaries"
+    samples: TopicName = "fleet.samples"
+    rollout: TopicName = "fleet.rollout"  # RolloutEvent, uplinked from edge.rollout
 
 
 class Outbox(Frozen):
@@ -83,12 +96,55 @@ class Security(Frozen):
     sasl: Sasl | None = None
 
 
+class Samples(Frozen):
+    """Sampled valid readings for the cloud's drift detection and retraining.
+
+    The gateway emits every valid reading with ``seq % every == 0`` (readings without a
+    sequence number, ``seq = -1``, are never sampled) as a SensorReading (tags ``gateway_id``,
+    ``model_version``) to ``edge.samples``; the forwarder sends them to ``topics.samples``
+    with the lowest priority (after summaries, first dropped when the outbox is over budget).
+
+    ``every``: 1 in ``every`` readings per device. The default 500 gives, at 10 Hz, one
+    sample per device every 50 s: 6 per device per 5 minutes (300 per device type per
+    5-minute drift window at 50 devices) for about 0.1 % of the raw sensor bytes. Fleets with
+    few devices per type need a denser rate (``topologies/default.yaml``: 20). ``linger``:
+    how long the forwarder keeps samples in its outbox to send them together, in one
+    compressed batch instead of one request each (a backlog goes at once).
+    """
+
+    enabled: Bool = True
+    every: PositiveInt = 500
+    linger: Duration = 10_000
+
+
+class Summaries(Frozen):
+    """What of each WindowSummary goes over the wire to the cloud.
+
+    ``count``/``sum``/``min``/``max``/``m2`` of every channel always travel (they merge
+    exactly); ``mean`` and ``std`` never do: they are derived (``sum / count``,
+    ``sqrt(m2 / count)``; :func:`edgestream.forward.records.complete_summary`), as is an
+    original window's ``summary_id``. ``quantiles``: send ``p50``/``p95``; ``last``: send the
+    value of the latest reading. ``scopes``/``windows``: which summaries are forwarded
+    (default: every scope and window size the gateway computes). ``linger``: how long the
+    forwarder keeps summaries in its outbox so that the windows that close together (every
+    device's, each window) travel as one compressed batch (a backlog goes at once).
+    """
+
+    quantiles: Bool = False
+    last: Bool = False
+    linger: Duration = 1_000
+    scopes: tuple[Literal["device", "site"], ...] = ("device", "site")
+    windows: tuple[PositiveDuration, ...] | None = None
+
+
 class Forwarding(Frozen):
-    """Forwarding of alerts and window summaries to the cloud broker.
+    """Forwarding of alerts, window summaries and sampled readings to the cloud broker.
 
     ``bootstrap`` omitted: the embedded stack's cloud broker. ``priorities`` is the drain
     order (alerts first); ``rollup`` the coarser window sizes summaries are rolled up into when
-    the outbox is over budget; ``linger``/``batch_bytes`` tune the producer.
+    the outbox is over budget; ``linger``/``batch_bytes`` tune the producer of summaries and
+    samples (alerts wait at most 5 ms); ``summaries``: what of a summary is forwarded;
+    ``samples``: the sampled-readings channel.
     """
 
     bootstrap: Bootstrap | None = None
@@ -96,6 +152,8 @@ class Forwarding(Frozen):
     outbox: Outbox = Outbox()
     priorities: tuple[Literal["alerts", "summaries"], ...] = ("alerts", "summaries")
     rollup: tuple[PositiveDuration, ...] = (10_000, 60_000, 600_000)
+    summaries: Summaries = Summaries()
+    samples: Samples = Samples()
     compression: Literal["zstd", "lz4", "none"] = "zstd"
     linger: Duration = 50
     batch_bytes: ByteSize = 1_000_000

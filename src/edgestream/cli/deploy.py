@@ -1,0 +1,100 @@
+"""``edgestream deploy TOPOLOGY``: print the plan, apply it locally, or write Kubernetes
+manifests.
+
+    edgestream deploy topologies/default.yaml --dry-run
+    edgestream deploy topologies/default.yaml            # topics, schemas, local processes
+    edgestream deploy topologies/default.yaml --down     # stop those processes
+    edgestream deploy topologies/factory_vibration.yaml --target k8s --out deploy/k8s/factory
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from edgestream.core.exceptions import EdgestreamError
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``deploy`` command to the root CLI."""
+    app.command("deploy")(deploy_command)
+
+
+def deploy_command(
+    topology: Path = typer.Argument(..., help="Topology YAML file.", show_default=False),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Print what would be done; change nothing."
+    ),
+    target: str = typer.Option("local", "--target", help="local (brokers + processes) or k8s."),
+    out: Path = typer.Option(
+        None, "--out", help="k8s: folder of the manifests (default deploy/k8s/<topology name>)."
+    ),
+    image: str = typer.Option("edgestream:0.1.0", "--image", help="k8s: the edgestream image."),
+    broker_image: str = typer.Option(
+        "ghcr.io/tansu-io/tansu:0.6.0",
+        "--broker-image",
+        help="k8s: image of the edge broker sidecar (gateways without bootstrap).",
+    ),
+    namespace: str = typer.Option(None, "--namespace", help="k8s: namespace of the objects."),
+    registry: str = typer.Option(
+        "http://schema-registry:8081",
+        "--registry",
+        help="k8s: registry URL when the topology has none.",
+    ),
+    cloud_bootstrap: str = typer.Option(
+        "kafka:9092",
+        "--cloud-bootstrap",
+        help="k8s: cloud brokers when the topology's forwarding.bootstrap is not set.",
+    ),
+    processes: bool = typer.Option(
+        True,
+        "--processes/--no-processes",
+        help="local: start the gateway/forwarder/cloud processes.",
+    ),
+    cloud_jobs: bool = typer.Option(
+        True, "--cloud-jobs/--no-cloud-jobs", help="local: start the Flink jobs process too."
+    ),
+    down: bool = typer.Option(False, "--down", help="local: stop the processes deploy started."),
+) -> None:
+    """Deploy a topology: topics with partitions/configs, schemas, gateway workers, forwarders
+    and the Flink jobs. Idempotent: a second run reports everything unchanged."""
+    from edgestream.core.topology import load_topology
+    from edgestream.deploy import (
+        K8sOptions,
+        apply_local,
+        build_plan,
+        manifests,
+        render_changes,
+        render_plan,
+        stop_local,
+        write_manifests,
+    )
+    from edgestream.deploy.render import table
+
+    if target not in ("local", "k8s"):
+        raise EdgestreamError(f"--target {target!r}: expected local or k8s")
+    loaded = load_topology(topology)
+    if down:
+        stopped = stop_local(loaded)
+        typer.echo(f"stopped {len(stopped)} process(es): {', '.join(stopped) or 'none running'}")
+        return
+    if target == "k8s":
+        opts = K8sOptions(image, broker_image, namespace, registry, cloud_bootstrap)
+        folder = out or Path("deploy") / "k8s" / loaded.name
+        if dry_run:
+            rows = [
+                (file, obj["kind"], obj["metadata"]["name"])
+                for file, objs in manifests(loaded, opts).items()
+                for obj in objs
+            ]
+            typer.echo(table(f"manifests for {folder}", ("file", "kind", "name"), rows))
+            return
+        written = write_manifests(loaded, folder, opts)
+        typer.echo(table(f"manifests in {folder}", ("file", "action"), sorted(written.items())))
+        return
+    if dry_run:
+        typer.echo(render_plan(build_plan(loaded)), nl=False)
+        return
+    changes = apply_local(loaded, processes=processes, cloud_jobs=cloud_jobs)
+    typer.echo(render_changes(changes), nl=False)

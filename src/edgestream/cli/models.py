@@ -1,0 +1,177 @@
+"""``edgestream models keygen|list|publish|promote|rollback``: signed models for operators.
+
+Usage:
+
+    edgestream models keygen --out ~/.edgestream/keys
+    edgestream models list --topology topologies/default.yaml --json
+    edgestream models publish model.onnx --version v7 -t topologies/default.yaml
+    edgestream models promote reefer-ae v7
+    edgestream models rollback reefer-ae v7
+
+Signing uses the topology's ``retraining.signing`` key (``$EDGESTREAM_SIGNING_KEY`` unless
+set); cloud endpoints: options, then the topology, then the running embedded stack.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(
+    help="Signed models: key pairs, versions on fleet.models, operator promote and rollback.",
+    no_args_is_help=True,
+)
+_out = Console()
+
+
+@app.command("keygen")
+def keygen(
+    out: Path = typer.Option(..., "--out", help="Directory for the PEM key pair (created)."),
+) -> None:
+    """Write a new Ed25519 key pair (private key mode 0600) for signing model updates."""
+    from edgestream.core.topology.cloud import Signing
+    from edgestream.ml.signing import generate_key_pair, key_id, load_public_key
+
+    private, public = generate_key_pair(out)
+    fingerprint = key_id(load_public_key(Signing(public_key_file=public)))
+    _out.print(f"private key: {private} (0600, keep it off gateways and out of git)")
+    _out.print(f"public key:  {public}")
+    _out.print(f"key_id:      {fingerprint}")
+
+
+def _context(
+    topology: Path | None, cloud_bootstrap: str | None, registry: str | None
+) -> tuple[Any, Any]:
+    from edgestream.core.endpoints import cloud_endpoints
+    from edgestream.core.topology import load_topology
+    from edgestream.loop.up import default_topology
+
+    topo = load_topology(topology or default_topology())
+    return topo, cloud_endpoints(cloud_bootstrap, registry, topo)
+
+
+_TOPOLOGY = typer.Option(None, "--topology", "-t", help="Topology YAML (default: shipped).")
+_BOOTSTRAP = typer.Option(None, "--cloud-bootstrap", help="Cloud broker HOST:PORT.")
+_REGISTRY = typer.Option(None, "--registry", help="Schema registry URL.")
+_JSON = typer.Option(False, "--json", help="Last line: the result as JSON.")
+
+
+@app.command("list")
+def list_cmd(
+    topology: Path = _TOPOLOGY,
+    cloud_bootstrap: str = _BOOTSTRAP,
+    registry: str = _REGISTRY,
+    as_json: bool = _JSON,
+) -> None:
+    """Versions on fleet.models, their state, and each gateway's rollout state."""
+    from edgestream.ml.operations import model_table
+
+    topo, endpoints = _context(topology, cloud_bootstrap, registry)
+    table = model_table(topo, endpoints)
+    if as_json:
+        print(json.dumps(table))
+        return
+    view = Table(title=f"models on {topo.cloud.models_topic}")
+    for column in (
+        "model",
+        "version",
+        "state",
+        "parent",
+        "sha256",
+        "threshold",
+        "gates",
+        "gateways",
+    ):
+        view.add_column(column)
+    for row in table["models"]:
+        gates = row["metrics"].get("gates_pass")
+        view.add_row(
+            row["model_name"],
+            row["version"],
+            row["state"],
+            row["parent_version"] or "-",
+            (row["sha256"] or "")[:12],
+            f"{row['threshold']:.4g}" if row["threshold"] is not None else "-",
+            "-" if gates is None else ("pass" if gates else "FAIL"),
+            ", ".join(f"{g}: {e}" for g, e in sorted(row["gateways"].items())) or "-",
+        )
+    _out.print(view)
+    for gateway, models in sorted(table["live"].items()):
+        live = ", ".join(f"{m} {v}" for m, v in sorted(models.items()))
+        _out.print(f"{gateway} serves {live}")
+
+
+@app.command("publish")
+def publish_cmd(
+    model: Path = typer.Argument(..., help="ONNX file; its sidecar JSON lies beside it."),
+    device_type: str = typer.Option(None, "--device-type", help="Model slot (default: sidecar)."),
+    version: str = typer.Option(None, "--version", help="Version label (default: next vN)."),
+    parent: str = typer.Option(None, "--parent", help="Version it replaces (default: live)."),
+    topology: Path = _TOPOLOGY,
+    cloud_bootstrap: str = _BOOTSTRAP,
+    registry: str = _REGISTRY,
+    as_json: bool = _JSON,
+) -> None:
+    """Sign an ONNX model + sidecar and publish it as a candidate (canaries shadow it)."""
+    from edgestream.ml.operations import publish_file
+    from edgestream.ml.signing import load_private_key
+
+    topo, endpoints = _context(topology, cloud_bootstrap, registry)
+    key = load_private_key(topo.retraining.signing)
+    update = publish_file(topo, endpoints, key, model, device_type, version, parent)
+    _report(update, as_json)
+
+
+@app.command("promote")
+def promote_cmd(
+    model_name: str = typer.Argument(..., help="Model name (topology models.<type>.name)."),
+    version: str = typer.Argument(..., help="Version to make live on every gateway."),
+    topology: Path = _TOPOLOGY,
+    cloud_bootstrap: str = _BOOTSTRAP,
+    registry: str = _REGISTRY,
+    as_json: bool = _JSON,
+) -> None:
+    """Make a published version live on all gateways (skips the canary decision)."""
+    from edgestream.ml.operations import operator_action
+
+    topo, endpoints = _context(topology, cloud_bootstrap, registry)
+    _report(operator_action(topo, endpoints, model_name, version, "promote"), as_json)
+
+
+@app.command("rollback")
+def rollback_cmd(
+    model_name: str = typer.Argument(..., help="Model name (topology models.<type>.name)."),
+    version: str = typer.Argument(..., help="Version to drop (candidate) or leave (live)."),
+    topology: Path = _TOPOLOGY,
+    cloud_bootstrap: str = _BOOTSTRAP,
+    registry: str = _REGISTRY,
+    as_json: bool = _JSON,
+) -> None:
+    """Drop a candidate, or return gateways from a live version to its parent."""
+    from edgestream.ml.operations import operator_action
+
+    topo, endpoints = _context(topology, cloud_bootstrap, registry)
+    _report(operator_action(topo, endpoints, model_name, version, "rollback"), as_json)
+
+
+def _report(update: dict[str, Any], as_json: bool) -> None:
+    shown = {
+        "model_name": update["model_name"],
+        "version": update["version"],
+        "action": update["action"],
+        "parent_version": update.get("parent_version"),
+        "sha256": update["sha256"],
+        "key_id": update.get("key_id"),
+    }
+    if as_json:
+        print(json.dumps(shown))
+        return
+    _out.print(
+        f"published {shown['action']} {shown['model_name']} {shown['version']} "
+        f"(parent {shown['parent_version']}, key {shown['key_id']})"
+    )

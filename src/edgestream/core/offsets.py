@@ -1,0 +1,79 @@
+"""Exact end offsets of a topic, on real Kafka and on the embedded Tansu broker.
+
+Tansu answers ListOffsets(latest) with the base offset of the last stored batch + 1, not the
+log end (DESIGN.md), but its Fetch responses carry the right high watermark. So the end of a
+partition is read from a fetch: start at the (possibly low) ListOffsets answer, read up to the
+first end-of-partition event (librdkafka's ``enable.partition.eof``), whose offset is the high
+watermark of that fetch. At most the last batch is read again; on real Kafka, nothing.
+"""
+
+from __future__ import annotations
+
+import time
+
+from edgestream.core.exceptions import ServiceUnavailable
+
+__all__ = ["exact_end_offsets", "partitions_of"]
+
+
+def partitions_of(consumer: object, topic: str, timeout: float = 10.0) -> list[int] | None:
+    """The partition ids of ``topic`` (sorted), None when the topic does not exist."""
+    meta = consumer.list_topics(topic, timeout=timeout)  # type: ignore[attr-defined]
+    found = meta.topics.get(topic)
+    if found is None or found.error is not None or not found.partitions:
+        return None
+    return sorted(found.partitions)
+
+
+def exact_end_offsets(
+    bootstrap: str,
+    topic: str,
+    client_settings: dict[str, object] | None = None,
+    timeout: float = 30.0,
+) -> dict[int, int]:
+    """Partition -> end offset (the offset the next record will get); {} for a missing topic."""
+    from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+
+    conf: dict[str, object] = {
+        "bootstrap.servers": bootstrap,
+        "group.id": "edgestream-offsets",
+        "enable.auto.commit": False,
+        "enable.partition.eof": True,
+        "fetch.wait.max.ms": 10,
+        "log_level": 2,
+        **(client_settings or {}),
+    }
+    consumer = Consumer(conf)
+    try:
+        try:
+            parts = partitions_of(consumer, topic, timeout)
+        except KafkaException as error:
+            raise ServiceUnavailable(
+                f"no Kafka broker answers at {bootstrap} ({error.args[0].str()}): start it "
+                "(`edgestream stack start`) or pass --bootstrap HOST:PORT"
+            ) from None
+        if parts is None:
+            return {}
+        starts = []
+        for p in parts:
+            _low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+            starts.append(TopicPartition(topic, p, max(high, 0)))
+        consumer.assign(starts)
+        ends: dict[int, int] = {}
+        deadline = time.monotonic() + timeout
+        while len(ends) < len(parts):
+            if time.monotonic() > deadline:
+                missing = sorted(set(parts) - set(ends))
+                raise ServiceUnavailable(
+                    f"{topic}: no end of partition(s) {missing} within {timeout:g} s from "
+                    f"{bootstrap}: is the broker overloaded?"
+                )
+            msg = consumer.poll(0.5)
+            if msg is None:
+                continue
+            error = msg.error()
+            if error is not None and error.code() == KafkaError._PARTITION_EOF:
+                ends.setdefault(msg.partition(), msg.offset())
+        return ends
+    finally:
+        consumer.close()

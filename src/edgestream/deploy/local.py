@@ -1,0 +1,354 @@
+"""Apply a plan to running brokers and a registry, and start the local processes.
+
+Idempotent: topics that exist are left alone (a partition count that differs from the plan
+is reported, never changed silently), a schema already registered under its subject is not
+registered again, and a process recorded in the run dir that still runs the same command is
+kept. Running ``deploy`` twice reports ``unchanged`` for everything the second time.
+
+Processes run detached (their own session, logs in ``<run dir>/logs``); ``<run dir>/
+processes.json`` records pid, start time and command, so ``deploy`` recognises them (a reused
+pid is not ours) and ``deploy --down`` stops them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from edgestream.core.exceptions import EdgestreamError
+from edgestream.core.topology import Topology
+from edgestream.deploy.exceptions import DeployError
+from edgestream.deploy.plan import CLOUD, Plan, ProcessSpec, build_plan
+
+__all__ = ["Change", "Targets", "apply_local", "run_dir", "stop_local"]
+
+STATE_FILE = "processes.json"
+
+
+@dataclass(frozen=True)
+class Change:
+    """One line of the apply report."""
+
+    section: str  # topics | schemas | processes | stack
+    target: str
+    name: str
+    action: str  # created | registered | started | restarted | unchanged | differs | skipped
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Targets:
+    """Where the plan goes: broker name -> bootstrap, and the registry URL."""
+
+    brokers: dict[str, str]
+    registry: str
+
+
+def run_dir(topology: Topology) -> Path:
+    """Where the local processes of ``topology`` keep their pids and logs."""
+    from edgestream.core.paths import home_dir
+
+    return home_dir() / "deploy" / topology.name
+
+
+def resolve_targets(topology: Topology, plan: Plan, changes: list[Change]) -> Targets:
+    """Configured brokers/registry, else the embedded stack (started here when needed, with
+    one broker per gateway that has no ``bootstrap``)."""
+    brokers = {name: addr for name, addr in plan.brokers.items() if addr}
+    registry = topology.registry
+    missing = [name for name in plan.brokers if name not in brokers]
+    if missing or registry is None:
+        from edgestream.core.stack import Stack
+
+        stack = Stack()
+        before = stack.status()
+        names = [g.id for g in topology.gateways if g.bootstrap is None] or [
+            g.id for g in topology.gateways[:1]
+        ]
+        try:
+            status = stack.start(gateways=before.gateways or names)
+        except EdgestreamError as error:
+            raise DeployError(f"embedded stack: {error}") from None
+        wanted = [n.split(":", 1)[1] for n in missing if n != CLOUD]
+        absent = [n for n in wanted if n not in status.gateways]
+        if absent:
+            raise DeployError(
+                f"the embedded stack runs gateway brokers {', '.join(status.gateways)}, but the "
+                f"topology needs {', '.join(absent)}: run `edgestream stack stop` (the deploy "
+                "starts the right ones) or give those gateways a bootstrap"
+            )
+        ends = status.endpoints()
+        action = "unchanged" if before.running else "started"
+        changes.append(
+            Change("stack", "embedded", "brokers + registry", action, str(stack.data_dir))
+        )
+        edge: dict[str, str] = ends["edge"]  # type: ignore[assignment]
+        for name in missing:
+            brokers[name] = str(ends["cloud"]) if name == CLOUD else edge[name.split(":", 1)[1]]
+        registry = registry or str(ends["registry"])
+    return Targets(brokers, str(registry))
+
+
+# --- topics ------------------------------------------------------------------------------------
+
+
+def _apply_topics(plan: Plan, targets: Targets, changes: list[Change], settings: dict) -> None:
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from edgestream.core.broker import wait_broker
+
+    for broker, bootstrap in targets.brokers.items():
+        topics = plan.topics_on(broker)
+        if not topics:
+            continue
+        wait_broker(bootstrap.split(",")[0], timeout=15)
+        conf = {"bootstrap.servers": bootstrap, "log_level": 3}
+        if broker == CLOUD:
+            conf.update(settings)
+        admin = AdminClient(conf)
+        existing = admin.list_topics(timeout=15).topics
+        new = []
+        for topic in topics:
+            found = existing.get(topic.name)
+            if found is None or found.error is not None:
+                new.append(topic)
+                continue
+            parts = len(found.partitions)
+            if parts == topic.partitions:
+                changes.append(Change("topics", broker, topic.name, "unchanged", f"{parts}p"))
+            else:
+                detail = f"{parts} partitions, plan {topic.partitions}: not changed"
+                changes.append(Change("topics", broker, topic.name, "differs", detail))
+        if not new:
+            continue
+        futures = admin.create_topics(
+            [NewTopic(t.name, t.partitions, 1, config=dict(t.configs)) for t in new],
+            request_timeout=15,
+        )
+        for topic in new:
+            try:
+                futures[topic.name].result(15)
+            except Exception as error:  # KafkaException: one line per topic, keep going
+                raise DeployError(f"{broker}: cannot create topic {topic.name}: {error}") from None
+            changes.append(Change("topics", broker, topic.name, "created", f"{topic.partitions}p"))
+
+
+# --- schemas -----------------------------------------------------------------------------------
+
+
+def _apply_schemas(plan: Plan, registry: str, changes: list[Change]) -> None:
+    from confluent_kafka.schema_registry import Schema, SchemaRegistryError
+
+    from edgestream.core.registry.client import registry_call, registry_client
+    from edgestream.core.serde import load_schema
+
+    client = registry_client(registry)
+    for spec in plan.schemas:
+        text = json.dumps(load_schema(spec.record), separators=(",", ":"))
+        schema = Schema(text, "AVRO")
+        with registry_call(client):
+            try:
+                found = client.lookup_schema(spec.subject, schema)
+                detail = f"{spec.record} id {found.schema_id} v{found.version}"
+                changes.append(Change("schemas", "registry", spec.subject, "unchanged", detail))
+                continue
+            except SchemaRegistryError as error:
+                if error.http_status_code != 404:
+                    raise
+            try:
+                schema_id = client.register_schema(spec.subject, schema)
+            except SchemaRegistryError as error:
+                raise DeployError(
+                    f"registry {registry}: {spec.subject} refused {spec.record}: "
+                    f"{error.error_message} (check with `edgestream schemas check`)"
+                ) from None
+            detail = f"{spec.record} id {schema_id}"
+            changes.append(Change("schemas", "registry", spec.subject, "registered", detail))
+
+
+# --- processes --------------------------------------------------------------------------------
+
+
+def _start_time(pid: int) -> int | None:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return None if fields[0] in ("Z", "X") else int(fields[19])
+
+
+@dataclass
+class _Running:
+    pid: int
+    started: int | None
+    argv: list[str]
+    identity: str
+
+    def alive(self) -> bool:
+        return self.started is not None and _start_time(self.pid) == self.started
+
+
+def _load_state(folder: Path) -> dict[str, _Running]:
+    try:
+        raw = json.loads((folder / STATE_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return {name: _Running(**spec) for name, spec in raw.items()}
+
+
+def _save_state(folder: Path, state: dict[str, _Running]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / (STATE_FILE + ".tmp")
+    tmp.write_text(json.dumps({n: asdict(r) for n, r in state.items()}, indent=2))
+    os.replace(tmp, folder / STATE_FILE)
+
+
+def _terminate(running: _Running, timeout: float = 20.0) -> None:
+    if not running.alive():
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(running.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while running.alive() and time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitpid(running.pid, os.WNOHANG)
+        time.sleep(0.1)
+    if running.alive():
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(running.pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(running.pid, 0)
+
+
+def _process_argv(spec: ProcessSpec, topology: Topology, targets: Targets, folder: Path) -> list:
+    path = topology.source
+    if path is None:
+        raise DeployError("deploy needs a topology loaded from a file")
+    registry = ("--registry", targets.registry)
+    if spec.kind == "edge-worker":
+        extra = (
+            "--bootstrap",
+            targets.brokers[f"edge:{spec.gateway}"],
+            *registry,
+            "--data-dir",
+            str(folder / "gateways" / str(spec.gateway)),
+        )
+    elif spec.kind == "forwarder":
+        extra = (
+            "--edge-bootstrap",
+            targets.brokers[f"edge:{spec.gateway}"],
+            "--cloud-bootstrap",
+            targets.brokers[CLOUD],
+            *registry,
+            "--data-dir",
+            str(folder / "gateways" / str(spec.gateway)),
+        )
+    else:
+        extra = ()
+    return spec.argv(path, extra)
+
+
+def _cloud_cli_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("edgestream.cli.cloud") is not None
+
+
+def _apply_processes(
+    plan: Plan,
+    topology: Topology,
+    targets: Targets,
+    changes: list[Change],
+    folder: Path,
+    cloud_jobs: bool,
+) -> None:
+    state = _load_state(folder)
+    logs = folder / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    for spec in plan.processes:
+        if spec.kind == "flink-jobs" and not cloud_jobs:
+            changes.append(Change("processes", "local", spec.name, "skipped", "--no-cloud-jobs"))
+            continue
+        if spec.kind == "flink-jobs" and not _cloud_cli_available():
+            detail = "`edgestream cloud run` is not in this build"
+            changes.append(Change("processes", "local", spec.name, "skipped", detail))
+            continue
+        argv = _process_argv(spec, topology, targets, folder)
+        identity = hashlib.sha256(json.dumps([argv, plan.fingerprint]).encode()).hexdigest()[:16]
+        current = state.get(spec.name)
+        if current is not None and current.alive() and current.identity == identity:
+            changes.append(
+                Change("processes", "local", spec.name, "unchanged", f"pid {current.pid}")
+            )
+            continue
+        action = "started"
+        if current is not None and current.alive():
+            _terminate(current)
+            action = "restarted"
+        with (logs / f"{spec.name}.log").open("ab") as log:
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
+            )
+        state[spec.name] = _Running(proc.pid, _start_time(proc.pid), argv, identity)
+        _save_state(folder, state)
+        changes.append(Change("processes", "local", spec.name, action, f"pid {proc.pid}"))
+    for name in sorted(set(state) - {p.name for p in plan.processes}):
+        _terminate(state.pop(name))  # no longer in the topology
+        changes.append(Change("processes", "local", name, "stopped", "not in the topology"))
+    _save_state(folder, state)
+
+
+def apply_local(
+    topology: Topology,
+    processes: bool = True,
+    cloud_jobs: bool = True,
+    folder: Path | None = None,
+) -> list[Change]:
+    """Apply ``topology`` to its brokers and registry and start its processes (see module)."""
+    from edgestream.forward.security import resolve_security
+
+    plan = build_plan(topology)
+    changes: list[Change] = []
+    targets = resolve_targets(topology, plan, changes)
+    settings: dict[str, Any] = {}
+    if topology.forwarding.bootstrap:
+        settings = resolve_security(topology).client_config()
+    _apply_topics(plan, targets, changes, settings)
+    _apply_schemas(plan, targets.registry, changes)
+    if processes:
+        folder = folder or run_dir(topology)
+        _apply_processes(plan, topology, targets, changes, folder, cloud_jobs)
+    return changes
+
+
+def stop_local(topology: Topology, folder: Path | None = None) -> list[str]:
+    """Stop the processes ``deploy`` started for ``topology``; returns their names."""
+    folder = folder or run_dir(topology)
+    state = _load_state(folder)
+    stopped = []
+    for name, running in state.items():
+        if running.alive():
+            stopped.append(name)
+        _terminate(running)
+    with contextlib.suppress(FileNotFoundError):
+        (folder / STATE_FILE).unlink()
+    return stopped
+
+
+def process_status(topology: Topology, folder: Path | None = None) -> dict[str, int | None]:
+    """Name -> pid of each recorded process (None when it no longer runs)."""
+    state = _load_state(folder or run_dir(topology))
+    return {name: (r.pid if r.alive() else None) for name, r in state.items()}

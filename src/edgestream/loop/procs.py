@@ -1,0 +1,113 @@
+"""The processes ``edgestream up`` supervises: each an ``edgestream ...`` subprocess with its
+own log and metrics port file, restarted when it exits, stopped with SIGTERM (SIGKILL after a
+grace period). Children die with the loop even when it is killed (``PR_SET_PDEATHSIG``).
+
+>>> p = Managed("gw-1 worker", ["edge", "run", "t.yaml"], Path("/tmp/x.log"), Path("/tmp/gw-1"),
+...             "edge")
+>>> p.argv[1:4], p.alive, p.metrics_url is None
+(['-m', 'edgestream.cli.main', 'edge'], False, True)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edgestream.core.metrics import read_port
+
+__all__ = ["Managed"]
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec (Linux)
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@dataclass
+class Managed:
+    """One supervised ``edgestream`` subprocess (``args`` after ``edgestream``)."""
+
+    name: str
+    args: list[str]
+    log: Path
+    data_dir: Path  # where it writes ``<process>.metrics-port``
+    process: str  # its metrics process name (``edge``, ``forward``, ``cloud``, ``retrain``)
+    env: dict[str, str] = field(default_factory=dict)
+    restarts: int = 0
+    last_exit: int | None = None
+    proc: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
+
+    @property
+    def argv(self) -> list[str]:
+        return [sys.executable, "-m", "edgestream.cli.main", *self.args]
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.proc is None else self.proc.pid
+
+    @property
+    def metrics_port(self) -> int | None:
+        return read_port(self.data_dir, self.process) if self.proc is not None else None
+
+    @property
+    def metrics_url(self) -> str | None:
+        port = self.metrics_port
+        return None if port is None else f"http://127.0.0.1:{port}/metrics"
+
+    def start(self) -> Managed:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):  # a stale port of an earlier run
+            (self.data_dir / f"{self.process}.metrics-port").unlink()
+        env = {**os.environ, **self.env, "EDGESTREAM_METRICS_PORT": "0"}
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                self.argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            )
+        self.started_at = time.monotonic()
+        return self
+
+    def check(self) -> bool:
+        """True while it runs; an exited process is restarted (its state is crash-safe)."""
+        if self.proc is None or self.alive:
+            return self.proc is not None
+        self.last_exit = self.proc.returncode
+        self.restarts += 1
+        self.start()
+        return False
+
+    def terminate(self) -> None:
+        """Ask it to stop (SIGTERM); :meth:`stop` waits."""
+        if self.alive:
+            assert self.proc is not None
+            self.proc.send_signal(signal.SIGTERM)
+
+    def stop(self, grace: float = 20.0) -> None:
+        """SIGTERM, wait up to ``grace`` seconds, then SIGKILL."""
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)

@@ -1,0 +1,164 @@
+"""What ``fleet.models`` says: every ModelUpdate published, versions per model, next version.
+
+:func:`read_topic` reads a cloud topic from its beginning up to its exact end (fetch-based,
+:mod:`edgestream.core.offsets`); :class:`ModelHistory` folds the ModelUpdates.
+
+>>> h = ModelHistory([{"model_name": "m", "version": "v2", "action": "candidate"},
+...                   {"model_name": "m", "version": "v2", "action": "promote"}])
+>>> h.next_version("m", floor="v1"), h.state("m", "v2"), h.latest_live("m")
+('v3', 'promote', 'v2')
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from edgestream.core.exceptions import ServiceUnavailable
+
+__all__ = ["ModelHistory", "action_update", "read_topic", "version_number"]
+
+_VERSION = re.compile(r"v(\d+)$")
+
+
+def version_number(version: str | None) -> int:
+    """The N of a ``vN`` version label (a ``name-vN`` form too); 0 for anything else.
+
+    >>> version_number("v12"), version_number("reefer-ae-v3"), version_number("x")
+    (12, 3, 0)
+    """
+    found = _VERSION.search(version or "")
+    return int(found.group(1)) if found else 0
+
+
+@dataclass
+class ModelHistory:
+    """ModelUpdates in topic order (one partition per model name keeps them ordered)."""
+
+    updates: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, update: dict[str, Any]) -> None:
+        self.updates.append(update)
+
+    def of(self, model_name: str) -> list[dict[str, Any]]:
+        return [u for u in self.updates if u.get("model_name") == model_name]
+
+    def candidate(self, model_name: str, version: str) -> dict[str, Any] | None:
+        """The last ``candidate`` record of a version (the one with the artifact)."""
+        found = None
+        for u in self.of(model_name):
+            if u.get("version") == version and u.get("action", "candidate") == "candidate":
+                found = u
+        return found
+
+    def state(self, model_name: str, version: str) -> str | None:
+        """The last action published for a version."""
+        found = None
+        for u in self.of(model_name):
+            if u.get("version") == version:
+                found = u.get("action", "candidate")
+        return found
+
+    def versions(self, model_name: str) -> list[str]:
+        """Versions in first-published order."""
+        return list(dict.fromkeys(u["version"] for u in self.of(model_name)))
+
+    def next_version(self, model_name: str, floor: str | None = None) -> str:
+        """``v<N+1>`` for the highest N seen on the topic (and in ``floor``)."""
+        numbers = [version_number(v) for v in self.versions(model_name)]
+        return f"v{max([version_number(floor), *numbers]) + 1}"
+
+    def latest_live(self, model_name: str) -> str | None:
+        """The version the last ``promote`` made live, or the ``rollback`` returned to."""
+        live = None
+        for u in self.of(model_name):
+            action = u.get("action", "candidate")
+            if action == "promote":
+                live = u["version"]
+            elif action == "rollback" and live == u["version"]:
+                live = u.get("parent_version")
+        return live
+
+    def request_ids(self) -> set[str]:
+        """RetrainRequest ids that already led to a version."""
+        return {u["retrain_request_id"] for u in self.updates if u.get("retrain_request_id")}
+
+    @classmethod
+    def read(
+        cls,
+        bootstrap: str,
+        topic: str,
+        registry: Any,
+        client_settings: dict[str, object] | None = None,
+    ) -> ModelHistory:
+        """Everything on ``topic`` now (an empty history when the topic does not exist)."""
+        from edgestream.core.serde import AvroDeserializer
+
+        decode = AvroDeserializer(registry)
+        return cls([decode(v) for _p, _o, v in read_topic(bootstrap, topic, client_settings)])
+
+
+def action_update(
+    candidate: dict[str, Any], action: str, now_ms: int | None = None
+) -> dict[str, Any]:
+    """A ``promote`` / ``rollback`` record for a published candidate.
+
+    It repeats the candidate's signed fields and signature (no artifact), so a gateway can
+    check it names exactly the version it verified (``verify_update(...,
+    require_artifact=False)``).
+    """
+    if action not in ("promote", "rollback"):
+        raise ValueError(f"action must be promote or rollback, got {action!r}")
+    return {
+        **candidate,
+        "action": action,
+        "artifact": None,
+        "created_at": now_ms if now_ms is not None else int(time.time() * 1000),
+        "metrics": {},
+        "baseline": [],
+    }
+
+
+def read_topic(
+    bootstrap: str,
+    topic: str,
+    client_settings: dict[str, object] | None = None,
+    timeout: float = 30.0,
+) -> Iterable[tuple[int, int, bytes]]:
+    """(partition, offset, value) of every record of ``topic`` from the start to its end now."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from edgestream.core.broker import consumer_config
+    from edgestream.core.offsets import exact_end_offsets
+
+    ends = exact_end_offsets(bootstrap, topic, client_settings, timeout=timeout)
+    todo = {p: end for p, end in ends.items() if end > 0}
+    if not todo:
+        return []
+    conf = consumer_config(bootstrap, "edgestream-read", **{"enable.auto.commit": False})
+    conf.update(client_settings or {})
+    consumer = Consumer(conf)
+    out: list[tuple[int, int, bytes]] = []
+    try:
+        consumer.assign([TopicPartition(topic, p, 0) for p in todo])
+        deadline = time.monotonic() + timeout
+        left = dict(todo)
+        while left:
+            if time.monotonic() > deadline:
+                raise ServiceUnavailable(
+                    f"{topic}: could not read to the end within {timeout:g} s from {bootstrap}"
+                )
+            for msg in consumer.consume(1000, timeout=0.5):
+                if msg.error() is not None:
+                    continue
+                p, offset = msg.partition(), msg.offset()
+                if p in left and offset < left[p]:
+                    out.append((p, offset, msg.value()))
+                    if offset >= left[p] - 1:
+                        del left[p]
+    finally:
+        consumer.close()
+    return out
