@@ -4,6 +4,7 @@
 #   bash deploy/local/dev.sh up --duration 180     # the main job on the embedded default
 #   bash deploy/local/dev.sh test                  # the test suite (extra args go to pytest)
 #   bash deploy/local/dev.sh setup                 # only set up
+#   bash deploy/local/dev.sh soak                  # 30-min soak (EDGESTREAM_SOAK_MINUTES=N)
 #   bash deploy/local/dev.sh <any edgestream command ...>
 set -euo pipefail
 
@@ -79,8 +80,14 @@ case "$cmd" in
     cd "$ROOT"
     exec "$VENV/bin/python" -m pytest "$@"
     ;;
+  soak)
+    shift
+    setup
+    cd "$ROOT"
+    exec "$VENV/bin/python" -m pytest -m soak tests/test_soak.py -s "$@"
+    ;;
   help | -h | --help)
-    sed -n '2,9p' "$0"
+    sed -n '2,8p' "$0"
     ;;
   *)
     setup

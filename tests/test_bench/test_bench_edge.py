@@ -14,11 +14,12 @@ from typer.testing import CliRunner
 
 from edgestream.bench import BenchError, EdgeBenchParams
 from edgestream.bench.edge import bench_topology
+from edgestream.bench.results import load_results, render_section, results_dir
 from edgestream.cli.bench import app
 from edgestream.core.topology import load_topology
 from tests.conftest import pids_of
 
-MODULES = ["common", "edge", "profiling", "raw", "report", "stages", "worker"]
+MODULES = ["common", "edge", "profiling", "raw", "report", "results", "stages", "worker"]
 
 
 @pytest.mark.parametrize("name", MODULES)
@@ -84,3 +85,12 @@ def test_tiny_run_gives_one_consistent_json_line(tmp_path: Path) -> None:
     assert r["resources"]["broker_rss_mb"] > 0 and r["resources"]["worker_peak_rss_mb"] > 0
 
     assert not pids_of(str(work)), "the benchmark left processes running"
+
+    # the JSON line is saved as the last edge result, and the README table is made from it
+    saved = json.loads((results_dir() / "edge.json").read_text())
+    assert {k: v for k, v in saved.items() if k != "saved_at"} == json.loads(json.dumps(r))
+    section = render_section(load_results())
+    assert (
+        f"| edge | gateway readings/s (SensorReading) | {gw['readings']['readings_per_s']:,.0f} |"
+        in section
+    )

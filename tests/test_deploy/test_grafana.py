@@ -81,13 +81,14 @@ def test_worker_and_forwarder_serve_the_dashboard_series(tmp_path: Path) -> None
     try:
         p.worker.start()
         p.forwarder.start()
-        p.simulate(40, paced=False, anomaly_rate=0.05)
+        past = int(time.time() * 1000) - 90_000  # every window closes (idle partitions)
+        p.simulate(40, paced=False, anomaly_rate=0.05, start_time=past)
         producer = Producer({"bootstrap.servers": p.edge})
         for junk in (b"garbage", b"\x00\x00\x00", b"{}"):
             producer.produce("sensors.pump", junk, key=b"junk")
         assert producer.flush(10) == 0
         del producer
-        deadline = time.monotonic() + 150
+        deadline = time.monotonic() + 420  # generous: a shared 2-core machine
         while time.monotonic() < deadline:
             ports = read_port(p.data, "edge"), read_port(p.data, "forward")
             if None not in ports:
@@ -111,6 +112,7 @@ def test_worker_and_forwarder_serve_the_dashboard_series(tmp_path: Path) -> None
             done = (
                 readings + rejected == sent
                 and now == before
+                and emitted > 0
                 and delivered >= total(worker, "edgestream_alerts_total")
                 and total(fwd, "edgestream_outbox_depth") == 0
             )
@@ -121,12 +123,13 @@ def test_worker_and_forwarder_serve_the_dashboard_series(tmp_path: Path) -> None
             time.sleep(3.0)
         msgs = {t: gr.read_topic(p.edge, t, settle=3.0) for t in EDGE_TOPICS.values()}
         edge = {"alert": msgs["edge.alerts"], "summary": msgs["edge.summaries"]}
+        assert done, f"not settled in time: {now} of {sent} sent\n{p.worker.log_text()[-2000:]}"
         labels = {"gateway": GATEWAY, "topic": "sensors.pump"}
         assert total(worker, "edgestream_readings_total", **labels) == readings > 1400
         dlq = {lab["reason"]: v for lab, v in worker["edgestream_dlq_records_total"]}
         assert sum(dlq.values()) == sent - readings, dlq
         assert dlq.get("bad_magic", 0) + dlq.get("decode", 0) >= 2, dlq  # the junk
-        assert len(edge["summary"]) > 0 and len(edge["alert"]) > 0
+        assert len(edge["summary"]) > 0  # alerts: as many as the model raised (maybe none)
         assert total(worker, "edgestream_window_emissions_total") == len(edge["summary"])
         assert total(worker, "edgestream_alerts_total") == len(edge["alert"])
         assert total(worker, "edgestream_inference_batch_rows_sum") == readings

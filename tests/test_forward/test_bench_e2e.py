@@ -32,6 +32,12 @@ def test_bench_e2e_reports_the_three_numbers(tmp_path: Path, capsys) -> None:
         "the forwarder's meter counts what the sensors sent"
     )
     assert data["drain"]["arrived"] == data["drain"]["backlog_records"] > 0
+    bw = data["bandwidth"]
+    kinds = bw["cloud_bytes_by_kind"]
+    assert {"alerts", "summaries", "samples"} <= set(kinds), kinds
+    assert 0 <= data["cloud_bytes"] - sum(kinds.values()) <= 10, "a split of the total"
+    # every device's reading seq 0 is sampled (every 500): at least one sample per device
+    assert bw["delivered_by_kind"]["samples"] >= params.devices
     assert data["drain_rate_vs_live"] > 1
     assert set(data["goals"]) == {
         "cloud_to_raw_ratio<=0.01", "drain_rate_vs_live>=10", "p99_alert_ms<=300",

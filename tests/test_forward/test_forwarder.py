@@ -123,4 +123,6 @@ def test_topic_names_match_the_gateway() -> None:
     from edgestream.edge import worker
 
     assert forwarder_module.REPORTS_TOPIC == "fleet.forwarder"
-    assert EDGE_TOPICS == {"alert": worker.ALERTS_TOPIC, "summary": worker.SUMMARIES_TOPIC}
+    assert EDGE_TOPICS["alert"] == worker.ALERTS_TOPIC
+    assert EDGE_TOPICS["summary"] == worker.SUMMARIES_TOPIC
+    assert EDGE_TOPICS["rollout"] == worker.ROLLOUT_TOPIC  # edge.rollout -> fleet.rollout

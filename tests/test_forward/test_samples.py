@@ -28,7 +28,9 @@ from edgestream.forward.outbox import Outbox, OutboxConfig, outbox_path
 from edgestream.forward.records import (
     BodyCodec,
     Entry,
+    compact_double,
     complete_summary,
+    expand_double,
     wire_summary,
 )
 from tests.test_edge.gatewayrun import read_topic, write_topology
@@ -150,10 +152,11 @@ def test_forwarder_sends_samples_last_keyed_by_device_and_summaries_in_wire_form
 ) -> None:
     ends = stack.endpoints()
     edge, cloud, registry = ends["edge"]["gw-1"], ends["cloud"], ends["registry"]
-    path = write_topology(
-        tmp_path / "t.yaml", "gw-s",
-        forwarding={"summaries": {"scopes": ["device"]}, "samples": {"linger": "200ms"}},
-    )  # fmt: skip
+    forwarding = {
+        "summaries": {"scopes": ["device"], "linger": "0ms"},
+        "samples": {"linger": "200ms"},
+    }
+    path = write_topology(tmp_path / "t.yaml", "gw-s", forwarding=forwarding)
     topo = load_topology(path)
     sums, _ = random_windows(np.random.default_rng(8), devices=3, windows=4)
     sums = [{**s, "gateway_id": "gw-s", "summary_id": s["summary_id"].replace("gw|", "gw-s|")}
@@ -214,4 +217,30 @@ def test_forwarder_sends_samples_last_keyed_by_device_and_summaries_in_wire_form
     box.close()
     kinds = stats.cloud_bytes_by_kind
     assert kinds.get("sample", 0) > 0 and kinds.get("summary", 0) > 0
-    assert abs(sum(kinds.values()) - stats.cloud_bytes) <= len(kinds) * 60, "a split of the total"
+    assert 0 <= stats.cloud_bytes - sum(kinds.values()) <= 10, "a split of the total"
+
+
+def test_compact_doubles_are_lossless_and_short_for_sensor_values() -> None:
+    rng = np.random.default_rng(11)
+    parts = [
+        np.round(rng.uniform(-500, 500, 5000), 3),  # sensor values with 3 decimals
+        rng.uniform(-1e6, 1e6, 5000),  # arbitrary doubles
+        rng.normal(0, 1, 5000) * 10.0 ** rng.integers(-15, 15, 5000),
+    ]
+    values = [*np.concatenate(parts).tolist(), 0.0, -0.0, 1e300, 5e-324]
+    short = 0
+    for x in values:
+        packed = compact_double(x)
+        back = expand_double(packed)
+        assert np.float64(back).tobytes() == np.float64(x).tobytes(), x
+        short += isinstance(packed, dict)
+    assert short >= 5000, "every value with 3 decimals has an exact Decimal form"
+
+
+def test_sample_topic_names_match_the_gateway_and_the_topology(tmp_path: Path) -> None:
+    from edgestream.edge import worker
+    from edgestream.forward.records import EDGE_TOPICS
+
+    assert EDGE_TOPICS["sample"] == worker.SAMPLES_TOPIC == "edge.samples"
+    topo = load_topology(write_topology(tmp_path / "t.yaml"))
+    assert topo.forwarding.topics.samples == "fleet.samples"

@@ -113,6 +113,7 @@ def test_pointer_past_the_data_is_an_error(setup: dict[str, Any]) -> None:
         fetch_ranges(setup["bootstrap"], [beyond], timeout=60)
 
 
+@pytest.mark.slow
 def test_retrain_run_publishes_signed_candidate(setup: dict[str, Any], tmp_path: Path) -> None:
     request = retrain_request("reefer-ae", "v1", setup["pointer"], "reefer-ae|drift|run-1")
     file = tmp_path / "request.json"
@@ -181,6 +182,7 @@ def test_retrain_run_publishes_signed_candidate(setup: dict[str, Any], tmp_path:
     assert metrics["training_readings"] == summary["training_readings"]
 
 
+@pytest.mark.slow
 def test_serve_dedups_requests_and_promotes_after_the_canary(setup: dict[str, Any]) -> None:
     from edgestream.ml.retrainer import Retrainer
     from edgestream.ml.signing import load_private_key
@@ -233,6 +235,8 @@ def test_serve_dedups_requests_and_promotes_after_the_canary(setup: dict[str, An
     assert promotes[0]["artifact"] is None
     verify_update(promotes[0], load_public_key(topology.retraining.signing), require_artifact=False)
 
+    assert _committed(setup["bootstrap"], "test-retrainer", "fleet.retrain") == 2
+
     # a restarted retrainer does not serve the committed request again
     again = Retrainer(topology, endpoints, key, group="test-retrainer")
     stop2 = threading.Event()
@@ -243,6 +247,21 @@ def test_serve_dedups_requests_and_promotes_after_the_canary(setup: dict[str, An
     thread2.join(60)
     assert again.results == [] and again.errors == 0
     assert _history(setup).versions("reefer-ae") == [*before, version]
+
+
+def _committed(bootstrap: str, group: str, topic: str) -> int:
+    """Records of ``topic`` the group committed (sum over partitions)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from edgestream.core.broker import consumer_config
+
+    consumer = Consumer(consumer_config(bootstrap, group, **{"enable.auto.commit": False}))
+    try:
+        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        found = consumer.committed([TopicPartition(topic, p) for p in parts], timeout=10)
+        return sum(max(tp.offset, 0) for tp in found)
+    finally:
+        consumer.close()
 
 
 def _wait(check: Any, timeout: float) -> None:

@@ -71,7 +71,7 @@ def test_canary_first_then_the_rest(tmp_path) -> None:
         sims = []
         for i, (gw, edge) in enumerate(edges.items()):
             sims.append(threading.Thread(target=simulate, daemon=True, kwargs=dict(
-                bootstrap=edge, registry=registry, devices=4, rate=10.0, duration=300.0,
+                bootstrap=edge, registry=registry, devices=6, rate=10.0, duration=300.0,
                 seed=20 + i, device_types=("pump",), sites=1, anomaly_rate=0.02,
                 late_fraction=0.0, topic="sensors.pump", labels=None, prefix=f"{gw[-1]}-",
                 start_time=int(time.time() * 1000), fast=False, stop=stop_sim)))  # fmt: skip
@@ -97,7 +97,7 @@ def test_canary_first_then_the_rest(tmp_path) -> None:
         got = fleet(lambda e: e["event"] == "promoted" and e["gateway_id"] == "gw-b", 60)
         b = next(e for e in got if e["event"] == "promoted" and e["gateway_id"] == "gw-b")
         assert b["action"] == "promote" and b["live_version"] == "pump-v2"
-        time.sleep(25)  # two more 10 s windows scored by pump-v2 only
+        time.sleep(23)  # two more 10 s windows scored by pump-v2 only
         stop_sim.set()
         for s in sims:
             s.join(60)

@@ -1,14 +1,13 @@
 """A real gateway worker on a real edge broker takes model updates from ``edge.models``:
 rejects tampered / wrongly signed / unsigned ones (old model serving, alert raised), rolls a
 worse candidate back, shadows and promotes a good one between batches, and keeps the promoted
-version after a restart."""
+version after a restart. (Summaries counted against the input across a swap:
+``test_fleet_rollout.py``.)"""
 
 from __future__ import annotations
 
 import time
-from collections import Counter
 
-import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -41,7 +40,7 @@ def test_reject_rollback_shadow_promote_and_restart(stack, tmp_path) -> None:
         stop_sim = threading.Event()
         sim = threading.Thread(
             target=simulate,
-            kwargs=dict(bootstrap=edge, registry=registry, devices=4, rate=10.0, duration=300.0,
+            kwargs=dict(bootstrap=edge, registry=registry, devices=8, rate=10.0, duration=300.0,
                         seed=11, device_types=("pump",), sites=1, anomaly_rate=0.02,
                         late_fraction=0.0, topic="sensors.pump", labels=None,
                         start_time=int(time.time() * 1000), fast=False, stop=stop_sim),
@@ -89,51 +88,30 @@ def test_reject_rollback_shadow_promote_and_restart(stack, tmp_path) -> None:
         after = next(e for e in live if e["event"] == "live" and e["version"] == "pump-v2")
         assert after["previous_version"] == kit.PUMP.version
         assert after["swap_pause_ms"] is not None and after["swap_ms"] is not None
-        time.sleep(25)  # two more 10 s windows scored by pump-v2 only
         stop_sim.set()
         sim.join(60)
-        assert not sim.is_alive()
-
-        # 4. every reading counted once in the 10 s summaries across the swap; the version
-        #    switches at one point per device
-        messages = gr.read_topic(edge, "sensors.pump")
-        readings = [decode(m.value()) for m in messages]
-        summaries = [decode(m.value()) for m in gr.wait_for(edge, "edge.summaries", 1, 30)]
-        time.sleep(3)  # idle partitions close the last windows
-        summaries = [decode(m.value()) for m in gr.read_topic(edge, "edge.summaries")]
-        assert len({s["summary_id"] for s in summaries}) == len(summaries)  # no duplicates
-        tumbling = [
-            s for s in summaries
-            if s["scope"] == "device" and s["window_end"] - s["window_start"] == 10_000
-        ]  # fmt: skip
-        expected: Counter = Counter()
-        for r in readings:
-            expected[(r["device_id"], r["ts"] // 10_000 * 10_000)] += 1
-        got_counts = {(s["scope_key"], s["window_start"]): s["count"] for s in tumbling}
-        assert got_counts and all(expected[k] == n for k, n in got_counts.items())
-        # every window before the last closed one of each device is there
-        for device in {r["device_id"] for r in readings}:
-            closed = max(w for d, w in got_counts if d == device)
-            want = {k for k in expected if k[0] == device and k[1] <= closed}
-            assert want == {k for k in got_counts if k[0] == device}
-            versions = rr.versions_in_order(summaries, device)
-            assert rr.one_switch(versions, new="pump-v2"), (device, versions)
-        covered = sum(got_counts.values())
-        assert covered >= 0.8 * len(readings)  # only the last open windows are missing
-        scored = [a for a in alerts if a["rule"] != "model-rejected"]
+        scored = [decode(m.value()) for m in gr.read_topic(edge, "edge.alerts", settle=0.5)]
+        scored = [a for a in scored if a["rule"] != "model-rejected"]
         assert all(a["model_version"] in (kit.PUMP.version, "pump-v2") for a in scored)
 
-        # 5. a restart serves pump-v2 (from the saved artifact), it does not flip back
+        # 4. (summaries complete across the swap: tests/test_rollout/test_fleet_rollout.py)
+        # 5. a restart serves pump-v2 (from the saved artifact), it does not flip back, and
+        #    it does not act again on the updates it already handled
         assert worker.stop() == 0
+        before = rr.events(edge, registry)
+        last = max(_seq(e) for e in before)
         worker = gr.Worker(topology, GW, edge, registry, data).start()
-        seen = len(rr.events(edge, registry))
-        got = rr.wait_event(edge, registry, lambda e: e["event"] == "live"
-                            and e["version"] == "pump-v2", 120, worker)  # fmt: skip
-        assert all(e["version"] == "pump-v2" for e in got[seen:] if e["event"] == "live")
+        got = rr.wait_event(edge, registry, lambda e: _seq(e) > last, 120, worker)
+        time.sleep(2)
+        after = [e for e in rr.events(edge, registry) if _seq(e) > last]
+        assert [(e["event"], e["version"]) for e in after] == [("live", "pump-v2")], after
         ids = [e["event_id"] for e in got]
         assert len(ids) == len(set(ids))  # event ids never reused across the restart
-        assert np.all(np.diff([int(i.split("|")[2]) for i in ids]) > 0)
     finally:
         if stop_sim is not None:
             stop_sim.set()
         worker.stop()
+
+
+def _seq(event: dict) -> int:
+    return int(event["event_id"].split("|")[2])

@@ -304,7 +304,11 @@ class Phases:
 
 
 def emit_json(result: dict[str, Any]) -> None:
-    """Print ``result`` as one compact JSON line on stdout (the ``--json`` contract)."""
+    """Print ``result`` as one compact JSON line on stdout (the ``--json`` contract) and save
+    it as the bench's last result (``edgestream bench report`` reads it)."""
+    from edgestream.bench.results import save_result
+
+    save_result(result)
     sys.stdout.write(json.dumps(result, separators=(",", ":"), default=str) + "\n")
     sys.stdout.flush()
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -376,6 +377,9 @@ def _result(
             "delivered_by_kind": {
                 KIND_OF_TOPIC[t]: watcher.count(t) for t in CLOUD_TOPICS
             },
+            "alerts_by_status": dict(Counter(
+                d.record.get("status") for d in watcher.delivered if d.topic == "fleet.alerts"
+            )),
         },
         "drain": {**drain, "outbox_at_restart": backlog.as_dict()},
         "latency_ms": {**lat, "parts_p50": {k: percentiles(v).get("p50") for k, v in parts.items()},

@@ -18,8 +18,48 @@ app = typer.Typer(
 
 
 @app.callback()
-def bench() -> None:
-    """Benchmarks on real processes; with --json the last stdout line is one JSON object."""
+def bench(
+    save_dir: Path = typer.Option(
+        None,
+        "--save-dir",
+        help="Save each --json result as DIR/<bench>.json (default: $EDGESTREAM_HOME/bench).",
+    ),
+) -> None:
+    """Benchmarks on real processes; with --json the last stdout line is one JSON object,
+    also saved for `edgestream bench report`."""
+    if save_dir is not None:
+        import os
+
+        from edgestream.bench.results import SAVE_DIR_ENV
+
+        os.environ[SAVE_DIR_ENV] = str(save_dir)
+
+
+@app.command("report")
+def report(
+    readme: Path = typer.Option(
+        None, "--readme", help="Rewrite this file's <!-- bench:start/end --> section."
+    ),
+    results: Path = typer.Option(
+        None, "--results", help="Dir of saved results (default: the save dir)."
+    ),
+) -> None:
+    """The saved results (last run of each bench) as a Markdown table with the machine.
+
+    Usage:
+
+        edgestream bench edge --json && edgestream bench e2e --json
+
+        edgestream bench report --readme README.md
+    """
+    from edgestream.bench.results import load_results, render_section, replace_section
+
+    section = render_section(load_results(results))
+    if readme is None:
+        typer.echo(section)
+        return
+    readme.write_text(replace_section(readme.read_text(), section))
+    typer.echo(f"{readme}: bench section rewritten")
 
 
 @app.command("edge")
@@ -156,6 +196,43 @@ def swap(
     with interrupt_on_sigterm(), Phases(quiet=quiet) as phases:
         result = run_swap_bench(params, phases)
     Console(stderr=json_out).print(result_table("bench swap", swap_rows(result)))
+    if json_out:
+        emit_json(result)
+
+
+@app.command("cloud")
+def cloud(
+    json_out: bool = typer.Option(False, "--json", help="Last stdout line: one JSON object."),
+    summaries: int = typer.Option(100_000, "--summaries", "-n", help="Device summaries."),
+    devices: int = typer.Option(100, "--devices", help="Devices in the fleet."),
+    lag_windows: int = typer.Option(8, "--lag-windows", help="Windows of the lag phase."),
+    seed: int = typer.Option(7, "--seed", help="Input seed."),
+    timeout: float = typer.Option(600.0, "--timeout", help="Seconds allowed per phase."),
+    workdir: Path = typer.Option(None, "--workdir", help="Keep the stack here."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress on stderr."),
+) -> None:
+    """The fleet Flink job at parallelism 1: summaries/s (bounded run) and end-to-end lag.
+
+    Usage:
+
+        edgestream bench cloud --json | tail -1 | jq '{throughput, lag_ms}'
+    """
+    from edgestream.bench.cloud import CloudBenchParams, run_cloud_bench
+
+    params = CloudBenchParams(
+        summaries=summaries, devices=devices, lag_windows=lag_windows, seed=seed,
+        timeout=timeout, workdir=workdir,
+    )  # fmt: skip
+    with interrupt_on_sigterm(), Phases(quiet=quiet) as phases:
+        result = run_cloud_bench(params, phases)
+    t, lag = result["throughput"], result["lag_ms"]
+    rows = [
+        ("summaries/s in the job", f"{t['summaries_per_s']:,}", f"goal {t['goal_per_s']:,}"),
+        ("records read", f"{t['records']:,}", f"{t['span_s']} s in the job"),
+        ("bounded run wall time", f"{t['wall_s']} s", "MiniCluster start included"),
+        ("end-to-end lag p50", f"{lag['p50']} ms", f"p95 {lag['p95']} ms, max {lag['max']} ms"),
+    ]
+    Console(stderr=json_out).print(result_table("bench cloud", rows))
     if json_out:
         emit_json(result)
 

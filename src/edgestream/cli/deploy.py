@@ -59,6 +59,7 @@ def deploy_command(
 ) -> None:
     """Deploy a topology: topics with partitions/configs, schemas, gateway workers, forwarders
     and the Flink jobs. Idempotent: a second run reports everything unchanged."""
+    from edgestream.core.tables import table
     from edgestream.core.topology import load_topology
     from edgestream.deploy import (
         K8sOptions,
@@ -70,7 +71,6 @@ def deploy_command(
         stop_local,
         write_manifests,
     )
-    from edgestream.deploy.render import table
 
     if target not in ("local", "k8s"):
         raise EdgestreamError(f"--target {target!r}: expected local or k8s")

@@ -10,10 +10,12 @@ from rich.console import Console
 from edgestream.cli import (
     alerts,
     bench,
+    cloud,
     deploy,
     edge,
     forward,
     models,
+    query,
     retrain,
     schemas,
     simulate,
@@ -35,6 +37,7 @@ app.add_typer(schemas.app, name="schemas")
 app.add_typer(edge.app, name="edge")
 app.add_typer(bench.app, name="bench")
 app.add_typer(forward.app, name="forward")
+app.add_typer(cloud.app, name="cloud")
 app.add_typer(models.app, name="models")
 app.add_typer(retrain.app, name="retrain")
 simulate.register(app)
@@ -42,6 +45,7 @@ up.register(app)
 validate.register(app)
 alerts.register(app)
 deploy.register(app)
+query.register(app)
 
 _err = Console(stderr=True)
 

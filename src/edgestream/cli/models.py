@@ -76,6 +76,9 @@ def list_cmd(
     if as_json:
         print(json.dumps(table))
         return
+    if not table["models"]:
+        _out.print(f"no model versions on {topo.cloud.models_topic} yet (the shipped v1 serves)")
+        return
     view = Table(title=f"models on {topo.cloud.models_topic}")
     for column in (
         "model",

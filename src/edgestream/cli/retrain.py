@@ -121,6 +121,9 @@ def serve_cmd(
     )
     topo = _topology(topology)
     endpoints = cloud_endpoints(cloud_bootstrap, registry, topo)
+    from edgestream.core.metrics import resolve_port, serve_metrics
+
+    serve_metrics("retrain", None, resolve_port(None), echo=typer.echo)  # Prometheus /metrics
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:

@@ -34,6 +34,7 @@ from edgestream.core.exceptions import EdgestreamError
 
 __all__ = [
     "METRICS_ADDR_ENV",
+    "METRICS_DIR_ENV",
     "METRICS_PORT_ENV",
     "ForwarderCollector",
     "GatewayMetrics",
@@ -46,6 +47,7 @@ __all__ = [
 
 METRICS_PORT_ENV = "EDGESTREAM_METRICS_PORT"
 METRICS_ADDR_ENV = "EDGESTREAM_METRICS_ADDR"
+METRICS_DIR_ENV = "EDGESTREAM_METRICS_DIR"  # where a process without a data dir writes its port
 
 
 # -- the endpoint ------------------------------------------------------------------------------
@@ -86,9 +88,12 @@ def serve_metrics(
     process: str, data_dir: Path | None, port: int | None, echo: Callable[[str], Any] = print
 ) -> int | None:
     """Serve ``/metrics`` on ``port`` (0: a free one); write the port to
-    ``<data_dir>/<process>.metrics-port`` and echo the URL. Returns the port (None: off)."""
+    ``<data_dir>/<process>.metrics-port`` (``data_dir`` None: ``$EDGESTREAM_METRICS_DIR``, if
+    set) and echo the URL. Returns the port (None: off)."""
     if port is None:
         return None
+    if data_dir is None and os.environ.get(METRICS_DIR_ENV):
+        data_dir = Path(os.environ[METRICS_DIR_ENV])
     addr = os.environ.get(METRICS_ADDR_ENV, "127.0.0.1")
     try:
         server, _thread = start_http_server(port, addr=addr)

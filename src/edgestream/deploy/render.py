@@ -1,35 +1,13 @@
 """Plain-text tables of a plan and of an apply report: stable (no terminal-width wrapping,
-no colours), so ``deploy --dry-run`` output can be diffed and reviewed.
-
->>> print(table("t", ("a", "bb"), [("x", "1"), ("long", "2")]))
-t
-a     bb
-----  --
-x     1
-long  2
-"""
+no colours), so ``deploy --dry-run`` output can be diffed and reviewed."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-
+from edgestream.core.tables import table
 from edgestream.deploy.local import Change
 from edgestream.deploy.plan import Plan
 
-__all__ = ["render_changes", "render_plan", "table"]
-
-
-def table(title: str, headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
-    """A titled table with columns padded to their widest cell."""
-    body = [tuple(str(c) for c in row) for row in rows]
-    widths = [max([len(h), *(len(r[i]) for r in body)]) for i, h in enumerate(headers)]
-
-    def line(cells: Sequence[str]) -> str:
-        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
-
-    out = [title, line(headers), line(["-" * w for w in widths])]
-    out += [line(r) for r in body]
-    return "\n".join(out)
+__all__ = ["render_changes", "render_plan"]
 
 
 def _configs(configs: tuple[tuple[str, str], ...]) -> str:

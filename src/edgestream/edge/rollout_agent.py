@@ -90,6 +90,7 @@ class RolloutAgent:
         self._deciding: set[str] = set()
         self._done: dict[str, deque[tuple[float, str]]] = {}  # (batch done, version) per type
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._retired: dict[str, Any] = {}  # the model replaced by the last swap
         self._live_due: dict[str, dict[str, Any]] = {}  # swaps not yet announced as live
         self._save_lock = asyncio.Lock()
         self._decode = AvroDeserializer(gateway.registry, reader_schema="ModelUpdate")
@@ -107,7 +108,7 @@ class RolloutAgent:
         if slot is None or slot.live.path is None:
             return None
         if device_type not in self._live:
-            scorer = OnnxScorer.load(slot.live.path).warm()
+            scorer = _load(slot.live.path)
             self._live[device_type] = (scorer, scorer.threshold)
         return self._live[device_type]
 
@@ -486,6 +487,9 @@ class RolloutAgent:
                     pipeline = self.gateway.pipelines[topic.name]
                     pipeline.shadow = None
                     pipeline.set_model(scorer, threshold)
+        # the old session stays referenced (freeing it takes the event loop thread a while,
+        # right when the first batch of the new model should run)
+        self._retired[device_type] = self._live.get(device_type)
         self._live[device_type] = (scorer, threshold)
         self.swapped_at[device_type] = time.monotonic()
         self._live_due[device_type] = {
@@ -570,12 +574,17 @@ def _finite(x: float) -> float | None:
     return x if x == x and abs(x) != float("inf") else None
 
 
+#: Rows of the warm-up call: a full batch, so the first real batch after a swap finds ONNX
+#: Runtime's buffers already sized.
+WARM_ROWS = 512
+
+
 def _build(blob: bytes, meta: Any, directory: Path) -> OnnxScorer:
     """Load and warm a verified candidate, then keep its artifact (ONNX + sidecar)."""
-    scorer = OnnxScorer.load(blob, meta).warm()
+    scorer = OnnxScorer.load(blob, meta).warm(WARM_ROWS)
     write_artifact(directory, blob, meta)
     return scorer
 
 
 def _load(path: str) -> OnnxScorer:
-    return OnnxScorer.load(path).warm()
+    return OnnxScorer.load(path).warm(WARM_ROWS)

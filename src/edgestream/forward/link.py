@@ -50,6 +50,12 @@ CLOUD_PARTITIONS = 3
 URGENT_LINGER_MS = 5
 #: Producer lanes and which linger each uses (see the module doc).
 LANES = ("urgent", "bulk", "sample")
+#: zstd level of the bulk and sample lanes (librdkafka allows up to 12): one batch per window
+#: burst, so a slower level is cheap (offline, 50 summaries: level 12 took 3 ms for 3 % fewer
+#: bytes than level 3); alerts keep the codec default (latency).
+BULK_ZSTD_LEVEL = 12
+#: Seconds between checks that the cloud topics exist (a Metadata request each: uplink bytes).
+TOPIC_CHECK_S = 30.0
 
 
 def producer_settings(
@@ -106,6 +112,7 @@ class CloudLink:
         self.wire_by_topic: dict[str, float] = {}  # the same bytes, split by topic
         self._producer_tx: dict[str, int] = {}
         self._topic_tx: dict[tuple[str, str], int] = {}
+        self._stats_seen = 0
         self.transitions: list[tuple[float, str]] = []
         log.info("cloud link to %s with %s", bootstrap, redact(self.client))
 
@@ -117,7 +124,7 @@ class CloudLink:
             self.fail(self.broken)
         if self.up:
             if now >= self.next_topic_check:
-                self.next_topic_check = now + 10.0
+                self.next_topic_check = now + TOPIC_CHECK_S
                 if not self._topics_exist():
                     self.fail("cloud topics missing (broker restarted?)")
             return self.up
@@ -133,7 +140,7 @@ class CloudLink:
             return False
         self._start_producer()
         self.up, self.backoff = True, 0.5
-        self.next_topic_check = now + 10.0
+        self.next_topic_check = now + TOPIC_CHECK_S
         down = now - self.down_since if self.down_since else 0.0
         self.down_since = None
         self.transitions.append((time.time(), "up"))
@@ -197,14 +204,26 @@ class CloudLink:
         """The bytes of :meth:`take_wire_bytes` by topic (a producer's bytes are split over
         its topics by their share of its record bytes; ``""``: a producer that sent no
         records in the interval, e.g. metadata requests). Call it right after that."""
-        taken, self.wire_by_topic = self.wire_by_topic, {}
-        return {t: round(b) for t, b in taken.items() if round(b)}
+        out = {}
+        for topic, size in self.wire_by_topic.items():
+            whole = int(size)
+            if whole:
+                out[topic] = whole
+                self.wire_by_topic[topic] = size - whole  # the fraction stays for next time
+        return out
 
     def close(self, timeout: float = 5.0) -> None:
+        """Flush, then wait (up to ~1 s) for each producer's next statistics, so the bytes of
+        the last records are counted too."""
         producers, self.producers = self.producers, {}
         for producer in producers.values():
             producer.flush(timeout)
-            producer.poll(0)
+        seen, deadline = self._stats_seen, time.monotonic() + 1.2
+        while producers and self._stats_seen < seen + len(producers):
+            if time.monotonic() > deadline:
+                break
+            for producer in producers.values():
+                producer.poll(0.05)
 
     # -- internals -------------------------------------------------------------------------
     def _start_producer(self) -> None:
@@ -219,9 +238,13 @@ class CloudLink:
             self._producer_tx[name] = 0
             for key in [k for k in self._topic_tx if k[0] == name]:
                 del self._topic_tx[key]
+            level = {}
+            if name != "urgent" and self.producer_conf.get("compression.type") == "zstd":
+                level = {"compression.level": BULK_ZSTD_LEVEL}
             conf = {
                 **self.client,
                 **self.producer_conf,
+                **level,
                 "linger.ms": ms,
                 "error_cb": self._on_error,
                 "stats_cb": partial(self._on_stats, name),
@@ -233,6 +256,7 @@ class CloudLink:
             self.broken = f"{error.name()}: {error.str()}"
 
     def _on_stats(self, name: str, raw: str) -> None:
+        self._stats_seen += 1
         try:
             stats = json.loads(raw)
             total = sum(int(b.get("txbytes", 0)) for b in stats.get("brokers", {}).values())

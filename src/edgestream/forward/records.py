@@ -11,8 +11,9 @@ Summaries travel in their **wire form** (WindowSummary v2, :func:`wire_summary`)
 derived is null (an original window's ``summary_id``, each channel's ``mean`` and ``std``),
 ``p50``/``p95``/``last`` only when the topology asks for them
 (``forwarding.summaries``). Exact fleet statistics need only ``count``/``sum``/``m2``/``min``/
-``max``, which always travel, bit for bit; ``min``/``max``/``last`` as an exact ``Decimal``
-(``unscaled`` / 10^``scale``) when that names the same double (:func:`compact_double`). Consumers call :func:`complete_summary` (the
+``max``, which always travel, bit for bit; ``sum``/``min``/``max``/``last`` as an exact
+``Decimal`` (``unscaled`` / 10^``scale``) when that names the same double
+(:func:`compact_double`: lossless, nothing is rounded). Consumers call :func:`complete_summary` (the
 :class:`~edgestream.forward.dedup.DedupReader` does) to get the derived values back; it
 leaves a v1 record (everything present) as it is.
 
@@ -221,9 +222,8 @@ def wire_summary(
     return out
 
 
-#: ChannelStats fields sent as an exact Decimal when possible (not ``sum``: a sum of many
-#: values is rarely a short decimal, and sums travel as they are).
-_DECIMAL_FIELDS = ("min", "max", "last")
+#: ChannelStats fields sent as an exact Decimal when that is the same double.
+_DECIMAL_FIELDS = ("sum", "min", "max", "last")
 _MAX_SCALE = 9
 
 
@@ -258,20 +258,21 @@ def expand_double(value: Any) -> Any:
 def complete_summary(record: dict[str, Any]) -> dict[str, Any]:
     """A WindowSummary with its derived values filled in: ``summary_id`` (see
     :func:`summary_id`), each channel's ``mean = sum / count`` and ``std = sqrt(m2 / count)``
-    (0.0 for an empty channel). Values present (v1 data, edge records) are kept as they are.
-    Returns a new dict; ``last``/``p50``/``p95`` stay null when they were not sent.
+    (0.0 for an empty channel), and exact Decimals back as doubles. Values present (v1 data,
+    edge records) are kept as they are. Returns a new dict; ``last``/``p50``/``p95`` stay null
+    when they were not sent.
     """
     out = dict(record)
     out["summary_id"] = summary_id(record)
     channels = {}
     for name, c in record["channels"].items():
         n = int(c["count"])
+        exact = {k: expand_double(c.get(k)) for k in _DECIMAL_FIELDS}
         mean, std = c.get("mean"), c.get("std")
         if mean is None:
-            mean = float(c["sum"]) / n if n else 0.0
+            mean = float(exact["sum"]) / n if n else 0.0
         if std is None:
             std = math.sqrt(max(float(c["m2"]), 0.0) / n) if n else 0.0
-        exact = {k: expand_double(c.get(k)) for k in _DECIMAL_FIELDS}
         channels[name] = {**c, **exact, "mean": mean, "std": std}
     out["channels"] = channels
     return out

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgestream.core.metrics import read_port
+from edgestream.core.metrics import METRICS_DIR_ENV, METRICS_PORT_ENV, read_port
 
 __all__ = ["Managed"]
 
@@ -73,7 +73,7 @@ class Managed:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):  # a stale port of an earlier run
             (self.data_dir / f"{self.process}.metrics-port").unlink()
-        env = {**os.environ, **self.env, "EDGESTREAM_METRICS_PORT": "0"}
+        env = {**os.environ, **self.env, METRICS_PORT_ENV: "0", METRICS_DIR_ENV: str(self.data_dir)}
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 self.argv,

@@ -18,7 +18,7 @@ import contextlib
 import importlib.util
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,7 +51,11 @@ class LoopConfig:
     devices_per_gateway: int = 6
     rate: float = 10.0  # readings/s per device
     anomaly_rate: float = 0.01
-    drift_at: float | None = 90.0
+    # default drift: pump sensors drift from 20 s on (ramp 15 s), so the cloud's drift job,
+    # a retrain, the canary's shadow test and the fleet promotion fit in `up --duration 180`
+    drift_at: float | None = 20.0
+    drift_ramp: float = 15.0
+    drift_types: tuple[str, ...] = ("pump",)
     late_fraction: float = 0.01
     seed: int = 1
     run_dir: Path | None = None
@@ -122,6 +126,9 @@ class LoopState:
             "summaries_edge": sum(g.summaries for g in gws),
             "summaries_cloud": cloud.summaries if cloud else 0,
             "dlq_records": sum(g.figures.get("dlq", 0) for g in gws),
+            "dlq_by_reason": dict(
+                sum((Counter(g.figures.get("dlq_reasons", {})) for g in gws), Counter())
+            ),
             "late_readings": sum(g.figures.get("late", 0) for g in gws),
             "raw_sensor_bytes": raw,
             "cloud_bytes": out,
@@ -228,6 +235,8 @@ def run_loop(
             thread.join(timeout=30)
         for managed in processes:
             managed.stop()
+        for gw in state.gateways.values():
+            gw.worker_alive = False
         if not (was_running or config.keep_stack):
             stack.stop()
         state.phase = "stopped"
@@ -244,6 +253,7 @@ def _fleet(
     config: LoopConfig, topology: Topology, gateway_id: str, index: int, run_dir: Path
 ) -> SimConfig:
     gateway = topology.gateway(gateway_id)
+    drifting = tuple(t for t in config.drift_types if t in gateway.device_types)
     return SimConfig(
         devices=config.devices_per_gateway,
         rate=config.rate,
@@ -253,7 +263,9 @@ def _fleet(
         site_names=tuple(gateway.sites),
         prefix=f"{gateway_id}-",
         anomaly_rate=config.anomaly_rate,
-        drift_at=config.drift_at,
+        drift_at=config.drift_at if drifting else None,
+        drift_ramp=config.drift_ramp,
+        drift_types=drifting or None,
         late_fraction=config.late_fraction,
         topic="sensors.{device_type}",
         labels=run_dir / f"labels-{gateway_id}.jsonl",

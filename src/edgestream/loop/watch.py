@@ -71,6 +71,10 @@ def gateway_figures(worker: Series | None, forwarder: Series | None) -> dict[str
     if worker is not None:
         out["processed"] = int(total(worker, "edgestream_readings_total"))
         out["dlq"] = int(total(worker, "edgestream_dlq_records_total"))
+        reasons: Counter[str] = Counter()
+        for lab, v in worker.get("edgestream_dlq_records_total", []):
+            reasons[lab.get("reason", "?")] += int(v)
+        out["dlq_reasons"] = dict(reasons)
         out["late"] = int(total(worker, "edgestream_late_readings_total"))
         out["models"] = {
             lab["topic"].split(".")[-1]: lab["version"]

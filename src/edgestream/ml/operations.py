@@ -16,7 +16,7 @@ from typing import Any
 from edgestream.core.endpoints import CloudEndpoints
 from edgestream.core.topology import Topology
 from edgestream.ml.exceptions import ModelError
-from edgestream.ml.versions import ModelHistory, action_update, read_topic
+from edgestream.ml.versions import ModelHistory, action_update, publish_updates, read_topic
 
 __all__ = ["OperatorError", "model_table", "operator_action", "publish_file", "rollout_events"]
 
@@ -103,7 +103,6 @@ def publish_file(
     """
     from edgestream.ml.artifact import load_artifact
     from edgestream.ml.package import embed_sidecar
-    from edgestream.ml.retrainer import publish_updates
     from edgestream.ml.signing import sign_update
 
     blob, meta = load_artifact(model_path)
@@ -149,7 +148,6 @@ def operator_action(
     topology: Topology, endpoints: CloudEndpoints, model_name: str, version: str, action: str
 ) -> dict[str, Any]:
     """Publish ``promote`` or ``rollback`` of a published version; returns the record."""
-    from edgestream.ml.retrainer import publish_updates
 
     history = _history(topology, endpoints)
     candidate = history.candidate(model_name, version)

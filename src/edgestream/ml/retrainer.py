@@ -31,7 +31,7 @@ from edgestream.ml.artifact import ModelMeta
 from edgestream.ml.exceptions import ModelError
 from edgestream.ml.refit import Candidate
 from edgestream.ml.trainset import TrainingSet
-from edgestream.ml.versions import ModelHistory, action_update
+from edgestream.ml.versions import ModelHistory, action_update, publish_updates
 
 __all__ = [
     "CurrentModel",
@@ -226,41 +226,6 @@ def retrain(
     return RetrainResult(signed, training, candidate, time.perf_counter() - t0)
 
 
-def publish_updates(
-    endpoints: CloudEndpoints, topic: str, updates: list[dict[str, Any]], timeout: float = 30.0
-) -> None:
-    """Produce ModelUpdates (key = model name, so one model's updates stay in order)."""
-    from confluent_kafka import Producer
-
-    from edgestream.core.broker import ensure_topics, producer_config
-    from edgestream.core.exceptions import ServiceUnavailable
-    from edgestream.core.serde import AvroSerializer, subject_for
-
-    if not updates:
-        return
-    ensure_topics(endpoints.bootstrap, {topic: 1})
-    encode = AvroSerializer(endpoints.registry, "ModelUpdate", subject_for(topic))
-    conf = producer_config(endpoints.bootstrap, **{"message.max.bytes": 16 * 1024 * 1024})
-    conf.update(endpoints.client_settings)
-    producer = Producer(conf)
-    errors: list[str] = []
-
-    def delivered(error: Any, _msg: Any) -> None:
-        if error is not None:
-            errors.append(str(error))
-
-    for update in updates:
-        producer.produce(
-            topic, key=update["model_name"].encode(), value=encode(update), on_delivery=delivered
-        )
-    left = producer.flush(timeout)
-    if left or errors:
-        raise ServiceUnavailable(
-            f"{left} ModelUpdate(s) not delivered to {topic} at {endpoints.bootstrap} "
-            f"within {timeout:g} s {errors[:1]}: is the cloud broker up?"
-        )
-
-
 def _channels(topology: Topology, device_type: str) -> tuple[str, ...]:
     """Every declared channel of the device type's sensor topics (the baseline covers them)."""
     seen: dict[str, None] = {}
@@ -372,6 +337,13 @@ class Retrainer:
                     for p in _partitions(events, rollout_topic)
                 ]
             )
+            log.info(
+                "retrainer: requests from %s (group %s), rollout events from %s, models to %s",
+                retrain_topic,
+                self.group,
+                rollout_topic,
+                models_topic,
+            )
             while not stop_event.is_set():
                 for msg in requests.consume(10, timeout=poll):
                     if msg.error() is not None:
@@ -413,14 +385,17 @@ def serve(
     registry_url: str,
     stop_event: threading.Event,
     client_settings: dict[str, object] | None = None,
+    private_key: Any = None,
 ) -> Retrainer:
     """Run the retrainer + rollout controller until ``stop_event`` (entry point of ``up``).
 
-    The signing key comes from the topology's ``retraining.signing``.
+    The signing key is ``private_key`` or the one the topology's ``retraining.signing``
+    names. Returns the retrainer (its ``results`` and ``controller.decisions``).
     """
     from edgestream.ml.signing import load_private_key
 
     endpoints = CloudEndpoints(cloud_bootstrap, registry_url, dict(client_settings or {}))
-    retrainer = Retrainer(topology, endpoints, load_private_key(topology.retraining.signing))
+    key = private_key or load_private_key(topology.retraining.signing)
+    retrainer = Retrainer(topology, endpoints, key)
     retrainer.run(stop_event)
     return retrainer

@@ -102,12 +102,20 @@ def fetch_ranges(
     conf.update(client_settings or {})
     consumer = Consumer(conf)
     out: list[tuple[OffsetRange, int, bytes | None]] = []
+    known: dict[str, list[int]] = {}
     try:
         for rng in ranges:
             if rng.start_offset < 0 or rng.end_offset < rng.start_offset:
                 raise TrainingSetError(f"bad data pointer range {rng}: need 0 <= start <= end")
             if rng.end_offset == rng.start_offset:
                 continue
+            if rng.topic not in known:
+                known[rng.topic] = _partitions(consumer, rng.topic, bootstrap)
+            if rng.partition not in known[rng.topic]:
+                raise TrainingSetError(
+                    f"data pointer names {rng.topic}[{rng.partition}], which is not on the cloud "
+                    f"broker {bootstrap} (partitions there: {known[rng.topic] or 'no such topic'})"
+                )
             consumer.assign([TopicPartition(rng.topic, rng.partition, rng.start_offset)])
             last = rng.end_offset - 1
             deadline = time.monotonic() + timeout
@@ -127,15 +135,6 @@ def fetch_ranges(
                                 f"data pointer {rng.topic}[{rng.partition}] "
                                 f"{rng.start_offset}..{rng.end_offset}: the partition ends at "
                                 f"offset {msg.offset()} (the samples are gone or never arrived)"
-                            )
-                        if error.code() in (
-                            KafkaError.UNKNOWN_TOPIC_OR_PART,
-                            KafkaError._UNKNOWN_PARTITION,
-                            KafkaError._UNKNOWN_TOPIC,
-                        ):
-                            raise TrainingSetError(
-                                f"data pointer names {rng.topic}[{rng.partition}], which is not "
-                                f"on the cloud broker {bootstrap}"
                             )
                         continue
                     offset = msg.offset()
@@ -210,3 +209,17 @@ def build_training_set(
         other_types=other,
         invalid=invalid,
     )
+
+
+def _partitions(consumer: Any, topic: str, bootstrap: str) -> list[int]:
+    from confluent_kafka import KafkaException
+
+    from edgestream.core.offsets import partitions_of
+
+    try:
+        return partitions_of(consumer, topic) or []
+    except KafkaException as error:
+        raise ServiceUnavailable(
+            f"no Kafka broker answers at {bootstrap} ({error.args[0].str()}): start it "
+            "(`edgestream stack start`) or pass --cloud-bootstrap HOST:PORT"
+        ) from None

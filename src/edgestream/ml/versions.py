@@ -1,4 +1,5 @@
-"""What ``fleet.models`` says: every ModelUpdate published, versions per model, next version.
+"""What ``fleet.models`` says (every ModelUpdate, versions per model, next version), and
+publishing to it.
 
 :func:`read_topic` reads a cloud topic from its beginning up to its exact end (fetch-based,
 :mod:`edgestream.core.offsets`); :class:`ModelHistory` folds the ModelUpdates.
@@ -17,9 +18,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from edgestream.core.endpoints import CloudEndpoints
 from edgestream.core.exceptions import ServiceUnavailable
 
-__all__ = ["ModelHistory", "action_update", "read_topic", "version_number"]
+__all__ = ["ModelHistory", "action_update", "publish_updates", "read_topic", "version_number"]
 
 _VERSION = re.compile(r"v(\d+)$")
 
@@ -120,6 +122,40 @@ def action_update(
         "metrics": {},
         "baseline": [],
     }
+
+
+def publish_updates(
+    endpoints: CloudEndpoints, topic: str, updates: list[dict[str, Any]], timeout: float = 30.0
+) -> None:
+    """Produce ModelUpdates (key = model name, so one model's updates stay in order)."""
+    from confluent_kafka import Producer
+
+    from edgestream.core.broker import ensure_topics, producer_config
+    from edgestream.core.serde import AvroSerializer, subject_for
+
+    if not updates:
+        return
+    ensure_topics(endpoints.bootstrap, {topic: 1})
+    encode = AvroSerializer(endpoints.registry, "ModelUpdate", subject_for(topic))
+    conf = producer_config(endpoints.bootstrap, **{"message.max.bytes": 16 * 1024 * 1024})
+    conf.update(endpoints.client_settings)
+    producer = Producer(conf)
+    errors: list[str] = []
+
+    def delivered(error: Any, _msg: Any) -> None:
+        if error is not None:
+            errors.append(str(error))
+
+    for update in updates:
+        producer.produce(
+            topic, key=update["model_name"].encode(), value=encode(update), on_delivery=delivered
+        )
+    left = producer.flush(timeout)
+    if left or errors:
+        raise ServiceUnavailable(
+            f"{left} ModelUpdate(s) not delivered to {topic} at {endpoints.bootstrap} "
+            f"within {timeout:g} s {errors[:1]}: is the cloud broker up?"
+        )
 
 
 def read_topic(

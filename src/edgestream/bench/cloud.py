@@ -1,0 +1,190 @@
+"""``edgestream bench cloud``: the fleet Flink job at parallelism 1 on a local MiniCluster.
+
+Two phases on a fresh embedded stack (cloud broker + registry):
+
+1. **Throughput** - ``summaries`` forwarded device summaries (plus the site summaries and
+   replays a fleet sends) are produced first, then the job reads them to their exact end
+   offsets (bounded). Summaries/s = records the job's Python function processed / the span
+   between its first and its last record (measured inside the job, so MiniCluster start-up is
+   not in it); the wall time of the whole run is reported too.
+2. **End-to-end lag** - the job runs unbounded; every ``window`` seconds of wall time the
+   fleet's summaries of the window just ended are produced (event time = wall time). A fleet
+   row can be computed once the first summary of the next window arrives; lag = broker time
+   of the row in ``fleet.stats`` - produce time of that summary (p50 / p95 / max).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgestream.bench.common import BenchError, Phases, machine_info, rate
+
+__all__ = ["CloudBenchParams", "run_cloud_bench"]
+
+_TOPOLOGY = Path(__file__).parents[3] / "topologies" / "default.yaml"
+
+
+@dataclass(frozen=True)
+class CloudBenchParams:
+    summaries: int = 100_000
+    devices: int = 100
+    lag_windows: int = 8
+    lag_window_s: float = 2.0
+    seed: int = 7
+    timeout: float = 600.0
+    workdir: Path | None = None
+
+
+def _topology(window_ms: int) -> Any:
+    import yaml
+
+    from edgestream.core.topology import Topology
+
+    raw = yaml.safe_load(_TOPOLOGY.read_text())
+    raw["windows"] = [{"size": window_ms, "allowed_lateness": 0, "scopes": ["device", "site"]}]
+    raw.setdefault("cloud", {})["jobs"] = {
+        "fleet_stats": {"window": window_ms, "allowed_lateness": "15m", "worst_n": 5,
+                        "max_out_of_orderness": 0, "idle_timeout": "1h"},
+    }  # fmt: skip
+    return Topology.model_validate(raw).with_source(_TOPOLOGY)
+
+
+def _percentiles(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"p50": None, "p95": None, "max": None, "n": 0}
+    v = sorted(values)
+    pick = lambda q: round(v[min(len(v) - 1, int(q * (len(v) - 1) + 0.5))], 1)  # noqa: E731
+    return {"p50": pick(0.5), "p95": pick(0.95), "max": round(v[-1], 1), "n": len(v)}
+
+
+def _meta(bootstrap: str, topic: str) -> dict[str, Any]:
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench", "log_level": 2})
+    consumer.assign([TopicPartition(topic, 0, 0)])
+    try:
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            msgs = consumer.consume(100, timeout=1)
+            for m in msgs:
+                if m.error() is None:
+                    return json.loads(m.value())
+    finally:
+        consumer.close()
+    raise BenchError(f"the job wrote no end-of-input record to {topic}")
+
+
+def run_cloud_bench(params: CloudBenchParams, phases: Phases) -> dict[str, Any]:
+    """Both phases; the result dict (the JSON line of ``--json``)."""
+    from edgestream.bench.cloud_input import fleet_summaries, produce_records
+    from edgestream.cloud.job import CloudJobConfig, run_jobs, start_job
+    from edgestream.core.stack import Stack
+
+    result: dict[str, Any] = {"bench": "cloud", "machine": machine_info(), "parallelism": 1}
+    work = params.workdir or Path(tempfile.mkdtemp(prefix="edgestream-bench-cloud-"))
+    stack = Stack(work / "stack")
+    try:
+        status = stack.start(gateways=1)
+        cloud, registry = str(status.endpoints()["cloud"]), str(status.endpoints()["registry"])
+        window_ms = 10_000
+        topo = _topology(window_ms)
+        windows = max(1, params.summaries // params.devices)
+        phases.start(f"producing {windows * params.devices:,} device summaries")
+        records = fleet_summaries(params.devices, windows, params.seed, replay_every=50)
+        t0 = time.time()
+        ends = {"fleet.summaries": produce_records(cloud, registry, "fleet.summaries",
+                                                   "WindowSummary", records, "scope_key")}  # fmt: skip
+        phases.done(f"{len(records):,} records in {time.time() - t0:.1f} s")
+        phases.start("fleet job, bounded (MiniCluster start included in wall time)")
+        t0 = time.time()
+        run_jobs(topo, cloud, registry, ends=ends, name="bench-throughput")
+        wall = time.time() - t0
+        meta = _meta(cloud, "bench-throughput.meta")
+        per_s = rate(meta["records"], meta["span_ms"] / 1000)
+        phases.done(f"{per_s:,.0f} records/s in the job, {wall:.1f} s wall")
+        result["throughput"] = {
+            "records": meta["records"],
+            "device_summaries": sum(1 for r in records if r["scope"] == "device"),
+            "summaries_per_s": round(per_s),
+            "span_s": round(meta["span_ms"] / 1000, 2),
+            "wall_s": round(wall, 1),
+            "goal_per_s": 50_000,
+            "counts": {k: v for k, v in meta.items() if k not in ("records", "span_ms")},
+        }
+        result["lag_ms"] = _lag_phase(params, topo, cloud, registry, phases, start_job,
+                                      CloudJobConfig)  # fmt: skip
+    finally:
+        stack.stop()
+    return result
+
+
+def _lag_phase(params, topo, cloud, registry, phases, start_job, config_cls) -> dict[str, Any]:
+    from confluent_kafka import Consumer, Producer, TopicPartition
+
+    from edgestream.bench.cloud_input import fleet_summaries
+    from edgestream.core.broker import producer_config
+    from edgestream.core.serde import AvroSerializer, subject_for
+
+    phases.start("fleet job, unbounded: waiting for it to run")
+    size = int(params.lag_window_s * 1000)
+    topo = _topology(size)
+    job = start_job(config_cls(topo, cloud, registry, name="bench-lag"))
+    client = job.get_job_client()
+    deadline = time.time() + params.timeout
+    while str(client.get_job_status().result()) != "RUNNING":
+        if time.time() > deadline:
+            raise BenchError("the unbounded fleet job did not reach RUNNING")
+        time.sleep(0.5)
+    time.sleep(5.0)  # sources assigned, Python function opened
+    ser = AvroSerializer(registry, "WindowSummary", subject_for("fleet.summaries"))
+    producer = Producer(producer_config(cloud, **{"linger.ms": 0}))
+    sent: dict[int, float] = {}  # window_start -> produce time of its first summary
+    consumer = Consumer({"bootstrap.servers": cloud, "group.id": "bench-lag", "log_level": 2})
+    consumer.assign([TopicPartition(topo.cloud.stats_topic, 0, 0)])
+    first_row: dict[int, float] = {}
+    stop = threading.Event()
+
+    def read_rows() -> None:
+        while not stop.is_set():
+            for m in consumer.consume(500, timeout=0.2):
+                if m.error() is None:
+                    row = json.loads(m.value())
+                    if row["scope"] == "fleet":
+                        first_row.setdefault(row["window_start"], m.timestamp()[1] / 1000)
+
+    reader = threading.Thread(target=read_rows, daemon=True)
+    reader.start()
+    try:
+        phases.start(f"fleet job, unbounded: {params.lag_windows} windows of {size} ms")
+        base = (int(time.time() * 1000) // size) * size
+        for w in range(params.lag_windows + 1):
+            ws = base + w * size
+            time.sleep(max(0.0, (ws + size) / 1000 - time.time()))
+            batch = fleet_summaries(min(params.devices, 50), 1, params.seed + w, start_ms=ws,
+                                    window_ms=size)  # fmt: skip
+            sent[ws] = time.time()
+            for r in batch:
+                producer.produce("fleet.summaries", ser(r), r["scope_key"].encode())
+            producer.flush(10)
+        time.sleep(3 * params.lag_window_s + 5)
+    finally:
+        stop.set()
+        reader.join(5)
+        consumer.close()
+        try:
+            client.cancel().result()
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+    lags = [
+        (first_row[ws] - sent[ws + size]) * 1000
+        for ws in sent
+        if ws in first_row and ws + size in sent
+    ]
+    phases.done(f"{len(lags)} windows, lag p50 {_percentiles(lags)['p50']} ms")
+    return _percentiles(lags)

@@ -1,0 +1,117 @@
+"""The fleet job's logic (no Flink): stats equal the offline reference, late data counted,
+drift gives one request per episode, stationary data none."""
+
+from __future__ import annotations
+
+import pytest
+
+from edgestream.bench.cloud_input import fleet_alerts, fleet_summaries, sampled_readings
+from edgestream.cloud.engine import FleetEngine
+from edgestream.sim.config import SimConfig
+from tests.test_cloud.conftest import cloud_topology
+from tests.test_cloud.reference import assert_rows_match, reference_stats
+
+START = 1_700_000_100_000  # a multiple of 5 minutes
+
+
+def run_engine(engine, records, now_step=0):
+    """Feed (topic, partition, record) in order; the last row per key and all requests."""
+    rows, requests = {}, []
+    offsets = {}
+    now = 0
+    for topic, partition, record in records:
+        offset = offsets.get((topic, partition), 0)
+        offsets[(topic, partition)] = offset + 1
+        now += now_step
+        outs = engine.process(topic, partition, offset, record, now)
+        outs += engine.tick(now)
+        collect(outs, rows, requests)
+    collect(engine.flush(now), rows, requests)
+    return rows, requests
+
+
+def collect(outs, rows, requests):
+    for kind, _key, value in outs:
+        if kind == "stats":
+            rows[(value["window_start"], value["scope"], value["scope_key"])] = value
+        else:
+            requests.append(value)
+
+
+def test_stats_equal_reference_with_replays_site_summaries_and_alerts():
+    topo = cloud_topology(fleet_stats={"window": "1m", "allowed_lateness": "15m", "worst_n": 3})
+    summaries = fleet_summaries(devices=10, windows=30, seed=3, start_ms=START, replay_every=7)
+    alerts = fleet_alerts(summaries, seed=3)
+    records = [("fleet.summaries", i % 2, s) for i, s in enumerate(summaries)]
+    records += [("fleet.alerts", 0, a) for a in alerts]
+    engine = FleetEngine(topo)
+    rows, requests = run_engine(engine, records)
+    ref = reference_stats(summaries, alerts, 60_000, 3)
+    assert_rows_match(rows, ref)
+    assert engine.counts["duplicates"] == len(summaries) - len({(s["gateway_id"], s["gateway_seq"]) for s in summaries})
+    assert engine.counts["summaries_skipped"] > 0  # site summaries
+    assert requests == []
+
+
+def test_outage_gateway_counted_in_its_windows_and_visibly_late():
+    """gw-2 offline for 10 minutes: its summaries arrive after everyone else's."""
+    topo = cloud_topology(fleet_stats={"window": "1m", "allowed_lateness": "15m",
+                                       "max_out_of_orderness": "10s", "idle_timeout": "1h"})
+    summaries = fleet_summaries(devices=8, windows=90, seed=5, start_ms=START,
+                                outage=("gw-2", 20, 79))  # windows of 10 s: 10 minutes
+    records = [("fleet.summaries", 0, s) for s in summaries]
+    engine = FleetEngine(topo)
+    rows, _ = run_engine(engine, records)
+    assert_rows_match(rows, reference_stats(summaries, [], 60_000, 5))
+    late = {k: r["late_count"] for k, r in rows.items() if r["late_count"]}
+    assert late, "the outage gateway's summaries must show as late"
+    assert engine.counts["summaries_late"] > 0 and engine.stats.stats["expired"] == 0
+
+
+def test_beyond_allowed_lateness_is_counted_not_dropped():
+    topo = cloud_topology(fleet_stats={"window": "1m", "allowed_lateness": "1m",
+                                       "max_out_of_orderness": "10s", "idle_timeout": "1h"})
+    summaries = fleet_summaries(devices=4, windows=60, seed=2, start_ms=START,
+                                outage=("gw-2", 0, 5))
+    engine = FleetEngine(topo)
+    rows, _ = run_engine(engine, [("fleet.summaries", 0, s) for s in summaries])
+    held = [s for s in summaries if s["gateway_id"] == "gw-2" and s["window_start"] < START + 60_000
+            and s["scope"] == "device"]
+    row = rows[(START, "fleet", "*")]
+    assert row["late_count"] == len(held)  # in late_count, not in the statistics
+    assert row["device_count"] == 2 and engine.counts["summaries_late"] == len(held)
+
+
+def drift_records(duration, drift_at, seed, every=20):
+    config = SimConfig(devices=12, rate=10.0, duration=duration, seed=seed, start_time=START,
+                       labels=None, fast=True, drift_at=drift_at, anomaly_rate=0.0,
+                       drift_types=("pump",) if drift_at is not None else None)
+    return [("fleet.samples", r["seq"] % 2, r) for r in sampled_readings(config, every)]
+
+
+DRIFT = {"window": "5m", "psi_major": 0.25, "psi_minor": 0.1, "ks_threshold": 0.25,
+         "min_samples": 300, "reference": "lagged", "reference_lag": 2}
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_stationary_hour_gives_no_request(seed):
+    engine = FleetEngine(cloud_topology(drift=DRIFT, retrain={"cooldown": "30m"}))
+    _, requests = run_engine(engine, drift_records(3600, None, seed))
+    judged = [v for v in engine.verdicts if v.severity != "unjudged"]
+    assert len(judged) >= 18 and requests == []
+
+
+def test_drift_gives_one_request_within_three_windows():
+    engine = FleetEngine(cloud_topology(drift=DRIFT, retrain={"cooldown": "30m"}))
+    drift_at = 1800
+    _, requests = run_engine(engine, drift_records(3000, drift_at, 4))
+    drifts = [r for r in requests if r["data"]["reason"] == "drift"]
+    assert len(drifts) == 1, [r["id"] for r in requests]  # pumps drift, reefers do not
+    data = drifts[0]["data"]
+    assert (data["model_name"], data["scope_key"], data["severity"]) == ("pump-ae", "pump", "major")
+    start = START + drift_at * 1000
+    assert data["window_end"] - start <= 3 * 300_000
+    assert data["window_end"] > start
+    assert data["data_pointer"] and all(r["end_offset"] > r["start_offset"] for r in data["data_pointer"])
+    assert drifts[0]["id"] == data["dedup_key"]
+    assert any(f["statistic"] == "psi" and f["value"] > f["threshold"] for f in data["features"])

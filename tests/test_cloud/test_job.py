@@ -1,0 +1,90 @@
+"""The fleet job on a real Flink MiniCluster over a real (Tansu) broker: fleet.stats equals
+the offline reference (replays, site summaries, a gateway back from a 10-minute outage) and
+injected drift gives exactly one RetrainRequest."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from edgestream.bench.cloud_input import (
+    fleet_alerts,
+    fleet_summaries,
+    produce_records,
+    sampled_readings,
+)
+from edgestream.cloud.job import run_jobs
+from edgestream.core.offsets import exact_end_offsets
+from edgestream.core.serde import AvroDeserializer
+from edgestream.sim.config import SimConfig
+from tests.test_cloud.conftest import cloud_topology
+from tests.test_cloud.reference import assert_rows_match, reference_stats
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+START = 1_700_000_100_000  # a multiple of 5 minutes
+
+
+def read_all(bootstrap: str, topic: str) -> list:
+    from confluent_kafka import Consumer, TopicPartition
+
+    ends = exact_end_offsets(bootstrap, topic)
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "t", "log_level": 2,
+                         "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, p, 0) for p in ends])
+    out, want = [], sum(ends.values())
+    try:
+        while len(out) < want:
+            msgs = consumer.consume(1000, timeout=10)
+            assert msgs, f"{topic}: read {len(out)} of {want}"
+            out += [m for m in msgs if m.error() is None]
+    finally:
+        consumer.close()
+    return out
+
+
+def test_fleet_job_on_minicluster(stack):
+    endpoints = stack.endpoints()
+    cloud, registry = str(endpoints["cloud"]), str(endpoints["registry"])
+    topo = cloud_topology(
+        fleet_stats={"window": "1m", "allowed_lateness": "15m", "worst_n": 3,
+                     "max_out_of_orderness": "20s", "idle_timeout": "1h"},
+        drift={"window": "5m", "ks_threshold": 0.25, "min_samples": 300,
+               "reference": "lagged", "reference_lag": 2},
+        retrain={"cooldown": "30m"},
+    )
+    # 40 windows of 10 s; gw-2 offline for 10 minutes (windows 5..64 arrive last)
+    summaries = fleet_summaries(devices=10, windows=80, seed=11, start_ms=START,
+                                replay_every=9, outage=("gw-2", 5, 64))
+    alerts = fleet_alerts(summaries, seed=11)
+    config = SimConfig(devices=12, rate=10.0, duration=1500, seed=4, start_time=START,
+                       labels=None, fast=True, drift_at=900, drift_types=("pump",),
+                       anomaly_rate=0.0)
+    samples = list(sampled_readings(config, every=20))
+    ends = {
+        "fleet.summaries": produce_records(cloud, registry, "fleet.summaries", "WindowSummary",
+                                           summaries, "scope_key"),
+        "fleet.alerts": produce_records(cloud, registry, "fleet.alerts", "AnomalyAlert",
+                                        alerts, "device_id"),
+        "fleet.samples": produce_records(cloud, registry, "fleet.samples", "SensorReading",
+                                         samples, "device_id"),
+    }
+    run_jobs(topo, cloud, registry, ends=ends, name="edgestream-fleet-test")
+
+    rows = {}
+    for msg in read_all(cloud, "fleet.stats"):
+        row = json.loads(msg.value())
+        key = (row["window_start"], row["scope"], row["scope_key"])
+        assert msg.key().decode() == "|".join(map(str, key))
+        rows[key] = row  # the last row of a key is the current one
+    assert_rows_match(rows, reference_stats(summaries, alerts, 60_000, 3))
+    assert sum(r["late_count"] for k, r in rows.items() if k[1] == "fleet") > 0  # the outage
+
+    decode = AvroDeserializer(registry)
+    requests = [decode(m.value()) for m in read_all(cloud, "fleet.retrain")]
+    drift = [r for r in requests if r["data"]["reason"] == "drift"]
+    assert len(drift) == 1, [r["id"] for r in requests]
+    data = drift[0]["data"]
+    assert data["model_name"] == "pump-ae" and data["window_end"] - (START + 900_000) <= 900_000
+    assert data["data_pointer"][0]["topic"] == "fleet.samples"

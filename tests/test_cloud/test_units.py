@@ -1,0 +1,90 @@
+"""Pure pieces of the cloud job: pooled moments, triggers, drift references, CLI errors."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgestream.cloud.drift import DriftMonitor, ModelInfo
+from edgestream.cloud.stats import FleetStats
+from edgestream.cloud.triggers import Triggers
+from edgestream.ml.drift import channel_drift, training_baseline
+
+
+def test_pooled_moments_equal_numpy_over_the_raw_values():
+    rng = np.random.default_rng(3)
+    fs = FleetStats(window_ms=60_000, allowed_lateness_ms=0, source_window_ms=10_000)
+    values = []
+    for i in range(40):
+        v = rng.normal(rng.uniform(-100, 100), rng.uniform(0.01, 30), int(rng.integers(1, 50)))
+        values.append(v)
+        fs.add_summary({
+            "scope": "device", "scope_key": f"d{i % 7}", "site": "s", "device_type": "t",
+            "window_start": (i % 6) * 10_000, "window_end": (i % 6 + 1) * 10_000,
+            "count": len(v), "anomaly_count": 0, "max_score": None, "model_version": "v1",
+            "rollup_level": 0,
+            "channels": {"x": {"count": len(v), "sum": float(v.sum()),
+                               "m2": float(((v - v.mean()) ** 2).sum())}},
+        })  # fmt: skip
+    (row, *_) = fs.flush(now_ms=0)
+    allv = np.concatenate(values)
+    assert row["channels"]["x"]["count"] == len(allv) and row["device_count"] == 7
+    assert np.isclose(row["channels"]["x"]["mean"], allv.mean(), rtol=1e-9, atol=1e-9)
+    assert np.isclose(row["channels"]["x"]["std"], allv.std(), rtol=1e-9, atol=1e-9)
+
+
+def test_other_lineages_and_site_summaries_are_skipped():
+    fs = FleetStats(60_000, 0, source_window_ms=10_000)
+    base = {"scope": "device", "scope_key": "d", "site": "s", "device_type": "t", "count": 1,
+            "channels": {}, "model_version": "v1"}
+    assert fs.add_summary({**base, "window_start": 0, "window_end": 60_000}) == "skipped"
+    assert fs.add_summary({**base, "scope": "site", "window_start": 0, "window_end": 10_000}) == "skipped"
+    rollup = {**base, "window_start": 0, "window_end": 60_000, "rollup_level": 1,
+              "summary_id": "gw|device|d|0|60000|r1.10000.3"}
+    assert fs.add_summary(rollup) == "counted"
+
+
+def test_cooldown_silences_a_new_episode_and_a_later_one_fires():
+    t = Triggers(cooldown_ms=10 * 60_000, quiet_windows=1)
+    key = ("m", "device_type", "pump")
+    fired = [t.observe(key, s * 60_000, (s + 1) * 60_000, s in (1, 3, 20)) for s in range(25)]
+    assert [f for f in fired if f] == ["m|device_type|pump|60000", "m|device_type|pump|1200000"]
+    assert t.stats["cooldown"] == 1
+
+
+def test_model_reference_follows_promoted_model_baseline():
+    rng = np.random.default_rng(0)
+    old = {b["channel"]: b for b in training_baseline(["x"], rng.normal(0, 1, (5000, 1)))}
+    new_base = training_baseline(["x"], rng.normal(5, 1, (5000, 1)))
+    mon = DriftMonitor(1000, {"pump": ("x",)}, {"pump": ModelInfo("m", "v1", None, old)},
+                       min_samples=100, ks_threshold=0.2)
+    def window(start):
+        for i, v in enumerate(rng.normal(5, 1, 300)):
+            mon.add_sample({"device_type": "pump", "ts": start + i, "channels": {"x": float(v)}},
+                           0, start + i)
+    window(0)
+    assert mon.advance(999)[0].severity == "major"  # against v1's baseline
+    mon.add_model_update({"model_name": "m", "version": "v2", "action": "candidate",
+                          "device_type": "pump", "sha256": "ab", "baseline": new_base})
+    mon.add_model_update({"model_name": "m", "version": "v2", "action": "promote"})
+    window(1000)
+    (verdict,) = mon.advance(1999)
+    assert verdict.severity is None and verdict.model.version == "v2" and verdict.model.sha256 == "ab"
+
+
+def test_small_windows_are_not_judged():
+    base = {b["channel"]: b for b in training_baseline(["x"], np.arange(1000.0).reshape(-1, 1))}
+    mon = DriftMonitor(1000, {"pump": ("x",)}, {"pump": ModelInfo("m", "v1", None, base)},
+                       min_samples=50)
+    for i in range(49):
+        mon.add_sample({"device_type": "pump", "ts": i, "channels": {"x": 5000.0}}, 0, i)
+    (verdict,) = mon.flush()
+    assert verdict.severity == "unjudged" and "min_samples" in verdict.note
+
+
+def test_psi_and_ks_of_a_shifted_normal():
+    rng = np.random.default_rng(1)
+    (base,) = training_baseline(["x"], rng.normal(0, 1, (20_000, 1)))
+    psi_same, ks_same, _ = channel_drift(base, rng.normal(0, 1, 5000))
+    psi_shift, ks_shift, _ = channel_drift(base, rng.normal(1, 1, 5000))
+    assert psi_same < 0.01 and ks_same < 0.03
+    assert psi_shift > 0.25 and 0.3 < ks_shift < 0.45  # true KS of N(0,1) vs N(1,1): 0.383
