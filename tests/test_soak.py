@@ -37,12 +37,37 @@ INTERVAL_S = 30.0
 GROWTH_GOAL = 0.10
 BROKER_BOUND_MB = 600.0  # per embedded broker over 30 minutes at the default rates
 NEVER_INJECTED = {"decode", "bad_magic", "unknown_schema_id", "schema_mismatch", "frame_shape"}
+LOOP = "loop (test process: simulators, monitors)"
 ERROR_LINE = re.compile(r"\b(ERROR|CRITICAL)\b|Traceback")
 
 
 def warm_up_s(total_s: float) -> float:
-    """Samples before this are start-up (model sessions, JVM, caches), not growth."""
+    """Samples before (ready + this) are start-up (model sessions, JVM, caches), not growth."""
     return min(300.0, max(60.0, 0.2 * total_s))
+
+
+def children() -> dict[int, list[int]]:
+    """ppid -> child pids, from /proc."""
+    out: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            out.setdefault(ppid, []).append(int(entry))
+    return out
+
+
+def tree_rss_mb(pid: int, kids: dict[int, list[int]]) -> float:
+    """RSS of ``pid`` and its descendants (a PyFlink job's JVM is a child), MB."""
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        total += rss_bytes(p) or 0
+        todo += kids.get(p, [])
+    return total / 2**20
 
 
 def growth(samples: list[tuple[float, float]], warm_s: float) -> dict[str, float | None]:
@@ -71,6 +96,15 @@ def error_lines(run_dir: Path) -> dict[str, int]:
     return out
 
 
+def error_samples(run_dir: Path, limit: int = 5) -> list[str]:
+    out = []
+    for log in sorted(run_dir.glob("*.log")):
+        for line in log.read_text(errors="replace").splitlines():
+            if ERROR_LINE.search(line) and len(out) < limit:
+                out.append(f"{log.name}: {line[:300]}")
+    return out
+
+
 def test_soak(tmp_path: Path) -> None:
     total_s = MINUTES * 60
     run_dir = tmp_path / "run"
@@ -90,18 +124,27 @@ def test_soak(tmp_path: Path) -> None:
     ours: dict[str, list[tuple[float, float]]] = {}
     brokers: dict[str, list[tuple[float, float]]] = {}
     started = time.monotonic()
+    ready_at: float | None = None  # every process serving metrics and readings flowing
     try:
         while runner.is_alive():
             runner.join(INTERVAL_S)
             if state.phase != "running":
                 continue
             t = time.monotonic() - started
-            named = {m.name: m.pid for m in state.processes()}
-            named["loop (test process: simulators, monitors)"] = os.getpid()
+            procs = state.processes()
+            serving = all(m.metrics_url for m in procs if m.process in ("edge", "forward"))
+            flowing = all(g.figures.get("processed") for g in state.gateways.values())
+            if ready_at is None and serving and flowing:
+                ready_at = t
+            kids = children()
+            named = {m.name: m.pid for m in procs}
             for name, pid in named.items():
-                rss = rss_bytes(pid) if pid else None
+                rss = tree_rss_mb(pid, kids) if pid else 0
                 if rss:
-                    ours.setdefault(name, []).append((t, rss / 2**20))
+                    ours.setdefault(name, []).append((t, rss))
+            loop_rss = rss_bytes(os.getpid())
+            if loop_rss:
+                ours.setdefault(LOOP, []).append((t, loop_rss / 2**20))
             for name, comp in stack.status().components.items():
                 rss = rss_bytes(comp.pid) if comp.pid else None
                 if rss:
@@ -110,17 +153,20 @@ def test_soak(tmp_path: Path) -> None:
         stop.set()
         runner.join(120)
     assert not failure, failure
-    warm = warm_up_s(total_s)
+    assert ready_at is not None, "the loop never had every process up and readings flowing"
+    warm = ready_at + warm_up_s(total_s)
     summary = state.summary()
     dlq = {r: n for r, n in summary["dlq_by_reason"].items() if r in NEVER_INJECTED}
     report = {
         "minutes": MINUTES,
         "samples_every_s": INTERVAL_S,
-        "warm_up_s": warm,
+        "ready_after_s": round(ready_at, 1),
+        "growth_from_s": round(warm, 1),
         "rss": {name: growth(s, warm) for name, s in ours.items()},
         "brokers_rss_apart": {name: growth(s, warm) for name, s in brokers.items()},
         "errors": {
             "log_lines": error_lines(run_dir),
+            "log_samples": error_samples(run_dir),
             "restarts": {
                 "workers": summary["worker_restarts"],
                 "forwarders": summary["forwarder_restarts"],
@@ -140,7 +186,7 @@ def test_soak(tmp_path: Path) -> None:
     too_much = {
         n: g["growth"]
         for n, g in report["rss"].items()
-        if g["growth"] is not None and g["growth"] > GROWTH_GOAL and not n.startswith("loop")
+        if g["growth"] is not None and g["growth"] > GROWTH_GOAL and n != LOOP
     }
     assert not too_much, f"RSS grew more than {GROWTH_GOAL:.0%} after warm-up: {too_much}"
     errors = sum(report["errors"]["log_lines"].values()) + sum(dlq.values())

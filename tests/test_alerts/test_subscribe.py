@@ -98,11 +98,12 @@ def test_live_subscriber_gets_each_alert_once_and_resumes_after_restart(cloud: C
         assert live.poll(1.0) == []
         first = cloud.incident(12, 1_700_000_000_000)
         cloud.send(first[3:7])  # the forwarder re-sends after a lost ack: same seqs and ids
+        cloud.producer.produce(cloud.topic, b"not avro", b"x")  # skipped and counted
         got = _collect(live, 12)
     finally:
         live.close()
     assert sorted(_ids(got)) == sorted(_ids(first))
-    assert live.stats["duplicates"] == 4
+    assert live.stats["duplicates"] == 4 and live.stats["undecodable"] == 1
 
     second = cloud.incident(5, 1_700_000_100_000)
     cloud.send(first[:2])  # a late replay of alerts printed before the restart

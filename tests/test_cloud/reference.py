@@ -70,7 +70,8 @@ def reference_stats(
             "anomaly_rate": anomalies / readings,
             "channels": channels,
             "worst_devices": [
-                {"device_id": d, "anomaly_count": a, "max_score": m} for d, (a, m) in worst[:worst_n]
+                {"device_id": d, "anomaly_count": a, "max_score": m}
+                for d, (a, m) in worst[:worst_n]
             ],
             "model_versions": dict(versions),
         }
@@ -79,7 +80,7 @@ def reference_stats(
 
 def assert_rows_match(rows: dict[tuple[int, str, str], dict[str, Any]], ref: dict) -> None:
     """Exact counts, floats to 1e-9 (relative), same keys."""
-    assert set(rows) == set(ref), (set(rows) ^ set(ref))
+    assert set(rows) == set(ref), set(rows) ^ set(ref)
     for key, want in ref.items():
         got = rows[key]
         for name in ("device_count", "reading_count", "anomaly_count", "alert_count"):

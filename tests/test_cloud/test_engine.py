@@ -48,17 +48,26 @@ def test_stats_equal_reference_with_replays_site_summaries_and_alerts():
     rows, requests = run_engine(engine, records)
     ref = reference_stats(summaries, alerts, 60_000, 3)
     assert_rows_match(rows, ref)
-    assert engine.counts["duplicates"] == len(summaries) - len({(s["gateway_id"], s["gateway_seq"]) for s in summaries})
+    assert engine.counts["duplicates"] == len(summaries) - len(
+        {(s["gateway_id"], s["gateway_seq"]) for s in summaries}
+    )
     assert engine.counts["summaries_skipped"] > 0  # site summaries
     assert requests == []
 
 
 def test_outage_gateway_counted_in_its_windows_and_visibly_late():
     """gw-2 offline for 10 minutes: its summaries arrive after everyone else's."""
-    topo = cloud_topology(fleet_stats={"window": "1m", "allowed_lateness": "15m",
-                                       "max_out_of_orderness": "10s", "idle_timeout": "1h"})
-    summaries = fleet_summaries(devices=8, windows=90, seed=5, start_ms=START,
-                                outage=("gw-2", 20, 79))  # windows of 10 s: 10 minutes
+    topo = cloud_topology(
+        fleet_stats={
+            "window": "1m",
+            "allowed_lateness": "15m",
+            "max_out_of_orderness": "10s",
+            "idle_timeout": "1h",
+        }
+    )
+    summaries = fleet_summaries(
+        devices=8, windows=90, seed=5, start_ms=START, outage=("gw-2", 20, 79)
+    )  # windows of 10 s: 10 minutes
     records = [("fleet.summaries", 0, s) for s in summaries]
     engine = FleetEngine(topo)
     rows, _ = run_engine(engine, records)
@@ -69,28 +78,56 @@ def test_outage_gateway_counted_in_its_windows_and_visibly_late():
 
 
 def test_beyond_allowed_lateness_is_counted_not_dropped():
-    topo = cloud_topology(fleet_stats={"window": "1m", "allowed_lateness": "1m",
-                                       "max_out_of_orderness": "10s", "idle_timeout": "1h"})
-    summaries = fleet_summaries(devices=4, windows=60, seed=2, start_ms=START,
-                                outage=("gw-2", 0, 5))
+    topo = cloud_topology(
+        fleet_stats={
+            "window": "1m",
+            "allowed_lateness": "1m",
+            "max_out_of_orderness": "10s",
+            "idle_timeout": "1h",
+        }
+    )
+    summaries = fleet_summaries(
+        devices=4, windows=60, seed=2, start_ms=START, outage=("gw-2", 0, 5)
+    )
     engine = FleetEngine(topo)
     rows, _ = run_engine(engine, [("fleet.summaries", 0, s) for s in summaries])
-    held = [s for s in summaries if s["gateway_id"] == "gw-2" and s["window_start"] < START + 60_000
-            and s["scope"] == "device"]
+    held = [
+        s
+        for s in summaries
+        if s["gateway_id"] == "gw-2"
+        and s["window_start"] < START + 60_000
+        and s["scope"] == "device"
+    ]
     row = rows[(START, "fleet", "*")]
     assert row["late_count"] == len(held)  # in late_count, not in the statistics
     assert row["device_count"] == 2 and engine.counts["summaries_late"] == len(held)
 
 
 def drift_records(duration, drift_at, seed, every=20):
-    config = SimConfig(devices=12, rate=10.0, duration=duration, seed=seed, start_time=START,
-                       labels=None, fast=True, drift_at=drift_at, anomaly_rate=0.0,
-                       drift_types=("pump",) if drift_at is not None else None)
+    config = SimConfig(
+        devices=12,
+        rate=10.0,
+        duration=duration,
+        seed=seed,
+        start_time=START,
+        labels=None,
+        fast=True,
+        drift_at=drift_at,
+        anomaly_rate=0.0,
+        drift_types=("pump",) if drift_at is not None else None,
+    )
     return [("fleet.samples", r["seq"] % 2, r) for r in sampled_readings(config, every)]
 
 
-DRIFT = {"window": "5m", "psi_major": 0.25, "psi_minor": 0.1, "ks_threshold": 0.25,
-         "min_samples": 300, "reference": "lagged", "reference_lag": 2}
+DRIFT = {
+    "window": "5m",
+    "psi_major": 0.25,
+    "psi_minor": 0.1,
+    "ks_threshold": 0.25,
+    "min_samples": 300,
+    "reference": "lagged",
+    "reference_lag": 2,
+}
 
 
 @pytest.mark.parametrize("seed", [1, 2])
@@ -112,6 +149,8 @@ def test_drift_gives_one_request_within_three_windows():
     start = START + drift_at * 1000
     assert data["window_end"] - start <= 3 * 300_000
     assert data["window_end"] > start
-    assert data["data_pointer"] and all(r["end_offset"] > r["start_offset"] for r in data["data_pointer"])
+    assert data["data_pointer"] and all(
+        r["end_offset"] > r["start_offset"] for r in data["data_pointer"]
+    )
     assert drifts[0]["id"] == data["dedup_key"]
     assert any(f["statistic"] == "psi" and f["value"] > f["threshold"] for f in data["features"])

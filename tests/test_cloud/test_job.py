@@ -30,8 +30,14 @@ def read_all(bootstrap: str, topic: str) -> list:
     from confluent_kafka import Consumer, TopicPartition
 
     ends = exact_end_offsets(bootstrap, topic)
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "t", "log_level": 2,
-                         "enable.auto.commit": False})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "t",
+            "log_level": 2,
+            "enable.auto.commit": False,
+        }
+    )
     consumer.assign([TopicPartition(topic, p, 0) for p in ends])
     out, want = [], sum(ends.values())
     try:
@@ -48,27 +54,50 @@ def test_fleet_job_on_minicluster(stack):
     endpoints = stack.endpoints()
     cloud, registry = str(endpoints["cloud"]), str(endpoints["registry"])
     topo = cloud_topology(
-        fleet_stats={"window": "1m", "allowed_lateness": "15m", "worst_n": 3,
-                     "max_out_of_orderness": "20s", "idle_timeout": "1h"},
-        drift={"window": "5m", "ks_threshold": 0.25, "min_samples": 300,
-               "reference": "lagged", "reference_lag": 2},
+        fleet_stats={
+            "window": "1m",
+            "allowed_lateness": "15m",
+            "worst_n": 3,
+            "max_out_of_orderness": "20s",
+            "idle_timeout": "1h",
+        },
+        drift={
+            "window": "5m",
+            "ks_threshold": 0.25,
+            "min_samples": 300,
+            "reference": "lagged",
+            "reference_lag": 2,
+        },
         retrain={"cooldown": "30m"},
     )
     # 40 windows of 10 s; gw-2 offline for 10 minutes (windows 5..64 arrive last)
-    summaries = fleet_summaries(devices=10, windows=80, seed=11, start_ms=START,
-                                replay_every=9, outage=("gw-2", 5, 64))
+    summaries = fleet_summaries(
+        devices=10, windows=80, seed=11, start_ms=START, replay_every=9, outage=("gw-2", 5, 64)
+    )
     alerts = fleet_alerts(summaries, seed=11)
-    config = SimConfig(devices=12, rate=10.0, duration=1500, seed=4, start_time=START,
-                       labels=None, fast=True, drift_at=900, drift_types=("pump",),
-                       anomaly_rate=0.0)
+    config = SimConfig(
+        devices=12,
+        rate=10.0,
+        duration=1500,
+        seed=4,
+        start_time=START,
+        labels=None,
+        fast=True,
+        drift_at=900,
+        drift_types=("pump",),
+        anomaly_rate=0.0,
+    )
     samples = list(sampled_readings(config, every=20))
     ends = {
-        "fleet.summaries": produce_records(cloud, registry, "fleet.summaries", "WindowSummary",
-                                           summaries, "scope_key"),
-        "fleet.alerts": produce_records(cloud, registry, "fleet.alerts", "AnomalyAlert",
-                                        alerts, "device_id"),
-        "fleet.samples": produce_records(cloud, registry, "fleet.samples", "SensorReading",
-                                         samples, "device_id"),
+        "fleet.summaries": produce_records(
+            cloud, registry, "fleet.summaries", "WindowSummary", summaries, "scope_key"
+        ),
+        "fleet.alerts": produce_records(
+            cloud, registry, "fleet.alerts", "AnomalyAlert", alerts, "device_id"
+        ),
+        "fleet.samples": produce_records(
+            cloud, registry, "fleet.samples", "SensorReading", samples, "device_id"
+        ),
     }
     run_jobs(topo, cloud, registry, ends=ends, name="edgestream-fleet-test")
 

@@ -34,12 +34,27 @@ def test_pooled_moments_equal_numpy_over_the_raw_values():
 
 def test_other_lineages_and_site_summaries_are_skipped():
     fs = FleetStats(60_000, 0, source_window_ms=10_000)
-    base = {"scope": "device", "scope_key": "d", "site": "s", "device_type": "t", "count": 1,
-            "channels": {}, "model_version": "v1"}
+    base = {
+        "scope": "device",
+        "scope_key": "d",
+        "site": "s",
+        "device_type": "t",
+        "count": 1,
+        "channels": {},
+        "model_version": "v1",
+    }
     assert fs.add_summary({**base, "window_start": 0, "window_end": 60_000}) == "skipped"
-    assert fs.add_summary({**base, "scope": "site", "window_start": 0, "window_end": 10_000}) == "skipped"
-    rollup = {**base, "window_start": 0, "window_end": 60_000, "rollup_level": 1,
-              "summary_id": "gw|device|d|0|60000|r1.10000.3"}
+    assert (
+        fs.add_summary({**base, "scope": "site", "window_start": 0, "window_end": 10_000})
+        == "skipped"
+    )
+    rollup = {
+        **base,
+        "window_start": 0,
+        "window_end": 60_000,
+        "rollup_level": 1,
+        "summary_id": "gw|device|d|0|60000|r1.10000.3",
+    }
     assert fs.add_summary(rollup) == "counted"
 
 
@@ -55,26 +70,45 @@ def test_model_reference_follows_promoted_model_baseline():
     rng = np.random.default_rng(0)
     old = {b["channel"]: b for b in training_baseline(["x"], rng.normal(0, 1, (5000, 1)))}
     new_base = training_baseline(["x"], rng.normal(5, 1, (5000, 1)))
-    mon = DriftMonitor(1000, {"pump": ("x",)}, {"pump": ModelInfo("m", "v1", None, old)},
-                       min_samples=100, ks_threshold=0.2)
+    mon = DriftMonitor(
+        1000,
+        {"pump": ("x",)},
+        {"pump": ModelInfo("m", "v1", None, old)},
+        min_samples=100,
+        ks_threshold=0.2,
+    )
+
     def window(start):
         for i, v in enumerate(rng.normal(5, 1, 300)):
-            mon.add_sample({"device_type": "pump", "ts": start + i, "channels": {"x": float(v)}},
-                           0, start + i)
+            mon.add_sample(
+                {"device_type": "pump", "ts": start + i, "channels": {"x": float(v)}}, 0, start + i
+            )
+
     window(0)
     assert mon.advance(999)[0].severity == "major"  # against v1's baseline
-    mon.add_model_update({"model_name": "m", "version": "v2", "action": "candidate",
-                          "device_type": "pump", "sha256": "ab", "baseline": new_base})
+    mon.add_model_update(
+        {
+            "model_name": "m",
+            "version": "v2",
+            "action": "candidate",
+            "device_type": "pump",
+            "sha256": "ab",
+            "baseline": new_base,
+        }
+    )
     mon.add_model_update({"model_name": "m", "version": "v2", "action": "promote"})
     window(1000)
     (verdict,) = mon.advance(1999)
-    assert verdict.severity is None and verdict.model.version == "v2" and verdict.model.sha256 == "ab"
+    assert (
+        verdict.severity is None and verdict.model.version == "v2" and verdict.model.sha256 == "ab"
+    )
 
 
 def test_small_windows_are_not_judged():
     base = {b["channel"]: b for b in training_baseline(["x"], np.arange(1000.0).reshape(-1, 1))}
-    mon = DriftMonitor(1000, {"pump": ("x",)}, {"pump": ModelInfo("m", "v1", None, base)},
-                       min_samples=50)
+    mon = DriftMonitor(
+        1000, {"pump": ("x",)}, {"pump": ModelInfo("m", "v1", None, base)}, min_samples=50
+    )
     for i in range(49):
         mon.add_sample({"device_type": "pump", "ts": i, "channels": {"x": 5000.0}}, 0, i)
     (verdict,) = mon.flush()
@@ -88,3 +122,15 @@ def test_psi_and_ks_of_a_shifted_normal():
     psi_shift, ks_shift, _ = channel_drift(base, rng.normal(1, 1, 5000))
     assert psi_same < 0.01 and ks_same < 0.03
     assert psi_shift > 0.25 and 0.3 < ks_shift < 0.45  # true KS of N(0,1) vs N(1,1): 0.383
+
+
+def test_cloud_run_without_a_stack_says_what_to_start(capsys):
+    import pytest
+
+    from edgestream.cli.main import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["cloud", "run", "topologies/default.yaml"])
+    assert exc.value.code == 1
+    err = capsys.readouterr().err
+    assert "edgestream stack start" in err and len(err.strip().splitlines()) <= 2

@@ -23,7 +23,9 @@ from tests.procs import Process
 from tests.test_edge import gatewayrun as gr
 
 GATEWAY = "gw-test"
-CLOUD_TOPICS = ["fleet.alerts", "fleet.summaries", "fleet.forwarder"]
+# [:2] are the records the outage tests check; the others are read so "caught up" holds
+CLOUD_TOPICS = ["fleet.alerts", "fleet.summaries", "fleet.forwarder", "fleet.samples",
+                "fleet.rollout"]  # fmt: skip
 
 
 class Forwarder(Process):
@@ -73,7 +75,12 @@ class Pipeline:
         ends = self.stack.start(gateways=1).endpoints()
         self.edge = str(ends["edge"]["gw-1"])  # type: ignore[index]
         self.cloud, self.registry = str(ends["cloud"]), str(ends["registry"])
-        self.topology = gr.write_topology(tmp_path / "topology.yaml", GATEWAY, **topology)
+        # samples go at once (no 30 s hold): "outbox empty" happens between them
+        forwarding = topology.pop("forwarding", {})
+        forwarding = {**forwarding, "samples": {"linger": "0ms", **forwarding.get("samples", {})}}
+        self.topology = gr.write_topology(
+            tmp_path / "topology.yaml", GATEWAY, forwarding=forwarding, **topology
+        )
         self.data = tmp_path / "gw"
         self.worker = gr.Worker(self.topology, GATEWAY, self.edge, self.registry, self.data)
         self.forwarder = self.new_forwarder()

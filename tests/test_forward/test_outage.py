@@ -125,9 +125,8 @@ def test_tiny_budget_rolls_up_exactly_and_reports_drops(tmp_path: Path) -> None:
     budget = 8_000
     quiet = {"rules": [{"name": "pump", "consecutive": 2}],  # few alerts: summaries must fit
              "suppression": {"cooldown": "10m", "update_interval": "10m"}}  # fmt: skip
-    p = Pipeline(
-        tmp_path, windows=TEN_S, anomaly=quiet, forwarding={"outbox": {"max_bytes": budget}}
-    )
+    forwarding = {"outbox": {"max_bytes": budget}, "samples": {"enabled": False}}  # summaries
+    p = Pipeline(tmp_path, windows=TEN_S, anomaly=quiet, forwarding=forwarding)
     try:
         p.stack.stop(only=["cloud"])  # a long outage: 10 minutes of event time arrive
         p.worker.start()

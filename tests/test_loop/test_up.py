@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
-import threading
+import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -11,9 +14,8 @@ import pytest
 
 from edgestream.core.metrics import read_port
 from edgestream.core.stack import Stack
-from edgestream.loop import LoopConfig, LoopState, run_loop
 from edgestream.loop.procs import Managed
-from edgestream.loop.watch import gateway_figures, parse_metrics
+from edgestream.loop.watch import gateway_figures, parse_metrics, scrape, total
 from tests.conftest import pids_of
 
 WORKER_PAGE = """# TYPE edgestream_readings counter
@@ -45,44 +47,70 @@ def test_gateway_figures_from_metrics_pages() -> None:
 
 
 def test_managed_process_restarts_and_stops(tmp_path: Path) -> None:
-    m = Managed("x", ["--help"], tmp_path / "x.log", tmp_path / "d", "edge").start()
-    assert m.proc is not None and m.proc.wait(60) == 0 and "Usage" in m.log.read_text()
+    m = Managed("x", [], tmp_path / "x.log", tmp_path / "d", "edge", module="platform").start()
+    assert m.proc is not None and m.proc.wait(120) == 0 and "Linux" in m.log.read_text()
     assert not m.check() and m.restarts == 1 and m.last_exit == 0  # restarted
     m.stop()
     assert not m.alive and read_port(tmp_path / "d", "edge") is None
 
 
+def test_scaled_topology_keeps_models_and_one_canary(tmp_path: Path) -> None:
+    from edgestream.core.exceptions import EdgestreamError
+    from edgestream.core.topology import load_topology
+    from edgestream.loop.up import default_topology, scaled_topology
+
+    three = load_topology(scaled_topology(default_topology(), 3, tmp_path))
+    assert [(g.id, g.canary) for g in three.gateways] == [
+        ("gw-1", True), ("gw-2", False), ("gw-3", False)
+    ]  # fmt: skip
+    assert three.gateway("gw-3").device_types == three.gateway("gw-2").device_types
+    assert Path(three.models["pump"].path).is_file()  # resolved from the original's folder
+    one = load_topology(scaled_topology(default_topology(), 1, tmp_path))
+    assert [g.id for g in one.gateways] == ["gw-1"]
+    with pytest.raises(EdgestreamError, match="--gateways"):
+        scaled_topology(default_topology(), 0, tmp_path)
+
+
 @pytest.mark.integration
 @pytest.mark.slow
-def test_up_runs_gateways_and_forwarders_and_stops_cleanly(tmp_path: Path) -> None:
-    run_dir = tmp_path / "run"
-    config = LoopConfig(duration=240.0, run_dir=run_dir, cloud=False, devices_per_gateway=4)
-    stack, state, stop = Stack(tmp_path / "stack"), LoopState(), threading.Event()
-    runner = threading.Thread(target=run_loop, args=(config, stop, state, stack), daemon=True)
-    runner.start()
-    deadline = time.monotonic() + 240
-    while runner.is_alive() and time.monotonic() < deadline:  # until summaries reach the cloud
-        cloud = state.cloud.figures if state.cloud else None
-        if (
-            cloud
-            and cloud.summaries
-            and all(g.figures.get("processed") for g in state.gateways.values())
-        ):
-            break
-        time.sleep(2)
-    urls = {m.name: m.metrics_url for m in state.processes()}
-    stop.set()
-    runner.join(120)
-    assert not runner.is_alive()
-    summary = state.summary()
-    print(json.dumps(summary))
-    assert set(urls) == {"gw-1 worker", "gw-1 forwarder", "gw-2 worker", "gw-2 forwarder"}
-    assert all(u and u.startswith("http://127.0.0.1:") for u in urls.values()), urls
+def test_up_runs_gateway_and_forwarder_and_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
+    """The CLI as a user runs it (one gateway, no cloud job): readings flow through the
+    worker and the forwarder to the cloud; Ctrl-C (SIGINT) stops everything and prints the
+    summary; no process of the run is left."""
+    home = tmp_path / "home"
+    argv = [sys.executable, "-m", "edgestream.cli.main", "up", "--gateways", "1"]
+    argv += ["--devices", "4", "--no-cloud", "--json"]
+    env = {**os.environ, "EDGESTREAM_HOME": str(home)}
+    log = tmp_path / "up.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline = time.monotonic() + 300  # generous: a shared 2-core machine
+        delivered = 0.0
+        while time.monotonic() < deadline and proc.poll() is None:
+            ports = sorted(home.glob("runs/*/gw-1/forward.metrics-port"))
+            page = (
+                scrape(f"http://127.0.0.1:{read_port(ports[0].parent, 'forward')}/metrics")
+                if ports
+                else None
+            )
+            delivered = total(page or {}, "edgestream_forward_bytes_total", direction="out")
+            if delivered > 0:
+                break
+            time.sleep(2)
+        assert delivered > 0, log.read_text()[-3000:]
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(180) == 0, log.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
+    summary = json.loads(log.read_text().strip().splitlines()[-1])
+    assert summary["gateways"] == 1 and not summary["errors"], summary
     assert summary["readings_in"] >= summary["readings_processed"] > 0
     assert 0 < summary["summaries_cloud"] <= summary["summaries_edge"]
     assert summary["alerts_cloud"] <= summary["alerts_edge"]
     assert summary["raw_sensor_bytes"] > summary["cloud_bytes"] > 0
-    assert summary["worker_restarts"] == summary["forwarder_restarts"] == 0, summary["errors"]
-    assert not summary["errors"]
-    assert not pids_of(str(run_dir)), "up left processes running"
-    assert not stack.status().running
+    assert summary["worker_restarts"] == summary["forwarder_restarts"] == 0
+    assert not pids_of(str(home)), "up left processes running"
+    assert not Stack(home / "stack").status().running

@@ -7,6 +7,7 @@ import doctest
 import importlib
 import itertools
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -249,3 +250,33 @@ def test_controller_publishes_once() -> None:
     ]
     ctl.published(actions)
     assert ctl.actions() == []
+
+
+def test_large_artifacts_go_to_the_store_and_load_back(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from edgestream.ml.exceptions import ModelRejected
+    from edgestream.ml.package import attach_artifact, embed_sidecar
+    from edgestream.ml.retrainer import current_model
+    from edgestream.ml.signing import sign_update, verify_update
+
+    key = Ed25519PrivateKey.generate()
+    blob, meta = embed_sidecar(*load_artifact(shipped_model_path("pump")))
+    update = {"model_name": "pump-ae", "version": "v5", "action": "candidate",
+              "device_type": "pump", "sha256": meta.sha256, "inputs": list(meta.inputs),
+              "threshold": meta.threshold}  # fmt: skip
+    inline = attach_artifact(update, blob, tmp_path, inline_limit=len(blob))
+    assert inline["artifact"] == blob and inline["artifact_uri"] is None
+    stored = sign_update(attach_artifact(update, blob, tmp_path, inline_limit=100), key)
+    assert stored["artifact"] is None
+    path = Path(stored["artifact_uri"].removeprefix("file://"))
+    assert path == tmp_path / f"{meta.sha256}.onnx" and path.read_bytes() == blob
+    verify_update(stored, key.public_key(), artifact=path.read_bytes())
+
+    topology = load_topology(default_topology())
+    got = current_model(topology, "pump", "v5", ModelHistory([stored]), key.public_key())
+    assert got.blob == blob and got.meta.features == meta.features and got.version == "v5"
+    path.write_bytes(blob + b"\x00")
+    with pytest.raises(ModelRejected) as caught:
+        current_model(topology, "pump", "v5", ModelHistory([stored]), key.public_key())
+    assert caught.value.reason == "hash-mismatch"

@@ -97,7 +97,7 @@ def fleet(stack: StackStatus) -> Fleet:
 
 
 SITE_SQL = ("SELECT site, SUM(anomalies) AS anomalies, COUNT(*) AS summaries "
-            "FROM fleet.summaries WHERE scope = 'site' GROUP BY site")  # fmt: skip
+            "FROM fleet.summaries WHERE `scope` = 'site' GROUP BY site")  # fmt: skip
 
 
 def _site_reference(fleet: Fleet) -> dict[str, tuple[int, int]]:
@@ -108,29 +108,6 @@ def _site_reference(fleet: Fleet) -> dict[str, tuple[int, int]]:
             acc[0] += s["anomaly_count"]
             acc[1] += 1
     return {site: (a, n) for site, (a, n) in ref.items()}
-
-
-def test_group_by_site_equals_the_offline_reference(fleet: Fleet, capsys) -> None:
-    started = time.monotonic()
-    frame = query(SITE_SQL, bootstrap=fleet.bootstrap, registry=fleet.registry, as_pandas=True)
-    seconds = time.monotonic() - started
-    got = {r.site: (int(r.anomalies), int(r.summaries)) for r in frame.itertuples()}
-    assert got == _site_reference(fleet)
-    with capsys.disabled():
-        print(f"\n[query] GROUP BY site over {len(fleet.summaries)} summaries: {seconds:.1f} s "
-              "(MiniCluster start included)")  # fmt: skip
-
-
-def test_alerts_and_latest_stats(fleet: Fleet) -> None:
-    sql = ("SELECT 'alerts' AS t, severity AS k, COUNT(*) AS n FROM fleet.alerts GROUP BY severity "
-           "UNION ALL SELECT 'stats', scope_key, SUM(anomaly_count) FROM fleet.stats "
-           "WHERE scope = 'site' GROUP BY scope_key")  # fmt: skip
-    result = query(sql, bootstrap=fleet.bootstrap, registry=fleet.registry)
-    got = {(t, k): n for t, k, n in result.rows}
-    severities = Counter(a["severity"] for a in fleet.alerts)
-    expected = {("alerts", s): n for s, n in severities.items()}
-    expected.update({("stats", "plant-a"): 99, ("stats", "plant-b"): 1, ("stats", "plant-c"): 2})
-    assert got == expected
 
 
 def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -144,13 +121,33 @@ def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]
     return code, out, err
 
 
-def test_cli_json_lines(fleet: Fleet, capsys: pytest.CaptureFixture[str]) -> None:
+def test_group_by_site_equals_the_offline_reference(
+    fleet: Fleet, capsys: pytest.CaptureFixture[str]
+) -> None:
+    started = time.monotonic()
     code, out, err = _cli(capsys, "query", SITE_SQL, "--format", "json",
                           "--bootstrap", fleet.bootstrap, "--registry", fleet.registry)  # fmt: skip
+    seconds = time.monotonic() - started
     assert code == 0, err
     rows = [json.loads(line) for line in out.splitlines()]
     got = {r["site"]: (r["anomalies"], r["summaries"]) for r in rows}
     assert got == _site_reference(fleet)
+    with capsys.disabled():
+        print(f"\n[query] GROUP BY site over {len(fleet.summaries)} summaries: {seconds:.1f} s "
+              "(MiniCluster start included)")  # fmt: skip
+
+
+def test_alerts_and_latest_stats_as_a_dataframe(fleet: Fleet) -> None:
+    sql = ("SELECT 'alerts' AS t, severity AS k, COUNT(*) AS n FROM fleet.alerts GROUP BY severity "
+           "UNION ALL SELECT 'stats', scope_key, SUM(anomaly_count) FROM fleet.stats "
+           "WHERE `scope` = 'site' GROUP BY scope_key")  # fmt: skip
+    frame = query(sql, bootstrap=fleet.bootstrap, registry=fleet.registry, as_pandas=True)
+    assert list(frame.columns) == ["t", "k", "n"]
+    got = {(r.t, r.k): int(r.n) for r in frame.itertuples()}
+    severities = Counter(a["severity"] for a in fleet.alerts)  # the 4 replays are not counted
+    expected = {("alerts", s): n for s, n in severities.items()}
+    expected.update({("stats", "plant-a"): 99, ("stats", "plant-b"): 1, ("stats", "plant-c"): 2})
+    assert got == expected
 
 
 def test_bad_sql_prints_flinks_message_in_one_block(
@@ -163,3 +160,22 @@ def test_bad_sql_prints_flinks_message_in_one_block(
     assert err.startswith("error: ")
     assert "\tat " not in err and "java." not in err and "Traceback" not in err
     assert len(err.strip().splitlines()) <= 6
+
+
+def test_follow_streams_new_rows(fleet: Fleet) -> None:
+    from edgestream.query import follow
+
+    sql = "SELECT scope_key, anomaly_count FROM fleet.stats_log WHERE scope_key = 'plant-z'"
+    rows = follow(sql, bootstrap=fleet.bootstrap, registry=fleet.registry)
+    row = {**fleet._stats_row("plant-z", 5), "scope": "device_type"}  # not in other tests' rows
+    fleet.producer.produce("fleet.stats", json.dumps(row).encode(), b"plant-z")
+    fleet.producer.flush(10)
+    try:
+        change, first = next(rows)  # the job starts reading from the beginning
+        assert (change, first) == ("+I", {"scope_key": "plant-z", "anomaly_count": 5})
+        later = {**row, "window_start": row["window_start"] + 60_000, "anomaly_count": 6}
+        fleet.producer.produce("fleet.stats", json.dumps(later).encode(), b"plant-z")
+        fleet.producer.flush(10)
+        assert next(rows) == ("+I", {"scope_key": "plant-z", "anomaly_count": 6})
+    finally:
+        rows.close()

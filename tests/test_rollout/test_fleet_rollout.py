@@ -19,6 +19,7 @@ from edgestream.core.serde import AvroDeserializer
 from edgestream.core.stack import Stack
 from edgestream.forward.records import EDGE_TOPICS
 from edgestream.ml.signing import sign_update
+from edgestream.ml.versions import action_update
 from edgestream.sim import simulate
 from tests.procs import Process
 from tests.test_edge import gatewayrun as gr
@@ -91,8 +92,7 @@ def test_canary_first_then_the_rest(tmp_path) -> None:
         assert not [e for e in rr.events(cloud, registry, "fleet.rollout")
                     if e["event"] == "promoted" and e["gateway_id"] == "gw-b"]  # fmt: skip
 
-        promote = {**kit.update(b"", "pump-v2", kit.PUMP.threshold * 1.01, action="promote"),
-                   "sha256": good["sha256"], "artifact": None}  # fmt: skip
+        promote = action_update(good, "promote")  # the cloud's promote record (signed fields)
         rr.produce(cloud, registry, "fleet.models", [promote])
         got = fleet(lambda e: e["event"] == "promoted" and e["gateway_id"] == "gw-b", 60)
         b = next(e for e in got if e["event"] == "promoted" and e["gateway_id"] == "gw-b")

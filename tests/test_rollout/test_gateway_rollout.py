@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edgestream.core.serde import AvroDeserializer
 from edgestream.ml.signing import sign_update
+from edgestream.ml.versions import action_update
 from tests.test_edge import gatewayrun as gr
 from tests.test_rollout import kit
 from tests.test_rollout import rollrun as rr
@@ -107,6 +108,18 @@ def test_reject_rollback_shadow_promote_and_restart(stack, tmp_path) -> None:
         assert [(e["event"], e["version"]) for e in after] == [("live", "pump-v2")], after
         ids = [e["event_id"] for e in got]
         assert len(ids) == len(set(ids))  # event ids never reused across the restart
+
+        # 6. the operator rolls pump-v2 back (the cloud's signed rollback record): the
+        #    previous live version (the topology's model) serves again
+        rr.produce(edge, registry, "edge.models", [action_update(good, "rollback")])
+
+        def back_on_v1(e: dict) -> bool:
+            return e["event"] == "live" and e["version"] == kit.PUMP.version and _seq(e) > last
+
+        got = rr.wait_event(edge, registry, back_on_v1, 90, worker)
+        back = next(e for e in got if e["event"] == "rolled_back" and _seq(e) > last)
+        assert (back["version"], back["action"], back["live_version"]) == (
+            "pump-v2", "rollback", kit.PUMP.version)  # fmt: skip
     finally:
         if stop_sim is not None:
             stop_sim.set()

@@ -28,6 +28,7 @@ from typing import Any
 from edgestream.alerts.exceptions import AlertsError
 from edgestream.alerts.filters import AlertFilter
 from edgestream.core.endpoints import CloudEndpoints
+from edgestream.core.exceptions import SerdeError
 from edgestream.core.offsets import partitions_of
 from edgestream.forward.dedup import Deduplicator
 
@@ -92,7 +93,7 @@ class Subscription:
         self.poll_timeout = poll_timeout
         self.dedup = Deduplicator()
         self.decode = AvroDeserializer(endpoints.registry)
-        self.stats = {"read": 0, "duplicates": 0, "filtered": 0, "delivered": 0}
+        self.stats = {"read": 0, "duplicates": 0, "filtered": 0, "delivered": 0, "undecodable": 0}
         conf = consumer_config(
             endpoints.bootstrap,
             group or f"edgestream-alerts-{time.time_ns()}",
@@ -192,7 +193,12 @@ class Subscription:
 
     def _take(self, msg: Any) -> None:
         partition, offset = msg.partition(), msg.offset()
-        record = self.decode(msg.value())
+        try:
+            record = self.decode(msg.value())
+        except SerdeError:  # not an alert (garbage, wrong schema): skip it, count it
+            self.stats["undecodable"] += 1
+            self._buffer.append(((partition, offset + 1), None))
+            return
         fresh = self.dedup.accept_record(record)
         if offset < self._prime_until.get(partition, 0):
             return  # re-read to remember what was handed out before the restart

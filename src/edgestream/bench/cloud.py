@@ -15,6 +15,7 @@ Two phases on a fresh embedded stack (cloud broker + registry):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
 import threading
@@ -98,8 +99,10 @@ def run_cloud_bench(params: CloudBenchParams, phases: Phases) -> dict[str, Any]:
         phases.start(f"producing {windows * params.devices:,} device summaries")
         records = fleet_summaries(params.devices, windows, params.seed, replay_every=50)
         t0 = time.time()
-        ends = {"fleet.summaries": produce_records(cloud, registry, "fleet.summaries",
-                                                   "WindowSummary", records, "scope_key")}  # fmt: skip
+        produced = produce_records(
+            cloud, registry, "fleet.summaries", "WindowSummary", records, "scope_key"
+        )
+        ends = {"fleet.summaries": produced}
         phases.done(f"{len(records):,} records in {time.time() - t0:.1f} s")
         phases.start("fleet job, bounded (MiniCluster start included in wall time)")
         t0 = time.time()
@@ -137,7 +140,7 @@ def _lag_phase(params, topo, cloud, registry, phases, start_job, config_cls) -> 
     job = start_job(config_cls(topo, cloud, registry, name="bench-lag"))
     client = job.get_job_client()
     deadline = time.time() + params.timeout
-    while str(client.get_job_status().result()) != "RUNNING":
+    while client.get_job_status().result().name != "RUNNING":
         if time.time() > deadline:
             raise BenchError("the unbounded fleet job did not reach RUNNING")
         time.sleep(0.5)
@@ -177,10 +180,8 @@ def _lag_phase(params, topo, cloud, registry, phases, start_job, config_cls) -> 
         stop.set()
         reader.join(5)
         consumer.close()
-        try:
+        with contextlib.suppress(Exception):  # the job is already gone
             client.cancel().result()
-        except Exception:  # noqa: BLE001 - already gone
-            pass
     lags = [
         (first_row[ws] - sent[ws + size]) * 1000
         for ws in sent

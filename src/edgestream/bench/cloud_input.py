@@ -9,7 +9,8 @@ and delivers them after the others (a gateway back from an outage). :func:`sampl
 turns a simulator run into ``fleet.samples`` records (1 in ``every`` readings per device).
 
 >>> recs = fleet_summaries(devices=4, windows=3, seed=1, start_ms=0, replay_every=5)
->>> sum(1 for r in recs if r["scope"] == "device"), len({r["gateway_seq"] for r in recs}) < len(recs)
+>>> device = [r for r in recs if r["scope"] == "device"]
+>>> len(device), len({r["gateway_seq"] for r in recs}) < len(recs)
 (14, True)
 """
 
@@ -63,7 +64,8 @@ def fleet_summaries(
                 mean = float(values.mean())
                 channels[c] = {
                     "count": n, "sum": float(values.sum()), "min": float(values.min()),
-                    "max": float(values.max()), "mean": None, "m2": float(((values - mean) ** 2).sum()),
+                    "max": float(values.max()), "mean": None,
+                    "m2": float(((values - mean) ** 2).sum()),
                     "std": None, "last": None, "p50": None, "p95": None,
                 }  # fmt: skip
             anomalies = int(rng.poisson(1.0))
@@ -72,7 +74,8 @@ def fleet_summaries(
                 "summary_id": None, "gateway_id": gw, "scope": "device", "scope_key": device,
                 "site": site, "device_type": dtype, "window_start": ws,
                 "window_end": ws + window_ms, "count": n, "anomaly_count": min(anomalies, n),
-                "max_score": float(rng.uniform(0, 1)), "first_ts": ws, "last_ts": ws + window_ms - 1,
+                "max_score": float(rng.uniform(0, 1)), "first_ts": ws,
+                "last_ts": ws + window_ms - 1,
                 "channels": channels, "model_version": "v1" if rng.random() < 0.9 else "v2",
                 "late_count": 0, "rollup_level": 0, "gateway_seq": seqs[gw],
             }  # fmt: skip
@@ -131,8 +134,13 @@ def sampled_readings(config: Any, every: int, gateway_id: str = "gw-1") -> Itera
 
 
 def produce_records(
-    bootstrap: str, registry: str, topic: str, schema: str, records: list[dict[str, Any]],
-    key_field: str, partitions: int = 2,
+    bootstrap: str,
+    registry: str,
+    topic: str,
+    schema: str,
+    records: list[dict[str, Any]],
+    key_field: str,
+    partitions: int = 2,
 ) -> dict[int, int]:
     """Produce Confluent-framed Avro ``records`` (key = ``record[key_field]``); returns the end
     offset of every partition (from the delivery reports: exact on any broker)."""

@@ -32,8 +32,10 @@ def cloud() -> None:
 def run(
     topology: Path = typer.Argument(..., help="Topology YAML."),
     jobmanager: str = typer.Option(
-        None, "--jobmanager", help="HOST:PORT of a Flink cluster's REST endpoint (default: "
-        "topology cloud.jobmanager, else a local MiniCluster)."
+        None,
+        "--jobmanager",
+        help="HOST:PORT of a Flink cluster's REST endpoint (default: "
+        "topology cloud.jobmanager, else a local MiniCluster).",
     ),
     cloud_bootstrap: str = typer.Option(
         None, "--cloud-bootstrap", help="Cloud broker HOST:PORT[,...] (default: topology)."

@@ -144,10 +144,16 @@ def register(app: typer.Typer) -> None:
     def up(
         topology: Path = typer.Argument(None, help="Topology YAML (default: the shipped one)."),
         duration: float = typer.Option(None, "--duration", help="Run this many seconds."),
+        gateways: int = typer.Option(
+            None, "--gateways", help="Run N gateways (default: the topology's)."
+        ),
         devices: int = typer.Option(6, "--devices", help="Simulated devices per gateway."),
         rate: float = typer.Option(10.0, "--rate", help="Readings/s per device."),
         seed: int = typer.Option(1, "--seed"),
         keep_stack: bool = typer.Option(False, "--keep-stack", help="Leave the stack running."),
+        cloud: bool = typer.Option(
+            True, "--cloud/--no-cloud", help="Start the cloud Flink job and the retrainer."
+        ),
         as_json: bool = typer.Option(False, "--json", help="Last line: the summary as JSON."),
     ) -> None:
         """Start the whole loop on the embedded default; Ctrl-C (or --duration) stops it cleanly."""
@@ -158,9 +164,11 @@ def register(app: typer.Typer) -> None:
             topology=topology or default_topology(),
             duration=duration,
             devices_per_gateway=devices,
+            gateways=gateways,
             rate=rate,
             seed=seed,
             keep_stack=keep_stack,
+            cloud=cloud,
         )
         stop = threading.Event()
         state = LoopState()

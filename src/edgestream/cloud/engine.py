@@ -12,7 +12,8 @@ independent offline reference.
 * Watermarks: one per input (summaries drive fleet stats, samples drive drift), per partition
   ``max event time - max_out_of_orderness``, idle partitions skipped
   (:class:`edgestream.edge.watermarks.Watermarks`); a summary's event time is its
-  ``window_end``, a sample's its ``ts``. Alerts never move a watermark (they travel ahead of
+  ``window_start`` (so a cloud window closes when summaries of a later window arrive, not at
+  the first summary of its own last window), a sample's its ``ts``. Alerts never move a watermark (they travel ahead of
   the summaries of their window): they count while their window is open, else as late.
 * Triggers: a drift verdict ``major`` for a device type, or a fleet-stats row of a device type
   with ``anomaly_rate > anomaly_rate_threshold`` over at least ``min_readings`` readings, is a
@@ -34,7 +35,6 @@ from edgestream.core.topology import Topology
 from edgestream.edge.watermarks import Watermarks
 from edgestream.edge.window_types import WindowSpec
 from edgestream.forward.dedup import Deduplicator
-from edgestream.forward.records import complete_summary
 
 __all__ = ["FleetEngine", "Output", "source_window_ms", "topology_models"]
 
@@ -119,12 +119,12 @@ class FleetEngine:
     ) -> list[Output]:
         """One decoded record of a cloud topic; the outputs it makes due (often none)."""
         if topic == self.summaries_topic:
-            record = complete_summary(record)
+            # an original window's summary_id is null on the wire: gateway_seq decides
             if not self.dedup.accept_record(record):
                 self.counts["duplicates"] += 1
                 return []
             self.counts[f"summaries_{self.stats.add_summary(record)}"] += 1
-            self.wm_stats.observe(partition, int(record["window_end"]), offset, now_ms)
+            self.wm_stats.observe(partition, int(record["window_start"]), offset, now_ms)
             if self.wm_stats.candidate(now_ms) > self.stats.watermark:
                 return self._advance_stats(now_ms)
             return []

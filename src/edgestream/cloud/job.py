@@ -115,7 +115,9 @@ def _function(
             self.last_ms = now
             src, partition, offset, data = value[0], value[1], value[2], value[3]
             record = self.decode(bytes(data))
-            yield from self._emit(self.engine.process(self.topics[src], partition, offset, record, now))
+            yield from self._emit(
+                self.engine.process(self.topics[src], partition, offset, record, now)
+            )
 
         def on_timer(self, timestamp: int, ctx: Any):
             now = int(time.time() * 1000)
@@ -140,7 +142,7 @@ def build_job(config: CloudJobConfig) -> Any:
     from edgestream.core.serde import AvroSerializer, subject_for
 
     topology = config.topology
-    env, tenv = flink_env(config.jobmanager, topology.cloud.parallelism)
+    _env, tenv = flink_env(config.jobmanager, topology.cloud.parallelism)
     topics = _topics(topology)
     selects = []
     for i, topic in enumerate(topics):
@@ -171,8 +173,12 @@ def build_job(config: CloudJobConfig) -> Any:
     tenv.execute_sql(kafka_sink_ddl("retrain_sink", topology.cloud.retrain_topic, config.bootstrap))
     tenv.execute_sql(kafka_sink_ddl("meta_sink", f"{config.name}.meta", config.bootstrap))
     statements = tenv.create_statement_set()
-    statements.add_insert_sql("INSERT INTO stats_sink SELECT k, v FROM job_out WHERE kind = 'stats'")
-    statements.add_insert_sql("INSERT INTO retrain_sink SELECT k, v FROM job_out WHERE kind = 'retrain'")
+    statements.add_insert_sql(
+        "INSERT INTO stats_sink SELECT k, v FROM job_out WHERE kind = 'stats'"
+    )
+    statements.add_insert_sql(
+        "INSERT INTO retrain_sink SELECT k, v FROM job_out WHERE kind = 'retrain'"
+    )
     statements.add_insert_sql("INSERT INTO meta_sink SELECT k, v FROM job_out WHERE kind = 'meta'")
     return statements
 

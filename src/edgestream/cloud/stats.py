@@ -47,7 +47,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["FleetStats", "ScopeWindow", "summary_lineage"]
+__all__ = ["FleetStats", "ScopeWindow", "channel_parts", "summary_lineage"]
 
 FLEET = ("fleet", "*")
 DAY_MS = 86_400_000
@@ -89,10 +89,11 @@ class ScopeWindow:
     channels: dict[str, list[float]] = field(default_factory=dict)  # name -> [n, mean, m2]
     model_versions: Counter[str] = field(default_factory=Counter)
 
-    def add_summary(self, s: dict[str, Any]) -> None:
-        """Fold one device summary in (Chan merge of each channel's moments)."""
-        count = int(s["count"])
-        anomalies = int(s.get("anomaly_count") or 0)
+    def add_summary(self, s: dict[str, Any], parts: list[tuple[str, int, float, float]]) -> None:
+        """Fold one device summary in: ``parts`` are its channels' ``(name, n, mean, m2)``
+        (:func:`channel_parts`), merged with Chan et al.'s formula."""
+        count = s["count"]
+        anomalies = s.get("anomaly_count") or 0
         score = s.get("max_score")
         self.reading_count += count
         self.anomaly_count += anomalies
@@ -104,21 +105,18 @@ class ScopeWindow:
             if score is not None and (dev[1] is None or score > dev[1]):
                 dev[1] = score
         self.model_versions[s.get("model_version") or "unknown"] += count
-        for name, c in s["channels"].items():
-            n_b = int(c["count"])
-            if n_b <= 0:
-                continue
-            mean_b = float(c["sum"]) / n_b
-            acc = self.channels.get(name)
+        channels = self.channels
+        for name, n_b, mean_b, m2_b in parts:
+            acc = channels.get(name)
             if acc is None:
-                self.channels[name] = [n_b, mean_b, float(c["m2"])]
+                channels[name] = [n_b, mean_b, m2_b]
                 continue
             n_a, mean_a, m2_a = acc
             n = n_a + n_b
             delta = mean_b - mean_a
             acc[0] = n
             acc[1] = mean_a + delta * n_b / n
-            acc[2] = m2_a + float(c["m2"]) + delta * delta * n_a * n_b / n
+            acc[2] = m2_a + m2_b + delta * delta * n_a * n_b / n
 
     def row(self, start: int, end: int, scope: tuple[str, str], worst_n: int, now_ms: int):
         """The FleetStats record (schemas/fleet_stats.avsc) of this accumulator."""
@@ -148,6 +146,19 @@ class ScopeWindow:
             "late_count": self.late_count,
             "computed_at": now_ms,
         }
+
+
+def channel_parts(summary: dict[str, Any]) -> list[tuple[str, int, float, float]]:
+    """``(name, count, mean, m2)`` of each non-empty channel of a summary (mean = sum / count).
+
+    >>> channel_parts({"channels": {"t": {"count": 4, "sum": 10.0, "m2": 5.0}}})
+    [('t', 4, 2.5, 5.0)]
+    """
+    return [
+        (name, c["count"], c["sum"] / c["count"], c["m2"])
+        for name, c in summary["channels"].items()
+        if c["count"] > 0
+    ]
 
 
 def _scopes(record: dict[str, Any]) -> tuple[tuple[str, str], ...]:
@@ -222,6 +233,7 @@ class FleetStats:
             self.stats["late_after_lateness"] += 1
             return "late"
         scopes = self.open.setdefault(start, {})
+        parts = None if is_alert else channel_parts(record)
         for scope in _scopes(record):
             acc = scopes.get(scope)
             if acc is None:
@@ -229,7 +241,7 @@ class FleetStats:
             if is_alert:
                 acc.alert_count += 1
             else:
-                acc.add_summary(record)
+                acc.add_summary(record, parts)  # type: ignore[arg-type]
             if late:
                 acc.late_count += 1
                 self.dirty.add((start, scope))

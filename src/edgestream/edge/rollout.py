@@ -285,3 +285,59 @@ class RolloutState:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+# -- records -----------------------------------------------------------------------------------
+def shadow_fields(stats: ShadowStats | None, since_ms: int, now_ms: int) -> dict[str, Any]:
+    """The shadow comparison fields of a RolloutEvent (zeros / nulls without statistics)."""
+    has = stats is not None and stats.n > 0
+    corr = stats.rank_correlation() if stats is not None and stats.n > 1 else float("nan")
+    return {
+        "shadow_readings": stats.n if stats is not None else 0,
+        "shadow_ms": max(0, now_ms - since_ms) if since_ms and stats is not None else 0,
+        "current_anomaly_rate": stats.current_rate if has else None,
+        "candidate_anomaly_rate": stats.candidate_rate if has else None,
+        "anomaly_rate_delta": stats.rate_delta if has else None,
+        "rank_correlation": corr if np.isfinite(corr) else None,
+    }
+
+
+def rejection_alert(
+    gateway_id: str,
+    site: str,
+    device_type: str,
+    model_name: str,
+    version: str,
+    live_version: str,
+    seq: int,
+    now_ms: int,
+) -> dict[str, Any]:
+    """The AnomalyAlert (rule ``model-rejected``, critical) of a rejected model update; the
+    reason is in the RolloutEvent number ``seq`` the incident id names.
+
+    >>> a = rejection_alert("gw-1", "s1", "pump", "pump-ae", "v9", "v1", 4, 1000)
+    >>> a["alert_id"], a["rule"], a["model_version"]
+    ('gw-1|model-rejected|pump|v9|4|0', 'model-rejected', 'v1')
+    """
+    incident = f"{gateway_id}|model-rejected|{device_type}|{version}|{seq}"
+    return {
+        "alert_id": f"{incident}|0",
+        "incident_id": incident,
+        "status": "open",
+        "gateway_id": gateway_id,
+        "site": site,
+        "device_id": f"model:{model_name}",
+        "device_type": device_type,
+        "severity": "critical",
+        "ts": now_ms,
+        "first_ts": now_ms,
+        "last_ts": now_ms,
+        "score": 0.0,
+        "threshold": 0.0,
+        "rule": "model-rejected",
+        "model_version": live_version,
+        "channels": {},
+        "readings": [],
+        "reading_count": 0,
+        "emitted_at": now_ms,
+    }

@@ -38,7 +38,16 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from edgestream.core.exceptions import EdgestreamError
 from edgestream.core.serde import AvroDeserializer, AvroSerializer, subject_for
-from edgestream.edge.rollout import Gates, ModelRef, RolloutState, ShadowStats, Slot, judge
+from edgestream.edge.rollout import (
+    Gates,
+    ModelRef,
+    RolloutState,
+    ShadowStats,
+    Slot,
+    judge,
+    rejection_alert,
+    shadow_fields,
+)
 from edgestream.ml.artifact import write_artifact
 from edgestream.ml.exceptions import ModelError, ModelRejected
 from edgestream.ml.scorer import OnnxScorer
@@ -263,7 +272,7 @@ class RolloutAgent:
                 ) from None
         artifact = update.get("artifact")
         uri = update.get("artifact_uri")
-        if artifact is None and uri:
+        if artifact is None and uri and require_artifact:  # promote/rollback: metadata only
             path = uri[len("file://") :] if uri.startswith("file://") else uri
             try:
                 artifact = Path(path).read_bytes()
@@ -302,6 +311,12 @@ class RolloutAgent:
 
     async def _rollback_update(self, slot: Slot, update: dict[str, Any]) -> None:
         version = str(update["version"])
+        if update.get("signature"):  # like promote: a signed record must verify
+            try:
+                self._verify(update, require_artifact=False)
+            except ModelRejected as error:
+                await self.reject(slot, update, error.reason, str(error))
+                return
         if slot.candidate is not None and slot.candidate.version == version:
             await self.drop(slot, "rollback", "operator", "rollback update")
         elif slot.live.version == version and slot.previous is not None:
@@ -424,30 +439,17 @@ class RolloutAgent:
         )
         seq = await self.event("rejected", slot, version, action=update.get("action"),
                                reason=reason, detail=detail)  # fmt: skip
-        now = _now()
-        incident = f"{self.gateway_id}|model-rejected|{slot.device_type}|{version}|{seq}"
         gateway = self.topology.gateway(self.gateway_id)
-        alert = {
-            "alert_id": f"{incident}|0",
-            "incident_id": incident,
-            "status": "open",
-            "gateway_id": self.gateway_id,
-            "site": gateway.sites[0] if gateway.sites else "",
-            "device_id": f"model:{update.get('model_name') or slot.device_type}",
-            "device_type": slot.device_type,
-            "severity": "critical",
-            "ts": now,
-            "first_ts": now,
-            "last_ts": now,
-            "score": 0.0,
-            "threshold": 0.0,
-            "rule": "model-rejected",
-            "model_version": slot.live.version,
-            "channels": {},
-            "readings": [],
-            "reading_count": 0,
-            "emitted_at": now,
-        }
+        alert = rejection_alert(
+            self.gateway_id,
+            gateway.sites[0] if gateway.sites else "",
+            slot.device_type,
+            str(update.get("model_name") or slot.device_type),
+            version,
+            slot.live.version,
+            seq,
+            _now(),
+        )
         gw = self.gateway
         fut = await gw._out["edge.alerts"].send(key=alert["alert_id"].encode(),
                                                 value=gw._alert_ser(alert))  # fmt: skip
@@ -547,17 +549,10 @@ class RolloutAgent:
             "reason": reason,
             "detail": (detail or "")[:2000] or None,
             "created_at": _now(),
-            "shadow_readings": stats.n if stats else 0,
-            "shadow_ms": max(0, _now() - since) if since and stats else 0,
-            "current_anomaly_rate": stats.current_rate if stats and stats.n else None,
-            "candidate_anomaly_rate": stats.candidate_rate if stats and stats.n else None,
-            "anomaly_rate_delta": stats.rate_delta if stats and stats.n else None,
+            **shadow_fields(stats, since, _now()),
             "swap_pause_ms": timing[0],
             "batch_gap_ms": timing[1],
             "swap_ms": timing[2],
-            "rank_correlation": _finite(stats.rank_correlation())
-            if stats and stats.n > 1
-            else None,
         }
         topic = self.gateway.app.topic(ROLLOUT_TOPIC, value_serializer="raw", key_serializer="raw")
         fut = await topic.send(key=self.gateway_id.encode(), value=self._event_ser(record))
@@ -568,10 +563,6 @@ class RolloutAgent:
 
 def _now() -> int:
     return int(time.time() * 1000)
-
-
-def _finite(x: float) -> float | None:
-    return x if x == x and abs(x) != float("inf") else None
 
 
 #: Rows of the warm-up call: a full batch, so the first real batch after a swap finds ONNX

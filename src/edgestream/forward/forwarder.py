@@ -14,7 +14,7 @@ One loop, one thread:
    (:mod:`edgestream.forward.budget`).
 3. **Drain**: while the cloud link is up, produce the outbox's most urgent records (alerts
    and reports, then summaries, then sampled readings; a kind waits while a more urgent one
-   is in flight; samples on their own long-linger producer), delete each
+   is in flight; summaries and samples held briefly to travel in whole batches), delete each
    once its delivery report confirms it. A failed delivery takes the link down: in-flight
    records become due again (same gateway_seq, so consumers drop any copy that arrived).
 4. **Meter**: count raw sensor bytes in (:mod:`edgestream.forward.meter`) and the producer's
@@ -348,7 +348,6 @@ class Forwarder:
                     value,
                     partial(self._delivered, pending, generation),
                     urgent=urgent,
-                    lane="sample" if pending.kind == "sample" else None,
                 )
             if urgent:  # alerts are never rolled up: mark them after, off their latency path
                 self.outbox.mark_sent(batch)

@@ -1,12 +1,14 @@
 """The forwarder's link to the cloud broker: idempotent producers that are thrown away when
 the link fails, a probe with backoff while it is down, and topics recreated when missing.
 
-Three producers ("lanes") with the same settings but their linger: ``urgent`` (alerts,
-reports; linger at most :data:`URGENT_LINGER_MS`), ``bulk`` (summaries) and ``sample``
-(sampled readings), both with the topology's linger. The forwarder hands summaries and samples
-over in whole batches (it holds them in the outbox first: ``forwarding.summaries.linger``,
-``forwarding.samples.linger``), so the producer linger only has to keep a batch together.
-Each topic is written by one of them, so per-partition order is the producer's.
+Two producers ("lanes") with the same settings but their linger and zstd level: ``urgent``
+(alerts, reports; linger at most :data:`URGENT_LINGER_MS`) and ``bulk`` (summaries and sampled
+readings; the topology's linger, :data:`BULK_ZSTD_LEVEL`). The forwarder hands summaries and
+samples over in whole batches (it holds them in the outbox first:
+``forwarding.summaries.linger``, ``forwarding.samples.linger``), so the producer linger only
+has to keep a batch together. Each topic is written by one of them, so per-partition order is
+the producer's. (Each producer costs a connection, its set-up and metadata requests on the
+uplink: a third lane for samples measured more bytes than it saved.)
 
 Producer settings: ``enable.idempotence`` (acks=all, ordered retries), ``enable.gapless.
 guarantee`` (a record that fails for good fails everything after it on its partition too, so
@@ -48,8 +50,8 @@ log = logging.getLogger("edgestream.forward")
 CLOUD_PARTITIONS = 3
 #: The longest an alert waits in the producer for batch company.
 URGENT_LINGER_MS = 5
-#: Producer lanes and which linger each uses (see the module doc).
-LANES = ("urgent", "bulk", "sample")
+#: Producer lanes (see the module doc).
+LANES = ("urgent", "bulk")
 #: zstd level of the bulk and sample lanes (librdkafka allows up to 12): one batch per window
 #: burst, so a slower level is cheap (offline, 50 summaries: level 12 took 3 ms for 3 % fewer
 #: bytes than level 3); alerts keep the codec default (latency).
@@ -232,7 +234,6 @@ class CloudLink:
         lingers = {
             "urgent": min(linger, URGENT_LINGER_MS),
             "bulk": linger,
-            "sample": linger,
         }
         for name, ms in lingers.items():
             self._producer_tx[name] = 0

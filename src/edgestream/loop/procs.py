@@ -42,6 +42,7 @@ class Managed:
     data_dir: Path  # where it writes ``<process>.metrics-port``
     process: str  # its metrics process name (``edge``, ``forward``, ``cloud``, ``retrain``)
     env: dict[str, str] = field(default_factory=dict)
+    module: str = "edgestream.cli.main"  # what ``python -m`` runs
     restarts: int = 0
     last_exit: int | None = None
     proc: subprocess.Popen[bytes] | None = None
@@ -49,7 +50,7 @@ class Managed:
 
     @property
     def argv(self) -> list[str]:
-        return [sys.executable, "-m", "edgestream.cli.main", *self.args]
+        return [sys.executable, "-m", self.module, *self.args]
 
     @property
     def alive(self) -> bool:

@@ -19,7 +19,7 @@ import importlib.util
 import threading
 import time
 from collections import Counter, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,7 @@ class LoopConfig:
     run_dir: Path | None = None
     keep_stack: bool = False  # leave the stack running at the end
     forwarders: bool = True
+    gateways: int | None = None  # run this many gateways (first N; more: copies of the last)
     cloud: bool = True  # Flink jobs and the retrainer, when installed
 
 
@@ -171,10 +172,14 @@ def run_loop(
     stop = stop or threading.Event()
     state = state or LoopState()
     stack = stack or Stack()
-    topology = load_topology(config.topology)
     run_dir = config.run_dir or home_dir() / "runs" / time.strftime("%Y%m%d-%H%M%S")
     run_dir.mkdir(parents=True, exist_ok=True)
     state.run_dir = run_dir
+    if config.gateways is not None:
+        config = replace(
+            config, topology=scaled_topology(config.topology, config.gateways, run_dir)
+        )
+    topology = load_topology(config.topology)
     was_running = stack.status().running
     status = stack.start(gateways=[g.id for g in topology.gateways])
     state.endpoints = status.endpoints()
@@ -228,6 +233,8 @@ def run_loop(
     finally:
         state.phase = "stopping"
         stop.set()
+        with contextlib.suppress(Exception):  # the last figures, before the processes go
+            scrape_figures(state)
         processes = state.processes()
         for managed in processes:  # all at once, then wait for each
             managed.terminate()
@@ -241,6 +248,31 @@ def run_loop(
             stack.stop()
         state.phase = "stopped"
     return state
+
+
+def scaled_topology(path: Path, gateways: int, run_dir: Path) -> Path:
+    """A copy of the topology at ``path`` with ``gateways`` gateways (the first N; past its
+    own, copies of its last gateway named ``gw-<n>``), written into ``run_dir``."""
+    import yaml
+
+    if gateways < 1:
+        raise EdgestreamError(f"--gateways must be >= 1 (got {gateways})")
+    raw = yaml.safe_load(path.read_text())
+    listed = list(raw.get("gateways") or [])
+    if not listed:
+        raise EdgestreamError(f"{path}: no gateways to scale: add one under `gateways:`")
+    out = listed[:gateways]
+    while len(out) < gateways:
+        extra = {**listed[-1], "id": f"gw-{len(out) + 1}", "canary": False}
+        extra.pop("bootstrap", None)
+        out.append(extra)
+    raw["gateways"] = out
+    for model in (raw.get("models") or {}).values():  # paths are relative to the topology
+        if isinstance(model, dict) and model.get("path"):
+            model["path"] = str((path.parent / model["path"]).resolve())
+    scaled = run_dir / f"topology-{gateways}gw.yaml"
+    scaled.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return scaled
 
 
 def _thread(target: Any, name: str, *args: Any) -> threading.Thread:
@@ -357,20 +389,28 @@ def _poll_metrics(state: LoopState, stop: threading.Event) -> None:
     """Every 2 s: each gateway's worker and forwarder metrics pages -> its figures."""
     last: dict[str, tuple[float, int]] = {}
     while not stop.wait(2.0):
-        for gw in state.gateways.values():
-            pages = []
-            for managed in (gw.worker, gw.forwarder):
-                url = managed.metrics_url if managed is not None else None
-                pages.append(scrape(url) if url else None)
-            figures = gateway_figures(*pages)
-            if not figures:
-                continue
-            gw.figures.update(figures)
-            now, processed = time.monotonic(), int(gw.figures.get("processed", 0))
-            before = last.get(gw.name)
-            if before is not None and now > before[0] and processed >= before[1]:
-                gw.rate = (processed - before[1]) / (now - before[0])
-            last[gw.name] = (now, processed)
+        scrape_figures(state, last)
+
+
+def scrape_figures(state: LoopState, last: dict[str, tuple[float, int]] | None = None) -> None:
+    """Read each gateway's worker and forwarder metrics pages into its figures (and its
+    readings/s since the ``last`` call)."""
+    for gw in state.gateways.values():
+        pages = []
+        for managed in (gw.worker, gw.forwarder):
+            url = managed.metrics_url if managed is not None else None
+            pages.append(scrape(url) if url else None)
+        figures = gateway_figures(*pages)
+        if not figures:
+            continue
+        gw.figures.update(figures)
+        if last is None:
+            continue
+        now, processed = time.monotonic(), int(gw.figures.get("processed", 0))
+        before = last.get(gw.name)
+        if before is not None and now > before[0] and processed >= before[1]:
+            gw.rate = (processed - before[1]) / (now - before[0])
+        last[gw.name] = (now, processed)
 
 
 def _run_fleet(gw: GatewayState, sim: SimConfig, registry: str, stop: threading.Event) -> None:

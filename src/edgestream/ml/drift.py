@@ -98,6 +98,8 @@ def channel_drift(baseline: dict[str, Any], values: np.ndarray) -> tuple[float, 
     (True, 0.5)
     """
     counts = bin_counts(baseline["edges"], values)
-    return psi(baseline["fractions"], counts), ks_binned(baseline["fractions"], counts), int(
-        counts.sum()
+    return (
+        psi(baseline["fractions"], counts),
+        ks_binned(baseline["fractions"], counts),
+        int(counts.sum()),
     )

@@ -102,7 +102,7 @@ def publish_file(
     gateway gets the feature config with the model.
     """
     from edgestream.ml.artifact import load_artifact
-    from edgestream.ml.package import embed_sidecar
+    from edgestream.ml.package import attach_artifact, embed_sidecar
     from edgestream.ml.signing import sign_update
 
     blob, meta = load_artifact(model_path)
@@ -139,7 +139,7 @@ def publish_file(
         "canary_fraction": topology.rollout.canary_fraction,
         "retrain_request_id": None,
     }
-    signed = sign_update(update, private_key)
+    signed = sign_update(attach_artifact(update, blob), private_key)
     publish_updates(endpoints, topology.cloud.models_topic, [signed])
     return signed
 

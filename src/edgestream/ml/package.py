@@ -1,4 +1,5 @@
-"""A self-describing model artifact: the sidecar JSON embedded in the ONNX bytes.
+"""A self-describing model artifact (the sidecar JSON embedded in the ONNX bytes), inline in
+a ModelUpdate or in a content-addressed store.
 
 A ModelUpdate carries one artifact (the ONNX bytes) whose sha256 is signed. Everything a
 gateway needs besides the graph (the feature extractor config, the incident rule, the
@@ -12,12 +13,22 @@ onnxruntime, which every gateway has.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
 from edgestream.ml.artifact import ModelMeta, sha256_hex
 from edgestream.ml.exceptions import ArtifactError
 
-__all__ = ["SIDECAR_KEY", "embed_sidecar", "sidecar_from_onnx"]
+__all__ = [
+    "INLINE_LIMIT",
+    "SIDECAR_KEY",
+    "attach_artifact",
+    "embed_sidecar",
+    "sidecar_from_onnx",
+    "store_artifact",
+]
 
 SIDECAR_KEY = "edgestream.sidecar"
 
@@ -58,3 +69,43 @@ def sidecar_from_onnx(blob: bytes) -> ModelMeta:
         raise ArtifactError(f"embedded sidecar is not JSON: {error}") from None
     data["sha256"] = sha256_hex(blob)
     return ModelMeta.from_dict(data, f"embedded {SIDECAR_KEY}")
+
+
+#: Artifacts above this size go to the content-addressed store instead of inline (Kafka's
+#: default max message is 1 MB; an autoencoder is ~8 KB, a 100-tree IsolationForest ~1 MB).
+INLINE_LIMIT = 512 * 1024
+
+
+def store_artifact(blob: bytes, directory: Path) -> str:
+    """Write ``blob`` to ``<directory>/<sha256>.onnx`` (atomically, once); its ``file://`` URI.
+
+    Content-addressed: the name is the hash, so a URI never points at other bytes (and the
+    gateway checks the hash anyway).
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / f"{sha256_hex(blob)}.onnx"
+    if not target.exists():
+        tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(blob)
+        os.replace(tmp, target)
+    return f"file://{target.resolve()}"
+
+
+def attach_artifact(
+    update: dict[str, Any],
+    blob: bytes,
+    store_dir: Path | None = None,
+    inline_limit: int = INLINE_LIMIT,
+) -> dict[str, Any]:
+    """``update`` with the artifact inline, or (larger than ``inline_limit``) in the store.
+
+    ``store_dir`` defaults to ``$EDGESTREAM_HOME/artifacts``: a shared path in a single-host
+    deployment; elsewhere mount one or keep artifacts inline.
+    """
+    if len(blob) <= inline_limit:
+        return {**update, "artifact": blob, "artifact_uri": None}
+    from edgestream.core.paths import home_dir
+
+    uri = store_artifact(blob, store_dir or home_dir() / "artifacts")
+    return {**update, "artifact": None, "artifact_uri": uri}

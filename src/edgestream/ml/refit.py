@@ -10,7 +10,10 @@ Choices, and why:
   ones are autoencoders, see :mod:`edgestream.ml.train`) fed by the current model's feature
   config, unchanged. So its ``inputs`` equal the live model's and a gateway scores both from
   one feature state during shadow; only the weights, the threshold and the baseline change.
-  The topology's ``retraining.trainer``, when written explicitly, picks another family.
+  The topology's ``retraining.trainer`` is not used to switch families: a candidate of
+  another family trained afresh on samples fails the shadow rank-correlation gate (measured
+  below); a model of another family is trained offline and published with
+  ``edgestream models publish``. ``RefitParams.family`` overrides for API users.
 * **Held-out data** is the last ``holdout_fraction`` of every device's readings in event
   time (features are per-device histories, so a split by time keeps them causal and
   measures the model on data after its training data).
@@ -67,7 +70,7 @@ class RefitParams:
 
     version: str  # sidecar version label, e.g. ``reefer-ae-v2``
     holdout_fraction: float = 0.2
-    family: str | None = None  # None: the current model's
+    family: str | None = None  # None: the current model's family
     seed: int = 0
     max_anomaly_rate_delta: float = 0.02  # rollout.shadow gates, for ``gates_pass``
     min_rank_correlation: float = 0.8

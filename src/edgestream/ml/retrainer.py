@@ -49,8 +49,6 @@ __all__ = [
 
 log = logging.getLogger("edgestream.retrainer")
 
-TRAINERS = {"autoencoder": "ae", "isolation_forest": "iforest"}
-
 
 class RetrainError(ModelError, ValueError):
     """A RetrainRequest that cannot be served (unknown model, missing version...)."""
@@ -102,13 +100,22 @@ def current_model(
         blob, meta = load_artifact(topology.model_path(device_type))
         return CurrentModel(version, blob, meta, meta.sha256)
     record = history.candidate(spec.name, version)
-    if record is None or record.get("artifact") is None:
+    if record is None:
         raise RetrainError(
             f"model {spec.name} version {version!r} is neither the topology's ({spec.version}) "
-            f"nor on fleet.models with an inline artifact (seen: {history.versions(spec.name)})"
+            f"nor on fleet.models (seen: {history.versions(spec.name)})"
         )
-    verify_update(record, public_key)
-    blob = bytes(record["artifact"])
+    blob = record.get("artifact")
+    uri = record.get("artifact_uri") or ""
+    if blob is None:
+        try:
+            blob = Path(uri.removeprefix("file://")).read_bytes()
+        except OSError as error:
+            raise RetrainError(
+                f"model {spec.name} {version}: cannot read its artifact {uri!r} ({error.strerror})"
+            ) from None
+    blob = bytes(blob)
+    verify_update(record, public_key, artifact=blob)
     return CurrentModel(version, blob, sidecar_from_onnx(blob), record["sha256"])
 
 
@@ -144,11 +151,15 @@ def retrain(
     private_key: Any,
     history: ModelHistory | None = None,
     seed: int = 0,
+    store_dir: Path | None = None,
 ) -> RetrainResult:
     """Build, evaluate and sign a candidate for ``request`` (not published: see
-    :func:`publish_updates`)."""
+    :func:`publish_updates`). The artifact is inline unless larger than
+    :data:`~edgestream.ml.package.INLINE_LIMIT` (then in ``store_dir``, see
+    :func:`~edgestream.ml.package.attach_artifact`)."""
     from edgestream.core.serde import AvroDeserializer
     from edgestream.ml.drift import training_baseline
+    from edgestream.ml.package import attach_artifact
     from edgestream.ml.refit import RefitParams, refit
     from edgestream.ml.signing import sign_update
     from edgestream.ml.trainset import OffsetRange, build_training_set, fetch_ranges
@@ -178,9 +189,6 @@ def retrain(
     )
     version = history.next_version(spec.name, floor=spec.version)
     retraining = topology.retraining
-    family = None
-    if "trainer" in retraining.model_fields_set:  # written in the topology: wins
-        family = TRAINERS[retraining.trainer]
     gates = topology.rollout.shadow
     candidate = refit(
         training,
@@ -189,7 +197,6 @@ def retrain(
         RefitParams(
             version=f"{spec.name}-{version}",
             holdout_fraction=retraining.holdout_fraction,
-            family=family,
             seed=seed,
             max_anomaly_rate_delta=gates.max_anomaly_rate_delta,
             min_rank_correlation=gates.min_rank_correlation,
@@ -222,7 +229,7 @@ def retrain(
         "canary_fraction": topology.rollout.canary_fraction,
         "retrain_request_id": request["id"],
     }
-    signed = sign_update(update, private_key)
+    signed = sign_update(attach_artifact(update, candidate.blob, store_dir), private_key)
     return RetrainResult(signed, training, candidate, time.perf_counter() - t0)
 
 

@@ -10,6 +10,8 @@ Avro values are decoded in Python (:mod:`edgestream.query.decode`) between a raw
 table and a view; forwarder replays are dropped there. Times are ``TIMESTAMP(3)`` columns
 (``window_start``, ``ts``, ... as ``TIMESTAMP(3)`` in UTC) next to their epoch-ms ``*_ms`` form.
 
+``scope`` is a reserved word in Flink SQL: write it quoted, ``WHERE `scope` = 'site'``.
+
 Bounded queries read each topic up to its exact end offsets (fetch-based,
 :func:`edgestream.core.offsets.exact_end_offsets`), so a snapshot is complete on Tansu too.
 """
@@ -204,7 +206,7 @@ class Catalog:
         names = ", ".join(f"`{n}`" for n, _ in STATS_COLUMNS)
         latest = (
             f"SELECT {names} FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start_ms, "
-            "scope, scope_key ORDER BY `partition` DESC, `offset` DESC) AS rn FROM `_stats_raw`) "
+            "`scope`, scope_key ORDER BY `partition` DESC, `offset` DESC) AS rn FROM `_stats_raw`) "
             "WHERE rn = 1"
         )
         tenv.execute_sql(

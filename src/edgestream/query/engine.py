@@ -121,6 +121,9 @@ def _prepare(
         raise QueryError(message) from None
 
 
+_CHANGES = {"INSERT": "+I", "UPDATE_BEFORE": "-U", "UPDATE_AFTER": "+U", "DELETE": "-D"}
+
+
 def _columns(result: Any) -> list[str]:
     return list(result.get_table_schema().get_field_names())
 
@@ -164,7 +167,7 @@ def stream_query(
     try:
         with result.collect() as results:
             for row in results:
-                kind = row.get_row_kind().short_string()
+                kind = _CHANGES.get(row.get_row_kind().name, "+I")
                 yield kind, dict(zip(columns, (_value(v) for v in row), strict=True))
     except GeneratorExit:
         raise
