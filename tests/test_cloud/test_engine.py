@@ -154,3 +154,24 @@ def test_drift_gives_one_request_within_three_windows():
     )
     assert drifts[0]["id"] == data["dedup_key"]
     assert any(f["statistic"] == "psi" and f["value"] > f["threshold"] for f in data["features"])
+
+
+def test_a_partition_not_yet_read_holds_the_watermark():
+    """A source that reads partition 0's backlog before partition 1 must not make partition
+    1's summaries late (assigned partitions hold the watermark from the start)."""
+    topo = cloud_topology(
+        fleet_stats={
+            "window": "1m",
+            "allowed_lateness": "0s",
+            "max_out_of_orderness": "0s",
+            "idle_timeout": "1h",
+        }
+    )
+    summaries = [s for s in fleet_summaries(devices=6, windows=30, seed=9, start_ms=START)
+                 if s["scope"] == "device"]  # fmt: skip
+    by_partition = sorted(((int(s["scope_key"][-3:]) % 2, i), s) for i, s in enumerate(summaries))
+    engine = FleetEngine(topo)
+    engine.assign("fleet.summaries", [0, 1], 0)
+    rows, _ = run_engine(engine, [("fleet.summaries", p, s) for (p, _), s in by_partition])
+    assert engine.counts["summaries_late"] == 0
+    assert_rows_match(rows, reference_stats(summaries, [], 60_000, 5))

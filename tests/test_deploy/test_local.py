@@ -35,11 +35,11 @@ def test_apply_creates_everything_then_changes_nothing(tmp_path: Path) -> None:
     topology = load_topology(_one_gateway(tmp_path))
     plan = build_plan(topology)
     try:
-        first = apply_local(topology, cloud_jobs=False)
+        first = apply_local(topology)
         actions = Counter(c.action for c in first)
         assert actions["created"] == len(plan.topics)
         assert actions["registered"] == len(plan.schemas)
-        assert actions["started"] == 3  # the stack, the gateway worker, the forwarder
+        assert actions["started"] == 4  # the stack, gateway worker, forwarder, Flink jobs
         ends = Stack().status().endpoints()
 
         for broker, address in (("edge:gw-1", ends["edge"]["gw-1"]), ("cloud", ends["cloud"])):
@@ -50,15 +50,14 @@ def test_apply_creates_everything_then_changes_nothing(tmp_path: Path) -> None:
         subjects = set(registry_client(str(ends["registry"])).get_subjects())
         assert {s.subject for s in plan.schemas} <= subjects
         pids = process_status(topology)
-        assert set(pids) == {"edge-gw-1", "forward-gw-1"} and all(pids.values())
+        assert set(pids) == {"edge-gw-1", "forward-gw-1", "cloud-jobs"} and all(pids.values())
 
-        second = apply_local(topology, cloud_jobs=False)
+        second = apply_local(topology)
         report = render_changes(second)
-        assert {c.action for c in second} == {"unchanged", "skipped"}, report
-        assert [c.name for c in second if c.action == "skipped"] == ["cloud-jobs"]
+        assert {c.action for c in second} == {"unchanged"}, report
         assert process_status(topology) == pids
     finally:
         stopped = stop_local(topology)
         Stack().stop()
-    assert sorted(stopped) == ["edge-gw-1", "forward-gw-1"]
+    assert sorted(stopped) == ["cloud-jobs", "edge-gw-1", "forward-gw-1"]
     assert not any(process_status(topology).values())

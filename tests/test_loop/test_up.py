@@ -99,6 +99,7 @@ def test_up_runs_gateway_and_forwarder_and_ctrl_c_leaves_nothing(tmp_path: Path)
                 break
             time.sleep(2)
         assert delivered > 0, log.read_text()[-3000:]
+        time.sleep(6)  # the loop reads the metrics pages every 2 s
         proc.send_signal(signal.SIGINT)
         assert proc.wait(180) == 0, log.read_text()[-3000:]
     finally:
@@ -110,7 +111,7 @@ def test_up_runs_gateway_and_forwarder_and_ctrl_c_leaves_nothing(tmp_path: Path)
     assert summary["readings_in"] >= summary["readings_processed"] > 0
     assert 0 < summary["summaries_cloud"] <= summary["summaries_edge"]
     assert summary["alerts_cloud"] <= summary["alerts_edge"]
-    assert summary["raw_sensor_bytes"] > summary["cloud_bytes"] > 0
+    assert summary["raw_sensor_bytes"] > summary["cloud_bytes"] > 0, json.dumps(summary)
     assert summary["worker_restarts"] == summary["forwarder_restarts"] == 0
     assert not pids_of(str(home)), "up left processes running"
     assert not Stack(home / "stack").status().running

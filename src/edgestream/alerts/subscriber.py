@@ -193,14 +193,16 @@ class Subscription:
 
     def _take(self, msg: Any) -> None:
         partition, offset = msg.partition(), msg.offset()
+        primed = offset < self._prime_until.get(partition, 0)
         try:
             record = self.decode(msg.value())
         except SerdeError:  # not an alert (garbage, wrong schema): skip it, count it
-            self.stats["undecodable"] += 1
-            self._buffer.append(((partition, offset + 1), None))
+            if not primed:
+                self.stats["undecodable"] += 1
+                self._buffer.append(((partition, offset + 1), None))
             return
         fresh = self.dedup.accept_record(record)
-        if offset < self._prime_until.get(partition, 0):
+        if primed:
             return  # re-read to remember what was handed out before the restart
         self._eof.discard(partition)
         self.stats["read"] += 1

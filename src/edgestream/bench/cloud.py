@@ -42,13 +42,18 @@ class CloudBenchParams:
     workdir: Path | None = None
 
 
-def _topology(window_ms: int) -> Any:
+def _topology(window_ms: int, prefix: str = "fleet") -> Any:
     import yaml
 
     from edgestream.core.topology import Topology
 
     raw = yaml.safe_load(_TOPOLOGY.read_text())
     raw["windows"] = [{"size": window_ms, "allowed_lateness": 0, "scopes": ["device", "site"]}]
+    if prefix != "fleet":  # the lag phase reads its own topics (no backlog before it)
+        raw["forwarding"]["topics"] = {"summaries": f"{prefix}.summaries",
+                                       "alerts": f"{prefix}.alerts"}  # fmt: skip
+        raw["cloud"]["stats_topic"] = f"{prefix}.stats"
+        raw["cloud"]["retrain_topic"] = f"{prefix}.retrain"
     raw.setdefault("cloud", {})["jobs"] = {
         "fleet_stats": {"window": window_ms, "allowed_lateness": "15m", "worst_n": 5,
                         "max_out_of_orderness": 0, "idle_timeout": "1h"},
@@ -136,7 +141,8 @@ def _lag_phase(params, topo, cloud, registry, phases, start_job, config_cls) -> 
 
     phases.start("fleet job, unbounded: waiting for it to run")
     size = int(params.lag_window_s * 1000)
-    topo = _topology(size)
+    topo = _topology(size, prefix="lag")
+    summaries_topic = topo.forwarding.topics.summaries
     job = start_job(config_cls(topo, cloud, registry, name="bench-lag"))
     client = job.get_job_client()
     deadline = time.time() + params.timeout
@@ -145,7 +151,7 @@ def _lag_phase(params, topo, cloud, registry, phases, start_job, config_cls) -> 
             raise BenchError("the unbounded fleet job did not reach RUNNING")
         time.sleep(0.5)
     time.sleep(5.0)  # sources assigned, Python function opened
-    ser = AvroSerializer(registry, "WindowSummary", subject_for("fleet.summaries"))
+    ser = AvroSerializer(registry, "WindowSummary", subject_for(summaries_topic))
     producer = Producer(producer_config(cloud, **{"linger.ms": 0}))
     sent: dict[int, float] = {}  # window_start -> produce time of its first summary
     consumer = Consumer({"bootstrap.servers": cloud, "group.id": "bench-lag", "log_level": 2})
@@ -173,9 +179,11 @@ def _lag_phase(params, topo, cloud, registry, phases, start_job, config_cls) -> 
                                     window_ms=size)  # fmt: skip
             sent[ws] = time.time()
             for r in batch:
-                producer.produce("fleet.summaries", ser(r), r["scope_key"].encode())
+                producer.produce(summaries_topic, ser(r), r["scope_key"].encode())
             producer.flush(10)
-        time.sleep(3 * params.lag_window_s + 5)
+        until = time.time() + 60
+        while time.time() < until and len(first_row) < params.lag_windows:
+            time.sleep(0.5)
     finally:
         stop.set()
         reader.join(5)

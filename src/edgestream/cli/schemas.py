@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -43,6 +44,18 @@ def _status(ok: bool, unreleased: bool) -> str:
     return "[green]ok[/] [yellow](unreleased)[/]" if unreleased else "[green]ok[/]"
 
 
+_HISTORY_RE = re.compile(r"^history/[^/]+/(\d+)\.avsc$")
+
+
+def _checked(checked: list[str]) -> str:
+    """What an entry was checked against, narrow enough to leave room for the problems:
+    history snapshots as ``history v1, v2``, registry subjects as they are."""
+    history = [m.group(1) for m in map(_HISTORY_RE.match, checked) if m]
+    others = [c for c in checked if not _HISTORY_RE.match(c)]
+    parts = (["history " + ", ".join(f"v{n}" for n in history)] if history else []) + others
+    return "\n".join(parts) or "-"
+
+
 def _print_check(report: CheckReport, console: Console) -> None:
     title = f"{LEVEL} check of {escape(report.schemas_dir)}"
     if report.registry:
@@ -53,7 +66,7 @@ def _print_check(report: CheckReport, console: Console) -> None:
     table.add_column("status", no_wrap=True)
     table.add_column("problems")
     for entry in report.schemas:
-        checked = f"{len(entry.checked)}: " + ", ".join(entry.checked) if entry.checked else "0"
+        checked = _checked(entry.checked)
         problems = "\n".join(f"- {p}" for p in entry.problems) or "-"
         status = _status(entry.ok, entry.unreleased)
         table.add_row(escape(entry.name), escape(checked), status, escape(problems))

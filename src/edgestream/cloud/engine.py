@@ -13,8 +13,10 @@ independent offline reference.
   ``max event time - max_out_of_orderness``, idle partitions skipped
   (:class:`edgestream.edge.watermarks.Watermarks`); a summary's event time is its
   ``window_start`` (so a cloud window closes when summaries of a later window arrive, not at
-  the first summary of its own last window), a sample's its ``ts``. Alerts never move a watermark (they travel ahead of
-  the summaries of their window): they count while their window is open, else as late.
+  the first summary of its own last window), a sample's its ``ts``. Every partition of an
+  input holds its watermark back from the start (:meth:`FleetEngine.assign`). Alerts never
+  move a watermark (they travel ahead of the summaries of their window): they count while
+  their window is open, else as late.
 * Triggers: a drift verdict ``major`` for a device type, or a fleet-stats row of a device type
   with ``anomaly_rate > anomaly_rate_threshold`` over at least ``min_readings`` readings, is a
   crossing window for :class:`edgestream.cloud.triggers.Triggers` (cooldown, one request per
@@ -114,6 +116,14 @@ class FleetEngine:
         self._rate_seen: set[tuple[int, str]] = set()
 
     # -- input -----------------------------------------------------------------------------
+    def assign(self, topic: str, partitions: list[int], now_ms: int) -> None:
+        """The partitions of an input topic: each holds its watermark back from the start
+        (until it delivers or goes idle), not only once its first record arrived."""
+        if topic == self.summaries_topic:
+            self.wm_stats.assign(list(partitions), now_ms)
+        elif topic == self.samples_topic:
+            self.wm_samples.assign(list(partitions), now_ms)
+
     def process(
         self, topic: str, partition: int, offset: int, record: dict[str, Any], now_ms: int
     ) -> list[Output]:

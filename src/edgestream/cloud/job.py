@@ -68,6 +68,7 @@ def _function(
     source: str | None,
     registry: str,
     topics: list[str],
+    partitions: dict[str, list[int]],
     retrain_header: bytes,
 ) -> Any:
     """The KeyedProcessFunction (built lazily: pyflink imports only inside the job)."""
@@ -84,6 +85,9 @@ def _function(
 
             topology = Topology.model_validate(topology_dict).with_source(source)
             self.engine = FleetEngine(topology)
+            now = int(time.time() * 1000)
+            for topic, parts in partitions.items():
+                self.engine.assign(topic, parts, now)
             self.decode = AvroDeserializer(registry)
             self.topics = topics
             self.writer = schemaless_writer
@@ -134,6 +138,20 @@ def _function(
     return FleetFunction()
 
 
+def _partitions(bootstrap: str, topics: list[str]) -> dict[str, list[int]]:
+    """Partition ids of each input topic (from metadata: ids, never end offsets)."""
+    from confluent_kafka import Consumer
+
+    from edgestream.core.offsets import partitions_of
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "edgestream-meta",
+                         "log_level": 2})  # fmt: skip
+    try:
+        return {t: partitions_of(consumer, t) or [] for t in topics}
+    finally:
+        consumer.close()
+
+
 def build_job(config: CloudJobConfig) -> Any:
     """Declare the job on a fresh environment; returns the StatementSet to execute."""
     from pyflink.common import Types
@@ -166,7 +184,8 @@ def build_job(config: CloudJobConfig) -> Any:
     out_type = Types.ROW([Types.STRING(), Types.PRIMITIVE_ARRAY(Types.BYTE()),
                           Types.PRIMITIVE_ARRAY(Types.BYTE())])  # fmt: skip
     source = str(topology.source) if topology.source else None
-    function = _function(topology.to_dict(), source, config.registry, topics, header)
+    partitions = _partitions(config.bootstrap, topics)
+    function = _function(topology.to_dict(), source, config.registry, topics, partitions, header)
     outputs = stream.key_by(lambda r: 0, key_type=Types.INT()).process(function, out_type)
     tenv.create_temporary_view("job_out", tenv.from_data_stream(outputs).alias("kind", "k", "v"))
     tenv.execute_sql(kafka_sink_ddl("stats_sink", topology.cloud.stats_topic, config.bootstrap))
@@ -214,7 +233,10 @@ def run_jobs(
         return
     client = result.get_job_client()
     while not (stop_event is not None and stop_event.wait(1.0)):
-        pass
+        state = client.get_job_status().result().name
+        if state in ("FAILED", "FINISHED", "CANCELED"):
+            result.wait()  # raises the job's failure
+            raise RuntimeError(f"the fleet job ended on its own ({state})")
     try:
         client.cancel().result()
     except Exception as error:  # already finished / cluster gone

@@ -251,8 +251,8 @@ def _process_argv(spec: ProcessSpec, topology: Topology, targets: Targets, folde
             "--data-dir",
             str(folder / "gateways" / str(spec.gateway)),
         )
-    else:
-        extra = ()
+    else:  # the Flink jobs read and write the cloud broker
+        extra = ("--cloud-bootstrap", targets.brokers[CLOUD], *registry)
     return spec.argv(path, extra)
 
 

@@ -114,6 +114,7 @@ class CloudLink:
         self.wire_by_topic: dict[str, float] = {}  # the same bytes, split by topic
         self._producer_tx: dict[str, int] = {}
         self._topic_tx: dict[tuple[str, str], int] = {}
+        self._unsplit: dict[str, int] = {}  # producer bytes not yet matched to a topic
         self._stats_seen = 0
         self.transitions: list[tuple[float, str]] = []
         log.info("cloud link to %s with %s", bootstrap, redact(self.client))
@@ -204,8 +205,9 @@ class CloudLink:
 
     def take_wire_bytes_by_topic(self) -> dict[str, int]:
         """The bytes of :meth:`take_wire_bytes` by topic (a producer's bytes are split over
-        its topics by their share of its record bytes; ``""``: a producer that sent no
-        records in the interval, e.g. metadata requests). Call it right after that."""
+        its topics by their share of its record bytes; bytes of an interval without records,
+        e.g. metadata requests, go with its next records; ``""``: left unsplit at close).
+        Call it right after that."""
         out = {}
         for topic, size in self.wire_by_topic.items():
             whole = int(size)
@@ -226,6 +228,8 @@ class CloudLink:
                 break
             for producer in producers.values():
                 producer.poll(0.05)
+        for name in list(self._unsplit):  # no more records to attach them to
+            self.wire_by_topic[""] = self.wire_by_topic.get("", 0.0) + self._unsplit.pop(name)
 
     # -- internals -------------------------------------------------------------------------
     def _start_producer(self) -> None:
@@ -279,8 +283,10 @@ class CloudLink:
                 shares[topic] = tx - before
                 self._topic_tx[(name, topic)] = tx
         whole = sum(shares.values())
-        if not whole:
-            shares, whole = {"": 1}, 1
+        if not whole:  # requests before their records show in the partition counters
+            self._unsplit[name] = self._unsplit.get(name, 0) + delta
+            return
+        delta += self._unsplit.pop(name, 0)
         for topic, part in shares.items():
             self.wire_by_topic[topic] = self.wire_by_topic.get(topic, 0.0) + delta * part / whole
 

@@ -63,11 +63,13 @@ def referenced_tables(sql: str) -> set[str]:
 
     >>> sorted(referenced_tables("SELECT site FROM fleet.summaries s JOIN alerts a ON true"))
     ['alerts', 'summaries']
+    >>> sorted(referenced_tables("SELECT * FROM fleet.stats_log"))
+    ['stats', 'stats_log']
     """
     words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", sql.lower()))
     found = words & set(TABLES)
-    if "stats" in found:
-        found.add("stats_log")
+    if found & {"stats", "stats_log"}:
+        found |= {"stats", "stats_log"}  # both views come from one source
     return found
 
 
