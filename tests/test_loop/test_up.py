@@ -113,5 +113,6 @@ def test_up_runs_gateway_and_forwarder_and_ctrl_c_leaves_nothing(tmp_path: Path)
     assert summary["alerts_cloud"] <= summary["alerts_edge"]
     assert summary["raw_sensor_bytes"] > summary["cloud_bytes"] > 0, json.dumps(summary)
     assert summary["worker_restarts"] == summary["forwarder_restarts"] == 0
-    assert not pids_of(str(home)), "up left processes running"
+    left = {p: Path(f"/proc/{p}/cmdline").read_bytes()[:200] for p in pids_of(str(home))}
+    assert not left, f"up left processes running: {left}"
     assert not Stack(home / "stack").status().running

@@ -172,17 +172,29 @@ def _lag_phase(params, topo, cloud, registry, phases, start_job, config_cls) -> 
     try:
         phases.start(f"fleet job, unbounded: {params.lag_windows} windows of {size} ms")
         base = (int(time.time() * 1000) // size) * size
-        for w in range(params.lag_windows + 1):
+        warm_until: float | None = None  # windows sent before the first row are warm-up
+        measured: list[int] = []
+        w = 0
+        while len(measured) <= params.lag_windows:
             ws = base + w * size
             time.sleep(max(0.0, (ws + size) / 1000 - time.time()))
-            batch = fleet_summaries(min(params.devices, 50), 1, params.seed + w, start_ms=ws,
-                                    window_ms=size)  # fmt: skip
+            batch = fleet_summaries(
+                min(params.devices, 50), 1, params.seed + w, start_ms=ws, window_ms=size,
+                seq_base=w * 100_000,
+            )  # fmt: skip
             sent[ws] = time.time()
             for r in batch:
                 producer.produce(summaries_topic, ser(r), r["scope_key"].encode())
             producer.flush(10)
+            if warm_until is None and first_row:
+                warm_until = sent[ws]
+            if warm_until is not None:
+                measured.append(ws)
+            elif time.time() - sent[base] > params.timeout:
+                raise BenchError("the unbounded fleet job wrote no row in time")
+            w += 1
         until = time.time() + 60
-        while time.time() < until and len(first_row) < params.lag_windows:
+        while time.time() < until and not all(ws in first_row for ws in measured[:-1]):
             time.sleep(0.5)
     finally:
         stop.set()
@@ -192,7 +204,7 @@ def _lag_phase(params, topo, cloud, registry, phases, start_job, config_cls) -> 
             client.cancel().result()
     lags = [
         (first_row[ws] - sent[ws + size]) * 1000
-        for ws in sent
+        for ws in measured
         if ws in first_row and ws + size in sent
     ]
     phases.done(f"{len(lags)} windows, lag p50 {_percentiles(lags)['p50']} ms")

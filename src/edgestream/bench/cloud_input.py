@@ -38,11 +38,13 @@ def fleet_summaries(
     gateways: int = 2,
     replay_every: int = 0,
     outage: tuple[str, int, int] | None = None,
+    seq_base: int = 0,
 ) -> list[dict[str, Any]]:
     """Forwarded WindowSummary records in delivery order (see the module doc).
 
     ``outage = (gateway, first_window, last_window)``: that gateway's records of those
     windows arrive after every other record (its forwarder drained them after the outage).
+    ``gateway_seq`` numbering starts after ``seq_base`` (successive calls of one fleet).
     """
     rng = np.random.default_rng(seed)
     fleet = []
@@ -50,7 +52,7 @@ def fleet_summaries(
         dtype = ("pump", "reefer")[i % 2]
         gw = f"gw-{i % gateways + 1}"
         fleet.append((f"{gw}-{dtype}-{i:03d}", dtype, f"site-{i % 3 + 1}", gw))
-    seqs = {f"gw-{g + 1}": 0 for g in range(gateways)}
+    seqs = {f"gw-{g + 1}": seq_base for g in range(gateways)}
     live: list[dict[str, Any]] = []
     held: list[dict[str, Any]] = []
     count = 0

@@ -172,18 +172,23 @@ def register(app: typer.Typer) -> None:
         )
         stop = threading.Event()
         state = LoopState()
+        finished = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        runner = threading.Thread(target=_run, args=(config, stop, state), daemon=True)
+        # Ctrl-C works even when started with SIGINT ignored (a background job of a script)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        runner = threading.Thread(target=_run, args=(config, stop, state, finished), daemon=True)
         runner.start()
+        # wait on an Event, not Thread.join: a join interrupted by KeyboardInterrupt can return
+        # early afterwards (CPython), and the exiting interpreter would cut the clean stop short
         try:
             with Live(_view(state, duration), console=console, refresh_per_second=2) as live:
-                while runner.is_alive():
-                    runner.join(0.5)
+                while not finished.wait(0.5):
                     live.update(_view(state, duration))
         except KeyboardInterrupt:
             stop.set()
             console.print("stopping...")
-            runner.join()
+            while not finished.wait(0.5):
+                pass
         if state.error is not None:
             raise state.error
         summary = state.summary()
@@ -203,10 +208,14 @@ def register(app: typer.Typer) -> None:
             print(json.dumps(summary))
 
 
-def _run(config: LoopConfig, stop: threading.Event, state: LoopState) -> None:
+def _run(
+    config: LoopConfig, stop: threading.Event, state: LoopState, finished: threading.Event
+) -> None:
     from edgestream.loop import run_loop
 
     try:
         run_loop(config, stop=stop, state=state)
     except BaseException as error:  # re-raised on the main thread
         state.error = error
+    finally:
+        finished.set()

@@ -172,11 +172,7 @@ class Forwarder:
         consumer = Consumer(consumer_config(cfg.edge_bootstrap, group, **settings))
         meta = consumer.list_topics(timeout=10)
         stored = self.outbox.offsets("edge")
-        parts = [
-            TopicPartition(t, p)
-            for t in edge_topics
-            for p in meta.topics[t].partitions
-        ]
+        parts = [TopicPartition(t, p) for t in edge_topics for p in meta.topics[t].partitions]
         committed = {
             (c.topic, c.partition): c.offset for c in consumer.committed(parts, timeout=10)
         }

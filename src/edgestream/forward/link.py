@@ -229,7 +229,9 @@ class CloudLink:
             for producer in producers.values():
                 producer.poll(0.05)
         for name in list(self._unsplit):  # no more records to attach them to
-            self.wire_by_topic[""] = self.wire_by_topic.get("", 0.0) + self._unsplit.pop(name)
+            unsplit = self._unsplit.pop(name)
+            self.wire_bytes += unsplit
+            self.wire_by_topic[""] = self.wire_by_topic.get("", 0.0) + unsplit
 
     # -- internals -------------------------------------------------------------------------
     def _start_producer(self) -> None:
@@ -274,7 +276,6 @@ class CloudLink:
         if total <= self._producer_tx.get(name, 0):
             return
         delta = total - self._producer_tx.get(name, 0)
-        self.wire_bytes += delta
         self._producer_tx[name] = total
         shares = {}
         for topic, tx in per_topic.items():
@@ -287,6 +288,7 @@ class CloudLink:
             self._unsplit[name] = self._unsplit.get(name, 0) + delta
             return
         delta += self._unsplit.pop(name, 0)
+        self.wire_bytes += delta  # counted when split: the total and its split stay equal
         for topic, part in shares.items():
             self.wire_by_topic[topic] = self.wire_by_topic.get(topic, 0.0) + delta * part / whole
 
