@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import tempfile
 import threading
 import time
@@ -129,6 +130,8 @@ def run_cloud_bench(params: CloudBenchParams, phases: Phases) -> dict[str, Any]:
                                       CloudJobConfig)  # fmt: skip
     finally:
         stack.stop()
+        if params.workdir is None:
+            shutil.rmtree(work, ignore_errors=True)
     return result
 
 
