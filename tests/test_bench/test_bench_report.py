@@ -32,7 +32,7 @@ def test_report_rewrites_only_the_marked_section(tmp_path: Path) -> None:
     results = tmp_path / "results"
     save_result(e2e_result(0.0198, False), results)
     save_result(e2e_result(0.0091, True), results)  # the last run wins
-    save_result({"bench": "cloud", "machine": MACHINE, "ratios": {"sql_vs_raw": 0.5},
+    save_result({"bench": "swap", "machine": MACHINE, "ratios": {"sql_vs_raw": 0.5},
                  "records_per_s": 12345.0}, results)  # fmt: skip
     readme = tmp_path / "README.md"
     readme.write_text(f"# x\n\nbefore\n{START}\nstale table\n{END}\nafter\n")
@@ -43,11 +43,9 @@ def test_report_rewrites_only_the_marked_section(tmp_path: Path) -> None:
     assert "stale table" not in text
     assert "| e2e | cloud bytes / raw sensor bytes | 0.0091 | <= 0.01: met |" in text
     assert "| e2e | drain rate after outage vs live | 35.6x | >= 10x: met |" in text
-    assert (
-        "| cloud | sql vs raw | 0.5x |" in text and "| cloud | records per s | 1.234e+04 |" in text
-    )
+    assert "| swap | sql vs raw | 0.5x |" in text and "| swap | records per s | 1.234e+04 |" in text
     assert "Test CPU 3000, 2 cores, 7.8 GB RAM" in text
-    assert text.index("| e2e |") < text.index("| cloud |")  # pipeline order
+    assert text.index("| e2e |") < text.index("| swap |")  # pipeline order
     again = CliRunner().invoke(app, ["report", "--readme", str(readme), "--results", str(results)])
     assert again.exit_code == 0 and readme.read_text() == text  # idempotent
 

@@ -81,8 +81,7 @@ def test_worker_and_forwarder_serve_the_dashboard_series(tmp_path: Path) -> None
     try:
         p.worker.start()
         p.forwarder.start()
-        past = int(time.time() * 1000) - 90_000  # every window closes (idle partitions)
-        p.simulate(40, paced=False, anomaly_rate=0.05, start_time=past)
+        p.simulate(25, paced=True, anomaly_rate=0.05)  # wall-clock paced, like `up`
         producer = Producer({"bootstrap.servers": p.edge})
         for junk in (b"garbage", b"\x00\x00\x00", b"{}"):
             producer.produce("sensors.pump", junk, key=b"junk")
@@ -99,8 +98,8 @@ def test_worker_and_forwarder_serve_the_dashboard_series(tmp_path: Path) -> None
         assert p.sim is not None
         p.sim.join(120)
         assert not p.sim_error
-        sent = 4 * 10 * 40 + 3  # devices x rate x seconds, and the junk
-        before: tuple[float, ...] = ()
+        sent = 4 * 10 * 25 + 3  # devices x rate x seconds, and the junk
+        before: list[tuple[float, ...]] = []
         while time.monotonic() < deadline:  # until everything is emitted and forwarded
             worker, fwd = scrape(edge_port), scrape(fwd_port)
             readings = total(worker, "edgestream_readings_total")
@@ -111,25 +110,28 @@ def test_worker_and_forwarder_serve_the_dashboard_series(tmp_path: Path) -> None
             now = (readings, rejected, emitted, delivered)
             done = (
                 readings + rejected == sent
-                and now == before
-                and emitted > 0
+                and before[-2:] == [now, now]  # unchanged for two scrapes (6 s)
+                and total(worker, "edgestream_window_emissions_total") > 0
                 and delivered >= total(worker, "edgestream_alerts_total")
                 and total(fwd, "edgestream_outbox_depth") == 0
             )
             if done:
                 break
-            before = now
+            before.append(now)
             assert p.worker.alive(), p.worker.log_text()[-3000:]
             time.sleep(3.0)
         msgs = {t: gr.read_topic(p.edge, t, settle=3.0) for t in EDGE_TOPICS.values()}
         edge = {"alert": msgs["edge.alerts"], "summary": msgs["edge.summaries"]}
         assert done, f"not settled in time: {now} of {sent} sent\n{p.worker.log_text()[-2000:]}"
         labels = {"gateway": GATEWAY, "topic": "sensors.pump"}
-        assert total(worker, "edgestream_readings_total", **labels) == readings > 1400
+        assert total(worker, "edgestream_readings_total", **labels) == readings > 900
         dlq = {lab["reason"]: v for lab, v in worker["edgestream_dlq_records_total"]}
         assert sum(dlq.values()) == sent - readings, dlq
         assert dlq.get("bad_magic", 0) + dlq.get("decode", 0) >= 2, dlq  # the junk
-        assert len(edge["summary"]) > 0  # alerts: as many as the model raised (maybe none)
+        assert len(edge["summary"]) > 0, (
+            now,
+            {t: len(m) for t, m in msgs.items()},
+        )  # alerts: maybe 0
         assert total(worker, "edgestream_window_emissions_total") == len(edge["summary"])
         assert total(worker, "edgestream_alerts_total") == len(edge["alert"])
         assert total(worker, "edgestream_inference_batch_rows_sum") == readings
