@@ -55,6 +55,23 @@ def test_stats_equal_reference_with_replays_site_summaries_and_alerts():
     assert requests == []
 
 
+def test_summaries_in_the_forwarders_wire_form_give_the_same_stats():
+    """What the forwarder really sends (WindowSummary v2: mean/std/summary_id null, exact
+    decimals for sum/min/max), encoded and decoded with the shipped schema."""
+    from edgestream.forward.records import BodyCodec, wire_summary
+
+    topo = cloud_topology(fleet_stats={"window": "1m", "allowed_lateness": "15m", "worst_n": 3})
+    summaries = fleet_summaries(devices=6, windows=18, seed=4, start_ms=START, replay_every=5)
+    for s in summaries:  # sensor-like values: short decimals, sent as exact Decimal records
+        for c in s["channels"].values():
+            c.update({k: round(c[k], 3) for k in ("sum", "min", "max")})
+    codec = BodyCodec()
+    wire = [codec.decode("summary", codec.encode("summary", wire_summary(s))) for s in summaries]
+    assert any(isinstance(c["sum"], dict) for w in wire for c in w["channels"].values())
+    rows, _ = run_engine(FleetEngine(topo), [("fleet.summaries", 0, w) for w in wire])
+    assert_rows_match(rows, reference_stats(summaries, [], 60_000, 3))
+
+
 def test_outage_gateway_counted_in_its_windows_and_visibly_late():
     """gw-2 offline for 10 minutes: its summaries arrive after everyone else's."""
     topo = cloud_topology(

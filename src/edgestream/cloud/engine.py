@@ -37,6 +37,7 @@ from edgestream.core.topology import Topology
 from edgestream.edge.watermarks import Watermarks
 from edgestream.edge.window_types import WindowSpec
 from edgestream.forward.dedup import Deduplicator
+from edgestream.forward.records import complete_summary
 
 __all__ = ["FleetEngine", "Output", "source_window_ms", "topology_models"]
 
@@ -133,6 +134,8 @@ class FleetEngine:
             if not self.dedup.accept_record(record):
                 self.counts["duplicates"] += 1
                 return []
+            # the cloud wire form (WindowSummary v2) leaves derivable values out
+            record = complete_summary(record)
             self.counts[f"summaries_{self.stats.add_summary(record)}"] += 1
             self.wm_stats.observe(partition, int(record["window_start"]), offset, now_ms)
             if self.wm_stats.candidate(now_ms) > self.stats.watermark:

@@ -233,7 +233,12 @@ def run_jobs(
         return
     client = result.get_job_client()
     while not (stop_event is not None and stop_event.wait(1.0)):
-        state = client.get_job_status().result().name
+        try:
+            state = client.get_job_status().result().name
+        except Exception:
+            # a local MiniCluster shuts down with its job: the job's own failure says why
+            result.wait()
+            raise
         if state in ("FAILED", "FINISHED", "CANCELED"):
             result.wait()  # raises the job's failure
             raise RuntimeError(f"the fleet job ended on its own ({state})")
