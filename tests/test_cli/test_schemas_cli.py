@@ -18,7 +18,7 @@ from edgestream.core.exceptions import ServiceUnavailable
 from edgestream.core.registry.client import registry_client
 from edgestream.core.schemas import all_schemas, history_versions, register_all
 
-WIDE = {"COLUMNS": "300", "NO_COLOR": "1"}
+WIDE = {"COLUMNS": "400", "NO_COLOR": "1"}
 
 
 @pytest.fixture
