@@ -25,8 +25,9 @@ independent offline reference.
 
 from __future__ import annotations
 
+import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,8 @@ from edgestream.edge.watermarks import Watermarks
 from edgestream.edge.window_types import WindowSpec
 from edgestream.forward.dedup import Deduplicator
 from edgestream.forward.records import complete_summary
+
+log = logging.getLogger(__name__)
 
 __all__ = ["FleetEngine", "Output", "source_window_ms", "topology_models"]
 
@@ -112,7 +115,8 @@ class FleetEngine:
         self.wm_stats, self.wm_samples = marks(fs.window), marks(dj.window)
         self.dedup = Deduplicator()
         self.sample_ids = Deduplicator(window=1)
-        self.verdicts: list[DriftVerdict] = []  # every judged window (kept for inspection)
+        # the latest judged windows (for inspection; bounded: the job runs for months)
+        self.verdicts: deque[DriftVerdict] = deque(maxlen=1000)
         self.counts: Counter[str] = Counter()
         self._rate_seen: set[tuple[int, str]] = set()
 
@@ -229,6 +233,7 @@ class FleetEngine:
         for v in verdicts:
             self.verdicts.append(v)
             self.counts[f"drift_{v.severity}"] += 1
+            log.info("drift %s", describe(v))
             if v.model is None or v.severity == "unjudged":
                 continue
             crossing = v.severity == "major"
@@ -244,6 +249,24 @@ class FleetEngine:
             )  # fmt: skip
             out.append(("retrain", key, request))
         return out
+
+
+def describe(v: DriftVerdict) -> str:
+    """One log line of a judged window: type, window, samples, verdict, worst statistics.
+
+    >>> describe(DriftVerdict("pump", 0, 30_000, 90, None, "major",
+    ...     [{"feature": "t", "statistic": "psi", "value": 0.41, "threshold": 0.25}]))
+    'pump [0, 30000) samples=90 major psi(t)=0.410/0.25'
+    """
+    worst: dict[str, dict[str, Any]] = {}
+    for f in v.features:
+        best = worst.get(f["statistic"])
+        if best is None or f["value"] > best["value"]:
+            worst[f["statistic"]] = f
+    stats = " ".join(
+        f"{k}({f['feature']})={f['value']:.3f}/{f['threshold']:g}" for k, f in sorted(worst.items())
+    )
+    return f"{v.device_type} [{v.start}, {v.end}) samples={v.samples} {v.severity} {stats}".rstrip()
 
 
 def _model_dict(model: ModelInfo) -> dict[str, Any]:
