@@ -4,7 +4,18 @@ Each benchmark returns one JSON-able dict (the CLI's ``--json`` last line) holdi
 parameters, the machine it ran on and every number it measured.
 """
 
+from typing import Any
+
 from edgestream.bench.common import BenchError
-from edgestream.bench.edge import EdgeBenchParams, run_edge_bench
 
 __all__ = ["BenchError", "EdgeBenchParams", "run_edge_bench"]
+
+
+def __getattr__(name: str) -> Any:
+    """The edge bench on first use: importing it pulls the gateway, ONNX and pandas (seconds),
+    which every ``edgestream`` command would otherwise pay at start."""
+    if name in ("EdgeBenchParams", "run_edge_bench"):
+        from edgestream.bench import edge
+
+        return getattr(edge, name)
+    raise AttributeError(name)

@@ -8,7 +8,6 @@ import typer
 from rich.console import Console
 
 from edgestream.bench.common import Phases, emit_json, interrupt_on_sigterm
-from edgestream.bench.edge import EdgeBenchParams, run_edge_bench
 from edgestream.bench.report import edge_rows, result_table
 
 app = typer.Typer(
@@ -99,6 +98,8 @@ def edge(
 
         edgestream bench edge -n 20000 --profile /tmp/prof --workdir /tmp/b
     """
+    from edgestream.bench.edge import EdgeBenchParams, run_edge_bench
+
     params = EdgeBenchParams(
         readings=readings,
         frames=frames,
