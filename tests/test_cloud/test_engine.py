@@ -120,13 +120,14 @@ def test_beyond_allowed_lateness_is_counted_not_dropped():
     assert row["device_count"] == 2 and engine.counts["summaries_late"] == len(held)
 
 
-def drift_records(duration, drift_at, seed, every=20):
+def drift_records(duration, drift_at, seed, every=20, start=START, ramp=60.0):
     config = SimConfig(
         devices=12,
         rate=10.0,
         duration=duration,
         seed=seed,
-        start_time=START,
+        start_time=start,
+        drift_ramp=ramp,
         labels=None,
         fast=True,
         drift_at=drift_at,
@@ -171,6 +172,35 @@ def test_drift_gives_one_request_within_three_windows():
     )
     assert drifts[0]["id"] == data["dedup_key"]
     assert any(f["statistic"] == "psi" and f["value"] > f["threshold"] for f in data["features"])
+
+
+FIRST = {
+    **DRIFT,
+    "window": "20s",
+    "min_samples": 80,
+    "reference": "first",
+    "psi_major": 0.5,
+    "ks_threshold": 0.3,
+}
+
+
+@pytest.mark.parametrize("offset_s", [0, 7, 13, 19])
+def test_first_full_window_reference_sees_a_demo_drift_whatever_the_alignment(offset_s):
+    """`edgestream up`'s setting: 20 s windows, pumps drift from 40 s (ramp 10 s); the
+    reference is the first full window, so a ramp across a window boundary is not missed."""
+    engine = FleetEngine(cloud_topology(drift=FIRST, retrain={"cooldown": "30m"}))
+    start = START + offset_s * 1000
+    _, requests = run_engine(engine, drift_records(150, 40, 5, every=10, start=start, ramp=10))
+    assert [r["data"]["scope_key"] for r in requests] == ["pump"]
+    assert requests[0]["data"]["window_end"] - (start + 40_000) <= 3 * 20_000
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_first_full_window_reference_is_quiet_on_stationary_data(seed):
+    engine = FleetEngine(cloud_topology(drift=FIRST, retrain={"cooldown": "30m"}))
+    _, requests = run_engine(engine, drift_records(600, None, seed, every=10))
+    judged = [v for v in engine.verdicts if v.severity not in ("unjudged",)]
+    assert len(judged) >= 50 and requests == []
 
 
 def test_a_partition_not_yet_read_holds_the_watermark():

@@ -17,6 +17,7 @@ from typing import Any
 from edgestream.core.serde import AvroDeserializer
 from edgestream.core.stack import Stack
 from edgestream.forward.dedup import Deduplicator, DedupReader, Delivered, record_id
+from edgestream.forward.exceptions import OutboxError
 from edgestream.forward.outbox import Outbox, OutboxConfig, OutboxStats, outbox_path
 from edgestream.sim import simulate
 from tests.procs import Process
@@ -126,7 +127,10 @@ class Pipeline:
         path = outbox_path(None, GATEWAY, self.data)
         if not path.exists():
             return OutboxStats()
-        box = Outbox(OutboxConfig(path), GATEWAY, readonly=True)
+        try:
+            box = Outbox(OutboxConfig(path), GATEWAY, readonly=True)
+        except OutboxError:  # created, not yet initialised by the starting forwarder
+            return OutboxStats()
         try:
             return box.stats()
         finally:

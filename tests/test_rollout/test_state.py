@@ -97,7 +97,7 @@ def test_judge_max_duration_and_no_auto_rollback() -> None:
 def test_gates_from_the_default_topology() -> None:
     gates = Gates.from_topology(load_topology(default_topology()))
     assert (gates.min_readings, gates.max_anomaly_rate_delta, gates.min_rank_correlation) == (
-        2000,
+        300,
         0.02,
         0.8,
     )

@@ -18,6 +18,11 @@ The reference (topology ``cloud.jobs.drift.reference``):
   that window). Measured reason: the shipped models were trained on another simulated fleet
   and hour of the day, and their baselines give PSI 1-6 on stationary data of the default
   fleet; a lagged reference follows slow daily cycles and still sees a drift's ramp.
+* ``first``: the first *full* window (it starts at or after the type's first sample) with
+  ``min_samples`` readings since the live model went live: the data as the model met it
+  here. A promotion or rollback starts a new reference. Unlike ``lagged`` it cannot miss a
+  drift whose ramp straddles two windows; it also sees slow cycles, so use it for demos
+  and short windows, ``model`` once baselines come from this fleet.
 
 Each closed window remembers, per partition of the samples topic, the offset range of its
 samples: :meth:`DriftMonitor.ranges` is the data pointer of a RetrainRequest.
@@ -104,7 +109,7 @@ class DriftMonitor:
         psi_minor: float = 0.1,
         ks_threshold: float = 0.2,
         min_samples: int = 500,
-        reference: Literal["model", "lagged"] = "model",
+        reference: Literal["model", "lagged", "first"] = "model",
         reference_lag: int = 2,
         samples_topic: str = "fleet.samples",
         keep_windows: int = 64,
@@ -122,6 +127,8 @@ class DriftMonitor:
         self.keep_windows = keep_windows
         self.watermark = -(2**62)
         self.updates: list[dict[str, Any]] = []  # candidates, for baselines of promotions
+        self.first_ts: dict[str, int] = {}  # device type -> its earliest sample's event time
+        self.first_ref: dict[str, dict[str, Any]] = {}  # reference="first": per device type
         self.stats: Counter[str] = Counter()
 
     # -- models ----------------------------------------------------------------------------
@@ -157,6 +164,8 @@ class DriftMonitor:
         self.models[dtype] = ModelInfo(
             update["model_name"], str(version), source.get("sha256"), baseline
         )
+        self.first_ref.pop(dtype, None)  # reference="first": the new model meets new data
+        self.first_ts.pop(dtype, None)
         self.stats["model_changes"] += 1
 
     # -- samples ---------------------------------------------------------------------------
@@ -172,6 +181,8 @@ class DriftMonitor:
         if start + self.window_ms - 1 <= self.watermark:
             self.stats["late"] += 1
             return "late"
+        if ts < self.first_ts.get(dtype, ts + 1):
+            self.first_ts[dtype] = ts
         win = self.open.get((dtype, start))
         if win is None:
             win = self.open[(dtype, start)] = _Window({c: [] for c in chans})
@@ -220,6 +231,16 @@ class DriftMonitor:
         model = self.models.get(dtype)
         if self.reference == "model":
             return (model.baseline, "") if model and model.baseline else (None, "no baseline")
+        if self.reference == "first":
+            ref = self.first_ref.get(dtype)
+            if ref is not None:
+                return ref, ""
+            if closed.start >= self.first_ts.get(dtype, closed.start):
+                self.first_ref[dtype] = {
+                    c: decile_baseline(v) for c, v in closed.values.items() if len(v)
+                }
+                return None, "reference window"
+            return None, "partial window (before the first sample)"
         want = closed.start - self.reference_lag * self.window_ms
         ref = next((h for h in history if h.start == want), None)
         if ref is None or ref.samples < self.min_samples:

@@ -33,6 +33,7 @@ CREATE TABLE `src` (
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,21 @@ def connector_jars() -> list[Path]:
     return sorted(p for p in lib.glob("*.jar") if p.name.startswith(names))
 
 
+def _expose_site_packages() -> None:
+    """Thread mode runs Python embedded in the JVM (pemja), which finds its interpreter the
+    way a shell would: without an activated virtualenv it starts the base one and misses
+    the venv's packages (measured: "No module named 'pemja'" when run as
+    ``.venv/bin/python``). The JVM inherits our environment, so activate the venv there
+    before PyFlink launches it."""
+    if sys.prefix == sys.base_prefix:
+        return
+    bin_dir = str(Path(sys.executable).parent)
+    path = os.environ.get("PATH", "").split(os.pathsep)
+    if path[:1] != [bin_dir]:
+        os.environ["PATH"] = os.pathsep.join([bin_dir, *path])
+    os.environ.setdefault("VIRTUAL_ENV", sys.prefix)
+
+
 def flink_env(
     jobmanager: str | None = None, parallelism: int = 1, settings: dict[str, str] | None = None
 ) -> tuple[Any, Any]:
@@ -64,6 +80,7 @@ def flink_env(
     from pyflink.datastream import StreamExecutionEnvironment
     from pyflink.table import StreamTableEnvironment
 
+    _expose_site_packages()
     conf = Configuration()
     conf.set_string("python.execution-mode", "thread")
     conf.set_string("python.executable", sys.executable)

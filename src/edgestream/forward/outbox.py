@@ -190,7 +190,13 @@ class Outbox:
         except sqlite3.DatabaseError as error:
             raise OutboxError(f"{path} is not a usable outbox ({error}): move it away") from None
         self.readonly = readonly
-        self._meta = dict(self.db.execute("SELECT name, value FROM meta"))
+        try:
+            self._meta = dict(self.db.execute("SELECT name, value FROM meta"))
+        except sqlite3.OperationalError:  # read-only, while its forwarder creates it
+            self.db.close()
+            raise OutboxError(
+                f"{path} is not initialised yet (its forwarder is starting)"
+            ) from None
         row = self.db.execute("SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM records").fetchone()
         self.depth, self.bytes = int(row[0]), int(row[1])
         (top,) = self.db.execute("SELECT COALESCE(MAX(sent_epoch), 0) FROM records").fetchone()

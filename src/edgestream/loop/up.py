@@ -51,10 +51,11 @@ class LoopConfig:
     devices_per_gateway: int = 6
     rate: float = 10.0  # readings/s per device
     anomaly_rate: float = 0.01
-    # default drift: pump sensors drift from 20 s on (ramp 15 s), so the cloud's drift job,
-    # a retrain, the canary's shadow test and the fleet promotion fit in `up --duration 180`
-    drift_at: float | None = 20.0
-    drift_ramp: float = 15.0
+    # default drift: pump sensors drift from 40 s on (ramp 10 s: after the first full 20 s
+    # drift window, the reference), so the cloud's drift job, a retrain, the canary's shadow
+    # test and the fleet promotion fit in `up --duration 180`
+    drift_at: float | None = 40.0
+    drift_ramp: float = 10.0
     drift_types: tuple[str, ...] = ("pump",)
     late_fraction: float = 0.01
     seed: int = 1

@@ -17,6 +17,7 @@ rollout controller (:mod:`edgestream.ml.rollout_control`) on ``fleet.rollout``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -404,5 +405,14 @@ def serve(
     endpoints = CloudEndpoints(cloud_bootstrap, registry_url, dict(client_settings or {}))
     key = private_key or load_private_key(topology.retraining.signing)
     retrainer = Retrainer(topology, endpoints, key)
+    # scikit-learn takes 15-30 s to import on a busy 2-core gateway host: pay it while
+    # waiting for the first request, not after it arrives
+    threading.Thread(target=_preload_trainer, name="preload-sklearn", daemon=True).start()
     retrainer.run(stop_event)
     return retrainer
+
+
+def _preload_trainer() -> None:
+    # without the train extra the first request says what to install
+    with contextlib.suppress(ImportError):
+        import sklearn.neural_network  # noqa: F401

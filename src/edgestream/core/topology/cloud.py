@@ -77,7 +77,8 @@ class DriftJob(Frozen):
     ``psi_minor`` minor; a KS statistic above ``ks_threshold`` also counts. Windows with fewer
     than ``min_samples`` readings of a device type are not judged. ``reference``: ``model``
     compares with the live model's training baseline (ModelUpdate / sidecar), ``lagged`` with
-    the samples ``reference_lag`` windows earlier (see :mod:`edgestream.cloud.drift`).
+    the samples ``reference_lag`` windows earlier, ``first`` with the first full window since
+    the live model went live (see :mod:`edgestream.cloud.drift`).
     """
 
     window: PositiveDuration = 600_000
@@ -86,7 +87,7 @@ class DriftJob(Frozen):
     ks_threshold: Fraction = 0.2
     min_samples: PositiveInt = 500
     bins: PositiveInt = 10
-    reference: Literal["model", "lagged"] = "model"
+    reference: Literal["model", "lagged", "first"] = "model"
     reference_lag: PositiveInt = 2
 
 
