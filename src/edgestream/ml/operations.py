@@ -9,14 +9,19 @@
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 from typing import Any
 
 from edgestream.core.endpoints import CloudEndpoints
 from edgestream.core.topology import Topology
 from edgestream.ml.exceptions import ModelError
-from edgestream.ml.versions import ModelHistory, action_update, publish_updates, read_topic
+from edgestream.ml.versions import (
+    ModelHistory,
+    action_update,
+    candidate_update,
+    publish_updates,
+    read_topic,
+)
 
 __all__ = ["OperatorError", "model_table", "operator_action", "publish_file", "rollout_events"]
 
@@ -118,27 +123,17 @@ def publish_file(
     if version in history.versions(spec.name) or version == spec.version:
         raise OperatorError(f"{spec.name} {version} exists already: choose another --version")
     blob, meta = embed_sidecar(blob, meta)
-    update = {
-        "model_name": spec.name,
-        "version": version,
-        "action": "candidate",
-        "device_type": device_type,
-        "created_at": int(time.time() * 1000),
-        "framework": "onnx",
-        "sha256": meta.sha256,
-        "artifact": blob,
-        "artifact_uri": None,
-        "signature": None,
-        "signature_alg": "ed25519",
-        "key_id": None,
-        "inputs": list(meta.inputs),
-        "threshold": meta.threshold,
-        "metrics": _flat_metrics(meta.metrics),
-        "baseline": [{"channel": c, **b} for c, b in meta.baseline.items()],
-        "parent_version": parent or history.latest_live(spec.name) or spec.version,
-        "canary_fraction": topology.rollout.canary_fraction,
-        "retrain_request_id": None,
-    }
+    update = candidate_update(
+        spec.name,
+        version,
+        device_type,
+        meta,
+        blob,
+        _flat_metrics(meta.metrics),
+        [{"channel": c, **b} for c, b in meta.baseline.items()],
+        parent or history.latest_live(spec.name) or spec.version,
+        topology.rollout.canary_fraction,
+    )
     signed = sign_update(attach_artifact(update, blob), private_key)
     publish_updates(endpoints, topology.cloud.models_topic, [signed])
     return signed

@@ -32,7 +32,7 @@ from edgestream.ml.artifact import ModelMeta
 from edgestream.ml.exceptions import ModelError
 from edgestream.ml.refit import Candidate
 from edgestream.ml.trainset import TrainingSet
-from edgestream.ml.versions import ModelHistory, action_update, publish_updates
+from edgestream.ml.versions import ModelHistory, action_update, candidate_update, publish_updates
 
 __all__ = [
     "CurrentModel",
@@ -204,32 +204,25 @@ def retrain(
         ),
     )
     meta = candidate.meta
-    update = {
-        "model_name": spec.name,
-        "version": version,
-        "action": "candidate",
-        "device_type": device_type,
-        "created_at": int(time.time() * 1000),
-        "framework": "onnx",
-        "sha256": meta.sha256,
-        "artifact": candidate.blob,
-        "artifact_uri": None,
-        "signature": None,
-        "signature_alg": "ed25519",
-        "key_id": None,
-        "inputs": list(meta.inputs),
-        "threshold": meta.threshold,
-        "metrics": {
-            **candidate.metrics,
-            "training_readings": float(len(training)),
-            "training_duplicates": float(training.duplicates),
-            "training_invalid": float(training.invalid),
-        },
-        "baseline": training_baseline(training.channels, training.values),
-        "parent_version": current.version,
-        "canary_fraction": topology.rollout.canary_fraction,
-        "retrain_request_id": request["id"],
+    metrics = {
+        **candidate.metrics,
+        "training_readings": float(len(training)),
+        "training_duplicates": float(training.duplicates),
+        "training_invalid": float(training.invalid),
     }
+    baseline = training_baseline(training.channels, training.values)
+    update = candidate_update(
+        spec.name,
+        version,
+        device_type,
+        meta,
+        candidate.blob,
+        metrics,
+        baseline,
+        current.version,
+        topology.rollout.canary_fraction,
+        request["id"],
+    )
     signed = sign_update(attach_artifact(update, candidate.blob, store_dir), private_key)
     return RetrainResult(signed, training, candidate, time.perf_counter() - t0)
 

@@ -103,6 +103,44 @@ class ModelHistory:
         return cls([decode(v) for _p, _o, v in read_topic(bootstrap, topic, client_settings)])
 
 
+def candidate_update(
+    model_name: str,
+    version: str,
+    device_type: str,
+    meta: Any,
+    artifact: bytes,
+    metrics: dict[str, float],
+    baseline: list[dict[str, Any]],
+    parent_version: str | None,
+    canary_fraction: float | None,
+    retrain_request_id: str | None = None,
+) -> dict[str, Any]:
+    """An unsigned ``candidate`` ModelUpdate of an ONNX artifact and its sidecar ``meta``
+    (:class:`edgestream.ml.artifact.ModelMeta`: sha256, inputs, threshold); sign it with
+    :func:`edgestream.ml.signing.sign_update` after placing the artifact."""
+    return {
+        "model_name": model_name,
+        "version": version,
+        "action": "candidate",
+        "device_type": device_type,
+        "created_at": int(time.time() * 1000),
+        "framework": "onnx",
+        "sha256": meta.sha256,
+        "artifact": artifact,
+        "artifact_uri": None,
+        "signature": None,
+        "signature_alg": "ed25519",
+        "key_id": None,
+        "inputs": list(meta.inputs),
+        "threshold": meta.threshold,
+        "metrics": metrics,
+        "baseline": baseline,
+        "parent_version": parent_version,
+        "canary_fraction": canary_fraction,
+        "retrain_request_id": retrain_request_id,
+    }
+
+
 def action_update(
     candidate: dict[str, Any], action: str, now_ms: int | None = None
 ) -> dict[str, Any]:
