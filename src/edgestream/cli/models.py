@@ -140,10 +140,7 @@ def promote_cmd(
     as_json: bool = _JSON,
 ) -> None:
     """Make a published version live on all gateways (skips the canary decision)."""
-    from edgestream.ml.operations import operator_action
-
-    topo, endpoints = _context(topology, cloud_bootstrap, registry)
-    _report(operator_action(topo, endpoints, model_name, version, "promote"), as_json)
+    _operator_action("promote", model_name, version, topology, cloud_bootstrap, registry, as_json)
 
 
 @app.command("rollback")
@@ -156,10 +153,22 @@ def rollback_cmd(
     as_json: bool = _JSON,
 ) -> None:
     """Drop a candidate, or return gateways from a live version to its parent."""
+    _operator_action("rollback", model_name, version, topology, cloud_bootstrap, registry, as_json)
+
+
+def _operator_action(
+    action: str,
+    model_name: str,
+    version: str,
+    topology: Path | None,
+    cloud_bootstrap: str | None,
+    registry: str | None,
+    as_json: bool,
+) -> None:
     from edgestream.ml.operations import operator_action
 
     topo, endpoints = _context(topology, cloud_bootstrap, registry)
-    _report(operator_action(topo, endpoints, model_name, version, "rollback"), as_json)
+    _report(operator_action(topo, endpoints, model_name, version, action), as_json)
 
 
 def _report(update: dict[str, Any], as_json: bool) -> None:
