@@ -18,7 +18,6 @@ Python mode.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 __all__ = ["ALERT_COLUMNS", "SUMMARY_COLUMNS", "AvroRows", "alert_row", "summary_row"]
@@ -69,27 +68,19 @@ ALERT_COLUMNS: tuple[tuple[str, str], ...] = (
 )
 
 
-def _number(value: Any) -> float | None:
-    """A double, or the exact Decimal form ``{"unscaled", "scale"}`` of one."""
-    if isinstance(value, dict):
-        return int(value["unscaled"]) / 10 ** int(value["scale"])
-    return None if value is None else float(value)
-
-
 def summary_row(s: dict[str, Any]) -> tuple[Any, ...]:
-    """A decoded WindowSummary as a row of :data:`SUMMARY_COLUMNS`."""
-    means, stds, mins, maxs = {}, {}, {}, {}
-    for name, c in (s.get("channels") or {}).items():
-        n = int(c["count"])
-        total = _number(c["sum"]) or 0.0
-        mean = _number(c.get("mean"))
-        std = _number(c.get("std"))
-        means[name] = mean if mean is not None else (total / n if n else 0.0)
-        stds[name] = std if std is not None else (math.sqrt(max(c["m2"], 0.0) / n) if n else 0.0)
-        mins[name] = _number(c["min"])
-        maxs[name] = _number(c["max"])
+    """A decoded WindowSummary as a row of :data:`SUMMARY_COLUMNS` (the cloud wire form is
+    completed first: derived mean/std/summary_id, exact decimals as doubles)."""
+    from edgestream.forward.records import complete_summary
+
+    s = complete_summary(s)
+    channels = s["channels"].items()
+    means = {name: c["mean"] for name, c in channels}
+    stds = {name: c["std"] for name, c in channels}
+    mins = {name: c["min"] for name, c in channels}
+    maxs = {name: c["max"] for name, c in channels}
     return (
-        s.get("summary_id"),
+        s["summary_id"],
         s["gateway_id"],
         s["scope"],
         s["scope_key"],
