@@ -113,17 +113,27 @@ def test_pointer_past_the_data_is_an_error(setup: dict[str, Any]) -> None:
         fetch_ranges(setup["bootstrap"], [beyond], timeout=60)
 
 
-@pytest.mark.slow
-def test_retrain_run_publishes_signed_candidate(setup: dict[str, Any], tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def retrained(
+    setup: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``edgestream retrain run`` once for the module: (request, its summary line)."""
     request = retrain_request("reefer-ae", "v1", setup["pointer"], "reefer-ae|drift|run-1")
-    file = tmp_path / "request.json"
+    file = tmp_path_factory.mktemp("request") / "request.json"
     file.write_text(json.dumps(request))
     cmd = [sys.executable, "-m", "edgestream.cli.main", "retrain", "run", str(file)]
     cmd += ["--topology", str(setup["topology_path"]), "--cloud-bootstrap", setup["bootstrap"]]
     cmd += ["--registry", setup["registry"], "--json"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stderr[-3000:]
-    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    return request, json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_retrain_run_publishes_signed_candidate(
+    setup: dict[str, Any], retrained: tuple[dict[str, Any], dict[str, Any]]
+) -> None:
+    request, summary = retrained
     assert summary["training_readings"] == len(setup["expected_ids"])
     assert summary["training_duplicates"] == setup["duplicates"]
     assert summary["training_other_types"] == setup["other_types"]
@@ -183,7 +193,10 @@ def test_retrain_run_publishes_signed_candidate(setup: dict[str, Any], tmp_path:
 
 
 @pytest.mark.slow
-def test_serve_dedups_requests_and_promotes_after_the_canary(setup: dict[str, Any]) -> None:
+def test_serve_dedups_requests_and_promotes_after_the_canary(
+    setup: dict[str, Any], retrained: tuple[dict[str, Any], dict[str, Any]]
+) -> None:
+    """After ``retrain run`` published v2 (the ``retrained`` fixture), serve publishes v3."""
     from edgestream.ml.retrainer import Retrainer
     from edgestream.ml.signing import load_private_key
 
@@ -285,9 +298,14 @@ def _cli(setup: dict[str, Any], capsys: pytest.CaptureFixture[str], *args: str) 
     return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_models_cli_publish_list_rollback(
-    setup: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    setup: dict[str, Any],
+    retrained: tuple[dict[str, Any], dict[str, Any]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
+    """The list shows the retrained reefer candidate (``retrained``) with its metrics."""
     import shutil
 
     from edgestream.cli.main import main
