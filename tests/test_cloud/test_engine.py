@@ -222,3 +222,33 @@ def test_a_partition_not_yet_read_holds_the_watermark():
     rows, _ = run_engine(engine, [("fleet.summaries", p, s) for (p, _), s in by_partition])
     assert engine.counts["summaries_late"] == 0
     assert_rows_match(rows, reference_stats(summaries, [], 60_000, 5))
+
+
+def test_anomaly_rate_crossing_gives_one_request_per_episode():
+    """Pumps' anomaly rate jumps from ~1 % to 20 % at minute 5 and stays there: one
+    ``anomaly_rate`` RetrainRequest for pump-ae, judged in that window; reefers stay quiet."""
+    topo = cloud_topology(
+        fleet_stats={"window": "1m", "allowed_lateness": "1m", "worst_n": 3},
+        retrain={"anomaly_rate_threshold": 0.05, "min_readings": 1000, "cooldown": "30m"},
+    )
+    summaries = fleet_summaries(devices=12, windows=90, seed=6, start_ms=START)
+    jump = START + 5 * 60_000
+    for s in summaries:
+        if s["device_type"] == "pump" and s["scope"] == "device" and s["window_start"] >= jump:
+            s["anomaly_count"] = s["count"] // 5
+    engine = FleetEngine(topo)
+    rows, requests = run_engine(engine, [("fleet.summaries", 0, s) for s in summaries])
+    rates = {k[0]: r["anomaly_rate"] for k, r in rows.items() if k[1:] == ("device_type", "pump")}
+    assert max(v for w, v in rates.items() if w < jump) < 0.05  # quiet before the jump
+    assert min(v for w, v in rates.items() if w >= jump) > 0.05  # crossing in every window after
+    assert len(requests) == 1, [r["id"] for r in requests]
+    data = requests[0]["data"]
+    assert (data["reason"], data["model_name"], data["scope_key"]) == (
+        "anomaly_rate",
+        "pump-ae",
+        "pump",
+    )
+    assert data["window_start"] == jump
+    feature = data["features"][0]
+    assert feature["value"] == rates[jump] and feature["threshold"] == 0.05
+    assert feature["sample_count"] == rows[(jump, "device_type", "pump")]["reading_count"]
