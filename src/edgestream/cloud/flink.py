@@ -3,9 +3,12 @@
 * :func:`flink_env` - a PyFlink stream + table environment: a local MiniCluster, or a remote
   cluster at ``jobmanager`` (``HOST:PORT`` of its REST endpoint). The Kafka connector and
   ``flink-json`` jars ship inside ``pyflink/lib`` (wheel ``shigawire-apache-flink-libraries``),
-  so nothing is added to the classpath for a local run; for a remote cluster
-  :func:`connector_jars` lists the jars to ship (``pipeline.jars``). Python functions run in
-  ``thread`` mode (PEMJA, in-process: the fast one).
+  so nothing is added to the classpath for a local run. A remote cluster must have them in
+  its own ``lib/`` (:func:`connector_jars` lists them), and its TaskManagers the same Python
+  environment as ours (edgestream, pyflink): shipping the jars with the job as well fails it,
+  because two copies of kafka-clients meet ("cannot assign instance of OffsetResetStrategy
+  to field ... of type OffsetResetStrategy"). Python functions run in ``thread`` mode
+  (PEMJA, in-process: the fast one).
 * :func:`kafka_table_ddl` - ``CREATE TABLE`` for a Kafka topic: value ``BYTES`` (``raw``
   format, Avro decoded in Python) or ``json`` columns, ``partition``/``offset``/``timestamp``
   metadata, optional key column, bounded or unbounded scan.
@@ -92,12 +95,38 @@ def flink_env(
         conf.set_string("execution.target", "remote")
         conf.set_string("rest.address", host)
         conf.set_string("rest.port", port)
-        conf.set_string("pipeline.jars", ";".join(p.as_uri() for p in connector_jars()))
     for key, value in (settings or {}).items():
         conf.set_string(key, value)
-    env = StreamExecutionEnvironment.get_execution_environment(conf)
+    if jobmanager:
+        env = _remote_env(conf, host, int(port))
+    else:
+        env = StreamExecutionEnvironment.get_execution_environment(conf)
     env.set_parallelism(parallelism)
     return env, StreamTableEnvironment.create(env)
+
+
+def _remote_env(conf: Any, host: str, port: int) -> Any:
+    """A stream environment that submits to the cluster at ``host:port``.
+
+    ``get_execution_environment`` ignores ``execution.target: remote`` when the program is
+    not started by the ``flink`` CLI: it builds a local MiniCluster (found when a test ran
+    against a real session cluster: the MiniCluster tried to bind the cluster's REST port).
+    Java's ``createRemoteEnvironment`` is what the CLI's context environment amounts to.
+    The job ships PyFlink's runtime jar (``opt/flink-python``: a Flink distribution keeps it
+    out of ``lib/``), as ``flink run --python`` does."""
+    import pyflink
+    from pyflink.datastream import StreamExecutionEnvironment
+    from pyflink.java_gateway import get_gateway
+
+    gateway = get_gateway()
+    runtime = sorted((Path(pyflink.__file__).parent / "opt").glob("flink-python-*.jar"))
+    jars = gateway.new_array(gateway.jvm.String, len(runtime))
+    for i, jar in enumerate(runtime):
+        jars[i] = str(jar)
+    j_env = gateway.jvm.org.apache.flink.streaming.api.environment.StreamExecutionEnvironment
+    return StreamExecutionEnvironment(
+        j_env.createRemoteEnvironment(host, port, conf._j_configuration, jars)
+    )
 
 
 def bounded_offsets(ends: dict[int, int]) -> str:
