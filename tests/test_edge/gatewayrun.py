@@ -12,12 +12,12 @@ import yaml
 from confluent_kafka import Consumer, TopicPartition
 
 from edgestream.core.broker import consumer_config
+from edgestream.core.procs import Child
 from edgestream.core.serde import AvroDeserializer
 from edgestream.edge.features import FeatureExtractor
 from edgestream.edge.window_types import ReadingBatch
 from edgestream.ml.artifact import shipped_model_path
 from edgestream.ml.scorer import OnnxScorer
-from tests.procs import Process
 
 PUMP_CHANNELS = ("vibration_rms", "bearing_temp", "pressure", "motor_current")
 
@@ -64,7 +64,7 @@ def write_topology(path: Path, gateway: str = "gw-test", **overrides: Any) -> Pa
     return path
 
 
-class Worker(Process):
+class Worker(Child):
     """``edgestream edge run`` as a subprocess (so it can be killed with SIGKILL)."""
 
     def __init__(self, topology: Path, gateway: str, bootstrap: str, registry: str, data: Path):

@@ -14,13 +14,13 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from edgestream.core.procs import Child
 from edgestream.core.serde import AvroDeserializer
 from edgestream.core.stack import Stack
 from edgestream.forward.dedup import Deduplicator, DedupReader, Delivered, record_id
 from edgestream.forward.exceptions import OutboxError
 from edgestream.forward.outbox import Outbox, OutboxConfig, OutboxStats, outbox_path
 from edgestream.sim import simulate
-from tests.procs import Process
 from tests.test_edge import gatewayrun as gr
 
 GATEWAY = "gw-test"
@@ -29,7 +29,7 @@ CLOUD_TOPICS = ["fleet.alerts", "fleet.summaries", "fleet.forwarder", "fleet.sam
                 "fleet.rollout"]  # fmt: skip
 
 
-class Forwarder(Process):
+class Forwarder(Child):
     """``python -m edgestream.cli.forward run`` as a subprocess."""
 
 

@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from edgestream.core.procs import Child
 from edgestream.core.serde import AvroDeserializer
 from edgestream.core.stack import Stack
 from edgestream.forward.records import EDGE_TOPICS
 from edgestream.ml.signing import sign_update
 from edgestream.ml.versions import action_update
 from edgestream.sim import simulate
-from tests.procs import Process
 from tests.test_edge import gatewayrun as gr
 from tests.test_rollout import kit
 from tests.test_rollout import rollrun as rr
@@ -39,7 +39,7 @@ def test_canary_first_then_the_rest(tmp_path) -> None:
     (tmp_path / "pub.pem").write_bytes(kit.public_pem(key))
     topology = rr.rollout_topology(tmp_path / "topology.yaml", tmp_path / "pub.pem", GATEWAYS)
     stack = Stack(tmp_path / "stack")
-    procs: list[Process] = []
+    procs: list[Child] = []
     stop_sim = threading.Event()
     try:
         ends = stack.start(gateways=2).endpoints()
@@ -52,7 +52,7 @@ def test_canary_first_then_the_rest(tmp_path) -> None:
             argv = [sys.executable, "-m", "edgestream.cli.forward", "run", str(topology)]
             argv += ["-g", gw, "--edge-bootstrap", edge, "--cloud-bootstrap", cloud]
             argv += ["--registry", registry, "--data-dir", str(data), "--report-interval", "0"]
-            procs += [workers[gw], Process(argv, tmp_path / f"{gw}-forwarder.log").start()]
+            procs += [workers[gw], Child(argv, tmp_path / f"{gw}-forwarder.log").start()]
 
         def fleet(pred: Any, timeout: float) -> list[dict[str, Any]]:
             return rr.wait_event(cloud, registry, pred, timeout, topic="fleet.rollout")

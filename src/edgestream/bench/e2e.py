@@ -46,7 +46,6 @@ import yaml
 from edgestream.bench.common import BenchError, Phases, ProcMonitor, cpu_seconds, machine_info
 from edgestream.bench.e2e_parts import (
     CloudWatcher,
-    Process,
     SensorSender,
     forwarder_argv,
     percentiles,
@@ -56,6 +55,7 @@ from edgestream.bench.edge import CHANNELS
 from edgestream.bench.worker import edge_worker_argv
 from edgestream.core.broker import ensure_topics
 from edgestream.core.paths import topologies_dir
+from edgestream.core.procs import Child
 from edgestream.core.serde import AvroDeserializer
 from edgestream.core.stack import Stack
 from edgestream.core.topology import load_topology
@@ -143,7 +143,7 @@ def e2e_topology() -> dict[str, Any]:
 
 
 def _wait(
-    condition: Any, timeout: float, what: str, procs: list[Process], every: float = 0.1
+    condition: Any, timeout: float, what: str, procs: list[Child], every: float = 0.1
 ) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -161,7 +161,7 @@ def run_e2e_bench(params: E2EBenchParams, phases: Phases | None = None) -> dict[
     work = params.workdir or Path(tempfile.mkdtemp(prefix="edgestream-bench-e2e-"))
     work.mkdir(parents=True, exist_ok=True)
     stack = Stack(work / "stack")
-    procs: list[Process] = []
+    procs: list[Child] = []
     sender: SensorSender | None = None
     watcher: CloudWatcher | None = None
     t: dict[str, float] = {}
@@ -177,10 +177,10 @@ def run_e2e_bench(params: E2EBenchParams, phases: Phases | None = None) -> dict[
             topo_path.write_text(yaml.safe_dump(e2e_topology(), sort_keys=False))
             ensure_topics(edge, edge_topics(load_topology(topo_path), GATEWAY))
             data = work / GATEWAY
-            worker = Process(edge_worker_argv(topo_path, GATEWAY, edge, registry, data),
-                             work / "worker.log")  # fmt: skip
-            fwd = Process(forwarder_argv(topo_path, GATEWAY, edge, cloud, registry, data),
-                          work / "forwarder.log")  # fmt: skip
+            worker = Child(edge_worker_argv(topo_path, GATEWAY, edge, registry, data),
+                           work / "worker.log").start()  # fmt: skip
+            fwd = Child(forwarder_argv(topo_path, GATEWAY, edge, cloud, registry, data),
+                        work / "forwarder.log").start()  # fmt: skip
             procs += [worker, fwd]
             monitor.watch("gateway", worker.pid)
             monitor.watch("forwarder", fwd.pid)
@@ -281,7 +281,7 @@ def _backlog(data: Path) -> int:
     return int(stats.depth) - int(stats.waiting.get("sample", 0))
 
 
-def _wait_quiet(data: Path, timeout: float, procs: list[Process]) -> None:
+def _wait_quiet(data: Path, timeout: float, procs: list[Child]) -> None:
     """Until the outbox is empty and nothing new was delivered for idle timeout + 3 s."""
     last, since = -1, time.monotonic()
     deadline = time.monotonic() + timeout

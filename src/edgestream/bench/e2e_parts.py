@@ -9,8 +9,6 @@ reader of the cloud topics (first copies, with arrival times), processes, percen
 
 from __future__ import annotations
 
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -25,7 +23,7 @@ from edgestream.core.serde import AvroSerializer, subject_for
 from edgestream.forward.dedup import Deduplicator, DedupReader, Delivered
 from edgestream.sim import SimConfig, Simulator
 
-__all__ = ["CloudWatcher", "Process", "SensorSender", "percentiles", "read_all"]
+__all__ = ["CloudWatcher", "SensorSender", "percentiles", "read_all"]
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
@@ -121,34 +119,6 @@ class CloudWatcher:
 
     def count(self, topic: str) -> int:
         return sum(1 for d in self.delivered if d.topic == topic)
-
-
-class Process:
-    """A child process with its log file; stopped with SIGTERM (SIGKILL after 30 s)."""
-
-    def __init__(self, argv: list[str], log: Path) -> None:
-        with log.open("ab") as out:
-            self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
-        self.log = log
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                return self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        return self.proc.wait(10)
-
-    def tail(self, chars: int = 2000) -> str:
-        return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
 
 
 def forwarder_argv(topology: Path, gateway: str, edge: str, cloud: str, registry: str,

@@ -32,7 +32,8 @@ from typing import Any
 import yaml
 
 from edgestream.bench.common import Phases, machine_info
-from edgestream.bench.e2e_parts import Process, forwarder_argv, percentiles, read_all
+from edgestream.bench.e2e_parts import forwarder_argv, percentiles, read_all
+from edgestream.core.procs import Child
 from edgestream.core.serde import AvroDeserializer, AvroSerializer, subject_for
 from edgestream.core.stack import Stack
 from edgestream.ml.artifact import shipped_model, shipped_model_path
@@ -133,7 +134,7 @@ def run_swap_bench(params: SwapBenchParams, phases: Phases) -> dict[str, Any]:
         work = Path(params.workdir)
         work.mkdir(parents=True, exist_ok=True)
     stack = Stack(work / "stack")
-    procs: list[Process] = []
+    procs: list[Child] = []
     stop_sim = threading.Event()
     try:
         phases.start("starting the stack, the gateway worker and its forwarder")
@@ -147,12 +148,12 @@ def run_swap_bench(params: SwapBenchParams, phases: Phases) -> dict[str, Any]:
         worker_argv = [sys.executable, "-m", "edgestream.cli.main", "edge", "run", str(topology),
                        "--gateway", GATEWAY, "--bootstrap", edge, "--registry", registry,
                        "--data-dir", str(data)]  # fmt: skip
-        procs.append(Process(worker_argv, work / "worker.log"))
+        procs.append(Child(worker_argv, work / "worker.log").start())
         procs.append(
-            Process(
+            Child(
                 forwarder_argv(topology, GATEWAY, edge, cloud, registry, data),
                 work / "forwarder.log",
-            )
+            ).start()
         )
         from edgestream.core.broker import ensure_topics
 
@@ -288,7 +289,7 @@ def _count(edge: str, registry: str) -> dict[str, Any]:
 class _Events:
     """RolloutEvents of the gateway (``edge.rollout``), read incrementally."""
 
-    def __init__(self, edge: str, registry: str, procs: list[Process]) -> None:
+    def __init__(self, edge: str, registry: str, procs: list[Child]) -> None:
         from edgestream.bench.common import TopicReader
 
         self.reader = TopicReader(edge, "edge.rollout")

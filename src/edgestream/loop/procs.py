@@ -11,9 +11,7 @@ grace period). Children die with the loop even when it is killed (``PR_SET_PDEAT
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -21,15 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgestream.core.metrics import METRICS_DIR_ENV, METRICS_PORT_ENV, read_port
+from edgestream.core.procs import Child
 
 __all__ = ["Managed"]
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec (Linux)
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 @dataclass
@@ -45,7 +37,7 @@ class Managed:
     module: str = "edgestream.cli.main"  # what ``python -m`` runs
     restarts: int = 0
     last_exit: int | None = None
-    proc: subprocess.Popen[bytes] | None = None
+    child: Child | None = None
     started_at: float = 0.0
 
     @property
@@ -53,12 +45,16 @@ class Managed:
         return [sys.executable, "-m", self.module, *self.args]
 
     @property
+    def proc(self) -> subprocess.Popen[bytes] | None:
+        return None if self.child is None else self.child.proc
+
+    @property
     def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        return self.child is not None and self.child.alive()
 
     @property
     def pid(self) -> int | None:
-        return None if self.proc is None else self.proc.pid
+        return None if self.child is None else self.child.pid
 
     @property
     def metrics_port(self) -> int | None:
@@ -70,19 +66,11 @@ class Managed:
         return None if port is None else f"http://127.0.0.1:{port}/metrics"
 
     def start(self) -> Managed:
-        self.log.parent.mkdir(parents=True, exist_ok=True)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):  # a stale port of an earlier run
             (self.data_dir / f"{self.process}.metrics-port").unlink()
         env = {**os.environ, **self.env, METRICS_PORT_ENV: "0", METRICS_DIR_ENV: str(self.data_dir)}
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                self.argv,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=env,
-                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
-            )
+        self.child = Child(self.argv, self.log, env, die_with_parent=True).start()
         self.started_at = time.monotonic()
         return self
 
@@ -97,18 +85,10 @@ class Managed:
 
     def terminate(self) -> None:
         """Ask it to stop (SIGTERM); :meth:`stop` waits."""
-        if self.alive:
-            assert self.proc is not None
-            self.proc.send_signal(signal.SIGTERM)
+        if self.child is not None:
+            self.child.terminate()
 
     def stop(self, grace: float = 20.0) -> None:
         """SIGTERM, wait up to ``grace`` seconds, then SIGKILL."""
-        proc = self.proc
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        if self.child is not None:
+            self.child.stop(grace)
