@@ -38,7 +38,6 @@ from edgestream.core.topology import Topology
 from edgestream.edge.watermarks import Watermarks
 from edgestream.edge.window_types import WindowSpec
 from edgestream.forward.dedup import Deduplicator
-from edgestream.forward.records import complete_summary
 
 log = logging.getLogger(__name__)
 
@@ -134,12 +133,15 @@ class FleetEngine:
     ) -> list[Output]:
         """One decoded record of a cloud topic; the outputs it makes due (often none)."""
         if topic == self.summaries_topic:
+            if "window_start" not in record or "channels" not in record:
+                raise ValueError("not a WindowSummary (no window_start / channels)")
             # an original window's summary_id is null on the wire: gateway_seq decides
             if not self.dedup.accept_record(record):
                 self.counts["duplicates"] += 1
                 return []
-            # the cloud wire form (WindowSummary v2) leaves derivable values out
-            record = complete_summary(record)
+            # the cloud wire form (WindowSummary v2) leaves derivable values out: the stats
+            # read only count / sum (exact Decimals expanded) / m2 of each channel
+            # (:func:`edgestream.cloud.stats.channel_parts`), not complete_summary()'s copy
             self.counts[f"summaries_{self.stats.add_summary(record)}"] += 1
             self.wm_stats.observe(partition, int(record["window_start"]), offset, now_ms)
             if self.wm_stats.candidate(now_ms) > self.stats.watermark:

@@ -183,8 +183,15 @@ def kafka_table_ddl(
     return f"CREATE TABLE `{name}` (\n{body}\n) WITH (\n{_with(options)}\n)"
 
 
-def kafka_sink_ddl(name: str, topic: str, bootstrap: str, extra: dict[str, str] | None = None):
-    """``CREATE TABLE`` of a Kafka sink of raw key + value bytes (columns ``k``, ``v``)."""
+def kafka_sink_ddl(
+    name: str,
+    topic: str,
+    bootstrap: str,
+    extra: dict[str, str] | None = None,
+    headers: bool = False,
+) -> str:
+    """``CREATE TABLE`` of a Kafka sink of raw key + value bytes (columns ``k``, ``v``; with
+    ``headers`` a third, ``MAP<STRING, BYTES>`` of record headers)."""
     options = {
         "connector": "kafka",
         "topic": topic,
@@ -197,4 +204,7 @@ def kafka_sink_ddl(name: str, topic: str, bootstrap: str, extra: dict[str, str] 
         "properties.linger.ms": "20",
         **(extra or {}),
     }
-    return f"CREATE TABLE `{name}` (\n  `k` BYTES,\n  `v` BYTES\n) WITH (\n{_with(options)}\n)"
+    cols = "  `k` BYTES,\n  `v` BYTES"
+    if headers:
+        cols += ",\n  `headers` MAP<STRING, BYTES> METADATA"
+    return f"CREATE TABLE `{name}` (\n{cols}\n) WITH (\n{_with(options)}\n)"

@@ -1,18 +1,29 @@
 """The cloud Flink job: fleet analytics, drift detection and retraining triggers.
 
-Graph (parallelism from the topology, 1 by default)::
+Graph (parallelism from the topology, 1 by default; the Python function always 1)::
 
     Kafka fleet.summaries ┐  raw bytes + partition/offset     ┌─ stats   ─► Kafka fleet.stats
-    Kafka fleet.alerts    ├─ UNION ALL (Flink SQL) ─► keyBy ─► FleetFunction
+    Kafka fleet.alerts    ├─ UNION ALL (Flink SQL) ─────────► FleetFunction
     Kafka fleet.samples   │                          (Python, ├─ retrain ─► Kafka fleet.retrain
-    Kafka fleet.models    ┘                           thread)
+    Kafka fleet.models    ┘                           thread) └─ dlq     ─► Kafka fleet.dlq
 
 Avro is decoded in Python (no ``flink-avro`` jar exists for this Flink): the bytes reach one
-``KeyedProcessFunction`` that decodes them (:mod:`edgestream.core.serde`) and feeds
-:class:`edgestream.cloud.engine.FleetEngine`; a processing-time timer every second moves idle
-watermarks; the end of a bounded input (``Long.MAX`` watermark) flushes every window. Rows go
-out as JSON (``fleet.stats``, key ``window_start|scope|scope_key``: the last row of a key is
-current) and RetrainRequests as Confluent-framed Avro (``fleet.retrain``, key = dedup key).
+``ProcessFunction`` that decodes them (:mod:`edgestream.core.serde`) and feeds
+:class:`edgestream.cloud.engine.FleetEngine`. No ``key_by``: a Python key selector is a second
+Python crossing per record (measured: it halves the throughput), and the engine holds the
+whole fleet in one instance anyway. Processing time moves idle watermarks once a second (on
+records, and on a 1/s heartbeat row of an unbounded run); a bounded run flushes every window
+when every input partition delivered its record at ``end - 1``. Rows go out as JSON
+(``fleet.stats``, key ``window_start|scope|scope_key``: the last row of a key is current) and
+RetrainRequests as Confluent-framed Avro (``fleet.retrain``, key = dedup key).
+
+A record the job cannot use (garbage bytes, wrong magic byte, unknown schema id, a record of
+another schema) does not fail the job (a restart would meet it again): it is counted
+(``dlq_<reason>``) and its original bytes go to the topology's ``cloud.dlq_topic``
+(``fleet.dlq``, key ``topic|partition|offset``) with the headers the gateways' dead letters
+carry: ``x-edgestream-reason`` / ``-detail`` / ``-source-topic`` / ``-source-partition`` /
+``-source-offset``. An unreachable registry still fails the job (a missing service, not a bad
+record).
 
 :func:`run_jobs` is the Python entry point (``edgestream cloud run``, ``edgestream up``).
 """
@@ -26,6 +37,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from edgestream.core.exceptions import SerdeError
 from edgestream.core.topology import Topology
 
 __all__ = ["CloudJobConfig", "run_jobs", "start_job"]
@@ -33,7 +45,13 @@ __all__ = ["CloudJobConfig", "run_jobs", "start_job"]
 log = logging.getLogger("edgestream.cloud")
 
 TICK_MS = 1000
-END_OF_INPUT = 2**63 - 2  # an event-time timer here fires only at the final watermark
+#: headers of a dead-lettered record (as the gateways' ``<topic>.dlq`` records carry them)
+DLQ_HEADERS = "MAP[" + ", ".join(
+    f"'x-edgestream-{name}', CAST(JSON_VALUE(h, '$.{field}') AS BYTES)"
+    for name, field in (("reason", "reason"), ("detail", "detail"), ("source-topic", "topic"),
+                        ("source-partition", "partition"), ("source-offset", "offset"))
+) + "]"  # fmt: skip
+TICK_SRC = -1  # the ``src`` of the heartbeat rows of an unbounded run
 
 
 @dataclass
@@ -59,7 +77,8 @@ def ensure_cloud_topics(topology: Topology, bootstrap: str) -> None:
     """Create the job's input and output topics that do not exist yet (one partition)."""
     from edgestream.core.broker import ensure_topics
 
-    names = [*_topics(topology), topology.cloud.stats_topic, topology.cloud.retrain_topic]
+    c = topology.cloud
+    names = [*_topics(topology), c.stats_topic, c.retrain_topic, c.dlq_topic]
     ensure_topics(bootstrap, {n: 1 for n in names})
 
 
@@ -70,12 +89,20 @@ def _function(
     topics: list[str],
     partitions: dict[str, list[int]],
     retrain_header: bytes,
+    ends: dict[str, dict[int, int]] | None = None,
 ) -> Any:
-    """The KeyedProcessFunction (built lazily: pyflink imports only inside the job)."""
-    from pyflink.common import Row
-    from pyflink.datastream import KeyedProcessFunction
+    """The job's one Python function (built lazily: pyflink imports only inside the job).
 
-    class FleetFunction(KeyedProcessFunction):
+    A plain ``ProcessFunction`` over the unkeyed union: a ``key_by`` would add a Python key
+    selector, a second crossing per record (measured: half the throughput). Without keyed
+    timers, processing time moves on each record (and on the heartbeat rows of an unbounded
+    run, ``src == TICK_SRC``), and a bounded run ends when every partition delivered its
+    record at ``end - 1`` (exact ends: from delivery reports or fetches).
+    """
+    from pyflink.common import Row
+    from pyflink.datastream import ProcessFunction
+
+    class FleetFunction(ProcessFunction):
         def open(self, runtime_context: Any) -> None:
             from fastavro import schemaless_writer
 
@@ -92,48 +119,85 @@ def _function(
             self.topics = topics
             self.writer = schemaless_writer
             self.retrain_schema = fastavro_schema(load_schema("RetrainRequest"))
-            self.timer = False
+            self.next_tick = now + TICK_MS
             self.first_ms = self.last_ms = 0
             self.records = 0
+            # a bounded run: the last offset of each (input, partition) still to come
+            self.pending = None
+            if ends is not None:
+                self.pending = {(i, p): end - 1 for i, t in enumerate(topics)
+                                for p, end in (ends.get(t) or {}).items() if end > 0}  # fmt: skip
 
         def _emit(self, outputs: list[Any]):
             import io
 
             for kind, key, value in outputs:
                 if kind == "stats":
-                    yield Row(kind, key.encode(), json.dumps(value, separators=(",", ":")).encode())
+                    body = json.dumps(value, separators=(",", ":")).encode()
+                    yield Row(kind, key.encode(), body, None)
                 else:
                     buf = io.BytesIO()
                     buf.write(retrain_header)
                     self.writer(buf, self.retrain_schema, value)
-                    yield Row(kind, key.encode(), buf.getvalue())
+                    yield Row(kind, key.encode(), buf.getvalue(), None)
+
+        def _dead(self, src: int, partition: int, offset: int, data: Any, reason: str,
+                  detail: str) -> Any:  # fmt: skip
+            """A record the job cannot use: counted, and to the DLQ with its position."""
+            topic = self.topics[src]
+            counts = self.engine.counts
+            if counts["dlq"] < 10:
+                log.warning("%s[%d]@%d to the DLQ: %s", topic, partition, offset, detail)
+            counts["dlq"] += 1
+            counts[f"dlq_{reason}"] += 1
+            headers = {"reason": reason, "detail": detail[:1000], "topic": topic,
+                       "partition": str(partition), "offset": str(offset)}  # fmt: skip
+            key = f"{topic}|{partition}|{offset}".encode()
+            return Row("dlq", key, b"" if data is None else bytes(data), json.dumps(headers))
 
         def process_element(self, value: Any, ctx: Any):
             now = int(time.time() * 1000)
-            if not self.timer:
-                self.timer = True
-                ctx.timer_service().register_processing_time_timer(now + TICK_MS)
-                ctx.timer_service().register_event_time_timer(END_OF_INPUT)
+            if now >= self.next_tick:
+                self.next_tick = now + TICK_MS
+                yield from self._emit(self.engine.tick(now))
+            src = value[0]
+            if src == TICK_SRC:
+                return
+            if not self.records:
                 self.first_ms = now
             self.records += 1
             self.last_ms = now
-            src, partition, offset, data = value[0], value[1], value[2], value[3]
-            record = self.decode(bytes(data))
-            yield from self._emit(
-                self.engine.process(self.topics[src], partition, offset, record, now)
-            )
+            partition, offset, data = value[1], value[2], value[3]
+            yield from self._one(src, partition, offset, data, now)
+            pending = self.pending
+            if pending and pending.get((src, partition), -1) <= offset:
+                del pending[(src, partition)]
+                if not pending:
+                    yield from self._end(now)
 
-        def on_timer(self, timestamp: int, ctx: Any):
-            now = int(time.time() * 1000)
-            if timestamp >= END_OF_INPUT:
-                log.info("end of input after %d records", self.records)
-                yield from self._emit(self.engine.flush(now))
-                span = max(self.last_ms - self.first_ms, 1)
-                stats = {"records": self.records, "span_ms": span, **self.engine.counts}
-                yield Row("meta", b"meta", json.dumps(stats).encode())
+        def _one(self, src: int, partition: int, offset: int, data: Any, now: int):
+            try:
+                record = self.decode(b"" if data is None else bytes(data))
+            except SerdeError as error:  # garbage, unknown schema id, wrong magic byte
+                yield self._dead(src, partition, offset, data, error.reason, str(error))
                 return
-            ctx.timer_service().register_processing_time_timer(now + TICK_MS)
-            yield from self._emit(self.engine.tick(now))
+            try:
+                outputs = self.engine.process(self.topics[src], partition, offset, record, now)
+            except (KeyError, TypeError, ValueError, AttributeError) as error:
+                # decodable, but not a record of this topic (another schema written to it)
+                detail = f"not a record of {self.topics[src]}: {type(error).__name__}: {error}"
+                yield self._dead(src, partition, offset, data, "invalid_record", detail)
+                return
+            if outputs:
+                yield from self._emit(outputs)
+
+        def _end(self, now: int):
+            """The end of a bounded input: every window closes; the run's counts."""
+            log.info("end of input after %d records", self.records)
+            yield from self._emit(self.engine.flush(now))
+            span = max(self.last_ms - self.first_ms, 1)
+            stats = {"records": self.records, "span_ms": span, **self.engine.counts}
+            yield Row("meta", b"meta", json.dumps(stats).encode(), None)
 
     return FleetFunction()
 
@@ -174,6 +238,10 @@ def build_job(config: CloudJobConfig) -> Any:
         selects.append(f"SELECT {i} AS src, `partition`, `offset`, v FROM src{i}")
     if not selects:
         raise ValueError("nothing to read: every input topic is empty")
+    if config.ends is None:  # unbounded: a heartbeat row a second moves processing time
+        tenv.execute_sql("CREATE TABLE tick (x INT) WITH ('connector' = 'datagen', "
+                         "'rows-per-second' = '1')")  # fmt: skip
+        selects.append(f"SELECT {TICK_SRC}, 0, CAST(0 AS BIGINT), CAST(NULL AS BYTES) FROM tick")
     union = tenv.sql_query(" UNION ALL ".join(selects))
     stream = tenv.to_data_stream(union)
     # the Avro header of RetrainRequest (registers the schema once, here, not in the job)
@@ -182,15 +250,20 @@ def build_job(config: CloudJobConfig) -> Any:
     )
     header = b"\x00" + serializer.schema_id.to_bytes(4, "big")
     out_type = Types.ROW([Types.STRING(), Types.PRIMITIVE_ARRAY(Types.BYTE()),
-                          Types.PRIMITIVE_ARRAY(Types.BYTE())])  # fmt: skip
+                          Types.PRIMITIVE_ARRAY(Types.BYTE()), Types.STRING()])  # fmt: skip
     source = str(topology.source) if topology.source else None
     partitions = _partitions(config.bootstrap, topics)
-    function = _function(topology.to_dict(), source, config.registry, topics, partitions, header)
-    outputs = stream.key_by(lambda r: 0, key_type=Types.INT()).process(function, out_type)
-    tenv.create_temporary_view("job_out", tenv.from_data_stream(outputs).alias("kind", "k", "v"))
+    function = _function(topology.to_dict(), source, config.registry, topics, partitions, header,
+                         config.ends)  # fmt: skip
+    # one instance sees every record (the engine's state is the whole fleet)
+    outputs = stream.process(function, out_type).set_parallelism(1)
+    job_out = tenv.from_data_stream(outputs).alias("kind", "k", "v", "h")
+    tenv.create_temporary_view("job_out", job_out)
     tenv.execute_sql(kafka_sink_ddl("stats_sink", topology.cloud.stats_topic, config.bootstrap))
     tenv.execute_sql(kafka_sink_ddl("retrain_sink", topology.cloud.retrain_topic, config.bootstrap))
     tenv.execute_sql(kafka_sink_ddl("meta_sink", f"{config.name}.meta", config.bootstrap))
+    tenv.execute_sql(kafka_sink_ddl("dlq_sink", topology.cloud.dlq_topic, config.bootstrap,
+                                    headers=True))  # fmt: skip
     statements = tenv.create_statement_set()
     statements.add_insert_sql(
         "INSERT INTO stats_sink SELECT k, v FROM job_out WHERE kind = 'stats'"
@@ -199,6 +272,8 @@ def build_job(config: CloudJobConfig) -> Any:
         "INSERT INTO retrain_sink SELECT k, v FROM job_out WHERE kind = 'retrain'"
     )
     statements.add_insert_sql("INSERT INTO meta_sink SELECT k, v FROM job_out WHERE kind = 'meta'")
+    statements.add_insert_sql(f"INSERT INTO dlq_sink SELECT k, v, {DLQ_HEADERS} FROM job_out "
+                              "WHERE kind = 'dlq'")  # fmt: skip
     return statements
 
 

@@ -47,7 +47,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["FleetStats", "ScopeWindow", "channel_parts", "summary_lineage"]
+from edgestream.forward.records import expand_double
+
+__all__ = ["Cell", "FleetStats", "ScopeWindow", "channel_parts", "summary_lineage"]
 
 FLEET = ("fleet", "*")
 DAY_MS = 86_400_000
@@ -78,16 +80,16 @@ def summary_lineage(summary: dict[str, Any]) -> int:
 
 
 @dataclass
-class ScopeWindow:
-    """The accumulator of one window and one scope (fleet, a site or a device type)."""
+class Cell:
+    """Summary data of one window for one ``(site, device type)``: its three scopes (fleet,
+    site, device type) share it, so a summary is folded in once, not three times; a scope's
+    row merges its cells (:meth:`ScopeWindow.row`)."""
 
     devices: dict[str, list[Any]] = field(default_factory=dict)  # id -> [anomalies, max score]
     reading_count: int = 0
     anomaly_count: int = 0
-    alert_count: int = 0
-    late_count: int = 0
     channels: dict[str, list[float]] = field(default_factory=dict)  # name -> [n, mean, m2]
-    model_versions: Counter[str] = field(default_factory=Counter)
+    model_versions: dict[str, int] = field(default_factory=dict)
 
     def add_summary(self, s: dict[str, Any], parts: list[tuple[str, int, float, float]]) -> None:
         """Fold one device summary in: ``parts`` are its channels' ``(name, n, mean, m2)``
@@ -97,68 +99,118 @@ class ScopeWindow:
         score = s.get("max_score")
         self.reading_count += count
         self.anomaly_count += anomalies
-        dev = self.devices.get(s["scope_key"])
-        if dev is None:
-            self.devices[s["scope_key"]] = [anomalies, score]
-        else:
-            dev[0] += anomalies
-            if score is not None and (dev[1] is None or score > dev[1]):
-                dev[1] = score
-        self.model_versions[s.get("model_version") or "unknown"] += count
+        _add_device(self.devices, s["scope_key"], anomalies, score)
+        version = s.get("model_version") or "unknown"
+        versions = self.model_versions
+        versions[version] = versions.get(version, 0) + count
         channels = self.channels
         for name, n_b, mean_b, m2_b in parts:
             acc = channels.get(name)
             if acc is None:
                 channels[name] = [n_b, mean_b, m2_b]
-                continue
-            n_a, mean_a, m2_a = acc
-            n = n_a + n_b
-            delta = mean_b - mean_a
-            acc[0] = n
-            acc[1] = mean_a + delta * n_b / n
-            acc[2] = m2_a + m2_b + delta * delta * n_a * n_b / n
+            else:
+                _merge(acc, n_b, mean_b, m2_b)
+
+
+def _add_device(devices: dict[str, list[Any]], device: str, anomalies: int, score: Any) -> None:
+    dev = devices.get(device)
+    if dev is None:
+        devices[device] = [anomalies, score]
+        return
+    dev[0] += anomalies
+    if score is not None and (dev[1] is None or score > dev[1]):
+        dev[1] = score
+
+
+def _merge(acc: list[float], n_b: float, mean_b: float, m2_b: float) -> None:
+    """Chan et al.: ``acc = [n, mean, m2]`` absorbs another part's moments."""
+    n_a, mean_a, m2_a = acc
+    n = n_a + n_b
+    delta = mean_b - mean_a
+    acc[0] = n
+    acc[1] = mean_a + delta * n_b / n
+    acc[2] = m2_a + m2_b + delta * delta * n_a * n_b / n
+
+
+@dataclass
+class ScopeWindow:
+    """The accumulator of one window and one scope (fleet, a site or a device type): its own
+    alert and late counts, and the :class:`Cell` s of the summaries in it."""
+
+    alert_count: int = 0
+    late_count: int = 0
+    cells: list[Cell] = field(default_factory=list)
+
+    def _merged(self) -> Cell:
+        if len(self.cells) == 1:
+            return self.cells[0]
+        out = Cell()
+        for cell in self.cells:
+            out.reading_count += cell.reading_count
+            out.anomaly_count += cell.anomaly_count
+            for device, (anomalies, score) in cell.devices.items():
+                _add_device(out.devices, device, anomalies, score)
+            for version, count in cell.model_versions.items():
+                out.model_versions[version] = out.model_versions.get(version, 0) + count
+            for name, (n, mean, m2) in cell.channels.items():
+                acc = out.channels.get(name)
+                if acc is None:
+                    out.channels[name] = [n, mean, m2]
+                else:
+                    _merge(acc, n, mean, m2)
+        return out
 
     def row(self, start: int, end: int, scope: tuple[str, str], worst_n: int, now_ms: int):
         """The FleetStats record (schemas/fleet_stats.avsc) of this accumulator."""
+        data = self._merged()
         ranked = sorted(
-            self.devices.items(),
+            data.devices.items(),
             key=lambda kv: (-kv[1][0], -(kv[1][1] if kv[1][1] is not None else -math.inf), kv[0]),
         )
+        readings = data.reading_count
         return {
             "window_start": start,
             "window_end": end,
             "scope": scope[0],
             "scope_key": scope[1],
-            "device_count": len(self.devices),
-            "reading_count": self.reading_count,
-            "anomaly_count": self.anomaly_count,
+            "device_count": len(data.devices),
+            "reading_count": readings,
+            "anomaly_count": data.anomaly_count,
             "alert_count": self.alert_count,
-            "anomaly_rate": self.anomaly_count / self.reading_count if self.reading_count else 0.0,
+            "anomaly_rate": data.anomaly_count / readings if readings else 0.0,
             "channels": {
                 name: {"count": int(n), "mean": mean, "std": math.sqrt(max(m2, 0.0) / n)}
-                for name, (n, mean, m2) in sorted(self.channels.items())
+                for name, (n, mean, m2) in sorted(data.channels.items())
             },
             "worst_devices": [
                 {"device_id": d, "anomaly_count": a, "max_score": m}
                 for d, (a, m) in ranked[:worst_n]
             ],
-            "model_versions": dict(sorted(self.model_versions.items())),
+            "model_versions": dict(sorted(data.model_versions.items())),
             "late_count": self.late_count,
             "computed_at": now_ms,
         }
 
 
 def channel_parts(summary: dict[str, Any]) -> list[tuple[str, int, float, float]]:
-    """``(name, count, mean, m2)`` of each non-empty channel of a summary (mean = sum / count).
+    """``(name, count, mean, m2)`` of each non-empty channel of a summary (mean = sum / count;
+    a sum sent as an exact Decimal, :func:`edgestream.forward.records.compact_double`, is
+    expanded to its double first).
 
-    >>> channel_parts({"channels": {"t": {"count": 4, "sum": 10.0, "m2": 5.0}}})
-    [('t', 4, 2.5, 5.0)]
+    >>> channel_parts({"channels": {"t": {"count": 4, "sum": 10.0, "m2": 5.0},
+    ...                             "u": {"count": 2, "sum": {"unscaled": 25, "scale": 1},
+    ...                                   "m2": 0.5}, "v": {"count": 0, "sum": 0.0, "m2": 0.0}}})
+    [('t', 4, 2.5, 5.0), ('u', 2, 1.25, 0.5)]
     """
-    return [
-        (name, c["count"], c["sum"] / c["count"], c["m2"])
-        for name, c in summary["channels"].items()
-        if c["count"] > 0
-    ]
+    out = []
+    for name, c in summary["channels"].items():
+        n = c["count"]
+        if n > 0:
+            total = c["sum"]
+            if total.__class__ is dict:
+                total = expand_double(total)
+            out.append((name, n, total / n, float(c["m2"])))
+    return out
 
 
 def _scopes(record: dict[str, Any]) -> tuple[tuple[str, str], ...]:
@@ -182,6 +234,7 @@ class FleetStats:
         self.source_window_ms = source_window_ms
         self.retention_ms = retention_ms
         self.open: dict[int, dict[tuple[str, str], ScopeWindow]] = {}
+        self.cells: dict[int, dict[tuple[str, str], Cell]] = {}  # open window -> (site, type)
         self.fired: set[int] = set()  # open windows that fired at least once
         self.dirty: set[tuple[int, tuple[str, str]]] = set()  # changed since they fired
         self.closed: dict[int, dict[tuple[str, str], dict[str, Any]]] = {}  # purged: last rows
@@ -232,19 +285,31 @@ class FleetStats:
                 self.dirty.add((start, scope))
             self.stats["late_after_lateness"] += 1
             return "late"
-        scopes = self.open.setdefault(start, {})
-        parts = None if is_alert else channel_parts(record)
-        for scope in _scopes(record):
-            acc = scopes.get(scope)
-            if acc is None:
-                acc = scopes[scope] = ScopeWindow()
-            if is_alert:
-                acc.alert_count += 1
-            else:
-                acc.add_summary(record, parts)  # type: ignore[arg-type]
-            if late:
-                acc.late_count += 1
-                self.dirty.add((start, scope))
+        scopes = self.open.get(start)
+        if scopes is None:
+            scopes = self.open[start] = {}
+            self.cells[start] = {}
+        if not is_alert:  # the summary's cell (new cells join their three scopes)
+            key = (str(record["site"]), str(record["device_type"]))
+            cell = self.cells[start].get(key)
+            if cell is None:
+                cell = self.cells[start][key] = Cell()
+                for scope in _scopes(record):
+                    acc = scopes.get(scope)
+                    if acc is None:
+                        acc = scopes[scope] = ScopeWindow()
+                    acc.cells.append(cell)
+            cell.add_summary(record, channel_parts(record))
+        if is_alert or late:
+            for scope in _scopes(record):
+                acc = scopes.get(scope)
+                if acc is None:
+                    acc = scopes[scope] = ScopeWindow()
+                if is_alert:
+                    acc.alert_count += 1
+                if late:
+                    acc.late_count += 1
+                    self.dirty.add((start, scope))
         self.stats["late" if late else "counted"] += 1
         return "late" if late else "counted"
 
@@ -277,6 +342,7 @@ class FleetStats:
                 sc: sw.row(start, end, sc, self.worst_n, now_ms)
                 for sc, sw in self.open.pop(start).items()
             }
+            del self.cells[start]
             self.fired.discard(start)
         horizon = self.watermark - self.allowed_lateness_ms - self.retention_ms
         for start in [s for s in self.closed if s + self.window_ms <= horizon]:

@@ -66,6 +66,7 @@ def check_cloud(t: Topology, r: Report) -> None:
         (("cloud", "stats_topic"), t.cloud.stats_topic),
         (("cloud", "retrain_topic"), t.cloud.retrain_topic),
         (("cloud", "models_topic"), t.cloud.models_topic),
+        (("cloud", "dlq_topic"), t.cloud.dlq_topic),
     ]
     for index, first in duplicates([name for _, name in topics]):
         other = ".".join(str(p) for p in topics[first][0])

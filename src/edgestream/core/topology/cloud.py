@@ -122,6 +122,7 @@ class Cloud(Frozen):
     stats_topic: TopicName = "fleet.stats"
     retrain_topic: TopicName = "fleet.retrain"
     models_topic: TopicName = "fleet.models"
+    dlq_topic: TopicName = "fleet.dlq"  # undecodable input records, with the reason
     parallelism: PositiveInt = 1
     jobmanager: HostPort | None = None
 

@@ -1,0 +1,36 @@
+"""``edgestream bench cloud``: one tiny real run (embedded stack, Flink MiniCluster) whose JSON
+line must be complete and agree with the input it produced (not fast: speed is not asserted)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from edgestream.bench.cloud_input import fleet_summaries
+from edgestream.cli.bench import app
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def test_bench_cloud_json_counts_what_it_produced() -> None:
+    devices, summaries = 20, 1_000
+    args = ["cloud", "--json", "-q", "-n", str(summaries), "--devices", str(devices),
+            "--lag-windows", "2", "--timeout", "300"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    # the same input the bench produced (same defaults: seed 7, a replay every 50 records)
+    records = fleet_summaries(devices, summaries // devices, 7, replay_every=50)
+    device = [r for r in records if r["scope"] == "device"]
+    unique = {(r["gateway_id"], r["gateway_seq"]) for r in device}
+    t = out["throughput"]
+    assert t["records"] == len(records)
+    assert t["counts"]["summaries_counted"] == len(unique) == summaries
+    assert t["counts"]["duplicates"] == len(device) - len(unique) > 0
+    assert t["counts"]["summaries_skipped"] == len(records) - len(device)
+    assert "dlq" not in t["counts"]
+    assert t["summaries_per_s"] > 0 and t["span_s"] > 0 and t["wall_s"] >= t["span_s"]
+    lag = out["lag_ms"]
+    assert lag["n"] >= 1 and 0 < lag["p50"] <= lag["max"]
