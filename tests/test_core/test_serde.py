@@ -99,6 +99,7 @@ ANOMALY_ALERT: dict[str, Any] = {
     "alert_id": f"gw-1|pump-0042|{T0}|0",
     "incident_id": f"gw-1|pump-0042|{T0}",
     "status": "open",
+    "update_number": None,
     "gateway_id": "gw-1",
     "site": "plant-rotterdam",
     "device_id": "pump-0042",

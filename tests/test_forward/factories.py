@@ -63,9 +63,10 @@ def summary(
 
 
 def alert(device: str, ts: int, gateway: str = "gw", number: int = 0) -> dict[str, Any]:
+    """An AnomalyAlert with the gateway's ids (incident ``gateway|device|rule|first_ts``)."""
     return {
-        "alert_id": f"{gateway}|{device}|{ts}|{number}",
-        "incident_id": f"{gateway}|{device}|{ts}",
+        "alert_id": f"{gateway}|{device}|threshold|{ts}|{number}",
+        "incident_id": f"{gateway}|{device}|threshold|{ts}",
         "status": "open" if number == 0 else "update",
         "gateway_id": gateway,
         "site": "site-1",

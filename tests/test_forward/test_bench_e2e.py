@@ -39,6 +39,8 @@ def test_bench_e2e_reports_the_three_numbers(tmp_path: Path, capsys) -> None:
     # every device's reading seq 0 is sampled (every 500): at least one sample per device
     assert bw["delivered_by_kind"]["samples"] >= params.devices
     assert data["drain_rate_vs_live"] > 1
+    lat = data["latency_ms"]
+    assert lat["guard_s"] == 5.0 and lat["excluded_in_guard"] >= 0
     assert set(data["goals"]) == {
         "cloud_to_raw_ratio<=0.01", "drain_rate_vs_live>=10", "p99_alert_ms<=300",
     }  # fmt: skip

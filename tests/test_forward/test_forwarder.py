@@ -12,14 +12,14 @@ import pytest
 from confluent_kafka import Producer
 
 from edgestream.core.broker import ensure_topics, producer_config
-from edgestream.core.serde import AvroSerializer, subject_for
+from edgestream.core.serde import AvroDeserializer, AvroSerializer, subject_for
 from edgestream.core.topology import load_topology
 from edgestream.forward import forwarder as forwarder_module
 from edgestream.forward.dedup import DedupReader
 from edgestream.forward.forwarder import Forwarder, ForwarderConfig
 from edgestream.forward.outbox import Outbox, OutboxConfig, outbox_path
 from edgestream.forward.records import EDGE_TOPICS
-from tests.test_edge.gatewayrun import write_topology
+from tests.test_edge.gatewayrun import read_topic, write_topology
 from tests.test_forward.factories import alert, random_windows
 
 pytestmark = pytest.mark.integration
@@ -98,6 +98,11 @@ def test_forwards_once_in_order_keyed_by_device_and_meters_bytes(stack, tmp_path
         assert mine_s == sorted(mine_s)
     seqs = [d.record["gateway_seq"] for d in got]
     assert len(seqs) == len(set(seqs)) and None not in seqs
+    decode = AvroDeserializer(registry)
+    wire = [decode(m.value()) for m in read_topic(cloud, "fleet.alerts")]
+    assert len(wire) >= len(alerts) and all(
+        r["alert_id"] is None and r["incident_id"] is None for r in wire
+    ), "AnomalyAlert v2: derivable ids are null on the wire, the reader completes them"
     reports = [d.record for d in got if d.topic == "fleet.forwarder"]
     assert reports and reports[0]["gateway_id"] == "gw-test"
 

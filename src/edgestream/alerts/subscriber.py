@@ -31,6 +31,7 @@ from edgestream.core.endpoints import CloudEndpoints
 from edgestream.core.exceptions import SerdeError
 from edgestream.core.offsets import partitions_of
 from edgestream.forward.dedup import Deduplicator
+from edgestream.forward.records import complete_record
 
 __all__ = ["DEFAULT_GROUP", "Alert", "Subscription"]
 
@@ -194,9 +195,9 @@ class Subscription:
     def _take(self, msg: Any) -> None:
         partition, offset = msg.partition(), msg.offset()
         primed = offset < self._prime_until.get(partition, 0)
-        try:
-            record = self.decode(msg.value())
-        except SerdeError:  # not an alert (garbage, wrong schema): skip it, count it
+        try:  # the cloud wire form (AnomalyAlert v2) leaves derivable values out
+            record = complete_record(self.decode(msg.value()))
+        except (SerdeError, ValueError):  # not an alert (garbage, wrong schema): skip, count
             if not primed:
                 self.stats["undecodable"] += 1
                 self._buffer.append(((partition, offset + 1), None))

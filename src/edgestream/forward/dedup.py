@@ -34,7 +34,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from edgestream.forward.records import ID_FIELD, complete_summary, is_summary, sample_id, summary_id
+from edgestream.forward.records import (
+    ID_FIELD,
+    alert_id,
+    complete_record,
+    is_alert,
+    is_summary,
+    sample_id,
+    summary_id,
+)
 
 __all__ = ["DedupReader", "Deduplicator", "Delivered", "record_id"]
 
@@ -44,11 +52,14 @@ _ID_FIELDS = tuple(ID_FIELD.values())
 
 
 def record_id(record: dict[str, Any]) -> str | None:
-    """The deterministic id of a forwarded record (alert_id, summary_id, report_id, ...; a
-    summary without one: derived; a sampled reading: ``device_id|seq``).
+    """The deterministic id of a forwarded record (alert_id, summary_id, report_id, ...; an
+    alert or a summary without one: derived; a sampled reading: ``device_id|seq``).
 
     >>> record_id({"summary_id": "gw|device|p1|0|10000"})
     'gw|device|p1|0|10000'
+    >>> record_id({"alert_id": None, "incident_id": None, "status": "open", "gateway_id": "gw",
+    ...            "device_id": "p1", "rule": "r", "ts": 5, "first_ts": None})
+    'gw|p1|r|5|0'
     >>> record_id({"device_id": "p1", "seq": 500, "channels": {}})
     'p1|500'
     """
@@ -58,6 +69,11 @@ def record_id(record: dict[str, Any]) -> str | None:
             return str(value)
     if is_summary(record):
         return summary_id(record)
+    if is_alert(record):
+        try:
+            return alert_id(record)
+        except (KeyError, ValueError):  # not derivable: the gateway_seq alone decides
+            return None
     if record.get("device_id") is not None and record.get("seq") is not None:
         return sample_id(record)
     return None
@@ -216,8 +232,7 @@ class DedupReader:
             if msg.error() is not None:
                 continue
             record = self.decode(msg.value())
-            if is_summary(record):  # v2 wire form: fill the derived values
-                record = complete_summary(record)
+            record = complete_record(record)  # v2 wire forms: fill the derived values
             if self.dedup.accept_record(record):
                 out.append(
                     Delivered(msg.topic(), msg.partition(), msg.offset(), msg.key(),

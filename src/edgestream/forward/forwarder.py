@@ -6,10 +6,11 @@ One loop, one thread:
    edge broker (confluent-kafka, group ``edgestream-forward-<gateway>``, partitions assigned
    from the offsets stored in the outbox, else the group's committed offsets, else the start),
    decode, put into the outbox (records and offsets in one transaction), then commit the
-   offsets to the group (for lag monitoring; the outbox is the source of truth). Summaries
-   are kept in their wire form (``forwarding.summaries``: derived values null, see
-   :func:`~edgestream.forward.records.wire_summary`); scopes/window sizes the topology does
-   not forward are skipped.
+   offsets to the group (for lag monitoring; the outbox is the source of truth). Alerts and
+   summaries are kept in their wire form (derived values null, see
+   :func:`~edgestream.forward.records.wire_alert` and
+   :func:`~edgestream.forward.records.wire_summary`; ``forwarding.summaries``); scopes/window
+   sizes the topology does not forward are skipped.
 2. **Budget**: past ``max_bytes`` drop samples, roll up, then drop
    (:mod:`edgestream.forward.budget`).
 3. **Drain**: while the cloud link is up, produce the outbox's most urgent records (alerts
@@ -55,6 +56,7 @@ from edgestream.forward.records import (
     CloudFraming,
     EdgeDecoder,
     Entry,
+    wire_alert,
     wire_summary,
 )
 from edgestream.forward.security import ClientSecurity
@@ -258,8 +260,8 @@ class Forwarder:
                 log.error("skipping undecodable %s at %s: %s", kind, source, error)
                 skipped[source[:2]] = source[2] + 1
                 continue
-            if kind == "alert":
-                entries.append(Entry.alert(record, source))
+            if kind == "alert":  # wire form: derivable values null (AnomalyAlert v2)
+                entries.append(Entry.alert(wire_alert(record), source))
             elif kind == "rollout":
                 entries.append(Entry.rollout(record, source))
             elif kind == "sample":

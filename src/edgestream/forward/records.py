@@ -12,10 +12,18 @@ derived is null (an original window's ``summary_id``, each channel's ``mean`` an
 ``p50``/``p95``/``last`` only when the topology asks for them
 (``forwarding.summaries``). Exact fleet statistics need only ``count``/``sum``/``m2``/``min``/
 ``max``, which always travel, bit for bit; ``sum``/``min``/``max``/``last`` as an exact
-``Decimal`` (``unscaled`` / 10^``scale``) when that names the same double
-(:func:`compact_double`: lossless, nothing is rounded). Consumers call :func:`complete_summary` (the
-:class:`~edgestream.forward.dedup.DedupReader` does) to get the derived values back; it
-leaves a v1 record (everything present) as it is.
+``Decimal`` (``unscaled`` / 10^``scale``) when that names the same double, ``sum`` also as a
+``NearDecimal`` (a decimal's double moved by a few ``ulps``: a float sum of decimal readings)
+(:func:`compact_double`: lossless, nothing is rounded; WindowSummary v3). Consumers call
+:func:`complete_summary` (the :class:`~edgestream.forward.dedup.DedupReader` does) to get the
+derived values back; it leaves a v1 record (everything present) as it is.
+
+Alerts travel in their wire form too (AnomalyAlert v2, :func:`wire_alert`): ``incident_id``
+(``gateway|device|rule name|first_ts``) and ``alert_id`` (``incident_id|n``; ``n`` is 0, the
+``update_number`` or ``resolved``) are null, and so are ``first_ts``/``last_ts`` when they equal
+``ts``; ``threshold`` and the channel values travel as exact Decimals when that is the same
+double. Each is left out only when the derivation gives it back exactly (checked when
+writing); :func:`complete_alert` restores them (:func:`complete_record`: any forwarded kind).
 
 >>> codec = BodyCodec()
 >>> entry = Entry.report({"report_id": "gw|report|1", "gateway_id": "gw", "created_at": 5})
@@ -29,6 +37,8 @@ leaves a v1 record (everything present) as it is.
 from __future__ import annotations
 
 import math
+import re
+import struct
 from dataclasses import dataclass, field
 from io import BytesIO
 from typing import Any
@@ -52,11 +62,17 @@ __all__ = [
     "CloudFraming",
     "EdgeDecoder",
     "Entry",
+    "alert_id",
     "compact_double",
+    "complete_alert",
+    "complete_record",
     "complete_summary",
     "expand_double",
+    "incident_id",
+    "is_alert",
     "sample_id",
     "summary_id",
+    "wire_alert",
     "wire_summary",
 ]
 
@@ -101,6 +117,8 @@ class Entry:
             return sample_id(self.record)
         if self.kind == "summary":
             return summary_id(self.record)
+        if self.kind == "alert":
+            return alert_id(self.record)
         return str(self.record[ID_FIELD[self.kind]])
 
     @property
@@ -214,26 +232,42 @@ def wire_summary(
         drop["last"] = None
     out = dict(record)
     out["channels"] = {
-        name: {**c, **{k: compact_double(c.get(k)) for k in _DECIMAL_FIELDS}, **drop}
+        name: {**c, **{k: compact_double(c.get(k), near=k == "sum") for k in _DECIMAL_FIELDS},
+               **drop}
         for name, c in record["channels"].items()
-    }
+    }  # fmt: skip
     if not record.get("rollup_level"):
         out["summary_id"] = None  # derivable: gateway|scope|scope_key|window_start|window_end
     return out
 
 
-#: ChannelStats fields sent as an exact Decimal when that is the same double.
+#: ChannelStats fields sent as an exact Decimal when that is the same double (``sum`` also
+#: as a NearDecimal: a float sum of decimal readings is often a few ulps off its decimal).
 _DECIMAL_FIELDS = ("sum", "min", "max", "last")
 _MAX_SCALE = 9
+_MAX_ULPS = 1 << 16
 
 
-def compact_double(value: Any) -> Any:
+def _bits(value: float) -> int:
+    return int(struct.unpack("<q", struct.pack("<d", value))[0])
+
+
+def compact_double(value: Any, near: bool = False) -> Any:
     """``value`` as an exact Decimal record ``{"unscaled", "scale"}`` when ``unscaled /
     10**scale`` (correctly rounded, as Python's int division and Java's BigDecimal do) is the
     same double bit for bit, with the fewest decimals (at most 9); else unchanged. Lossless.
 
+    With ``near``, a double that is no short decimal but a few representable steps from one
+    (a float sum of decimal readings: ``1105.3780000000002``) becomes a NearDecimal
+    ``{"unscaled", "scale", "ulps"}`` when that encodes shorter than the double: that
+    decimal's double moved by ``ulps`` steps of its bit pattern, the same double bit for bit.
+
     >>> compact_double(43.992), compact_double(0.1 + 0.2), compact_double(None)
     ({'unscaled': 43992, 'scale': 3}, 0.30000000000000004, None)
+    >>> compact_double(0.1 + 0.2, near=True)
+    {'unscaled': 3, 'scale': 1, 'ulps': 1}
+    >>> expand_double(compact_double(0.1 + 0.2, near=True)) == 0.1 + 0.2
+    True
     >>> expand_double(compact_double(-1e-9)) == -1e-9
     True
     """
@@ -245,13 +279,34 @@ def compact_double(value: Any) -> Any:
             return value
         if unscaled / 10**scale == value:
             return {"unscaled": unscaled, "scale": scale}
+    if near:
+        for scale in range(_MAX_SCALE + 1):
+            unscaled = round(value * 10**scale)
+            decimal = unscaled / 10**scale
+            if decimal == 0.0 or (decimal > 0) != (value > 0):
+                continue  # same sign: the bit patterns step in the same direction
+            ulps = _bits(value) - _bits(decimal)
+            if abs(ulps) <= _MAX_ULPS:
+                if _varint_bytes(unscaled) + 1 + _varint_bytes(ulps) < 8:
+                    return {"unscaled": unscaled, "scale": scale, "ulps": ulps}
+                return value  # no shorter than the double
     return value
 
 
+def _varint_bytes(n: int) -> int:
+    """Bytes of ``n`` as an Avro long (zig-zag varint)."""
+    return max(1, ((abs(n) << 1).bit_length() + 6) // 7)
+
+
 def expand_double(value: Any) -> Any:
-    """The double of an exact Decimal record (see :func:`compact_double`); others as given."""
+    """The double of an exact Decimal or NearDecimal record (see :func:`compact_double`);
+    others as given."""
     if isinstance(value, dict):
-        return int(value["unscaled"]) / 10 ** int(value["scale"])
+        decimal = int(value["unscaled"]) / 10 ** int(value["scale"])
+        ulps = int(value.get("ulps") or 0)
+        if ulps:
+            return float(struct.unpack("<d", struct.pack("<q", _bits(decimal) + ulps))[0])
+        return decimal
     return value
 
 
@@ -276,6 +331,130 @@ def complete_summary(record: dict[str, Any]) -> dict[str, Any]:
         channels[name] = {**c, **exact, "mean": mean, "std": std}
     out["channels"] = channels
     return out
+
+
+_CONSECUTIVE = re.compile(r":consecutive\(\d+\)$")
+
+
+def incident_id(record: dict[str, Any]) -> str:
+    """An alert's incident id: its ``incident_id``, or (null on the wire) the gateway's
+    ``gateway|device|rule name|first_ts`` (rule name: ``rule`` without its
+    ``:consecutive(n)`` suffix; ``first_ts`` null means ``ts``).
+
+    >>> incident_id({"incident_id": None, "gateway_id": "gw", "device_id": "p1",
+    ...              "rule": "spike:consecutive(3)", "first_ts": None, "ts": 500})
+    'gw|p1|spike|500'
+    """
+    given = record.get("incident_id")
+    if given is not None:
+        return str(given)
+    first = record.get("first_ts")
+    first = record["ts"] if first is None else first
+    rule = _CONSECUTIVE.sub("", str(record["rule"]))
+    return f"{record['gateway_id']}|{record['device_id']}|{rule}|{first}"
+
+
+def alert_id(record: dict[str, Any]) -> str:
+    """An alert's id: its ``alert_id``, or (null on the wire) ``incident_id|n`` with ``n``
+    = ``0`` (open), the ``update_number`` (update) or ``resolved``.
+
+    >>> alert_id({"alert_id": None, "incident_id": "gw|p1|r|5", "status": "update",
+    ...           "update_number": 2})
+    'gw|p1|r|5|2'
+    """
+    given = record.get("alert_id")
+    if given is not None:
+        return str(given)
+    status = record.get("status", "open")
+    n = {"open": "0", "resolved": "resolved"}.get(status)
+    if n is None:
+        number = record.get("update_number")
+        if number is None:
+            raise ValueError(f"an {status!r} alert without alert_id needs its update_number")
+        n = str(number)
+    return f"{incident_id(record)}|{n}"
+
+
+def _update_number(record: dict[str, Any]) -> int | None:
+    """The n of an ``update`` alert whose id is ``incident_id|n`` (else None)."""
+    if record.get("update_number") is not None:
+        return int(record["update_number"])
+    aid, inc = record.get("alert_id"), record.get("incident_id")
+    if record.get("status") != "update" or aid is None or inc is None:
+        return None
+    suffix = str(aid)[len(str(inc)) + 1 :]
+    if str(aid) != f"{inc}|{suffix}" or not suffix.isdigit() or str(int(suffix)) != suffix:
+        return None
+    return int(suffix)
+
+
+def wire_alert(record: dict[str, Any]) -> dict[str, Any]:
+    """The form of an AnomalyAlert sent to the cloud (see the module doc): ids, and
+    ``first_ts``/``last_ts`` equal to ``ts``, null when :func:`complete_alert` gives them back
+    exactly (else they travel); ``update_number`` set; ``threshold`` and channel values as
+    exact Decimals where lossless.
+
+    >>> a = {"alert_id": "gw|p1|r|100|1", "incident_id": "gw|p1|r|100", "status": "update",
+    ...      "gateway_id": "gw", "device_id": "p1", "rule": "r", "ts": 300, "first_ts": 100,
+    ...      "last_ts": 300, "threshold": 0.5, "channels": {"t": 43.25}}
+    >>> w = wire_alert(a)
+    >>> w["alert_id"], w["incident_id"], w["first_ts"], w["last_ts"], w["update_number"]
+    (None, None, 100, None, 1)
+    >>> w["channels"]
+    {'t': {'unscaled': 4325, 'scale': 2}}
+    >>> complete_alert(w) == {**a, "update_number": 1}
+    True
+    """
+    out = dict(record)
+    out["update_number"] = _update_number(record)
+    for name in ("first_ts", "last_ts"):
+        if record.get(name) is not None and record[name] == record["ts"]:
+            out[name] = None
+    for name, derive in (("incident_id", incident_id), ("alert_id", alert_id)):
+        out[name] = None  # travels unless derived exactly
+        try:
+            if derive(out) != record.get(name):
+                out[name] = record.get(name)
+        except (KeyError, ValueError):
+            out[name] = record.get(name)
+    out["threshold"] = compact_double(record.get("threshold"))
+    out["channels"] = {k: compact_double(v) for k, v in (record.get("channels") or {}).items()}
+    return out
+
+
+def complete_alert(record: dict[str, Any]) -> dict[str, Any]:
+    """An AnomalyAlert with its derived values filled in: ``first_ts``/``last_ts`` (null:
+    ``ts``), ``incident_id`` (:func:`incident_id`), ``alert_id`` (:func:`alert_id`),
+    ``update_number`` (from the ``alert_id`` of an update) and exact Decimals back as
+    doubles. Values present (v1 data, edge records) are kept. Returns a new dict."""
+    out = dict(record)
+    for name in ("first_ts", "last_ts"):
+        if out.get(name) is None:
+            out[name] = out["ts"]
+    out["incident_id"] = incident_id(out)
+    try:
+        out["alert_id"] = alert_id(out)
+    except ValueError:  # an update without its number (not the forwarder's): left null
+        out["alert_id"] = None
+    out["update_number"] = _update_number(out)
+    out["threshold"] = expand_double(out.get("threshold"))
+    out["channels"] = {k: expand_double(v) for k, v in (out.get("channels") or {}).items()}
+    return out
+
+
+def is_alert(record: dict[str, Any]) -> bool:
+    """True for a decoded AnomalyAlert (it has an incident, a rule and a status)."""
+    return "incident_id" in record and "rule" in record and "status" in record
+
+
+def complete_record(record: dict[str, Any]) -> dict[str, Any]:
+    """A decoded forwarded record with its derived values filled in (:func:`complete_alert`,
+    :func:`complete_summary`); other kinds as they are."""
+    if is_summary(record):
+        return complete_summary(record)
+    if is_alert(record):
+        return complete_alert(record)
+    return record
 
 
 def is_summary(record: dict[str, Any]) -> bool:

@@ -105,7 +105,11 @@ def summary_row(s: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def alert_row(a: dict[str, Any]) -> tuple[Any, ...]:
-    """A decoded AnomalyAlert as a row of :data:`ALERT_COLUMNS`."""
+    """A decoded AnomalyAlert as a row of :data:`ALERT_COLUMNS` (the cloud wire form is
+    completed first: derived ids and timestamps, exact decimals as doubles)."""
+    from edgestream.forward.records import complete_alert
+
+    a = complete_alert(a)
     return (
         a["alert_id"],
         a["incident_id"],
