@@ -342,3 +342,35 @@ def test_models_cli_publish_list_rollback(
         main(["models", "promote", "pump-ae", "v77", *where, "--registry", setup["registry"]])
     assert exit_.value.code == 1
     assert "no candidate pump-ae v77" in capsys.readouterr().err
+
+
+def test_serve_declines_a_request_with_too_few_samples(
+    setup: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A pointer at 30 samples: one WARNING line naming the shortfall, counted as declined
+    (not an error), committed, and the service goes on."""
+    from edgestream.ml.retrainer import Retrainer
+    from edgestream.ml.signing import load_private_key
+
+    topology = setup["topology"]
+    first = setup["pointer"][0]
+    small = [{**first, "end_offset": first["start_offset"] + 30}]
+    request = retrain_request("reefer-ae", "v1", small, "reefer-ae|drift|small-1")
+    produce(setup["bootstrap"], setup["registry"], "fleet.retrain", "RetrainRequest",
+            [request], "id")  # fmt: skip
+    key = load_private_key(topology.retraining.signing)
+    endpoints = CloudEndpoints(setup["bootstrap"], setup["registry"])
+    retrainer = Retrainer(topology, endpoints, key, group="test-decline")
+    stop = threading.Event()
+    thread = threading.Thread(target=retrainer.run, args=(stop,), daemon=True)
+    with caplog.at_level("WARNING", logger="edgestream"):
+        thread.start()
+        try:
+            _wait(lambda: retrainer.declined >= 1 or retrainer.errors > 0, 120)
+        finally:
+            stop.set()
+            thread.join(60)
+    assert (retrainer.declined, retrainer.errors, retrainer.results) == (1, 0, [])
+    lines = [r for r in caplog.records if "declined" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].levelname == "WARNING" and lines[0].exc_info is None
+    assert "point the request at more samples" in lines[0].getMessage()

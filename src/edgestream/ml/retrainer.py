@@ -258,6 +258,7 @@ class Retrainer:
         self.results: list[RetrainResult] = []
         self.controller = RolloutController(topology)
         self.errors = 0
+        self.declined = 0  # requests it could not serve (ModelError: bad or too little data)
 
     def _history(self) -> ModelHistory:
         return ModelHistory.read(
@@ -356,7 +357,13 @@ class Retrainer:
                         requests.seek(TopicPartition(msg.topic(), msg.partition(), msg.offset()))
                         stop_event.wait(5.0)
                         break
-                    except Exception:  # a bad request must not stop the service
+                    except ModelError as error:  # a request we cannot serve (too few
+                        # samples, a pointer past the data, a model without a sidecar): the
+                        # cloud job's data, not our failure; one line, and on to the next
+                        self.declined += 1
+                        log.warning("retrain request at offset %d declined: %s", msg.offset(),
+                                    error)  # fmt: skip
+                    except Exception:  # a bug must not stop the service either
                         self.errors += 1
                         log.exception("retrain request at offset %d failed", msg.offset())
                     requests.commit(message=msg, asynchronous=False)
