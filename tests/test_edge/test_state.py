@@ -110,3 +110,25 @@ def test_closed_store_says_how_to_recover(tmp_path: Path) -> None:
     store.close()  # idempotent
     with pytest.raises(WindowStateError, match="reopen"):
         store.load()
+
+
+def test_memtables_stay_bounded_while_extras_are_rewritten(tmp_path: Path) -> None:
+    """Issue 8: each commit rewrites ~9 KB of caller state; RocksDB's default 64 MB write
+    buffer kept all of it in memory (the worker grew ~8 MB/min). 24 MB written here must
+    leave at most the configured write buffers in memory, and the last commit readable."""
+    store = WindowStore(tmp_path, sync=False)
+    blob = bytes(range(256)) * 36  # 9 KB
+    limit = state.MAX_WRITE_BUFFERS * state.WRITE_BUFFER_BYTES * 1.25  # + arena blocks
+    peak = 0
+    for i in range(2700):
+        old = [i - 1] if i else []  # the previous batch's segment closed
+        store.commit(Changes(put_segments=[_segment(i, n=2)], delete_segments=old,
+                             extras={"features": blob + str(i).encode()}))  # fmt: skip
+        peak = max(peak, store.db.property_int_value("rocksdb.size-all-mem-tables") or 0)
+    assert 0 < peak <= limit, (peak, limit)
+    store.close()
+    store = WindowStore(tmp_path)
+    loaded = store.load()
+    assert loaded.extras == {"features": blob + b"2699"}
+    assert [s.segno for s in loaded.segments] == [2699]
+    store.close()
