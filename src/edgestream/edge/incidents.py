@@ -291,6 +291,7 @@ class IncidentTracker:
             "alert_id": f"{st.incident}|{number}",
             "incident_id": st.incident,
             "status": status,
+            "update_number": int(number) if status == "update" else None,
             "gateway_id": self.gateway_id,
             "site": st.site,
             "device_id": device,

@@ -324,6 +324,7 @@ def rejection_alert(
         "alert_id": f"{incident}|0",
         "incident_id": incident,
         "status": "open",
+        "update_number": None,
         "gateway_id": gateway_id,
         "site": site,
         "device_id": f"model:{model_name}",
