@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from edgestream.core.topology.edge import AnomalyRule, AnomalySpec, Severity
+from edgestream.forward.records import alert_key, incident_key
 
 
 @dataclass
@@ -235,7 +236,7 @@ class IncidentTracker:
                 st.run = st.run[-1:] if len(st.run) >= rule.consecutive else st.run
             elif len(st.run) >= rule.consecutive and ts - st.run[0][1] >= rule.min_duration:
                 st.first_ts = int(st.run[0][1])
-                st.incident = f"{self.gateway_id}|{device}|{rule.name}|{st.first_ts}"
+                st.incident = incident_key(self.gateway_id, device, rule.name, st.first_ts)
                 st.last_ts = st.last_alert_ts = ts
                 st.count = len(st.run)
                 st.max_score = max(r[2] for r in st.run)
@@ -288,7 +289,7 @@ class IncidentTracker:
         if rule.consecutive > 1:
             rule_name += f":consecutive({rule.consecutive})"
         return {
-            "alert_id": f"{st.incident}|{number}",
+            "alert_id": alert_key(st.incident, number),
             "incident_id": st.incident,
             "status": status,
             "update_number": int(number) if status == "update" else None,

@@ -336,6 +336,18 @@ def complete_summary(record: dict[str, Any]) -> dict[str, Any]:
 _CONSECUTIVE = re.compile(r":consecutive\(\d+\)$")
 
 
+def incident_key(gateway_id: str, device_id: str, rule_name: str, first_ts: int) -> str:
+    """The one format of an incident id: written by the gateway's incident tracker, derived
+    again by :func:`incident_id` when the cloud wire form leaves it out."""
+    return f"{gateway_id}|{device_id}|{rule_name}|{first_ts}"
+
+
+def alert_key(incident: str, n: int | str) -> str:
+    """The one format of an alert id: ``incident|n`` (``0`` open, the update number,
+    ``resolved``)."""
+    return f"{incident}|{n}"
+
+
 def incident_id(record: dict[str, Any]) -> str:
     """An alert's incident id: its ``incident_id``, or (null on the wire) the gateway's
     ``gateway|device|rule name|first_ts`` (rule name: ``rule`` without its
@@ -351,7 +363,7 @@ def incident_id(record: dict[str, Any]) -> str:
     first = record.get("first_ts")
     first = record["ts"] if first is None else first
     rule = _CONSECUTIVE.sub("", str(record["rule"]))
-    return f"{record['gateway_id']}|{record['device_id']}|{rule}|{first}"
+    return incident_key(record["gateway_id"], record["device_id"], rule, first)
 
 
 def alert_id(record: dict[str, Any]) -> str:
@@ -372,7 +384,7 @@ def alert_id(record: dict[str, Any]) -> str:
         if number is None:
             raise ValueError(f"an {status!r} alert without alert_id needs its update_number")
         n = str(number)
-    return f"{incident_id(record)}|{n}"
+    return alert_key(incident_id(record), n)
 
 
 def _update_number(record: dict[str, Any]) -> int | None:
