@@ -116,3 +116,33 @@ def test_up_runs_gateway_and_forwarder_and_ctrl_c_leaves_nothing(tmp_path: Path)
     left = {p: Path(f"/proc/{p}/cmdline").read_bytes()[:200] for p in pids_of(str(home))}
     assert not left, f"up left processes running: {left}"
     assert not Stack(home / "stack").status().running
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_up_duration_180_closes_the_whole_loop(tmp_path: Path) -> None:
+    """Issue 8's acceptance, as the README's main command runs it (default topology, cloud
+    job, retrainer, default drift injection): within ``--duration 180`` alerts arrive at the
+    cloud, fleet stats are written, one retrain is published and promoted on the gateways;
+    the run exits 0 and leaves no process behind."""
+    home = tmp_path / "home"
+    argv = [sys.executable, "-m", "edgestream.cli.main", "up", "--duration", "180", "--json"]
+    env = {**os.environ, "EDGESTREAM_HOME": str(home)}
+    log = tmp_path / "up.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
+    try:
+        assert proc.wait(600) == 0, log.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
+    summary = json.loads(log.read_text().strip().splitlines()[-1])
+    assert not summary["errors"], summary
+    assert summary["alerts_cloud"] == summary["alerts_edge"] > 0, summary
+    assert summary["fleet_stats_windows"] > 0, summary
+    assert summary["retrain_requests"] >= 1 and summary["retrains"] >= 1, summary
+    assert summary["model_promotions"] >= 1 and summary["gateway_promotions"] >= 1, summary
+    assert summary["rollbacks"] == 0, summary
+    left = {p: Path(f"/proc/{p}/cmdline").read_bytes()[:200] for p in pids_of(str(home))}
+    assert not left, f"up left processes running: {left}"
