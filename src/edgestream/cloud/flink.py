@@ -90,14 +90,10 @@ def flink_env(
     conf.set_string("python.client.executable", sys.executable)
     conf.set_string("python.fn-execution.bundle.size", "5000")
     conf.set_string("taskmanager.memory.process.size", "1024m")
-    if jobmanager:
-        host, port = jobmanager.rsplit(":", 1)
-        conf.set_string("execution.target", "remote")
-        conf.set_string("rest.address", host)
-        conf.set_string("rest.port", port)
     for key, value in (settings or {}).items():
         conf.set_string(key, value)
     if jobmanager:
+        host, port = jobmanager.rsplit(":", 1)
         env = _remote_env(conf, host, int(port))
     else:
         env = StreamExecutionEnvironment.get_execution_environment(conf)
