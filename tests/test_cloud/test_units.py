@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
+import pytest
 
 from edgestream.cloud.drift import DriftMonitor, ModelInfo
 from edgestream.cloud.stats import FleetStats
@@ -125,8 +130,6 @@ def test_psi_and_ks_of_a_shifted_normal():
 
 
 def test_cloud_run_without_a_stack_says_what_to_start(capsys):
-    import pytest
-
     from edgestream.cli.main import main
 
     with pytest.raises(SystemExit) as exc:
@@ -134,3 +137,21 @@ def test_cloud_run_without_a_stack_says_what_to_start(capsys):
     assert exc.value.code == 1
     err = capsys.readouterr().err
     assert "edgestream stack start" in err and len(err.strip().splitlines()) <= 2
+
+
+@pytest.mark.integration
+def test_a_job_starts_in_a_child_of_a_process_that_ran_loopback_workers():
+    """Process-mode Python functions on a local MiniCluster run as threads of the client and
+    copy their worker environment into it; a child process inherits it (how ``edgestream up``
+    under pytest lost its cloud job). A client must start its gateway regardless."""
+    code = (
+        "from edgestream.cloud.flink import flink_env; env, _ = flink_env(); "
+        "print('parallelism', env.get_parallelism())"
+    )
+    leaked = {"PYFLINK_GATEWAY_DISABLED": "true", "PYTHON_LOOPBACK_SERVER_ADDRESS": "localhost:1"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env={**os.environ, **leaked}, capture_output=True,
+        text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "parallelism 1" in done.stdout

@@ -49,7 +49,10 @@ def test_gateway_figures_from_metrics_pages() -> None:
 def test_managed_process_restarts_and_stops(tmp_path: Path) -> None:
     m = Managed("x", [], tmp_path / "x.log", tmp_path / "d", "edge", module="platform").start()
     assert m.proc is not None and m.proc.wait(120) == 0 and "Linux" in m.log.read_text()
+    assert m.restart_note is None
     assert not m.check() and m.restarts == 1 and m.last_exit == 0  # restarted
+    assert m.restart_note is not None and m.restart_note.startswith("x exited 1 time(s)")
+    assert m.last_words and m.last_words in m.log.read_text()  # platform's last line
     m.stop()
     assert not m.alive and read_port(tmp_path / "d", "edge") is None
 

@@ -59,6 +59,21 @@ def connector_jars() -> list[Path]:
     return sorted(p for p in lib.glob("*.jar") if p.name.startswith(names))
 
 
+# set in os.environ by a loopback Python worker (process mode on a local MiniCluster runs the
+# workers as threads of the client, which copy their environment into the client's)
+_LOOPBACK_WORKER_ENV = ("PYFLINK_GATEWAY_DISABLED", "PYTHON_LOOPBACK_SERVER_ADDRESS")
+
+
+def _forget_loopback_worker() -> None:
+    """A process that once ran a local job with process-mode Python functions keeps its
+    loopback workers' environment, and its children inherit it: a child cloud job then
+    refused to start ("It's launching the PythonGatewayServer during Python UDF execution",
+    measured: ``edgestream up`` under pytest restarted its cloud job 23 times in 180 s). A
+    process building a job is a client, never a worker: drop the worker-only variables."""
+    for name in _LOOPBACK_WORKER_ENV:
+        os.environ.pop(name, None)
+
+
 def _expose_site_packages() -> None:
     """Thread mode runs Python embedded in the JVM (pemja), which finds its interpreter the
     way a shell would: without an activated virtualenv it starts the base one and misses
@@ -83,6 +98,7 @@ def flink_env(
     from pyflink.datastream import StreamExecutionEnvironment
     from pyflink.table import StreamTableEnvironment
 
+    _forget_loopback_worker()
     _expose_site_packages()
     conf = Configuration()
     conf.set_string("python.execution-mode", "thread")

@@ -37,6 +37,7 @@ class Managed:
     module: str = "edgestream.cli.main"  # what ``python -m`` runs
     restarts: int = 0
     last_exit: int | None = None
+    last_words: str = ""  # the last log line before its latest exit
     child: Child | None = None
     started_at: float = 0.0
 
@@ -79,9 +80,18 @@ class Managed:
         if self.proc is None or self.alive:
             return self.proc is not None
         self.last_exit = self.proc.returncode
+        self.last_words = _last_line(self.child.tail(4000)) if self.child else ""
         self.restarts += 1
         self.start()
         return False
+
+    @property
+    def restart_note(self) -> str | None:
+        """``None``, or why it was restarted (for the run summary)."""
+        if not self.restarts:
+            return None
+        note = f"{self.name} exited {self.restarts} time(s), last with code {self.last_exit}"
+        return f"{note}: {self.last_words}" if self.last_words else note
 
     def terminate(self) -> None:
         """Ask it to stop (SIGTERM); :meth:`stop` waits."""
@@ -92,3 +102,8 @@ class Managed:
         """SIGTERM, wait up to ``grace`` seconds, then SIGKILL."""
         if self.child is not None:
             self.child.stop(grace)
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1][:300] if lines else ""

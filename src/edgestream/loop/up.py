@@ -117,6 +117,7 @@ class LoopState:
         errors = [f"{g.name}: {g.error}" for g in gws if g.error]
         if self.cloud is not None and self.cloud.error:
             errors.append(self.cloud.error)
+        errors += [note for m in self.processes() if (note := m.restart_note)]
         return {
             "seconds": round(self.elapsed, 1),
             "gateways": len(gws),
