@@ -19,10 +19,11 @@ import pytest
 from typer.testing import CliRunner
 
 from edgestream.cli.forward import app as forward_app
+from edgestream.core.paths import schemas_dir
 from edgestream.forward import budget, outbox
 from edgestream.forward.budget import LOW_WATER, enforce_budget, write_report
 from edgestream.forward.outbox import Outbox, OutboxConfig
-from edgestream.forward.records import Entry
+from edgestream.forward.records import BodyCodec, Entry
 from tests.test_forward.factories import CHANNELS, alert, random_windows
 
 TUMBLING = frozenset({10_000})
@@ -131,6 +132,46 @@ def test_budget_rolls_up_exactly_before_dropping(tmp_path: Path) -> None:
     assert box.stats().rollups == result.rollups
     oldest_first = [r["window_start"] for r in drained if r["rollup_level"]]
     assert min(oldest_first) == 0, "the oldest windows are rolled up first"
+
+
+def _released(name: str, version: int) -> dict:
+    return json.loads((schemas_dir() / "history" / name / f"{version}.avsc").read_text())
+
+
+def test_bodies_written_by_an_earlier_release_drain_in_the_current_schema(tmp_path) -> None:
+    """An outbox filled by a release with older wire forms (AnomalyAlert 1, WindowSummary 2)
+    and drained after an upgrade: every body goes out in the current schemas, roll-ups merge
+    old and new bodies exactly."""
+    rng = np.random.default_rng(3)
+    sums, raw = random_windows(rng, devices=2, windows=12)
+    earlier = BodyCodec(
+        {"alert": _released("AnomalyAlert", 1), "summary": _released("WindowSummary", 2)}
+    )
+    assert earlier.writers["alert"] != BodyCodec().writers["alert"]
+    old = Outbox(
+        OutboxConfig(tmp_path / "outbox.sqlite", tumbling_sizes=TUMBLING), "gw", codec=earlier
+    )
+    sent = alert("pump-0", 5)
+    old.put([Entry.alert(sent), *_summaries(sums[:12])])
+    old.close()
+    box = _box(tmp_path, max_bytes=10**9)  # this release
+    box.put(_summaries(sums[12:], 12))
+    box.close()
+    box = _box(tmp_path, max_bytes=box.bytes // 3)
+    assert enforce_budget(box).rollups >= 2
+    drained = _drain_all(box)  # decoded with the current schemas only
+    (got,) = [r for _, k, r in drained if k == "alert"]
+    assert {k: v for k, v in got.items() if k not in ("gateway_seq", "update_number")} == {
+        k: v for k, v in sent.items() if k != "gateway_seq"
+    }
+    summaries = [r for _, k, r in drained if k == "summary"]
+    assert sum(r["count"] for r in summaries) == sum(s["count"] for s in sums), "counts exact"
+    for r in summaries:
+        i, n = r["window_start"] // 10_000, (r["window_end"] - r["window_start"]) // 10_000
+        for c in CHANNELS:
+            v = np.concatenate(raw[r["scope_key"]][c][i : i + n])
+            assert r["channels"][c]["count"] == len(v)
+            assert r["channels"][c]["sum"] == pytest.approx(v.sum(), rel=1e-12)
 
 
 def test_drops_are_counted_alerts_last_and_reported_once(tmp_path: Path) -> None:

@@ -116,12 +116,13 @@ def _merge_group(
     result: BudgetResult,
 ) -> None:
     rows = outbox.db.execute(
-        f"SELECT seq, ord, body, created_ms FROM records WHERE {_CANDIDATE} "
+        f"SELECT seq, ord, body, created_ms, writer FROM records WHERE {_CANDIDATE} "
         "AND win_end - win_start = ? AND base_size = ? AND scope = ? AND scope_key = ? "
         "AND win_start >= ? AND win_start < ? ORDER BY ord",
         (outbox.epoch, size, base, scope, key, start, start + target),
     ).fetchall()
-    parts = [complete_summary(outbox.codec.decode("summary", body)) for _, _, body, _ in rows]
+    decode = outbox.codec.decode
+    parts = [complete_summary(decode("summary", r[2], r[4])) for r in rows]
     merged = merge_summaries(parts, target, base, min(r[0] for r in rows))
     merged = wire_summary(merged, quantiles=True, last=True)  # mean/std: derived, not stored
     outbox.forget([r[0] for r in rows])

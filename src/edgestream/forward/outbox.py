@@ -9,6 +9,10 @@ Records drain by priority (alerts and reports before summaries), then in arrival
 was accepted are stored in the same transaction, so an accepted record and its offset are
 never out of step.
 
+Bodies are Avro without a header. Each row names the schema that wrote it (a fingerprint;
+the schema texts are kept in the file), so an outbox filled by an earlier release drains
+after an upgrade: :meth:`Outbox.take` hands out every body in the current schemas.
+
 Fsync policy (``forwarding.outbox.fsync`` of the topology):
 
 * ``always``: ``PRAGMA synchronous=FULL`` and one transaction per record: each record and its
@@ -62,12 +66,14 @@ CREATE TABLE IF NOT EXISTS records (
     created_ms INTEGER NOT NULL, event_ms INTEGER NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0, sent_epoch INTEGER NOT NULL DEFAULT 0,
     scope TEXT, scope_key TEXT, win_start INTEGER, win_end INTEGER, base_size INTEGER,
-    level INTEGER, tumbling INTEGER, readings INTEGER);
+    level INTEGER, tumbling INTEGER, readings INTEGER, writer TEXT);
 CREATE INDEX IF NOT EXISTS records_drain ON records (priority, ord);
 CREATE INDEX IF NOT EXISTS records_created ON records (created_ms);
 CREATE TABLE IF NOT EXISTS seen (
     record_id TEXT PRIMARY KEY, seq INTEGER NOT NULL, at_ms INTEGER NOT NULL) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS seen_age ON seen (at_ms);
+CREATE TABLE IF NOT EXISTS schemas (
+    fingerprint TEXT PRIMARY KEY, kind TEXT NOT NULL, schema TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS offsets (
     source TEXT NOT NULL, topic TEXT NOT NULL, partition INTEGER NOT NULL,
@@ -79,8 +85,8 @@ CREATE TABLE IF NOT EXISTS drops (
 """
 _INSERT = (
     "INSERT INTO records (seq, ord, record_id, kind, priority, key, body, bytes, created_ms, "
-    "event_ms, scope, scope_key, win_start, win_end, base_size, level, tumbling, readings) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "event_ms, scope, scope_key, win_start, win_end, base_size, level, tumbling, readings, "
+    "writer) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -169,10 +175,16 @@ class Outbox:
     """One gateway's outbox file. Not thread-safe: use it from one thread at a time (it may
     be created in another); readers may be other processes (``edgestream forward status``)."""
 
-    def __init__(self, config: OutboxConfig, gateway_id: str, readonly: bool = False) -> None:
+    def __init__(
+        self,
+        config: OutboxConfig,
+        gateway_id: str,
+        readonly: bool = False,
+        codec: BodyCodec | None = None,
+    ) -> None:
         self.config = config
         self.gateway_id = gateway_id
-        self.codec = BodyCodec()
+        self.codec = codec or BodyCodec()
         path = Path(config.path)
         if readonly and not path.exists():
             raise OutboxError(f"no outbox at {path}: check --data-dir and --gateway")
@@ -187,6 +199,7 @@ class Outbox:
                 self.db.execute("PRAGMA journal_mode = WAL")
                 self.db.execute(f"PRAGMA synchronous = {_SYNC[config.fsync]}")
                 self.db.executescript(_DDL)
+                self._keep_schemas()
         except sqlite3.DatabaseError as error:
             raise OutboxError(f"{path} is not a usable outbox ({error}): move it away") from None
         self.readonly = readonly
@@ -197,12 +210,27 @@ class Outbox:
             raise OutboxError(
                 f"{path} is not initialised yet (its forwarder is starting)"
             ) from None
+        with contextlib.suppress(sqlite3.OperationalError):  # read-only, made by a release
+            for fingerprint, text in self.db.execute("SELECT fingerprint, schema FROM schemas"):
+                self.codec.learn(fingerprint, text)  # before bodies were tagged
         row = self.db.execute("SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM records").fetchone()
         self.depth, self.bytes = int(row[0]), int(row[1])
         (top,) = self.db.execute("SELECT COALESCE(MAX(sent_epoch), 0) FROM records").fetchone()
         self.epoch = int(top) + 1  # rows marked by an earlier process are due again
 
     # -- plumbing --------------------------------------------------------------------------
+    def _keep_schemas(self) -> None:
+        """Store the schemas this release writes bodies with (and add the ``writer`` column to
+        an outbox made before bodies were tagged: its rows count as written with the current
+        schemas)."""
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(records)")}
+        if "writer" not in columns:
+            self.db.execute("ALTER TABLE records ADD COLUMN writer TEXT")
+        self.db.executemany(
+            "INSERT OR IGNORE INTO schemas (fingerprint, kind, schema) VALUES (?, ?, ?)",
+            [(self.codec.writers[k], k, text) for k, text in self.codec.texts.items()],
+        )
+
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One write transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on error)."""
@@ -245,7 +273,7 @@ class Outbox:
             _INSERT,
             (seq, seq if ord_ is None else ord_, entry.record_id, entry.kind, entry.priority,
              entry.key, body, size, now if created is None else created, entry.event_ms,
-             *entry.summary_columns()),
+             *entry.summary_columns(), self.codec.writers[entry.kind]),
         )  # fmt: skip
         self.set_meta("next_seq", seq + 1)
         self.depth += 1
@@ -330,16 +358,17 @@ class Outbox:
         urgent priority present (at least ``min_priority``), in drain order; at most
         ``limit`` / ``max_bytes``."""
         rows = self.db.execute(
-            "SELECT seq, kind, key, body, priority, bytes, created_ms FROM records "
+            "SELECT seq, kind, key, body, priority, bytes, created_ms, writer FROM records "
             "WHERE sent_epoch != ? AND priority >= ? ORDER BY priority, ord LIMIT ?",
             (self.epoch, min_priority, limit),
         ).fetchall()
         out: list[Pending] = []
         size = 0
-        for seq, kind, key, body, priority, nbytes, created in rows:
+        for seq, kind, key, body, priority, nbytes, created, writer in rows:
             if out and (priority != out[0].priority or (max_bytes and size + nbytes > max_bytes)):
                 break
-            out.append(Pending(seq, kind, bytes(key), bytes(body), priority, nbytes, created))
+            body = self.codec.current(kind, bytes(body), writer)
+            out.append(Pending(seq, kind, bytes(key), body, priority, nbytes, created))
             size += nbytes
         return out
 

@@ -36,6 +36,8 @@ writing); :func:`complete_alert` restores them (:func:`complete_record`: any for
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import re
 import struct
@@ -45,6 +47,7 @@ from typing import Any
 
 from fastavro import schemaless_reader, schemaless_writer
 
+from edgestream.core.exceptions import SchemaError
 from edgestream.core.registry.client import RegistryLike
 from edgestream.core.serde import (
     AvroDeserializer,
@@ -475,18 +478,64 @@ def is_summary(record: dict[str, Any]) -> bool:
 
 
 class BodyCodec:
-    """Avro bodies (no header) of the three kinds, with the schemas shipped with edgestream."""
+    """Avro bodies (no header) of the three kinds, written with the schemas shipped with
+    edgestream; bodies written by an earlier release are read through that release's schema.
 
-    def __init__(self) -> None:
-        self._schemas = {kind: fastavro_schema(load_schema(name)) for kind, name in KINDS.items()}
+    Each schema is known by a fingerprint (:attr:`writers`), stored with every body it wrote
+    (the outbox keeps the schema texts too, :meth:`learn`), so bodies outlive an upgrade.
+
+    >>> codec = BodyCodec()
+    >>> report = {"report_id": "r1", "gateway_id": "gw", "created_at": 5}
+    >>> body = codec.encode("report", report)
+    >>> codec.decode("report", body, codec.writers["report"])["report_id"]
+    'r1'
+    """
+
+    def __init__(self, schemas: dict[str, dict[str, Any]] | None = None) -> None:
+        """``schemas``: kind -> the schema to write that kind with, instead of the shipped one
+        (an earlier release's, say)."""
+        mine = {kind: load_schema(name) for kind, name in KINDS.items()} | (schemas or {})
+        self.texts = {kind: schema_text(schema) for kind, schema in mine.items()}
+        self.writers = {kind: schema_fingerprint(text) for kind, text in self.texts.items()}
+        self._schemas = {kind: fastavro_schema(text) for kind, text in self.texts.items()}
+        self._older: dict[str, dict[str, Any]] = {}  # fingerprint -> parsed earlier schema
+
+    def learn(self, fingerprint: str, text: str) -> None:
+        """Make an earlier writer schema known (by its fingerprint)."""
+        if fingerprint not in self.writers.values():
+            self._older[fingerprint] = fastavro_schema(text)
 
     def encode(self, kind: str, record: dict[str, Any]) -> bytes:
         out = BytesIO()
         schemaless_writer(out, self._schemas[kind], record)
         return out.getvalue()
 
-    def decode(self, kind: str, body: bytes) -> dict[str, Any]:
-        return schemaless_reader(BytesIO(body), self._schemas[kind], None)  # type: ignore[return-value]
+    def decode(self, kind: str, body: bytes, writer: str | None = None) -> dict[str, Any]:
+        """The record in the current schema; ``writer``: the fingerprint of the schema that
+        wrote ``body`` (``None``: the current one)."""
+        reader = self._schemas[kind]
+        if writer is None or writer == self.writers[kind]:
+            return schemaless_reader(BytesIO(body), reader, None)  # type: ignore[return-value]
+        written = self._older.get(writer)
+        if written is None:
+            raise SchemaError(f"{kind} body written with schema {writer}, which is not known")
+        return schemaless_reader(BytesIO(body), written, reader)  # type: ignore[return-value]
+
+    def current(self, kind: str, body: bytes, writer: str | None) -> bytes:
+        """``body`` re-written with the current schema (as it is when already so)."""
+        if writer is None or writer == self.writers[kind]:
+            return body
+        return self.encode(kind, self.decode(kind, body, writer))
+
+
+def schema_text(schema: dict[str, Any]) -> str:
+    """One text per schema: sorted keys, no spaces."""
+    return json.dumps(schema, sort_keys=True, separators=(",", ":"))
+
+
+def schema_fingerprint(text: str) -> str:
+    """A short content hash of a schema text (:func:`schema_text`)."""
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 class EdgeDecoder:
