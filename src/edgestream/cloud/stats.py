@@ -105,11 +105,19 @@ class Cell:
         versions[version] = versions.get(version, 0) + count
         channels = self.channels
         for name, n_b, mean_b, m2_b in parts:
-            acc = channels.get(name)
-            if acc is None:
-                channels[name] = [n_b, mean_b, m2_b]
-            else:
-                _merge(acc, n_b, mean_b, m2_b)
+            _fold(channels, name, n_b, mean_b, m2_b)
+
+    def merge(self, other: Cell) -> None:
+        """Fold another cell in (the same as folding in its summaries)."""
+        self.reading_count += other.reading_count
+        self.anomaly_count += other.anomaly_count
+        for device, (anomalies, score) in other.devices.items():
+            _add_device(self.devices, device, anomalies, score)
+        versions = self.model_versions
+        for version, count in other.model_versions.items():
+            versions[version] = versions.get(version, 0) + count
+        for name, (n, mean, m2) in other.channels.items():
+            _fold(self.channels, name, n, mean, m2)
 
 
 def _add_device(devices: dict[str, list[Any]], device: str, anomalies: int, score: Any) -> None:
@@ -120,6 +128,14 @@ def _add_device(devices: dict[str, list[Any]], device: str, anomalies: int, scor
     dev[0] += anomalies
     if score is not None and (dev[1] is None or score > dev[1]):
         dev[1] = score
+
+
+def _fold(channels: dict[str, list[float]], name: str, n: float, mean: float, m2: float) -> None:
+    acc = channels.get(name)
+    if acc is None:
+        channels[name] = [n, mean, m2]
+    else:
+        _merge(acc, n, mean, m2)
 
 
 def _merge(acc: list[float], n_b: float, mean_b: float, m2_b: float) -> None:
@@ -146,18 +162,7 @@ class ScopeWindow:
             return self.cells[0]
         out = Cell()
         for cell in self.cells:
-            out.reading_count += cell.reading_count
-            out.anomaly_count += cell.anomaly_count
-            for device, (anomalies, score) in cell.devices.items():
-                _add_device(out.devices, device, anomalies, score)
-            for version, count in cell.model_versions.items():
-                out.model_versions[version] = out.model_versions.get(version, 0) + count
-            for name, (n, mean, m2) in cell.channels.items():
-                acc = out.channels.get(name)
-                if acc is None:
-                    out.channels[name] = [n, mean, m2]
-                else:
-                    _merge(acc, n, mean, m2)
+            out.merge(cell)
         return out
 
     def row(self, start: int, end: int, scope: tuple[str, str], worst_n: int, now_ms: int):
