@@ -18,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+from edgestream.cloud.flink import client_environ
 from edgestream.core.ports import free_port
 
 
@@ -71,7 +72,7 @@ def flink_cluster(folder: Path, timeout: float = 240.0) -> Iterator[str]:
     rest, rpc = free_port(), free_port()
     conf_dir = _config(home, folder, rest, rpc)
     env = {
-        **os.environ,
+        **client_environ(os.environ),  # its Python workers run in it, not in this process
         "FLINK_HOME": str(home),
         "FLINK_CONF_DIR": str(conf_dir),
         "FLINK_LOG_DIR": str(folder / "log"),

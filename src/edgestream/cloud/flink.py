@@ -38,11 +38,13 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 __all__ = [
     "bounded_offsets",
+    "client_environ",
     "connector_jars",
     "flink_env",
     "kafka_sink_ddl",
@@ -59,19 +61,44 @@ def connector_jars() -> list[Path]:
     return sorted(p for p in lib.glob("*.jar") if p.name.startswith(names))
 
 
-# set in os.environ by a loopback Python worker (process mode on a local MiniCluster runs the
-# workers as threads of the client, which copy their environment into the client's)
-_LOOPBACK_WORKER_ENV = ("PYFLINK_GATEWAY_DISABLED", "PYTHON_LOOPBACK_SERVER_ADDRESS")
+# what a loopback Python worker leaves in its client's os.environ that misleads a process
+# started from it: process mode on a local MiniCluster runs the workers as threads of the
+# client, and they copy their worker environment into the client's
+_LOOPBACK_WORKER_ENV = (
+    "PYFLINK_GATEWAY_DISABLED",
+    "PYFLINK_GATEWAY_PORT",
+    "PYTHON_LOOPBACK_SERVER_ADDRESS",
+)
+
+
+def client_environ(env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` fit for a Flink client or cluster process started from this one.
+
+    A process that once ran a local job with process-mode Python functions keeps its loopback
+    workers' environment, and its children inherit it (measured, ``edgestream up`` under
+    pytest): a child's job refused to start ("It's launching the PythonGatewayServer during
+    Python UDF execution": ``PYFLINK_GATEWAY_DISABLED``), and a child TaskManager's Python
+    workers connected back to the parent's loopback server (``PYTHON_LOOPBACK_SERVER_
+    ADDRESS``) and ran there. An empty ``JAVA_HOME`` (left by a TaskManager's worker the
+    same way) makes PyFlink start ``bin/java``: it is dropped too, so ``java`` comes from
+    ``PATH``.
+
+    >>> client_environ({"PYFLINK_GATEWAY_DISABLED": "true", "JAVA_HOME": "", "A": "1"})
+    {'A': '1'}
+    """
+    return {
+        k: v
+        for k, v in env.items()
+        if k not in _LOOPBACK_WORKER_ENV and not (k == "JAVA_HOME" and not v.strip())
+    }
 
 
 def _forget_loopback_worker() -> None:
-    """A process that once ran a local job with process-mode Python functions keeps its
-    loopback workers' environment, and its children inherit it: a child cloud job then
-    refused to start ("It's launching the PythonGatewayServer during Python UDF execution",
-    measured: ``edgestream up`` under pytest restarted its cloud job 23 times in 180 s). A
-    process building a job is a client, never a worker: drop the worker-only variables."""
-    for name in _LOOPBACK_WORKER_ENV:
-        os.environ.pop(name, None)
+    """A process building a job is a client, never a worker: :func:`client_environ` of our
+    own environment."""
+    keep = client_environ(os.environ)
+    for name in [k for k in os.environ if k not in keep]:
+        del os.environ[name]
 
 
 def _expose_site_packages() -> None:
