@@ -32,5 +32,10 @@ def test_bench_cloud_json_counts_what_it_produced() -> None:
     assert t["counts"]["summaries_skipped"] == len(records) - len(device)
     assert "dlq" not in t["counts"]
     assert t["summaries_per_s"] > 0 and t["span_s"] > 0 and t["wall_s"] >= t["span_s"]
+    us = t["us_per_record"]  # decode and engine are parts of the span (span_s: rounded)
+    span_us = t["span_s"] * 1e6 / t["records"]
+    assert us["total"] == pytest.approx(span_us, abs=5000 / t["records"] + 0.1)
+    assert us["decode"] > 0 and us["engine"] > 0
+    assert us["other"] == pytest.approx(us["total"] - us["decode"] - us["engine"], abs=0.2)
     lag = out["lag_ms"]
     assert lag["n"] >= 1 and 0 < lag["p50"] <= lag["max"]

@@ -71,6 +71,10 @@ HEADLINES: list[tuple[str, str, str, str, str, str | None]] = [
      "<= 300 ms", "p99_alert_ms<=300"),
     ("cloud", "throughput.summaries_per_s", "Flink job summaries/s", "{:,.0f}", ">= 50,000",
      None),
+    ("cloud", "throughput.us_per_record.decode", "Avro decode per summary", "{:,.1f} µs", "",
+     None),
+    ("cloud", "throughput.us_per_record.engine", "fleet engine per summary", "{:,.1f} µs", "",
+     None),
     ("cloud", "lag_ms.p95", "p95 job lag", "{:,.0f} ms", "", None),
 ]  # fmt: skip
 

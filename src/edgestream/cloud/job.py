@@ -138,6 +138,7 @@ def _function(
             self.next_tick = now + TICK_MS
             self.first_ms = self.last_ms = 0
             self.records = 0
+            self.decode_ns = self.engine_ns = 0  # time in Avro decoding and in the engine
             # a bounded run: the last offset of each (input, partition) still to come
             self.pending = None
             if ends is not None:
@@ -215,13 +216,18 @@ def _function(
             return "dlq", key, b"" if data is None else bytes(data), json.dumps(headers)
 
         def _one(self, src: int, partition: int, offset: int, data: Any, now: int):
+            clock = time.perf_counter_ns
+            t0 = clock()
             try:
                 record = self.decode(b"" if data is None else bytes(data))
             except SerdeError as error:  # garbage, unknown schema id, wrong magic byte
                 yield self._dead(src, partition, offset, data, error.reason, str(error))
                 return
+            t1 = clock()
+            self.decode_ns += t1 - t0
             try:
                 outputs = self.engine.process(self.topics[src], partition, offset, record, now)
+                self.engine_ns += clock() - t1
             except (KeyError, TypeError, ValueError, AttributeError) as error:
                 # decodable, but not a record of this topic (another schema written to it)
                 detail = f"not a record of {self.topics[src]}: {type(error).__name__}: {error}"
@@ -235,7 +241,9 @@ def _function(
             log.info("end of input after %d records", self.records)
             yield from self._emit(self.engine.flush(now))
             span = max(self.last_ms - self.first_ms, 1)
-            stats = {"records": self.records, "span_ms": span, **self.engine.counts}
+            stats = {"records": self.records, "span_ms": span, **self.engine.counts,
+                     "decode_ms": self.decode_ns // 1_000_000,
+                     "engine_ms": self.engine_ns // 1_000_000}  # fmt: skip
             yield "meta", b"meta", json.dumps(stats).encode(), None
 
     return FleetFunction()
