@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import doctest
 import random
+import time
 
+import pytest
+from confluent_kafka import Producer
+
+from edgestream.core.broker import ensure_topics
+from edgestream.core.serde import AvroSerializer, subject_for
+from edgestream.core.stack import StackStatus
 from edgestream.forward import dedup
-from edgestream.forward.dedup import Deduplicator, record_id
+from edgestream.forward.dedup import Deduplicator, DedupReader, record_id
+from tests.test_forward.factories import alert
 
 
 def test_replays_are_dropped_across_gateways_and_out_of_order() -> None:
@@ -52,3 +60,25 @@ def test_record_id_of_each_kind() -> None:
 
 def test_docstring_examples_run() -> None:
     assert doctest.testmod(dedup).failed == 0
+
+
+@pytest.mark.integration
+def test_reader_skips_a_record_that_does_not_decode_and_goes_on(stack: StackStatus) -> None:
+    ends = stack.endpoints()
+    bootstrap, registry = str(ends["cloud"]), str(ends["registry"])
+    topic = "dedup.undecodable"
+    ensure_topics(bootstrap, {topic: 1})
+    ser = AvroSerializer(registry, "AnomalyAlert", subject_for(topic))
+    producer = Producer({"bootstrap.servers": bootstrap})
+    good = [{**alert("p1", ts), "gateway_seq": ts} for ts in (1, 2)]
+    header = ser(good[0])[:5]  # a known schema id, a body that is not an alert
+    for value in (ser(good[0]), header + b"\xff\xff\xff", ser(good[1])):
+        producer.produce(topic, value, b"p1")
+    assert producer.flush(10) == 0
+    reader = DedupReader(bootstrap, [topic], registry)
+    got, deadline = [], time.monotonic() + 30
+    while len(got) < 2 and time.monotonic() < deadline:
+        got += reader.poll(1.0)
+    reader.close()
+    assert [d.record["ts"] for d in got] == [1, 2]
+    assert reader.skipped == [(topic, 0, 1, "decode")]

@@ -28,12 +28,14 @@ and counted in ``stats["unverified"]``.
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from edgestream.core.exceptions import SerdeError
 from edgestream.forward.records import (
     ID_FIELD,
     alert_id,
@@ -45,6 +47,8 @@ from edgestream.forward.records import (
 )
 
 __all__ = ["DedupReader", "Deduplicator", "Delivered", "record_id"]
+
+log = logging.getLogger("edgestream.dedup")
 
 DEFAULT_WINDOW = 1 << 22
 DEFAULT_ID_MEMORY = 100_000
@@ -192,6 +196,7 @@ class DedupReader:
 
         self.dedup = dedup or Deduplicator()
         self.decode = AvroDeserializer(registry)
+        self.skipped: list[tuple[str, int, int, str]] = []  # undecodable: topic, part, off, why
         self.topics = list(topics)
         name = group or f"edgestream-dedup-{time.time_ns()}"
         conf = consumer_config(
@@ -231,7 +236,11 @@ class DedupReader:
         for msg in [first, *self.consumer.consume(max_messages - 1, timeout=0)]:
             if msg.error() is not None:
                 continue
-            record = self.decode(msg.value())
+            try:
+                record = self.decode(msg.value())
+            except SerdeError as error:  # one bad record must not stop the reader
+                self._undecodable(msg, error)
+                continue
             record = complete_record(record)  # v2 wire forms: fill the derived values
             if self.dedup.accept_record(record):
                 out.append(
@@ -239,6 +248,16 @@ class DedupReader:
                               msg.timestamp()[1], int(time.time() * 1000), record)
                 )  # fmt: skip
         return out
+
+    def _undecodable(self, msg: Any, error: SerdeError) -> None:
+        """Skip a record that does not decode: counted, kept (``skipped``), logged."""
+        value = msg.value() or b""
+        where = (msg.topic(), msg.partition(), msg.offset())
+        self.skipped.append((*where, error.reason))
+        log.warning(
+            "%s[%d]@%d skipped, it does not decode (%s): %d bytes, first %s",
+            *where, error, len(value), value[:48].hex(),
+        )  # fmt: skip
 
     def __iter__(self) -> Iterator[Delivered]:
         while True:
