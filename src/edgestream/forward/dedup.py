@@ -197,6 +197,7 @@ class DedupReader:
         self.dedup = dedup or Deduplicator()
         self.decode = AvroDeserializer(registry)
         self.skipped: list[tuple[str, int, int, str]] = []  # undecodable: topic, part, off, why
+        self._retried: set[tuple[str, int, int]] = set()
         self.topics = list(topics)
         name = group or f"edgestream-dedup-{time.time_ns()}"
         conf = consumer_config(
@@ -233,13 +234,18 @@ class DedupReader:
         first = self.consumer.poll(timeout)  # returns on the first record, unlike consume()
         if first is None:
             return out
+        again: set[tuple[str, int]] = set()  # partitions sent back to a record to read again
         for msg in [first, *self.consumer.consume(max_messages - 1, timeout=0)]:
-            if msg.error() is not None:
+            part = (msg.topic(), msg.partition())
+            if msg.error() is not None or part in again:
                 continue
             try:
                 record = self.decode(msg.value())
             except SerdeError as error:  # one bad record must not stop the reader
-                self._undecodable(msg, error)
+                if self._read_again(msg):
+                    again.add(part)
+                else:
+                    self._undecodable(msg, error)
                 continue
             record = complete_record(record)  # v2 wire forms: fill the derived values
             if self.dedup.accept_record(record):
@@ -248,6 +254,16 @@ class DedupReader:
                               msg.timestamp()[1], int(time.time() * 1000), record)
                 )  # fmt: skip
         return out
+
+    def _read_again(self, msg: Any) -> bool:
+        """Seek back to a record that did not decode, once: a torn read decodes the second
+        time; a bad record does not (then it is skipped)."""
+        where = (msg.topic(), msg.partition(), msg.offset())
+        if where in self._retried:
+            return False
+        self._retried.add(where)
+        self.consumer.seek(self._tp(*where))
+        return True
 
     def _undecodable(self, msg: Any, error: SerdeError) -> None:
         """Skip a record that does not decode: counted, kept (``skipped``), logged."""
