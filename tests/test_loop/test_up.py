@@ -106,19 +106,32 @@ def test_up_runs_gateway_and_forwarder_and_ctrl_c_leaves_nothing(tmp_path: Path)
         proc.send_signal(signal.SIGINT)
         assert proc.wait(180) == 0, log.read_text()[-3000:]
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(30)
-    summary = json.loads(log.read_text().strip().splitlines()[-1])
+        _reap(proc)
+    summary = _summary(log)
     assert summary["gateways"] == 1 and not summary["errors"], summary
     assert summary["readings_in"] >= summary["readings_processed"] > 0
     assert 0 < summary["summaries_cloud"] <= summary["summaries_edge"]
     assert summary["alerts_cloud"] <= summary["alerts_edge"]
     assert summary["raw_sensor_bytes"] > summary["cloud_bytes"] > 0, json.dumps(summary)
     assert summary["worker_restarts"] == summary["forwarder_restarts"] == 0
+    _assert_nothing_left(home)
+    assert not Stack(home / "stack").status().running
+
+
+def _reap(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(30)
+
+
+def _summary(log: Path) -> dict:
+    """The run summary: the last line of ``up --json``."""
+    return json.loads(log.read_text().strip().splitlines()[-1])
+
+
+def _assert_nothing_left(home: Path) -> None:
     left = {p: Path(f"/proc/{p}/cmdline").read_bytes()[:200] for p in pids_of(str(home))}
     assert not left, f"up left processes running: {left}"
-    assert not Stack(home / "stack").status().running
 
 
 @pytest.mark.integration
@@ -137,15 +150,12 @@ def test_up_duration_180_closes_the_whole_loop(tmp_path: Path) -> None:
     try:
         assert proc.wait(600) == 0, log.read_text()[-3000:]
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(30)
-    summary = json.loads(log.read_text().strip().splitlines()[-1])
+        _reap(proc)
+    summary = _summary(log)
     assert not summary["errors"], summary
     assert summary["alerts_cloud"] == summary["alerts_edge"] > 0, summary
     assert summary["fleet_stats_windows"] > 0, summary
     assert summary["retrain_requests"] >= 1 and summary["retrains"] >= 1, summary
     assert summary["model_promotions"] >= 1 and summary["gateway_promotions"] >= 1, summary
     assert summary["rollbacks"] == 0, summary
-    left = {p: Path(f"/proc/{p}/cmdline").read_bytes()[:200] for p in pids_of(str(home))}
-    assert not left, f"up left processes running: {left}"
+    _assert_nothing_left(home)
