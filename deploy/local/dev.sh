@@ -54,14 +54,19 @@ ensure_venv() {
     say "creating $VENV with $python"
     "$python" -m venv "$VENV"
   fi
-  if ! "$VENV/bin/python" -m uv --version >/dev/null 2>&1; then
-    say "installing uv into the venv"
-    "$VENV/bin/python" -m ensurepip -q >/dev/null 2>&1 || true
-    "$VENV/bin/python" -m pip install -q uv
+  local uv=("$VENV/bin/python" -m uv)
+  if ! "${uv[@]}" --version >/dev/null 2>&1; then
+    if command -v uv >/dev/null 2>&1; then
+      uv=(uv)  # a venv made by uv has no pip: use the uv on PATH
+    else
+      say "installing uv into the venv"
+      "$VENV/bin/python" -m pip --version >/dev/null 2>&1 || "$VENV/bin/python" -m ensurepip -q
+      "$VENV/bin/python" -m pip install -q uv
+    fi
   fi
   say "installing edgestream and its dependencies (first time: ~1-3 min)"
-  "$VENV/bin/python" -m uv pip install -q --python "$VENV/bin/python" -e "$ROOT[dev]"
-  "$VENV/bin/python" -m uv pip check --python "$VENV/bin/python" >/dev/null 2>&1 ||
+  "${uv[@]}" pip install -q --python "$VENV/bin/python" -e "$ROOT[dev]"
+  "${uv[@]}" pip check --python "$VENV/bin/python" >/dev/null 2>&1 ||
     { say "dependency conflict: run uv pip check --python $VENV/bin/python"; exit 1; }
   echo "$want" >"$stamp"
 }
