@@ -152,6 +152,65 @@ def test_state_round_trip_continues_exactly() -> None:
     assert other.devices == 5
 
 
+@settings(max_examples=25, deadline=None)
+@given(cuts=st.lists(st.integers(1, 1499), min_size=1, max_size=12, unique=True))
+def test_changed_parts_merged_into_a_store_continue_exactly(cuts: list[int]) -> None:
+    """What the pipeline does: after each batch it stores ``changed_parts()`` under their keys
+    (a batch commits only its own devices); a restart restores every stored part."""
+    ids, ts, values = _stream()
+    whole = _make().transform(ids, ts, values)
+    store: dict[str, bytes] = {}
+    fx, out, start = _make(), [], 0
+    for end in [*sorted(cuts), len(ts)]:
+        out.append(fx.transform(ids[start:end], ts[start:end], values[start:end]))
+        changed = fx.changed_parts()
+        assert set(changed) == {features_module.HEADER, *ids[start:end].tolist()}
+        store.update(changed)
+        fx = _make()
+        fx.restore_parts(dict(store))
+        start = end
+    assert np.array_equal(whole.view(np.uint32), np.concatenate(out).view(np.uint32))
+    assert fx.changed_parts() == {features_module.HEADER: store[features_module.HEADER]}
+    assert {k: v for k, v in store.items()} == fx.parts()
+
+
+def _format_1_blob(fx: FeatureExtractor) -> bytes:
+    """A state as releases before parts wrote it (one numpy .npz blob)."""
+    import io
+    import json
+
+    ids = sorted(fx._slots, key=fx._slots.__getitem__)
+    buffer = io.BytesIO()
+    header = json.dumps({"format": 1, **fx.config()})
+    np.savez(
+        buffer,
+        header=np.array(header),
+        ids=np.array(ids, dtype=str),
+        hist=fx._hist,
+        count=fx._count,
+        last_ts=fx._last_ts,
+        acc=fx._acc,
+    )
+    return buffer.getvalue()
+
+
+def test_a_format_1_state_restores_and_is_stored_as_parts_next() -> None:
+    ids, ts, values = _stream()
+    fx = _make()
+    fx.transform(ids[:700], ts[:700], values[:700])
+    after = fx.transform(ids[700:], ts[700:], values[700:])
+    old = _make()
+    old.transform(ids[:700], ts[:700], values[:700])
+    upgraded = _make()
+    upgraded.restore(_format_1_blob(old))
+    assert set(upgraded.changed_parts()) == {features_module.HEADER, *set(ids[:700].tolist())}
+    assert np.array_equal(upgraded.transform(ids[700:], ts[700:], values[700:]), after)
+    with pytest.raises(FeatureError, match="not 44 int64"):
+        _make().restore_parts({**old.parts(), "a": b"short"})
+    with pytest.raises(FeatureError, match="not a feature extractor state"):
+        _make().restore(old.state()[:-3])
+
+
 def test_out_of_order_readings_do_not_enter_history() -> None:
     ts = np.arange(40) * 100
     values = np.random.default_rng(3).normal(size=(40, 3))

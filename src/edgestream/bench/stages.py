@@ -203,7 +203,7 @@ def _instrument(pipeline: TopicPipeline, clock: StageClock, captured: list[Any])
             return transform(ids, ts, values)
 
         fx.transform = clock.wrap("features", capture)  # type: ignore[method-assign]
-        fx.state = clock.wrap("state_blobs", fx.state)  # type: ignore[method-assign]
+        fx.changed_parts = clock.wrap("state_blobs", fx.changed_parts)  # type: ignore[method-assign]
     if pipeline.scorer is not None:
         scorer = pipeline.scorer
         scorer.score = clock.wrap("score", scorer.score)  # type: ignore[method-assign]

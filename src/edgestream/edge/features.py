@@ -52,6 +52,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import struct
 from collections.abc import Sequence
 from typing import Any
 
@@ -60,7 +61,8 @@ import numpy as np
 from edgestream.core.exceptions import EdgestreamError
 
 GAUSS_MAD = math.sqrt(2.0) * math.sqrt(2.0 / math.pi)  # E|x_t - x_t-1| / sigma for iid noise
-STATE_FORMAT = 1
+STATE_FORMAT = 2  # 1: one numpy .npz blob (still restored)
+HEADER = ""  # the part that holds the format and config
 CLIP = 1e6  # features are clipped to +-CLIP so float32 never overflows
 QUANTUM = 65536.0  # values are kept as integers in units of 1/QUANTUM: exact window sums
 VMAX = 1e9  # |values| are clipped to VMAX so integer sums never overflow
@@ -164,24 +166,79 @@ class FeatureExtractor:
         )
 
     # -- state ------------------------------------------------------------------------------
+    # The state is a set of *parts*: HEADER (the format and config, JSON) and one record per
+    # device (its int64 counters, ring and accumulators). ``changed_parts()`` gives the parts
+    # written since the last call, so a caller that stores parts under their own keys commits
+    # a few devices per batch instead of the whole fleet; ``state()`` packs every part.
+    def parts(self) -> dict[str, bytes]:
+        """Every part of the state (HEADER and one record per device)."""
+        return self._records(range(len(self._slots)))
+
+    def changed_parts(self) -> dict[str, bytes]:
+        """HEADER and the records of the devices ``transform`` changed since the last call."""
+        dirty, self._dirty = self._dirty, set()
+        return self._records(sorted(dirty))
+
+    def _records(self, slots: Any) -> dict[str, bytes]:
+        ids = list(self._slots)  # insertion order = slot order
+        header = json.dumps({"format": STATE_FORMAT, **self.config()}).encode()
+        out = {HEADER: header}
+        slots = np.fromiter(slots, dtype=np.int64)
+        if len(slots):
+            rows = np.concatenate(
+                [
+                    self._count[slots, None],
+                    self._last_ts[slots, None],
+                    self._hist[slots].reshape(len(slots), -1),
+                    self._acc[slots],
+                ],
+                axis=1,
+            )
+            out.update((ids[i], row.tobytes()) for i, row in zip(slots.tolist(), rows, strict=True))
+        return out
+
+    def restore_parts(self, parts: dict[str, bytes]) -> None:
+        """Replace the state by ``parts`` (from ``parts()`` or ``changed_parts()`` merged)."""
+        try:
+            header = json.loads(parts[HEADER])
+        except (KeyError, ValueError) as error:
+            raise FeatureError(f"not a feature extractor state ({error!r})") from None
+        mine = self.config()
+        if header.get("format") != STATE_FORMAT or any(header.get(k) != v for k, v in mine.items()):
+            raise FeatureError(
+                f"feature state was saved with {header}, this extractor has {mine}: "
+                "restore it into an extractor built from the same model"
+            )
+        w, c = self.window, len(self.channels)
+        width = 2 + w * c + ACC * c
+        ids = sorted(k for k in parts if k != HEADER)
+        wrong = [d for d in ids if len(parts[d]) != 8 * width]
+        if wrong:
+            raise FeatureError(f"feature state records of {wrong[:3]} are not {width} int64")
+        rows = np.frombuffer(b"".join(parts[d] for d in ids), dtype=np.int64)
+        rows = rows.reshape(len(ids), width)
+        self._slots = {d: i for i, d in enumerate(ids)}
+        self._count, self._last_ts = rows[:, 0].copy(), rows[:, 1].copy()
+        self._hist = rows[:, 2 : 2 + w * c].reshape(len(ids), w, c).copy()
+        self._acc = rows[:, 2 + w * c :].copy()
+        self._dirty = set()
+
     def state(self) -> bytes:
         """A snapshot of every device's history (``restore`` it to continue exactly)."""
-        ids = sorted(self._slots, key=self._slots.__getitem__)
-        buffer = io.BytesIO()
-        header = json.dumps({"format": STATE_FORMAT, **self.config()})
-        np.savez(
-            buffer,
-            header=np.array(header),
-            ids=np.array(ids, dtype=str),
-            hist=self._hist,
-            count=self._count,
-            last_ts=self._last_ts,
-            acc=self._acc,
-        )
-        return buffer.getvalue()
+        return pack_parts(self.parts())
 
     def restore(self, blob: bytes) -> None:
         """Replace the state by a snapshot from ``state()`` of an extractor with this config."""
+        if blob[:2] == b"PK":  # format 1 (numpy .npz), written before the state had parts
+            self._restore_npz(blob)
+            return
+        try:
+            parts = unpack_parts(blob)
+        except ValueError as error:
+            raise FeatureError(f"not a feature extractor state ({error})") from None
+        self.restore_parts(parts)
+
+    def _restore_npz(self, blob: bytes) -> None:
         try:
             with np.load(io.BytesIO(blob), allow_pickle=False) as data:
                 header = json.loads(str(data["header"]))
@@ -190,7 +247,7 @@ class FeatureExtractor:
         except (OSError, ValueError, KeyError) as error:
             raise FeatureError(f"not a feature extractor state ({error})") from None
         mine = self.config()
-        if header.get("format") != STATE_FORMAT or any(header.get(k) != v for k, v in mine.items()):
+        if header.get("format") != 1 or any(header.get(k) != v for k, v in mine.items()):
             raise FeatureError(
                 f"feature state was saved with {header}, this extractor has {mine}: "
                 "restore it into an extractor built from the same model"
@@ -200,6 +257,7 @@ class FeatureExtractor:
             raise FeatureError("feature state arrays do not match its device list")
         self._slots = {d: i for i, d in enumerate(ids)}
         self._hist, self._count, self._last_ts, self._acc = arrays
+        self._dirty = set(range(n))  # a caller storing parts has none of them yet
 
     def reset(self) -> None:
         """Forget every device."""
@@ -209,6 +267,7 @@ class FeatureExtractor:
         self._count = np.zeros(0, dtype=np.int64)  # in-order readings seen per device
         self._last_ts = np.zeros(0, dtype=np.int64)
         self._acc = np.zeros((0, ACC * c), dtype=np.int64)  # see _Acc
+        self._dirty: set[int] = set()  # slots changed since the last changed_parts()
 
     # -- features ---------------------------------------------------------------------------
     def transform(
@@ -474,6 +533,7 @@ class _Batch:
         fx._hist[self.dev[self.sseg[keep]], pos % w] = self.sv[keep]
         fx._count[self.dev] = self.count0 + self.added
         fx._acc[self.dev] = acc.reshape(k, ACC * c)
+        fx._dirty.update(self.dev.tolist())
         newest = np.where(self.in_order, self.ts, np.iinfo(np.int64).min)
         fx._last_ts[self.dev] = np.maximum(
             fx._last_ts[self.dev], np.maximum.reduceat(newest, self.starts)
@@ -493,3 +553,37 @@ def _prev_max(
         b = starts[i + 1] if i + 1 < len(starts) else len(ts)
         prev[a + 1 : b] = np.maximum.accumulate(ts[a:b])[:-1]
     return np.maximum(prev, state_ts[seg])
+
+
+def pack_parts(parts: dict[str, bytes]) -> bytes:
+    """Parts as one blob (``u32`` count, then per part ``u32`` key length, key, ``u32`` size,
+    bytes).
+
+    >>> unpack_parts(pack_parts({"": b"{}", "d1": b"xyz"}))
+    {'': b'{}', 'd1': b'xyz'}
+    """
+    out = [struct.pack("<I", len(parts))]
+    for key, value in parts.items():
+        k = key.encode()
+        out += [struct.pack("<I", len(k)), k, struct.pack("<I", len(value)), value]
+    return b"".join(out)
+
+
+def unpack_parts(blob: bytes) -> dict[str, bytes]:
+    """The inverse of :func:`pack_parts`; ``ValueError`` on anything else."""
+    view, pos, out = memoryview(blob), 4, {}
+    try:
+        (count,) = struct.unpack_from("<I", view, 0)
+        for _ in range(count):
+            (klen,) = struct.unpack_from("<I", view, pos)
+            key = bytes(view[pos + 4 : pos + 4 + klen]).decode()
+            (vlen,) = struct.unpack_from("<I", view, pos + 4 + klen)
+            pos += 8 + klen + vlen
+            if pos > len(blob):
+                raise ValueError("a part runs past the end")
+            out[key] = bytes(view[pos - vlen : pos])
+    except (struct.error, UnicodeDecodeError) as error:
+        raise ValueError(f"truncated or garbled parts ({error})") from None
+    if pos != len(blob):
+        raise ValueError(f"{len(blob) - pos} bytes after the last part")
+    return out

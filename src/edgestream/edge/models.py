@@ -29,7 +29,8 @@ class Features(Protocol):
     """What the pipeline needs from a feature extractor."""
 
     def transform(self, device_ids: Any, ts: Any, values: Any) -> np.ndarray: ...
-    def state(self) -> bytes: ...
+    def changed_parts(self) -> dict[str, bytes]: ...
+    def restore_parts(self, parts: dict[str, bytes]) -> None: ...
     def restore(self, blob: bytes) -> None: ...
 
 
@@ -44,6 +45,12 @@ class RawFeatures:
 
     def state(self) -> bytes:
         return b""
+
+    def changed_parts(self) -> dict[str, bytes]:
+        return {}
+
+    def restore_parts(self, parts: dict[str, bytes]) -> None:
+        return None
 
     def restore(self, blob: bytes) -> None:
         return None

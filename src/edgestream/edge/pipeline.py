@@ -10,6 +10,8 @@ so the last engine is never ahead of the others. After a crash everything restar
 last engine: readings it has seen are skipped, readings after it are scored again from the
 restored feature state (bit-identical scores), engines that already have them skip them by
 offset. Re-produced alerts and summaries carry the same deterministic keys and bytes.
+The feature state is stored as parts (``features/`` + device id, and its header): a batch
+commits the records of the devices it changed, not the whole fleet's history.
 
 >>> from edgestream.core.topology.edge import Window
 >>> spec = window_spec(Window(size=10_000, allowed_lateness=2_000))
@@ -39,6 +41,8 @@ from edgestream.edge.windows import WindowEngine
 from edgestream.ml.scorer import OnnxScorer
 
 FEATURES, INCIDENTS, ALERTS, POSITIONS = "features", "incidents", "alerts", "positions"
+#: extras name prefix of the feature state's parts: a batch commits the devices it changed
+FEATURE_PART = "features/"
 
 
 def window_spec(window: Window) -> WindowSpec:
@@ -109,7 +113,14 @@ class TopicPipeline:
         self.shadow: Any = None  # a candidate scored beside the model (edge.rollout_agent)
         if scorer is not None:
             self.features = features_for(scorer.meta)
-            if FEATURES in last.extras:
+            parts = {
+                k[len(FEATURE_PART) :]: v
+                for k, v in last.extras.items()
+                if k.startswith(FEATURE_PART)
+            }
+            if parts:
+                self.features.restore_parts(parts)
+            elif FEATURES in last.extras:  # one blob, as releases before parts stored it
                 self.features.restore(last.extras[FEATURES])
             channels = scorer.meta.channels or scorer.meta.inputs
             self._feature_cols = [self.validator.channels.index(c) for c in channels]
@@ -194,7 +205,7 @@ class TopicPipeline:
                 self.shadow.observe(x, scores, self.threshold)
             anomaly = scores > self.threshold
             version = self.scorer.version
-            extras[FEATURES] = self.features.state()
+            extras.update((FEATURE_PART + k, v) for k, v in self.features.changed_parts().items())
         out.alerts = self.incidents.process(
             readings.device_id,
             readings.site,

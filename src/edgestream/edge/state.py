@@ -28,8 +28,9 @@ returned call or of the one before it, never a mixture. ``sync=False`` survives 
 crash but not an OS crash or power loss; use it only where readings can be replayed from a
 broker that has not committed the consumer offsets yet.
 
-Memory. Every commit rewrites the caller's extras (the feature state alone is ~9 KB), so an
-engine writes ~0.2 MB/s at the default rates while its live data stays small. RocksDB's default
+Memory. Every commit rewrites the extras the caller passes (the gateway passes the feature
+state of the devices a batch changed, a few KB, and its incident state), so an engine writes
+steadily while its live data stays small. RocksDB's default
 64 MB write buffer would hold all of that in memory for minutes (it grew the gateway worker by
 ~8 MB/min in the soak, issue 8) before the first flush. A store therefore uses small write
 buffers (:data:`WRITE_BUFFER_BYTES`, at most :data:`MAX_WRITE_BUFFERS` of them) and a small
