@@ -59,16 +59,20 @@ def test_a_sidecar_less_onnx_model_scores_raw_channels(tmp_path: Path) -> None:
 
     with RegistryServer(tmp_path / "r.db") as registry:
         ser = AvroSerializer(registry.url, "SensorReading", "sensors.pump-value")
-        pipeline = TopicPipeline(
-            topology,
-            "gw-test",
-            topology.sensors.topics[0],
-            tmp_path / "state",
-            AvroDeserializer(registry.url, reader_schema="SensorReading"),
-            scorer,
-            sync=False,
-            threshold=threshold,
-        )
+
+        def open_pipeline() -> TopicPipeline:
+            return TopicPipeline(
+                topology,
+                "gw-test",
+                topology.sensors.topics[0],
+                tmp_path / "state",
+                AvroDeserializer(registry.url, reader_schema="SensorReading"),
+                scorer,
+                sync=False,
+                threshold=threshold,
+            )
+
+        pipeline = open_pipeline()
         assert isinstance(pipeline.features, RawFeatures)
         rng = np.random.default_rng(1)
         values = NORMAL + SPREAD * rng.normal(size=(400, 4))
@@ -89,7 +93,15 @@ def test_a_sidecar_less_onnx_model_scores_raw_channels(tmp_path: Path) -> None:
             for i, row in enumerate(values)
         ]
         out = pipeline.process(0, list(range(400)), records, now)
+        # acks name the alerts the broker confirmed: others stay pending for a restart
+        pending = []
+        for confirmed in (["another-alert"], [a["alert_id"] for a in out.alerts]):
+            pipeline.ack([], confirmed)
+            pipeline.close()
+            pipeline = open_pipeline()
+            pending.append([a["alert_id"] for a in pipeline.unacked()[0]])
         pipeline.close()
+    assert out.alerts and pending == [[a["alert_id"] for a in out.alerts], []]
     opened = [a for a in out.alerts if a["status"] == "open"]
     assert {a["readings"][0]["seq"] for a in opened} >= {200}
     assert all(a["model_version"] == "if-7" for a in out.alerts)

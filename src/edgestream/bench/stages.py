@@ -158,7 +158,7 @@ def run_pipeline(
                 stamped = [{**a, "emitted_at": a.get("emitted_at") or now} for a in out.alerts]
                 serialize(stamped, alert_ser)
                 serialize(out.summaries, summary_ser)
-                ack([s["summary_id"] for s in out.summaries], True)
+                ack([s["summary_id"] for s in out.summaries], [a["alert_id"] for a in out.alerts])
             if out.summaries and first_output is None:
                 first_output = readings
             summaries += len(out.summaries)

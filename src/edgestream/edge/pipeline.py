@@ -143,16 +143,21 @@ class TopicPipeline:
         summaries = [s for engine in self.engines for s in engine.unacked()]
         return list(self._pending_alerts), summaries
 
-    def ack(self, summary_ids: Sequence[str], alerts_done: bool = True) -> None:
-        """The broker confirmed these summaries (and the pending alerts)."""
+    def ack(self, summary_ids: Sequence[str], alert_ids: Sequence[str] = ()) -> None:
+        """The broker confirmed these summaries and alerts: forget them (one commit).
+
+        Alerts emitted since (a later batch) stay pending: the worker confirms in the
+        background while the next batches run.
+        """
         ids = set(summary_ids)
         for engine in self.engines[:-1]:
             if ids:
                 engine.ack(ids)
         extras = None
-        if alerts_done and self._pending_alerts:
-            self._pending_alerts = []
-            extras = {ALERTS: b"[]"}
+        done = set(alert_ids)
+        if done and self._pending_alerts:
+            self._pending_alerts = [a for a in self._pending_alerts if a["alert_id"] not in done]
+            extras = {ALERTS: json.dumps(self._pending_alerts).encode()}
         if ids or extras:
             self.engines[-1].ack(ids, extras=extras)
 

@@ -136,6 +136,7 @@ class Gateway:
         self.pipelines: dict[str, TopicPipeline] = {}
         self.metrics = GatewayMetrics(config.gateway_id)  # Prometheus (edgestream.core.metrics)
         self._locks: dict[str, asyncio.Lock] = {}
+        self._confirming: set[asyncio.Future[None]] = set()  # outputs awaiting the broker
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edge-pipeline")
         self._out = {
             name: self.app.topic(name, value_serializer="raw", key_serializer="raw")
@@ -357,7 +358,8 @@ class Gateway:
     async def _emit(
         self, topic: SensorTopic, alerts: list[dict[str, Any]], summaries: list[dict[str, Any]]
     ) -> None:
-        """Produce alerts first, then summaries; ack both once the broker confirmed them."""
+        """Produce alerts first, then summaries; :meth:`_confirm` acks them once the broker
+        confirmed them."""
         pipeline = self.pipelines[topic.name]
         now = int(time.time() * 1000)
         futures = []
@@ -375,12 +377,42 @@ class Gateway:
                 )
             )
         if futures:
+            task = asyncio.ensure_future(self._confirm(topic, pipeline, futures, alerts, summaries))
+            self._confirming.add(task)  # a reference until it is done
+            task.add_done_callback(self._confirming.discard)
+
+    async def _confirm(
+        self,
+        topic: SensorTopic,
+        pipeline: TopicPipeline,
+        futures: list[Any],
+        alerts: list[dict[str, Any]],
+        summaries: list[dict[str, Any]],
+    ) -> None:
+        """Once the broker confirmed a batch's outputs, the local state forgets them.
+
+        In the background: the next batch does not wait for the broker (the produce round trip
+        and this commit used to delay every batch behind one with outputs). Until then they
+        stay pending in the committed state and a restart re-sends them (same keys, same bytes).
+        """
+        try:
             await asyncio.gather(*futures)
             self.metrics.emitted(topic.name, alerts=len(alerts), summaries=len(summaries))
-            ids = [s["summary_id"] for s in summaries]
             await asyncio.get_running_loop().run_in_executor(
-                self._executor, pipeline.ack, ids, True
+                self._executor,
+                pipeline.ack,
+                [s["summary_id"] for s in summaries],
+                [a["alert_id"] for a in alerts],
             )
+        except Exception:
+            log.critical(
+                "the edge broker did not take %s's alerts/summaries; exiting so a restart "
+                "re-sends them",
+                topic.name,
+                exc_info=True,
+            )
+            logging.shutdown()
+            os._exit(EXIT_PROCESSING_FAILED)
 
     async def _side_outputs(
         self, topic: SensorTopic, partition: int, messages: list[Any], out: Outputs
