@@ -41,6 +41,10 @@ def test_bench_e2e_reports_the_three_numbers(tmp_path: Path, capsys) -> None:
     assert data["drain_rate_vs_live"] > 1
     lat = data["latency_ms"]
     assert lat["guard_s"] == 5.0 and lat["excluded_in_guard"] >= 0
+    halves = [lat[h].get("samples", 0) for h in ("live_first_half", "live_second_half")]
+    assert sum(halves) == lat.get("samples", 0)
+    probe = lat["edge_broker_tail_fetch_ms"]
+    assert probe["live_start"] > 0 and probe["live_end"] > 0
     assert set(data["goals"]) == {
         "cloud_to_raw_ratio<=0.01", "drain_rate_vs_live>=10", "p99_alert_ms<=300",
     }  # fmt: skip

@@ -33,7 +33,12 @@ empty), the drain, then a flush of the last windows. It reports:
   last ``LATENCY_GUARD_S`` seconds of the live phase (a guard band far above any healthy
   latency) are left out, selected by *send* time (selecting by receive time would drop
   exactly the slow ones); ``latency_ms.guard_s`` and ``latency_ms.excluded_in_guard`` report
-  the band and how many alerts it left out.
+  the band and how many alerts it left out. ``latency_ms.live_first_half`` /
+  ``live_second_half`` split the alerts by when their reading was sent, and
+  ``latency_ms.edge_broker_tail_fetch_ms`` is the gateway broker's time to serve a fetch of
+  the sensor topic's newest records, probed before and after the live phase: the embedded
+  Tansu's fetches slow down as a partition accumulates record batches (it never deletes
+  them), which the second half's latency shows.
 
 Everything runs on one machine: brokers, gateway, forwarder, registry and the bench's own
 sensors and reader share its cores, and latency tails show it (``machine.load_avg_1m``).
@@ -58,6 +63,7 @@ from edgestream.bench.e2e_parts import (
     forwarder_argv,
     percentiles,
     read_all,
+    tail_fetch_ms,
 )
 from edgestream.bench.edge import CHANNELS
 from edgestream.bench.worker import edge_worker_argv
@@ -207,10 +213,12 @@ def run_e2e_bench(params: E2EBenchParams, phases: Phases | None = None) -> dict[
             _wait(lambda: watcher.count("fleet.summaries") > 0, params.timeout, "warm-up", procs)
             phases.done(f"{watcher.count('fleet.summaries')} summaries")
 
+            probes = {"live_start": tail_fetch_ms(edge, "sensors.pump")}
             t["live0"] = time.time() * 1000
             phases.start(f"live: {params.live_s:.0f} s", total=params.live_s)
             _sleep(params.live_s, phases)
             t["live1"] = time.time() * 1000
+            probes["live_end"] = tail_fetch_ms(edge, "sensors.pump")
             phases.done(f"{len(watcher.delivered)} records in the cloud")
 
             phases.start(f"cloud outage: {params.outage_s:.0f} s", total=params.outage_s)
@@ -245,7 +253,9 @@ def run_e2e_bench(params: E2EBenchParams, phases: Phases | None = None) -> dict[
             phases.done(f"{stats.delivered} records delivered")
             edge_out = {k: read_all(edge, k) for k in (ALERTS_TOPIC, SUMMARIES_TOPIC)}
             rss = {n: monitor.peak_mb(n) for n in ("gateway", "forwarder")}
-        return _result(params, t, sender, watcher, stats, backlog, edge_out, registry, cpu, rss)
+        result = _result(params, t, sender, watcher, stats, backlog, edge_out, registry, cpu, rss)
+        result["latency_ms"]["edge_broker_tail_fetch_ms"] = probes
+        return result
     finally:
         if sender is not None:
             sender.finish()
@@ -346,6 +356,7 @@ def _result(
         "gateway": [], "gateway_detect": [], "gateway_produce": [], "forwarder": [],
         "cloud_read": [],
     }  # fmt: skip
+    halves: dict[bool, list[float]] = {False: [], True: []}  # sent in the live phase's 2nd half
     guarded = 0
     for d in watcher.delivered:
         rec = d.record
@@ -357,6 +368,7 @@ def _result(
             continue
         sent = sender.sent_at[(rec["device_id"], int(rec["ts"]))]
         latency.append(d.received_ms - sent)
+        halves[sent >= (t["live0"] + t["live1"]) / 2].append(d.received_ms - sent)
         on_edge = edge_ts.get(rec["alert_id"])
         if on_edge is not None:
             parts["gateway"].append(on_edge - sent)
@@ -366,7 +378,9 @@ def _result(
                 parts["gateway_produce"].append(on_edge - emitted)
             parts["forwarder"].append(d.timestamp_ms - on_edge)
             parts["cloud_read"].append(d.received_ms - d.timestamp_ms)
-    lat = {**percentiles(latency), "guard_s": LATENCY_GUARD_S, "excluded_in_guard": guarded}
+    lat = {**percentiles(latency), "guard_s": LATENCY_GUARD_S, "excluded_in_guard": guarded,
+           "live_first_half": percentiles(halves[False]),
+           "live_second_half": percentiles(halves[True])}  # fmt: skip
     ratio = stats.cloud_bytes / stats.sensor_bytes if stats.sensor_bytes else None
     p99 = lat.get("p99")
     return {
@@ -463,4 +477,22 @@ def e2e_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
         ("p99 gateway: detect / produce",
          " / ".join(str(lat["parts_p99"][k]) for k in ("gateway_detect", "gateway_produce")),
          "ms"),
+        *_halves_rows(lat),
+    ]  # fmt: skip
+
+
+def _halves_rows(lat: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """Latency by half of the live phase, beside the edge broker's tail fetch (runs saved
+    before these were measured have neither)."""
+    first, second = lat.get("live_first_half"), lat.get("live_second_half")
+    probe = lat.get("edge_broker_tail_fetch_ms")
+    if not (first and second and probe):
+        return []
+    return [
+        ("p50 / p99 ms, live 1st half", f"{first.get('p50')} / {first.get('p99')}",
+         f"{first.get('samples', 0)} alerts"),
+        ("p50 / p99 ms, live 2nd half", f"{second.get('p50')} / {second.get('p99')}",
+         f"{second.get('samples', 0)} alerts"),
+        ("edge broker fetch at the tail", f"{probe.get('live_start')} -> {probe.get('live_end')}",
+         "ms, live start -> end (Tansu: grows with the batches it holds)"),
     ]  # fmt: skip

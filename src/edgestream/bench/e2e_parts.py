@@ -23,7 +23,7 @@ from edgestream.core.serde import AvroSerializer, subject_for
 from edgestream.forward.dedup import Deduplicator, DedupReader, Delivered
 from edgestream.sim import SimConfig, Simulator
 
-__all__ = ["CloudWatcher", "SensorSender", "percentiles", "read_all"]
+__all__ = ["CloudWatcher", "SensorSender", "percentiles", "read_all", "tail_fetch_ms"]
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
@@ -142,3 +142,38 @@ def read_all(bootstrap: str, topic: str, quiet: float = 1.5) -> list[Any]:
                 out += batch
                 last = time.monotonic()
     return out
+
+
+def tail_fetch_ms(bootstrap: str, topic: str, probes: int = 10) -> float | None:
+    """Median ms from assigning ``topic``'s newest records (every partition) to receiving one,
+    on one consumer: what the broker spends to serve a fetch at the tail.
+
+    On the embedded Tansu (memory storage) this grows with the record batches a partition
+    holds (it never deletes them, see README "The embedded stack"), so the bench probes it at
+    the start and at the end of the live phase.
+    """
+    from confluent_kafka import Consumer, TopicPartition
+
+    from edgestream.core.broker import consumer_config
+
+    group = f"edgestream-bench-probe-{time.time_ns()}"
+    consumer = Consumer(consumer_config(bootstrap, group, **{"enable.auto.commit": False}))
+    try:
+        meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
+        if meta is None or meta.error is not None:
+            return None
+        times = []
+        for _ in range(probes):
+            tps = []
+            for p in sorted(meta.partitions):
+                low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)
+                tps.append(TopicPartition(topic, p, max(low, high - 1)))
+            start = time.perf_counter()
+            consumer.assign(tps)
+            msg = consumer.poll(5.0)
+            if msg is not None and msg.error() is None:
+                times.append((time.perf_counter() - start) * 1000)
+            consumer.unassign()
+        return round(float(np.median(times)), 1) if times else None
+    finally:
+        consumer.close()
