@@ -124,6 +124,7 @@ class FeatureExtractor:
         if c > 1:
             names += ["max_abs_z", "max_abs_dz", "max_flat"]
         self.feature_names = tuple(names)
+        self._header = json.dumps({"format": STATE_FORMAT, **self.config()}).encode()
         self._slots: dict[str, int] = {}
         self.reset()
 
@@ -181,8 +182,7 @@ class FeatureExtractor:
 
     def _records(self, slots: Any) -> dict[str, bytes]:
         ids = list(self._slots)  # insertion order = slot order
-        header = json.dumps({"format": STATE_FORMAT, **self.config()}).encode()
-        out = {HEADER: header}
+        out = {HEADER: self._header}
         slots = np.fromiter(slots, dtype=np.int64)
         if len(slots):
             rows = np.concatenate(
@@ -203,12 +203,7 @@ class FeatureExtractor:
             header = json.loads(parts[HEADER])
         except (KeyError, ValueError) as error:
             raise FeatureError(f"not a feature extractor state ({error!r})") from None
-        mine = self.config()
-        if header.get("format") != STATE_FORMAT or any(header.get(k) != v for k, v in mine.items()):
-            raise FeatureError(
-                f"feature state was saved with {header}, this extractor has {mine}: "
-                "restore it into an extractor built from the same model"
-            )
+        self._check_header(header, STATE_FORMAT)
         w, c = self.window, len(self.channels)
         width = 2 + w * c + ACC * c
         ids = sorted(k for k in parts if k != HEADER)
@@ -246,18 +241,21 @@ class FeatureExtractor:
                 arrays = [data[k].astype(np.int64) for k in ("hist", "count", "last_ts", "acc")]
         except (OSError, ValueError, KeyError) as error:
             raise FeatureError(f"not a feature extractor state ({error})") from None
-        mine = self.config()
-        if header.get("format") != 1 or any(header.get(k) != v for k, v in mine.items()):
-            raise FeatureError(
-                f"feature state was saved with {header}, this extractor has {mine}: "
-                "restore it into an extractor built from the same model"
-            )
+        self._check_header(header, 1)
         n, c = len(ids), len(self.channels)
         if [a.shape for a in arrays] != [(n, self.window, c), (n,), (n,), (n, ACC * c)]:
             raise FeatureError("feature state arrays do not match its device list")
         self._slots = {d: i for i, d in enumerate(ids)}
         self._hist, self._count, self._last_ts, self._acc = arrays
         self._dirty = set(range(n))  # a caller storing parts has none of them yet
+
+    def _check_header(self, header: dict[str, Any], fmt: int) -> None:
+        mine = self.config()
+        if header.get("format") != fmt or any(header.get(k) != v for k, v in mine.items()):
+            raise FeatureError(
+                f"feature state was saved with {header}, this extractor has {mine}: "
+                "restore it into an extractor built from the same model"
+            )
 
     def reset(self) -> None:
         """Forget every device."""
