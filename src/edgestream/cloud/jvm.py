@@ -1,0 +1,110 @@
+"""The project's own Flink functions in Java, compiled on first use.
+
+No ``flink-avro`` jar ships with this Flink and no Maven repository is assumed, so the JVM
+side of the route past Python's per-record cost (``docs``: README, bench cloud) is a few Java
+sources in ``cloud/java`` compiled with the JDK's ``javac`` against the jars of the installed
+PyFlink. :func:`udf_jar` builds the jar once per source content (cached under
+``~/.edgestream/jvm``, or ``EDGESTREAM_JVM_DIR``) and returns its path;
+:func:`register_functions` declares the functions on a table environment (``USING JAR``):
+
+* ``decode_summary(value BYTES, registry STRING)`` (``io.edgestream.flink.DecodeSummary``): a
+  Confluent-framed Avro WindowSummary as a row (``DecodeSummary.ROW``); a bad value gives
+  ``error = '<reason>: <detail>'`` instead of failing the job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from edgestream.core.exceptions import EdgestreamError
+
+__all__ = ["FUNCTIONS", "JvmBuildError", "javac", "register_functions", "udf_jar"]
+
+SOURCES = Path(__file__).parent / "java"
+#: SQL name -> Java class of each function
+FUNCTIONS = {"decode_summary": "io.edgestream.flink.DecodeSummary"}
+
+
+class JvmBuildError(EdgestreamError):
+    """The Java functions could not be compiled (no JDK, or a compile error)."""
+
+
+def javac() -> str:
+    """The ``javac`` to use: ``$JAVA_HOME/bin/javac``, else the one on ``PATH``."""
+    home = os.environ.get("JAVA_HOME", "").strip()
+    candidates = [str(Path(home) / "bin" / "javac")] if home else []
+    candidates.append(shutil.which("javac") or "")
+    for path in candidates:
+        if path and os.access(path, os.X_OK):
+            return path
+    raise JvmBuildError(
+        "javac not found: the Flink functions in Java need a JDK 17+ "
+        "(apt-get install openjdk-17-jdk-headless, or bash deploy/local/dev.sh setup)"
+    )
+
+
+def _pyflink_lib() -> Path:
+    import pyflink
+
+    return Path(pyflink.__file__).parent / "lib"
+
+
+def _sources() -> list[Path]:
+    return sorted(SOURCES.rglob("*.java"))
+
+
+def _digest(sources: list[Path]) -> str:
+    h = hashlib.sha256()
+    for path in sources:
+        h.update(str(path.relative_to(SOURCES)).encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def udf_jar(cache: Path | None = None) -> Path:
+    """The jar of the Java functions, compiled now if this source content has no jar yet."""
+    sources = _sources()
+    root = cache or Path(os.environ.get("EDGESTREAM_JVM_DIR") or Path.home() / ".edgestream/jvm")
+    jar = root / f"edgestream-flink-{_digest(sources)}.jar"
+    if jar.exists():
+        return jar
+    root.mkdir(parents=True, exist_ok=True)
+    compiler = javac()
+    with tempfile.TemporaryDirectory(prefix="edgestream-javac-") as tmp:
+        classes = Path(tmp) / "classes"
+        classpath = str(_pyflink_lib() / "*")
+        cmd = [compiler, "--release", "17", "-nowarn", "-encoding", "UTF-8", "-cp", classpath,
+               "-d", str(classes), *map(str, sources)]  # fmt: skip
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise JvmBuildError(f"javac failed on {SOURCES}:\n{done.stderr.strip()}")
+        partial = Path(tmp) / jar.name
+        _zip_classes(classes, partial)
+        os.replace(partial, jar)  # atomic: a concurrent build finds a whole jar or none
+    return jar
+
+
+def _zip_classes(classes: Path, jar: Path) -> None:
+    """A jar of the compiled classes (a zip with a manifest; no ``jar`` tool needed)."""
+    import zipfile
+
+    with zipfile.ZipFile(jar, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("META-INF/MANIFEST.MF", "Manifest-Version: 1.0\nCreated-By: edgestream\n\n")
+        for path in sorted(classes.rglob("*.class")):
+            z.write(path, path.relative_to(classes).as_posix())
+
+
+def register_functions(tenv: Any) -> Path:
+    """Declare :data:`FUNCTIONS` on ``tenv`` from the jar (``USING JAR``: the jar goes to the
+    client's class loader and ships with the job); returns the jar."""
+    jar = udf_jar()
+    for name, cls in FUNCTIONS.items():
+        tenv.execute_sql(f"CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS {name} AS '{cls}' "
+                         f"LANGUAGE JAVA USING JAR '{jar.as_uri()}'")  # fmt: skip
+    return jar
