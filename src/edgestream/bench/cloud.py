@@ -143,6 +143,12 @@ def run_cloud_bench(params: CloudBenchParams, phases: Phases) -> dict[str, Any]:
             "counts": {k: v for k, v in meta.items() if k not in _TIMES},
             "us_per_record": _split(meta),
         }
+        phases.start("JVM only, same topic: raw read, then Java Avro decode")
+        result["jvm_only"] = _jvm_phase(cloud, registry, ends["fleet.summaries"], per_s)
+        phases.done(
+            f"read {result['jvm_only']['read_per_s']:,} /s, "
+            f"decode {result['jvm_only']['decode_per_s']:,} /s"
+        )
         result["lag_ms"] = _lag_phase(params, topo, cloud, registry, phases, start_job,
                                       CloudJobConfig)  # fmt: skip
     finally:
@@ -150,6 +156,45 @@ def run_cloud_bench(params: CloudBenchParams, phases: Phases) -> dict[str, Any]:
         if params.workdir is None:
             shutil.rmtree(work, ignore_errors=True)
     return result
+
+
+#: a bounded aggregate's intermediate rows are few (the last one is the result)
+_MINI_BATCH = {"table.exec.mini-batch.enabled": "true",
+               "table.exec.mini-batch.allow-latency": "2 s",
+               "table.exec.mini-batch.size": "1000000"}  # fmt: skip
+
+
+def _jvm_phase(cloud: str, registry: str, ends: dict[int, int], job_per_s: float) -> dict:
+    """The route past Python's per-record cost, measured on the same topic: records/s of a
+    JVM-only query that reads the raw values, and of one that also decodes them with the Java
+    decoder (:mod:`edgestream.cloud.jvm`). Each span is first to last record, read with
+    ``NOW()`` per record (so the MiniCluster's start is not in it), as the job's own."""
+    from datetime import datetime
+
+    from edgestream.cloud.flink import flink_env, kafka_table_ddl
+    from edgestream.cloud.jvm import register_functions
+
+    span = "CAST(MIN(t) AS STRING), CAST(MAX(t) AS STRING)"
+    queries = {
+        "read": f"SELECT COUNT(*), 0, {span} FROM (SELECT v, NOW() AS t FROM s)",
+        "decode": f"SELECT COUNT(*), COUNT(d.error), {span} FROM (SELECT "
+                  f"decode_summary(v, '{registry}') AS d, NOW() AS t FROM s)",
+    }  # fmt: skip
+    out: dict[str, Any] = {}
+    for name, sql in queries.items():
+        _env, tenv = flink_env(None, 1, _MINI_BATCH)
+        register_functions(tenv)
+        tenv.execute_sql(kafka_table_ddl("s", "fleet.summaries", cloud, ends=ends,
+                                         group=f"bench-jvm-{name}"))  # fmt: skip
+        with tenv.execute_sql(sql).collect() as rows:
+            records, errors, first, last = list(rows)[-1]
+        span_s = (datetime.fromisoformat(last) - datetime.fromisoformat(first)).total_seconds()
+        out["records"] = int(records)
+        out[f"{name}_per_s"] = round(rate(int(records), max(span_s, 0.001)))
+        if name == "decode":
+            out["decode_errors"] = int(errors)
+    out["decode_vs_job"] = round(out["decode_per_s"] / max(job_per_s, 1), 1)
+    return out
 
 
 def _lag_phase(params, topo, cloud, registry, phases, start_job, config_cls) -> dict[str, Any]:

@@ -192,6 +192,13 @@ public final class AvroSchema {
       return Float.intBitsToFloat((int) littleEndian(4));
     }
 
+    void skip(long length) {
+      if (length < 0 || pos + length > data.length) {
+        throw new AvroException("decode", "corrupt Avro body (a length past the end)");
+      }
+      pos += (int) length;
+    }
+
     byte[] readBytes(long length) {
       if (length < 0 || pos + length > data.length) {
         throw new AvroException("decode", "corrupt Avro body (a length past the end)");
@@ -210,6 +217,51 @@ public final class AvroSchema {
       pos += (int) length;
       return s;
     }
+  }
+
+  /** Move the input past a value of this schema without building it. */
+  void skip(Input in) {
+    switch (kind) {
+      case NULL: return;
+      case BOOLEAN: in.skip(1); return;
+      case INT:
+      case LONG:
+      case ENUM: in.readLong(); return;
+      case FLOAT: in.skip(4); return;
+      case DOUBLE: in.skip(8); return;
+      case BYTES:
+      case STRING: in.skip(in.readLong()); return;
+      case FIXED: in.skip(size); return;
+      case UNION: branch(in).skip(in); return;
+      case RECORD:
+        for (AvroSchema field : fields) {
+          field.skip(in);
+        }
+        return;
+      case ARRAY:
+      case MAP:
+        for (long n = blockCount(in, kind == Kind.ARRAY ? items : null); n != 0;
+            n = blockCount(in, kind == Kind.ARRAY ? items : null)) {
+          for (long j = 0; j < n; j++) {
+            if (kind == Kind.MAP) {
+              in.skip(in.readLong());
+            }
+            items.skip(in);
+          }
+        }
+        return;
+      default:
+        throw new IllegalStateException(kind.toString());
+    }
+  }
+
+  /** The branch of a union whose index is next in the input. */
+  AvroSchema branch(Input in) {
+    long i = in.readLong();
+    if (i < 0 || i >= fields.size()) {
+      throw new AvroException("decode", "corrupt Avro body (union branch " + i + ")");
+    }
+    return fields.get((int) i);
   }
 
   /** The value of this schema at the input's position (the position moves past it). */
@@ -231,13 +283,7 @@ public final class AvroSchema {
         }
         return symbols.get(i);
       }
-      case UNION: {
-        long i = in.readLong();
-        if (i < 0 || i >= fields.size()) {
-          throw new AvroException("decode", "corrupt Avro body (union branch " + i + ")");
-        }
-        return fields.get((int) i).read(in);
-      }
+      case UNION: return branch(in).read(in);
       case RECORD: {
         Map<String, Object> out = new HashMap<>(fields.size() * 2);
         for (int i = 0; i < fields.size(); i++) {

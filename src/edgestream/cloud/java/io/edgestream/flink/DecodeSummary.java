@@ -6,7 +6,9 @@ import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
 import java.time.Duration;
+import java.util.ArrayList;
 import java.util.HashMap;
+import java.util.List;
 import java.util.Map;
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.ObjectMapper;
 import org.apache.flink.table.annotation.DataTypeHint;
@@ -33,18 +35,30 @@ public class DecodeSummary extends ScalarFunction {
       + "late_count BIGINT, rollup_level INT, channel_names ARRAY<STRING>, "
       + "channel_counts ARRAY<BIGINT>, channel_sums ARRAY<DOUBLE>, channel_m2 ARRAY<DOUBLE>, "
       + "channel_mins ARRAY<DOUBLE>, channel_maxs ARRAY<DOUBLE>>";
-  private static final int FIELDS = 24;
+  /** The row's fields in order, and their Java types (S string, L long, I int, D double). */
+  static final List<String> NAMES = List.of("error", "summary_id", "gateway_id", "gateway_seq",
+      "scope", "scope_key", "site", "device_type", "window_start", "window_end", "count",
+      "anomaly_count", "max_score", "first_ts", "last_ts", "model_version", "late_count",
+      "rollup_level", "channel_names", "channel_counts", "channel_sums", "channel_m2",
+      "channel_mins", "channel_maxs");
+  private static final String TYPES = "SSSLSSSSLLLLDLLSLI";
+  private static final int FIELDS = NAMES.size();
+  private static final int CHANNELS = NAMES.indexOf("channel_names");
+  /** The ChannelStats fields read, in the order of the channel arrays after the names. */
+  private static final List<String> CHANNEL_FIELDS = List.of("count", "sum", "m2", "min", "max");
   private static final long UNKNOWN_ID_RETRY_MS = 30_000;
   private static final double[] POW10 = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10,
     1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 
-  private transient Map<Integer, AvroSchema> schemas;
+  private transient Map<Integer, Plan> plans;
+  private transient Map<Integer, AvroSchema.AvroException> notSummaries; // schema id -> why
   private transient Map<Integer, Long> unknownUntil; // schema id -> when to ask again
   private transient HttpClient http;
 
   public @DataTypeHint(ROW) Row eval(byte[] value, String registry) {
-    if (schemas == null) {
-      schemas = new HashMap<>();
+    if (plans == null) {
+      plans = new HashMap<>();
+      notSummaries = new HashMap<>();
       unknownUntil = new HashMap<>();
     }
     try {
@@ -70,80 +84,200 @@ public class DecodeSummary extends ScalarFunction {
     }
     int id = ((value[1] & 0xff) << 24) | ((value[2] & 0xff) << 16) | ((value[3] & 0xff) << 8)
         | (value[4] & 0xff);
-    AvroSchema schema = schema(id, registry);
-    if (schema.kind != AvroSchema.Kind.RECORD || !schema.name.endsWith("WindowSummary")) {
-      throw new AvroSchema.AvroException("invalid_record", "schema id " + id + " writes "
-          + schema.name + ", not a WindowSummary");
-    }
+    Plan plan = plan(id, registry);
     AvroSchema.Input in = new AvroSchema.Input(value, 5);
-    @SuppressWarnings("unchecked")
-    Map<String, Object> r = (Map<String, Object>) schema.read(in);
+    Object[] out = plan.defaults.clone();
+    for (int i = 0; i < plan.slots.length; i++) {
+      AvroSchema field = plan.schema.fields.get(i);
+      int slot = plan.slots[i];
+      if (slot == CHANNELS) {
+        channels(plan, field, in, out);
+      } else if (slot < 0) {
+        field.skip(in);
+      } else {
+        out[slot] = convert(slot, field.read(in));
+      }
+    }
     if (in.pos != value.length) {
       throw new AvroSchema.AvroException(
           "decode", (value.length - in.pos) + " trailing byte(s) after the Avro record");
     }
-    return row(r);
+    return Row.of(out);
   }
 
-  private static Row row(Map<String, Object> r) {
-    @SuppressWarnings("unchecked")
-    Map<String, Object> channels = (Map<String, Object>) r.get("channels");
-    int n = channels == null ? 0 : channels.size();
-    String[] names = new String[n];
-    Long[] counts = new Long[n];
-    Double[] sums = new Double[n];
-    Double[] m2 = new Double[n];
-    Double[] mins = new Double[n];
-    Double[] maxs = new Double[n];
-    int i = 0;
-    if (channels != null) {
-      for (Map.Entry<String, Object> e : channels.entrySet()) {
-        @SuppressWarnings("unchecked")
-        Map<String, Object> c = (Map<String, Object>) e.getValue();
-        names[i] = e.getKey();
-        counts[i] = (Long) c.get("count");
-        sums[i] = expand(c.get("sum"));
-        m2[i] = expand(c.get("m2"));
-        mins[i] = expand(c.get("min"));
-        maxs[i] = expand(c.get("max"));
-        i++;
+  /** A top-level value as the type of its output slot (an int writer field for a BIGINT). */
+  private static Object convert(int slot, Object v) {
+    if (v == null) {
+      return null;
+    }
+    char type = TYPES.charAt(slot);
+    if (type == 'S' && v instanceof String) {
+      return v;
+    }
+    if (v instanceof Number) {
+      Number n = (Number) v;
+      switch (type) {
+        case 'L': return n.longValue();
+        case 'I': return n.intValue();
+        case 'D': return n.doubleValue();
+        default:
       }
     }
-    return Row.of(null, r.get("summary_id"), r.get("gateway_id"), r.get("gateway_seq"),
-        r.get("scope"), r.get("scope_key"), r.get("site"), r.get("device_type"),
-        r.get("window_start"), r.get("window_end"), r.get("count"),
-        r.getOrDefault("anomaly_count", 0L), r.get("max_score"), r.get("first_ts"),
-        r.get("last_ts"), r.get("model_version"), r.getOrDefault("late_count", 0L),
-        r.getOrDefault("rollup_level", 0), names, counts, sums, m2, mins, maxs);
+    throw new AvroSchema.AvroException("invalid_record",
+        "field " + NAMES.get(slot) + " is a " + v.getClass().getSimpleName());
   }
 
-  /** A double, or the double of an exact Decimal / NearDecimal record; null as given. */
-  static Double expand(Object value) {
-    if (value == null || value instanceof Double) {
-      return (Double) value;
+  /** The channels map into the six parallel arrays of the row. */
+  private static void channels(Plan plan, AvroSchema map, AvroSchema.Input in, Object[] out) {
+    List<String> names = new ArrayList<>();
+    List<Double[]> values = new ArrayList<>();
+    AvroSchema stats = plan.channelStats;
+    for (long n = in.readLong(); n != 0; n = in.readLong()) {
+      if (n < 0) { // a negative count is followed by the block's size in bytes
+        in.readLong();
+        n = -n;
+      }
+      for (long j = 0; j < n; j++) {
+        names.add(in.readString());
+        Double[] v = new Double[CHANNEL_FIELDS.size()];
+        for (int k = 0; k < stats.fields.size(); k++) {
+          int slot = plan.channelSlots[k];
+          if (slot < 0) {
+            stats.fields.get(k).skip(in);
+          } else {
+            v[slot] = number(stats.fields.get(k), in);
+          }
+        }
+        values.add(v);
+      }
     }
-    @SuppressWarnings("unchecked")
-    Map<String, Object> d = (Map<String, Object>) value;
-    long unscaled = (Long) d.get("unscaled");
-    int scale = (Integer) d.get("scale");
+    int size = names.size();
+    Long[] counts = new Long[size];
+    Double[][] columns = new Double[CHANNEL_FIELDS.size() - 1][size];
+    for (int i = 0; i < size; i++) {
+      Double[] v = values.get(i);
+      counts[i] = v[0] == null ? null : v[0].longValue();
+      for (int k = 1; k < v.length; k++) {
+        columns[k - 1][i] = v[k];
+      }
+    }
+    out[CHANNELS] = names.toArray(new String[0]);
+    out[CHANNELS + 1] = counts;
+    System.arraycopy(columns, 0, out, CHANNELS + 2, columns.length);
+  }
+
+  /** A numeric value as a double: a double, a long, an exact Decimal / NearDecimal record
+   * (expanded bit for bit), or null. */
+  private static Double number(AvroSchema s, AvroSchema.Input in) {
+    switch (s.kind) {
+      case NULL: return null;
+      case DOUBLE: return in.readDouble();
+      case FLOAT: return (double) in.readFloat();
+      case INT:
+      case LONG: return (double) in.readLong();
+      case UNION: return number(s.branch(in), in);
+      case RECORD: {
+        long unscaled = 0;
+        int scale = 0;
+        int ulps = 0;
+        for (int i = 0; i < s.fields.size(); i++) {
+          switch (s.fieldNames.get(i)) {
+            case "unscaled": unscaled = in.readLong(); break;
+            case "scale": scale = in.readInt(); break;
+            case "ulps": ulps = in.readInt(); break;
+            default: s.fields.get(i).skip(in);
+          }
+        }
+        return expand(unscaled, scale, ulps);
+      }
+      default:
+        throw new AvroSchema.AvroException("invalid_record",
+            "a channel statistic of type " + s.kind + " is not a number");
+    }
+  }
+
+  /** The double nearest to {@code unscaled / 10^scale}, moved by {@code ulps} steps of its
+   * bit pattern (as {@code edgestream.forward.records.expand_double}). */
+  static double expand(long unscaled, int scale, int ulps) {
     double decimal;
     if (Math.abs(unscaled) <= (1L << 53) && scale >= 0 && scale < POW10.length) {
       decimal = unscaled / POW10[scale]; // both exact: the division rounds correctly
     } else {
       decimal = Double.parseDouble(unscaled + "E" + (-scale));
     }
-    Object ulps = d.get("ulps");
-    if (ulps != null && (Integer) ulps != 0) {
-      decimal = Double.longBitsToDouble(Double.doubleToRawLongBits(decimal) + (Integer) ulps);
+    if (ulps != 0) {
+      decimal = Double.longBitsToDouble(Double.doubleToRawLongBits(decimal) + ulps);
     }
     return decimal;
   }
 
-  private AvroSchema schema(int id, String registry) {
-    AvroSchema cached = schemas.get(id);
+  /** How to read one writer schema: the output slot of each writer field (-1: skipped). */
+  private static final class Plan {
+    final AvroSchema schema;
+    final int[] slots;
+    final Object[] defaults = new Object[FIELDS];
+    AvroSchema channelStats;
+    int[] channelSlots;
+
+    Plan(int id, AvroSchema schema) {
+      if (schema.kind != AvroSchema.Kind.RECORD || !schema.name.endsWith("WindowSummary")) {
+        throw new AvroSchema.AvroException("invalid_record",
+            "schema id " + id + " writes " + schema.name + ", not a WindowSummary");
+      }
+      this.schema = schema;
+      defaults[NAMES.indexOf("anomaly_count")] = 0L; // the schema's defaults
+      defaults[NAMES.indexOf("late_count")] = 0L;
+      defaults[NAMES.indexOf("rollup_level")] = 0;
+      defaults[CHANNELS] = new String[0];
+      defaults[CHANNELS + 1] = new Long[0];
+      for (int k = 2; k < CHANNEL_FIELDS.size() + 1; k++) {
+        defaults[CHANNELS + k] = new Double[0];
+      }
+      slots = new int[schema.fields.size()];
+      for (int i = 0; i < slots.length; i++) {
+        String name = schema.fieldNames.get(i);
+        slots[i] = name.equals("channels") ? CHANNELS : NAMES.indexOf(name);
+        if (slots[i] >= CHANNELS && !name.equals("channels")) {
+          slots[i] = -1;
+        }
+        if (slots[i] == CHANNELS) {
+          AvroSchema map = schema.fields.get(i);
+          if (map.kind != AvroSchema.Kind.MAP || map.items.kind != AvroSchema.Kind.RECORD) {
+            throw new AvroSchema.AvroException("invalid_record",
+                "channels is not a map of records in schema id " + id);
+          }
+          channelStats = map.items;
+          channelSlots = new int[channelStats.fields.size()];
+          for (int k = 0; k < channelSlots.length; k++) {
+            channelSlots[k] = CHANNEL_FIELDS.indexOf(channelStats.fieldNames.get(k));
+          }
+        }
+      }
+    }
+  }
+
+  private Plan plan(int id, String registry) {
+    Plan cached = plans.get(id);
     if (cached != null) {
       return cached;
     }
+    AvroSchema.AvroException known = notSummaries.get(id);
+    if (known != null) {
+      throw known;
+    }
+    try {
+      cached = new Plan(id, schema(id, registry));
+    } catch (AvroSchema.AvroException e) {
+      if (!e.reason.equals("unknown_schema_id")) { // retried after a while, see schema()
+        notSummaries.put(id, e);
+      }
+      throw e;
+    }
+    plans.put(id, cached);
+    return cached;
+  }
+
+  private AvroSchema schema(int id, String registry) {
     Long until = unknownUntil.get(id);
     if (until != null && System.currentTimeMillis() < until) {
       throw unknown(id, registry);
@@ -179,9 +313,7 @@ public class DecodeSummary extends ScalarFunction {
     } catch (IOException e) {
       throw new IllegalStateException("schema registry at " + base + " sent no JSON", e);
     }
-    AvroSchema schema = AvroSchema.parse(text);
-    schemas.put(id, schema);
-    return schema;
+    return AvroSchema.parse(text);
   }
 
   private static AvroSchema.AvroException unknown(int id, String registry) {
