@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import zipfile
 from pathlib import Path
 
@@ -120,7 +119,7 @@ def test_decode_summary_equals_the_python_decoder(stack):
     _env, tenv = flink_env()
     jvm.register_functions(tenv)
     tenv.execute_sql(kafka_table_ddl("src", topic, cloud, ends=ends))
-    fields = jvm_row_fields()
+    fields = jvm.SUMMARY_FIELDS
     assert fields[:3] == ["error", "summary_id", "gateway_id"] and len(fields) == 24
     # top-level columns: PyFlink's collect() cannot read a null inside a nested row
     columns = ", ".join(f"d.`{f}`" for f in fields)
@@ -149,11 +148,3 @@ def test_decode_summary_equals_the_python_decoder(stack):
     wire = [c for r in devices for c in wire_summary(r)["channels"].values()]
     assert any("ulps" in c["sum"] for c in wire if isinstance(c["sum"], dict))
     assert any(isinstance(c["min"], dict) for c in wire)
-
-
-def jvm_row_fields() -> list[str]:
-    """The field names of ``DecodeSummary.ROW``, in order, read from the Java source."""
-    source = (jvm.SOURCES / "io/edgestream/flink/DecodeSummary.java").read_text()
-    declared = source.split("ROW = ", 1)[1].split(";", 1)[0]
-    text = "".join(re.findall(r'"([^"]*)"', declared))  # the concatenated literals
-    return re.findall(r"(?:<|, )`?(\w+)`? (?:STRING|BIGINT|DOUBLE|INT|ARRAY)", text)

@@ -1,13 +1,17 @@
 """``edgestream bench cloud``: the fleet Flink job at parallelism 1 on a local MiniCluster.
 
-Two phases on a fresh embedded stack (cloud broker + registry):
+Three phases on a fresh embedded stack (cloud broker + registry):
 
 1. **Throughput** - ``summaries`` forwarded device summaries (plus the site summaries and
    replays a fleet sends) are produced first, then the job reads them to their exact end
    offsets (bounded). Summaries/s = records the job's Python function processed / the span
    between its first and its last record (measured inside the job, so MiniCluster start-up is
    not in it); the wall time of the whole run is reported too.
-2. **End-to-end lag** - the job runs unbounded; every ``window`` seconds of wall time the
+2. **JVM only** - the route past Python's per-record cost, on the same topic: records/s of
+   a Flink SQL query that only reads the raw values, and of one that decodes them with the
+   Java decoder (``decode_summary``, :mod:`edgestream.cloud.jvm`). The job's Python function
+   is the bottleneck when these are far above its rate.
+3. **End-to-end lag** - the job runs unbounded; every ``window`` seconds of wall time the
    fleet's summaries of the window just ended are produced (event time = wall time). A fleet
    row can be computed once the first summary of the next window arrives; lag = broker time
    of the row in ``fleet.stats`` - produce time of that summary (p50 / p95 / max).
@@ -172,13 +176,13 @@ def _jvm_phase(cloud: str, registry: str, ends: dict[int, int], job_per_s: float
     from datetime import datetime
 
     from edgestream.cloud.flink import flink_env, kafka_table_ddl
-    from edgestream.cloud.jvm import register_functions
+    from edgestream.cloud.jvm import register_functions, sql_string
 
     span = "CAST(MIN(t) AS STRING), CAST(MAX(t) AS STRING)"
     queries = {
         "read": f"SELECT COUNT(*), 0, {span} FROM (SELECT v, NOW() AS t FROM s)",
         "decode": f"SELECT COUNT(*), COUNT(d.error), {span} FROM (SELECT "
-                  f"decode_summary(v, '{registry}') AS d, NOW() AS t FROM s)",
+                  f"decode_summary(v, {sql_string(registry)}) AS d, NOW() AS t FROM s)",
     }  # fmt: skip
     out: dict[str, Any] = {}
     for name, sql in queries.items():

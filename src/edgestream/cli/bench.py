@@ -226,10 +226,16 @@ def cloud(
     )  # fmt: skip
     with interrupt_on_sigterm(), Phases(quiet=quiet) as phases:
         result = run_cloud_bench(params, phases)
-    t, lag = result["throughput"], result["lag_ms"]
+    t, lag, jvm = result["throughput"], result["lag_ms"], result["jvm_only"]
     rows = [
         ("summaries/s in the job", f"{t['summaries_per_s']:,}", f"goal {t['goal_per_s']:,}"),
         ("records read", f"{t['records']:,}", f"{t['span_s']} s in the job"),
+        ("JVM only: raw read /s", f"{jvm['read_per_s']:,}", "same topic, no Python"),
+        (
+            "JVM only: Java Avro decode /s",
+            f"{jvm['decode_per_s']:,}",
+            f"{jvm['decode_vs_job']}x the job",
+        ),
         ("bounded run wall time", f"{t['wall_s']} s", "MiniCluster start included"),
         ("end-to-end lag p50", f"{lag['p50']} ms", f"p95 {lag['p95']} ms, max {lag['max']} ms"),
     ]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -24,11 +25,42 @@ from typing import Any
 
 from edgestream.core.exceptions import EdgestreamError
 
-__all__ = ["FUNCTIONS", "JvmBuildError", "javac", "register_functions", "udf_jar"]
+__all__ = [
+    "FUNCTIONS",
+    "SUMMARY_FIELDS",
+    "SUMMARY_ROW",
+    "JvmBuildError",
+    "javac",
+    "register_functions",
+    "sql_string",
+    "udf_jar",
+]
 
 SOURCES = Path(__file__).parent / "java"
 #: SQL name -> Java class of each function
 FUNCTIONS = {"decode_summary": "io.edgestream.flink.DecodeSummary"}
+
+
+def _summary_row() -> str:
+    """``DecodeSummary.ROW`` (the SQL type of ``decode_summary``), read from the Java source:
+    the one place it is written."""
+    source = (SOURCES / "io/edgestream/flink/DecodeSummary.java").read_text(encoding="utf-8")
+    declared = source.split("String ROW = ", 1)[1].split(";", 1)[0]
+    return "".join(re.findall(r'"([^"]*)"', declared))
+
+
+#: the SQL type of ``decode_summary``'s row, and its field names in order
+SUMMARY_ROW = _summary_row()
+SUMMARY_FIELDS = re.findall(r"(?:<|, )`?(\w+)`? (?:STRING|BIGINT|DOUBLE|INT|ARRAY)", SUMMARY_ROW)
+
+
+def sql_string(text: str) -> str:
+    """``text`` as a SQL string literal.
+
+    >>> sql_string("it's")
+    "'it''s'"
+    """
+    return "'" + text.replace("'", "''") + "'"
 
 
 class JvmBuildError(EdgestreamError):

@@ -28,13 +28,14 @@ import org.apache.flink.types.Row;
  * An unreachable registry fails the job (a missing service, not a bad record).
  */
 public class DecodeSummary extends ScalarFunction {
-  public static final String ROW = "ROW<error STRING, summary_id STRING, gateway_id STRING, "
-      + "gateway_seq BIGINT, scope STRING, scope_key STRING, site STRING, device_type STRING, "
-      + "window_start BIGINT, window_end BIGINT, `count` BIGINT, anomaly_count BIGINT, "
-      + "max_score DOUBLE, first_ts BIGINT, last_ts BIGINT, model_version STRING, "
-      + "late_count BIGINT, rollup_level INT, channel_names ARRAY<STRING>, "
-      + "channel_counts ARRAY<BIGINT>, channel_sums ARRAY<DOUBLE>, channel_m2 ARRAY<DOUBLE>, "
-      + "channel_mins ARRAY<DOUBLE>, channel_maxs ARRAY<DOUBLE>>";
+  public static final String ROW = "ROW<`error` STRING, `summary_id` STRING, "
+      + "`gateway_id` STRING, `gateway_seq` BIGINT, `scope` STRING, `scope_key` STRING, "
+      + "`site` STRING, `device_type` STRING, `window_start` BIGINT, `window_end` BIGINT, "
+      + "`count` BIGINT, `anomaly_count` BIGINT, `max_score` DOUBLE, `first_ts` BIGINT, "
+      + "`last_ts` BIGINT, `model_version` STRING, `late_count` BIGINT, `rollup_level` INT, "
+      + "`channel_names` ARRAY<STRING>, `channel_counts` ARRAY<BIGINT>, "
+      + "`channel_sums` ARRAY<DOUBLE>, `channel_m2` ARRAY<DOUBLE>, "
+      + "`channel_mins` ARRAY<DOUBLE>, `channel_maxs` ARRAY<DOUBLE>>";
   /** The row's fields in order, and their Java types (S string, L long, I int, D double). */
   static final List<String> NAMES = List.of("error", "summary_id", "gateway_id", "gateway_seq",
       "scope", "scope_key", "site", "device_type", "window_start", "window_end", "count",
