@@ -24,13 +24,16 @@ java_major() {
 }
 
 ensure_java() {
-  if command -v java >/dev/null 2>&1 && [ "$(java_major)" -ge 17 ] 2>/dev/null; then return; fi
-  say "Java 17+ not found (Flink needs it): installing openjdk-17-jre-headless"
+  # Flink needs a Java 17+ runtime; our Flink functions in Java (src/edgestream/cloud/java)
+  # are compiled on first use, so the JDK's javac too
+  if command -v java >/dev/null 2>&1 && [ "$(java_major)" -ge 17 ] 2>/dev/null &&
+    command -v javac >/dev/null 2>&1; then return; fi
+  say "Java 17+ JDK not found (Flink and our Java functions need it): installing openjdk-17-jdk-headless"
   if command -v apt-get >/dev/null 2>&1; then
     as_root apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq openjdk-17-jre-headless >/dev/null
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq openjdk-17-jdk-headless >/dev/null
   else
-    say "no apt-get here: install a Java 17 runtime and re-run"; exit 1
+    say "no apt-get here: install a Java 17 JDK and re-run"; exit 1
   fi
 }
 
