@@ -1,5 +1,10 @@
 package io.edgestream.flink;
 
+import java.nio.ByteBuffer;
+import java.nio.charset.CharacterCodingException;
+import java.nio.charset.CharsetDecoder;
+import java.nio.charset.CodingErrorAction;
+import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
@@ -213,11 +218,28 @@ public final class AvroSchema {
       if (length < 0 || pos + length > data.length) {
         throw new AvroException("decode", "corrupt Avro body (a length past the end)");
       }
-      String s = new String(data, pos, (int) length, java.nio.charset.StandardCharsets.UTF_8);
-      pos += (int) length;
-      return s;
+      int start = pos;
+      int end = pos + (int) length;
+      pos = end;
+      boolean ascii = true;
+      for (int i = start; i < end && ascii; i++) {
+        ascii = data[i] >= 0;
+      }
+      if (ascii) {
+        return new String(data, start, end - start, StandardCharsets.US_ASCII);
+      }
+      try { // malformed UTF-8 is a corrupt record (as fastavro says), not replaced silently
+        return UTF8.get().decode(ByteBuffer.wrap(data, start, end - start)).toString();
+      } catch (CharacterCodingException e) {
+        throw new AvroException("decode", "corrupt Avro body (a string that is not UTF-8)");
+      }
     }
   }
+
+  private static final ThreadLocal<CharsetDecoder> UTF8 = ThreadLocal.withInitial(
+      () -> StandardCharsets.UTF_8.newDecoder()
+          .onMalformedInput(CodingErrorAction.REPORT)
+          .onUnmappableCharacter(CodingErrorAction.REPORT));
 
   /** Move the input past a value of this schema without building it. */
   void skip(Input in) {

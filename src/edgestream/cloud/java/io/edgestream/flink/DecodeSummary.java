@@ -65,9 +65,24 @@ public class DecodeSummary extends ScalarFunction {
     try {
       return decode(value, registry);
     } catch (AvroSchema.AvroException e) {
-      Row row = new Row(FIELDS);
-      row.setField(0, e.reason + ": " + e.getMessage());
-      return row;
+      return failed(e.reason + ": " + e.getMessage());
+    } catch (RegistryUnavailable e) {
+      throw e; // a missing service fails the job; a bad record never does
+    } catch (RuntimeException e) { // a corrupt body this decoder did not foresee
+      return failed("decode: corrupt Avro body (" + e + ")");
+    }
+  }
+
+  private static Row failed(String error) {
+    Row row = new Row(FIELDS);
+    row.setField(0, error);
+    return row;
+  }
+
+  /** The schema registry cannot be asked: the job fails with what to start. */
+  static final class RegistryUnavailable extends IllegalStateException {
+    RegistryUnavailable(String message, Throwable cause) {
+      super(message, cause);
     }
   }
 
@@ -92,7 +107,7 @@ public class DecodeSummary extends ScalarFunction {
       AvroSchema field = plan.schema.fields.get(i);
       int slot = plan.slots[i];
       if (slot == CHANNELS) {
-        channels(plan, field, in, out);
+        channels(plan, in, out);
       } else if (slot < 0) {
         field.skip(in);
       } else {
@@ -129,7 +144,7 @@ public class DecodeSummary extends ScalarFunction {
   }
 
   /** The channels map into the six parallel arrays of the row. */
-  private static void channels(Plan plan, AvroSchema map, AvroSchema.Input in, Object[] out) {
+  private static void channels(Plan plan, AvroSchema.Input in, Object[] out) {
     List<String> names = new ArrayList<>();
     List<Double[]> values = new ArrayList<>();
     AvroSchema stats = plan.channelStats;
@@ -294,25 +309,25 @@ public class DecodeSummary extends ScalarFunction {
           .timeout(Duration.ofSeconds(30)).GET().build();
       response = http.send(request, HttpResponse.BodyHandlers.ofString());
     } catch (IOException e) {
-      throw new IllegalStateException("schema registry unreachable at " + base + ": " + e
+      throw new RegistryUnavailable("schema registry unreachable at " + base + ": " + e
           + " (start it: edgestream up, or pass the registry's URL)", e);
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
-      throw new IllegalStateException("interrupted while asking the schema registry", e);
+      throw new RegistryUnavailable("interrupted while asking the schema registry", e);
     }
     if (response.statusCode() == 404) {
       unknownUntil.put(id, System.currentTimeMillis() + UNKNOWN_ID_RETRY_MS);
       throw unknown(id, registry);
     }
     if (response.statusCode() != 200) {
-      throw new IllegalStateException("schema registry at " + base + " answered HTTP "
-          + response.statusCode() + " for schema id " + id);
+      throw new RegistryUnavailable("schema registry at " + base + " answered HTTP "
+          + response.statusCode() + " for schema id " + id, null);
     }
     String text;
     try {
       text = new ObjectMapper().readTree(response.body()).path("schema").asText("");
     } catch (IOException e) {
-      throw new IllegalStateException("schema registry at " + base + " sent no JSON", e);
+      throw new RegistryUnavailable("schema registry at " + base + " sent no JSON", e);
     }
     return AvroSchema.parse(text);
   }
