@@ -1,10 +1,10 @@
 """The project's own Flink functions in Java, compiled on first use.
 
 No ``flink-avro`` jar ships with this Flink and no Maven repository is assumed, so the JVM
-side of the route past Python's per-record cost (``docs``: README, bench cloud) is a few Java
-sources in ``cloud/java`` compiled with the JDK's ``javac`` against the jars of the installed
-PyFlink. :func:`udf_jar` builds the jar once per source content (cached under
-``~/.edgestream/jvm``, or ``EDGESTREAM_JVM_DIR``) and returns its path;
+side of the route past Python's per-record cost (README, "Cloud jobs") is a few Java sources
+in ``cloud/java`` compiled with the JDK's ``javac`` against the jars of the installed PyFlink.
+:func:`udf_jar` builds the jar once per source content (cached in ``$EDGESTREAM_HOME/jvm``,
+``~/.edgestream/jvm`` by default) and returns its path;
 :func:`register_functions` declares the functions on a table environment (``USING JAR``):
 
 * ``decode_summary(value BYTES, registry STRING)`` (``io.edgestream.flink.DecodeSummary``): a
@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from edgestream.core.exceptions import EdgestreamError
+from edgestream.core.paths import home_dir
 
 __all__ = [
     "FUNCTIONS",
@@ -102,7 +103,7 @@ def _digest(sources: list[Path]) -> str:
 def udf_jar(cache: Path | None = None) -> Path:
     """The jar of the Java functions, compiled now if this source content has no jar yet."""
     sources = _sources()
-    root = cache or Path(os.environ.get("EDGESTREAM_JVM_DIR") or Path.home() / ".edgestream/jvm")
+    root = cache or home_dir() / "jvm"
     jar = root / f"edgestream-flink-{_digest(sources)}.jar"
     if jar.exists():
         return jar
