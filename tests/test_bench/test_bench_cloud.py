@@ -39,6 +39,6 @@ def test_bench_cloud_json_counts_what_it_produced() -> None:
     assert us["other"] == pytest.approx(us["total"] - us["decode"] - us["engine"], abs=0.2)
     jvm = out["jvm_only"]  # the same records, read (and decoded) without Python
     assert jvm["records"] == len(records) and jvm["decode_errors"] == 0
-    assert jvm["read_per_s"] > 0 and jvm["decode_per_s"] > 0
+    assert jvm["read_per_s"] > 0 and jvm["decode_per_s"] > 0 and jvm["decode_first_per_s"] > 0
     lag = out["lag_ms"]
     assert lag["n"] >= 1 and 0 < lag["p50"] <= lag["max"]

@@ -147,11 +147,12 @@ def run_cloud_bench(params: CloudBenchParams, phases: Phases) -> dict[str, Any]:
             "counts": {k: v for k, v in meta.items() if k not in _TIMES},
             "us_per_record": _split(meta),
         }
-        phases.start("JVM only, same topic: raw read, then Java Avro decode")
+        phases.start("JVM only, same topic: raw read, then Java Avro decode (twice)")
         result["jvm_only"] = _jvm_phase(cloud, registry, ends["fleet.summaries"], per_s)
         phases.done(
             f"read {result['jvm_only']['read_per_s']:,} /s, "
-            f"decode {result['jvm_only']['decode_per_s']:,} /s"
+            f"decode {result['jvm_only']['decode_first_per_s']:,} /s first, "
+            f"{result['jvm_only']['decode_per_s']:,} /s again"
         )
         result["lag_ms"] = _lag_phase(params, topo, cloud, registry, phases, start_job,
                                       CloudJobConfig)  # fmt: skip
@@ -171,19 +172,23 @@ _MINI_BATCH = {"table.exec.mini-batch.enabled": "true",
 def _jvm_phase(cloud: str, registry: str, ends: dict[int, int], job_per_s: float) -> dict:
     """The route past Python's per-record cost, measured on the same topic: records/s of a
     JVM-only query that reads the raw values, and of one that also decodes them with the Java
-    decoder (:mod:`edgestream.cloud.jvm`). Each span is first to last record, read with
-    ``NOW()`` per record (so the MiniCluster's start is not in it), as the job's own."""
+    decoder (:mod:`edgestream.cloud.jvm`), run twice: the first pass is mostly the JIT
+    compiling the decoder (measured outside Flink: 20 µs per record on the first 105k, 2-3
+    µs after), the second is what a long-running job gets. Each span is first to last record,
+    read with ``NOW()`` per record (so the MiniCluster's start is not in it), as the job's."""
     from datetime import datetime
 
     from edgestream.cloud.flink import flink_env, kafka_table_ddl
     from edgestream.cloud.jvm import register_functions, sql_string
 
     span = "CAST(MIN(t) AS STRING), CAST(MAX(t) AS STRING)"
+    decode = (f"SELECT COUNT(*), COUNT(d.error), {span} FROM (SELECT "
+              f"decode_summary(v, {sql_string(registry)}) AS d, NOW() AS t FROM s)")  # fmt: skip
     queries = {
         "read": f"SELECT COUNT(*), 0, {span} FROM (SELECT v, NOW() AS t FROM s)",
-        "decode": f"SELECT COUNT(*), COUNT(d.error), {span} FROM (SELECT "
-                  f"decode_summary(v, {sql_string(registry)}) AS d, NOW() AS t FROM s)",
-    }  # fmt: skip
+        "decode_first": decode,
+        "decode": decode,
+    }
     out: dict[str, Any] = {}
     for name, sql in queries.items():
         _env, tenv = flink_env(None, 1, _MINI_BATCH)
@@ -195,8 +200,8 @@ def _jvm_phase(cloud: str, registry: str, ends: dict[int, int], job_per_s: float
         span_s = (datetime.fromisoformat(last) - datetime.fromisoformat(first)).total_seconds()
         out["records"] = int(records)
         out[f"{name}_per_s"] = round(rate(int(records), max(span_s, 0.001)))
-        if name == "decode":
-            out["decode_errors"] = int(errors)
+        if name.startswith("decode"):
+            out["decode_errors"] = max(out.get("decode_errors", 0), int(errors))
     out["decode_vs_job"] = round(out["decode_per_s"] / max(job_per_s, 1), 1)
     return out
 

@@ -77,7 +77,8 @@ HEADLINES: list[tuple[str, str, str, str, str, str | None]] = [
      None),
     ("cloud", "jvm_only.read_per_s", "JVM only: raw read of the same topic /s", "{:,.0f}", "",
      None),
-    ("cloud", "jvm_only.decode_per_s", "JVM only: Java Avro decode /s", "{:,.0f}", "", None),
+    ("cloud", "jvm_only.decode_per_s", "JVM only: Java Avro decode /s (second pass)",
+     "{:,.0f}", "", None),
     ("cloud", "lag_ms.p95", "p95 job lag", "{:,.0f} ms", "", None),
 ]  # fmt: skip
 

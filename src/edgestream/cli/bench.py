@@ -236,6 +236,7 @@ def cloud(
             f"{jvm['decode_per_s']:,}",
             f"{jvm['decode_vs_job']}x the job",
         ),
+        ("  its first pass (JIT warm-up)", f"{jvm['decode_first_per_s']:,}", ""),
         ("bounded run wall time", f"{t['wall_s']} s", "MiniCluster start included"),
         ("end-to-end lag p50", f"{lag['p50']} ms", f"p95 {lag['p95']} ms, max {lag['max']} ms"),
     ]
