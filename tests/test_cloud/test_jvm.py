@@ -178,3 +178,37 @@ def test_decode_summary_equals_the_python_decoder(stack):
     wire = [c for r in devices for c in wire_summary(r)["channels"].values()]
     assert any("ulps" in c["sum"] for c in wire if isinstance(c["sum"], dict))
     assert any(isinstance(c["min"], dict) for c in wire)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_an_unreachable_registry_fails_the_query_with_what_to_start(stack):
+    """A bad record never fails a job; a registry that cannot be asked does (a missing
+    service), saying where it looked and what to start."""
+    import socket
+
+    from confluent_kafka import Producer
+
+    from edgestream.cloud.flink import flink_env, kafka_table_ddl
+    from edgestream.core.broker import ensure_topics
+
+    cloud = str(stack.endpoints()["cloud"])
+    topic = "jvm.noregistry"
+    ensure_topics(cloud, {topic: 1})
+    producer = Producer({"bootstrap.servers": cloud, "log_level": 2})
+    producer.produce(topic, b"\x00\x00\x00\x00\x01\x02", partition=0)  # a header, schema id 1
+    producer.flush(30)
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{s.getsockname()[1]}"
+    _env, tenv = flink_env()
+    jvm.register_functions(tenv)
+    tenv.execute_sql(kafka_table_ddl("src", topic, cloud, ends={0: 1}))
+    result = tenv.execute_sql(
+        f"SELECT decode_summary(v, {jvm.sql_string(closed)}).`error` FROM src"
+    )
+    with pytest.raises(Exception) as failure, result.collect() as rows:
+        list(rows)
+    message = str(failure.value)
+    assert f"schema registry unreachable at {closed}" in message
+    assert "start it: edgestream up" in message
