@@ -7,7 +7,6 @@ import java.nio.charset.CodingErrorAction;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.HashMap;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.JsonNode;
@@ -18,10 +17,10 @@ import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.ObjectMap
  * binary encoding of every type; logical types are their underlying type).
  *
  * <p>No Avro library ships with this Flink (no flink-avro jar), so this is the small part of
- * one that the fleet job needs: records decode to {@code Map<String, Object>} (field name to
- * value), maps to {@code Map<String, Object>}, arrays to {@code List<Object>}, unions to the
- * branch's value, strings to {@code String}, bytes and fixed to {@code byte[]}, enums to the
- * symbol. Malformed input throws {@link AvroException}.
+ * one that our functions need: {@link #skip} moves past a value of any type; {@link #read}
+ * decodes a single value (unions to the branch's value, strings to {@code String}, bytes and
+ * fixed to {@code byte[]}, enums to the symbol); records, arrays and maps are walked field by
+ * field by the caller. Malformed input throws {@link AvroException}.
  */
 public final class AvroSchema {
   /** The kinds of Avro type. */
@@ -286,7 +285,8 @@ public final class AvroSchema {
     return fields.get((int) i);
   }
 
-  /** The value of this schema at the input's position (the position moves past it). */
+  /** The single value (not a record, array or map: those are read field by field, by the
+   * caller's plan) of this schema at the input's position; the position moves past it. */
   Object read(Input in) {
     switch (kind) {
       case NULL: return null;
@@ -306,39 +306,19 @@ public final class AvroSchema {
         return symbols.get(i);
       }
       case UNION: return branch(in).read(in);
-      case RECORD: {
-        Map<String, Object> out = new HashMap<>(fields.size() * 2);
-        for (int i = 0; i < fields.size(); i++) {
-          out.put(fieldNames.get(i), fields.get(i).read(in));
-        }
-        return out;
-      }
-      case ARRAY: {
-        List<Object> out = new ArrayList<>();
-        for (long n = blockCount(in, items); n != 0; n = blockCount(in, items)) {
-          for (long j = 0; j < n; j++) {
-            out.add(items.read(in));
-          }
-        }
-        return out;
-      }
-      case MAP: {
-        Map<String, Object> out = new LinkedHashMap<>();
-        for (long n = blockCount(in, null); n != 0; n = blockCount(in, null)) {
-          for (long j = 0; j < n; j++) {
-            String key = in.readString();
-            out.put(key, items.read(in));
-          }
-        }
-        return out;
-      }
+      case RECORD:
+      case ARRAY:
+      case MAP:
+        throw new AvroException("invalid_record", "a " + kind.toString().toLowerCase()
+            + " where a single value was expected");
       default:
         throw new IllegalStateException(kind.toString());
     }
   }
 
-  /** The item count of the next block; {@code items} null for a map (keys take bytes). */
-  private static long blockCount(Input in, AvroSchema items) {
+  /** The item count of the next block of an array or map; {@code items} null for a map
+   * (its keys take bytes). */
+  static long blockCount(Input in, AvroSchema items) {
     long n = in.readLong();
     if (n < 0) { // a negative count is followed by the block's size in bytes
       in.readLong();

@@ -148,11 +148,7 @@ public class DecodeSummary extends ScalarFunction {
     List<String> names = new ArrayList<>();
     List<Double[]> values = new ArrayList<>();
     AvroSchema stats = plan.channelStats;
-    for (long n = in.readLong(); n != 0; n = in.readLong()) {
-      if (n < 0) { // a negative count is followed by the block's size in bytes
-        in.readLong();
-        n = -n;
-      }
+    for (long n = AvroSchema.blockCount(in, null); n != 0; n = AvroSchema.blockCount(in, null)) {
       for (long j = 0; j < n; j++) {
         names.add(in.readString());
         Double[] v = new Double[CHANNEL_FIELDS.size()];
