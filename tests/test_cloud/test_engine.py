@@ -1,17 +1,28 @@
-"""The fleet job's logic (no Flink): stats equal the offline reference, late data counted,
-drift gives one request per episode, stationary data none."""
+"""The fleet job's logic without Flink: the statistics (Java, ``FleetAnalytics`` in one JVM,
+records Avro-encoded with a real registry) equal the offline reference and count late data;
+drift (Python) gives one request per episode, stationary data none."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 
 from edgestream.bench.cloud_input import fleet_alerts, fleet_summaries, sampled_readings
 from edgestream.cloud.engine import FleetEngine
+from edgestream.core.registry import RegistryServer
 from edgestream.sim.config import SimConfig
 from tests.test_cloud.conftest import cloud_topology
+from tests.test_cloud.javastats import run_stats
 from tests.test_cloud.reference import assert_rows_match, reference_stats
 
 START = 1_700_000_100_000  # a multiple of 5 minutes
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    with RegistryServer(tmp_path_factory.mktemp("registry") / "r.db") as server:
+        yield server.url
 
 
 def run_engine(engine, records, now_step=0):
@@ -38,41 +49,87 @@ def collect(outs, rows, requests):
             requests.append(value)
 
 
-def test_stats_equal_reference_with_replays_site_summaries_and_alerts():
+def test_stats_equal_reference_with_replays_site_summaries_and_alerts(registry):
     topo = cloud_topology(fleet_stats={"window": "1m", "allowed_lateness": "15m", "worst_n": 3})
     summaries = fleet_summaries(devices=10, windows=30, seed=3, start_ms=START, replay_every=7)
     alerts = fleet_alerts(summaries, seed=3)
     records = [("fleet.summaries", i % 2, s) for i, s in enumerate(summaries)]
     records += [("fleet.alerts", 0, a) for a in alerts]
-    engine = FleetEngine(topo)
-    rows, requests = run_engine(engine, records)
+    rows, counts, _ = run_stats(topo, registry, records)
     ref = reference_stats(summaries, alerts, 60_000, 3)
     assert_rows_match(rows, ref)
-    assert engine.counts["duplicates"] == len(summaries) - len(
+    assert counts["duplicates"] == len(summaries) - len(
         {(s["gateway_id"], s["gateway_seq"]) for s in summaries}
     )
-    assert engine.counts["summaries_skipped"] > 0  # site summaries
-    assert requests == []
+    assert counts["summaries_skipped"] > 0  # site summaries
+    assert counts["alerts_counted"] > 0
 
 
-def test_summaries_in_the_forwarders_wire_form_give_the_same_stats():
-    """What the forwarder really sends (WindowSummary v2: mean/std/summary_id null, exact
-    decimals for sum/min/max), encoded and decoded with the shipped schema."""
-    from edgestream.forward.records import BodyCodec, wire_summary
+def _summary(i: int, values, **fields):
+    return {
+        "summary_id": None, "gateway_id": "gw", "gateway_seq": i, "scope": "device",
+        "scope_key": f"d{i % 7}", "site": "s", "device_type": "pump",
+        "window_start": START + (i % 6) * 10_000, "window_end": START + (i % 6 + 1) * 10_000,
+        "count": len(values), "anomaly_count": 0, "max_score": None, "model_version": "v1",
+        "first_ts": START, "last_ts": START, "late_count": 0, "rollup_level": 0,
+        "channels": {"x": {"count": len(values), "sum": float(values.sum()),
+                           "mean": float(values.mean()), "std": float(values.std()),
+                           "min": float(values.min()), "max": float(values.max()),
+                           "m2": float(((values - values.mean()) ** 2).sum())}},
+        **fields,
+    }  # fmt: skip
+
+
+def test_pooled_moments_equal_numpy_over_the_raw_values(registry):
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    topo = cloud_topology(fleet_stats={"window": "1m", "allowed_lateness": "0s"})
+    values, records = [], []
+    for i in range(40):
+        v = rng.normal(rng.uniform(-100, 100), rng.uniform(0.01, 30), int(rng.integers(1, 50)))
+        values.append(v)
+        records.append(("fleet.summaries", 0, _summary(i, v)))
+    rows, _, _ = run_stats(topo, registry, records)
+    row = rows[(START, "fleet", "*")]
+    allv = np.concatenate(values)
+    assert row["channels"]["x"]["count"] == len(allv) and row["device_count"] == 7
+    assert np.isclose(row["channels"]["x"]["mean"], allv.mean(), rtol=1e-9, atol=1e-9)
+    assert np.isclose(row["channels"]["x"]["std"], allv.std(), rtol=1e-9, atol=1e-9)
+
+
+def test_other_lineages_and_site_summaries_are_skipped(registry):
+    import numpy as np
+
+    topo = cloud_topology(fleet_stats={"window": "1m", "allowed_lateness": "0s"})
+    v = np.array([1.0, 2.0])
+    hour = {"window_start": START, "window_end": START + 60_000}
+    records = [
+        _summary(1, v, **hour),  # a 1-minute edge window: another lineage
+        _summary(2, v, scope="site", scope_key="s"),
+        _summary(3, v, **hour, rollup_level=1, summary_id="gw|device|d3|0|60000|r1.10000.3"),
+    ]
+    _, counts, _ = run_stats(topo, registry, [("fleet.summaries", 0, r) for r in records])
+    assert (counts["summaries_skipped"], counts["summaries_counted"]) == (2, 1)
+
+
+def test_summaries_in_the_forwarders_wire_form_give_the_same_stats(registry):
+    """What the forwarder really sends (the wire form: mean/std/summary_id null, exact
+    decimals for sum/min/max), encoded with the shipped schema."""
+    from edgestream.forward.records import wire_summary
 
     topo = cloud_topology(fleet_stats={"window": "1m", "allowed_lateness": "15m", "worst_n": 3})
     summaries = fleet_summaries(devices=6, windows=18, seed=4, start_ms=START, replay_every=5)
     for s in summaries:  # sensor-like values: short decimals, sent as exact Decimal records
         for c in s["channels"].values():
             c.update({k: round(c[k], 3) for k in ("sum", "min", "max")})
-    codec = BodyCodec()
-    wire = [codec.decode("summary", codec.encode("summary", wire_summary(s))) for s in summaries]
+    wire = [wire_summary(s) for s in summaries]
     assert any(isinstance(c["sum"], dict) for w in wire for c in w["channels"].values())
-    rows, _ = run_engine(FleetEngine(topo), [("fleet.summaries", 0, w) for w in wire])
+    rows, _, _ = run_stats(topo, registry, [("fleet.summaries", 0, w) for w in wire])
     assert_rows_match(rows, reference_stats(summaries, [], 60_000, 3))
 
 
-def test_outage_gateway_counted_in_its_windows_and_visibly_late():
+def test_outage_gateway_counted_in_its_windows_and_visibly_late(registry):
     """gw-2 offline for 10 minutes: its summaries arrive after everyone else's."""
     topo = cloud_topology(
         fleet_stats={
@@ -86,15 +143,14 @@ def test_outage_gateway_counted_in_its_windows_and_visibly_late():
         devices=8, windows=90, seed=5, start_ms=START, outage=("gw-2", 20, 79)
     )  # windows of 10 s: 10 minutes
     records = [("fleet.summaries", 0, s) for s in summaries]
-    engine = FleetEngine(topo)
-    rows, _ = run_engine(engine, records)
+    rows, counts, _ = run_stats(topo, registry, records)
     assert_rows_match(rows, reference_stats(summaries, [], 60_000, 5))
     late = {k: r["late_count"] for k, r in rows.items() if r["late_count"]}
     assert late, "the outage gateway's summaries must show as late"
-    assert engine.counts["summaries_late"] > 0 and engine.stats.stats["expired"] == 0
+    assert counts["summaries_late"] > 0 and counts["summaries_expired"] == 0
 
 
-def test_beyond_allowed_lateness_is_counted_not_dropped():
+def test_beyond_allowed_lateness_is_counted_not_dropped(registry):
     topo = cloud_topology(
         fleet_stats={
             "window": "1m",
@@ -106,8 +162,7 @@ def test_beyond_allowed_lateness_is_counted_not_dropped():
     summaries = fleet_summaries(
         devices=4, windows=60, seed=2, start_ms=START, outage=("gw-2", 0, 5)
     )
-    engine = FleetEngine(topo)
-    rows, _ = run_engine(engine, [("fleet.summaries", 0, s) for s in summaries])
+    rows, counts, _ = run_stats(topo, registry, [("fleet.summaries", 0, s) for s in summaries])
     held = [
         s
         for s in summaries
@@ -117,7 +172,7 @@ def test_beyond_allowed_lateness_is_counted_not_dropped():
     ]
     row = rows[(START, "fleet", "*")]
     assert row["late_count"] == len(held)  # in late_count, not in the statistics
-    assert row["device_count"] == 2 and engine.counts["summaries_late"] == len(held)
+    assert row["device_count"] == 2 and counts["summaries_late"] == len(held)
 
 
 def drift_records(duration, drift_at, seed, every=20, start=START, ramp=60.0):
@@ -203,7 +258,7 @@ def test_first_full_window_reference_is_quiet_on_stationary_data(seed):
     assert len(judged) >= 50 and requests == []
 
 
-def test_a_partition_not_yet_read_holds_the_watermark():
+def test_a_partition_not_yet_read_holds_the_watermark(registry):
     """A source that reads partition 0's backlog before partition 1 must not make partition
     1's summaries late (assigned partitions hold the watermark from the start)."""
     topo = cloud_topology(
@@ -217,16 +272,17 @@ def test_a_partition_not_yet_read_holds_the_watermark():
     summaries = [s for s in fleet_summaries(devices=6, windows=30, seed=9, start_ms=START)
                  if s["scope"] == "device"]  # fmt: skip
     by_partition = sorted(((int(s["scope_key"][-3:]) % 2, i), s) for i, s in enumerate(summaries))
-    engine = FleetEngine(topo)
-    engine.assign("fleet.summaries", [0, 1], 0)
-    rows, _ = run_engine(engine, [("fleet.summaries", p, s) for (p, _), s in by_partition])
-    assert engine.counts["summaries_late"] == 0
+    records = [("fleet.summaries", p, s) for (p, _), s in by_partition]
+    rows, counts, _ = run_stats(topo, registry, records)
+    assert counts["summaries_late"] == 0
     assert_rows_match(rows, reference_stats(summaries, [], 60_000, 5))
 
 
-def test_anomaly_rate_crossing_gives_one_request_per_episode():
+def test_anomaly_rate_crossing_gives_one_request_per_episode(registry):
     """Pumps' anomaly rate jumps from ~1 % to 20 % at minute 5 and stays there: one
-    ``anomaly_rate`` RetrainRequest for pump-ae, judged in that window; reefers stay quiet."""
+    ``anomaly_rate`` RetrainRequest for pump-ae, judged in that window; reefers stay quiet.
+    The statistics' rows reach the Python engine in the order the JVM wrote them (as in the
+    job)."""
     topo = cloud_topology(
         fleet_stats={"window": "1m", "allowed_lateness": "1m", "worst_n": 3},
         retrain={"anomaly_rate_threshold": 0.05, "min_readings": 1000, "cooldown": "30m"},
@@ -236,8 +292,12 @@ def test_anomaly_rate_crossing_gives_one_request_per_episode():
     for s in summaries:
         if s["device_type"] == "pump" and s["scope"] == "device" and s["window_start"] >= jump:
             s["anomaly_count"] = s["count"] // 5
+    rows, _, outs = run_stats(topo, registry, [("fleet.summaries", 0, s) for s in summaries])
     engine = FleetEngine(topo)
-    rows, requests = run_engine(engine, [("fleet.summaries", 0, s) for s in summaries])
+    requests = []
+    for out in outs:
+        if out["kind"] == "stats" and out["scope"] == "device_type":
+            requests += [r for _, _, r in engine.stats_row(json.loads(out["value"]), 0)]
     rates = {k[0]: r["anomaly_rate"] for k, r in rows.items() if k[1:] == ("device_type", "pump")}
     assert max(v for w, v in rates.items() if w < jump) < 0.05  # quiet before the jump
     assert min(v for w, v in rates.items() if w >= jump) > 0.05  # crossing in every window after

@@ -1,4 +1,4 @@
-"""Pure pieces of the cloud job: pooled moments, triggers, drift references, CLI errors."""
+"""Pure pieces of the cloud job: triggers, drift references, CLI errors."""
 
 from __future__ import annotations
 
@@ -10,57 +10,8 @@ import numpy as np
 import pytest
 
 from edgestream.cloud.drift import DriftMonitor, ModelInfo
-from edgestream.cloud.stats import FleetStats
 from edgestream.cloud.triggers import Triggers
 from edgestream.ml.drift import channel_drift, training_baseline
-
-
-def test_pooled_moments_equal_numpy_over_the_raw_values():
-    rng = np.random.default_rng(3)
-    fs = FleetStats(window_ms=60_000, allowed_lateness_ms=0, source_window_ms=10_000)
-    values = []
-    for i in range(40):
-        v = rng.normal(rng.uniform(-100, 100), rng.uniform(0.01, 30), int(rng.integers(1, 50)))
-        values.append(v)
-        fs.add_summary({
-            "scope": "device", "scope_key": f"d{i % 7}", "site": "s", "device_type": "t",
-            "window_start": (i % 6) * 10_000, "window_end": (i % 6 + 1) * 10_000,
-            "count": len(v), "anomaly_count": 0, "max_score": None, "model_version": "v1",
-            "rollup_level": 0,
-            "channels": {"x": {"count": len(v), "sum": float(v.sum()),
-                               "m2": float(((v - v.mean()) ** 2).sum())}},
-        })  # fmt: skip
-    (row, *_) = fs.flush(now_ms=0)
-    allv = np.concatenate(values)
-    assert row["channels"]["x"]["count"] == len(allv) and row["device_count"] == 7
-    assert np.isclose(row["channels"]["x"]["mean"], allv.mean(), rtol=1e-9, atol=1e-9)
-    assert np.isclose(row["channels"]["x"]["std"], allv.std(), rtol=1e-9, atol=1e-9)
-
-
-def test_other_lineages_and_site_summaries_are_skipped():
-    fs = FleetStats(60_000, 0, source_window_ms=10_000)
-    base = {
-        "scope": "device",
-        "scope_key": "d",
-        "site": "s",
-        "device_type": "t",
-        "count": 1,
-        "channels": {},
-        "model_version": "v1",
-    }
-    assert fs.add_summary({**base, "window_start": 0, "window_end": 60_000}) == "skipped"
-    assert (
-        fs.add_summary({**base, "scope": "site", "window_start": 0, "window_end": 10_000})
-        == "skipped"
-    )
-    rollup = {
-        **base,
-        "window_start": 0,
-        "window_end": 60_000,
-        "rollup_level": 1,
-        "summary_id": "gw|device|d|0|60000|r1.10000.3",
-    }
-    assert fs.add_summary(rollup) == "counted"
 
 
 def test_cooldown_silences_a_new_episode_and_a_later_one_fires():

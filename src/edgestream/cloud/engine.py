@@ -1,26 +1,21 @@
-"""The fleet job's logic in one object: dedup, watermarks, fleet stats, drift, triggers.
+"""The fleet job's Python side in one object: drift of sampled readings, retraining triggers.
 
-:class:`FleetEngine` gets decoded records of the cloud topics with their partition and offset
-and returns what to write: ``("stats", key, FleetStats row)`` and ``("retrain", key,
-RetrainRequest)``. The Flink job (:mod:`edgestream.cloud.job`) only moves bytes in and out;
-everything here is plain Python, so it is tested without Flink and checked against an
-independent offline reference.
+The fleet statistics of summaries and alerts (dedup, watermarks, windows, late counts) run in
+the JVM (``io.edgestream.flink.FleetAnalytics``, :mod:`edgestream.cloud.job`); what needs
+numpy and the models stays here. :class:`FleetEngine` gets decoded records of the samples and
+models topics with their partition and offset, and the ``device_type`` rows of the fleet
+statistics, and returns what to write: ``("retrain", key, RetrainRequest)``. Plain Python, so
+it is tested without Flink.
 
-* Replays from the forwarders are dropped first (:class:`edgestream.forward.dedup.
-  Deduplicator`: ``gateway_id`` + ``gateway_seq``, else the record id); samples by
-  ``device_id`` + ``seq``.
-* Watermarks: one per input (summaries drive fleet stats, samples drive drift), per partition
-  ``max event time - max_out_of_orderness``, idle partitions skipped
-  (:class:`edgestream.edge.watermarks.Watermarks`); a summary's event time is its
-  ``window_start`` (so a cloud window closes when summaries of a later window arrive, not at
-  the first summary of its own last window), a sample's its ``ts``. Every partition of an
-  input holds its watermark back from the start (:meth:`FleetEngine.assign`). Alerts never
-  move a watermark (they travel ahead of the summaries of their window): they count while
-  their window is open, else as late.
+* Samples: replays dropped by ``device_id`` + ``seq``; the watermark is per partition ``max
+  event time - max_out_of_orderness``, idle partitions skipped
+  (:class:`edgestream.edge.watermarks.Watermarks`), and every partition holds it back from
+  the start (:meth:`FleetEngine.assign`).
 * Triggers: a drift verdict ``major`` for a device type, or a fleet-stats row of a device type
-  with ``anomaly_rate > anomaly_rate_threshold`` over at least ``min_readings`` readings, is a
-  crossing window for :class:`edgestream.cloud.triggers.Triggers` (cooldown, one request per
-  episode); the data pointer is the samples' offset ranges of the crossing window.
+  with ``anomaly_rate > anomaly_rate_threshold`` over at least ``min_readings`` readings (judged
+  once per window, at the row's first firing), is a crossing window for
+  :class:`edgestream.cloud.triggers.Triggers` (cooldown, one request per episode); the data
+  pointer is the samples' offset ranges of the crossing window.
 """
 
 from __future__ import annotations
@@ -32,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 from edgestream.cloud.drift import DriftMonitor, DriftVerdict, ModelInfo
-from edgestream.cloud.stats import FleetStats
 from edgestream.cloud.triggers import Triggers, retrain_request
 from edgestream.core.topology import Topology
 from edgestream.edge.watermarks import Watermarks
@@ -80,12 +74,8 @@ class FleetEngine:
         jobs = topology.cloud.jobs
         fs, dj, rj = jobs.fleet_stats, jobs.drift, jobs.retrain
         topics = topology.forwarding.topics
-        self.summaries_topic, self.alerts_topic = topics.summaries, topics.alerts
         self.samples_topic = getattr(topics, "samples", "fleet.samples")
         self.models_topic = topology.cloud.models_topic
-        self.stats = FleetStats(
-            fs.window, fs.allowed_lateness, fs.worst_n, source_window_ms(topology)
-        )
         self.models = topology_models(topology)
         self.drift = DriftMonitor(
             dj.window,
@@ -103,16 +93,11 @@ class FleetEngine:
         self.anomaly_rate_threshold = rj.anomaly_rate_threshold
         self.min_readings = getattr(rj, "min_readings", 1000)
 
-        def marks(size: int) -> Watermarks:
-            spec = WindowSpec(
-                size,
-                max_out_of_orderness_ms=fs.max_out_of_orderness,
-                idle_timeout_ms=fs.idle_timeout,
-            )
-            return Watermarks(spec)
-
-        self.wm_stats, self.wm_samples = marks(fs.window), marks(dj.window)
-        self.dedup = Deduplicator()
+        spec = WindowSpec(
+            dj.window, max_out_of_orderness_ms=fs.max_out_of_orderness,
+            idle_timeout_ms=fs.idle_timeout,
+        )  # fmt: skip
+        self.wm_samples = Watermarks(spec)
         self.sample_ids = Deduplicator(window=1)
         # the latest judged windows (for inspection; bounded: the job runs for months)
         self.verdicts: deque[DriftVerdict] = deque(maxlen=1000)
@@ -123,36 +108,13 @@ class FleetEngine:
     def assign(self, topic: str, partitions: list[int], now_ms: int) -> None:
         """The partitions of an input topic: each holds its watermark back from the start
         (until it delivers or goes idle), not only once its first record arrived."""
-        if topic == self.summaries_topic:
-            self.wm_stats.assign(list(partitions), now_ms)
-        elif topic == self.samples_topic:
+        if topic == self.samples_topic:
             self.wm_samples.assign(list(partitions), now_ms)
 
     def process(
         self, topic: str, partition: int, offset: int, record: dict[str, Any], now_ms: int
     ) -> list[Output]:
         """One decoded record of a cloud topic; the outputs it makes due (often none)."""
-        if topic == self.summaries_topic:
-            if "window_start" not in record or "channels" not in record:
-                raise ValueError("not a WindowSummary (no window_start / channels)")
-            # an original window's summary_id is null on the wire: gateway_seq decides
-            if not self.dedup.accept_record(record):
-                self.counts["duplicates"] += 1
-                return []
-            # the cloud wire form (WindowSummary v2) leaves derivable values out: the stats
-            # read only count / sum (exact Decimals expanded) / m2 of each channel
-            # (:func:`edgestream.cloud.stats.channel_parts`), not complete_summary()'s copy
-            self.counts[f"summaries_{self.stats.add_summary(record)}"] += 1
-            self.wm_stats.observe(partition, int(record["window_start"]), offset, now_ms)
-            if self.wm_stats.candidate(now_ms) > self.stats.watermark:
-                return self._advance_stats(now_ms)
-            return []
-        if topic == self.alerts_topic:
-            if not self.dedup.accept_record(record):
-                self.counts["duplicates"] += 1
-                return []
-            self.counts[f"alerts_{self.stats.add_alert(record)}"] += 1
-            return []
         if topic == self.samples_topic:
             rid = f"{record.get('device_id')}|{record.get('seq')}"
             if not self.sample_ids.accept(None, None, rid):
@@ -171,39 +133,28 @@ class FleetEngine:
         return []
 
     def tick(self, now_ms: int) -> list[Output]:
-        """Processing time passed: idle partitions stop holding the watermarks back."""
-        out = []
-        if self.wm_stats.candidate(now_ms) > self.stats.watermark:
-            out += self._advance_stats(now_ms)
+        """Processing time passed: idle partitions stop holding the watermark back."""
         if self.wm_samples.candidate(now_ms) > self.drift.watermark:
-            out += self._advance_drift(now_ms)
-        return out
+            return self._advance_drift(now_ms)
+        return []
 
     def flush(self, now_ms: int | None = None) -> list[Output]:
-        """End of a bounded input: every window closes (drift first: its data pointers)."""
+        """End of a bounded input: every drift window closes."""
         now = _now_ms() if now_ms is None else now_ms
-        out = self._verdicts(self.drift.flush(), now)
-        return out + self._rows(self.stats.flush(now), now)
+        return self._verdicts(self.drift.flush(), now)
+
+    def stats_row(self, row: dict[str, Any], now_ms: int) -> list[Output]:
+        """A fleet-stats row (from the JVM): a ``device_type`` row is judged for the anomaly
+        rate trigger once per window, at its first firing; other rows are ignored."""
+        if row.get("scope") != "device_type":
+            return []
+        return self._rate_trigger(row, now_ms)
 
     # -- output ----------------------------------------------------------------------------
-    def _advance_stats(self, now_ms: int) -> list[Output]:
-        wm = self.wm_stats.candidate(now_ms)
-        self.wm_stats.value = wm
-        return self._rows(self.stats.advance(wm, _now_ms()), now_ms)
-
     def _advance_drift(self, now_ms: int) -> list[Output]:
         wm = self.wm_samples.candidate(now_ms)
         self.wm_samples.value = wm
         return self._verdicts(self.drift.advance(wm), now_ms)
-
-    def _rows(self, rows: list[dict[str, Any]], now_ms: int) -> list[Output]:
-        out: list[Output] = []
-        for row in rows:
-            key = f"{row['window_start']}|{row['scope']}|{row['scope_key']}"
-            out.append(("stats", key, row))
-            if row["scope"] == "device_type":  # judged once, at the window's first firing
-                out += self._rate_trigger(row, now_ms)
-        return out
 
     def _rate_trigger(self, row: dict[str, Any], now_ms: int) -> list[Output]:
         dtype = row["scope_key"]

@@ -1,21 +1,28 @@
 """The cloud Flink job: fleet analytics, drift detection and retraining triggers.
 
-Graph (Kafka sources at the topology's parallelism, the rest at 1)::
+Graph (Kafka sources at the topology's parallelism, the functions at 1)::
 
-    Kafka fleet.summaries ┐  raw bytes + partition/offset     ┌─ stats   ─► Kafka fleet.stats
-    Kafka fleet.alerts    ├─ UNION ALL (Flink SQL) ─────────► FleetFunction  ─ UNNEST (SQL) ─┤
-    Kafka fleet.samples   │                          (Python, ├─ retrain ─► Kafka fleet.retrain
-    Kafka fleet.models    ┘                   Arrow batches)  └─ dlq     ─► Kafka fleet.dlq
+    Kafka fleet.summaries ┐ raw bytes,           ┌───────────────────────── stats ─► fleet.stats
+    Kafka fleet.alerts    ┴ partition, offset ─► fleet_stats (Java) ─┬──── dlq ──► fleet.dlq
+                                                                     │ device_type rows, end
+    Kafka fleet.samples   ┐                                          ▼
+    Kafka fleet.models    ┴──────────────── UNION ALL ─────► FleetFunction (Python) ─► retrain,
+                                                                              dlq, meta
 
-Avro is decoded in Python (no ``flink-avro`` jar exists for this Flink): the bytes reach one
-vectorized (pandas) scalar function in Arrow batches (one Python crossing per batch, not per
-record) that decodes them (:mod:`edgestream.core.serde`) row by row and feeds
-:class:`edgestream.cloud.engine.FleetEngine`. No ``key_by``: the engine holds the whole fleet
-in one instance. Processing time moves idle watermarks once a second (on
-records, and on a 1/s heartbeat row of an unbounded run); a bounded run flushes every window
-when every input partition delivered its record at ``end - 1``. Rows go out as JSON
-(``fleet.stats``, key ``window_start|scope|scope_key``: the last row of a key is current) and
-RetrainRequests as Confluent-framed Avro (``fleet.retrain``, key = dedup key).
+The fleet statistics run in the JVM: ``fleet_stats`` (``io.edgestream.flink.FleetFunction``,
+compiled on first use, :mod:`edgestream.cloud.jvm`) decodes the Avro summaries and alerts
+itself, drops replays, keeps per-partition watermarks and the windows, and writes the rows as
+JSON (``fleet.stats``, key ``window_start|scope|scope_key``: the last row of a key is
+current). Measured reason: any per-record crossing into Python caps the job below 35k
+records/s on 2 cores (README, "Cloud jobs"). Drift needs numpy and the models: the sampled
+readings, model updates and the ``device_type`` stats rows (for the anomaly rate trigger) go
+to one vectorized (pandas) Python function in Arrow batches, which decodes them
+(:mod:`edgestream.core.serde`) and feeds :class:`edgestream.cloud.engine.FleetEngine`;
+RetrainRequests go out as Confluent-framed Avro (``fleet.retrain``, key = dedup key). Both
+functions hold their whole state in one instance (no ``key_by``). Processing time moves idle
+watermarks once a second (on records, and on a 1/s heartbeat row of an unbounded run); a
+bounded run ends when every input partition delivered its record at ``end - 1`` (the Python
+function also waits for the end of the statistics, whose counts it adds to the run's ``meta``).
 
 A record the job cannot use (garbage bytes, wrong magic byte, unknown schema id, a record of
 another schema) does not fail the job (a restart would meet it again): it is counted
@@ -34,6 +41,7 @@ import json
 import logging
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +60,11 @@ DLQ_HEADERS = "MAP[" + ", ".join(
                         ("source-partition", "partition"), ("source-offset", "offset"))
 ) + "]"  # fmt: skip
 TICK_SRC = -1  # the ``src`` of the heartbeat rows of an unbounded run
+#: the ``src`` of the Python function's rows from the fleet statistics: a ``device_type``
+#: stats row, and the statistics' end of a bounded run (its ``meta``)
+STATS_ROW, STATS_END = 4, 5
+OWN = (2, 3)  # the inputs the Python function reads itself: samples, models (0, 1: Java)
+NO_POSITION = "0 AS `partition`, CAST(0 AS BIGINT) AS `offset`"  # of a row not from Kafka
 #: the Python function runs in process mode (vectorized functions need it) on Arrow batches
 #: of up to 10,000 rows, sent when full or after 500 ms (the added lag)
 PYTHON_SETTINGS = {
@@ -65,6 +78,12 @@ OUT_SQL = (
     "SELECT t.r.kinds[i] AS kind, t.r.ks[i] AS k, t.r.vs[i] AS v, t.r.hs[i] AS h "
     "FROM (SELECT fleet(src, `partition`, `offset`, v) AS r FROM job_in) AS t "
     "CROSS JOIN UNNEST(t.r.idx) AS x(i)"
+)
+#: the fleet statistics (Java) over the summaries and alerts; ``{config}``: a SQL literal
+STATS_SQL = (
+    "SELECT t.kind, t.k, t.v, t.h, t.`scope` FROM stats_in AS i, "
+    "LATERAL TABLE(fleet_stats(i.src, i.`partition`, i.`offset`, i.v, {config})) "
+    "AS t(kind, k, v, h, `scope`)"
 )
 
 
@@ -104,8 +123,9 @@ def _function(
     partitions: dict[str, list[int]],
     retrain_header: bytes,
     ends: dict[str, dict[int, int]] | None = None,
+    stats_end: bool = False,
 ) -> Any:
-    """The job's one Python function (built lazily: pyflink imports only inside the job).
+    """The job's Python function (built lazily: pyflink imports only inside the job).
 
     A vectorized (pandas) scalar function: Flink hands it Arrow batches of input rows
     (``src``, ``partition``, ``offset``, raw bytes), one crossing per batch instead of one per
@@ -114,7 +134,8 @@ def _function(
     returns the output rows produced at that row (usually none) as parallel arrays, which SQL
     flattens (:data:`OUT_SQL`). Processing time moves on each row (and on the heartbeat rows
     of an unbounded run, ``src == TICK_SRC``); a bounded run ends when every partition
-    delivered its record at ``end - 1`` (exact ends: from delivery reports or fetches).
+    delivered its record at ``end - 1`` (exact ends: from delivery reports or fetches) and,
+    with ``stats_end``, the fleet statistics ended (``src == STATS_END``).
     """
     from pyflink.table.udf import ScalarFunction
 
@@ -142,8 +163,11 @@ def _function(
             # a bounded run: the last offset of each (input, partition) still to come
             self.pending = None
             if ends is not None:
-                self.pending = {(i, p): end - 1 for i, t in enumerate(topics)
+                self.pending = {(i, p): end - 1 for i, t in enumerate(topics) if i in OWN
                                 for p, end in (ends.get(t) or {}).items() if end > 0}  # fmt: skip
+                if stats_end:
+                    self.pending[(STATS_END, 0)] = 0
+            self.stats_meta: dict[str, Any] = {}  # the statistics' counts, at their end
 
         def is_deterministic(self) -> bool:
             return False  # state across calls: never folded, deduplicated or reordered
@@ -183,7 +207,8 @@ def _function(
             self.last_ms = now
             yield from self._one(src, partition, offset, data, now)
             pending = self.pending
-            if pending and pending.get((src, partition), -1) <= offset:
+            last = None if pending is None else pending.get((src, partition))
+            if last is not None and last <= offset:
                 del pending[(src, partition)]
                 if not pending:
                     yield from self._end(now)
@@ -216,6 +241,12 @@ def _function(
             return "dlq", key, b"" if data is None else bytes(data), json.dumps(headers)
 
         def _one(self, src: int, partition: int, offset: int, data: Any, now: int):
+            if src == STATS_ROW:
+                yield from self._emit(self.engine.stats_row(json.loads(bytes(data)), now))
+                return
+            if src == STATS_END:
+                self.stats_meta = json.loads(bytes(data))
+                return
             clock = time.perf_counter_ns
             t0 = clock()
             try:
@@ -241,10 +272,15 @@ def _function(
             log.info("end of input after %d records", self.records)
             yield from self._emit(self.engine.flush(now))
             span = max(self.last_ms - self.first_ms, 1)
-            stats = {"records": self.records, "span_ms": span, **self.engine.counts,
-                     "decode_ms": self.decode_ns // 1_000_000,
-                     "engine_ms": self.engine_ns // 1_000_000}  # fmt: skip
-            yield "meta", b"meta", json.dumps(stats).encode(), None
+            times = ("records", "span_ms", "decode_ms", "engine_ms")
+            fleet = self.stats_meta
+            counts = Counter({k: v for k, v in fleet.items() if k not in times})
+            counts.update(self.engine.counts)
+            meta = {"records": self.records, "span_ms": span, **counts,
+                    "decode_ms": self.decode_ns // 1_000_000,
+                    "engine_ms": self.engine_ns // 1_000_000,
+                    "fleet_stats": {k: fleet[k] for k in times if k in fleet}}  # fmt: skip
+            yield "meta", b"meta", json.dumps(meta).encode(), None
 
     return FleetFunction()
 
@@ -263,22 +299,53 @@ def _partitions(bootstrap: str, topics: list[str]) -> dict[str, list[int]]:
         consumer.close()
 
 
+def _stats_config(
+    config: CloudJobConfig, topics: list[str], partitions: dict[str, list[int]]
+) -> str:
+    """The configuration of ``fleet_stats`` (``io.edgestream.flink.FleetAnalytics``): JSON."""
+    from edgestream.cloud.engine import source_window_ms
+
+    fs = config.topology.cloud.jobs.fleet_stats
+    inputs = topics[:2]  # summaries, alerts
+    ends = None
+    if config.ends is not None:
+        ends = [{str(p): e for p, e in (config.ends.get(t) or {}).items()} for t in inputs]
+    return json.dumps({
+        "registry": config.registry, "topics": inputs, "window_ms": fs.window,
+        "allowed_lateness_ms": fs.allowed_lateness, "worst_n": fs.worst_n,
+        "source_window_ms": source_window_ms(config.topology),
+        "max_out_of_orderness_ms": fs.max_out_of_orderness, "idle_timeout_ms": fs.idle_timeout,
+        "tick_ms": TICK_MS, "partitions": [partitions.get(t, []) for t in inputs],
+        "ends": ends,
+    })  # fmt: skip
+
+
+def _union(tenv: Any, name: str, selects: list[str]) -> None:
+    """``name``: the UNION ALL of ``selects``, through a DataStream and back: else the planner
+    pushes the function call on it into each branch (one function instance per input topic)
+    and folds ``src`` to a constant."""
+    union = tenv.sql_query(" UNION ALL ".join(selects))
+    tenv.create_temporary_view(name, tenv.from_data_stream(tenv.to_data_stream(union)))
+
+
 def build_job(config: CloudJobConfig) -> Any:
     """Declare the job on a fresh environment; returns the StatementSet to execute."""
     from pyflink.table import DataTypes
     from pyflink.table.udf import udf
 
     from edgestream.cloud.flink import flink_env, kafka_sink_ddl, kafka_table_ddl
+    from edgestream.cloud.jvm import register_functions, sql_string
     from edgestream.core.serde import AvroSerializer, subject_for
 
     topology = config.topology
-    # the job runs at 1 (the Python function must: one engine sees the whole fleet); the
-    # Kafka sources read with the topology's parallelism
+    # the job runs at 1 (each function must: one instance sees the whole fleet); the Kafka
+    # sources read with the topology's parallelism
     _env, tenv = flink_env(config.jobmanager, 1, PYTHON_SETTINGS)
+    register_functions(tenv)
     parallelism = topology.cloud.parallelism
     scan = {"scan.parallelism": str(parallelism)} if parallelism > 1 else None
     topics = _topics(topology)
-    selects = []
+    selects: dict[int, str] = {}
     for i, topic in enumerate(topics):
         ends = None if config.ends is None else config.ends.get(topic, {})
         if ends is not None and not ends:
@@ -287,41 +354,53 @@ def build_job(config: CloudJobConfig) -> Any:
             kafka_table_ddl(f"src{i}", topic, config.bootstrap, ends=ends,
                             starts=config.starts.get(topic), group=config.name, extra=scan)
         )  # fmt: skip
-        selects.append(f"SELECT {i} AS src, `partition`, `offset`, v FROM src{i}")
+        selects[i] = f"SELECT {i} AS src, `partition`, `offset`, v FROM src{i}"
     if not selects:
         raise ValueError("nothing to read: every input topic is empty")
+    ticks = []
     if config.ends is None:  # unbounded: a heartbeat row a second moves processing time
         tenv.execute_sql("CREATE TABLE tick (x INT) WITH ('connector' = 'datagen', "
                          "'rows-per-second' = '1')")  # fmt: skip
-        selects.append(f"SELECT {TICK_SRC}, 0, CAST(0 AS BIGINT), CAST(NULL AS BYTES) FROM tick")
-    union = tenv.sql_query(" UNION ALL ".join(selects))
-    # through a DataStream and back: else the planner pushes the function call into each
-    # branch of the union (one engine per input topic) and folds ``src`` to a constant
-    tenv.create_temporary_view("job_in", tenv.from_data_stream(tenv.to_data_stream(union)))
+        ticks.append(f"SELECT {TICK_SRC} AS src, {NO_POSITION}, CAST(NULL AS BYTES) AS v FROM tick")
+    partitions = _partitions(config.bootstrap, topics)
+    stats_inputs = [selects[i] for i in (0, 1) if i in selects]
+    python_inputs = [selects[i] for i in OWN if i in selects] + ticks
+    statements = tenv.create_statement_set()
+    tenv.execute_sql(kafka_sink_ddl("dlq_sink", topology.cloud.dlq_topic, config.bootstrap,
+                                    headers=True))  # fmt: skip
+    if stats_inputs:
+        _union(tenv, "stats_in", stats_inputs + ticks)
+        literal = sql_string(_stats_config(config, topics, partitions))
+        tenv.create_temporary_view("stats_out", tenv.sql_query(STATS_SQL.format(config=literal)))
+        tenv.execute_sql(kafka_sink_ddl("stats_sink", topology.cloud.stats_topic,
+                                        config.bootstrap))  # fmt: skip
+        statements.add_insert_sql(
+            "INSERT INTO stats_sink SELECT k, v FROM stats_out WHERE kind = 'stats'"
+        )
+        statements.add_insert_sql(f"INSERT INTO dlq_sink SELECT k, v, {DLQ_HEADERS} FROM "
+                                  "stats_out WHERE kind = 'dlq'")  # fmt: skip
+        python_inputs.append(
+            f"SELECT CASE WHEN kind = 'meta' THEN {STATS_END} ELSE {STATS_ROW} END AS src, "
+            f"{NO_POSITION}, v FROM stats_out "
+            "WHERE kind = 'meta' OR (kind = 'stats' AND `scope` = 'device_type')"
+        )
+    _union(tenv, "job_in", python_inputs)
     # the Avro header of RetrainRequest (registers the schema once, here, not in the job)
     serializer = AvroSerializer(
         config.registry, "RetrainRequest", subject_for(topology.cloud.retrain_topic)
     )
     header = b"\x00" + serializer.schema_id.to_bytes(4, "big")
     source = str(topology.source) if topology.source else None
-    partitions = _partitions(config.bootstrap, topics)
     function = _function(topology.to_dict(), source, config.registry, topics, partitions, header,
-                         config.ends)  # fmt: skip
+                         config.ends, stats_end=bool(stats_inputs))  # fmt: skip
     arrays = [("kinds", DataTypes.STRING()), ("ks", DataTypes.BYTES()), ("vs", DataTypes.BYTES()),
               ("hs", DataTypes.STRING()), ("idx", DataTypes.INT())]  # fmt: skip
     out_type = DataTypes.ROW([DataTypes.FIELD(n, DataTypes.ARRAY(t)) for n, t in arrays])
     # one instance sees every record (the engine's state is the whole fleet)
     tenv.create_temporary_function("fleet", udf(function, result_type=out_type, func_type="pandas"))
     tenv.create_temporary_view("job_out", tenv.sql_query(OUT_SQL))
-    tenv.execute_sql(kafka_sink_ddl("stats_sink", topology.cloud.stats_topic, config.bootstrap))
     tenv.execute_sql(kafka_sink_ddl("retrain_sink", topology.cloud.retrain_topic, config.bootstrap))
     tenv.execute_sql(kafka_sink_ddl("meta_sink", f"{config.name}.meta", config.bootstrap))
-    tenv.execute_sql(kafka_sink_ddl("dlq_sink", topology.cloud.dlq_topic, config.bootstrap,
-                                    headers=True))  # fmt: skip
-    statements = tenv.create_statement_set()
-    statements.add_insert_sql(
-        "INSERT INTO stats_sink SELECT k, v FROM job_out WHERE kind = 'stats'"
-    )
     statements.add_insert_sql(
         "INSERT INTO retrain_sink SELECT k, v FROM job_out WHERE kind = 'retrain'"
     )

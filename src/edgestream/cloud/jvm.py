@@ -10,6 +10,11 @@ in ``cloud/java`` compiled with the JDK's ``javac`` against the jars of the inst
 * ``decode_summary(value BYTES, registry STRING)`` (``io.edgestream.flink.DecodeSummary``): a
   Confluent-framed Avro WindowSummary as a row (``DecodeSummary.ROW``); a bad value gives
   ``error = '<reason>: <detail>'`` instead of failing the job.
+* ``fleet_stats(src INT, partition INT, offset BIGINT, value BYTES, config STRING)``
+  (``io.edgestream.flink.FleetFunction``): the fleet statistics of the cloud job, a table
+  function of ``(kind, k, v, h, scope)`` rows (:mod:`edgestream.cloud.job`).
+
+:func:`java_classpath` runs the same classes outside Flink (``FleetAnalytics.main``, tests).
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ __all__ = [
     "SUMMARY_FIELDS",
     "SUMMARY_ROW",
     "JvmBuildError",
+    "java",
+    "java_classpath",
     "javac",
     "register_functions",
     "sql_string",
@@ -39,7 +46,10 @@ __all__ = [
 
 SOURCES = Path(__file__).parent / "java"
 #: SQL name -> Java class of each function
-FUNCTIONS = {"decode_summary": "io.edgestream.flink.DecodeSummary"}
+FUNCTIONS = {
+    "decode_summary": "io.edgestream.flink.DecodeSummary",
+    "fleet_stats": "io.edgestream.flink.FleetFunction",
+}
 
 
 def _summary_row() -> str:
@@ -80,6 +90,16 @@ def javac() -> str:
         "javac not found: the Flink functions in Java need a JDK 17+ "
         "(apt-get install openjdk-17-jdk-headless, or bash deploy/local/dev.sh setup)"
     )
+
+
+def java() -> str:
+    """The ``java`` next to :func:`javac`."""
+    return str(Path(javac()).with_name("java"))
+
+
+def java_classpath() -> str:
+    """The jar of the functions and the PyFlink jars they use, as a ``-cp`` value."""
+    return os.pathsep.join([str(udf_jar()), str(_pyflink_lib() / "*")])
 
 
 def _pyflink_lib() -> Path:

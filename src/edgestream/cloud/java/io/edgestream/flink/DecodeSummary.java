@@ -1,16 +1,9 @@
 package io.edgestream.flink;
 
-import java.io.IOException;
-import java.net.URI;
-import java.net.http.HttpClient;
-import java.net.http.HttpRequest;
-import java.net.http.HttpResponse;
-import java.time.Duration;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
-import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.ObjectMapper;
 import org.apache.flink.table.annotation.DataTypeHint;
 import org.apache.flink.table.functions.ScalarFunction;
 import org.apache.flink.types.Row;
@@ -47,30 +40,29 @@ public class DecodeSummary extends ScalarFunction {
   private static final int CHANNELS = NAMES.indexOf("channel_names");
   /** The ChannelStats fields read, in the order of the channel arrays after the names. */
   private static final List<String> CHANNEL_FIELDS = List.of("count", "sum", "m2", "min", "max");
-  private static final long UNKNOWN_ID_RETRY_MS = 30_000;
   private static final double[] POW10 = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10,
     1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 
   private transient Map<Integer, Plan> plans;
   private transient Map<Integer, AvroSchema.AvroException> notSummaries; // schema id -> why
-  private transient Map<Integer, Long> unknownUntil; // schema id -> when to ask again
-  private transient HttpClient http;
+  private transient Registry registry;
 
-  public @DataTypeHint(ROW) Row eval(byte[] value, String registry) {
-    if (plans == null) {
-      plans = new HashMap<>();
-      notSummaries = new HashMap<>();
-      unknownUntil = new HashMap<>();
+  public @DataTypeHint(ROW) Row eval(byte[] value, String registryUrl) {
+    if (registry == null || !registry.base.equals(Registry.base(registryUrl))) {
+      init(new Registry(registryUrl));
     }
     try {
-      return decode(value, registry);
+      return Row.of(decode(value));
     } catch (AvroSchema.AvroException e) {
       return failed(e.reason + ": " + e.getMessage());
-    } catch (RegistryUnavailable e) {
-      throw e; // a missing service fails the job; a bad record never does
-    } catch (RuntimeException e) { // a corrupt body this decoder did not foresee
-      return failed("decode: corrupt Avro body (" + e + ")");
     }
+  }
+
+  /** Decodes with {@code registry}'s schemas (this class used outside a query). */
+  void init(Registry registry) {
+    this.registry = registry;
+    plans = new HashMap<>();
+    notSummaries = new HashMap<>();
   }
 
   private static Row failed(String error) {
@@ -79,28 +71,22 @@ public class DecodeSummary extends ScalarFunction {
     return row;
   }
 
-  /** The schema registry cannot be asked: the job fails with what to start. */
-  static final class RegistryUnavailable extends IllegalStateException {
-    RegistryUnavailable(String message, Throwable cause) {
-      super(message, cause);
+  /** The row's fields of a value; an {@link AvroSchema.AvroException} for a bad one (an
+   * unforeseen exception on a corrupt body becomes one too); a
+   * {@link Registry.RegistryUnavailable} when the registry cannot be asked. */
+  Object[] decode(byte[] value) {
+    try {
+      return fields(value);
+    } catch (AvroSchema.AvroException | Registry.RegistryUnavailable e) {
+      throw e; // a missing service fails the job; a bad record never does
+    } catch (RuntimeException e) { // a corrupt body this decoder did not foresee
+      throw new AvroSchema.AvroException("decode", "corrupt Avro body (" + e + ")");
     }
   }
 
-  private Row decode(byte[] value, String registry) {
-    if (value == null || value.length == 0) {
-      throw new AvroSchema.AvroException("empty", "empty message value (no Confluent header)");
-    }
-    if (value[0] != 0) {
-      throw new AvroSchema.AvroException("bad_magic", String.format(
-          "first byte is 0x%02x, not the Confluent magic byte 0x00", value[0] & 0xff));
-    }
-    if (value.length < 5) {
-      throw new AvroSchema.AvroException(
-          "truncated_header", value.length + " byte(s): the header needs 5");
-    }
-    int id = ((value[1] & 0xff) << 24) | ((value[2] & 0xff) << 16) | ((value[3] & 0xff) << 8)
-        | (value[4] & 0xff);
-    Plan plan = plan(id, registry);
+  private Object[] fields(byte[] value) {
+    int id = Registry.schemaId(value);
+    Plan plan = plan(id);
     AvroSchema.Input in = new AvroSchema.Input(value, 5);
     Object[] out = plan.defaults.clone();
     for (int i = 0; i < plan.slots.length; i++) {
@@ -118,7 +104,7 @@ public class DecodeSummary extends ScalarFunction {
       throw new AvroSchema.AvroException(
           "decode", (value.length - in.pos) + " trailing byte(s) after the Avro record");
     }
-    return Row.of(out);
+    return out;
   }
 
   /** A top-level value as the type of its output slot (an int writer field for a BIGINT). */
@@ -268,7 +254,7 @@ public class DecodeSummary extends ScalarFunction {
     }
   }
 
-  private Plan plan(int id, String registry) {
+  private Plan plan(int id) {
     Plan cached = plans.get(id);
     if (cached != null) {
       return cached;
@@ -278,58 +264,14 @@ public class DecodeSummary extends ScalarFunction {
       throw known;
     }
     try {
-      cached = new Plan(id, schema(id, registry));
+      cached = new Plan(id, registry.schema(id));
     } catch (AvroSchema.AvroException e) {
-      if (!e.reason.equals("unknown_schema_id")) { // retried after a while, see schema()
+      if (!e.reason.equals("unknown_schema_id")) { // asked again after a while (Registry)
         notSummaries.put(id, e);
       }
       throw e;
     }
     plans.put(id, cached);
     return cached;
-  }
-
-  private AvroSchema schema(int id, String registry) {
-    Long until = unknownUntil.get(id);
-    if (until != null && System.currentTimeMillis() < until) {
-      throw unknown(id, registry);
-    }
-    if (http == null) {
-      http = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(10)).build();
-    }
-    String base = registry.endsWith("/") ? registry.substring(0, registry.length() - 1)
-        : registry;
-    HttpResponse<String> response;
-    try {
-      HttpRequest request = HttpRequest.newBuilder(URI.create(base + "/schemas/ids/" + id))
-          .timeout(Duration.ofSeconds(30)).GET().build();
-      response = http.send(request, HttpResponse.BodyHandlers.ofString());
-    } catch (IOException e) {
-      throw new RegistryUnavailable("schema registry unreachable at " + base + ": " + e
-          + " (start it: edgestream up, or pass the registry's URL)", e);
-    } catch (InterruptedException e) {
-      Thread.currentThread().interrupt();
-      throw new RegistryUnavailable("interrupted while asking the schema registry", e);
-    }
-    if (response.statusCode() == 404) {
-      unknownUntil.put(id, System.currentTimeMillis() + UNKNOWN_ID_RETRY_MS);
-      throw unknown(id, registry);
-    }
-    if (response.statusCode() != 200) {
-      throw new RegistryUnavailable("schema registry at " + base + " answered HTTP "
-          + response.statusCode() + " for schema id " + id, null);
-    }
-    String text;
-    try {
-      text = new ObjectMapper().readTree(response.body()).path("schema").asText("");
-    } catch (IOException e) {
-      throw new RegistryUnavailable("schema registry at " + base + " sent no JSON", e);
-    }
-    return AvroSchema.parse(text);
-  }
-
-  private static AvroSchema.AvroException unknown(int id, String registry) {
-    return new AvroSchema.AvroException("unknown_schema_id",
-        "schema id " + id + " not in registry at " + registry);
   }
 }

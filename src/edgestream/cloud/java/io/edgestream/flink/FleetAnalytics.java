@@ -1,0 +1,558 @@
+package io.edgestream.flink;
+
+import java.io.BufferedReader;
+import java.io.InputStreamReader;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.regex.Pattern;
+import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.JsonNode;
+import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.ObjectMapper;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * The fleet statistics of the cloud job over the raw records of {@code fleet.summaries}
+ * (input 0) and {@code fleet.alerts} (input 1): Avro decoding, replay dedup, per-partition
+ * watermarks with idleness, and {@link FleetStats}; the same steps, in the same order, as the
+ * Python module {@code edgestream.cloud.engine} documents for them.
+ *
+ * <p>{@link #row} takes one record (or a heartbeat, input {@link #TICK}) and returns what to
+ * write: {@code stats} rows (JSON, key {@code window_start|scope|scope_key}), {@code dlq}
+ * records (the original bytes, headers as JSON) and, at the end of a bounded run, one
+ * {@code meta} row (the run's counts). A record that cannot be used never fails the job; an
+ * unreachable schema registry does.
+ *
+ * <p>The configuration is a JSON object (written by {@code edgestream.cloud.job}):
+ * {@code registry}, {@code topics} (the two input topics), {@code window_ms},
+ * {@code allowed_lateness_ms}, {@code worst_n}, {@code source_window_ms} (or null),
+ * {@code retention_ms}, {@code max_out_of_orderness_ms}, {@code idle_timeout_ms} (or null),
+ * {@code tick_ms}, {@code partitions} (per input, the partition ids) and {@code ends} (null,
+ * or per input an object partition -> end offset: a bounded run).
+ */
+public final class FleetAnalytics {
+  static final int TICK = -1;
+  private static final Logger LOG = LoggerFactory.getLogger(FleetAnalytics.class);
+  private static final Pattern CONSECUTIVE = Pattern.compile(":consecutive\\(\\d+\\)$");
+  private static final List<String> F = DecodeSummary.NAMES;
+  private static final int SUMMARY_ID = F.indexOf("summary_id");
+  private static final int GATEWAY_ID = F.indexOf("gateway_id");
+  private static final int GATEWAY_SEQ = F.indexOf("gateway_seq");
+  private static final int SCOPE = F.indexOf("scope");
+  private static final int SCOPE_KEY = F.indexOf("scope_key");
+  private static final int SITE = F.indexOf("site");
+  private static final int DEVICE_TYPE = F.indexOf("device_type");
+  private static final int WINDOW_START = F.indexOf("window_start");
+  private static final int WINDOW_END = F.indexOf("window_end");
+  private static final int COUNT = F.indexOf("count");
+  private static final int ANOMALY_COUNT = F.indexOf("anomaly_count");
+  private static final int MAX_SCORE = F.indexOf("max_score");
+  private static final int MODEL_VERSION = F.indexOf("model_version");
+  private static final int ROLLUP_LEVEL = F.indexOf("rollup_level");
+  private static final int CHANNEL_NAMES = F.indexOf("channel_names");
+  /** The AnomalyAlert fields read (the rest of an alert is skipped). */
+  static final List<String> ALERT_FIELDS = List.of("alert_id", "incident_id", "status",
+      "update_number", "gateway_id", "gateway_seq", "site", "device_id", "device_type", "rule",
+      "ts", "first_ts");
+
+  /** One output: kind, key, value, DLQ headers (JSON) and the scope of a stats row. */
+  public record Out(String kind, byte[] key, byte[] value, String headers, String scope) {}
+
+  private final String[] topics;
+  private final Registry registry;
+  private final DecodeSummary summaries = new DecodeSummary();
+  private final Map<Integer, int[]> alertPlans = new HashMap<>(); // schema id -> slot per field
+  private final Map<Integer, AvroSchema.AvroException> notAlerts = new HashMap<>();
+  private final Dedup dedup = new Dedup();
+  private final Watermarks marks;
+  final FleetStats stats;
+  final Map<String, Long> counts = new LinkedHashMap<>();
+  private final long tickMs;
+  private long nextTick;
+  private Map<Long, Long> pending; // input << 32 | partition -> the last offset still to come
+  private long records;
+  private long firstMs;
+  private long lastMs;
+  private long decodeNs;
+  private long engineNs;
+
+  public FleetAnalytics(String configJson, long now) {
+    JsonNode c;
+    try {
+      c = new ObjectMapper().readTree(configJson);
+    } catch (Exception e) {
+      throw new IllegalArgumentException("fleet statistics: bad configuration: " + e, e);
+    }
+    topics = new String[] {c.get("topics").get(0).asText(), c.get("topics").get(1).asText()};
+    registry = new Registry(c.get("registry").asText());
+    summaries.init(registry);
+    JsonNode source = c.path("source_window_ms");
+    stats = new FleetStats(c.get("window_ms").asLong(), c.get("allowed_lateness_ms").asLong(),
+        c.get("worst_n").asInt(), source.isNumber() ? source.asLong() : null,
+        c.path("retention_ms").asLong(FleetStats.DAY_MS));
+    JsonNode idle = c.path("idle_timeout_ms");
+    marks = new Watermarks(c.get("max_out_of_orderness_ms").asLong(),
+        idle.isNumber() ? idle.asLong() : null);
+    for (JsonNode p : c.path("partitions").path(0)) {
+      marks.assign(p.asInt(), now);
+    }
+    tickMs = c.path("tick_ms").asLong(1000);
+    nextTick = now + tickMs;
+    JsonNode ends = c.path("ends");
+    if (ends.isArray()) {
+      pending = new HashMap<>();
+      for (int i = 0; i < ends.size(); i++) {
+        for (Map.Entry<String, JsonNode> e : iterable(ends.get(i))) {
+          if (e.getValue().asLong() > 0) {
+            pending.put(where(i, Integer.parseInt(e.getKey())), e.getValue().asLong() - 1);
+          }
+        }
+      }
+    }
+  }
+
+  private static Iterable<Map.Entry<String, JsonNode>> iterable(JsonNode node) {
+    return node::fields;
+  }
+
+  private static long where(int input, int partition) {
+    return ((long) input << 32) | (partition & 0xffffffffL);
+  }
+
+  private void count(String name) {
+    counts.merge(name, 1L, Long::sum);
+  }
+
+  /** One input row at processing time {@code now}: what to write (often nothing). */
+  public List<Out> row(int src, int partition, long offset, byte[] value, long now) {
+    List<Out> out = new ArrayList<>(0);
+    if (now >= nextTick) {
+      nextTick = now + tickMs;
+      tick(now, out);
+    }
+    if (src == TICK) {
+      return out;
+    }
+    if (records == 0) {
+      firstMs = now;
+    }
+    records++;
+    lastMs = now;
+    one(src, partition, offset, value, now, out);
+    if (pending != null) {
+      Long last = pending.get(where(src, partition));
+      if (last != null && last <= offset) {
+        pending.remove(where(src, partition));
+        if (pending.isEmpty()) {
+          end(now, out);
+        }
+      }
+    }
+    return out;
+  }
+
+  /** Processing time passed: idle partitions stop holding the watermark back. */
+  private void tick(long now, List<Out> out) {
+    if (marks.candidate(now) > stats.watermark) {
+      advance(now, out);
+    }
+  }
+
+  private void advance(long now, List<Out> out) {
+    long wm = marks.candidate(now);
+    marks.value = wm;
+    rows(stats.advance(wm, now), out);
+  }
+
+  private static void rows(List<FleetStats.StatsRow> rows, List<Out> out) {
+    for (FleetStats.StatsRow r : rows) {
+      out.add(new Out("stats", r.key().getBytes(StandardCharsets.UTF_8),
+          r.json().getBytes(StandardCharsets.UTF_8), null, r.scope));
+    }
+  }
+
+  private void one(int src, int partition, long offset, byte[] value, long now, List<Out> out) {
+    long t0 = System.nanoTime();
+    Object[] record;
+    try {
+      record = src == 0 ? summaries.decode(value) : alert(value);
+    } catch (AvroSchema.AvroException e) {
+      out.add(dead(src, partition, offset, value, e.reason, e.reason + ": " + e.getMessage()));
+      return;
+    }
+    long t1 = System.nanoTime();
+    decodeNs += t1 - t0;
+    try {
+      if (src == 0) {
+        summary(record, partition, offset, now, out);
+      } else {
+        alert(record);
+      }
+      engineNs += System.nanoTime() - t1;
+    } catch (Invalid e) { // decodable, but not a record of this topic
+      out.add(dead(src, partition, offset, value, "invalid_record",
+          "not a record of " + topics[src] + ": " + e.getMessage()));
+    }
+  }
+
+  /** A decodable record that lacks what its topic's records have. */
+  private static final class Invalid extends RuntimeException {
+    Invalid(String message) {
+      super(message, null, false, false);
+    }
+  }
+
+  private static Object need(Object[] record, int slot, String name) {
+    Object v = record[slot];
+    if (v == null) {
+      throw new Invalid("no " + name);
+    }
+    return v;
+  }
+
+  private void summary(Object[] r, int partition, long offset, long now, List<Out> out) {
+    FleetStats.Summary s = new FleetStats.Summary();
+    s.windowStart = (Long) need(r, WINDOW_START, "window_start");
+    long end = (Long) need(r, WINDOW_END, "window_end");
+    s.count = (Long) need(r, COUNT, "count");
+    s.scopeKey = String.valueOf(r[SCOPE_KEY]);
+    s.site = String.valueOf(r[SITE]);
+    s.deviceType = String.valueOf(r[DEVICE_TYPE]);
+    s.anomalies = r[ANOMALY_COUNT] == null ? 0 : (Long) r[ANOMALY_COUNT];
+    s.maxScore = (Double) r[MAX_SCORE];
+    s.modelVersion = (String) r[MODEL_VERSION];
+    s.channels = (String[]) r[CHANNEL_NAMES];
+    Long[] counts = (Long[]) r[CHANNEL_NAMES + 1];
+    Double[] sums = (Double[]) r[CHANNEL_NAMES + 2];
+    Double[] m2 = (Double[]) r[CHANNEL_NAMES + 3];
+    int n = s.channels.length;
+    s.counts = new long[n];
+    s.sums = new double[n];
+    s.m2 = new double[n];
+    for (int i = 0; i < n; i++) {
+      if (counts[i] == null) {
+        throw new Invalid("channel " + s.channels[i] + " has no count");
+      }
+      s.counts[i] = counts[i];
+      if (counts[i] > 0) {
+        if (sums[i] == null || m2[i] == null) {
+          throw new Invalid("channel " + s.channels[i] + " has no sum or m2");
+        }
+        s.sums[i] = sums[i];
+        s.m2[i] = m2[i];
+      }
+    }
+    String sid = (String) r[SUMMARY_ID];
+    String scope = (String) r[SCOPE];
+    String rid = sid != null ? sid : r[GATEWAY_ID] + "|" + scope + "|" + s.scopeKey + "|"
+        + s.windowStart + "|" + end;
+    if (!dedup.accept((String) r[GATEWAY_ID], (Long) r[GATEWAY_SEQ], rid)) {
+      count("duplicates");
+      return;
+    }
+    Integer level = (Integer) r[ROLLUP_LEVEL];
+    long lineage = FleetStats.lineage(sid, s.windowStart, end, level);
+    count("summaries_" + stats.addSummary(s, scope, lineage));
+    marks.observe(partition, s.windowStart, now);
+    if (marks.candidate(now) > stats.watermark) {
+      advance(now, out);
+    }
+  }
+
+  private void alert(Object[] a) {
+    String status = a[2] == null ? "open" : (String) a[2];
+    if (!dedup.accept((String) a[4], a[5] == null ? null : ((Number) a[5]).longValue(),
+        alertId(a, status))) {
+      count("duplicates");
+      return;
+    }
+    if ("open".equals(status) && a[10] == null) {
+      throw new Invalid("an open alert without ts");
+    }
+    long ts = a[10] == null ? 0 : ((Number) a[10]).longValue();
+    count("alerts_" + stats.addAlert(status, ts, String.valueOf(a[6]), String.valueOf(a[8])));
+  }
+
+  /** An alert's id: its alert_id, else {@code incident_id|n} (see
+   * {@code edgestream.forward.records.alert_id}); null when it cannot be derived. */
+  private static String alertId(Object[] a, String status) {
+    if (a[0] != null) {
+      return (String) a[0];
+    }
+    String n;
+    if (status.equals("open")) {
+      n = "0";
+    } else if (status.equals("resolved")) {
+      n = "resolved";
+    } else if (a[3] != null) {
+      n = String.valueOf(((Number) a[3]).longValue());
+    } else {
+      return null;
+    }
+    String incident = (String) a[1];
+    if (incident == null) {
+      Object first = a[11] != null ? a[11] : a[10];
+      if (a[9] == null || first == null) {
+        return null;
+      }
+      String rule = CONSECUTIVE.matcher((String) a[9]).replaceFirst("");
+      incident = a[4] + "|" + a[7] + "|" + rule + "|" + ((Number) first).longValue();
+    }
+    return incident + "|" + n;
+  }
+
+  /** The fields {@link #ALERT_FIELDS} of a Confluent-framed AnomalyAlert. */
+  private Object[] alert(byte[] value) {
+    int id = Registry.schemaId(value);
+    int[] slots = alertPlans.get(id);
+    if (slots == null) {
+      AvroSchema.AvroException known = notAlerts.get(id);
+      if (known != null) {
+        throw known;
+      }
+      AvroSchema schema = registry.schema(id);
+      if (schema.kind != AvroSchema.Kind.RECORD || !schema.name.endsWith("AnomalyAlert")) {
+        AvroSchema.AvroException e = new AvroSchema.AvroException("invalid_record",
+            "schema id " + id + " writes " + schema.name + ", not an AnomalyAlert");
+        notAlerts.put(id, e);
+        throw e;
+      }
+      slots = new int[schema.fields.size()];
+      for (int i = 0; i < slots.length; i++) {
+        slots[i] = ALERT_FIELDS.indexOf(schema.fieldNames.get(i));
+      }
+      alertPlans.put(id, slots);
+    }
+    AvroSchema schema = registry.schema(id);
+    AvroSchema.Input in = new AvroSchema.Input(value, 5);
+    Object[] out = new Object[ALERT_FIELDS.size()];
+    try {
+      for (int i = 0; i < slots.length; i++) {
+        if (slots[i] < 0) {
+          schema.fields.get(i).skip(in);
+        } else {
+          out[slots[i]] = schema.fields.get(i).read(in);
+        }
+      }
+    } catch (AvroSchema.AvroException e) {
+      throw e;
+    } catch (RuntimeException e) { // a corrupt body the decoder did not foresee
+      throw new AvroSchema.AvroException("decode", "corrupt Avro body (" + e + ")");
+    }
+    if (in.pos != value.length) {
+      throw new AvroSchema.AvroException(
+          "decode", (value.length - in.pos) + " trailing byte(s) after the Avro record");
+    }
+    for (int k = 0; k < out.length; k++) {
+      boolean number = k == 3 || k == 5 || k == 10 || k == 11;
+      if (out[k] != null && (number ? !(out[k] instanceof Number) : !(out[k] instanceof String))) {
+        throw new AvroSchema.AvroException("invalid_record",
+            "field " + ALERT_FIELDS.get(k) + " is a " + out[k].getClass().getSimpleName());
+      }
+    }
+    return out;
+  }
+
+  private Out dead(int src, int partition, long offset, byte[] value, String reason,
+      String detail) {
+    String topic = topics[src];
+    long dlq = counts.getOrDefault("dlq", 0L);
+    if (dlq < 10) {
+      LOG.warn("{}[{}]@{} to the DLQ: {}", topic, partition, offset, detail);
+    }
+    count("dlq");
+    count("dlq_" + reason);
+    StringBuilder h = new StringBuilder("{\"reason\":");
+    Json.string(h, reason);
+    h.append(",\"detail\":");
+    Json.string(h, detail.length() > 1000 ? detail.substring(0, 1000) : detail);
+    h.append(",\"topic\":");
+    Json.string(h, topic);
+    h.append(",\"partition\":\"").append(partition).append("\",\"offset\":\"").append(offset)
+        .append("\"}");
+    byte[] key = (topic + "|" + partition + "|" + offset).getBytes(StandardCharsets.UTF_8);
+    return new Out("dlq", key, value == null ? new byte[0] : value, h.toString(), null);
+  }
+
+  /** The end of a bounded input: every window closes, then the run's counts. */
+  private void end(long now, List<Out> out) {
+    LOG.info("fleet statistics: end of input after {} records", records);
+    rows(stats.flush(now), out);
+    StringBuilder b = new StringBuilder("{\"records\":").append(records);
+    b.append(",\"span_ms\":").append(Math.max(lastMs - firstMs, 1));
+    for (Map.Entry<String, Long> e : counts.entrySet()) {
+      b.append(',');
+      Json.string(b, e.getKey());
+      b.append(':').append((long) e.getValue());
+    }
+    b.append(",\"decode_ms\":").append(decodeNs / 1_000_000);
+    b.append(",\"engine_ms\":").append(engineNs / 1_000_000).append('}');
+    out.add(new Out("meta", "meta".getBytes(StandardCharsets.UTF_8),
+        b.toString().getBytes(StandardCharsets.UTF_8), null, null));
+  }
+
+  /** Per-partition watermarks: {@code max event time - max out-of-orderness}, the minimum over
+   * the partitions not idle (as {@code edgestream.edge.watermarks.Watermarks}). */
+  static final class Watermarks {
+    private final long outOfOrderness;
+    private final Long idleTimeout;
+    private final Map<Integer, long[]> partitions = new LinkedHashMap<>(); // max ts, last active
+    private static final long NONE = Long.MIN_VALUE;
+    long value = FleetStats.MIN_WATERMARK;
+
+    Watermarks(long outOfOrderness, Long idleTimeout) {
+      this.outOfOrderness = outOfOrderness;
+      this.idleTimeout = idleTimeout;
+    }
+
+    void assign(int partition, long now) {
+      partitions.putIfAbsent(partition, new long[] {NONE, now});
+    }
+
+    void observe(int partition, long ts, long now) {
+      long[] p = partitions.get(partition);
+      if (p == null) {
+        partitions.put(partition, new long[] {ts, now});
+        return;
+      }
+      p[0] = p[0] == NONE ? ts : Math.max(p[0], ts);
+      p[1] = Math.max(p[1], now);
+    }
+
+    long candidate(long now) {
+      boolean any = false;
+      long min = Long.MAX_VALUE;
+      for (long[] p : partitions.values()) {
+        if (idleTimeout == null || now - p[1] < idleTimeout) {
+          any = true;
+          min = Math.min(min, p[0] == NONE ? FleetStats.MIN_WATERMARK : p[0] - outOfOrderness);
+        }
+      }
+      return any ? Math.max(value, min) : value;
+    }
+  }
+
+  /** Replays dropped by (gateway_id, gateway_seq), else by record id (as
+   * {@code edgestream.forward.dedup.Deduplicator}: a window of 4M seqs per gateway, the last
+   * 100,000 ids). */
+  static final class Dedup {
+    private static final int WINDOW = 1 << 22;
+    private static final int ID_MEMORY = 100_000;
+    private final Map<String, long[]> seqs = new HashMap<>(); // gateway -> [high, bits...]
+    private final LinkedHashMap<String, Boolean> ids = new LinkedHashMap<>(16, 0.75f, false) {
+      @Override
+      protected boolean removeEldestEntry(Map.Entry<String, Boolean> eldest) {
+        return size() > ID_MEMORY;
+      }
+    };
+
+    /** True: new; False: seen; null: older than the window. */
+    private static Boolean add(long[] w, long seq) {
+      long high = w[0];
+      if (seq > high) {
+        if (seq - high >= WINDOW) {
+          java.util.Arrays.fill(w, 1, w.length, 0L);
+        } else {
+          for (long s = high + 1; s < seq; s++) {
+            flip(w, s, false);
+          }
+        }
+        w[0] = seq;
+        flip(w, seq, true);
+        return true;
+      }
+      if (seq <= high - WINDOW) {
+        return null;
+      }
+      return !flip(w, seq, true);
+    }
+
+    private static boolean flip(long[] w, long seq, boolean on) {
+      int i = (int) Math.floorMod(seq, (long) WINDOW);
+      int word = 1 + (i >>> 6);
+      long mask = 1L << (i & 63);
+      boolean was = (w[word] & mask) != 0;
+      w[word] = on ? w[word] | mask : w[word] & ~mask;
+      return was;
+    }
+
+    boolean accept(String gateway, Long seq, String rid) {
+      Boolean verdict = null;
+      if (gateway != null && seq != null) {
+        verdict = add(seqs.computeIfAbsent(gateway, g -> new long[1 + WINDOW / 64]), seq);
+      }
+      boolean freshId = rid == null || ids.put(rid, Boolean.TRUE) == null;
+      if (verdict == null) {
+        return freshId;
+      }
+      return verdict && freshId;
+    }
+  }
+
+  /**
+   * Runs the statistics outside Flink, for tests and inspection: {@code args[0]} is the
+   * configuration; each line of standard input is {@code src partition offset now_ms hex}
+   * (a value; {@code -} for none); each output is one line of JSON on standard output:
+   * {@code {"kind", "key", "value", "headers", "scope"}} (a DLQ value in hex).
+   */
+  public static void main(String[] args) throws Exception {
+    BufferedReader in = new BufferedReader(new InputStreamReader(System.in, StandardCharsets.UTF_8));
+    PrintStream out = new PrintStream(System.out, false, StandardCharsets.UTF_8);
+    FleetAnalytics engine = null;
+    for (String line = in.readLine(); line != null; line = in.readLine()) {
+      String[] f = line.trim().split(" ");
+      if (f.length < 4) {
+        continue;
+      }
+      long now = Long.parseLong(f[3]);
+      if (engine == null) {
+        engine = new FleetAnalytics(args[0], now);
+      }
+      byte[] value = f.length < 5 || f[4].equals("-") ? null : hex(f[4]);
+      for (Out o : engine.row(Integer.parseInt(f[0]), Integer.parseInt(f[1]),
+          Long.parseLong(f[2]), value, now)) {
+        StringBuilder b = new StringBuilder("{\"kind\":");
+        Json.string(b, o.kind());
+        b.append(",\"key\":");
+        Json.string(b, new String(o.key(), StandardCharsets.UTF_8));
+        b.append(",\"value\":");
+        Json.string(b, o.kind().equals("dlq") ? hex(o.value())
+            : new String(o.value(), StandardCharsets.UTF_8));
+        b.append(",\"headers\":");
+        if (o.headers() == null) {
+          b.append("null");
+        } else {
+          Json.string(b, o.headers());
+        }
+        b.append(",\"scope\":");
+        if (o.scope() == null) {
+          b.append("null");
+        } else {
+          Json.string(b, o.scope());
+        }
+        out.println(b.append('}'));
+      }
+    }
+    out.flush();
+  }
+
+  private static byte[] hex(String s) {
+    byte[] b = new byte[s.length() / 2];
+    for (int i = 0; i < b.length; i++) {
+      b[i] = (byte) Integer.parseInt(s.substring(2 * i, 2 * i + 2), 16);
+    }
+    return b;
+  }
+
+  private static String hex(byte[] b) {
+    StringBuilder s = new StringBuilder(b.length * 2);
+    for (byte x : b) {
+      s.append(String.format("%02x", x & 0xff));
+    }
+    return s.toString();
+  }
+}

@@ -1,0 +1,110 @@
+package io.edgestream.flink;
+
+import java.io.IOException;
+import java.net.URI;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
+import java.time.Duration;
+import java.util.HashMap;
+import java.util.Map;
+import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.ObjectMapper;
+
+/**
+ * The writer schemas of Confluent-framed Avro values, asked of a schema registry once per id.
+ *
+ * <p>A bad header or an unknown id is an {@link AvroSchema.AvroException} (a bad record, with
+ * the Python serdes' reasons: {@code empty}, {@code bad_magic}, {@code truncated_header},
+ * {@code unknown_schema_id}; an unknown id is asked again after 30 s); an unreachable registry
+ * is a {@link RegistryUnavailable} (a missing service: the job fails with what to start).
+ */
+final class Registry {
+  private static final long UNKNOWN_ID_RETRY_MS = 30_000;
+
+  final String base;
+  private final Map<Integer, AvroSchema> schemas = new HashMap<>();
+  private final Map<Integer, Long> unknownUntil = new HashMap<>(); // id -> when to ask again
+  private HttpClient http;
+
+  Registry(String url) {
+    base = base(url);
+  }
+
+  /** A registry URL without its trailing slash. */
+  static String base(String url) {
+    return url.endsWith("/") ? url.substring(0, url.length() - 1) : url;
+  }
+
+  /** The schema registry cannot be asked: the job fails with what to start. */
+  static final class RegistryUnavailable extends IllegalStateException {
+    RegistryUnavailable(String message, Throwable cause) {
+      super(message, cause);
+    }
+  }
+
+  /** The schema id of a Confluent-framed value (its body starts at byte 5). */
+  static int schemaId(byte[] value) {
+    if (value == null || value.length == 0) {
+      throw new AvroSchema.AvroException("empty", "empty message value (no Confluent header)");
+    }
+    if (value[0] != 0) {
+      throw new AvroSchema.AvroException("bad_magic", String.format(
+          "first byte is 0x%02x, not the Confluent magic byte 0x00", value[0] & 0xff));
+    }
+    if (value.length < 5) {
+      throw new AvroSchema.AvroException(
+          "truncated_header", value.length + " byte(s): the header needs 5");
+    }
+    return ((value[1] & 0xff) << 24) | ((value[2] & 0xff) << 16) | ((value[3] & 0xff) << 8)
+        | (value[4] & 0xff);
+  }
+
+  /** The writer schema of id {@code id}. */
+  AvroSchema schema(int id) {
+    AvroSchema cached = schemas.get(id);
+    if (cached != null) {
+      return cached;
+    }
+    Long until = unknownUntil.get(id);
+    if (until != null && System.currentTimeMillis() < until) {
+      throw unknown(id);
+    }
+    if (http == null) {
+      http = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(10)).build();
+    }
+    HttpResponse<String> response;
+    try {
+      HttpRequest request = HttpRequest.newBuilder(URI.create(base + "/schemas/ids/" + id))
+          .timeout(Duration.ofSeconds(30)).GET().build();
+      response = http.send(request, HttpResponse.BodyHandlers.ofString());
+    } catch (IOException e) {
+      throw new RegistryUnavailable("schema registry unreachable at " + base + ": " + e
+          + " (start it: edgestream up, or pass the registry's URL)", e);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw new RegistryUnavailable("interrupted while asking the schema registry", e);
+    }
+    if (response.statusCode() == 404) {
+      unknownUntil.put(id, System.currentTimeMillis() + UNKNOWN_ID_RETRY_MS);
+      throw unknown(id);
+    }
+    if (response.statusCode() != 200) {
+      throw new RegistryUnavailable("schema registry at " + base + " answered HTTP "
+          + response.statusCode() + " for schema id " + id, null);
+    }
+    String text;
+    try {
+      text = new ObjectMapper().readTree(response.body()).path("schema").asText("");
+    } catch (IOException e) {
+      throw new RegistryUnavailable("schema registry at " + base + " sent no JSON", e);
+    }
+    cached = AvroSchema.parse(text);
+    schemas.put(id, cached);
+    return cached;
+  }
+
+  private AvroSchema.AvroException unknown(int id) {
+    return new AvroSchema.AvroException("unknown_schema_id",
+        "schema id " + id + " not in registry at " + base);
+  }
+}
