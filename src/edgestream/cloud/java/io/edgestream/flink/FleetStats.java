@@ -13,16 +13,39 @@ import java.util.TreeMap;
 import java.util.TreeSet;
 
 /**
- * The open event-time windows of the fleet statistics: per window and scope (the fleet
- * {@code *}, a site, a device type) distinct devices, readings, anomalous readings, alerts,
- * each channel's pooled mean and population std (Chan et al.'s merge of each summary's
- * count/mean/m2), the worst N devices, the model-version mix and the late count.
+ * The open event-time windows of the fleet statistics (the cloud job's fleet analytics).
  *
- * <p>The semantics (firing at {@code end - 1 <= watermark}, re-firing on late data, purging
- * after the allowed lateness, late data counted, never dropped silently) and the order of
- * every floating-point operation are those the Python module {@code edgestream.cloud.stats}
- * documents, so rows are bit for bit those of the offline reference
- * ({@code tests/test_cloud/reference.py}).
+ * <p>A device summary ({@code scope == "device"}, of the job's source window size, see
+ * {@link #lineage}) counts in the cloud window {@code [s, s + W)} that contains its
+ * {@code window_start}, for three scopes: the fleet ({@code *}), its site and its device type.
+ * An alert with status {@code open} counts ({@code alert_count}) in the window of its
+ * {@code ts}.
+ *
+ * <p>Per window and scope: distinct devices, readings, anomalous readings, per-channel pooled
+ * mean and population std (count/mean/m2 merged with Chan et al.'s formula from each summary's
+ * count/sum/m2, in arrival order; a scope's row merges its (site, device type) cells in the
+ * order they opened), the worst {@code worstN} devices (anomaly count, then max score, then
+ * id), the model-version mix (readings per version) and {@code late_count}.
+ *
+ * <p>Event time (Flink's semantics, driven by the caller's watermark):
+ * <ul>
+ *   <li>{@link #advance} with watermark {@code wm} <em>fires</em> every window with
+ *       {@code end - 1 <= wm} once (its rows are returned), and re-fires, with the updated
+ *       rows, a fired window that received more data since.
+ *   <li>A window is <em>purged</em> once {@code end - 1 + allowed lateness <= wm} (the outage
+ *       budget): its accumulators are dropped, its last rows kept ({@code retention}) so later
+ *       data still shows.
+ *   <li>A summary or alert that arrives after its window fired is <em>late</em>: counted in
+ *       that row's {@code late_count}; within the allowed lateness it also counts in the
+ *       statistics (the row is re-emitted), after it only in {@code late_count} (the row is
+ *       re-emitted with the new count). Nothing is dropped silently: past {@code retention} it
+ *       is counted as {@code expired}.
+ * </ul>
+ *
+ * <p>Rows are keyed by {@code (window_start, scope, scope_key)}: the last row of a key is the
+ * current one (an upsert stream; Flink SQL reads it with {@code upsert-kafka} or {@code json}).
+ * The offline reference ({@code tests/test_cloud/reference.py}) computes the same rows another
+ * way; they agree to 1e-9.
  */
 final class FleetStats {
   static final long DAY_MS = 86_400_000L;
@@ -301,8 +324,9 @@ final class FleetStats {
     return ts - Math.floorMod(ts, windowMs);
   }
 
-  /** The window size of the original edge windows a summary aggregates (see
-   * {@code edgestream.cloud.stats.summary_lineage}). */
+  /** The window size of the original edge windows a summary aggregates: an original window
+   * ({@code rollup_level} 0) is its own size; a forwarder roll-up names its base size in its
+   * id ({@code ...|r<level>.<base size>.<seq>}, {@code edgestream.forward.rollup}). */
   static long lineage(String summaryId, long start, long end, Integer rollupLevel) {
     if (rollupLevel == null || rollupLevel == 0) {
       return end - start;
