@@ -369,7 +369,10 @@ def build_job(config: CloudJobConfig) -> Any:
     tenv.execute_sql(kafka_sink_ddl("dlq_sink", topology.cloud.dlq_topic, config.bootstrap,
                                     headers=True))  # fmt: skip
     if stats_inputs:
-        _union(tenv, "stats_in", stats_inputs + ticks)
+        # a table function stays above the union (one Correlate, one instance, ``src`` kept:
+        # checked with explain()); no DataStream round trip needed, unlike the Python function
+        union = " UNION ALL ".join(stats_inputs + ticks)
+        tenv.create_temporary_view("stats_in", tenv.sql_query(union))
         literal = sql_string(_stats_config(config, topics, partitions))
         tenv.create_temporary_view("stats_out", tenv.sql_query(STATS_SQL.format(config=literal)))
         tenv.execute_sql(kafka_sink_ddl("stats_sink", topology.cloud.stats_topic,
