@@ -4,13 +4,15 @@ Three phases on a fresh embedded stack (cloud broker + registry):
 
 1. **Throughput** - ``summaries`` forwarded device summaries (plus the site summaries and
    replays a fleet sends) are produced first, then the job reads them to their exact end
-   offsets (bounded). Summaries/s = records the job's Python function processed / the span
-   between its first and its last record (measured inside the job, so MiniCluster start-up is
-   not in it); the wall time of the whole run is reported too.
-2. **JVM only** - the route past Python's per-record cost, on the same topic: records/s of
-   a Flink SQL query that only reads the raw values, and of one that decodes them with the
-   Java decoder (``decode_summary``, :mod:`edgestream.cloud.jvm`). The job's Python function
-   is the bottleneck when these are far above its rate.
+   offsets (bounded). Summaries/s = records the job's fleet statistics (the Java table
+   function ``fleet_stats``) processed / the span between its first and its last record
+   (measured inside the job, so MiniCluster start-up is not in it); the wall time of the
+   whole run is reported too. ``us_per_record`` splits a record's time: Avro decoding, the
+   statistics, the rest (Flink: reading, the union, the sinks).
+2. **JVM only** - on the same topic, in the same run: records/s of a Flink SQL query that
+   only reads the raw values, and of one that also decodes them with the Java decoder
+   (``decode_summary``, :mod:`edgestream.cloud.jvm`, twice: the first pass is mostly the
+   JIT). The ratios say how close the job comes to reading alone.
 3. **End-to-end lag** - the job runs unbounded; every ``window`` seconds of wall time the
    fleet's summaries of the window just ended are produced (event time = wall time). A fleet
    row can be computed once the first summary of the next window arrives; lag = broker time
@@ -204,6 +206,7 @@ def _jvm_phase(cloud: str, registry: str, ends: dict[int, int], job_per_s: float
         if name.startswith("decode"):
             out["decode_errors"] = max(out.get("decode_errors", 0), int(errors))
     out["decode_vs_job"] = round(out["decode_per_s"] / max(job_per_s, 1), 1)
+    out["job_vs_read"] = round(job_per_s / max(out["read_per_s"], 1), 2)
     return out
 
 

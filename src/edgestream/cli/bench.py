@@ -230,7 +230,7 @@ def cloud(
     rows = [
         ("summaries/s in the job", f"{t['summaries_per_s']:,}", f"goal {t['goal_per_s']:,}"),
         ("records read", f"{t['records']:,}", f"{t['span_s']} s in the job"),
-        ("JVM only: raw read /s", f"{jvm['read_per_s']:,}", "same topic, no Python"),
+        ("JVM only: raw read /s", f"{jvm['read_per_s']:,}", f"the job: {jvm['job_vs_read']}x"),
         (
             "JVM only: Java Avro decode /s",
             f"{jvm['decode_per_s']:,}",

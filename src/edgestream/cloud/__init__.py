@@ -1,8 +1,9 @@
 """Cloud jobs: fleet analytics, drift detection and retraining triggers (PyFlink).
 
-The logic is plain Python (:mod:`.stats`, :mod:`.drift`, :mod:`.triggers`, combined in
-:mod:`.engine`); :mod:`.job` wires it into one Flink job and :mod:`.flink` holds the
-environment and Kafka-table helpers (shared with the SQL query layer). Entry point:
+The fleet statistics run in the JVM (Java sources in ``java/``, compiled on first use by
+:mod:`.jvm`); drift and retraining triggers are plain Python (:mod:`.drift`, :mod:`.triggers`,
+combined in :mod:`.engine`); :mod:`.job` wires both into one Flink job and :mod:`.flink` holds
+the environment and Kafka-table helpers (shared with the SQL query layer). Entry point:
 :func:`run_jobs` (``edgestream cloud run``; ``edgestream up`` runs it in a thread).
 """
 

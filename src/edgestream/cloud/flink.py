@@ -10,7 +10,7 @@
   to field ... of type OffsetResetStrategy"). Python functions run in ``thread`` mode
   (PEMJA, in-process: the fast one).
 * :func:`kafka_table_ddl` - ``CREATE TABLE`` for a Kafka topic: value ``BYTES`` (``raw``
-  format, Avro decoded in Python) or ``json`` columns, ``partition``/``offset``/``timestamp``
+  format, Avro decoded by the caller) or ``json`` columns, ``partition``/``offset``/``timestamp``
   metadata, optional key column, bounded or unbounded scan.
 * :func:`bounded_offsets` - ``scan.bounded.specific-offsets`` from exact end offsets
   (:func:`edgestream.core.offsets.exact_end_offsets`): never ``latest-offset``, which trusts
