@@ -106,3 +106,39 @@ def test_a_job_starts_in_a_child_of_a_process_that_ran_loopback_workers():
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     assert "parallelism 1" in done.stdout
+
+
+def test_a_planner_thread_error_declares_the_job_again_and_others_fail(monkeypatch):
+    """Our reaction to Flink's ``metadataHandlerProvider`` NPE (a py4j thread without
+    Calcite's provider, nothing submitted): declare the job again; any other error, or the
+    NPE on every attempt, is raised."""
+    import gc
+
+    from edgestream.cloud import job
+
+    class Statements:
+        def execute(self):
+            return "submitted"
+
+    errors: list[Exception] = []
+
+    def build(config):
+        assert not gc.isenabled(), "the cyclic collector is paused while the job is declared"
+        if errors:
+            raise errors.pop(0)
+        return Statements()
+
+    monkeypatch.setattr(job, "ensure_cloud_topics", lambda topology, bootstrap: None)
+    monkeypatch.setattr(job, "build_job", build)
+    config = job.CloudJobConfig(None, "", "")
+    npe = RuntimeError("java.lang.NullPointerException: metadataHandlerProvider")
+    errors[:] = [npe, npe]
+    assert job.start_job(config) == "submitted" and errors == []
+    assert gc.isenabled()
+    errors[:] = [npe, npe, npe]
+    with pytest.raises(RuntimeError, match="metadataHandlerProvider"):
+        job.start_job(config)
+    errors[:] = [ValueError("nothing to read")]
+    with pytest.raises(ValueError, match="nothing to read"):
+        job.start_job(config)
+    assert gc.isenabled()
