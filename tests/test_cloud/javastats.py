@@ -9,7 +9,7 @@ import subprocess
 from collections import Counter
 from typing import Any
 
-from edgestream.cloud.job import CloudJobConfig, _stats_config, _topics
+from edgestream.cloud.job import META_TIMES, CloudJobConfig, _stats_config, _topics
 from edgestream.cloud.jvm import java, java_classpath
 from edgestream.core.serde import AvroSerializer, subject_for
 from edgestream.core.topology import Topology
@@ -56,6 +56,5 @@ def run_stats(
             rows[(row["window_start"], row["scope"], row["scope_key"])] = row
     metas = [json.loads(o["value"]) for o in outs if o["kind"] == "meta"]
     assert len(metas) == 1, "a bounded run ends with one meta row"
-    times = ("records", "span_ms", "decode_ms", "engine_ms")
-    counts = Counter({k: v for k, v in metas[0].items() if k not in times})
+    counts = Counter({k: v for k, v in metas[0].items() if k not in META_TIMES})
     return rows, counts, outs

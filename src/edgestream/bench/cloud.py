@@ -76,9 +76,6 @@ def _percentiles(values: list[float]) -> dict[str, float | None]:
     return {"p50": pick(0.5), "p95": pick(0.95), "max": round(v[-1], 1), "n": len(v)}
 
 
-_TIMES = ("records", "span_ms", "decode_ms", "engine_ms")
-
-
 def _split(meta: dict[str, Any]) -> dict[str, float]:
     """Where a record's time in the job went (µs): Avro decoding and the engine (measured in
     the Python function), the rest (Flink, Arrow batches, the function's own loop).
@@ -112,7 +109,7 @@ def _meta(bootstrap: str, topic: str) -> dict[str, Any]:
 def run_cloud_bench(params: CloudBenchParams, phases: Phases) -> dict[str, Any]:
     """Both phases; the result dict (the JSON line of ``--json``)."""
     from edgestream.bench.cloud_input import fleet_summaries, produce_records
-    from edgestream.cloud.job import CloudJobConfig, run_jobs, start_job
+    from edgestream.cloud.job import META_TIMES, CloudJobConfig, run_jobs, start_job
     from edgestream.core.stack import Stack
 
     result: dict[str, Any] = {"bench": "cloud", "machine": machine_info(), "parallelism": 1}
@@ -147,8 +144,11 @@ def run_cloud_bench(params: CloudBenchParams, phases: Phases) -> dict[str, Any]:
             "span_s": round(fleet["span_ms"] / 1000, 2),
             "wall_s": round(wall, 1),
             "goal_per_s": 50_000,
-            "counts": {k: v for k, v in meta.items() if k not in (*_TIMES, "fleet_stats")},
+            "counts": {k: v for k, v in meta.items() if k not in (*META_TIMES, "fleet_stats")},
             "us_per_record": _split(fleet),
+            # the span's wall time vs the statistics thread's CPU time and the JVM's GC time
+            "cpu_share": round(fleet.get("cpu_ms", 0) / max(fleet["span_ms"], 1), 2),
+            "gc_ms": fleet.get("gc_ms"),
         }
         phases.start("JVM only, same topic: raw read, then Java Avro decode (twice)")
         result["jvm_only"] = _jvm_phase(cloud, registry, ends["fleet.summaries"], per_s)

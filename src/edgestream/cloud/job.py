@@ -64,6 +64,9 @@ TICK_SRC = -1  # the ``src`` of the heartbeat rows of an unbounded run
 #: stats row, and the statistics' end of a bounded run (its ``meta``)
 STATS_ROW, STATS_END = 4, 5
 OWN = (2, 3)  # the inputs the Python function reads itself: samples, models (0, 1: Java)
+#: the timing keys of a run's ``meta`` (the rest are counts); the statistics' own are under
+#: ``fleet_stats`` (their records, span, decode, engine, garbage collection and CPU time)
+META_TIMES = ("records", "span_ms", "decode_ms", "engine_ms", "gc_ms", "cpu_ms")
 NO_POSITION = "0 AS `partition`, CAST(0 AS BIGINT) AS `offset`"  # of a row not from Kafka
 #: the Python function runs in process mode (vectorized functions need it) on Arrow batches
 #: of up to 10,000 rows, sent when full or after 500 ms (the added lag)
@@ -272,14 +275,13 @@ def _function(
             log.info("end of input after %d records", self.records)
             yield from self._emit(self.engine.flush(now))
             span = max(self.last_ms - self.first_ms, 1)
-            times = ("records", "span_ms", "decode_ms", "engine_ms")
             fleet = self.stats_meta
-            counts = Counter({k: v for k, v in fleet.items() if k not in times})
+            counts = Counter({k: v for k, v in fleet.items() if k not in META_TIMES})
             counts.update(self.engine.counts)
             meta = {"records": self.records, "span_ms": span, **counts,
                     "decode_ms": self.decode_ns // 1_000_000,
                     "engine_ms": self.engine_ns // 1_000_000,
-                    "fleet_stats": {k: fleet[k] for k in times if k in fleet}}  # fmt: skip
+                    "fleet_stats": {k: fleet[k] for k in META_TIMES if k in fleet}}  # fmt: skip
             yield "meta", b"meta", json.dumps(meta).encode(), None
 
     return FleetFunction()

@@ -3,6 +3,9 @@ package io.edgestream.flink;
 import java.io.BufferedReader;
 import java.io.InputStreamReader;
 import java.io.PrintStream;
+import java.lang.management.GarbageCollectorMXBean;
+import java.lang.management.ManagementFactory;
+import java.lang.management.ThreadMXBean;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.HashMap;
@@ -79,6 +82,8 @@ public final class FleetAnalytics {
   private long lastMs;
   private long decodeNs;
   private long engineNs;
+  private long gcMsAtFirst; // collectors' total time when the first record came
+  private long cpuNsAtFirst; // this thread's CPU time then
 
   public FleetAnalytics(String configJson, long now) {
     JsonNode c;
@@ -139,6 +144,8 @@ public final class FleetAnalytics {
     }
     if (records == 0) {
       firstMs = now;
+      gcMsAtFirst = gcMs();
+      cpuNsAtFirst = cpuNs();
     }
     records++;
     lastMs = now;
@@ -390,9 +397,26 @@ public final class FleetAnalytics {
       b.append(':').append((long) e.getValue());
     }
     b.append(",\"decode_ms\":").append(decodeNs / 1_000_000);
-    b.append(",\"engine_ms\":").append(engineNs / 1_000_000).append('}');
+    b.append(",\"engine_ms\":").append(engineNs / 1_000_000);
+    // where the span went besides this thread's work: the JVM's garbage collectors (all
+    // threads, pauses and concurrent work) and this thread's CPU time
+    b.append(",\"gc_ms\":").append(gcMs() - gcMsAtFirst);
+    b.append(",\"cpu_ms\":").append((cpuNs() - cpuNsAtFirst) / 1_000_000).append('}');
     out.add(new Out("meta", "meta".getBytes(StandardCharsets.UTF_8),
         b.toString().getBytes(StandardCharsets.UTF_8), null, null));
+  }
+
+  private static long gcMs() {
+    long total = 0;
+    for (GarbageCollectorMXBean gc : ManagementFactory.getGarbageCollectorMXBeans()) {
+      total += Math.max(gc.getCollectionTime(), 0);
+    }
+    return total;
+  }
+
+  private static long cpuNs() {
+    ThreadMXBean threads = ManagementFactory.getThreadMXBean();
+    return threads.isCurrentThreadCpuTimeSupported() ? threads.getCurrentThreadCpuTime() : 0;
   }
 
   /** Per-partition watermarks: {@code max event time - max out-of-orderness}, the minimum over

@@ -304,7 +304,8 @@ final class FleetStats {
   private final Map<Long, Map<String, Cell>> cells = new HashMap<>(); // (site|type) -> cell
   private final Set<Long> fired = new HashSet<>();
   private final TreeSet<Dirty> dirty = new TreeSet<>();
-  private final Map<Long, LinkedHashMap<String, StatsRow>> closed = new LinkedHashMap<>();
+  private final TreeMap<Long, LinkedHashMap<String, StatsRow>> closed = new TreeMap<>();
+  private final TreeSet<Long> unfired = new TreeSet<>(); // open windows that never fired
   long watermark = MIN_WATERMARK;
   final Map<String, Long> counts = new LinkedHashMap<>();
 
@@ -400,6 +401,7 @@ final class FleetStats {
     if (windows == null) {
       windows = new LinkedHashMap<>();
       open.put(start, windows);
+      unfired.add(start);
       cells.put(start, new HashMap<>());
     }
     if (summary != null) {
@@ -440,16 +442,18 @@ final class FleetStats {
   List<StatsRow> advance(long wm, long now) {
     watermark = Math.max(watermark, wm);
     List<StatsRow> out = new ArrayList<>();
-    for (Map.Entry<Long, LinkedHashMap<String, ScopeWindow>> e : open.entrySet()) {
-      long start = e.getKey();
+    // windows that end by the watermark and never fired: end - 1 <= wm (only those are
+    // visited: the open windows of a partition read far ahead are not walked per advance)
+    for (Iterator<Long> it = unfired.headSet(watermark - windowMs + 1, true).iterator();
+        it.hasNext(); ) {
+      long start = it.next();
+      it.remove();
       long end = start + windowMs;
-      if (!fired.contains(start) && end - 1 <= watermark) {
-        fired.add(start);
-        for (Map.Entry<String, ScopeWindow> sw : e.getValue().entrySet()) {
-          String[] scope = scopeOf(sw.getKey());
-          out.add(sw.getValue().row(start, end, scope, worstN, now));
-          dirty.remove(new Dirty(start, scope[0], scope[1]));
-        }
+      fired.add(start);
+      for (Map.Entry<String, ScopeWindow> sw : open.get(start).entrySet()) {
+        String[] scope = scopeOf(sw.getKey());
+        out.add(sw.getValue().row(start, end, scope, worstN, now));
+        dirty.remove(new Dirty(start, scope[0], scope[1]));
       }
     }
     for (Dirty d : dirty) {
@@ -465,13 +469,12 @@ final class FleetStats {
       }
     }
     dirty.clear();
+    // purged: end - 1 + lateness <= wm (they all fired above: end - 1 <= wm)
     for (Iterator<Map.Entry<Long, LinkedHashMap<String, ScopeWindow>>> it =
-        open.entrySet().iterator(); it.hasNext(); ) {
+        open.headMap(watermark - windowMs + 1 - latenessMs, true).entrySet().iterator();
+        it.hasNext(); ) {
       Map.Entry<Long, LinkedHashMap<String, ScopeWindow>> e = it.next();
       long start = e.getKey();
-      if (!fired.contains(start) || !purged(start)) {
-        continue;
-      }
       it.remove();
       long end = start + windowMs;
       LinkedHashMap<String, StatsRow> rows = new LinkedHashMap<>();
@@ -483,7 +486,7 @@ final class FleetStats {
       fired.remove(start);
     }
     long horizon = watermark - latenessMs - retentionMs;
-    closed.keySet().removeIf(start -> start + windowMs <= horizon);
+    closed.headMap(horizon - windowMs, true).clear(); // start + W <= horizon
     return out;
   }
 
