@@ -21,8 +21,14 @@ import org.slf4j.LoggerFactory;
 /**
  * The fleet statistics of the cloud job over the raw records of {@code fleet.summaries}
  * (input 0) and {@code fleet.alerts} (input 1): Avro decoding, replay dedup, per-partition
- * watermarks with idleness, and {@link FleetStats}; the same steps, in the same order, as the
- * Python module {@code edgestream.cloud.engine} documents for them.
+ * watermarks with idleness, and {@link FleetStats}. Per summary, in this order: replays are
+ * dropped ({@code gateway_id} + {@code gateway_seq}, else the record id: {@code summary_id},
+ * or {@code gateway|scope|scope_key|window_start|window_end} when null on the wire), the
+ * summary is counted, its partition's event time (its {@code window_start}) moves, and the
+ * windows the new watermark closes fire. Alerts never move a watermark (they travel ahead of
+ * the summaries of their window): they count while their window is open, else as late.
+ * Every partition of the summaries topic holds the watermark back from the start, until it
+ * delivers or goes idle.
  *
  * <p>{@link #row} takes one record (or a heartbeat, input {@link #TICK}) and returns what to
  * write: {@code stats} rows (JSON, key {@code window_start|scope|scope_key}), {@code dlq}
