@@ -23,9 +23,11 @@ def run_stats(
     records: list[tuple[str, int, Any]],
     now_step: int = 0,
     partitions: dict[str, list[int]] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> tuple[dict[tuple[int, str, str], dict[str, Any]], Counter[str], list[dict[str, Any]]]:
     """Feed ``(topic, partition, record)`` in order (a record: a dict, encoded here, or raw
-    bytes) as one bounded run; the last row per key, the run's counts and every output."""
+    bytes) as one bounded run; the last row per key, the run's counts and every output.
+    ``extra``: more configuration keys (``FleetAnalytics``'s optional ones)."""
     topics = _topics(topology)
     encoders = {i: AvroSerializer(registry, name, subject_for(topics[i]))
                 for i, name in SCHEMAS.items()}  # fmt: skip
@@ -43,6 +45,8 @@ def run_stats(
         ends[topics[src]][partition] = end
     parts = partitions or {t: sorted(e) for t, e in ends.items()}
     config = _stats_config(CloudJobConfig(topology, "", registry, ends=ends), topics, parts)
+    if extra:
+        config = json.dumps({**json.loads(config), **extra})
     done = subprocess.run(
         [java(), "-cp", java_classpath(), "io.edgestream.flink.FleetAnalytics", config],
         input="\n".join(lines) + "\n", capture_output=True, text=True, timeout=300,

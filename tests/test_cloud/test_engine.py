@@ -5,6 +5,7 @@ drift (Python) gives one request per episode, stationary data none."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import pytest
 
@@ -96,6 +97,47 @@ def test_pooled_moments_equal_numpy_over_the_raw_values(registry):
     assert row["channels"]["x"]["count"] == len(allv) and row["device_count"] == 7
     assert np.isclose(row["channels"]["x"]["mean"], allv.mean(), rtol=1e-9, atol=1e-9)
     assert np.isclose(row["channels"]["x"]["std"], allv.std(), rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_java_replay_dedup_decides_as_the_python_deduplicator(registry, seed):
+    """The Java dedup ports ``forward.dedup.Deduplicator`` (which the alert subscriber and
+    ``DedupReader`` use): with a small seq window and id memory, on replays within and beyond
+    the window, ids seen again under a new seq, forgotten ids and records without a seq,
+    the Java statistics count exactly the summaries the Python deduplicator accepts."""
+    import random
+
+    import numpy as np
+
+    from edgestream.forward.dedup import Deduplicator, record_id
+
+    rng = random.Random(seed)
+    window, memory = 16, 5
+    topo = cloud_topology(fleet_stats={"window": "1m", "allowed_lateness": "15m"})
+    high, records, kinds = {"gw-a": 0, "gw-b": 0}, [], Counter()
+    for i in range(300):
+        gw = rng.choice(sorted(high))
+        kind = rng.choices(["new", "within", "beyond", "no seq"], [55, 20, 10, 15])[0]
+        kind = "new" if high[gw] == 0 else kind
+        kinds[kind] += 1
+        if kind == "new":
+            high[gw] += rng.choice((1, 1, 2))
+        back = {"new": 0, "within": rng.randrange(window), "beyond": window + rng.randrange(40)}
+        seq = None if kind == "no seq" else max(1, high[gw] - back[kind])
+        sid = f"id-{rng.randrange(12)}" if rng.random() < 0.5 else None  # reused ids
+        values = np.arange(1.0, 2.0 + i % 5)
+        records.append(_summary(i, values, gateway_id=gw, gateway_seq=seq, summary_id=sid))
+    dedup = Deduplicator(window=window, id_memory=memory)
+    accepted = [r for r in records if dedup.accept(r["gateway_id"], r["gateway_seq"], record_id(r))]
+    assert dedup.stats["duplicates"] > 50 and len(accepted) > 100 and min(kinds.values()) > 10
+    sizes = {"dedup_window": window, "dedup_id_memory": memory}
+    rows, counts, _ = run_stats(
+        topo, registry, [("fleet.summaries", 0, r) for r in records], extra=sizes
+    )
+    assert counts["duplicates"] == dedup.stats["duplicates"]
+    assert counts["summaries_counted"] == len(accepted)
+    unique = [{**r, "gateway_seq": n} for n, r in enumerate(accepted)]  # the reference's key
+    assert_rows_match(rows, reference_stats(unique, [], 60_000, 5))
 
 
 def test_other_lineages_and_site_summaries_are_skipped(registry):

@@ -14,7 +14,7 @@ from edgestream.bench.cloud_input import (
     produce_records,
     sampled_readings,
 )
-from edgestream.cloud.job import run_jobs
+from edgestream.cloud.job import CloudJobConfig, ensure_cloud_topics, job_plan, run_jobs
 from edgestream.core.offsets import exact_end_offsets
 from edgestream.core.serde import AvroDeserializer
 from edgestream.sim.config import SimConfig
@@ -48,6 +48,25 @@ def read_all(bootstrap: str, topic: str) -> list:
     finally:
         consumer.close()
     return out
+
+
+@pytest.mark.parametrize("bounded", [True, False], ids=["bounded", "unbounded"])
+def test_each_input_is_read_and_aggregated_once(stack, bounded):
+    """The job's stream graph has one Kafka source per input topic and one ``fleet_stats``:
+    its output feeds the sinks and the Python function, and a view read by both used to be
+    planned twice (each summary read, decoded and aggregated twice)."""
+    endpoints = stack.endpoints()
+    cloud, registry = str(endpoints["cloud"]), str(endpoints["registry"])
+    topo = cloud_topology()
+    ensure_cloud_topics(topo, cloud)
+    ends = {"fleet.summaries": {0: 10}, "fleet.alerts": {0: 3}} if bounded else None
+    plan = job_plan(CloudJobConfig(topo, cloud, registry, ends=ends))
+    nodes = [(n["type"], n["contents"]) for n in plan["nodes"]]  # ("Source: src0[1]", "...")
+    sources = sorted(t.split("[")[0] for t, _ in nodes if t.startswith("Source: src"))
+    want = ["Source: src0", "Source: src1"] if bounded else [f"Source: src{i}" for i in range(4)]
+    assert sources == want, nodes
+    assert sum("fleet_stats(" in c for _, c in nodes) == 1, nodes
+    assert sum("PythonCalc" in c and "fleet(" in c for _, c in nodes) == 1, nodes
 
 
 def test_fleet_job_on_minicluster(stack):

@@ -126,7 +126,7 @@ def test_a_planner_thread_error_declares_the_job_again_and_others_fail(monkeypat
         assert not gc.isenabled(), "the cyclic collector is paused while the job is declared"
         if errors:
             raise errors.pop(0)
-        return Statements()
+        return None, Statements()
 
     monkeypatch.setattr(job, "ensure_cloud_topics", lambda topology, bootstrap: None)
     monkeypatch.setattr(job, "build_job", build)

@@ -65,8 +65,9 @@ TICK_SRC = -1  # the ``src`` of the heartbeat rows of an unbounded run
 STATS_ROW, STATS_END = 4, 5
 OWN = (2, 3)  # the inputs the Python function reads itself: samples, models (0, 1: Java)
 #: the timing keys of a run's ``meta`` (the rest are counts); the statistics' own are under
-#: ``fleet_stats`` (their records, span, decode, engine, garbage collection and CPU time)
-META_TIMES = ("records", "span_ms", "decode_ms", "engine_ms", "gc_ms", "cpu_ms")
+#: ``fleet_stats`` (their records, span, decode, engine, garbage collection and CPU time, and
+#: ``[records, ms]`` at each tenth of the run)
+META_TIMES = ("records", "span_ms", "decode_ms", "engine_ms", "gc_ms", "cpu_ms", "progress")
 NO_POSITION = "0 AS `partition`, CAST(0 AS BIGINT) AS `offset`"  # of a row not from Kafka
 #: the Python function runs in process mode (vectorized functions need it) on Arrow batches
 #: of up to 10,000 rows, sent when full or after 500 ms (the added lag)
@@ -325,13 +326,18 @@ def _stats_config(
 def _union(tenv: Any, name: str, selects: list[str]) -> None:
     """``name``: the UNION ALL of ``selects``, through a DataStream and back: else the planner
     pushes the function call on it into each branch (one function instance per input topic)
-    and folds ``src`` to a constant."""
+    and folds ``src`` to a constant.
+
+    The Python function stays chained to the fleet statistics (one task): their thread waits
+    for the Python worker at each bundle (50-90 ms a second, seen in a profile), but a task of
+    its own (a rebalanced union) measured slower on 2 cores: 33-46k summaries/s instead of
+    51-67k (420k records, ``bench cloud``), its start-up then competing with the statistics."""
     union = tenv.sql_query(" UNION ALL ".join(selects))
     tenv.create_temporary_view(name, tenv.from_data_stream(tenv.to_data_stream(union)))
 
 
-def build_job(config: CloudJobConfig) -> Any:
-    """Declare the job on a fresh environment; returns the StatementSet to execute."""
+def build_job(config: CloudJobConfig) -> tuple[Any, Any]:
+    """Declare the job on a fresh environment: ``(environment, statement set to execute)``."""
     from pyflink.table import DataTypes
     from pyflink.table.udf import udf
 
@@ -342,7 +348,7 @@ def build_job(config: CloudJobConfig) -> Any:
     topology = config.topology
     # the job runs at 1 (each function must: one instance sees the whole fleet); the Kafka
     # sources read with the topology's parallelism
-    _env, tenv = flink_env(config.jobmanager, 1, PYTHON_SETTINGS)
+    env, tenv = flink_env(config.jobmanager, 1, PYTHON_SETTINGS)
     register_functions(tenv)
     parallelism = topology.cloud.parallelism
     scan = {"scan.parallelism": str(parallelism)} if parallelism > 1 else None
@@ -372,11 +378,17 @@ def build_job(config: CloudJobConfig) -> Any:
                                     headers=True))  # fmt: skip
     if stats_inputs:
         # a table function stays above the union (one Correlate, one instance, ``src`` kept:
-        # checked with explain()); no DataStream round trip needed, unlike the Python function
+        # checked with explain()), so its input needs no DataStream round trip. Its output
+        # does: ``_union`` below turns the Python function's input into a DataStream, which
+        # plans that query on its own; a view read there and by the inserts would be planned
+        # twice (two Kafka sources, two ``fleet_stats``: each record read and aggregated
+        # twice, found in a profile). As a DataStream, every reader shares the one
+        # Correlate (``job_plan``; its rows are few: one per window and scope key).
         union = " UNION ALL ".join(stats_inputs + ticks)
         tenv.create_temporary_view("stats_in", tenv.sql_query(union))
         literal = sql_string(_stats_config(config, topics, partitions))
-        tenv.create_temporary_view("stats_out", tenv.sql_query(STATS_SQL.format(config=literal)))
+        stats = tenv.sql_query(STATS_SQL.format(config=literal))
+        tenv.create_temporary_view("stats_out", tenv.from_data_stream(tenv.to_data_stream(stats)))
         tenv.execute_sql(kafka_sink_ddl("stats_sink", topology.cloud.stats_topic,
                                         config.bootstrap))  # fmt: skip
         statements.add_insert_sql(
@@ -412,7 +424,15 @@ def build_job(config: CloudJobConfig) -> Any:
     statements.add_insert_sql("INSERT INTO meta_sink SELECT k, v FROM job_out WHERE kind = 'meta'")
     statements.add_insert_sql(f"INSERT INTO dlq_sink SELECT k, v, {DLQ_HEADERS} FROM job_out "
                               "WHERE kind = 'dlq'")  # fmt: skip
-    return statements
+    return env, statements
+
+
+def job_plan(config: CloudJobConfig) -> dict[str, Any]:
+    """The job's stream graph as Flink would run it (its execution plan, JSON: ``nodes``
+    with ``contents`` such as ``Source: src0[6]``); nothing is submitted."""
+    env, statements = build_job(config)
+    statements.attach_as_datastream()
+    return json.loads(env.get_execution_plan())
 
 
 #: a planner call on a py4j thread where Calcite's metadata provider was never set (a
@@ -437,7 +457,7 @@ def start_job(config: CloudJobConfig, attempts: int = 3) -> Any:
         collecting = gc.isenabled()
         gc.disable()
         try:
-            return build_job(config).execute()
+            return build_job(config)[1].execute()
         except Exception as error:
             if PLANNER_THREAD_ERROR not in str(error) or attempt == attempts:
                 raise

@@ -1,6 +1,5 @@
 package io.edgestream.flink;
 
-import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
@@ -52,7 +51,9 @@ public class DecodeSummary extends ScalarFunction {
       init(new Registry(registryUrl));
     }
     try {
-      return Row.of(decode(value));
+      Object[] fields = decode(value);
+      ((Channels) fields[CHANNELS]).toRow(fields);
+      return Row.of(fields);
     } catch (AvroSchema.AvroException e) {
       return failed(e.reason + ": " + e.getMessage());
     }
@@ -71,9 +72,11 @@ public class DecodeSummary extends ScalarFunction {
     return row;
   }
 
-  /** The row's fields of a value; an {@link AvroSchema.AvroException} for a bad one (an
-   * unforeseen exception on a corrupt body becomes one too); a
-   * {@link Registry.RegistryUnavailable} when the registry cannot be asked. */
+  /** The row's fields of a value, the channels as one {@link Channels} in the
+   * {@code channel_names} slot (the other channel slots empty); an
+   * {@link AvroSchema.AvroException} for a bad one (an unforeseen exception on a corrupt body
+   * becomes one too); a {@link Registry.RegistryUnavailable} when the registry cannot be
+   * asked. */
   Object[] decode(byte[] value) {
     try {
       return fields(value);
@@ -89,6 +92,9 @@ public class DecodeSummary extends ScalarFunction {
     Plan plan = plan(id);
     AvroSchema.Input in = new AvroSchema.Input(value, 5);
     Object[] out = plan.defaults.clone();
+    if (plan.channelStats == null) {
+      out[CHANNELS] = new Channels();
+    }
     for (int i = 0; i < plan.slots.length; i++) {
       AvroSchema field = plan.schema.fields.get(i);
       int slot = plan.slots[i];
@@ -129,64 +135,89 @@ public class DecodeSummary extends ScalarFunction {
         "field " + NAMES.get(slot) + " is a " + v.getClass().getSimpleName());
   }
 
-  /** The channels map into the six parallel arrays of the row. */
+  /** A summary's channels: names and, per {@link #CHANNEL_FIELDS} statistic, values and
+   * whether each is present (primitive arrays: the fleet statistics read them as they are). */
+  static final class Channels {
+    int size;
+    String[] names = new String[8];
+    final double[][] values = new double[CHANNEL_FIELDS.size()][8];
+    final boolean[][] present = new boolean[CHANNEL_FIELDS.size()][8];
+
+    private void grow() {
+      int n = 2 * names.length;
+      names = java.util.Arrays.copyOf(names, n);
+      for (int k = 0; k < values.length; k++) {
+        values[k] = java.util.Arrays.copyOf(values[k], n);
+        present[k] = java.util.Arrays.copyOf(present[k], n);
+      }
+    }
+
+    /** The six parallel arrays of the SQL row, in place of this object. */
+    void toRow(Object[] out) {
+      out[CHANNELS] = java.util.Arrays.copyOf(names, size);
+      Long[] counts = new Long[size];
+      for (int i = 0; i < size; i++) {
+        counts[i] = present[0][i] ? (long) values[0][i] : null;
+      }
+      out[CHANNELS + 1] = counts;
+      for (int k = 1; k < values.length; k++) {
+        Double[] column = new Double[size];
+        for (int i = 0; i < size; i++) {
+          column[i] = present[k][i] ? values[k][i] : null;
+        }
+        out[CHANNELS + 1 + k] = column;
+      }
+    }
+  }
+
+  /** The channels map, into a {@link Channels}. */
   private static void channels(Plan plan, AvroSchema.Input in, Object[] out) {
-    List<String> names = new ArrayList<>();
-    List<Double[]> values = new ArrayList<>();
+    Channels c = new Channels();
     AvroSchema stats = plan.channelStats;
     for (long n = AvroSchema.blockCount(in, null); n != 0; n = AvroSchema.blockCount(in, null)) {
       for (long j = 0; j < n; j++) {
-        names.add(in.readString());
-        Double[] v = new Double[CHANNEL_FIELDS.size()];
+        if (c.size == c.names.length) {
+          c.grow();
+        }
+        int i = c.size++;
+        c.names[i] = in.readString();
         for (int k = 0; k < stats.fields.size(); k++) {
           int slot = plan.channelSlots[k];
           if (slot < 0) {
             stats.fields.get(k).skip(in);
           } else {
-            v[slot] = number(stats.fields.get(k), in);
+            c.present[slot][i] = number(stats.fields.get(k), in, c.values[slot], i);
           }
         }
-        values.add(v);
       }
     }
-    int size = names.size();
-    Long[] counts = new Long[size];
-    Double[][] columns = new Double[CHANNEL_FIELDS.size() - 1][size];
-    for (int i = 0; i < size; i++) {
-      Double[] v = values.get(i);
-      counts[i] = v[0] == null ? null : v[0].longValue();
-      for (int k = 1; k < v.length; k++) {
-        columns[k - 1][i] = v[k];
-      }
-    }
-    out[CHANNELS] = names.toArray(new String[0]);
-    out[CHANNELS + 1] = counts;
-    System.arraycopy(columns, 0, out, CHANNELS + 2, columns.length);
+    out[CHANNELS] = c;
   }
 
-  /** A numeric value as a double: a double, a long, an exact Decimal / NearDecimal record
-   * (expanded bit for bit), or null. */
-  private static Double number(AvroSchema s, AvroSchema.Input in) {
+  /** A numeric value as a double into {@code into[i]}: a double, a long, an exact Decimal /
+   * NearDecimal record (expanded bit for bit); false for null. */
+  private static boolean number(AvroSchema s, AvroSchema.Input in, double[] into, int i) {
     switch (s.kind) {
-      case NULL: return null;
-      case DOUBLE: return in.readDouble();
-      case FLOAT: return (double) in.readFloat();
+      case NULL: return false;
+      case DOUBLE: into[i] = in.readDouble(); return true;
+      case FLOAT: into[i] = in.readFloat(); return true;
       case INT:
-      case LONG: return (double) in.readLong();
-      case UNION: return number(s.branch(in), in);
+      case LONG: into[i] = in.readLong(); return true;
+      case UNION: return number(s.branch(in), in, into, i);
       case RECORD: {
         long unscaled = 0;
         int scale = 0;
         int ulps = 0;
-        for (int i = 0; i < s.fields.size(); i++) {
-          switch (s.fieldNames.get(i)) {
+        for (int f = 0; f < s.fields.size(); f++) {
+          switch (s.fieldNames.get(f)) {
             case "unscaled": unscaled = in.readLong(); break;
             case "scale": scale = in.readInt(); break;
             case "ulps": ulps = in.readInt(); break;
-            default: s.fields.get(i).skip(in);
+            default: s.fields.get(f).skip(in);
           }
         }
-        return expand(unscaled, scale, ulps);
+        into[i] = expand(unscaled, scale, ulps);
+        return true;
       }
       default:
         throw new AvroSchema.AvroException("invalid_record",
@@ -226,11 +257,7 @@ public class DecodeSummary extends ScalarFunction {
       defaults[NAMES.indexOf("anomaly_count")] = 0L; // the schema's defaults
       defaults[NAMES.indexOf("late_count")] = 0L;
       defaults[NAMES.indexOf("rollup_level")] = 0;
-      defaults[CHANNELS] = new String[0];
-      defaults[CHANNELS + 1] = new Long[0];
-      for (int k = 2; k < CHANNEL_FIELDS.size() + 1; k++) {
-        defaults[CHANNELS + k] = new Double[0];
-      }
+      // no channels field: the empty Channels (fields() clones these defaults per value)
       slots = new int[schema.fields.size()];
       for (int i = 0; i < slots.length; i++) {
         String name = schema.fieldNames.get(i);

@@ -8,6 +8,7 @@ import java.lang.management.ManagementFactory;
 import java.lang.management.ThreadMXBean;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -76,7 +77,7 @@ public final class FleetAnalytics {
   private final DecodeSummary summaries = new DecodeSummary();
   private final Map<Integer, int[]> alertPlans = new HashMap<>(); // schema id -> slot per field
   private final Map<Integer, AvroSchema.AvroException> notAlerts = new HashMap<>();
-  private final Dedup dedup = new Dedup();
+  private final Dedup dedup;
   private final Watermarks marks;
   final FleetStats stats;
   final Map<String, Long> counts = new LinkedHashMap<>();
@@ -86,6 +87,10 @@ public final class FleetAnalytics {
   private long records;
   private long firstMs;
   private long lastMs;
+  /** processing time at every {@link #MARK_EVERY}th record: how the rate moved during the run
+   * (the JIT's warm-up, the Python worker's start) */
+  private long[] marksMs = new long[64];
+  private static final int MARK_EVERY = 8192;
   private long decodeNs;
   private long engineNs;
   private long gcMsAtFirst; // collectors' total time when the first record came
@@ -101,6 +106,8 @@ public final class FleetAnalytics {
     topics = new String[] {c.get("topics").get(0).asText(), c.get("topics").get(1).asText()};
     registry = new Registry(c.get("registry").asText());
     summaries.init(registry);
+    dedup = new Dedup(c.path("dedup_window").asInt(Dedup.WINDOW),
+        c.path("dedup_id_memory").asInt(Dedup.ID_MEMORY));
     JsonNode source = c.path("source_window_ms");
     stats = new FleetStats(c.get("window_ms").asLong(), c.get("allowed_lateness_ms").asLong(),
         c.get("worst_n").asInt(), source.isNumber() ? source.asLong() : null,
@@ -152,6 +159,13 @@ public final class FleetAnalytics {
       firstMs = now;
       gcMsAtFirst = gcMs();
       cpuNsAtFirst = cpuNs();
+    }
+    if (records % MARK_EVERY == 0) {
+      int i = (int) (records / MARK_EVERY);
+      if (i == marksMs.length) {
+        marksMs = Arrays.copyOf(marksMs, 2 * i);
+      }
+      marksMs[i] = now;
     }
     records++;
     lastMs = now;
@@ -238,25 +252,19 @@ public final class FleetAnalytics {
     s.anomalies = r[ANOMALY_COUNT] == null ? 0 : (Long) r[ANOMALY_COUNT];
     s.maxScore = (Double) r[MAX_SCORE];
     s.modelVersion = (String) r[MODEL_VERSION];
-    s.channels = (String[]) r[CHANNEL_NAMES];
-    Long[] counts = (Long[]) r[CHANNEL_NAMES + 1];
-    Double[] sums = (Double[]) r[CHANNEL_NAMES + 2];
-    Double[] m2 = (Double[]) r[CHANNEL_NAMES + 3];
-    int n = s.channels.length;
+    DecodeSummary.Channels c = (DecodeSummary.Channels) r[CHANNEL_NAMES];
+    int n = c.size;
+    s.channels = c.names; // (its first n)
     s.counts = new long[n];
-    s.sums = new double[n];
-    s.m2 = new double[n];
+    s.sums = c.values[1];
+    s.m2 = c.values[2];
     for (int i = 0; i < n; i++) {
-      if (counts[i] == null) {
+      if (!c.present[0][i]) {
         throw new Invalid("channel " + s.channels[i] + " has no count");
       }
-      s.counts[i] = counts[i];
-      if (counts[i] > 0) {
-        if (sums[i] == null || m2[i] == null) {
-          throw new Invalid("channel " + s.channels[i] + " has no sum or m2");
-        }
-        s.sums[i] = sums[i];
-        s.m2[i] = m2[i];
+      s.counts[i] = (long) c.values[0][i];
+      if (s.counts[i] > 0 && (!c.present[1][i] || !c.present[2][i])) {
+        throw new Invalid("channel " + s.channels[i] + " has no sum or m2");
       }
     }
     String sid = (String) r[SUMMARY_ID];
@@ -397,6 +405,15 @@ public final class FleetAnalytics {
     rows(stats.flush(now), out);
     StringBuilder b = new StringBuilder("{\"records\":").append(records);
     b.append(",\"span_ms\":").append(Math.max(lastMs - firstMs, 1));
+    // [records done, ms since the first] at each tenth of the run (the marks at or before)
+    b.append(",\"progress\":[");
+    for (int k = 1; k <= 10; k++) {
+      int i = (int) (records * k / 10 / MARK_EVERY);
+      long done = k == 10 ? records : (long) i * MARK_EVERY;
+      long ms = k == 10 ? lastMs - firstMs : marksMs[i] - firstMs;
+      b.append(k == 1 ? "[" : ",[").append(done).append(',').append(ms).append(']');
+    }
+    b.append(']');
     for (Map.Entry<String, Long> e : counts.entrySet()) {
       b.append(',');
       Json.string(b, e.getKey());
@@ -467,25 +484,27 @@ public final class FleetAnalytics {
   }
 
   /** Replays dropped by (gateway_id, gateway_seq), else by record id (as
-   * {@code edgestream.forward.dedup.Deduplicator}: a window of 4M seqs per gateway, the last
-   * 100,000 ids). */
+   * {@code edgestream.forward.dedup.Deduplicator}: a window of 4M seqs per gateway, the 64-bit
+   * hashes of the last 100,000 ids; the configuration's {@code dedup_window} and
+   * {@code dedup_id_memory} change them). */
   static final class Dedup {
-    private static final int WINDOW = 1 << 22;
-    private static final int ID_MEMORY = 100_000;
+    static final int WINDOW = 1 << 22;
+    static final int ID_MEMORY = 100_000;
+    private final int window;
     private final Map<String, long[]> seqs = new HashMap<>(); // gateway -> [high, bits...]
-    private final LinkedHashMap<String, Boolean> ids = new LinkedHashMap<>(16, 0.75f, false) {
-      @Override
-      protected boolean removeEldestEntry(Map.Entry<String, Boolean> eldest) {
-        return size() > ID_MEMORY;
-      }
-    };
+    private final IdMemory ids;
+
+    Dedup(int window, int idMemory) {
+      this.window = window;
+      ids = idMemory > 0 ? new IdMemory(idMemory) : null;
+    }
 
     /** True: new; False: seen; null: older than the window. */
-    private static Boolean add(long[] w, long seq) {
+    private Boolean add(long[] w, long seq) {
       long high = w[0];
       if (seq > high) {
-        if (seq - high >= WINDOW) {
-          java.util.Arrays.fill(w, 1, w.length, 0L);
+        if (seq - high >= window) {
+          Arrays.fill(w, 1, w.length, 0L);
         } else {
           for (long s = high + 1; s < seq; s++) {
             flip(w, s, false);
@@ -495,14 +514,14 @@ public final class FleetAnalytics {
         flip(w, seq, true);
         return true;
       }
-      if (seq <= high - WINDOW) {
+      if (seq <= high - window) {
         return null;
       }
       return !flip(w, seq, true);
     }
 
-    private static boolean flip(long[] w, long seq, boolean on) {
-      int i = (int) Math.floorMod(seq, (long) WINDOW);
+    private boolean flip(long[] w, long seq, boolean on) {
+      int i = (int) Math.floorMod(seq, (long) window);
       int word = 1 + (i >>> 6);
       long mask = 1L << (i & 63);
       boolean was = (w[word] & mask) != 0;
@@ -513,13 +532,85 @@ public final class FleetAnalytics {
     boolean accept(String gateway, Long seq, String rid) {
       Boolean verdict = null;
       if (gateway != null && seq != null) {
-        verdict = add(seqs.computeIfAbsent(gateway, g -> new long[1 + WINDOW / 64]), seq);
+        verdict = add(seqs.computeIfAbsent(gateway, g -> new long[1 + (window + 63) / 64]), seq);
       }
-      boolean freshId = rid == null || ids.put(rid, Boolean.TRUE) == null;
+      boolean freshId = rid == null || ids == null || ids.add(hash(rid));
       if (verdict == null) {
         return freshId;
       }
       return verdict && freshId;
+    }
+  }
+
+  /** A 64-bit hash of a record id (FNV-1a over its chars, then MurmurHash3's finalizer): two
+   * of 100,000 remembered ids collide with a chance of about 3e-10. Never 0. */
+  static long hash(String id) {
+    long h = 0xcbf29ce484222325L;
+    for (int i = 0; i < id.length(); i++) {
+      h = (h ^ id.charAt(i)) * 0x100000001b3L;
+    }
+    h ^= h >>> 33;
+    h *= 0xff51afd7ed558ccdL;
+    h ^= h >>> 33;
+    h *= 0xc4ceb9fe1a85ec53L;
+    h ^= h >>> 33;
+    return h == 0 ? 1 : h;
+  }
+
+  /** The last {@code capacity} distinct hashes, oldest forgotten first (insertion order: a hash
+   * seen again keeps its place, as a Python dict's keys do): a ring of them and an
+   * open-addressing table (linear probing, 0 = empty), no object per id. */
+  static final class IdMemory {
+    private final long[] ring;
+    private int next;
+    private int size;
+    private final long[] table;
+    private final int mask;
+
+    IdMemory(int capacity) {
+      ring = new long[capacity];
+      table = new long[Integer.highestOneBit(Math.max(capacity, 2) * 2) * 2]; // load <= 1/2
+      mask = table.length - 1;
+    }
+
+    private int home(long h) {
+      return (int) (h ^ (h >>> 32)) & mask;
+    }
+
+    /** True when {@code h} was not remembered (it is now); false when it was. */
+    boolean add(long h) {
+      int i = home(h);
+      for (; table[i] != 0; i = (i + 1) & mask) {
+        if (table[i] == h) {
+          return false;
+        }
+      }
+      table[i] = h;
+      if (size == ring.length) {
+        remove(ring[next]);
+      } else {
+        size++;
+      }
+      ring[next] = h;
+      next = (next + 1) % ring.length;
+      return true;
+    }
+
+    /** Deletes a present hash, shifting back the entries its slot displaced. */
+    private void remove(long h) {
+      int i = home(h);
+      while (table[i] != h) {
+        i = (i + 1) & mask;
+      }
+      for (int j = (i + 1) & mask; table[j] != 0; j = (j + 1) & mask) {
+        int k = home(table[j]);
+        boolean stays = i <= j ? (i < k && k <= j) : (i < k || k <= j);
+        if (!stays) {
+          table[i] = table[j];
+          i = j;
+        }
+      }
+      table[i] = 0;
     }
   }
 

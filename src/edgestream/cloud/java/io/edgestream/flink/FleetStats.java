@@ -3,12 +3,10 @@ package io.edgestream.flink;
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.HashMap;
-import java.util.HashSet;
 import java.util.Iterator;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.Set;
 import java.util.TreeMap;
 import java.util.TreeSet;
 
@@ -61,7 +59,7 @@ final class FleetStats {
     long anomalies;
     Double maxScore;
     String modelVersion;
-    String[] channels;
+    String[] channels; // names: the first counts.length (the decoder's array may be longer)
     long[] counts;
     double[] sums;
     double[] m2;
@@ -74,15 +72,17 @@ final class FleetStats {
     long anomalies;
     final LinkedHashMap<String, double[]> channels = new LinkedHashMap<>(); // n, mean, m2
     final LinkedHashMap<String, Long> versions = new LinkedHashMap<>();
+    long changes; // summaries added: a row of this cell is current while it stays the same
 
     void add(Summary s) {
+      changes++;
       readings += s.count;
       anomalies += s.anomalies;
       addDevice(devices, s.scopeKey, s.anomalies, s.maxScore);
       String version = s.modelVersion == null || s.modelVersion.isEmpty() ? "unknown"
           : s.modelVersion;
       versions.merge(version, s.count, Long::sum);
-      for (int i = 0; i < s.channels.length; i++) {
+      for (int i = 0; i < s.counts.length; i++) {
         long n = s.counts[i];
         if (n > 0) {
           fold(channels, s.channels[i], n, s.sums[i] / n, s.m2[i]);
@@ -139,6 +139,28 @@ final class FleetStats {
     long alerts;
     long late;
     final List<Cell> cells = new ArrayList<>();
+    private StatsRow last; // the row last computed, and the state it was computed at
+    private long lastState = -1;
+
+    /** Grows with every change of this accumulator (its counts, its cells and theirs). */
+    private long state() {
+      long v = alerts + late + cells.size();
+      for (Cell c : cells) {
+        v += c.changes;
+      }
+      return v;
+    }
+
+    /** {@link #row}, or the row last computed when nothing changed since (its
+     * {@code computed_at} then stays that row's). */
+    StatsRow current(long start, long end, String[] scope, int worstN, long now) {
+      long v = state();
+      if (last == null || v != lastState) {
+        last = row(start, end, scope, worstN, now);
+        lastState = v;
+      }
+      return last;
+    }
 
     Cell merged() {
       if (cells.size() == 1) {
@@ -299,10 +321,17 @@ final class FleetStats {
   final int worstN;
   final Long sourceWindowMs;
   final long retentionMs;
-  /** open window -> scope ("kind|key") -> accumulator, in insertion order */
-  private final TreeMap<Long, LinkedHashMap<String, ScopeWindow>> open = new TreeMap<>();
-  private final Map<Long, Map<String, Cell>> cells = new HashMap<>(); // (site|type) -> cell
-  private final Set<Long> fired = new HashSet<>();
+  /** An open window: its scopes' accumulators and its (site, device type) cells. */
+  private static final class OpenWindow {
+    /** scope ("kind|key") -> accumulator, in insertion order */
+    final LinkedHashMap<String, ScopeWindow> scopes = new LinkedHashMap<>();
+    final HashMap<String, Cell> cells = new HashMap<>(); // "site\0type" -> cell
+    boolean fired;
+  }
+
+  /** window start -> open window (a tree: window starts are multiples of W, whose low bits a
+   * hash table of {@code Long}s would put in few buckets) */
+  private final TreeMap<Long, OpenWindow> open = new TreeMap<>();
   private final TreeSet<Dirty> dirty = new TreeSet<>();
   private final TreeMap<Long, LinkedHashMap<String, StatsRow>> closed = new TreeMap<>();
   private final TreeSet<Long> unfired = new TreeSet<>(); // open windows that never fired
@@ -372,7 +401,8 @@ final class FleetStats {
     long start = windowOf(ts);
     String[][] scopes = scopes(site, deviceType);
     boolean gone = closed.containsKey(start) || purged(start);
-    boolean late = fired.contains(start) || gone;
+    OpenWindow window = gone ? null : open.get(start);
+    boolean late = gone || (window != null && window.fired);
     if (gone) {
       LinkedHashMap<String, StatsRow> rows = closed.get(start);
       if (rows == null) {
@@ -397,19 +427,18 @@ final class FleetStats {
       count("late_after_lateness");
       return "late";
     }
-    LinkedHashMap<String, ScopeWindow> windows = open.get(start);
-    if (windows == null) {
-      windows = new LinkedHashMap<>();
-      open.put(start, windows);
+    if (window == null) {
+      window = new OpenWindow();
+      open.put(start, window);
       unfired.add(start);
-      cells.put(start, new HashMap<>());
     }
+    LinkedHashMap<String, ScopeWindow> windows = window.scopes;
     if (summary != null) {
       String cellKey = site + "\u0000" + deviceType;
-      Cell cell = cells.get(start).get(cellKey);
+      Cell cell = window.cells.get(cellKey);
       if (cell == null) {
         cell = new Cell();
-        cells.get(start).put(cellKey, cell);
+        window.cells.put(cellKey, cell);
         for (String[] scope : scopes) {
           windows.computeIfAbsent(scope[0] + "|" + scope[1], k -> new ScopeWindow()).cells.add(cell);
         }
@@ -449,18 +478,19 @@ final class FleetStats {
       long start = it.next();
       it.remove();
       long end = start + windowMs;
-      fired.add(start);
-      for (Map.Entry<String, ScopeWindow> sw : open.get(start).entrySet()) {
+      OpenWindow window = open.get(start);
+      window.fired = true;
+      for (Map.Entry<String, ScopeWindow> sw : window.scopes.entrySet()) {
         String[] scope = scopeOf(sw.getKey());
-        out.add(sw.getValue().row(start, end, scope, worstN, now));
+        out.add(sw.getValue().current(start, end, scope, worstN, now));
         dirty.remove(new Dirty(start, scope[0], scope[1]));
       }
     }
     for (Dirty d : dirty) {
       String k = d.scope + "|" + d.key;
-      LinkedHashMap<String, ScopeWindow> windows = open.get(d.start);
-      if (windows != null) {
-        out.add(windows.get(k).row(d.start, d.start + windowMs,
+      OpenWindow window = open.get(d.start);
+      if (window != null) {
+        out.add(window.scopes.get(k).current(d.start, d.start + windowMs,
             new String[] {d.scope, d.key}, worstN, now));
       } else if (closed.containsKey(d.start)) {
         StatsRow row = closed.get(d.start).get(k).copy(now);
@@ -470,20 +500,20 @@ final class FleetStats {
     }
     dirty.clear();
     // purged: end - 1 + lateness <= wm (they all fired above: end - 1 <= wm)
-    for (Iterator<Map.Entry<Long, LinkedHashMap<String, ScopeWindow>>> it =
+    // (its rows as last emitted: they fired above, and a change since re-fired them)
+    for (Iterator<Map.Entry<Long, OpenWindow>> it =
         open.headMap(watermark - windowMs + 1 - latenessMs, true).entrySet().iterator();
         it.hasNext(); ) {
-      Map.Entry<Long, LinkedHashMap<String, ScopeWindow>> e = it.next();
+      Map.Entry<Long, OpenWindow> e = it.next();
       long start = e.getKey();
       it.remove();
       long end = start + windowMs;
       LinkedHashMap<String, StatsRow> rows = new LinkedHashMap<>();
-      for (Map.Entry<String, ScopeWindow> sw : e.getValue().entrySet()) {
-        rows.put(sw.getKey(), sw.getValue().row(start, end, scopeOf(sw.getKey()), worstN, now));
+      for (Map.Entry<String, ScopeWindow> sw : e.getValue().scopes.entrySet()) {
+        rows.put(sw.getKey(),
+            sw.getValue().current(start, end, scopeOf(sw.getKey()), worstN, now));
       }
       closed.put(start, rows);
-      cells.remove(start);
-      fired.remove(start);
     }
     long horizon = watermark - latenessMs - retentionMs;
     closed.headMap(horizon - windowMs, true).clear(); // start + W <= horizon
