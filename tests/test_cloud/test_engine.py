@@ -338,8 +338,10 @@ def test_anomaly_rate_crossing_gives_one_request_per_episode(registry):
     engine = FleetEngine(topo)
     requests = []
     for out in outs:
-        if out["kind"] == "stats" and out["scope"] == "device_type":
+        if out["kind"] == "rate":  # what the job gives the Python function
             requests += [r for _, _, r in engine.stats_row(json.loads(out["value"]), 0)]
+    rate_keys = [o["key"] for o in outs if o["kind"] == "rate"]  # one per device_type row key
+    assert sorted(rate_keys) == sorted("|".join(map(str, k)) for k in rows if k[1] == "device_type")
     rates = {k[0]: r["anomaly_rate"] for k, r in rows.items() if k[1:] == ("device_type", "pump")}
     assert max(v for w, v in rates.items() if w < jump) < 0.05  # quiet before the jump
     assert min(v for w, v in rates.items() if w >= jump) > 0.05  # crossing in every window after

@@ -3,9 +3,10 @@
 The fleet statistics of summaries and alerts (dedup, watermarks, windows, late counts) run in
 the JVM (``io.edgestream.flink.FleetAnalytics``, :mod:`edgestream.cloud.job`); what needs
 numpy and the models stays here. :class:`FleetEngine` gets decoded records of the samples and
-models topics with their partition and offset, and the ``device_type`` rows of the fleet
-statistics, and returns what to write: ``("retrain", key, RetrainRequest)``. Plain Python, so
-it is tested without Flink.
+models topics with their partition and offset, and the ``rate`` rows of the fleet statistics
+(a ``device_type`` row's anomaly-rate fields at its window's first firing), and returns
+what to write: ``("retrain", key, RetrainRequest)``. Plain Python, so it is tested without
+Flink.
 
 * Samples: replays dropped by ``device_id`` + ``seq``; the watermark is per partition ``max
   event time - max_out_of_orderness``, idle partitions skipped
@@ -144,8 +145,9 @@ class FleetEngine:
         return self._verdicts(self.drift.flush(), now)
 
     def stats_row(self, row: dict[str, Any], now_ms: int) -> list[Output]:
-        """A fleet-stats row (from the JVM): a ``device_type`` row is judged for the anomaly
-        rate trigger once per window, at its first firing; other rows are ignored."""
+        """A fleet-stats row (from the JVM: a ``rate`` row, or a whole row): a ``device_type``
+        row is judged for the anomaly rate trigger once per window (the first seen); other
+        rows are ignored."""
         if row.get("scope") != "device_type":
             return []
         return self._rate_trigger(row, now_ms)

@@ -4,7 +4,7 @@ Graph (Kafka sources at the topology's parallelism, the functions at 1)::
 
     Kafka fleet.summaries ┐ raw bytes,           ┌───────────────────────── stats ─► fleet.stats
     Kafka fleet.alerts    ┴ partition, offset ─► fleet_stats (Java) ─┬──── dlq ──► fleet.dlq
-                                                                     │ device_type rows, end
+                                                                     │ rate rows, end
     Kafka fleet.samples   ┐                                          ▼
     Kafka fleet.models    ┴──────────────── UNION ALL ─────► FleetFunction (Python) ─► retrain,
                                                                               dlq, meta
@@ -15,7 +15,8 @@ itself, drops replays, keeps per-partition watermarks and the windows, and write
 JSON (``fleet.stats``, key ``window_start|scope|scope_key``: the last row of a key is
 current). Measured reason: any per-record crossing into Python caps the job below 35k
 records/s on 2 cores (README, "Cloud jobs"). Drift needs numpy and the models: the sampled
-readings, model updates and the ``device_type`` stats rows (for the anomaly rate trigger) go
+readings, model updates and the ``rate`` rows (of each ``device_type`` row's first firing:
+what the anomaly-rate trigger reads) go
 to one vectorized (pandas) Python function in Arrow batches, which decodes them
 (:mod:`edgestream.core.serde`) and feeds :class:`edgestream.cloud.engine.FleetEngine`;
 RetrainRequests go out as Confluent-framed Avro (``fleet.retrain``, key = dedup key). Both
@@ -60,8 +61,9 @@ DLQ_HEADERS = "MAP[" + ", ".join(
                         ("source-partition", "partition"), ("source-offset", "offset"))
 ) + "]"  # fmt: skip
 TICK_SRC = -1  # the ``src`` of the heartbeat rows of an unbounded run
-#: the ``src`` of the Python function's rows from the fleet statistics: a ``device_type``
-#: stats row, and the statistics' end of a bounded run (its ``meta``)
+#: the ``src`` of the Python function's rows from the fleet statistics: a ``rate`` row (the
+#: anomaly-rate fields of a ``device_type`` row at its window's first firing), and the
+#: statistics' end of a bounded run (its ``meta``)
 STATS_ROW, STATS_END = 4, 5
 OWN = (2, 3)  # the inputs the Python function reads itself: samples, models (0, 1: Java)
 #: the timing keys of a run's ``meta`` (the rest are counts); the statistics' own are under
@@ -399,7 +401,7 @@ def build_job(config: CloudJobConfig) -> tuple[Any, Any]:
         python_inputs.append(
             f"SELECT CASE WHEN kind = 'meta' THEN {STATS_END} ELSE {STATS_ROW} END AS src, "
             f"{NO_POSITION}, v FROM stats_out "
-            "WHERE kind = 'meta' OR (kind = 'stats' AND `scope` = 'device_type')"
+            "WHERE kind = 'meta' OR kind = 'rate'"
         )
     _union(tenv, "job_in", python_inputs)
     # the Avro header of RetrainRequest (registers the schema once, here, not in the job)

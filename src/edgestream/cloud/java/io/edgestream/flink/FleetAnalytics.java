@@ -32,7 +32,9 @@ import org.slf4j.LoggerFactory;
  * delivers or goes idle.
  *
  * <p>{@link #row} takes one record (or a heartbeat, input {@link #TICK}) and returns what to
- * write: {@code stats} rows (JSON, key {@code window_start|scope|scope_key}), {@code dlq}
+ * write: {@code stats} rows (JSON, key {@code window_start|scope|scope_key}), {@code rate}
+ * rows (a {@code device_type} row's anomaly-rate fields at its first firing, for the Python
+ * engine's trigger), {@code dlq}
  * records (the original bytes, headers as JSON) and, at the end of a bounded run, one
  * {@code meta} row (the run's counts). A record that cannot be used never fails the job; an
  * unreachable schema registry does.
@@ -195,10 +197,16 @@ public final class FleetAnalytics {
     rows(stats.advance(wm, now), out);
   }
 
+  /** The rows to write, and for the Python engine's anomaly-rate trigger, a {@code rate}
+   * output at each {@code device_type} row's first firing (it judges a window once). */
   private static void rows(List<FleetStats.StatsRow> rows, List<Out> out) {
     for (FleetStats.StatsRow r : rows) {
-      out.add(new Out("stats", r.key().getBytes(StandardCharsets.UTF_8),
-          r.json().getBytes(StandardCharsets.UTF_8), null, r.scope));
+      byte[] key = r.key().getBytes(StandardCharsets.UTF_8);
+      out.add(new Out("stats", key, r.json().getBytes(StandardCharsets.UTF_8), null, r.scope));
+      if (r.first && "device_type".equals(r.scope)) {
+        out.add(new Out("rate", key, r.rateJson().getBytes(StandardCharsets.UTF_8), null,
+            r.scope));
+      }
     }
   }
 

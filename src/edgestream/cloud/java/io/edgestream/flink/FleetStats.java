@@ -229,6 +229,7 @@ final class FleetStats {
     final LinkedHashMap<String, Long> versions = new LinkedHashMap<>();
     long late;
     long computedAt;
+    boolean first; // returned by the advance that fired its window
 
     StatsRow copy(long now) {
       StatsRow r = new StatsRow();
@@ -251,6 +252,21 @@ final class FleetStats {
 
     String key() {
       return start + "|" + scope + "|" + scopeKey;
+    }
+
+    /** What the anomaly-rate trigger reads of a row (JSON; the row's own keys). */
+    String rateJson() {
+      StringBuilder b = new StringBuilder(160);
+      b.append("{\"window_start\":").append(start).append(",\"window_end\":").append(end);
+      b.append(",\"scope\":");
+      Json.string(b, scope);
+      b.append(",\"scope_key\":");
+      Json.string(b, scopeKey);
+      b.append(",\"reading_count\":").append(readings);
+      b.append(",\"anomaly_count\":").append(anomalies);
+      b.append(",\"anomaly_rate\":");
+      Json.number(b, rate);
+      return b.append('}').toString();
     }
 
     String json() {
@@ -482,7 +498,9 @@ final class FleetStats {
       window.fired = true;
       for (Map.Entry<String, ScopeWindow> sw : window.scopes.entrySet()) {
         String[] scope = scopeOf(sw.getKey());
-        out.add(sw.getValue().current(start, end, scope, worstN, now));
+        StatsRow row = sw.getValue().current(start, end, scope, worstN, now);
+        row.first = true;
+        out.add(row);
         dirty.remove(new Dirty(start, scope[0], scope[1]));
       }
     }
