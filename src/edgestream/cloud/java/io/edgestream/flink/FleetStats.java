@@ -254,34 +254,35 @@ final class FleetStats {
       return start + "|" + scope + "|" + scopeKey;
     }
 
-    /** What the anomaly-rate trigger reads of a row (JSON; the row's own keys). */
-    String rateJson() {
-      StringBuilder b = new StringBuilder(160);
+    /** The JSON object's first members: the row's key and counts ({@code all}: with the
+     * device count and the alert count). */
+    private StringBuilder head(int capacity, boolean all) {
+      StringBuilder b = new StringBuilder(capacity);
       b.append("{\"window_start\":").append(start).append(",\"window_end\":").append(end);
       b.append(",\"scope\":");
       Json.string(b, scope);
       b.append(",\"scope_key\":");
       Json.string(b, scopeKey);
+      if (all) {
+        b.append(",\"device_count\":").append(deviceCount);
+      }
       b.append(",\"reading_count\":").append(readings);
       b.append(",\"anomaly_count\":").append(anomalies);
+      if (all) {
+        b.append(",\"alert_count\":").append(alerts);
+      }
       b.append(",\"anomaly_rate\":");
       Json.number(b, rate);
-      return b.append('}').toString();
+      return b;
+    }
+
+    /** What the anomaly-rate trigger reads of a row (JSON; the row's own keys). */
+    String rateJson() {
+      return head(160, false).append('}').toString();
     }
 
     String json() {
-      StringBuilder b = new StringBuilder(256);
-      b.append("{\"window_start\":").append(start).append(",\"window_end\":").append(end);
-      b.append(",\"scope\":");
-      Json.string(b, scope);
-      b.append(",\"scope_key\":");
-      Json.string(b, scopeKey);
-      b.append(",\"device_count\":").append(deviceCount);
-      b.append(",\"reading_count\":").append(readings);
-      b.append(",\"anomaly_count\":").append(anomalies);
-      b.append(",\"alert_count\":").append(alerts);
-      b.append(",\"anomaly_rate\":");
-      Json.number(b, rate);
+      StringBuilder b = head(256, true);
       b.append(",\"channels\":{");
       String sep = "";
       for (Map.Entry<String, double[]> e : channels.entrySet()) {
