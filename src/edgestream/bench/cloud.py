@@ -12,7 +12,7 @@ Three phases on a fresh embedded stack (cloud broker + registry):
    same JVM: the first run on a fresh JVM (its code still being compiled by the JIT, which
    takes most of a core for the whole run on 2 cores, measured), then the same job again
    (``summaries_per_s``: a job that has been running). Each run also reports its second
-   half alone (``second_half_per_s``).
+   half alone (``second_half_per_s``) and the rate in each tenth of it (``tenths_per_s``).
 2. **JVM only** - on the same topic, in the same run: records/s of a Flink SQL query that
    only reads the raw values, and of one that also decodes them with the Java decoder
    (``decode_summary``, :mod:`edgestream.cloud.jvm`, twice: the first pass is mostly the

@@ -1,5 +1,6 @@
 package io.edgestream.flink;
 
+import java.util.Arrays;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
@@ -145,16 +146,16 @@ public class DecodeSummary extends ScalarFunction {
 
     private void grow() {
       int n = 2 * names.length;
-      names = java.util.Arrays.copyOf(names, n);
+      names = Arrays.copyOf(names, n);
       for (int k = 0; k < values.length; k++) {
-        values[k] = java.util.Arrays.copyOf(values[k], n);
-        present[k] = java.util.Arrays.copyOf(present[k], n);
+        values[k] = Arrays.copyOf(values[k], n);
+        present[k] = Arrays.copyOf(present[k], n);
       }
     }
 
     /** The six parallel arrays of the SQL row, in place of this object. */
     void toRow(Object[] out) {
-      out[CHANNELS] = java.util.Arrays.copyOf(names, size);
+      out[CHANNELS] = Arrays.copyOf(names, size);
       Long[] counts = new Long[size];
       for (int i = 0; i < size; i++) {
         counts[i] = present[0][i] ? (long) values[0][i] : null;
