@@ -23,6 +23,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Every test gets its own ``EDGESTREAM_HOME``, but resolved and built jars (Kafka, the
+    Flink connector, our Flink functions) are shared by the whole session: the user's jar
+    cache (what ``dev.sh setup`` filled) unless ``EDGESTREAM_JARS`` names another."""
+    from edgestream.core import jars
+
+    os.environ.setdefault(jars.ENV_CACHE, str(jars.cache_dir()))
+
+
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
     """Never touch the user's ~/.edgestream from tests."""
