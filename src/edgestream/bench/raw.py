@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from edgestream.bench.common import BenchError, TopicReader, rate
+from edgestream.core.offsets import aio_partitions
 from edgestream.core.serde import AvroDeserializer
 
 Progress = Callable[[int], None]
@@ -83,7 +84,7 @@ async def aiokafka_baseline(
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        parts = consumer.partitions_for_topic(topic) or {0}
+        parts = await aio_partitions(consumer, topic) or [0]
         tps = [TopicPartition(topic, p) for p in sorted(parts)]
         consumer.assign(tps)
         for tp in tps:

@@ -1,10 +1,10 @@
-"""Exact end offsets of a topic, on real Kafka and on the embedded Tansu broker.
+"""Partitions and exact end offsets of a topic, read from the broker's own answers.
 
-Tansu answers ListOffsets(latest) with the base offset of the last stored batch + 1, not the
-log end (DESIGN.md), but its Fetch responses carry the right high watermark. So the end of a
-partition is read from a fetch: start at the (possibly low) ListOffsets answer, read up to the
+The end of a partition is read from a fetch: start at the ListOffsets answer, read up to the
 first end-of-partition event (librdkafka's ``enable.partition.eof``), whose offset is the high
-watermark of that fetch. At most the last batch is read again; on real Kafka, nothing.
+watermark of that fetch. On a correct broker nothing is read again; a broker whose ListOffsets
+answer is short (some Kafka-protocol brokers return the last batch's base offset + 1) costs at
+most its last batch, and the result is still exact.
 """
 
 from __future__ import annotations
@@ -13,7 +13,19 @@ import time
 
 from edgestream.core.exceptions import ServiceUnavailable
 
-__all__ = ["exact_end_offsets", "partitions_of"]
+__all__ = ["aio_partitions", "exact_end_offsets", "partitions_of"]
+
+
+async def aio_partitions(consumer: object, topic: str) -> list[int] | None:
+    """The partition ids of ``topic`` (sorted) for an aiokafka consumer, None when missing.
+
+    aiokafka's ``partitions_for_topic`` answers only for topics its client already tracks
+    (subscribed or assigned), and ``topics()`` does not add any: a reader that assigns
+    partitions itself asks the cluster's metadata directly.
+    """
+    cluster = await consumer._client.fetch_all_metadata()  # type: ignore[attr-defined]
+    parts = cluster.partitions_for_topic(topic)
+    return sorted(parts) if parts else None
 
 
 def partitions_of(consumer: object, topic: str, timeout: float = 10.0) -> list[int] | None:

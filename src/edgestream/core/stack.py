@@ -1,7 +1,9 @@
-"""The embedded stack: one Tansu broker per gateway, one cloud broker, one schema registry.
+"""The embedded stack: one Kafka broker per gateway, one cloud broker, one schema registry.
 
 Every component is a child process started in its own session (so ``--detach`` leaves it
 running after the CLI exits), on a loopback port, with its log in ``<stack dir>/logs``.
+A broker keeps its configuration and log dirs in ``<stack dir>/<name>``: its topics and
+records survive a stop and a start (``stop(purge=True)`` deletes them).
 The state file ``<stack dir>/stack.json`` records names, ports and pids; every call checks
 the processes for real (pid alive, its command line is ours, the port answers).
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -59,6 +62,20 @@ class Component:
     pid: int | None = None
     argv: list[str] = field(default_factory=list)
     started: int | None = None  # start time of the pid in clock ticks: pid + start = identity
+    controller_port: int | None = None  # a broker's KRaft controller listener
+    start_s: float | None = None  # seconds from spawn to answering, of the last start
+
+    def rss_mb(self) -> float | None:
+        """Resident memory of the process in MB (None when it does not run)."""
+        if not self.process_alive():
+            return None
+        try:
+            status = Path(f"/proc/{self.pid}/status").read_text()
+        except OSError:
+            return None
+        kb = next((int(line.split()[1]) for line in status.splitlines()
+                   if line.startswith("VmRSS:")), 0)  # fmt: skip
+        return round(kb / 1024, 1)
 
     @property
     def address(self) -> str:
@@ -144,13 +161,13 @@ class Stack:
         self,
         gateways: int | Sequence[str] | None = None,
         port_base: int | None = None,
-        timeout: float = 20.0,
+        timeout: float = 60.0,
     ) -> StackStatus:
         """Bring every component to running; idempotent (healthy components are kept).
 
-        A dead component is restarted on its recorded port (an in-memory broker comes back
-        empty). ``port_base`` gives fixed ports: gateways at base, base+1, ..., then the
-        cloud broker, then the registry; otherwise free ports are picked.
+        A dead component is restarted on its recorded ports with the data it had.
+        ``port_base`` gives fixed ports: gateways at base, base+1, ..., then the cloud broker,
+        then the registry, then the brokers' controller ports; otherwise free ports are picked.
         """
         components = self._load()
         running = [c.name for c in components.values() if c.kind == "edge-broker"]
@@ -171,6 +188,7 @@ class Stack:
         wanted += [(CLOUD, "cloud-broker"), (REGISTRY, REGISTRY)]
         self.log_dir.mkdir(parents=True, exist_ok=True)
         started: list[Component] = []
+        spawned: dict[str, float] = {}
         try:
             for offset, (name, kind) in enumerate(wanted):
                 comp = components.get(name)
@@ -179,11 +197,16 @@ class Stack:
                 if comp and comp.process_alive():  # alive but not answering: replace it
                     self._terminate(comp)
                 if comp is None:
-                    port = port_base + offset if port_base is not None else free_port()
+                    fixed = port_base is not None
+                    port = port_base + offset if fixed else free_port()
                     comp = Component(name, kind, port)
+                    if kind != REGISTRY:
+                        extra = port_base + len(wanted) + offset if fixed else free_port()
+                        comp.controller_port = extra
                 self._check_port(comp)
                 comp.argv = self._argv(comp)
                 comp.pid = self._spawn(comp)
+                spawned[name] = time.monotonic()
                 stat = _proc_stat(comp.pid)
                 comp.started = stat[1] if stat else None
                 components[name] = comp
@@ -191,6 +214,8 @@ class Stack:
                 self._save(components)
             for comp in started:
                 self._wait_ready(comp, timeout)
+                comp.start_s = round(time.monotonic() - spawned[comp.name], 2)
+            self._save(components)
         except BaseException:
             for comp in started:
                 self._terminate(comp)
@@ -205,14 +230,21 @@ class Stack:
             module = "edgestream.core.registry"
             args = ["--db", str(db), "--host", HOST, "--port", str(comp.port)]
             return [sys.executable, "-m", module, *args]
-        return broker.BrokerSpec(comp.name, comp.port, HOST).command()
+        return self.broker_spec(comp).command()
+
+    def broker_spec(self, comp: Component) -> broker.BrokerSpec:
+        """How the broker ``comp`` is started (its folder is ``<stack dir>/<name>``)."""
+        assert comp.controller_port is not None, f"{comp.name} is not a broker"
+        return broker.BrokerSpec(comp.name, comp.port, comp.controller_port,
+                                 self.data_dir / comp.name, HOST)  # fmt: skip
 
     def _check_port(self, comp: Component) -> None:
-        if port_in_use(comp.port, HOST):
-            raise PortInUse(
-                f"port {comp.port} for {comp.name} is in use: stop the process holding it "
-                f"(`ss -ltnp 'sport = :{comp.port}'`) or pass another --port-base"
-            )
+        for port in (comp.port, comp.controller_port):
+            if port is not None and port_in_use(port, HOST):
+                raise PortInUse(
+                    f"port {port} for {comp.name} is in use: stop the process holding it "
+                    f"(`ss -ltnp 'sport = :{port}'`) or pass another --port-base"
+                )
 
     def _spawn(self, comp: Component) -> int:
         log = (self.log_dir / f"{comp.name}.log").open("ab")
@@ -246,14 +278,15 @@ class Stack:
             lines = (self.log_dir / f"{comp.name}.log").read_text(errors="replace").splitlines()
         except OSError:
             return "no log"
-        useful = [line for line in lines if "rror" in line or "panicked" in line]
+        useful = [line for line in lines if "rror" in line or "Exception" in line]
         return (useful or lines or ["no output"])[-1].strip()[:300]
 
     # -- stop ------------------------------------------------------------------------------
-    def stop(self, only: list[str] | None = None) -> list[str]:
+    def stop(self, only: list[str] | None = None, purge: bool = False) -> list[str]:
         """Stop the named components (all by default); returns what was stopped.
 
-        Waits until each process is gone and its port is free.
+        Waits until each process is gone and its port is free. ``purge`` also deletes the
+        stopped brokers' folders (their topics and records).
         """
         components = self._load()
         unknown = sorted(set(only or []) - set(components))
@@ -272,13 +305,17 @@ class Stack:
         else:
             with contextlib.suppress(FileNotFoundError):
                 self.state_path.unlink()
+        if purge:
+            for name in names:
+                if components[name].kind != REGISTRY:
+                    shutil.rmtree(self.data_dir / name, ignore_errors=True)
         return names
 
     def _terminate(self, comp: Component) -> None:
         if comp.process_alive():
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(comp.pid, signal.SIGTERM)  # type: ignore[arg-type]
-            deadline = time.monotonic() + 5.0
+            deadline = time.monotonic() + 15.0  # a broker's clean shutdown flushes its logs
             while comp.process_alive() and time.monotonic() < deadline:
                 _reap(comp.pid)
                 time.sleep(0.05)
@@ -289,7 +326,9 @@ class Stack:
                     _reap(comp.pid)
                     time.sleep(0.02)
         _reap(comp.pid)
-        wait_port_free(comp.port, HOST, timeout=5.0)
+        for port in (comp.port, comp.controller_port):
+            if port is not None:
+                wait_port_free(port, HOST, timeout=5.0)
 
 
 def _proc_stat(pid: int) -> tuple[str, int] | None:

@@ -37,6 +37,7 @@ import numpy as np
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from edgestream.core.exceptions import EdgestreamError
+from edgestream.core.offsets import aio_partitions
 from edgestream.core.serde import AvroDeserializer, AvroSerializer, subject_for
 from edgestream.edge.rollout import (
     Gates,
@@ -170,8 +171,7 @@ class RolloutAgent:
         await consumer.start()
         try:
             tp = TopicPartition(MODELS_TOPIC, 0)
-            while not consumer.partitions_for_topic(MODELS_TOPIC):
-                await consumer.topics()
+            while not await aio_partitions(consumer, MODELS_TOPIC):
                 await asyncio.sleep(0.5)
             consumer.assign([tp])
             consumer.seek(tp, self.state.next_offset)

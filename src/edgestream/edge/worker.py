@@ -35,6 +35,7 @@ import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from edgestream.core.metrics import GatewayMetrics
+from edgestream.core.offsets import aio_partitions
 from edgestream.core.registry.client import registry_client
 from edgestream.core.serde import AvroDeserializer, AvroSerializer, subject_for
 from edgestream.core.topology import Topology
@@ -236,10 +237,9 @@ class Gateway:
         )
         await consumer.start()
         try:
-            partitions: set[int] | None = None
+            partitions: list[int] | None = None
             while not partitions:
-                await consumer.topics()  # refresh metadata
-                partitions = consumer.partitions_for_topic(topic.name)
+                partitions = await aio_partitions(consumer, topic.name)
                 if not partitions:
                     await asyncio.sleep(1.0)
             tps = [TopicPartition(topic.name, p) for p in sorted(partitions)]
