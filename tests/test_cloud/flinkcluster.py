@@ -1,7 +1,8 @@
 """A real standalone Flink session cluster (one JobManager, one TaskManager) for tests of
 ``edgestream cloud run --jobmanager``: started from the scripts and jars that ship inside
-the installed PyFlink (``pyflink/bin``, ``pyflink/lib``) with its own config directory and
-free ports, and stopped with its process groups."""
+the installed PyFlink (``pyflink/bin``) with the ``lib/`` of our jobs (PyFlink's and the
+Kafka connector and Avro jars from Maven Central, :func:`edgestream.cloud.flink.flink_lib`),
+its own config directory and free ports, and stopped with its process groups."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from edgestream.cloud.flink import client_environ
+from edgestream.cloud.flink import client_environ, flink_lib
 from edgestream.core.ports import free_port
 
 
@@ -75,6 +76,7 @@ def flink_cluster(folder: Path, timeout: float = 240.0) -> Iterator[str]:
         **client_environ(os.environ),  # its Python workers run in it, not in this process
         "FLINK_HOME": str(home),
         "FLINK_CONF_DIR": str(conf_dir),
+        "FLINK_LIB_DIR": str(flink_lib()),  # what an operator copies into the cluster's lib/
         "FLINK_LOG_DIR": str(folder / "log"),
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
     }

@@ -1,4 +1,4 @@
-"""The Java Flink functions (:mod:`edgestream.cloud.jvm`): compiled with the real ``javac``, run
+"""The Java Flink functions (:mod:`edgestream.cloud.jvm`): built with Maven, run
 on a real MiniCluster over a real (Tansu) broker and registry, checked value by value against
 the Python decoder (fastavro) on the same records."""
 

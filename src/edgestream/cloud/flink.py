@@ -1,14 +1,17 @@
 """Flink plumbing shared by the cloud jobs and the SQL query layer: environments, Kafka DDL.
 
 * :func:`flink_env` - a PyFlink stream + table environment: a local MiniCluster, or a remote
-  cluster at ``jobmanager`` (``HOST:PORT`` of its REST endpoint). The Kafka connector and
-  ``flink-json`` jars ship inside ``pyflink/lib`` (wheel ``shigawire-apache-flink-libraries``),
-  so nothing is added to the classpath for a local run. A remote cluster must have them in
-  its own ``lib/`` (:func:`connector_jars` lists them), and its TaskManagers the same Python
-  environment as ours (edgestream, pyflink): shipping the jars with the job as well fails it,
-  because two copies of kafka-clients meet ("cannot assign instance of OffsetResetStrategy
-  to field ... of type OffsetResetStrategy"). Python functions run in ``thread`` mode
-  (PEMJA, in-process: the fast one).
+  cluster at ``jobmanager`` (``HOST:PORT`` of its REST endpoint). The official Kafka SQL
+  connector (kafka-clients shaded inside) and Apache Avro come from Maven Central
+  (``flink-connectors.pom.xml``, :func:`connector_jars`); :func:`flink_lib` is PyFlink's
+  ``lib/`` (which has ``flink-json``) plus those jars, and the PyFlink gateway JVM starts with
+  it as ``FLINK_LIB_DIR``: the local MiniCluster and the client see the jars as a Flink
+  distribution's ``lib/`` (one copy, shared by every job of the JVM). A remote cluster must
+  have them in its own ``lib/``, and its TaskManagers the same Python environment as ours
+  (edgestream, pyflink): shipping the jars with the job as well fails it, because two copies
+  of kafka-clients meet ("cannot assign instance of OffsetResetStrategy to field ... of type
+  OffsetResetStrategy"). Python functions run in ``thread`` mode (PEMJA, in-process: the
+  fast one).
 * :func:`kafka_table_ddl` - ``CREATE TABLE`` for a Kafka topic: value ``BYTES`` (``raw``
   format, Avro decoded by the caller) or ``json`` columns, ``partition``/``offset``/``timestamp``
   metadata, optional key column, bounded or unbounded scan.
@@ -36,29 +39,63 @@ CREATE TABLE `src` (
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from edgestream.core import jars
+
 __all__ = [
+    "CONNECTORS_POM",
     "bounded_offsets",
     "client_environ",
     "connector_jars",
     "flink_env",
+    "flink_lib",
     "kafka_sink_ddl",
     "kafka_table_ddl",
 ]
 
 
+#: the jars our jobs need beside PyFlink's own (Kafka connector, Avro), from Maven Central
+CONNECTORS_POM = Path(__file__).with_name("flink-connectors.pom.xml")
+
+
 def connector_jars() -> list[Path]:
-    """The Kafka connector, kafka-clients and flink-json jars of the installed PyFlink."""
+    """The Kafka connector and Avro jars (resolved from :data:`CONNECTORS_POM` if not cached
+    yet): what a remote cluster needs in its ``lib/`` besides a Flink 2.0 distribution's."""
+    return sorted(jars.resolve("flink-connectors", CONNECTORS_POM).glob("*.jar"))
+
+
+def _pyflink_home() -> Path:
     import pyflink
 
-    lib = Path(pyflink.__file__).parent / "lib"
-    names = ("flink-connector-kafka", "kafka-clients", "flink-json")
-    return sorted(p for p in lib.glob("*.jar") if p.name.startswith(names))
+    return Path(pyflink.__file__).parent
+
+
+def flink_lib() -> Path:
+    """A Flink ``lib/`` folder: links to the installed PyFlink's ``lib/*.jar`` and to
+    :func:`connector_jars`, kept in :func:`edgestream.core.jars.cache_dir` under a digest of
+    both lists (made once, moved in place whole). Give it to a Flink process as
+    ``FLINK_LIB_DIR`` (the PyFlink gateway, or ``bin/jobmanager.sh`` of PyFlink's ``bin/``)."""
+    found = sorted([*(_pyflink_home() / "lib").glob("*.jar"), *connector_jars()])
+    key = hashlib.sha256("\n".join(map(str, found)).encode()).hexdigest()[:12]
+    target = jars.cache_dir() / f"flink-lib-{key}"
+    if target.is_dir():
+        return target
+    staging = Path(tempfile.mkdtemp(prefix=".flink-lib-", dir=jars.cache_dir()))
+    for jar in found:
+        (staging / jar.name).symlink_to(jar)
+    try:
+        os.replace(staging, target)  # a concurrent maker's folder, if first, is the same
+    except OSError:
+        shutil.rmtree(staging)
+    return target
 
 
 # what a loopback Python worker leaves in its client's os.environ that misleads a process
@@ -116,6 +153,14 @@ def _expose_site_packages() -> None:
     os.environ.setdefault("VIRTUAL_ENV", sys.prefix)
 
 
+def _use_flink_lib() -> None:
+    """Start the gateway JVM (not started yet: ``Configuration()`` starts it) with
+    :func:`flink_lib`. PyFlink replaces ``FLINK_LIB_DIR`` by its own ``lib/`` unless
+    ``FLINK_HOME`` is set, so that is set too (to the installed PyFlink unless given)."""
+    os.environ.setdefault("FLINK_HOME", str(_pyflink_home()))
+    os.environ["FLINK_LIB_DIR"] = str(flink_lib())
+
+
 def flink_env(
     jobmanager: str | None = None, parallelism: int = 1, settings: dict[str, str] | None = None
 ) -> tuple[Any, Any]:
@@ -127,6 +172,7 @@ def flink_env(
 
     _forget_loopback_worker()
     _expose_site_packages()
+    _use_flink_lib()
     conf = Configuration()
     conf.set_string("python.execution-mode", "thread")
     conf.set_string("python.executable", sys.executable)

@@ -1,11 +1,12 @@
-"""The project's own Flink functions in Java, compiled on first use.
+"""The project's own Flink functions in Java, built with Maven from a checked-in POM.
 
-No ``flink-avro`` jar ships with this Flink and no Maven repository is assumed, so the JVM
-side of the route past Python's per-record cost (README, "Cloud jobs") is a few Java sources
-in ``cloud/java`` compiled with the JDK's ``javac`` against the jars of the installed PyFlink.
-:func:`udf_jar` builds the jar once per source content (cached in ``$EDGESTREAM_HOME/jvm``,
-``~/.edgestream/jvm`` by default) and returns its path;
-:func:`register_functions` declares the functions on a table environment (``USING JAR``):
+The JVM side of the route past Python's per-record cost (README, "Cloud jobs") is a few Java
+sources in ``cloud/java`` and their ``pom.xml`` (Flink and Avro ``provided``: they are on the
+Flink classpath, :func:`edgestream.cloud.flink.flink_lib`). :func:`udf_jar` runs
+``mvn package`` once per content of the sources and the POM, into
+``$EDGESTREAM_JARS/edgestream-flink-<digest>`` (default ``$EDGESTREAM_HOME/jars``; one build
+per test session), and returns the jar's path; :func:`register_functions` declares the
+functions on a table environment (``USING JAR``):
 
 * ``decode_summary(value BYTES, registry STRING)`` (``io.edgestream.flink.DecodeSummary``): a
   Confluent-framed Avro WindowSummary as a row (``DecodeSummary.ROW``); a bad value gives
@@ -15,21 +16,27 @@ in ``cloud/java`` compiled with the JDK's ``javac`` against the jars of the inst
   function of ``(kind, k, v, h, scope)`` rows (:mod:`edgestream.cloud.job`).
 
 :func:`java_classpath` runs the same classes outside Flink (``FleetAnalytics.main``, tests).
+
+>>> len(_digest(_sources())) == 16
+True
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from edgestream.core import jars
 from edgestream.core.exceptions import EdgestreamError
-from edgestream.core.paths import home_dir
 
 __all__ = [
     "FUNCTIONS",
@@ -45,6 +52,8 @@ __all__ = [
 ]
 
 SOURCES = Path(__file__).parent / "java"
+POM = SOURCES / "pom.xml"
+JAR_NAME = "edgestream-flink"
 #: SQL name -> Java class of each function
 FUNCTIONS = {
     "decode_summary": "io.edgestream.flink.DecodeSummary",
@@ -75,7 +84,7 @@ def sql_string(text: str) -> str:
 
 
 class JvmBuildError(EdgestreamError):
-    """The Java functions could not be compiled (no JDK, or a compile error)."""
+    """The Java functions could not be built (no JDK, no Maven, or a compile error)."""
 
 
 def javac() -> str:
@@ -98,18 +107,15 @@ def java() -> str:
 
 
 def java_classpath() -> str:
-    """The jar of the functions and the PyFlink jars they use, as a ``-cp`` value."""
-    return os.pathsep.join([str(udf_jar()), str(_pyflink_lib() / "*")])
+    """The jar of the functions and the Flink classpath they run on, as a ``-cp`` value."""
+    from edgestream.cloud.flink import flink_lib
 
-
-def _pyflink_lib() -> Path:
-    import pyflink
-
-    return Path(pyflink.__file__).parent / "lib"
+    return os.pathsep.join([str(udf_jar()), jars.classpath(flink_lib())])
 
 
 def _sources() -> list[Path]:
-    return sorted(SOURCES.rglob("*.java"))
+    """What the build reads: the Java sources and the POM."""
+    return sorted([*SOURCES.rglob("*.java"), POM])
 
 
 def _digest(sources: list[Path]) -> str:
@@ -120,37 +126,50 @@ def _digest(sources: list[Path]) -> str:
     return h.hexdigest()[:16]
 
 
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path`` (a file), shared with other processes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def udf_jar(cache: Path | None = None) -> Path:
-    """The jar of the Java functions, compiled now if this source content has no jar yet."""
-    sources = _sources()
-    root = cache or home_dir() / "jvm"
-    jar = root / f"edgestream-flink-{_digest(sources)}.jar"
+    """The jar of the Java functions, built now if this source content has no jar yet.
+
+    ``cache`` defaults to :func:`edgestream.core.jars.cache_dir`. Safe to call from several
+    processes at once: one builds (``mvn package`` into a staging folder moved in place
+    whole), the others wait for it and use its jar."""
+    root = cache or jars.cache_dir()
+    target = root / f"{JAR_NAME}-{_digest(_sources())}"
+    jar = target / f"{JAR_NAME}.jar"
     if jar.exists():
         return jar
-    root.mkdir(parents=True, exist_ok=True)
-    compiler = javac()
-    with tempfile.TemporaryDirectory(prefix="edgestream-javac-") as tmp:
-        classes = Path(tmp) / "classes"
-        classpath = str(_pyflink_lib() / "*")
-        cmd = [compiler, "--release", "17", "-nowarn", "-encoding", "UTF-8", "-cp", classpath,
-               "-d", str(classes), *map(str, sources)]  # fmt: skip
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise JvmBuildError(f"javac failed on {SOURCES}:\n{done.stderr.strip()}")
-        partial = Path(tmp) / jar.name
-        _zip_classes(classes, partial)
-        os.replace(partial, jar)  # atomic: a concurrent build finds a whole jar or none
+    with _locked(root / f".{JAR_NAME}.lock"):
+        if jar.exists():
+            return jar
+        javac()  # a one-line message without a JDK, before Maven says it its own way
+        staging = Path(tempfile.mkdtemp(prefix=f".{JAR_NAME}-", dir=root))
+        try:
+            argv = [jars.mvn(), "-q", "-B", "-f", str(POM), "package",
+                    f"-Dedgestream.build={staging / 'build'}"]  # fmt: skip
+            done = subprocess.run(argv, capture_output=True, text=True)
+            if done.returncode != 0:
+                lines = (done.stdout + done.stderr).strip().splitlines()
+                errors = [line for line in lines if "ERROR" in line][:8] or lines[-8:]
+                raise JvmBuildError(f"mvn package failed on {POM}: " + " | ".join(errors))
+            os.replace(staging / "build" / f"{JAR_NAME}.jar", staging / f"{JAR_NAME}.jar")
+            shutil.rmtree(staging / "build")
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(staging, target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return jar
-
-
-def _zip_classes(classes: Path, jar: Path) -> None:
-    """A jar of the compiled classes (a zip with a manifest; no ``jar`` tool needed)."""
-    import zipfile
-
-    with zipfile.ZipFile(jar, "w", zipfile.ZIP_DEFLATED) as z:
-        z.writestr("META-INF/MANIFEST.MF", "Manifest-Version: 1.0\nCreated-By: edgestream\n\n")
-        for path in sorted(classes.rglob("*.class")):
-            z.write(path, path.relative_to(classes).as_posix())
 
 
 def register_functions(tenv: Any) -> Path:
