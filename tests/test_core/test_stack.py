@@ -1,16 +1,21 @@
-"""The embedded stack against real Tansu brokers and the real registry process."""
+"""The embedded stack against real Apache Kafka brokers and the real registry process."""
 
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
+from confluent_kafka import Consumer, Producer
 
+from edgestream.core import jars
 from edgestream.core.broker import broker_ready, probe_metadata
-from edgestream.core.exceptions import BrokerBinaryNotFound, PortInUse
+from edgestream.core.exceptions import PortInUse
 from edgestream.core.ports import free_port, port_in_use
 from edgestream.core.stack import Stack
 from tests.conftest import pids_of
@@ -91,11 +96,85 @@ def test_port_in_use_is_a_one_line_error_and_starts_nothing(tmp_path):
         holder.close()
 
 
-def test_missing_binary_is_a_one_line_error(tmp_path, monkeypatch):
-    monkeypatch.setenv("EDGESTREAM_TANSU_BIN", str(tmp_path / "no-such-tansu"))
-    with pytest.raises(BrokerBinaryNotFound) as err:
+def test_missing_maven_is_a_one_line_error_saying_what_to_install(tmp_path, monkeypatch):
+    monkeypatch.setenv(jars.ENV_CACHE, str(tmp_path / "empty-jar-cache"))
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(jars.MavenNotFound) as err:
         Stack(tmp_path).start(gateways=1)
-    assert "EDGESTREAM_TANSU_BIN" in str(err.value) and "\n" not in str(err.value)
+    message = str(err.value)
+    assert "\n" not in message and "mvn" in message and "dev.sh setup" in message
+    assert Stack(tmp_path).status().components == {}
+
+
+def test_records_and_topics_survive_a_broker_restart(tmp_path):
+    stack = Stack(tmp_path)
+    try:
+        bootstrap = str(stack.start(gateways=1).endpoints()["edge"]["gw-1"])
+        producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+        sent = [f"r{i}".encode() for i in range(1000)]
+        for value in sent:
+            producer.produce("kept", value)
+        assert producer.flush(30) == 0
+        stack.stop(only=["gw-1"])
+        assert not broker_ready(bootstrap)
+        assert stack.start().running
+        assert _read_all(bootstrap, "kept", len(sent)) == sent
+    finally:
+        stack.stop(purge=True)
+    assert not (tmp_path / "gw-1").exists(), "purge deletes the broker's folder"
+
+
+def _read_all(bootstrap: str, topic: str, expected: int, timeout: float = 60.0) -> list[bytes]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"read-{time.time_ns()}",
+                         "auto.offset.reset": "earliest"})  # fmt: skip
+    consumer.subscribe([topic])
+    got: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(got) < expected and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is not None and msg.error() is None:
+                got.append(msg.value())
+    finally:
+        consumer.close()
+    return got
+
+
+def test_a_default_confluent_consumer_gets_its_first_record_within_10s(tmp_path):
+    """A data engineer's client, default settings (latest offset, default group protocol and
+    timeouts) and a fresh group id: the first record produced after it subscribed arrives
+    within 10 s of subscribing."""
+    stack = Stack(tmp_path)
+    try:
+        bootstrap = str(stack.start(gateways=1).endpoints()["edge"]["gw-1"])
+        producer = Producer({"bootstrap.servers": bootstrap})
+        producer.produce("fresh", b"warm-up")  # the topic exists before anyone subscribes
+        assert producer.flush(30) == 0
+        consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "a-fresh-group"})
+        stop = threading.Event()
+
+        def keep_producing() -> None:
+            while not stop.wait(0.2):
+                producer.produce("fresh", b"live")
+                producer.poll(0)
+
+        feeder = threading.Thread(target=keep_producing, daemon=True)
+        started = time.monotonic()
+        consumer.subscribe(["fresh"])
+        feeder.start()
+        first = None
+        try:
+            while first is None and time.monotonic() - started < 30:
+                msg = consumer.poll(0.5)
+                if msg is not None and msg.error() is None:
+                    first = time.monotonic() - started
+        finally:
+            stop.set()
+            feeder.join()
+            consumer.close()
+        assert first is not None and first <= 10.0, f"first record after {first} s"
+    finally:
+        stack.stop()
 
 
 def _cli(*args: str, env_home) -> subprocess.CompletedProcess:
@@ -104,7 +183,7 @@ def _cli(*args: str, env_home) -> subprocess.CompletedProcess:
         capture_output=True,
         text=True,
         timeout=60,
-        env={**__import__("os").environ, "EDGESTREAM_HOME": str(env_home)},
+        env={**os.environ, "EDGESTREAM_HOME": str(env_home)},
     )
 
 
@@ -115,7 +194,11 @@ def test_cli_start_detach_status_json_stop(tmp_path):
         status = _cli("stack", "status", "--json", env_home=tmp_path)
         assert status.returncode == 0
         endpoints = json.loads(status.stdout.strip().splitlines()[-1])
-        assert set(endpoints) == {"edge", "cloud", "registry"}
+        assert set(endpoints) == {"edge", "cloud", "registry", "processes"}
+        processes = endpoints["processes"]
+        assert set(processes) == {"gw-1", "gw-2", "cloud", "registry"}
+        for figures in processes.values():  # each broker's memory and start time, for real
+            assert figures["rss_mb"] > 10 and 0 < figures["start_s"] < 120
         assert sorted(endpoints["edge"]) == ["gw-1", "gw-2"]
         assert endpoints["registry"].startswith("http://127.0.0.1:")
         assert all(broker_ready(a) for a in [*endpoints["edge"].values(), endpoints["cloud"]])

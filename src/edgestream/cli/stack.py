@@ -21,11 +21,14 @@ DataDir = typer.Option(None, "--data-dir", help="Stack state dir (default $EDGES
 
 def _table(status: StackStatus) -> Table:
     table = Table(title="edgestream embedded stack")
-    for column in ("component", "kind", "address", "pid", "state"):
+    for column in ("component", "kind", "address", "pid", "RSS MB", "start s", "state"):
         table.add_column(column)
     for name, comp in status.components.items():
         state = "[green]ready[/]" if status.health[name] else "[red]down[/]"
-        table.add_row(name, comp.kind, comp.address, str(comp.pid or "-"), state)
+        rss, took = comp.rss_mb(), comp.start_s
+        table.add_row(name, comp.kind, comp.address, str(comp.pid or "-"),
+                      "-" if rss is None else f"{rss:.0f}", "-" if took is None else f"{took:.1f}",
+                      state)  # fmt: skip
     return table
 
 
@@ -62,13 +65,15 @@ def start(
 
 @app.command()
 def status(
-    as_json: bool = typer.Option(False, "--json", help="One JSON object with the endpoints."),
+    as_json: bool = typer.Option(
+        False, "--json", help="One JSON object: the endpoints, and each process's RSS and start."
+    ),
     data_dir: Path = DataDir,
 ) -> None:
     """Show what runs where; exit code 1 when the stack is not fully running."""
     current = Stack(data_dir).status()
     if as_json:
-        print(json.dumps(current.endpoints()))
+        print(json.dumps({**current.endpoints(), "processes": current.processes()}))
     elif current.components:
         console.print(_table(current))
     else:
@@ -80,8 +85,13 @@ def status(
 @app.command()
 def stop(
     only: list[str] = typer.Option(None, "--only", help="Stop just these components."),
+    purge: bool = typer.Option(
+        False, "--purge", help="Also delete the stopped brokers' topics and records."
+    ),
     data_dir: Path = DataDir,
 ) -> None:
-    """Stop the stack (or some components); waits until processes are gone and ports free."""
-    stopped = Stack(data_dir).stop(only or None)
+    """Stop the stack (or some components); waits until processes are gone and ports free.
+
+    Brokers keep their data for the next start unless ``--purge`` is given."""
+    stopped = Stack(data_dir).stop(only or None, purge=purge)
     console.print(f"stopped: {', '.join(stopped) or 'nothing was running'}")

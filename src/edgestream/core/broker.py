@@ -102,8 +102,14 @@ class BrokerSpec:
     @property
     def cluster_id(self) -> str:
         """A stable KRaft cluster id for this broker's folder (22 characters, base64 UUID)."""
-        raw = hashlib.sha256(f"edgestream|{self.name}|{self.home}".encode()).digest()[:16]
-        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        salt = 0
+        while True:  # Kafka's own ids never start with "-" (it would read as an option)
+            seed = f"edgestream|{self.name}|{self.home}|{salt}".encode()
+            raw = hashlib.sha256(seed).digest()[:16]
+            text = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+            if not text.startswith("-"):
+                return text
+            salt += 1
 
     def properties(self) -> dict[str, str]:
         """``server.properties`` of a dev-sized single-node broker."""

@@ -11,10 +11,6 @@ class EdgestreamError(Exception):
     """
 
 
-class BrokerBinaryNotFound(EdgestreamError):
-    """No ``tansu`` binary could be located."""
-
-
 class PortInUse(EdgestreamError):
     """A port the stack wants is already taken by another process."""
 

@@ -119,6 +119,13 @@ class StackStatus:
     def gateways(self) -> list[str]:
         return [c.name for c in self.components.values() if c.kind == "edge-broker"]
 
+    def processes(self) -> dict[str, dict[str, object]]:
+        """Per component: pid, resident memory (MB) and seconds its last start took."""
+        return {
+            name: {"pid": c.pid, "rss_mb": c.rss_mb(), "start_s": c.start_s}
+            for name, c in self.components.items()
+        }
+
     def endpoints(self) -> dict[str, object]:
         comps = self.components
         return {
@@ -315,20 +322,40 @@ class Stack:
         if comp.process_alive():
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(comp.pid, signal.SIGTERM)  # type: ignore[arg-type]
-            deadline = time.monotonic() + 15.0  # a broker's clean shutdown flushes its logs
-            while comp.process_alive() and time.monotonic() < deadline:
-                _reap(comp.pid)
-                time.sleep(0.05)
-            if comp.process_alive():
+            # a broker's clean shutdown flushes its logs: give it time, then SIGKILL
+            if not _wait_exited(comp.pid, 15.0):  # type: ignore[arg-type]
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(comp.pid, signal.SIGKILL)  # type: ignore[arg-type]
-                while comp.process_alive():
-                    _reap(comp.pid)
-                    time.sleep(0.02)
+                _wait_exited(comp.pid, 30.0)  # type: ignore[arg-type]
         _reap(comp.pid)
         for port in (comp.port, comp.controller_port):
             if port is not None:
                 wait_port_free(port, HOST, timeout=5.0)
+
+
+def _exited(pid: int) -> bool:
+    """The process is gone, or only its zombie is left (every thread has ended: a JVM's main
+    thread can be a zombie while its shutdown threads still run)."""
+    stat = _proc_stat(pid)
+    if stat is None:
+        return True
+    if stat[0] != "Z":
+        return False
+    try:
+        return len(os.listdir(f"/proc/{pid}/task")) <= 1
+    except OSError:
+        return True
+
+
+def _wait_exited(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        _reap(pid)
+        if _exited(pid):
+            _reap(pid)
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def _proc_stat(pid: int) -> tuple[str, int] | None:
