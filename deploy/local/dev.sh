@@ -37,6 +37,24 @@ ensure_java() {
   fi
 }
 
+ensure_maven() {
+  # Maven resolves the Kafka broker's and Flink's jars from Maven Central (checked-in POMs)
+  if command -v mvn >/dev/null 2>&1; then return; fi
+  say "Maven not found (it fetches the Kafka and Flink jars): installing maven"
+  if command -v apt-get >/dev/null 2>&1; then
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq maven >/dev/null
+  else
+    say "no apt-get here: install Apache Maven 3.8+ and re-run"; exit 1
+  fi
+}
+
+ensure_jars() {
+  # once per POM content (cached in $EDGESTREAM_HOME/jars; Maven's own cache is ~/.m2)
+  say "resolving the Kafka broker's and Flink's jars from Maven Central (first time: ~1-2 min)"
+  "$VENV/bin/python" -m edgestream.core.jars
+}
+
 pick_python() {
   if [ -n "$PY" ]; then echo "$PY"; return; fi
   for candidate in python3.11 python3.12 python3; do
@@ -76,7 +94,9 @@ ensure_venv() {
 
 setup() {
   ensure_java
+  ensure_maven
   ensure_venv
+  ensure_jars
 }
 
 cmd=${1:-help}

@@ -1,84 +1,125 @@
-"""The cloud link over TLS: a generated CA, a Tansu broker reachable only over TLS, the
-forwarder's own producer (idempotent, zstd) and a consumer verifying the broker against the CA.
-See :mod:`tests.test_forward.tlskit` for why Tansu 0.6 needs a TLS terminator in front."""
+"""The cloud link over TLS and SASL_SSL/SCRAM-SHA-512 on a real Kafka listener: the embedded
+stack's cloud broker started with ``tls=True`` (a CA made for it, SSL and SASL_SSL listeners),
+the forwarder's own link and producer settings (idempotent, zstd), and a consumer reading the
+records back through the same listener."""
 
 from __future__ import annotations
 
-import subprocess
+import logging
 import time
 from functools import partial
 from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
-from confluent_kafka.admin import AdminClient
+from pydantic import SecretStr
 
-from edgestream.core.broker import tansu_binary
+from edgestream.core.broker import add_scram_users
+from edgestream.core.pki import make_pki
+from edgestream.core.stack import Stack
 from edgestream.forward.link import CloudLink, producer_settings
 from edgestream.forward.security import ClientSecurity
-from tests.test_forward.tlskit import make_pki, tls_broker
 
 pytestmark = pytest.mark.integration
 
+PASSWORD = "correct horse battery staple"
 
-def test_tansu_06_tls_options(tmp_path: Path) -> None:
-    """Documents the broker: the shipped Tansu refuses --cert together with --key."""
-    pki = make_pki(tmp_path)
-    argv = [tansu_binary(), "broker", "--listener-url", "tcp://127.0.0.1:1"]
+
+@pytest.fixture(scope="module")
+def tls_cloud(tmp_path_factory: pytest.TempPathFactory):
+    stack = Stack(tmp_path_factory.mktemp("tls-stack"))
     try:
-        out = subprocess.run(
-            [*argv, "--cert", str(pki.cert), "--key", str(pki.key)],
-            capture_output=True, text=True, timeout=5,
-        )  # fmt: skip
-    except subprocess.TimeoutExpired:
-        pytest.skip("this Tansu accepts --cert with --key: tls_broker uses its own TLS")
-    assert "cannot be used with" in out.stderr
+        ends = stack.start(gateways=1, tls=True).endpoints()
+        add_scram_users(str(ends["cloud"]), {"gateway-7": PASSWORD})
+        yield ends["cloud_tls"]
+    finally:
+        stack.stop()
 
 
-def test_forwarder_link_produces_and_consumes_over_tls(tmp_path: Path) -> None:
-    with tls_broker(tmp_path) as broker:
-        settings = ClientSecurity(protocol="SSL", ca_file=broker.pki.ca).validate().client_config()
-        link = CloudLink(
-            broker.bootstrap, ["fleet.tls"], settings, producer_settings("zstd", 5, 100_000)
-        )
-        deadline = time.monotonic() + 20
-        while not link.ensure() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert link.up, "the link came up over TLS (and created the topic)"
-        delivered: list[bytes] = []
-
-        def done(err, msg) -> None:
-            assert err is None, err
-            delivered.append(msg.value())
-
-        sent = [f"record-{i}".encode() for i in range(20)]
-        for i, value in enumerate(sent):
-            link.produce("fleet.tls", f"device-{i % 4}".encode(), value, partial(done))
-        while len(delivered) < len(sent) and time.monotonic() < deadline:
-            link.poll(0.1)
-        assert sorted(delivered) == sorted(sent)
-        assert link.take_wire_bytes() >= 0
-        link.close()
-
-        consumer = Consumer(
-            {"bootstrap.servers": broker.bootstrap, "group.id": "tls-check", **settings,
-             "auto.offset.reset": "earliest", "log_level": 0}
-        )  # fmt: skip
-        parts = consumer.list_topics("fleet.tls", timeout=10).topics["fleet.tls"].partitions
-        consumer.assign([TopicPartition("fleet.tls", p, 0) for p in parts])
-        got: list[bytes] = []
-        while len(got) < len(sent) and time.monotonic() < deadline + 10:
-            got += [m.value() for m in consumer.consume(100, timeout=0.5) if m.error() is None]
-        consumer.close()
-        assert sorted(got) == sorted(sent), f"read back over TLS ({broker.mode})"
+def _link(bootstrap: str, settings: dict, topic: str) -> CloudLink:
+    return CloudLink(bootstrap, [topic], settings, producer_settings("zstd", 5, 100_000))
 
 
-def test_a_broker_not_signed_by_our_ca_is_refused(tmp_path: Path) -> None:
+def _wait_up(link: CloudLink, timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not link.ensure() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return link.up
+
+
+def _round_trip(bootstrap: str, settings: dict, topic: str) -> None:
+    """Produce through the forwarder's link and read back with a consumer: both verified."""
+    link = _link(bootstrap, settings, topic)
+    assert _wait_up(link), f"the link came up ({link.last_error})"
+    delivered: list[bytes] = []
+
+    def done(err, msg) -> None:
+        assert err is None, err
+        delivered.append(msg.value())
+
+    sent = [f"record-{i}".encode() for i in range(20)]
+    for i, value in enumerate(sent):
+        link.produce(topic, f"device-{i % 4}".encode(), value, partial(done))
+    deadline = time.monotonic() + 20
+    while len(delivered) < len(sent) and time.monotonic() < deadline:
+        link.poll(0.1)
+    link.close()
+    assert sorted(delivered) == sorted(sent)
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "tls-check", **settings,
+                         "auto.offset.reset": "earliest", "log_level": 0})  # fmt: skip
+    parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    consumer.assign([TopicPartition(topic, p, 0) for p in parts])
+    got: list[bytes] = []
+    while len(got) < len(sent) and time.monotonic() < deadline + 10:
+        got += [m.value() for m in consumer.consume(100, timeout=0.5) if m.error() is None]
+    consumer.close()
+    assert sorted(got) == sorted(sent)
+
+
+def _sasl(ca: Path, password: str, user: str = "gateway-7") -> dict:
+    security = ClientSecurity(protocol="SASL_SSL", ca_file=ca, sasl_mechanism="SCRAM-SHA-512",
+                              sasl_username=user, sasl_password=SecretStr(password))  # fmt: skip
+    return security.validate().client_config()
+
+
+def test_ssl_with_our_ca_produces_and_consumes(tls_cloud) -> None:
+    settings = ClientSecurity(protocol="SSL", ca_file=Path(tls_cloud["ca_file"]))
+    _round_trip(tls_cloud["ssl"], settings.validate().client_config(), "fleet.tls")
+
+
+def test_sasl_ssl_scram_with_the_right_user_produces_and_consumes(tls_cloud) -> None:
+    _round_trip(tls_cloud["sasl_ssl"], _sasl(Path(tls_cloud["ca_file"]), PASSWORD), "fleet.sasl")
+
+
+def test_the_stack_user_from_its_password_file_connects(tls_cloud) -> None:
+    password = Path(tls_cloud["sasl_password_file"]).read_text().strip()
+    assert oct(Path(tls_cloud["sasl_password_file"]).stat().st_mode & 0o777) == "0o600"
+    settings = _sasl(Path(tls_cloud["ca_file"]), password, tls_cloud["sasl_username"])
+    assert _wait_up(_link(tls_cloud["sasl_ssl"], settings, "fleet.stackuser"))
+
+
+def test_a_broker_not_signed_by_our_ca_is_refused_with_one_line(tls_cloud, tmp_path, caplog):
     other = make_pki(tmp_path / "other", cn="another CA")
-    with tls_broker(tmp_path / "broker") as broker:
-        settings = ClientSecurity(protocol="SSL", ca_file=other.ca).validate().client_config()
-        admin = AdminClient({"bootstrap.servers": broker.bootstrap, **settings, "log_level": 0})
-        with pytest.raises(Exception, match=r"(?i)transport|ssl|timed out"):
-            admin.list_topics(timeout=3)
-        link = CloudLink(broker.bootstrap, ["t"], settings, producer_settings("lz4", 5, 100_000))
-        assert not link.ensure()
+    settings = ClientSecurity(protocol="SSL", ca_file=other.ca).validate().client_config()
+    link = _link(tls_cloud["ssl"], settings, "fleet.never")
+    with caplog.at_level(logging.WARNING, logger="edgestream.forward"):
+        assert not _wait_up(link, timeout=6)
+    assert link.last_error and "\n" not in link.last_error
+    assert link.last_error.startswith("TLS refused"), link.last_error
+    assert "certificate verify failed" in link.last_error
+    assert any("cloud link down: TLS refused" in r.getMessage() for r in caplog.records)
+
+
+def test_a_wrong_password_is_refused_with_one_line_and_never_logged(tls_cloud, caplog) -> None:
+    wrong = "not-the-password-42"
+    settings = _sasl(Path(tls_cloud["ca_file"]), wrong)
+    link = _link(tls_cloud["sasl_ssl"], settings, "fleet.never")
+    with caplog.at_level(logging.DEBUG):
+        assert not _wait_up(link, timeout=6)
+        link.close()
+    assert link.last_error and "\n" not in link.last_error
+    assert link.last_error.startswith("authentication refused"), link.last_error
+    logged = "\n".join(r.getMessage() for r in caplog.records) + caplog.text
+    assert "cloud link down: authentication refused" in logged
+    assert wrong not in logged and PASSWORD not in logged

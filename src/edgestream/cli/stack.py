@@ -37,14 +37,24 @@ def start(
     gateways: int = typer.Option(None, "--gateways", "-g", help="Edge brokers (default 1)."),
     detach: bool = typer.Option(False, "--detach", "-d", help="Leave it running and return."),
     port_base: int = typer.Option(None, "--port-base", help="Fixed ports from here on."),
-    timeout: float = typer.Option(20.0, help="Seconds to wait for each component."),
+    timeout: float = typer.Option(60.0, help="Seconds to wait for each component."),
+    tls: bool = typer.Option(
+        False, "--tls", help="Cloud broker also on SSL and SASL_SSL/SCRAM listeners (own CA)."
+    ),
     data_dir: Path = DataDir,
 ) -> None:
     """Start the stack (idempotent: running components are kept)."""
     stack = Stack(data_dir)
     with console.status("starting brokers and registry..."):
-        status = stack.start(gateways=gateways, port_base=port_base, timeout=timeout)
+        status = stack.start(gateways=gateways, port_base=port_base, timeout=timeout, tls=tls)
     console.print(_table(status))
+    cloud_tls = status.endpoints().get("cloud_tls")
+    if isinstance(cloud_tls, dict):
+        console.print(
+            f"cloud TLS: SSL {cloud_tls['ssl']}, SASL_SSL {cloud_tls['sasl_ssl']} "
+            f"(CA {cloud_tls['ca_file']}, SCRAM user {cloud_tls['sasl_username']}, password in "
+            f"{cloud_tls['sasl_password_file']})"
+        )
     if detach:
         console.print("stop it with [bold]edgestream stack stop[/]")
         return

@@ -107,3 +107,24 @@ def classpath(folder: Path) -> str:
     '/x/*'
     """
     return str(folder / "*")
+
+
+def _main() -> None:
+    """``python -m edgestream.core.jars``: resolve every POM edgestream ships (setup step)."""
+    import importlib
+
+    from edgestream.core.broker import kafka_home
+
+    done = [kafka_home()]
+    try:  # the cloud's jars, when the cloud side is installed
+        flink = importlib.import_module("edgestream.cloud.jvm")
+    except ImportError:
+        flink = None
+    if flink is not None and hasattr(flink, "prefetch"):
+        done += flink.prefetch()
+    for folder in done:
+        print(f"jars ready: {folder} ({len(list(folder.glob('*.jar')))} jars)")
+
+
+if __name__ == "__main__":
+    _main()

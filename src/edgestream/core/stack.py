@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -35,12 +36,14 @@ from pathlib import Path
 from edgestream.core import broker
 from edgestream.core.exceptions import ComponentFailed, EdgestreamError, PortInUse
 from edgestream.core.paths import stack_dir
+from edgestream.core.pki import make_pki
 from edgestream.core.ports import free_port, port_in_use, wait_port_free
 
 HOST = "127.0.0.1"
 CLOUD = "cloud"
 REGISTRY = "registry"
 STATE_FILE = "stack.json"
+SCRAM_USER = "edgestream"
 
 
 def gateway_names(count: int) -> list[str]:
@@ -63,6 +66,7 @@ class Component:
     argv: list[str] = field(default_factory=list)
     started: int | None = None  # start time of the pid in clock ticks: pid + start = identity
     controller_port: int | None = None  # a broker's KRaft controller listener
+    tls_ports: list[int] | None = None  # the cloud broker's SSL and SASL_SSL listeners
     start_s: float | None = None  # seconds from spawn to answering, of the last start
 
     def rss_mb(self) -> float | None:
@@ -110,6 +114,7 @@ class StackStatus:
 
     components: dict[str, Component]
     health: dict[str, bool]
+    tls_dir: Path | None = None
 
     @property
     def running(self) -> bool:
@@ -128,11 +133,23 @@ class StackStatus:
 
     def endpoints(self) -> dict[str, object]:
         comps = self.components
-        return {
+        ends: dict[str, object] = {
             "edge": {name: comps[name].address for name in self.gateways},
             "cloud": comps[CLOUD].address if CLOUD in comps else None,
             "registry": comps[REGISTRY].address if REGISTRY in comps else None,
         }
+        cloud = comps.get(CLOUD)
+        if cloud is not None and cloud.tls_ports and self.tls_dir is not None:
+            ssl_port, sasl_port = cloud.tls_ports
+            ends["cloud_tls"] = {
+                "ssl": f"{HOST}:{ssl_port}",
+                "sasl_ssl": f"{HOST}:{sasl_port}",
+                "ca_file": str(self.tls_dir / "ca.pem"),
+                "sasl_mechanism": "SCRAM-SHA-512",
+                "sasl_username": SCRAM_USER,
+                "sasl_password_file": str(self.tls_dir / "scram-password"),
+            }
+        return ends
 
 
 class Stack:
@@ -161,7 +178,8 @@ class Stack:
     def status(self) -> StackStatus:
         """Check every recorded component for real."""
         components = self._load()
-        return StackStatus(components, {n: c.healthy() for n, c in components.items()})
+        health = {n: c.healthy() for n, c in components.items()}
+        return StackStatus(components, health, self.data_dir / "tls")
 
     # -- start -----------------------------------------------------------------------------
     def start(
@@ -169,12 +187,16 @@ class Stack:
         gateways: int | Sequence[str] | None = None,
         port_base: int | None = None,
         timeout: float = 60.0,
+        tls: bool = False,
     ) -> StackStatus:
         """Bring every component to running; idempotent (healthy components are kept).
 
         A dead component is restarted on its recorded ports with the data it had.
         ``port_base`` gives fixed ports: gateways at base, base+1, ..., then the cloud broker,
         then the registry, then the brokers' controller ports; otherwise free ports are picked.
+        ``tls`` gives the cloud broker ``SSL`` and ``SASL_SSL`` (SCRAM-SHA-512) listeners
+        besides its plain one, with a CA made in ``<stack dir>/tls`` and a SCRAM user
+        ``edgestream`` whose password is in ``<stack dir>/tls/scram-password`` (mode 600).
         """
         components = self._load()
         running = [c.name for c in components.values() if c.kind == "edge-broker"]
@@ -210,6 +232,13 @@ class Stack:
                     if kind != REGISTRY:
                         extra = port_base + len(wanted) + offset if fixed else free_port()
                         comp.controller_port = extra
+                if name == CLOUD and tls and not comp.tls_ports:
+                    if comp.pid is not None:
+                        raise EdgestreamError(
+                            f"the stack in {self.data_dir} has a cloud broker without TLS: run "
+                            "`edgestream stack stop` first, then start it with --tls"
+                        )
+                    comp.tls_ports = [free_port(), free_port()]
                 self._check_port(comp)
                 comp.argv = self._argv(comp)
                 comp.pid = self._spawn(comp)
@@ -222,6 +251,8 @@ class Stack:
             for comp in started:
                 self._wait_ready(comp, timeout)
                 comp.start_s = round(time.monotonic() - spawned[comp.name], 2)
+                if comp.tls_ports:
+                    broker.add_scram_users(comp.address, {SCRAM_USER: self._scram_password()})
             self._save(components)
         except BaseException:
             for comp in started:
@@ -242,11 +273,27 @@ class Stack:
     def broker_spec(self, comp: Component) -> broker.BrokerSpec:
         """How the broker ``comp`` is started (its folder is ``<stack dir>/<name>``)."""
         assert comp.controller_port is not None, f"{comp.name} is not a broker"
+        tls = None
+        if comp.tls_ports:
+            folder = self.data_dir / "tls"
+            pki = make_pki(folder) if not (folder / "keystore.pem").exists() else None
+            keystore = pki.keystore if pki else folder / "keystore.pem"
+            tls = broker.TlsListeners(comp.tls_ports[0], comp.tls_ports[1], keystore)
         return broker.BrokerSpec(comp.name, comp.port, comp.controller_port,
-                                 self.data_dir / comp.name, HOST)  # fmt: skip
+                                 self.data_dir / comp.name, HOST, tls)  # fmt: skip
+
+    def _scram_password(self) -> str:
+        """The SCRAM user's password, made once (mode 600) and kept with the CA."""
+        path = self.data_dir / "tls" / "scram-password"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(secrets.token_urlsafe(24))
+        return path.read_text().strip()
 
     def _check_port(self, comp: Component) -> None:
-        for port in (comp.port, comp.controller_port):
+        for port in (comp.port, comp.controller_port, *(comp.tls_ports or [])):
             if port is not None and port_in_use(port, HOST):
                 raise PortInUse(
                     f"port {port} for {comp.name} is in use: stop the process holding it "
@@ -328,7 +375,7 @@ class Stack:
                     os.killpg(comp.pid, signal.SIGKILL)  # type: ignore[arg-type]
                 _wait_exited(comp.pid, 30.0)  # type: ignore[arg-type]
         _reap(comp.pid)
-        for port in (comp.port, comp.controller_port):
+        for port in (comp.port, comp.controller_port, *(comp.tls_ports or [])):
             if port is not None:
                 wait_port_free(port, HOST, timeout=5.0)
 

@@ -117,6 +117,10 @@ class CloudLink:
         self._unsplit: dict[str, int] = {}  # producer bytes not yet matched to a topic
         self._stats_seen = 0
         self.transitions: list[tuple[float, str]] = []
+        #: why the last probe failed, one line (TLS or authentication refusals named as such)
+        self.last_error: str | None = None
+        self._client_errors: list[KafkaError] = []
+        self._probe_admin: AdminClient | None = None
         log.info("cloud link to %s with %s", bootstrap, redact(self.client))
 
     # -- state -----------------------------------------------------------------------------
@@ -139,8 +143,12 @@ class CloudLink:
         except (KafkaException, OSError, RuntimeError) as error:
             self.next_probe = now + self.backoff
             self.backoff = min(self.backoff * 2, self.max_backoff)
-            log.debug("cloud still down: %s", error)
+            reason = self._probe_error(error)
+            if reason != self.last_error:
+                log.warning("cloud link down: %s", reason)
+            self.last_error = reason
             return False
+        self.last_error = None
         self._start_producer()
         self.up, self.backoff = True, 0.5
         self.next_topic_check = now + TOPIC_CHECK_S
@@ -306,7 +314,33 @@ class CloudLink:
         raise last
 
     def _admin(self) -> AdminClient:
-        return AdminClient({**self.client, "log_level": 0, "socket.timeout.ms": 3000})
+        self._client_errors = []
+        conf = {**self.client, "log_level": 0, "socket.timeout.ms": 3000,
+                "error_cb": self._client_errors.append}  # fmt: skip
+        self._probe_admin = AdminClient(conf)
+        return self._probe_admin
+
+    def _probe_error(self, error: Exception) -> str:
+        """One line saying why the probe failed: a refused TLS handshake or authentication
+        (from the client's error callback) before a generic timeout. Client error texts
+        carry no secrets."""
+        if self._probe_admin is not None:
+            self._probe_admin.poll(0.2)  # serves the error callback
+            self._probe_admin = None
+        refusals = (
+            KafkaError._SSL,
+            KafkaError._AUTHENTICATION,
+            KafkaError.SASL_AUTHENTICATION_FAILED,
+        )
+        named = [e for e in self._client_errors if e.code() in refusals]
+        if named:
+            kind = "TLS" if named[0].code() == KafkaError._SSL else "authentication"
+            text = f"{kind} refused by {self.bootstrap}: {named[0].str()}"
+        elif isinstance(error, KafkaException):
+            text = f"{self.bootstrap}: {error.args[0].str()}"
+        else:
+            text = str(error)
+        return " ".join(text.split())
 
     def _topics_exist(self) -> bool:
         try:
