@@ -14,6 +14,7 @@ from pathlib import Path
 import typer
 
 from edgestream.core.exceptions import EdgestreamError
+from edgestream.deploy.k8s import BROKER_IMAGE
 
 
 def register(app: typer.Typer) -> None:
@@ -32,7 +33,7 @@ def deploy_command(
     ),
     image: str = typer.Option("edgestream:0.1.0", "--image", help="k8s: the edgestream image."),
     broker_image: str = typer.Option(
-        "ghcr.io/tansu-io/tansu:0.6.0",
+        BROKER_IMAGE,
         "--broker-image",
         help="k8s: image of the edge broker sidecar (gateways without bootstrap).",
     ),

@@ -8,7 +8,8 @@ running the PyFlink cloud jobs.
 * ``gateway-<id>.yaml``: per gateway a headless Service and a StatefulSet of one pod with the
   edge worker and the forwarder (one PersistentVolumeClaim for the RocksDB window state and the
   SQLite outbox, sized from ``forwarding.outbox.max_bytes`` + 1 GiB) and, for a gateway without
-  ``bootstrap``, the embedded Tansu broker as a sidecar (``--broker-image``).
+  ``bootstrap``, an Apache Kafka broker as a sidecar (``--broker-image``, data on the
+  gateway's volume).
 * ``flinkdeployment.yaml``: the cloud jobs (``edgestream cloud run``) through Flink's
   ``PythonDriver``, parallelism ``cloud.parallelism``, ``last-state`` upgrades.
 
@@ -39,6 +40,8 @@ PYFLINK_JAR = "local:///opt/flink/opt/flink-python-2.0.1.jar"
 CONFIG_DIR = "/etc/edgestream/topology"  # the topology file's folder inside the pods
 DATA_DIR = "/var/lib/edgestream"
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(:-[^}]*)?\}")
+KAFKA_DATA = "/var/lib/kafka/data"
+BROKER_IMAGE = "apache/kafka:4.4.0"  # the Apache Kafka project image, as the embedded broker
 _MAX_CONFIGMAP = 900_000  # Kubernetes limits a ConfigMap to 1 MiB
 
 
@@ -55,7 +58,7 @@ class K8sOptions:
     def __init__(
         self,
         image: str = "edgestream:0.1.0",
-        broker_image: str = "ghcr.io/tansu-io/tansu:0.6.0",
+        broker_image: str = BROKER_IMAGE,
         namespace: str | None = None,
         registry: str = "http://schema-registry:8081",
         cloud_bootstrap: str = "kafka:9092",
@@ -64,6 +67,37 @@ class K8sOptions:
         self.image, self.broker_image, self.namespace = image, broker_image, namespace
         self.registry, self.cloud_bootstrap = registry, cloud_bootstrap
         self.service_account = service_account
+
+
+def _edge_broker_env(gateway_id: str) -> dict[str, str]:
+    """Settings of a gateway's Kafka sidecar (the image turns ``KAFKA_*`` into properties).
+
+    >>> _edge_broker_env("gw-1")["KAFKA_PROCESS_ROLES"]
+    'broker,controller'
+    """
+    import base64
+    import hashlib
+
+    raw = hashlib.sha256(f"edgestream|{gateway_id}".encode()).digest()[:16]
+    cluster_id = "k" + base64.urlsafe_b64encode(raw).decode().rstrip("=")[1:]
+    return {
+        "CLUSTER_ID": cluster_id,
+        "KAFKA_NODE_ID": "1",
+        "KAFKA_PROCESS_ROLES": "broker,controller",
+        "KAFKA_LISTENERS": "PLAINTEXT://0.0.0.0:9092,CONTROLLER://localhost:9093",
+        "KAFKA_ADVERTISED_LISTENERS": "PLAINTEXT://localhost:9092",
+        "KAFKA_CONTROLLER_LISTENER_NAMES": "CONTROLLER",
+        "KAFKA_CONTROLLER_QUORUM_VOTERS": "1@localhost:9093",
+        "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "KAFKA_LOG_DIRS": KAFKA_DATA,
+        "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR": "1",
+        "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR": "1",
+        "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR": "1",
+        "KAFKA_SHARE_COORDINATOR_STATE_TOPIC_REPLICATION_FACTOR": "1",
+        "KAFKA_SHARE_COORDINATOR_STATE_TOPIC_MIN_ISR": "1",
+        "KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS": "0",
+        "KAFKA_HEAP_OPTS": "-Xmx256m -Xms64m",
+    }
 
 
 def _dns(name: str) -> str:
@@ -245,19 +279,15 @@ def _gateway(
             {
                 "name": "edge-broker",
                 "image": opts.broker_image,
-                "args": [
-                    "broker",
-                    "--cluster-id",
-                    f"edgestream-{_dns(gateway_id)}",
-                    "--listener-url",
-                    "tcp://0.0.0.0:9092",
-                    "--advertised-listener-url",
-                    "tcp://localhost:9092",
-                    "--storage-engine",
-                    "memory://tansu/",
-                ],
+                # the official Apache Kafka image in KRaft combined mode, data on the gateway's
+                # volume so alerts and readings survive a pod restart
+                "env": [{"name": k, "value": v} for k, v in _edge_broker_env(gateway_id).items()],
                 "ports": [{"containerPort": 9092, "name": "kafka"}],
-                "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}},
+                "volumeMounts": [{"name": "data", "mountPath": KAFKA_DATA, "subPath": "kafka"}],
+                "resources": {
+                    "requests": {"cpu": "100m", "memory": "384Mi"},
+                    "limits": {"memory": "512Mi"},
+                },
             },
         )
     storage = math.ceil(topology.forwarding.outbox.max_bytes / 2**30) + 1
