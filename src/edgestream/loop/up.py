@@ -168,8 +168,8 @@ def run_loop(
 ) -> LoopState:
     """Run the loop until ``config.duration`` passes or ``stop`` is set; returns the final state.
 
-    Starts the embedded stack if it is not running (and stops it at the end unless it was
-    already running or ``keep_stack`` is set).
+    Starts the embedded stack if it is not running (and stops it at the end, deleting its
+    brokers' data, unless it was already running or ``keep_stack`` is set).
     """
     stop = stop or threading.Event()
     state = state or LoopState()
@@ -247,7 +247,7 @@ def run_loop(
         for gw in state.gateways.values():
             gw.worker_alive = False
         if not (was_running or config.keep_stack):
-            stack.stop()
+            stack.stop(purge=True)  # a stack this run started leaves no topics behind
         state.phase = "stopped"
     return state
 
