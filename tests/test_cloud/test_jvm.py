@@ -67,7 +67,8 @@ def _same(got, want) -> bool:
 
 @pytest.mark.integration
 @pytest.mark.slow
-def test_decode_summary_equals_the_python_decoder(stack):
+@pytest.mark.parametrize("function", ["decode_summary", "decode_summary_avro"])
+def test_decode_summary_equals_the_python_decoder(stack, function):
     from confluent_kafka import Producer
 
     from edgestream.cloud.flink import flink_env, kafka_table_ddl
@@ -75,7 +76,7 @@ def test_decode_summary_equals_the_python_decoder(stack):
 
     endpoints = stack.endpoints()
     cloud, registry = str(endpoints["cloud"]), str(endpoints["registry"])
-    topic = "jvm.summaries"
+    topic = f"jvm.{function}"
     ensure_topics(cloud, {topic: 2})
     records = fleet_summaries(devices=4, windows=6, seed=3)
     devices = [r for r in records if r["channels"]][:6]
@@ -149,7 +150,7 @@ def test_decode_summary_equals_the_python_decoder(stack):
     columns = ", ".join(f"d.`{f}`" for f in fields)
     result = tenv.execute_sql(
         f"SELECT p, o, {columns} FROM (SELECT `partition` AS p, `offset` AS o, "
-        f"decode_summary(v, {jvm.sql_string(registry)}) AS d FROM src)"
+        f"{function}(v, {jvm.sql_string(registry)}) AS d FROM src)"
     )
     with result.collect() as rows:
         got = {(r[0], r[1]): list(r)[2:] for r in rows}

@@ -57,6 +57,7 @@ JAR_NAME = "edgestream-flink"
 #: SQL name -> Java class of each function
 FUNCTIONS = {
     "decode_summary": "io.edgestream.flink.DecodeSummary",
+    "decode_summary_avro": "io.edgestream.flink.DecodeSummaryAvro",  # measured against it
     "fleet_stats": "io.edgestream.flink.FleetFunction",
 }
 

@@ -8,6 +8,7 @@ import java.net.http.HttpResponse;
 import java.time.Duration;
 import java.util.HashMap;
 import java.util.Map;
+import org.apache.avro.Schema;
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.ObjectMapper;
 
 /**
@@ -23,6 +24,7 @@ final class Registry {
 
   final String base;
   private final Map<Integer, AvroSchema> schemas = new HashMap<>();
+  private final Map<Integer, Schema> avroSchemas = new HashMap<>();
   private final Map<Integer, Long> unknownUntil = new HashMap<>(); // id -> when to ask again
   private HttpClient http;
 
@@ -65,6 +67,30 @@ final class Registry {
     if (cached != null) {
       return cached;
     }
+    cached = AvroSchema.parse(text(id));
+    schemas.put(id, cached);
+    return cached;
+  }
+
+  /** The writer schema of id {@code id}, parsed by Apache Avro. */
+  Schema avroSchema(int id) {
+    Schema cached = avroSchemas.get(id);
+    if (cached != null) {
+      return cached;
+    }
+    String text = text(id);
+    try {
+      cached = new Schema.Parser().parse(text);
+    } catch (RuntimeException e) { // SchemaParseException, or Jackson's on text not JSON
+      throw new AvroSchema.AvroException("schema_mismatch", "schema id " + id
+          + " is not an Avro schema: " + e.getMessage());
+    }
+    avroSchemas.put(id, cached);
+    return cached;
+  }
+
+  /** The JSON text of schema id {@code id}. */
+  private String text(int id) {
     Long until = unknownUntil.get(id);
     if (until != null && System.currentTimeMillis() < until) {
       throw unknown(id);
@@ -92,15 +118,11 @@ final class Registry {
       throw new RegistryUnavailable("schema registry at " + base + " answered HTTP "
           + response.statusCode() + " for schema id " + id, null);
     }
-    String text;
     try {
-      text = new ObjectMapper().readTree(response.body()).path("schema").asText("");
+      return new ObjectMapper().readTree(response.body()).path("schema").asText("");
     } catch (IOException e) {
       throw new RegistryUnavailable("schema registry at " + base + " sent no JSON", e);
     }
-    cached = AvroSchema.parse(text);
-    schemas.put(id, cached);
-    return cached;
   }
 
   private AvroSchema.AvroException unknown(int id) {
