@@ -1,9 +1,10 @@
-"""The gateway worker end to end: a real Faust worker process, a real Tansu broker, the real
+"""The gateway worker end to end: a real Faust worker process, a real Kafka broker, the real
 registry and the shipped ONNX model; results checked against an offline reference."""
 
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from collections import Counter
@@ -14,11 +15,14 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from edgestream.core.broker import ensure_topics
+from edgestream.core.broker import broker_ready, ensure_topics
+from edgestream.core.offsets import exact_end_offsets
+from edgestream.core.procs import Child
 from edgestream.core.serde import AvroDeserializer, AvroSerializer, subject_for
 from edgestream.core.stack import Stack
 from edgestream.core.topology import load_topology
 from edgestream.edge.pipeline import window_spec
+from edgestream.forward.dedup import DedupReader, record_id
 from edgestream.sim import simulate
 from tests.test_edge import gatewayrun as gr
 from tests.test_edge.windowref import Event, _close, reference
@@ -34,7 +38,9 @@ def env(tmp_path: Path):
     status = stack.start(gateways=1)
     ends = status.endpoints()
     yield {
+        "stack": stack,
         "bootstrap": ends["edge"]["gw-1"],
+        "cloud": str(ends["cloud"]),
         "registry": str(ends["registry"]),
         "dir": tmp_path,
         "topology": gr.write_topology(tmp_path / "topology.yaml", GATEWAY),
@@ -158,6 +164,73 @@ def test_kill_9_mid_stream_gives_the_same_summaries(env):
     decode = AvroDeserializer(env["registry"])
     summaries = [decode(next(iter(v))) for v in by_key.values()]
     _assert_equal_to_reference(_by_spec(summaries), refs)
+
+
+def _forwarder(env) -> Child:
+    argv = [sys.executable, "-m", "edgestream.cli.forward", "run", str(env["topology"])]
+    argv += ["-g", GATEWAY, "--edge-bootstrap", env["bootstrap"], "--cloud-bootstrap"]
+    argv += [env["cloud"], "--registry", env["registry"], "--data-dir", str(env["dir"] / "gw")]
+    return Child(argv, env["dir"] / "forwarder.log")
+
+
+def test_an_edge_broker_restart_loses_no_alert_and_no_reading(env):
+    """The edge broker stops while ``edge.alerts`` holds alerts no forwarder has taken and
+    ``sensors.pump`` holds readings no worker has read; it starts again on the same port with
+    its data: every alert reaches the cloud exactly once (our dedup consumer), and the window
+    summaries equal the no-restart reference over the same readings."""
+    worker = _worker(env).start()
+    feeder = threading.Thread(target=_simulate, args=(env,), kwargs={"fast": False, "speed": 6.0})
+    feeder.start()
+    forwarder = None
+    try:
+        gr.wait_for(env["bootstrap"], "edge.summaries", 30, 60, worker)
+        assert gr.wait_for(env["bootstrap"], "edge.alerts", 1, 60, worker), "alerts to keep"
+        assert worker.stop() == 0, worker.log_text()[-2000:]
+        read_up_to = exact_end_offsets(env["bootstrap"], "sensors.pump")
+        deadline = time.monotonic() + 30  # readings no worker has read yet
+        while (
+            sum(exact_end_offsets(env["bootstrap"], "sensors.pump").values())
+            < sum(read_up_to.values()) + 200
+        ):
+            assert time.monotonic() < deadline, "the feeder stalled"
+            time.sleep(0.5)
+        alerts_before = len(gr.read_topic(env["bootstrap"], "edge.alerts"))
+        env["stack"].stop(only=["gw-1"])  # SIGTERM: a clean broker shutdown
+        assert not broker_ready(env["bootstrap"])
+        assert env["stack"].start().running  # same port, same data
+        assert len(gr.read_topic(env["bootstrap"], "edge.alerts")) == alerts_before
+        worker = _worker(env).start()
+        forwarder = _forwarder(env).start()
+        feeder.join(120)
+        assert not feeder.is_alive()
+        refs, _, _ = _references(env)
+        expected = _expected_count(refs)
+        gr.wait_for(env["bootstrap"], "edge.summaries", expected, 120, worker)
+        edge_alerts = {record_id(AvroDeserializer(env["registry"])(m.value()))
+                       for m in gr.read_topic(env["bootstrap"], "edge.alerts")}  # fmt: skip
+        assert len(edge_alerts) >= alerts_before > 0
+        reader = DedupReader(env["cloud"], ["fleet.alerts"], env["registry"])
+        arrived: list[str] = []
+        deadline = time.monotonic() + 120
+        try:
+            while set(arrived) != edge_alerts and time.monotonic() < deadline:
+                arrived += [record_id(d.record) for d in reader.poll(0.5)]
+                assert forwarder.alive(), forwarder.tail()
+        finally:
+            reader.close()
+        assert set(arrived) == edge_alerts, "every alert of the edge arrived"
+        assert len(arrived) == len(set(arrived)), "exactly once after our dedup"
+        raw = gr.read_topic(env["bootstrap"], "edge.summaries")
+    finally:
+        if forwarder is not None:
+            forwarder.stop()
+        worker.stop()
+    by_key: dict[bytes, set[bytes]] = {}
+    for msg in raw:
+        by_key.setdefault(msg.key(), set()).add(msg.value())
+    assert all(len(v) == 1 for v in by_key.values()), "a duplicate must be byte-identical"
+    decode = AvroDeserializer(env["registry"])
+    _assert_equal_to_reference(_by_spec([decode(next(iter(v))) for v in by_key.values()]), refs)
 
 
 # -- bad input --------------------------------------------------------------------------------
