@@ -12,9 +12,10 @@ import time
 
 import pytest
 from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient, ConfigResource
 
 from edgestream.core import jars
-from edgestream.core.broker import broker_ready, probe_metadata
+from edgestream.core.broker import broker_ready, ensure_topics, probe_metadata
 from edgestream.core.exceptions import PortInUse
 from edgestream.core.ports import free_port, port_in_use
 from edgestream.core.stack import Stack
@@ -110,6 +111,8 @@ def test_records_and_topics_survive_a_broker_restart(tmp_path):
     stack = Stack(tmp_path)
     try:
         bootstrap = str(stack.start(gateways=1).endpoints()["edge"]["gw-1"])
+        retention = {"retention.ms": "7200000", "retention.bytes": "5000000"}
+        ensure_topics(bootstrap, {"kept": 2}, topic_configs={"kept": retention})
         producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
         sent = [f"r{i}".encode() for i in range(1000)]
         for value in sent:
@@ -118,7 +121,11 @@ def test_records_and_topics_survive_a_broker_restart(tmp_path):
         stack.stop(only=["gw-1"])
         assert not broker_ready(bootstrap)
         assert stack.start().running
-        assert _read_all(bootstrap, "kept", len(sent)) == sent
+        assert sorted(_read_all(bootstrap, "kept", len(sent))) == sorted(sent)
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        described = admin.describe_configs([ConfigResource("topic", "kept")])
+        entries = next(iter(described.values())).result(10)
+        assert {k: entries[k].value for k in retention} == retention, "the topic's retention"
     finally:
         stack.stop(purge=True)
     assert not (tmp_path / "gw-1").exists(), "purge deletes the broker's folder"

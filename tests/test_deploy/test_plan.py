@@ -83,8 +83,13 @@ def test_plan_follows_the_topology() -> None:
         broker = f"edge:{gateway.id}"
         topics = {t.name: t for t in plan.topics_on(broker)}
         frames = topics["factory.pumps.frames"]
-        assert (frames.partitions, dict(frames.configs)) == (6, {"retention.ms": "86400000"})
-        assert topics["factory.pumps.legacy"].partitions == 2
+        assert (frames.partitions, dict(frames.configs)) == (
+            6, {"retention.ms": "86400000", "retention.bytes": str(1 << 30)}
+        )  # fmt: skip
+        legacy = topics["factory.pumps.legacy"]  # the defaults: a day, 1 GiB per partition
+        assert (legacy.partitions, dict(legacy.configs)) == (
+            2, {"retention.ms": str(24 * 3600 * 1000), "retention.bytes": str(1 << 30)}
+        )  # fmt: skip
         assert {"factory.pumps.frames.dlq", "factory.pumps.legacy.late"} <= set(topics)
         kinds = {p.kind for p in plan.processes if p.gateway == gateway.id}
         assert kinds == {"edge-worker", "forwarder"}

@@ -76,11 +76,15 @@ def run(
     """Run a gateway worker until Ctrl-C / SIGTERM (state survives crashes: kill -9 is fine)."""
     from edgestream.core.broker import ensure_topics, wait_broker
     from edgestream.core.metrics import resolve_port, serve_metrics
-    from edgestream.edge.worker import edge_topics, run_gateway
+    from edgestream.edge.worker import edge_topics, run_gateway, sensor_topic_configs
 
     config = gateway_config(topology, gateway, bootstrap, registry, data_dir, not no_sync)
     wait_broker(config.bootstrap, timeout=10)
-    ensure_topics(config.bootstrap, edge_topics(config.topology, gateway))
+    ensure_topics(
+        config.bootstrap,
+        edge_topics(config.topology, gateway),
+        topic_configs=sensor_topic_configs(config.topology, gateway),
+    )
     typer.echo(f"gateway {gateway}: edge broker {config.bootstrap}, state in {config.data_dir}")
     serve_metrics("edge", config.data_dir, resolve_port(metrics_port), echo=typer.echo)
     run_gateway(config, loglevel=loglevel)

@@ -320,9 +320,11 @@ def ensure_topics(
     topics: dict[str, int],
     configs: dict[str, str] | None = None,
     timeout: float = 15.0,
+    topic_configs: dict[str, dict[str, str]] | None = None,
 ) -> list[str]:
     """Create the missing topics (name -> partitions); returns the names it created.
 
+    ``configs`` apply to every topic created, ``topic_configs`` (name -> configs) to one.
     Idempotent: existing topics are left as they are.
     """
     from confluent_kafka import KafkaError, KafkaException
@@ -332,7 +334,12 @@ def ensure_topics(
     admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 3})
     existing = set(admin.list_topics(timeout=timeout).topics)
     missing = [
-        NewTopic(name, num_partitions=parts, replication_factor=1, config=dict(configs or {}))
+        NewTopic(
+            name,
+            num_partitions=parts,
+            replication_factor=1,
+            config={**(configs or {}), **(topic_configs or {}).get(name, {})},
+        )
         for name, parts in topics.items()
         if name not in existing
     ]

@@ -117,7 +117,7 @@ def edge_topics(topology: Topology, gateway_id: str) -> list[TopicSpec]:
     specs = [TopicSpec(broker, name, parts) for name, parts in GATEWAY_TOPICS.items()]
     for dtype in topology.gateway(gateway_id).device_types:
         for topic in topology.topics_for(dtype):
-            configs = tuple(sorted(topic.configs.items()))
+            configs = tuple(sorted(topic.kafka_configs().items()))
             specs += [
                 TopicSpec(broker, topic.name, topic.partitions, configs),
                 TopicSpec(broker, topic.dlq, 1),

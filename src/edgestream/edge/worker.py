@@ -66,6 +66,16 @@ class GatewayConfig:
     sync: bool = True  # fsync every state commit (power-loss safe)
 
 
+def sensor_topic_configs(topology: Topology, gateway_id: str) -> dict[str, dict[str, str]]:
+    """Kafka configs of the gateway's sensor topics (retention from the topology)."""
+    gateway = topology.gateway(gateway_id)
+    return {
+        topic.name: topic.kafka_configs()
+        for dtype in gateway.device_types
+        for topic in topology.topics_for(dtype)
+    }
+
+
 def edge_topics(topology: Topology, gateway_id: str) -> dict[str, int]:
     """Every topic the gateway reads or writes on its edge broker -> partitions."""
     gateway = topology.gateway(gateway_id)

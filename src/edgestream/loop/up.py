@@ -31,7 +31,12 @@ from edgestream.core.paths import home_dir, topologies_dir
 from edgestream.core.serde import AvroDeserializer
 from edgestream.core.stack import Stack
 from edgestream.core.topology import Topology, load_topology
-from edgestream.edge.worker import ALERTS_TOPIC, SUMMARIES_TOPIC, edge_topics
+from edgestream.edge.worker import (
+    ALERTS_TOPIC,
+    SUMMARIES_TOPIC,
+    edge_topics,
+    sensor_topic_configs,
+)
 from edgestream.loop.procs import Managed
 from edgestream.loop.watch import CloudWatch, gateway_figures, scrape
 from edgestream.sim import SimConfig, SimProgress, SimResult, simulate
@@ -193,7 +198,11 @@ def run_loop(
         for gateway in topology.gateways:
             bootstrap = state.endpoints["edge"][gateway.id]
             gw = state.gateways[gateway.id] = GatewayState(gateway.id, bootstrap)
-            ensure_topics(bootstrap, edge_topics(topology, gateway.id))
+            ensure_topics(
+                bootstrap,
+                edge_topics(topology, gateway.id),
+                topic_configs=sensor_topic_configs(topology, gateway.id),
+            )
             gw.worker = _worker(config.topology, gw, registry, run_dir, keys).start()
             gw.worker_pid = gw.worker.pid
             if config.forwarders:

@@ -90,7 +90,22 @@ class SensorTopic(Frozen):
     partitions: PositiveInt = 1
     replication: PositiveInt = 1
     channels: dict[Name, Channel] = Field(min_length=1)
+    #: how long the edge broker keeps readings, and how many bytes per partition at most
+    #: (whichever is reached first): a gateway's disk stays bounded
+    retention: Duration = 86_400_000
+    retention_bytes: ByteSize = 1 << 30
     configs: dict[str, str] = Field(default_factory=dict)
+
+    def kafka_configs(self) -> dict[str, str]:
+        """The topic's Kafka configs: retention from the typed keys, then ``configs``
+        (which win).
+
+        >>> t = SensorTopic(name="s", device_type="pump", channels={"x": {}}, retention="2h")
+        >>> t.kafka_configs()
+        {'retention.ms': '7200000', 'retention.bytes': '1073741824'}
+        """
+        base = {"retention.ms": str(self.retention), "retention.bytes": str(self.retention_bytes)}
+        return {**base, **self.configs}
 
     @property
     def dlq(self) -> str:
