@@ -148,9 +148,8 @@ def tail_fetch_ms(bootstrap: str, topic: str, probes: int = 10) -> float | None:
     """Median ms from assigning ``topic``'s newest records (every partition) to receiving one,
     on one consumer: what the broker spends to serve a fetch at the tail.
 
-    On the embedded Tansu (memory storage) this grows with the record batches a partition
-    holds (it never deletes them, see README "The embedded stack"), so the bench probes it at
-    the start and at the end of the live phase.
+    A broker whose fetch cost grows with the record batches a partition holds shows it here,
+    so the bench probes it at the start and at the end of the live phase.
     """
     from confluent_kafka import Consumer, TopicPartition
 

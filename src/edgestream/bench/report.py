@@ -70,5 +70,5 @@ def edge_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
     cpu = f"CPU {res['worker_cpu_s']} s (both runs)"
     rows.append(("worker peak RSS", _n(res["worker_peak_rss_mb"], " MB"), cpu))
     peak = f"peak {res['broker_peak_rss_mb']} MB"
-    rows.append(("broker RSS (Tansu, apart)", _n(res["broker_rss_mb"], " MB"), peak))
+    rows.append(("broker RSS (Kafka, apart)", _n(res["broker_rss_mb"], " MB"), peak))
     return rows
