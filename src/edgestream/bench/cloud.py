@@ -15,8 +15,8 @@ Three phases on a fresh embedded stack (cloud broker + registry):
    half alone (``second_half_per_s``) and the rate in each tenth of it (``tenths_per_s``).
 2. **JVM only** - on the same topic, in the same run: records/s of a Flink SQL query that
    only reads the raw values, and of one that also decodes them with the Java decoder
-   (``decode_summary``, :mod:`edgestream.cloud.jvm`, twice: the first pass is mostly the
-   JIT). The ratios say how close the job comes to reading alone.
+   (``decode_summary``, :mod:`edgestream.cloud.jvm`: Apache Avro's Java library; twice: the
+   first pass is mostly the JIT). The ratios say how close the job comes to reading alone.
 3. **End-to-end lag** - the job runs unbounded; every ``window`` seconds of wall time the
    fleet's summaries of the window just ended are produced (event time = wall time). A fleet
    row can be computed once the first summary of the next window arrives; lag = broker time
@@ -141,9 +141,7 @@ def run_cloud_bench(params: CloudBenchParams, phases: Phases) -> dict[str, Any]:
         phases.done(
             f"read {result['jvm_only']['read_per_s']:,} /s, "
             f"decode {result['jvm_only']['decode_first_per_s']:,} /s first, "
-            f"{result['jvm_only']['decode_per_s']:,} /s again; Apache Avro "
-            f"{result['jvm_only']['decode_avro_first_per_s']:,} /s first, "
-            f"{result['jvm_only']['decode_avro_per_s']:,} /s again"
+            f"{result['jvm_only']['decode_per_s']:,} /s again"
         )
         result["lag_ms"] = _lag_phase(params, topo, cloud, registry, phases, start_job,
                                       CloudJobConfig)  # fmt: skip
@@ -222,16 +220,13 @@ def _jvm_phase(cloud: str, registry: str, ends: dict[int, int], job_per_s: float
     from edgestream.cloud.jvm import register_functions, sql_string
 
     span = "CAST(MIN(t) AS STRING), CAST(MAX(t) AS STRING)"
-
-    def decode(function: str) -> str:
-        return (f"SELECT COUNT(*), COUNT(d.error), {span} FROM (SELECT "
-                f"{function}(v, {sql_string(registry)}) AS d, NOW() AS t FROM s)")  # fmt: skip
-
-    # the hand-written decoder and the Apache Avro one, interleaved (each pass a new job)
-    queries = {"read": f"SELECT COUNT(*), 0, {span} FROM (SELECT v, NOW() AS t FROM s)"}
-    for again in ("_first", ""):
-        queries[f"decode{again}"] = decode("decode_summary")
-        queries[f"decode_avro{again}"] = decode("decode_summary_avro")
+    decode = (f"SELECT COUNT(*), COUNT(d.error), {span} FROM (SELECT "
+              f"decode_summary(v, {sql_string(registry)}) AS d, NOW() AS t FROM s)")  # fmt: skip
+    queries = {
+        "read": f"SELECT COUNT(*), 0, {span} FROM (SELECT v, NOW() AS t FROM s)",
+        "decode_first": decode,
+        "decode": decode,
+    }
     out: dict[str, Any] = {}
     for name, sql in queries.items():
         _env, tenv = flink_env(None, 1, _MINI_BATCH)
@@ -246,7 +241,6 @@ def _jvm_phase(cloud: str, registry: str, ends: dict[int, int], job_per_s: float
         if name.startswith("decode"):
             out["decode_errors"] = max(out.get("decode_errors", 0), int(errors))
     out["decode_vs_job"] = round(out["decode_per_s"] / max(job_per_s, 1), 1)
-    out["hand_written_vs_avro"] = round(out["decode_per_s"] / max(out["decode_avro_per_s"], 1), 2)
     out["job_vs_read"] = round(job_per_s / max(out["read_per_s"], 1), 2)
     return out
 

@@ -9,7 +9,8 @@ per test session), and returns the jar's path; :func:`register_functions` declar
 functions on a table environment (``USING JAR``):
 
 * ``decode_summary(value BYTES, registry STRING)`` (``io.edgestream.flink.DecodeSummary``): a
-  Confluent-framed Avro WindowSummary as a row (``DecodeSummary.ROW``); a bad value gives
+  Confluent-framed Avro WindowSummary as a row (``DecodeSummary.ROW``), decoded with Apache
+  Avro's Java library (writer schema from the registry); a bad value gives
   ``error = '<reason>: <detail>'`` instead of failing the job.
 * ``fleet_stats(src INT, partition INT, offset BIGINT, value BYTES, config STRING)``
   (``io.edgestream.flink.FleetFunction``): the fleet statistics of the cloud job, a table
@@ -57,7 +58,6 @@ JAR_NAME = "edgestream-flink"
 #: SQL name -> Java class of each function
 FUNCTIONS = {
     "decode_summary": "io.edgestream.flink.DecodeSummary",
-    "decode_summary_avro": "io.edgestream.flink.DecodeSummaryAvro",  # measured against it
     "fleet_stats": "io.edgestream.flink.FleetFunction",
 }
 

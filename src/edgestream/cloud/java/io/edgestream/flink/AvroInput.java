@@ -22,7 +22,7 @@ import org.apache.avro.io.DecoderFactory;
  * allocate up to 2 GB before it finds the body too short. Here a length or count past the
  * bytes left is a corrupt body, strings must be UTF-8 (as fastavro says; Avro would replace
  * bad bytes), and an int out of range is corrupt (Avro drops the high bits). Every failure is
- * an {@link AvroSchema.AvroException} with the Python serdes' reasons ({@link #corrupt}).
+ * a {@link BadRecord} with the Python serdes' reasons ({@link #corrupt}).
  * One instance per thread, reused: {@link #start} moves it to the next value.
  */
 final class AvroInput {
@@ -52,14 +52,14 @@ final class AvroInput {
   void end() throws IOException {
     int left = left();
     if (left != 0) {
-      throw new AvroSchema.AvroException(
+      throw new BadRecord(
           "decode", left + " trailing byte(s) after the Avro record");
     }
   }
 
   private int length(long n) throws IOException {
     if (n < 0 || n > left()) {
-      throw new AvroSchema.AvroException("decode", "corrupt Avro body (a length past the end)");
+      throw new BadRecord("decode", "corrupt Avro body (a length past the end)");
     }
     return (int) n;
   }
@@ -71,7 +71,7 @@ final class AvroInput {
   int readInt() throws IOException {
     long value = in.readLong(); // the same varint on the wire; Avro's readInt wraps around
     if (value != (int) value) {
-      throw new AvroSchema.AvroException("decode", "corrupt Avro body (an int out of range)");
+      throw new BadRecord("decode", "corrupt Avro body (an int out of range)");
     }
     return (int) value;
   }
@@ -100,7 +100,7 @@ final class AvroInput {
     try {
       return UTF8.get().decode(ByteBuffer.wrap(scratch, 0, n)).toString();
     } catch (CharacterCodingException e) {
-      throw new AvroSchema.AvroException("decode", "corrupt Avro body (a string that is not UTF-8)");
+      throw new BadRecord("decode", "corrupt Avro body (a string that is not UTF-8)");
     }
   }
 
@@ -115,7 +115,7 @@ final class AvroInput {
     List<Schema> types = union.getTypes();
     long i = in.readLong();
     if (i < 0 || i >= types.size()) {
-      throw new AvroSchema.AvroException("decode", "corrupt Avro body (union branch " + i + ")");
+      throw new BadRecord("decode", "corrupt Avro body (union branch " + i + ")");
     }
     return types.get((int) i);
   }
@@ -124,7 +124,7 @@ final class AvroInput {
   long mapBlock(boolean first) throws IOException {
     long n = first ? in.readMapStart() : in.mapNext();
     if (n > left()) { // an entry takes at least its key's length byte
-      throw new AvroSchema.AvroException(
+      throw new BadRecord(
           "decode", "corrupt Avro body (a block count past the end)");
     }
     return n;
@@ -152,24 +152,24 @@ final class AvroInput {
       case ENUM: {
         int i = readInt();
         if (i < 0 || i >= schema.getEnumSymbols().size()) {
-          throw new AvroSchema.AvroException("decode", "corrupt Avro body (enum index " + i + ")");
+          throw new BadRecord("decode", "corrupt Avro body (enum index " + i + ")");
         }
         return schema.getEnumSymbols().get(i);
       }
       case UNION: return read(branch(schema));
       default:
-        throw new AvroSchema.AvroException("invalid_record", "a "
+        throw new BadRecord("invalid_record", "a "
             + schema.getType().getName() + " where a single value was expected");
     }
   }
 
   /** A failure while decoding as a bad record: the Avro errors that a corrupt body gives
    * (the body ends early, a varint over 10 bytes, ...) are {@code decode} errors. */
-  static AvroSchema.AvroException corrupt(Exception e) {
-    if (e instanceof AvroSchema.AvroException) {
-      return (AvroSchema.AvroException) e;
+  static BadRecord corrupt(Exception e) {
+    if (e instanceof BadRecord) {
+      return (BadRecord) e;
     }
     String why = e instanceof EOFException ? "the body ends early" : e.toString();
-    return new AvroSchema.AvroException("decode", "corrupt Avro body (" + why + ")");
+    return new BadRecord("decode", "corrupt Avro body (" + why + ")");
   }
 }

@@ -1,17 +1,20 @@
 package io.edgestream.flink;
 
+import java.io.IOException;
 import java.util.Arrays;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import org.apache.avro.Schema;
 import org.apache.flink.table.annotation.DataTypeHint;
 import org.apache.flink.table.functions.ScalarFunction;
 import org.apache.flink.types.Row;
 
 /**
  * {@code decode_summary(value BYTES, registry STRING)}: a Confluent-framed Avro WindowSummary
- * (any registered version: v1 full, v2/v3 cloud wire form) decoded in the JVM, as one row of
- * the fields the fleet statistics read. Each channel's sum, min and max come as doubles (an
+ * (any registered version: v1 full, v2/v3 cloud wire form) decoded in the JVM with Apache
+ * Avro (the writer schema from the registry, parsed by Avro; {@link AvroInput} reads the
+ * fields the fleet statistics need and lets Avro skip the others), as one row of them. Each channel's sum, min and max come as doubles (an
  * exact Decimal or NearDecimal form is expanded bit for bit, as
  * {@code edgestream.forward.records.expand_double} does).
  *
@@ -44,8 +47,9 @@ public class DecodeSummary extends ScalarFunction {
     1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 
   private transient Map<Integer, Plan> plans;
-  private transient Map<Integer, AvroSchema.AvroException> notSummaries; // schema id -> why
+  private transient Map<Integer, BadRecord> notSummaries; // schema id -> why
   private transient Registry registry;
+  private transient AvroInput in;
 
   public @DataTypeHint(ROW) Row eval(byte[] value, String registryUrl) {
     if (registry == null || !registry.base.equals(Registry.base(registryUrl))) {
@@ -55,7 +59,7 @@ public class DecodeSummary extends ScalarFunction {
       Object[] fields = decode(value);
       ((Channels) fields[CHANNELS]).toRow(fields);
       return Row.of(fields);
-    } catch (AvroSchema.AvroException e) {
+    } catch (BadRecord e) {
       return failed(e.reason + ": " + e.getMessage());
     }
   }
@@ -63,6 +67,7 @@ public class DecodeSummary extends ScalarFunction {
   /** Decodes with {@code registry}'s schemas (this class used outside a query). */
   void init(Registry registry) {
     this.registry = registry;
+    in = new AvroInput();
     plans = new HashMap<>();
     notSummaries = new HashMap<>();
   }
@@ -75,42 +80,40 @@ public class DecodeSummary extends ScalarFunction {
 
   /** The row's fields of a value, the channels as one {@link Channels} in the
    * {@code channel_names} slot (the other channel slots empty); an
-   * {@link AvroSchema.AvroException} for a bad one (an unforeseen exception on a corrupt body
+   * {@link BadRecord} for a bad one (an unforeseen exception on a corrupt body
    * becomes one too); a {@link Registry.RegistryUnavailable} when the registry cannot be
    * asked. */
   Object[] decode(byte[] value) {
     try {
       return fields(value);
-    } catch (AvroSchema.AvroException | Registry.RegistryUnavailable e) {
+    } catch (Registry.RegistryUnavailable e) {
       throw e; // a missing service fails the job; a bad record never does
-    } catch (RuntimeException e) { // a corrupt body this decoder did not foresee
-      throw new AvroSchema.AvroException("decode", "corrupt Avro body (" + e + ")");
+    } catch (IOException | RuntimeException e) { // a corrupt body
+      throw AvroInput.corrupt(e);
     }
   }
 
-  private Object[] fields(byte[] value) {
+  private Object[] fields(byte[] value) throws IOException {
     int id = Registry.schemaId(value);
     Plan plan = plan(id);
-    AvroSchema.Input in = new AvroSchema.Input(value, 5);
+    in.start(value);
     Object[] out = plan.defaults.clone();
     if (plan.channelStats == null) {
       out[CHANNELS] = new Channels();
     }
+    List<Schema.Field> fields = plan.schema.getFields();
     for (int i = 0; i < plan.slots.length; i++) {
-      AvroSchema field = plan.schema.fields.get(i);
+      Schema field = fields.get(i).schema();
       int slot = plan.slots[i];
       if (slot == CHANNELS) {
         channels(plan, in, out);
       } else if (slot < 0) {
-        field.skip(in);
+        in.skip(field);
       } else {
-        out[slot] = convert(slot, field.read(in));
+        out[slot] = convert(slot, in.read(field));
       }
     }
-    if (in.pos != value.length) {
-      throw new AvroSchema.AvroException(
-          "decode", (value.length - in.pos) + " trailing byte(s) after the Avro record");
-    }
+    in.end();
     return out;
   }
 
@@ -132,7 +135,7 @@ public class DecodeSummary extends ScalarFunction {
         default:
       }
     }
-    throw new AvroSchema.AvroException("invalid_record",
+    throw new BadRecord("invalid_record",
         "field " + NAMES.get(slot) + " is a " + v.getClass().getSimpleName());
   }
 
@@ -172,22 +175,22 @@ public class DecodeSummary extends ScalarFunction {
   }
 
   /** The channels map, into a {@link Channels}. */
-  private static void channels(Plan plan, AvroSchema.Input in, Object[] out) {
+  private static void channels(Plan plan, AvroInput in, Object[] out) throws IOException {
     Channels c = new Channels();
-    AvroSchema stats = plan.channelStats;
-    for (long n = AvroSchema.blockCount(in, null); n != 0; n = AvroSchema.blockCount(in, null)) {
+    List<Schema.Field> stats = plan.channelStats.getFields();
+    for (long n = in.mapBlock(true); n != 0; n = in.mapBlock(false)) {
       for (long j = 0; j < n; j++) {
         if (c.size == c.names.length) {
           c.grow();
         }
         int i = c.size++;
         c.names[i] = in.readString();
-        for (int k = 0; k < stats.fields.size(); k++) {
+        for (int k = 0; k < plan.channelSlots.length; k++) {
           int slot = plan.channelSlots[k];
           if (slot < 0) {
-            stats.fields.get(k).skip(in);
+            in.skip(stats.get(k).schema());
           } else {
-            c.present[slot][i] = number(stats.fields.get(k), in, c.values[slot], i);
+            c.present[slot][i] = number(stats.get(k).schema(), in, c.values[slot], i);
           }
         }
       }
@@ -197,32 +200,33 @@ public class DecodeSummary extends ScalarFunction {
 
   /** A numeric value as a double into {@code into[i]}: a double, a long, an exact Decimal /
    * NearDecimal record (expanded bit for bit); false for null. */
-  private static boolean number(AvroSchema s, AvroSchema.Input in, double[] into, int i) {
-    switch (s.kind) {
+  private static boolean number(Schema s, AvroInput in, double[] into, int i)
+      throws IOException {
+    switch (s.getType()) {
       case NULL: return false;
       case DOUBLE: into[i] = in.readDouble(); return true;
       case FLOAT: into[i] = in.readFloat(); return true;
       case INT:
       case LONG: into[i] = in.readLong(); return true;
-      case UNION: return number(s.branch(in), in, into, i);
+      case UNION: return number(in.branch(s), in, into, i);
       case RECORD: {
         long unscaled = 0;
         int scale = 0;
         int ulps = 0;
-        for (int f = 0; f < s.fields.size(); f++) {
-          switch (s.fieldNames.get(f)) {
+        for (Schema.Field f : s.getFields()) {
+          switch (f.name()) {
             case "unscaled": unscaled = in.readLong(); break;
             case "scale": scale = in.readInt(); break;
             case "ulps": ulps = in.readInt(); break;
-            default: s.fields.get(f).skip(in);
+            default: in.skip(f.schema());
           }
         }
         into[i] = expand(unscaled, scale, ulps);
         return true;
       }
       default:
-        throw new AvroSchema.AvroException("invalid_record",
-            "a channel statistic of type " + s.kind + " is not a number");
+        throw new BadRecord("invalid_record",
+            "a channel statistic of type " + s.getType() + " is not a number");
     }
   }
 
@@ -243,39 +247,43 @@ public class DecodeSummary extends ScalarFunction {
 
   /** How to read one writer schema: the output slot of each writer field (-1: skipped). */
   private static final class Plan {
-    final AvroSchema schema;
+    final Schema schema;
     final int[] slots;
     final Object[] defaults = new Object[FIELDS];
-    AvroSchema channelStats;
+    Schema channelStats;
     int[] channelSlots;
 
-    Plan(int id, AvroSchema schema) {
-      if (schema.kind != AvroSchema.Kind.RECORD || !schema.name.endsWith("WindowSummary")) {
-        throw new AvroSchema.AvroException("invalid_record",
-            "schema id " + id + " writes " + schema.name + ", not a WindowSummary");
+    Plan(int id, Schema schema) {
+      if (schema.getType() != Schema.Type.RECORD
+          || !schema.getFullName().endsWith("WindowSummary")) {
+        throw new BadRecord("invalid_record", "schema id " + id + " writes "
+            + schema.getFullName() + ", not a WindowSummary");
       }
       this.schema = schema;
       defaults[NAMES.indexOf("anomaly_count")] = 0L; // the schema's defaults
       defaults[NAMES.indexOf("late_count")] = 0L;
       defaults[NAMES.indexOf("rollup_level")] = 0;
       // no channels field: the empty Channels (fields() clones these defaults per value)
-      slots = new int[schema.fields.size()];
+      List<Schema.Field> fields = schema.getFields();
+      slots = new int[fields.size()];
       for (int i = 0; i < slots.length; i++) {
-        String name = schema.fieldNames.get(i);
+        String name = fields.get(i).name();
         slots[i] = name.equals("channels") ? CHANNELS : NAMES.indexOf(name);
         if (slots[i] >= CHANNELS && !name.equals("channels")) {
           slots[i] = -1;
         }
         if (slots[i] == CHANNELS) {
-          AvroSchema map = schema.fields.get(i);
-          if (map.kind != AvroSchema.Kind.MAP || map.items.kind != AvroSchema.Kind.RECORD) {
-            throw new AvroSchema.AvroException("invalid_record",
+          Schema map = fields.get(i).schema();
+          if (map.getType() != Schema.Type.MAP
+              || map.getValueType().getType() != Schema.Type.RECORD) {
+            throw new BadRecord("invalid_record",
                 "channels is not a map of records in schema id " + id);
           }
-          channelStats = map.items;
-          channelSlots = new int[channelStats.fields.size()];
+          channelStats = map.getValueType();
+          List<Schema.Field> stats = channelStats.getFields();
+          channelSlots = new int[stats.size()];
           for (int k = 0; k < channelSlots.length; k++) {
-            channelSlots[k] = CHANNEL_FIELDS.indexOf(channelStats.fieldNames.get(k));
+            channelSlots[k] = CHANNEL_FIELDS.indexOf(stats.get(k).name());
           }
         }
       }
@@ -287,13 +295,13 @@ public class DecodeSummary extends ScalarFunction {
     if (cached != null) {
       return cached;
     }
-    AvroSchema.AvroException known = notSummaries.get(id);
+    BadRecord known = notSummaries.get(id);
     if (known != null) {
       throw known;
     }
     try {
       cached = new Plan(id, registry.schema(id));
-    } catch (AvroSchema.AvroException e) {
+    } catch (BadRecord e) {
       if (!e.reason.equals("unknown_schema_id")) { // asked again after a while (Registry)
         notSummaries.put(id, e);
       }

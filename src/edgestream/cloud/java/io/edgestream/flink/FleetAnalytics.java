@@ -1,6 +1,7 @@
 package io.edgestream.flink;
 
 import java.io.BufferedReader;
+import java.io.IOException;
 import java.io.InputStreamReader;
 import java.io.PrintStream;
 import java.lang.management.GarbageCollectorMXBean;
@@ -14,6 +15,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.regex.Pattern;
+import org.apache.avro.Schema;
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.JsonNode;
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.ObjectMapper;
 import org.slf4j.Logger;
@@ -77,8 +79,9 @@ public final class FleetAnalytics {
   private final String[] topics;
   private final Registry registry;
   private final DecodeSummary summaries = new DecodeSummary();
+  private final AvroInput alerts = new AvroInput();
   private final Map<Integer, int[]> alertPlans = new HashMap<>(); // schema id -> slot per field
-  private final Map<Integer, AvroSchema.AvroException> notAlerts = new HashMap<>();
+  private final Map<Integer, BadRecord> notAlerts = new HashMap<>();
   private final Dedup dedup;
   private final Watermarks marks;
   final FleetStats stats;
@@ -215,7 +218,7 @@ public final class FleetAnalytics {
     Object[] record;
     try {
       record = src == 0 ? summaries.decode(value) : alert(value);
-    } catch (AvroSchema.AvroException e) {
+    } catch (BadRecord e) {
       out.add(dead(src, partition, offset, value, e.reason, e.reason + ": " + e.getMessage()));
       return;
     }
@@ -339,47 +342,44 @@ public final class FleetAnalytics {
     int id = Registry.schemaId(value);
     int[] slots = alertPlans.get(id);
     if (slots == null) {
-      AvroSchema.AvroException known = notAlerts.get(id);
+      BadRecord known = notAlerts.get(id);
       if (known != null) {
         throw known;
       }
-      AvroSchema schema = registry.schema(id);
-      if (schema.kind != AvroSchema.Kind.RECORD || !schema.name.endsWith("AnomalyAlert")) {
-        AvroSchema.AvroException e = new AvroSchema.AvroException("invalid_record",
-            "schema id " + id + " writes " + schema.name + ", not an AnomalyAlert");
+      Schema schema = registry.schema(id);
+      if (schema.getType() != Schema.Type.RECORD
+          || !schema.getFullName().endsWith("AnomalyAlert")) {
+        BadRecord e = new BadRecord("invalid_record",
+            "schema id " + id + " writes " + schema.getFullName() + ", not an AnomalyAlert");
         notAlerts.put(id, e);
         throw e;
       }
-      slots = new int[schema.fields.size()];
+      List<Schema.Field> fields = schema.getFields();
+      slots = new int[fields.size()];
       for (int i = 0; i < slots.length; i++) {
-        slots[i] = ALERT_FIELDS.indexOf(schema.fieldNames.get(i));
+        slots[i] = ALERT_FIELDS.indexOf(fields.get(i).name());
       }
       alertPlans.put(id, slots);
     }
-    AvroSchema schema = registry.schema(id);
-    AvroSchema.Input in = new AvroSchema.Input(value, 5);
+    List<Schema.Field> fields = registry.schema(id).getFields();
     Object[] out = new Object[ALERT_FIELDS.size()];
     try {
+      AvroInput in = alerts.start(value);
       for (int i = 0; i < slots.length; i++) {
         if (slots[i] < 0) {
-          schema.fields.get(i).skip(in);
+          in.skip(fields.get(i).schema());
         } else {
-          out[slots[i]] = schema.fields.get(i).read(in);
+          out[slots[i]] = in.read(fields.get(i).schema());
         }
       }
-    } catch (AvroSchema.AvroException e) {
-      throw e;
-    } catch (RuntimeException e) { // a corrupt body the decoder did not foresee
-      throw new AvroSchema.AvroException("decode", "corrupt Avro body (" + e + ")");
-    }
-    if (in.pos != value.length) {
-      throw new AvroSchema.AvroException(
-          "decode", (value.length - in.pos) + " trailing byte(s) after the Avro record");
+      in.end();
+    } catch (IOException | RuntimeException e) { // a corrupt body
+      throw AvroInput.corrupt(e);
     }
     for (int k = 0; k < out.length; k++) {
       boolean number = k == 3 || k == 5 || k == 10 || k == 11;
       if (out[k] != null && (number ? !(out[k] instanceof Number) : !(out[k] instanceof String))) {
-        throw new AvroSchema.AvroException("invalid_record",
+        throw new BadRecord("invalid_record",
             "field " + ALERT_FIELDS.get(k) + " is a " + out[k].getClass().getSimpleName());
       }
     }

@@ -12,19 +12,20 @@ import org.apache.avro.Schema;
 import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.ObjectMapper;
 
 /**
- * The writer schemas of Confluent-framed Avro values, asked of a schema registry once per id.
+ * The writer schemas of Confluent-framed Avro values, asked of a schema registry once per id
+ * and parsed by Apache Avro.
  *
- * <p>A bad header or an unknown id is an {@link AvroSchema.AvroException} (a bad record, with
- * the Python serdes' reasons: {@code empty}, {@code bad_magic}, {@code truncated_header},
- * {@code unknown_schema_id}; an unknown id is asked again after 30 s); an unreachable registry
+ * <p>A bad header, an unknown id or a text that is no Avro schema is a {@link BadRecord} (a
+ * bad record, with the Python serdes' reasons: {@code empty}, {@code bad_magic},
+ * {@code truncated_header}, {@code unknown_schema_id}, {@code schema_mismatch}; an unknown id
+ * is asked again after 30 s); an unreachable registry
  * is a {@link RegistryUnavailable} (a missing service: the job fails with what to start).
  */
 final class Registry {
   private static final long UNKNOWN_ID_RETRY_MS = 30_000;
 
   final String base;
-  private final Map<Integer, AvroSchema> schemas = new HashMap<>();
-  private final Map<Integer, Schema> avroSchemas = new HashMap<>();
+  private final Map<Integer, Schema> schemas = new HashMap<>();
   private final Map<Integer, Long> unknownUntil = new HashMap<>(); // id -> when to ask again
   private HttpClient http;
 
@@ -47,14 +48,14 @@ final class Registry {
   /** The schema id of a Confluent-framed value (its body starts at byte 5). */
   static int schemaId(byte[] value) {
     if (value == null || value.length == 0) {
-      throw new AvroSchema.AvroException("empty", "empty message value (no Confluent header)");
+      throw new BadRecord("empty", "empty message value (no Confluent header)");
     }
     if (value[0] != 0) {
-      throw new AvroSchema.AvroException("bad_magic", String.format(
+      throw new BadRecord("bad_magic", String.format(
           "first byte is 0x%02x, not the Confluent magic byte 0x00", value[0] & 0xff));
     }
     if (value.length < 5) {
-      throw new AvroSchema.AvroException(
+      throw new BadRecord(
           "truncated_header", value.length + " byte(s): the header needs 5");
     }
     return ((value[1] & 0xff) << 24) | ((value[2] & 0xff) << 16) | ((value[3] & 0xff) << 8)
@@ -62,19 +63,8 @@ final class Registry {
   }
 
   /** The writer schema of id {@code id}. */
-  AvroSchema schema(int id) {
-    AvroSchema cached = schemas.get(id);
-    if (cached != null) {
-      return cached;
-    }
-    cached = AvroSchema.parse(text(id));
-    schemas.put(id, cached);
-    return cached;
-  }
-
-  /** The writer schema of id {@code id}, parsed by Apache Avro. */
-  Schema avroSchema(int id) {
-    Schema cached = avroSchemas.get(id);
+  Schema schema(int id) {
+    Schema cached = schemas.get(id);
     if (cached != null) {
       return cached;
     }
@@ -82,10 +72,10 @@ final class Registry {
     try {
       cached = new Schema.Parser().parse(text);
     } catch (RuntimeException e) { // SchemaParseException, or Jackson's on text not JSON
-      throw new AvroSchema.AvroException("schema_mismatch", "schema id " + id
+      throw new BadRecord("schema_mismatch", "schema id " + id
           + " is not an Avro schema: " + e.getMessage());
     }
-    avroSchemas.put(id, cached);
+    schemas.put(id, cached);
     return cached;
   }
 
@@ -125,8 +115,8 @@ final class Registry {
     }
   }
 
-  private AvroSchema.AvroException unknown(int id) {
-    return new AvroSchema.AvroException("unknown_schema_id",
+  private BadRecord unknown(int id) {
+    return new BadRecord("unknown_schema_id",
         "schema id " + id + " not in registry at " + base);
   }
 }
