@@ -29,7 +29,7 @@ from edgestream.alerts.exceptions import AlertsError
 from edgestream.alerts.filters import AlertFilter
 from edgestream.core.endpoints import CloudEndpoints
 from edgestream.core.exceptions import SerdeError
-from edgestream.core.offsets import partitions_of
+from edgestream.core.offsets import committed_offsets, partitions_of
 from edgestream.forward.dedup import Deduplicator
 from edgestream.forward.records import complete_record
 
@@ -127,7 +127,7 @@ class Subscription:
         tps = [TopicPartition(self.topic, p) for p in parts]
         committed: dict[int, int] = {}
         if self.group is not None and not self.from_start:
-            for tp in self.consumer.committed(tps, timeout=10):
+            for tp in committed_offsets(self.consumer, tps):
                 if tp.offset >= 0:
                     committed[tp.partition] = tp.offset
         starts = []

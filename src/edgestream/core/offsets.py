@@ -13,7 +13,28 @@ import time
 
 from edgestream.core.exceptions import ServiceUnavailable
 
-__all__ = ["aio_partitions", "exact_end_offsets", "partitions_of"]
+__all__ = ["aio_partitions", "committed_offsets", "exact_end_offsets", "partitions_of"]
+
+
+def committed_offsets(consumer: object, parts: list, timeout: float = 30.0) -> list:
+    """``consumer.committed(parts)``, retried while the group coordinator is not ready yet.
+
+    A broker that has just started (or a group used for the first time, which creates the
+    offsets topic) answers ``NOT_COORDINATOR`` / ``COORDINATOR_LOAD_IN_PROGRESS`` /
+    ``COORDINATOR_NOT_AVAILABLE`` for a moment; librdkafka does not retry those here.
+    """
+    from confluent_kafka import KafkaError, KafkaException
+
+    retriable = {KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+                 KafkaError.COORDINATOR_NOT_AVAILABLE, KafkaError._TIMED_OUT}  # fmt: skip
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return consumer.committed(parts, timeout=10)  # type: ignore[attr-defined]
+        except KafkaException as error:
+            if error.args[0].code() not in retriable or time.monotonic() > deadline:
+                raise
+            time.sleep(0.25)
 
 
 async def aio_partitions(consumer: object, topic: str) -> list[int] | None:

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgestream.core.exceptions import SerdeError
+from edgestream.core.offsets import committed_offsets
 from edgestream.forward.records import (
     ID_FIELD,
     alert_id,
@@ -220,7 +221,7 @@ class DedupReader:
             return
         parts = [self._tp(t, p, self._begin) for t in new for p in meta.topics[t].partitions]
         if self._group is not None:
-            committed = self.consumer.committed(parts, timeout=10)
+            committed = committed_offsets(self.consumer, parts)
             parts = [self._tp(c.topic, c.partition, c.offset if c.offset >= 0 else self._begin)
                      for c in committed]  # fmt: skip
         self.consumer.incremental_assign(parts)

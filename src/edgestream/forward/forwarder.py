@@ -45,6 +45,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartiti
 from edgestream.core.broker import consumer_config, ensure_topics
 from edgestream.core.exceptions import SchemaError, SerdeError, ServiceUnavailable
 from edgestream.core.metrics import register_forwarder
+from edgestream.core.offsets import committed_offsets
 from edgestream.core.topology import Topology
 from edgestream.forward.budget import enforce_budget, write_report
 from edgestream.forward.downlink import Downlink
@@ -168,16 +169,14 @@ class Forwarder:
         cfg = self.config
         edge_topics = (ALERTS_TOPIC, SUMMARIES_TOPIC, EDGE_ROLLOUT_TOPIC, EDGE_TOPICS["sample"])
         ensure_topics(cfg.edge_bootstrap, dict.fromkeys(edge_topics, 1))
-        # fetch.wait.max.ms bounds how long an idle fetch waits (Tansu answers as data arrives)
+        # fetch.wait.max.ms bounds how long an idle fetch waits: records reach the outbox soon
         settings = {"enable.auto.commit": False, "fetch.wait.max.ms": 20, "log_level": 2}
         group = f"edgestream-forward-{cfg.gateway_id}"
         consumer = Consumer(consumer_config(cfg.edge_bootstrap, group, **settings))
         meta = consumer.list_topics(timeout=10)
         stored = self.outbox.offsets("edge")
         parts = [TopicPartition(t, p) for t in edge_topics for p in meta.topics[t].partitions]
-        committed = {
-            (c.topic, c.partition): c.offset for c in consumer.committed(parts, timeout=10)
-        }
+        committed = {(c.topic, c.partition): c.offset for c in committed_offsets(consumer, parts)}
         for tp in parts:
             key = (tp.topic, tp.partition)
             start = stored.get(key, committed.get(key, -1))

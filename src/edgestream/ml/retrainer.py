@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from edgestream.core.endpoints import CloudEndpoints
+from edgestream.core.offsets import committed_offsets
 from edgestream.core.topology import Topology
 from edgestream.ml.artifact import ModelMeta
 from edgestream.ml.exceptions import ModelError
@@ -324,7 +325,7 @@ class Retrainer:
                 TopicPartition(retrain_topic, p, OFFSET_BEGINNING)
                 for p in _partitions(requests, retrain_topic)
             ]
-            committed = requests.committed(parts, timeout=10)
+            committed = committed_offsets(requests, parts)
             requests.assign(
                 [
                     TopicPartition(
