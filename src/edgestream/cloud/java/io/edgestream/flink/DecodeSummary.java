@@ -14,9 +14,9 @@ import org.apache.flink.types.Row;
  * {@code decode_summary(value BYTES, registry STRING)}: a Confluent-framed Avro WindowSummary
  * (any registered version: v1 full, v2/v3 cloud wire form) decoded in the JVM with Apache
  * Avro (the writer schema from the registry, parsed by Avro; {@link AvroInput} reads the
- * fields the fleet statistics need and lets Avro skip the others), as one row of them. Each channel's sum, min and max come as doubles (an
- * exact Decimal or NearDecimal form is expanded bit for bit, as
- * {@code edgestream.forward.records.expand_double} does).
+ * fields the fleet statistics need and lets Avro skip the others), as one row of them. Each
+ * channel's sum, min and max come as doubles (an exact Decimal or NearDecimal form is
+ * expanded bit for bit, as {@code edgestream.forward.records.expand_double} does).
  *
  * <p>A value that is not a WindowSummary does not fail the job: {@code error} is
  * {@code "<reason>: <detail>"} (reasons as {@code edgestream.core.serde.SerdeError} names them,
