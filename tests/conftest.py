@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import doctest
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -61,3 +62,11 @@ def pids_of(pattern: str) -> set[int]:
         if pattern.encode() in cmdline:
             found.add(int(entry))
     return found
+
+
+def run_doctests(module: object) -> None:
+    """Run a module's docstring examples: at least one must run, and none may fail."""
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)  # type: ignore[arg-type]
+    name = getattr(module, "__name__", module)
+    assert result.attempted > 0, f"{name} has no docstring example to run"
+    assert result.failed == 0, f"{result.failed} example(s) of {name} failed"

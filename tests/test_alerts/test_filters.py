@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import doctest
-
 import pytest
 
 import edgestream.alerts.filters as filters_module
 import edgestream.cli.alerts as cli_alerts
 from edgestream.alerts import AlertFilter, AlertsError
+from tests.conftest import run_doctests
 from tests.test_forward.factories import alert
 
 
@@ -66,4 +65,4 @@ def test_table_row_fits_the_header() -> None:
 
 @pytest.mark.parametrize("module", [filters_module, cli_alerts])
 def test_docstring_examples_run(module: object) -> None:
-    assert doctest.testmod(module).failed == 0  # type: ignore[arg-type]
+    run_doctests(module)

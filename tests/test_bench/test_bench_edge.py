@@ -3,7 +3,6 @@ JSON must be complete and self-consistent (not fast: speed is not asserted)."""
 
 from __future__ import annotations
 
-import doctest
 import importlib
 import json
 from pathlib import Path
@@ -17,7 +16,7 @@ from edgestream.bench.edge import bench_topology
 from edgestream.bench.results import load_results, render_section, results_dir
 from edgestream.cli.bench import app
 from edgestream.core.topology import load_topology
-from tests.conftest import pids_of
+from tests.conftest import pids_of, run_doctests
 
 MODULES = ["common", "edge", "profiling", "raw", "report", "results", "stages", "worker"]
 
@@ -25,7 +24,7 @@ MODULES = ["common", "edge", "profiling", "raw", "report", "results", "stages", 
 @pytest.mark.parametrize("name", MODULES)
 def test_docstring_examples_run(name: str) -> None:
     module = importlib.import_module(f"edgestream.bench.{name}")
-    assert doctest.testmod(module, optionflags=doctest.ELLIPSIS).failed == 0
+    run_doctests(module)
 
 
 @pytest.mark.parametrize("schema", ["SensorReading", "SensorFrame"])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import json
 import os
 import signal
@@ -24,6 +23,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 from edgestream.core import paths
 from edgestream.core.exceptions import PortInUse
 from edgestream.core.registry import RegistryServer, server, store
+from tests.conftest import run_doctests
 
 SUBJECT = "sensors.test-value"
 
@@ -344,7 +344,7 @@ def test_port_in_use_raises(registry):
 
 def test_docstring_examples_run():
     for module in (server, store):
-        assert doctest.testmod(module, raise_on_error=True).attempted > 0
+        run_doctests(module)
 
 
 # -- the `python -m edgestream.core.registry` process --------------------------------------

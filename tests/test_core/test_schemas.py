@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import json
 import shutil
 import uuid
@@ -26,6 +25,7 @@ from edgestream.core.schemas import (
     snapshot,
 )
 from edgestream.core.serde import AvroSerializer
+from tests.conftest import run_doctests
 
 NAMES = {
     "AnomalyAlert",
@@ -310,5 +310,4 @@ def test_check_fails_on_a_registered_version_the_repo_cannot_read(real_registry)
 
 
 def test_docstring_examples_run() -> None:
-    result = doctest.testmod(schemas, optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 0 and result.failed == 0
+    run_doctests(schemas)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import doctest
 import json
 import socket
 import struct
@@ -31,6 +30,7 @@ from edgestream.core.serde import (
     registry_client,
     subject_for,
 )
+from tests.conftest import run_doctests
 
 # --- realistic records: one per schema, every field set --------------------------------------
 
@@ -671,5 +671,4 @@ def registry_url_of(client: SchemaRegistryClient) -> str:
 
 
 def test_docstring_examples_run() -> None:
-    result = doctest.testmod(serde, optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 0 and result.failed == 0
+    run_doctests(serde)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import socket
@@ -19,7 +20,7 @@ from edgestream.core.broker import broker_ready, ensure_topics, probe_metadata
 from edgestream.core.exceptions import PortInUse
 from edgestream.core.ports import free_port, port_in_use
 from edgestream.core.stack import Stack
-from tests.conftest import pids_of
+from tests.conftest import pids_of, run_doctests
 
 pytestmark = pytest.mark.integration
 
@@ -222,3 +223,8 @@ def test_cli_error_is_one_line(tmp_path):
     assert result.returncode == 1
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "no stack component named nope" in lines[0]
+
+
+@pytest.mark.parametrize("name", ["broker", "jars", "pki"])
+def test_docstring_examples_run(name: str) -> None:
+    run_doctests(importlib.import_module(f"edgestream.core.{name}"))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import importlib
 import json
 import shutil
@@ -23,6 +22,7 @@ from edgestream.core.topology import (
     parse_duration,
     parse_size,
 )
+from tests.conftest import run_doctests
 
 # A small valid topology; the broken cases below each change one thing in it.
 BASE = """\
@@ -1123,5 +1123,4 @@ def test_parse_duration_rejects(bad: object) -> None:
     ],
 )
 def test_docstring_examples_run(module: str) -> None:
-    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 0 and result.failed == 0
+    run_doctests(importlib.import_module(module))

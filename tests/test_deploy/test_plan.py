@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from edgestream.cli.main import main
 from edgestream.core.paths import topologies_dir
 from edgestream.core.topology import load_topology
 from edgestream.deploy import build_plan, render_plan
+from tests.conftest import run_doctests
 
 EXAMPLES = ("default.yaml", "factory_vibration.yaml", "cold_chain.yaml")
 ENV = {
@@ -115,5 +115,4 @@ def test_gateway_topics_match_the_worker() -> None:
 
 @pytest.mark.parametrize("module", [plan_module, deploy_package])
 def test_docstring_examples_run(module: object) -> None:
-    result = doctest.testmod(module)  # type: ignore[arg-type]
-    assert result.attempted > 0 and result.failed == 0
+    run_doctests(module)

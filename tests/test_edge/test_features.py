@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import math
 
 import numpy as np
@@ -12,6 +11,7 @@ from hypothesis import strategies as st
 
 import edgestream.edge.features as features_module
 from edgestream.edge.features import GAUSS_MAD, QUANTUM, RATE_PRIOR, FeatureError, FeatureExtractor
+from tests.conftest import run_doctests
 
 CHANNELS = ["x", "y", "z"]
 
@@ -118,8 +118,7 @@ def _in_batches(fx: FeatureExtractor, ids, ts, values, cuts) -> np.ndarray:
 
 
 def test_docstring_examples() -> None:
-    result = doctest.testmod(features_module, optionflags=doctest.ELLIPSIS)
-    assert result.failed == 0
+    run_doctests(features_module)
 
 
 @pytest.mark.parametrize("novel_runs", [False, True])

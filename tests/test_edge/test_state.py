@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +9,7 @@ import pytest
 
 import edgestream.edge.state as state
 from edgestream.edge.state import Changes, Segment, WindowStateError, WindowStore
+from tests.conftest import run_doctests
 
 
 def _segment(segno: int, n: int = 5, channels: int = 3) -> Segment:
@@ -47,7 +47,7 @@ def _same(a: Segment, b: Segment) -> None:
 
 
 def test_docstring_examples_run() -> None:
-    assert doctest.testmod(state).failed == 0
+    run_doctests(state)
 
 
 def test_segment_roundtrip() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import functools
 import gc
 import json
@@ -25,6 +24,7 @@ import edgestream.edge.watermarks as watermarks
 import edgestream.edge.window_stats as window_stats
 import edgestream.edge.windows as windows
 from edgestream.edge.windows import ReadingBatch, WindowEngine, WindowSpec, WindowStateError
+from tests.conftest import run_doctests
 from tests.test_edge.windowref import (
     GATEWAY,
     Event,
@@ -80,7 +80,7 @@ def _batch(partition, offsets, ts, *, devices=None, values=None, mv="m1") -> Rea
 
 @pytest.mark.parametrize("module", [windows, watermarks], ids=lambda m: m.__name__)
 def test_docstring_examples_run(module) -> None:
-    assert doctest.testmod(module).failed == 0
+    run_doctests(module)
 
 
 # -- the acceptance criterion: equality with the offline reference ------------------------

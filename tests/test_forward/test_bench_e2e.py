@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import json
 from pathlib import Path
 
@@ -11,11 +10,12 @@ import pytest
 from edgestream.bench import e2e, e2e_parts
 from edgestream.bench.common import emit_json
 from edgestream.bench.e2e import E2EBenchParams, e2e_rows, run_e2e_bench
+from tests.conftest import run_doctests
 
 
 def test_docstring_examples_run() -> None:
-    assert doctest.testmod(e2e).failed == 0
-    assert doctest.testmod(e2e_parts).failed == 0
+    run_doctests(e2e)
+    run_doctests(e2e_parts)
 
 
 @pytest.mark.integration

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import random
 import time
 
@@ -14,6 +13,7 @@ from edgestream.core.serde import AvroSerializer, subject_for
 from edgestream.core.stack import StackStatus
 from edgestream.forward import dedup
 from edgestream.forward.dedup import Deduplicator, DedupReader, record_id
+from tests.conftest import run_doctests
 from tests.test_forward.factories import alert
 
 
@@ -59,7 +59,7 @@ def test_record_id_of_each_kind() -> None:
 
 
 def test_docstring_examples_run() -> None:
-    assert doctest.testmod(dedup).failed == 0
+    run_doctests(dedup)
 
 
 @pytest.mark.integration

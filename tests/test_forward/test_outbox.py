@@ -3,7 +3,6 @@ safety."""
 
 from __future__ import annotations
 
-import doctest
 import json
 import os
 import signal
@@ -24,6 +23,7 @@ from edgestream.forward import budget, outbox
 from edgestream.forward.budget import LOW_WATER, enforce_budget, write_report
 from edgestream.forward.outbox import Outbox, OutboxConfig
 from edgestream.forward.records import BodyCodec, Entry
+from tests.conftest import run_doctests
 from tests.test_forward.factories import CHANNELS, alert, random_windows
 
 TUMBLING = frozenset({10_000})
@@ -283,5 +283,5 @@ def test_kill_9_while_writing_loses_nothing_that_was_committed(tmp_path, policy)
 
 
 def test_docstring_examples_run() -> None:
-    assert doctest.testmod(outbox).failed == 0
-    assert doctest.testmod(budget).failed == 0
+    run_doctests(outbox)
+    run_doctests(budget)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -11,6 +9,7 @@ from hypothesis import strategies as st
 
 from edgestream.forward import rollup
 from edgestream.forward.rollup import merge_summaries, next_size, weighted_median
+from tests.conftest import run_doctests
 from tests.test_forward.factories import CHANNELS, random_windows, summary
 
 
@@ -102,4 +101,4 @@ def test_chain_targets() -> None:
 
 
 def test_docstring_examples_run() -> None:
-    assert doctest.testmod(rollup).failed == 0
+    run_doctests(rollup)

@@ -7,7 +7,6 @@ authenticated), so no SASL handshake against a real broker runs in the suite.
 
 from __future__ import annotations
 
-import doctest
 import logging
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from edgestream.core.topology import load_topology
 from edgestream.forward import security
 from edgestream.forward.exceptions import SecurityConfigError
 from edgestream.forward.security import ClientSecurity, redact, resolve_security
+from tests.conftest import run_doctests
 from tests.test_edge.gatewayrun import write_topology
 
 
@@ -93,4 +93,4 @@ def test_mutual_tls_files(tmp_path: Path) -> None:
 
 
 def test_docstring_examples_run() -> None:
-    assert doctest.testmod(security).failed == 0
+    run_doctests(security)

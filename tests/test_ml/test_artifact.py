@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import doctest
 import importlib
 import json
 from pathlib import Path
@@ -22,6 +21,7 @@ from edgestream.ml.artifact import (
 )
 from edgestream.ml.exceptions import ArtifactError
 from edgestream.sim.devices import DEVICE_TYPES
+from tests.conftest import run_doctests
 
 
 @pytest.mark.parametrize(
@@ -35,8 +35,7 @@ from edgestream.sim.devices import DEVICE_TYPES
     ],
 )
 def test_docstring_examples(name: str) -> None:
-    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
-    assert result.failed == 0
+    run_doctests(importlib.import_module(name))
 
 
 def test_shipped_sidecar_is_complete(shipped: Path) -> None:

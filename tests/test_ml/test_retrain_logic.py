@@ -3,7 +3,6 @@ the rollout controller's decisions, the embedded sidecar."""
 
 from __future__ import annotations
 
-import doctest
 import importlib
 import itertools
 import math
@@ -21,6 +20,7 @@ from edgestream.ml.refit import RefitParams, evaluate_holdout, holdout_mask, ran
 from edgestream.ml.rollout_control import RolloutController, canaries_by_model, decide
 from edgestream.ml.trainset import OffsetRange, TrainingSet, build_training_set
 from edgestream.ml.versions import ModelHistory, action_update
+from tests.conftest import run_doctests
 from tests.test_ml.retrainkit import sampled_readings
 
 
@@ -34,8 +34,7 @@ from tests.test_ml.retrainkit import sampled_readings
     ],
 )
 def test_docstring_examples(name: str) -> None:
-    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
-    assert result.failed == 0 and result.attempted > 0
+    run_doctests(importlib.import_module(name))
 
 
 # --- training set ---------------------------------------------------------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import hashlib
 import stat
 from pathlib import Path
@@ -22,6 +21,7 @@ from edgestream.ml.signing import (
     sign_update,
     verify_update,
 )
+from tests.conftest import run_doctests
 
 ONNX = b"\x08\x07 pretend onnx bytes \x00\xff"
 
@@ -56,7 +56,7 @@ def _reason(update: dict[str, object], key: Ed25519PrivateKey, **kwargs: object)
 
 
 def test_docstring_examples() -> None:
-    assert doctest.testmod(signing, optionflags=doctest.ELLIPSIS).failed == 0
+    run_doctests(signing)
 
 
 def test_round_trip(key: Ed25519PrivateKey) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
-
 import numpy as np
 import pytest
 
@@ -14,6 +12,7 @@ import edgestream.query.decode as decode_module
 import edgestream.query.engine as engine_module
 from edgestream.query.decode import ALERT_COLUMNS, SUMMARY_COLUMNS, alert_row, summary_row
 from edgestream.query.engine import flink_message
+from tests.conftest import run_doctests
 from tests.test_forward.factories import alert, summary
 
 FRAME = "\tat org.apache.flink.table.api.internal.TableEnvironmentImpl.executeSql(Impl.java:730)"
@@ -62,5 +61,4 @@ def test_alert_rows_match_the_columns() -> None:
     "module", [catalog_module, decode_module, engine_module, tables_module, cli_query]
 )
 def test_docstring_examples_run(module: object) -> None:
-    result = doctest.testmod(module)  # type: ignore[arg-type]
-    assert result.attempted > 0 and result.failed == 0
+    run_doctests(module)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import doctest
 import importlib
 
 import pytest
+
+from tests.conftest import run_doctests
 
 MODULES = [
     "edgestream.sim",
@@ -21,5 +22,4 @@ MODULES = [
 
 @pytest.mark.parametrize("name", MODULES)
 def test_docstring_examples(name: str) -> None:
-    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
-    assert result.failed == 0
+    run_doctests(importlib.import_module(name))

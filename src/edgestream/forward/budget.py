@@ -50,7 +50,25 @@ class BudgetResult:
 
 
 def enforce_budget(outbox: Outbox, now: int | None = None) -> BudgetResult:
-    """Drop expired records, then roll up and drop until under budget (see module doc)."""
+    """Drop expired records, then roll up and drop until under budget (see module doc).
+
+    An alert older than ``max_age`` is dropped and counted with its reason:
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from edgestream.forward.outbox import OutboxConfig
+    >>> box = Outbox(OutboxConfig(Path(tempfile.mkdtemp()) / "o.sqlite", max_age_ms=60_000),
+    ...              "gw")
+    >>> alert = {"alert_id": "gw|p1|5|0", "incident_id": "gw|p1|5", "gateway_id": "gw",
+    ...          "site": "s", "device_id": "p1", "device_type": "pump", "ts": 5, "first_ts": 5,
+    ...          "last_ts": 5, "score": 0.9, "threshold": 0.5}
+    >>> box.put([Entry.alert(alert)], now=1_000)
+    [1]
+    >>> result = enforce_budget(box, now=1_000 + 61_000)
+    >>> dict(result.dropped), box.stats().depth
+    ({('alert', 'age'): 1}, 0)
+    >>> box.close()
+    """
     now = now_ms() if now is None else now
     result = BudgetResult()
     for kind in ("sample", "summary", "alert"):
