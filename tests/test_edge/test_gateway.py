@@ -77,7 +77,8 @@ def _references(env):
     topo = load_topology(env["topology"])
     refs = {}
     for window in topo.windows:
-        refs[window.size, window.hop] = reference([Event("batch", 0, batch)], window_spec(window))
+        events = [Event("batch", 0, batch)]
+        refs[window.size, window.hop] = reference(events, window_spec(window), "sensors.pump")
     return refs, batch, messages
 
 

@@ -98,8 +98,11 @@ def _stats(rows: list[dict], scope: str, key: str, start: int, spec: WindowSpec)
     }
 
 
-def reference(events: list[Event], spec: WindowSpec) -> Reference:
-    """Replay ``events`` one reading at a time and compute every window from scratch."""
+def reference(events: list[Event], spec: WindowSpec, source: str | None = None) -> Reference:
+    """Replay ``events`` one reading at a time and compute every window from scratch.
+
+    ``source``: the sensor topic of the readings; a site summary's key is then
+    ``<site>/<source>`` (one site summary per topic, as a gateway's engines compute them)."""
     ref = Reference()
     max_ts: dict[int, int | None] = {}
     active_at: dict[int, int] = {}
@@ -157,7 +160,8 @@ def reference(events: list[Event], spec: WindowSpec) -> Reference:
                     if "device" in spec.scopes:
                         open_windows[("device", b.device_id[i], s)].append(row)
                     if "site" in spec.scopes:
-                        open_windows[("site", b.site[i], s)].append(row)
+                        key = b.site[i] if source is None else f"{b.site[i]}/{source}"
+                        open_windows[("site", key, s)].append(row)
                 max_ts[p] = ts if max_ts[p] is None else max(max_ts[p], ts)
                 last_offset[p] = int(b.offsets[i])
             if new:

@@ -82,6 +82,49 @@ def test_intake_is_idempotent_and_seqs_are_never_reused(tmp_path: Path) -> None:
     assert box.offsets("edge") == {("edge.alerts", 0): 1}, "offsets never go back"
 
 
+def test_a_different_record_with_a_taken_id_is_refused_counted_and_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The guard against ids that do not tell records apart: a replay (same body) is
+    silent, a different body under a taken id is counted (stats, status, metric) and logged."""
+    rng = np.random.default_rng(3)
+    sums, _ = random_windows(rng, devices=1, windows=1)
+    first = dict(sums[0], device_type="pump", count=60)
+    other = dict(first, device_type="reefer", count=59)  # what two site engines gave one id
+    box = _box(tmp_path)
+    with caplog.at_level("ERROR", logger="edgestream.forward"):
+        assert box.put(_summaries([first, first])) == [1, None]
+        assert box.stats().id_conflicts == 0, "a replay is not a conflict"
+        assert box.put(_summaries([other], 2)) == [None]
+    assert box.stats().id_conflicts == 1
+    assert [r for r in caplog.records if first["summary_id"] in r.getMessage()]
+    box.close()
+    (tmp_path / "outbox-gw.sqlite").symlink_to(tmp_path / "outbox.sqlite")
+    args = ["status", "-g", "gw", "--data-dir", str(tmp_path)]
+    out = CliRunner().invoke(forward_app, [*args, "--json"])
+    assert json.loads(out.output.strip().splitlines()[-1])["id_conflicts"] == 1
+    table = CliRunner().invoke(forward_app, args).output
+    row = next(line for line in table.splitlines() if "id taken by another record" in line)
+    assert row.split()[-2:] == ["1", "│"], row
+
+
+def test_an_outbox_from_before_digests_opens_and_keeps_deduplicating(tmp_path: Path) -> None:
+    box = _box(tmp_path)
+    a = Entry.alert(alert("pump-0", 5))
+    box.put([a])
+    box.close()
+    db = sqlite3.connect(tmp_path / "outbox.sqlite")  # the seen table as an older release made it
+    db.executescript(
+        "CREATE TABLE seen_old (record_id TEXT PRIMARY KEY, seq INTEGER NOT NULL, "
+        "at_ms INTEGER NOT NULL) WITHOUT ROWID; INSERT INTO seen_old SELECT record_id, seq, "
+        "at_ms FROM seen; DROP TABLE seen; ALTER TABLE seen_old RENAME TO seen;"
+    )
+    db.close()
+    box = _box(tmp_path)
+    assert box.put([a]) == [None] and box.stats().id_conflicts == 0
+    assert box.put([Entry.alert(alert("pump-0", 6))]) == [2]
+
+
 def test_in_flight_records_are_not_taken_again_until_retry(tmp_path: Path) -> None:
     box = _box(tmp_path)
     box.put([Entry.alert(alert("pump-0", t)) for t in range(5)])

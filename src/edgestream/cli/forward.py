@@ -179,6 +179,7 @@ def status(
         ("dropped", f"{sum(stats.dropped.values()):,}  {stats.dropped or ''}"),
         ("dropped, not yet reported", f"{stats.dropped_unreported:,}"),
         ("roll-ups (summaries merged)", f"{stats.rollups:,} ({stats.rolled_up:,})"),
+        ("refused: id taken by another record", f"{stats.id_conflicts:,}"),
         ("reports written", f"{stats.reports:,}"),
         ("raw sensor bytes in", _human(stats.sensor_bytes)),
         ("cloud bytes out (wire)", _human(stats.cloud_bytes)),

@@ -275,6 +275,11 @@ class ForwarderCollector(Collector):
         yield drops
         yield counter("edgestream_outbox_rollups", "Roll-ups made past the budget.", s["rollups"])
         yield counter(
+            "edgestream_outbox_id_conflicts",
+            "Records refused because a different record already had their id (never a replay).",
+            s.get("id_conflicts", 0),
+        )
+        yield counter(
             "edgestream_forward_records_delivered",
             "Records the cloud broker confirmed.",
             s["delivered"],

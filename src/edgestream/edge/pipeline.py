@@ -104,7 +104,13 @@ class TopicPipeline:
         self.scorer = scorer
         self.labels = [_label(w) for w in topology.windows]
         self.engines = [
-            WindowEngine.open(window_spec(w), gateway_id, state_dir / topic.name / label, sync=sync)
+            WindowEngine.open(
+                window_spec(w),
+                gateway_id,
+                state_dir / topic.name / label,
+                sync=sync,
+                source=topic.name,
+            )
             for w, label in zip(topology.windows, self.labels, strict=True)
         ]
         last = self.engines[-1]

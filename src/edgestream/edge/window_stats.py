@@ -158,6 +158,16 @@ def _channel_stats(v: np.ndarray, gstart: np.ndarray, gid: np.ndarray) -> dict[s
     }
 
 
+def site_key(site: str, source: str) -> str:
+    """The ``scope_key`` of a site summary computed from the readings of sensor topic
+    ``source`` ("/" is in neither a Kafka topic name nor a topology name).
+
+    >>> site_key("site-3", "sensors.pump")
+    'site-3/sensors.pump'
+    """
+    return f"{site}/{source}"
+
+
 def _single_or_mixed(ids: np.ndarray, gstart: np.ndarray, names: StringTable) -> list:
     """Per group: the one name, ``"mixed"``, or None when every id is -1 (absent)."""
     hi = np.maximum.reduceat(ids, gstart).tolist()
@@ -177,10 +187,14 @@ def summarise(
     gateway_id: str,
     strings: StringTable,
     channels: Sequence[str],
+    source: str | None = None,
 ) -> list[dict[str, Any]]:
     """WindowSummary dicts of the windows with start in ``(after, through]``.
 
     Sorted by (window_end, scope, scope_key); only channels with at least one value appear.
+    ``source`` (the sensor topic the readings came from) makes a *site* summary's key
+    ``<site>/<source>``: each sensor topic has its own engines, so a site served by several
+    topics (device types) gets one site summary per topic, each with an id of its own.
     """
     if not len(rows):
         return []
@@ -198,6 +212,9 @@ def summarise(
         n_groups = gstart.shape[0]
         wstart = starts[order][gstart].tolist()
         key_names = [strings[k] for k in keys[order][gstart].tolist()]
+        site_names = key_names if scope == "site" else None
+        if scope == "site" and source is not None:
+            key_names = [site_key(site, source) for site in key_names]
         ts = rows.ts[idx]
         count = np.diff(np.r_[gstart, idx.shape[0]]).tolist()
         anomalies = np.add.reduceat(rows.anomaly[idx].astype(np.int64), gstart).tolist()
@@ -205,7 +222,9 @@ def summarise(
         first_ts = np.minimum.reduceat(ts, gstart).tolist()
         last_ts = np.maximum.reduceat(ts, gstart).tolist()
         site_ids = rows.site[idx]
-        sites = key_names if scope == "site" else _single_or_mixed(site_ids, gstart, strings)
+        sites = (
+            site_names if site_names is not None else _single_or_mixed(site_ids, gstart, strings)
+        )
         dtypes = _single_or_mixed(rows.device_type[idx], gstart, strings)
         versions = _single_or_mixed(rows.model_version[idx], gstart, strings)
         per_channel = [

@@ -119,9 +119,12 @@ class WindowEngine:
     >>> engine.close()
     """
 
-    def __init__(self, spec: WindowSpec, gateway_id: str, store: WindowStore) -> None:
+    def __init__(
+        self, spec: WindowSpec, gateway_id: str, store: WindowStore, source: str | None = None
+    ) -> None:
         """Use :meth:`open`."""
         self.spec, self.gateway_id, self.store = spec, gateway_id, store
+        self.source = source  # the sensor topic: part of a site summary's key (window_stats)
         state = store.load()
         self._strings = StringTable(state.strings)
         self._failed: BaseException | None = None
@@ -157,15 +160,22 @@ class WindowEngine:
 
     @classmethod
     def open(
-        cls, spec: WindowSpec, gateway_id: str, store_path: Path | str, *, sync: bool = True
+        cls,
+        spec: WindowSpec,
+        gateway_id: str,
+        store_path: Path | str,
+        *,
+        sync: bool = True,
+        source: str | None = None,
     ) -> WindowEngine:
-        """Open (or create) the engine whose state lives in ``store_path``.
+        """Open (or create) the engine whose state lives in ``store_path``; ``source`` is
+        the sensor topic it windows (site summaries are per topic: ``<site>/<topic>``).
 
         After a crash, :meth:`unacked` returns the summaries emitted but not acked.
         """
         store = WindowStore(store_path, sync=sync)
         try:
-            return cls(spec, gateway_id, store)
+            return cls(spec, gateway_id, store, source)
         except BaseException:
             store.close()
             raise
@@ -375,6 +385,7 @@ class WindowEngine:
                 gateway_id=self.gateway_id,
                 strings=self._strings,
                 channels=self._channels,
+                source=self.source,
             )
             live = []
             for seg in self._segments:

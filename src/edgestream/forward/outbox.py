@@ -43,6 +43,7 @@ Budget: see :mod:`edgestream.forward.budget` (roll-ups before drops, alerts drop
 from __future__ import annotations
 
 import contextlib
+import logging
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
@@ -53,6 +54,8 @@ from typing import Any, Literal
 from edgestream.core.topology import Topology
 from edgestream.forward.exceptions import OutboxError
 from edgestream.forward.records import BodyCodec, Entry
+
+log = logging.getLogger("edgestream.forward")
 
 __all__ = ["Outbox", "OutboxConfig", "OutboxStats", "Pending", "outbox_path"]
 
@@ -70,7 +73,8 @@ CREATE TABLE IF NOT EXISTS records (
 CREATE INDEX IF NOT EXISTS records_drain ON records (priority, ord);
 CREATE INDEX IF NOT EXISTS records_created ON records (created_ms);
 CREATE TABLE IF NOT EXISTS seen (
-    record_id TEXT PRIMARY KEY, seq INTEGER NOT NULL, at_ms INTEGER NOT NULL) WITHOUT ROWID;
+    record_id TEXT PRIMARY KEY, seq INTEGER NOT NULL, at_ms INTEGER NOT NULL, digest BLOB)
+    WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS seen_age ON seen (at_ms);
 CREATE TABLE IF NOT EXISTS schemas (
     fingerprint TEXT PRIMARY KEY, kind TEXT NOT NULL, schema TEXT NOT NULL) WITHOUT ROWID;
@@ -162,6 +166,7 @@ class OutboxStats:
     sensor_bytes: int = 0
     cloud_bytes: int = 0
     cloud_bytes_by_kind: dict[str, int] = field(default_factory=dict)
+    id_conflicts: int = 0  # records refused: their id was taken by a different record
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -226,6 +231,8 @@ class Outbox:
         columns = {row[1] for row in self.db.execute("PRAGMA table_info(records)")}
         if "writer" not in columns:
             self.db.execute("ALTER TABLE records ADD COLUMN writer TEXT")
+        if "digest" not in {row[1] for row in self.db.execute("PRAGMA table_info(seen)")}:
+            self.db.execute("ALTER TABLE seen ADD COLUMN digest BLOB")  # ids seen before: NULL
         self.db.executemany(
             "INSERT OR IGNORE INTO schemas (fingerprint, kind, schema) VALUES (?, ?, ?)",
             [(self.codec.writers[k], k, text) for k, text in self.codec.texts.items()],
@@ -261,11 +268,24 @@ class Outbox:
     ) -> int | None:
         """Accept one record (call inside :meth:`transaction`); None when its id was seen."""
         seq = self.meta("next_seq") or 1
+        digest = entry.digest
         cur = self.db.execute(
-            "INSERT OR IGNORE INTO seen (record_id, seq, at_ms) VALUES (?, ?, ?)",
-            (entry.record_id, seq, now),
+            "INSERT OR IGNORE INTO seen (record_id, seq, at_ms, digest) VALUES (?, ?, ?, ?)",
+            (entry.record_id, seq, now, digest),
         )
         if cur.rowcount == 0:
+            (known,) = self.db.execute(
+                "SELECT digest FROM seen WHERE record_id = ?", (entry.record_id,)
+            ).fetchone()
+            if known is not None and bytes(known) != digest:
+                # never a replay: two different records share an id, and the second is lost
+                self.bump("id_conflicts", 1)
+                log.error(
+                    "outbox refused a %s whose id %s is taken by a different record: ids "
+                    "must tell records apart (counted in id_conflicts)",
+                    entry.kind,
+                    entry.record_id,
+                )
             return None
         body = self.codec.encode(entry.kind, {**entry.record, "gateway_seq": seq})
         size = len(body) + len(entry.key) + HEADER_BYTES
@@ -427,6 +447,7 @@ class Outbox:
             next_seq=int(meta.get("next_seq", 1)),
             sensor_bytes=int(meta.get("sensor_bytes", 0)),
             cloud_bytes=int(meta.get("cloud_bytes", 0)),
+            id_conflicts=int(meta.get("id_conflicts", 0)),
             cloud_bytes_by_kind={
                 name.split(".", 1)[1]: int(v)
                 for name, v in meta.items()
