@@ -25,7 +25,7 @@ java_major() {
 
 ensure_java() {
   # Flink needs a Java 17+ runtime; our Flink functions in Java (src/edgestream/cloud/java)
-  # are compiled on first use, so the JDK's javac too
+  # are built with Maven at setup, so a JDK, not just a runtime
   if command -v java >/dev/null 2>&1 && [ "$(java_major)" -ge 17 ] 2>/dev/null &&
     command -v javac >/dev/null 2>&1; then return; fi
   say "Java 17+ JDK not found (Flink and our Java functions need it): installing openjdk-17-jdk-headless"
@@ -50,8 +50,9 @@ ensure_maven() {
 }
 
 ensure_jars() {
-  # once per POM content (cached in $EDGESTREAM_HOME/jars; Maven's own cache is ~/.m2)
-  say "resolving the Kafka broker's and Flink's jars from Maven Central (first time: ~1-2 min)"
+  # once per POM content (cached in $EDGESTREAM_HOME/jars; Maven's own cache is ~/.m2): the
+  # Kafka broker, Flink's Kafka connector and Avro, and our Flink functions' jar
+  say "resolving the Kafka and Flink jars from Maven Central, building our Flink functions"
   "$VENV/bin/python" -m edgestream.core.jars
 }
 

@@ -24,15 +24,12 @@ True
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import os
 import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -127,18 +124,6 @@ def _digest(sources: list[Path]) -> str:
     return h.hexdigest()[:16]
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """An exclusive lock on ``path`` (a file), shared with other processes."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def udf_jar(cache: Path | None = None) -> Path:
     """The jar of the Java functions, built now if this source content has no jar yet.
 
@@ -150,7 +135,7 @@ def udf_jar(cache: Path | None = None) -> Path:
     jar = target / f"{JAR_NAME}.jar"
     if jar.exists():
         return jar
-    with _locked(root / f".{JAR_NAME}.lock"):
+    with jars.locked(root / f".{JAR_NAME}.lock"):
         if jar.exists():
             return jar
         javac()  # a one-line message without a JDK, before Maven says it its own way
@@ -171,6 +156,14 @@ def udf_jar(cache: Path | None = None) -> Path:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return jar
+
+
+def prefetch() -> list[Path]:
+    """Resolve the Flink jars and build the functions' jar now (a setup step); returns the
+    folders it made ready."""
+    from edgestream.cloud.flink import flink_lib
+
+    return [flink_lib(), udf_jar().parent]
 
 
 def register_functions(tenv: Any) -> Path:

@@ -26,7 +26,16 @@ from pathlib import Path
 from edgestream.core.exceptions import ServiceUnavailable
 from edgestream.core.paths import home_dir
 
-__all__ = ["ENV_CACHE", "MavenNotFound", "cache_dir", "classpath", "digest", "mvn", "resolve"]
+__all__ = [
+    "ENV_CACHE",
+    "MavenNotFound",
+    "cache_dir",
+    "classpath",
+    "digest",
+    "locked",
+    "mvn",
+    "resolve",
+]
 
 ENV_CACHE = "EDGESTREAM_JARS"
 
@@ -58,7 +67,8 @@ def mvn() -> str:
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive file lock on ``path`` (created if missing) for the ``with`` block."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -77,7 +87,7 @@ def resolve(name: str, pom: Path, *, scope: str = "runtime") -> Path:
     target = cache_dir() / f"{name}-{digest(pom)}"
     if (target / ".complete").exists():
         return target
-    with _locked(cache_dir() / f".{name}.lock"):
+    with locked(cache_dir() / f".{name}.lock"):
         if (target / ".complete").exists():
             return target
         staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=cache_dir()))
@@ -120,7 +130,7 @@ def _main() -> None:
         flink = importlib.import_module("edgestream.cloud.jvm")
     except ImportError:
         flink = None
-    if flink is not None and hasattr(flink, "prefetch"):
+    if flink is not None:
         done += flink.prefetch()
     for folder in done:
         print(f"jars ready: {folder} ({len(list(folder.glob('*.jar')))} jars)")
