@@ -13,9 +13,8 @@ RSS after warm-up (from when every process serves metrics and readings flow) and
 and the growth (a process's children count: a PyFlink job's JVM); error counts (ERROR/CRITICAL
 log lines while running, those during the stop apart, restarts, DLQ records of kinds the
 simulator never injects). ``EDGESTREAM_SOAK_DIR`` keeps the run dir (logs) there.
-Goals: growth <= 10 % per process of ours, 0 errors, each Tansu broker under
-``BROKER_BOUND_MB`` (Tansu ignores retention: its memory grows with the data it holds, see
-DESIGN.md; the default rates keep it under this).
+Goals: growth <= 10 % per process of ours, 0 errors, each embedded broker
+under ``BROKER_BOUND_MB``.
 """
 
 from __future__ import annotations

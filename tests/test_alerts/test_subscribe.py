@@ -1,5 +1,5 @@
 """Alert subscribers on a real embedded stack: live delivery once, resume after a restart,
-filters, exact snapshot ends on Tansu, the CLI, and decoding by a plain Confluent client."""
+filters, exact snapshot ends, the CLI, and decoding by a plain Confluent client."""
 
 from __future__ import annotations
 
@@ -122,7 +122,7 @@ def test_live_subscriber_gets_each_alert_once_and_resumes_after_restart(cloud: C
 def test_snapshot_applies_filters_and_ends_exactly(cloud: Cloud) -> None:
     now = int(time.time() * 1000)
     records: list[dict[str, Any]] = []
-    for size in (1, 1, 10, 5, 100):  # batches: Tansu's ListOffsets would stop short
+    for size in (1, 1, 10, 5, 100):  # many batches: a short ListOffsets would stop early
         batch = cloud.incident(size, now - 3_600_000 + len(records) * 200_000)
         records += batch
     args = {"bootstrap": cloud.bootstrap, "registry": cloud.registry, "topic": cloud.topic,

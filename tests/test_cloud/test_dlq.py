@@ -1,4 +1,4 @@
-"""Bad input records on a real Flink MiniCluster over a real (Tansu) broker: garbage bytes, a
+"""Bad input records on a real Flink MiniCluster over a real Kafka broker: garbage bytes, a
 wrong magic byte, an unknown schema id and a record of another schema among good summaries do
 not fail the job; each goes to ``fleet.dlq`` (original bytes, reason, source position) and the
 fleet stats still equal the offline reference of the good records."""

@@ -1,4 +1,4 @@
-"""The fleet job on a real Flink MiniCluster over a real (Tansu) broker: fleet.stats equals
+"""The fleet job on a real Flink MiniCluster over a real Kafka broker: fleet.stats equals
 the offline reference (replays, site summaries, a gateway back from a 10-minute outage) and
 injected drift gives exactly one RetrainRequest."""
 

@@ -1,4 +1,4 @@
-"""Exact end offsets on the embedded Tansu broker, whose ListOffsets(latest) is short."""
+"""Exact end offsets from fetches, checked against the broker's ListOffsets(latest)."""
 
 from __future__ import annotations
 

@@ -77,7 +77,7 @@ class Worker(Child):
 def read_topic(bootstrap: str, topic: str, settle: float = 2.0) -> list[Any]:
     """Every message of ``topic`` (all partitions, from offset 0) until ``settle`` s of quiet.
 
-    Fetch-based: never trusts end offsets from ListOffsets (wrong on Tansu).
+    Fetch-based: never trusts end offsets from ListOffsets (short on some brokers).
     """
     consumer = Consumer(consumer_config(bootstrap, f"read-{time.time_ns()}"))
     try:

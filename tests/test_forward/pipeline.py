@@ -1,7 +1,7 @@
 """A real edge-to-cloud pipeline for the forwarder tests: the embedded stack (one edge broker,
 the cloud broker, the registry), a gateway worker and a forwarder (subprocesses, so they can be
 killed with SIGKILL), a simulator thread, and a dedup reader of the cloud topics that keeps
-its dedup state across cloud broker restarts (an in-memory Tansu loses its topics)."""
+its dedup state across cloud broker restarts (it re-reads the topics from the start)."""
 
 from __future__ import annotations
 
@@ -153,9 +153,8 @@ class Pipeline:
         return edge
 
     def kill_cloud(self) -> None:
-        """The cloud broker dies at once (SIGKILL; a SIGTERM-ed Tansu serves on for seconds,
-        and what it takes then is lost with its memory before any reader sees it); the stack
-        records it stopped. ``self.stack.start()`` brings back a fresh, empty one."""
+        """The cloud broker dies at once (SIGKILL: no clean shutdown); the stack records it
+        stopped. ``self.stack.start()`` brings it back with the data it had on disk."""
         pid = self.stack.status().components["cloud"].pid
         assert pid is not None
         os.killpg(pid, signal.SIGKILL)

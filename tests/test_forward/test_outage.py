@@ -1,5 +1,5 @@
 """Acceptance: a real gateway worker, a real forwarder process and the simulator, with the
-cloud broker stopped (a fresh in-memory Tansu when it comes back), the forwarder killed with
+cloud broker killed and started again with its data, the forwarder killed with
 SIGKILL during an outage, and a tiny outbox budget."""
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
 """Cloud connection settings: topology/env -> librdkafka, validation, secrets never shown.
 
-SASL is tested here as a mapping only: Tansu 0.6 with in-memory storage cannot be given a
-user while ``--authentication`` is on (creating a user is itself refused as not
-authenticated), so no SASL handshake against a real broker runs in the suite.
+Here the settings as a mapping; the handshakes against a real Kafka listener (SSL, and
+SASL_SSL with SCRAM-SHA-512) are in ``test_tls.py``.
 """
 
 from __future__ import annotations

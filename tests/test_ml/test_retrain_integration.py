@@ -1,4 +1,4 @@
-"""The retrainer against a real cloud Tansu + registry: samples and a RetrainRequest in, a
+"""The retrainer against a real cloud Kafka + registry: samples and a RetrainRequest in, a
 signed candidate that loads in onnxruntime out; serve dedups requests and promotes after the
 canary gateway reports ``promoted``."""
 

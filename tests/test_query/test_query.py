@@ -1,5 +1,5 @@
 """Flink SQL over the fleet's streams on a real stack and a real MiniCluster: bounded results
-equal offline references (replays dropped, exact ends on Tansu), bad SQL is one readable block.
+equal offline references (replays dropped, exact ends), bad SQL is one readable block.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ class Fleet:
     def _send(self) -> None:
         summaries = AvroSerializer(self.registry, "WindowSummary", subject_for("fleet.summaries"))
         alerts = AvroSerializer(self.registry, "AnomalyAlert", subject_for("fleet.alerts"))
-        batches = (1, 1, 10, 5, 100)  # many small batches: Tansu's ListOffsets stops short
+        batches = (1, 1, 10, 5, 100)  # many small batches: a short ListOffsets would stop early
         start = 0
         for size in batches:
             for record in self.summaries[start : start + size]:

@@ -1,4 +1,4 @@
-"""Real Tansu broker + real registry: everything sent decodes with confluent-kafka's own Avro
+"""Real Kafka broker + real registry: everything sent decodes with confluent-kafka's own Avro
 deserializer, and the readings are exactly those the labels file's run totals name."""
 
 from __future__ import annotations

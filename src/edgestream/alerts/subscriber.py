@@ -13,7 +13,7 @@ re-reads up to ``prime`` records per partition before its committed offset, with
 them out, so a late replay of an alert it already printed is still recognised.
 
 ``follow=False`` stops at the end of the topic as it was when the subscription reached it;
-the end comes from fetch responses (exact on Tansu too, see :mod:`edgestream.core.offsets`).
+the end comes from fetch responses (exact on any broker, see :mod:`edgestream.core.offsets`).
 """
 
 from __future__ import annotations

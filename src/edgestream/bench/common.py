@@ -219,7 +219,7 @@ class ProcMonitor:
 # -- topics ------------------------------------------------------------------------------------
 class TopicReader:
     """Reads a topic (every partition) from given offsets by fetching: never trusts end
-    offsets from ListOffsets (wrong on Tansu, see DESIGN.md); the caller knows what to expect.
+    offsets from ListOffsets (short on some brokers); the caller knows what to expect.
     """
 
     def __init__(self, bootstrap: str, topic: str, start: dict[int, int] | None = None) -> None:

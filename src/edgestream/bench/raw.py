@@ -3,7 +3,7 @@ with our :meth:`AvroDeserializer.decode_many` - the ceiling a gateway is compare
 
 Both read partition 0 (and the others) from offset 0 by assignment (no group join) until
 they hold the number of messages the caller knows was written (fetch-based: never from
-ListOffsets end offsets, wrong on Tansu).
+ListOffsets end offsets, short on some brokers).
 
 >>> baseline(messages=2000, readings=100_000, seconds=0.5)["readings_per_s"]
 200000

@@ -1,7 +1,7 @@
 """Run a worker as a subprocess until an output topic holds what its input must produce.
 
 Completion is counted by fetching the output topic from the offsets it had before the run
-(never from ListOffsets end offsets, wrong on Tansu); output times are the records' own
+(never from ListOffsets end offsets, short on some brokers); output times are the records' own
 timestamps (set by the worker's producer), so the reader's polling does not blur them.
 CPU is read from ``/proc`` while the worker still runs: main thread (Faust's event loop)
 and other threads (the pipeline executor) apart, plus the time it waited for a CPU.

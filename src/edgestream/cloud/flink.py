@@ -17,7 +17,8 @@
   metadata, optional key column, bounded or unbounded scan.
 * :func:`bounded_offsets` - ``scan.bounded.specific-offsets`` from exact end offsets
   (:func:`edgestream.core.offsets.exact_end_offsets`): never ``latest-offset``, which trusts
-  ListOffsets (wrong on Tansu: a bounded read stopped at 48,172 of 50,000 records).
+  ListOffsets (short on some Kafka-protocol brokers: a bounded read once stopped at 48,172
+  of 50,000 records).
 
 >>> print(kafka_table_ddl("src", "fleet.summaries", "127.0.0.1:9092", ends={0: 10, 1: 0}))
 CREATE TABLE `src` (

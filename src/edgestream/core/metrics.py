@@ -119,7 +119,7 @@ _GW, _TOPIC = ("gateway",), ("gateway", "topic")
 CONSUMER_LAG = Gauge(
     "edgestream_consumer_lag_broker_reported_records",
     "Records between the gateway's read position and the high watermark the broker reported "
-    "in its last fetch (broker-reported: Tansu's end offsets can be short, see DESIGN.md).",
+    "in its last fetch (broker-reported).",
     [*_TOPIC, "partition"],
 )
 READINGS = Counter(

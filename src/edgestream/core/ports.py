@@ -21,7 +21,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
     """True when something listens on ``host:port`` or a server could not bind it.
 
-    The bind test uses ``SO_REUSEADDR`` as servers (Tansu, our registry) do, so connections
+    The bind test uses ``SO_REUSEADDR`` as servers (Kafka, our registry) do, so connections
     lingering in TIME_WAIT after a stop do not count as "in use".
     """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

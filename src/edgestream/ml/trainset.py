@@ -4,7 +4,7 @@ The pointer is a list of offset ranges ``[start_offset, end_offset)`` of ``fleet
 partitions (SensorReading records sampled by the gateways). Records are fetched by offset:
 a range is complete once the record at ``end_offset - 1`` was read, and an end-of-partition
 event below that means the data is not on the broker (an error, never a silent short set).
-ListOffsets is never asked (Tansu answers it wrongly, DESIGN.md).
+ListOffsets is never asked (some Kafka-protocol brokers answer it short).
 
 The set is the readings of the model's device type in those ranges, each reading once
 (``device_id`` + ``seq`` is the reading id; a forwarder replay repeats it), with every feature

@@ -13,7 +13,7 @@ table and a view; forwarder replays are dropped there. Times are ``TIMESTAMP(3)`
 ``scope`` is a reserved word in Flink SQL: write it quoted, ``WHERE `scope` = 'site'``.
 
 Bounded queries read each topic up to its exact end offsets (fetch-based,
-:func:`edgestream.core.offsets.exact_end_offsets`), so a snapshot is complete on Tansu too.
+:func:`edgestream.core.offsets.exact_end_offsets`), so a snapshot is complete on any broker.
 """
 
 from __future__ import annotations

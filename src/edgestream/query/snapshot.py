@@ -4,7 +4,7 @@ Measured on the development machine (2 cores, load ~15 from other test runs): de
 PyFlink Python operator (``thread`` mode) made a 100-record COUNT take 74 s against 18 s for
 the same query on raw bytes; a table handed to Flink from pandas (Arrow) ran a GROUP BY over
 10,000 rows in 3.2 s once the MiniCluster was up. So a snapshot reads each Avro topic here,
-up to its exact end (fetch-based end-of-partition events: exact on Tansu, whose ListOffsets
+up to its exact end (fetch-based end-of-partition events: exact even on a broker whose ListOffsets
 is not), decodes with the one serde path, drops forwarder replays, and gives Flink a table.
 ``--follow`` queries use the streaming route (Kafka source + Python decoding in Flink).
 The snapshot lives in the client's memory: fine for the aggregated streams (summaries and
