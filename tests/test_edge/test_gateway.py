@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
 from edgestream.core.broker import broker_ready, ensure_topics
@@ -261,6 +261,8 @@ def _good(i: int, base: int, device: str = "pump-0001") -> dict:
     phases=[Phase.explicit, Phase.generate],  # one run takes ~1 min: no shrinking
 )
 @given(seed=st.integers(0, 2**32 - 1))
+@example(seed=1)  # fixed inputs every run, besides one new random flood per run
+@example(seed=20261204)
 def test_flood_of_bad_input_goes_to_the_dlq_and_loses_nothing(tmp_path_factory, seed):
     tmp = tmp_path_factory.mktemp("flood")
     stack = Stack(tmp / "stack")
