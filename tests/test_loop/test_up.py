@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from edgestream.core.exceptions import EdgestreamError
 from edgestream.core.metrics import read_port
 from edgestream.core.stack import Stack
 from edgestream.loop.procs import Managed
@@ -98,8 +99,8 @@ def test_up_runs_gateway_and_forwarder_and_ctrl_c_leaves_nothing(tmp_path: Path)
                 else None
             )
             delivered = total(page or {}, "edgestream_forward_bytes_total", direction="out")
-            if delivered > 0:
-                break
+            if delivered > 0 and _cloud_records(home, "fleet.summaries") > 0:
+                break  # a positive sign: the first summaries are in the cloud broker
             time.sleep(2)
         assert delivered > 0, log.read_text()[-3000:]
         time.sleep(6)  # the loop reads the metrics pages every 2 s
@@ -116,6 +117,20 @@ def test_up_runs_gateway_and_forwarder_and_ctrl_c_leaves_nothing(tmp_path: Path)
     assert summary["worker_restarts"] == summary["forwarder_restarts"] == 0
     _assert_nothing_left(home)
     assert not Stack(home / "stack").status().running
+
+
+def _cloud_records(home: Path, topic: str) -> int:
+    """Records in ``topic`` on the run's cloud broker (0 while the stack or topic is not up)."""
+    from edgestream.core.offsets import exact_end_offsets
+
+    status = Stack(home / "stack").status()
+    cloud = status.endpoints()["cloud"]
+    if not status.running or not cloud:
+        return 0
+    try:
+        return sum(exact_end_offsets(str(cloud), topic, timeout=10).values())
+    except EdgestreamError:
+        return 0
 
 
 def _reap(proc: subprocess.Popen[bytes]) -> None:
