@@ -105,6 +105,17 @@ def _assert_equal_to_reference(got: dict, refs) -> None:
             _close(have[sid], expected, sid)
 
 
+def _assert_replays_identical_and_equal_to_reference(raw: list, registry: str, refs) -> None:
+    """Summaries read from the edge topic: a replayed one is byte-identical to its first copy,
+    and one copy of each equals the reference."""
+    by_key: dict[bytes, set[bytes]] = {}
+    for msg in raw:
+        by_key.setdefault(msg.key(), set()).add(msg.value())
+    assert all(len(v) == 1 for v in by_key.values()), "a duplicate must be byte-identical"
+    decode = AvroDeserializer(registry)
+    _assert_equal_to_reference(_by_spec([decode(next(iter(v))) for v in by_key.values()]), refs)
+
+
 def test_window_summaries_equal_the_offline_reference(env):
     _simulate(env)
     worker = _worker(env).start()
@@ -158,13 +169,7 @@ def test_kill_9_mid_stream_gives_the_same_summaries(env):
         raw = gr.read_topic(env["bootstrap"], "edge.summaries")
     finally:
         worker.stop()
-    by_key: dict[bytes, set[bytes]] = {}
-    for msg in raw:
-        by_key.setdefault(msg.key(), set()).add(msg.value())
-    assert all(len(v) == 1 for v in by_key.values()), "a duplicate must be byte-identical"
-    decode = AvroDeserializer(env["registry"])
-    summaries = [decode(next(iter(v))) for v in by_key.values()]
-    _assert_equal_to_reference(_by_spec(summaries), refs)
+    _assert_replays_identical_and_equal_to_reference(raw, env["registry"], refs)
 
 
 def _forwarder(env) -> Child:
@@ -226,12 +231,7 @@ def test_an_edge_broker_restart_loses_no_alert_and_no_reading(env):
         if forwarder is not None:
             forwarder.stop()
         worker.stop()
-    by_key: dict[bytes, set[bytes]] = {}
-    for msg in raw:
-        by_key.setdefault(msg.key(), set()).add(msg.value())
-    assert all(len(v) == 1 for v in by_key.values()), "a duplicate must be byte-identical"
-    decode = AvroDeserializer(env["registry"])
-    _assert_equal_to_reference(_by_spec([decode(next(iter(v))) for v in by_key.values()]), refs)
+    _assert_replays_identical_and_equal_to_reference(raw, env["registry"], refs)
 
 
 # -- bad input --------------------------------------------------------------------------------
