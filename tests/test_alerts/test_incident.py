@@ -8,8 +8,12 @@ import time
 from pathlib import Path
 
 import pytest
+from confluent_kafka import Producer
 
 from edgestream.alerts import subscribe
+from edgestream.core.broker import producer_config
+from edgestream.core.serde import AvroSerializer, subject_for
+from tests.test_forward.factories import alert
 from tests.test_forward.pipeline import Pipeline
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -35,7 +39,19 @@ def test_subscriber_gets_a_real_incident_once(tmp_path: Path) -> None:
         got += [a.alert_id for a in live.poll(2.0)]
         live.close()
         assert sorted(got) == want  # every alert of the incident(s), each once
+        # a restarted subscriber of the group: a marker alert produced now is the positive
+        # sign that it reads; it must be the only alert it prints (nothing old again)
+        marker = alert("pump-marker", int(time.time() * 1000), gateway="gw-marker")
+        ser = AvroSerializer(p.registry, "AnomalyAlert", subject_for("fleet.alerts"))
         with subscribe(**where) as restarted:
-            assert restarted.poll(3.0) == []
+            producer = Producer(producer_config(p.cloud))
+            producer.produce("fleet.alerts", ser(marker), marker["device_id"].encode())
+            assert producer.flush(20) == 0
+            seen: list[str] = []
+            deadline = time.monotonic() + 60
+            while marker["alert_id"] not in seen and time.monotonic() < deadline:
+                seen += [a.alert_id for a in restarted.poll(1.0)]
+            seen += [a.alert_id for a in restarted.poll(1.0)]
+        assert seen == [marker["alert_id"]], "only the marker: nothing old printed again"
     finally:
         p.close()
