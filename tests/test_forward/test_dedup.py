@@ -7,6 +7,8 @@ import time
 
 import pytest
 from confluent_kafka import Producer
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from edgestream.core.broker import ensure_topics
 from edgestream.core.serde import AvroSerializer, subject_for
@@ -82,3 +84,37 @@ def test_reader_skips_a_record_that_does_not_decode_and_goes_on(stack: StackStat
     reader.close()
     assert [d.record["ts"] for d in got] == [1, 2]
     assert reader.skipped == [(topic, 0, 1, "decode")]
+
+
+_EVENTS = st.lists(
+    st.tuples(
+        st.sampled_from(["gw-a", "gw-b", None]),
+        st.one_of(st.none(), st.integers(0, 20)),
+        st.one_of(st.none(), st.sampled_from([f"id{i}" for i in range(12)])),
+    ),
+    max_size=200,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(events=_EVENTS)
+@example(events=[("gw-a", 1, "id1"), ("gw-a", 1, "id1"), ("gw-a", 2, "id1"), ("gw-b", 1, "id1")])
+@example(events=[(None, None, "id3"), ("gw-a", 4, "id3"), ("gw-a", 4, None), (None, 4, None)])
+def test_deduplicator_equals_a_brute_force_model(events) -> None:
+    """Within its window and id memory, the Deduplicator accepts exactly what a model of two
+    plain sets accepts: a record is new when its (gateway, seq) was never seen (if it has
+    both) and its id was never seen (if it has one); a record with neither is always new."""
+    dedup = Deduplicator(window=1 << 10, id_memory=1 << 10)
+    seen_seqs: set[tuple[str, int]] = set()
+    seen_ids: set[str] = set()
+    for gateway, seq, rid in events:
+        has_seq = gateway is not None and seq is not None
+        want = (not has_seq or (gateway, seq) not in seen_seqs) and (
+            rid is None or rid not in seen_ids
+        )
+        if has_seq:
+            seen_seqs.add((gateway, seq))
+        if rid is not None:
+            seen_ids.add(rid)
+        assert dedup.accept(gateway, seq, rid) == want, (gateway, seq, rid)
+    assert dedup.stats["accepted"] + dedup.stats["duplicates"] == len(events)
