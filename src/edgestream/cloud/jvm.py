@@ -150,9 +150,7 @@ def udf_jar(cache: Path | None = None) -> Path:
                 raise JvmBuildError(f"mvn package failed on {POM}: " + " | ".join(errors))
             os.replace(staging / "build" / f"{JAR_NAME}.jar", staging / f"{JAR_NAME}.jar")
             shutil.rmtree(staging / "build")
-            if target.exists():
-                shutil.rmtree(target)
-            os.replace(staging, target)
+            jars.install(staging, target)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return jar

@@ -32,6 +32,7 @@ __all__ = [
     "cache_dir",
     "classpath",
     "digest",
+    "install",
     "locked",
     "mvn",
     "resolve",
@@ -102,12 +103,18 @@ def resolve(name: str, pom: Path, *, scope: str = "runtime") -> Path:
                     f"reachable?): {' | '.join(tail)}"
                 )
             (staging / ".complete").write_text(pom.name + "\n")
-            if target.exists():
-                shutil.rmtree(target)
-            os.replace(staging, target)
+            install(staging, target)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def install(staging: Path, target: Path) -> None:
+    """Put the finished folder ``staging`` in place of ``target`` in one rename (call under
+    :func:`locked`): readers find the whole folder or none."""
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(staging, target)
 
 
 def classpath(folder: Path) -> str:
