@@ -229,9 +229,16 @@ def test_subscriber_thread_stops_on_close(cloud: Cloud) -> None:
     sub = subscribe(bootstrap=cloud.bootstrap, registry=cloud.registry, topic=cloud.topic,
                     group=None)  # fmt: skip
     seen: list[Any] = []
-    thread = threading.Thread(target=lambda: seen.extend(sub.poll(3.0)), daemon=True)
+
+    def read() -> None:  # polls until both arrived: no single poll must return both
+        deadline = time.monotonic() + 60
+        while len(seen) < 2 and time.monotonic() < deadline:
+            seen.extend(sub.poll(1.0))
+
+    thread = threading.Thread(target=read, daemon=True)
     thread.start()
-    cloud.incident(2, 1_700_000_000_000)
-    thread.join(30)
+    records = cloud.incident(2, 1_700_000_000_000)
+    thread.join(90)
+    assert not thread.is_alive()
     sub.close()
-    assert len(seen) == 2
+    assert sorted(a.alert_id for a in seen) == sorted(_ids(records))
