@@ -338,6 +338,42 @@ def test_assigned_partition_holds_watermark_until_idle(tmp_path: Path) -> None:
         assert [s["window_end"] for s in res.summaries] == [6000, 6000]
 
 
+def test_a_backlog_after_downtime_is_windowed_like_live_data(tmp_path: Path) -> None:
+    """Both partitions got readings while the worker was down (75 s, idle timeout 100 ms):
+    reopened and assigned, the engine gives the summaries of a run without the downtime and
+    no late reading; a partition the consumer is behind on holds the watermark however long
+    the other partition's backlog takes; a genuinely late reading is still late."""
+    spec = WindowSpec(1000, idle_timeout_ms=100)
+    live = [(0, [0], [500], 0), (1, [0], [600], 0)]
+    backlog = [(0, [1, 2, 3], [1500, 2500, 3500], 0), (1, [1, 2, 3], [1600, 2600, 3600], 1)]
+
+    def batch(partition: int, offsets: list[int], ts: list[int]) -> ReadingBatch:
+        return _batch(partition, offsets, ts, devices=[f"d{partition}"] * len(ts))
+
+    with _open(tmp_path / "reference", spec) as engine:
+        engine.assign([0, 1], now_ms=0)
+        want = [
+            s for p, o, t, _ in live + backlog for s in engine.process(batch(p, o, t), 0).summaries
+        ]
+    assert len(want) == 9  # [0,1000) .. [2000,3000) for d0, d1 and the site
+
+    with _open(tmp_path / "restarted", spec) as engine:
+        engine.assign([0, 1], now_ms=0)
+        got = [s for p, o, t, _ in live for s in engine.process(batch(p, o, t), 0).summaries]
+    down = 75_000
+    with _open(tmp_path / "restarted", spec) as engine:
+        engine.assign([0, 1], now_ms=down)
+        for p, o, t, slow in backlog:
+            now = down + 1000 * slow  # the other partition's backlog took a second to read
+            engine.assign([1], now_ms=now - 50)  # the consumer has records of partition 1 unread
+            res = engine.process(batch(p, o, t), now_ms=now)
+            assert len(res.late) == 0
+            got += res.summaries
+        assert got == want
+        res = engine.process(batch(1, [4], [1700]), now_ms=down + 1010)
+        assert res.late.indices.tolist() == [0], "a reading whose windows closed is late"
+
+
 def test_reading_is_late_only_when_all_its_windows_are_closed(tmp_path: Path) -> None:
     spec = WindowSpec(1000, 500, max_out_of_orderness_ms=0)
     with _open(tmp_path, spec) as engine:

@@ -2,8 +2,13 @@
 
 A partition's watermark is ``max event time seen - max_out_of_orderness``. The engine
 watermark is the max of its previous value and the min over the partitions that are not
-idle; a partition is idle when ``now_ms - last time it delivered readings >= idle_timeout``
+idle; a partition is idle when ``now_ms - last time it was active >= idle_timeout``
 (processing time, passed in: never read from the clock here). It never goes backwards.
+
+A partition is active when it delivers readings and when the caller declares it live
+(:meth:`Watermarks.assign`): on assignment, so the time a worker was down is not taken for
+silence, and while the consumer has records of it not yet read, so a backlog holds the
+watermark until it is read and windowed by its own event times.
 """
 
 from __future__ import annotations
@@ -36,6 +41,10 @@ class Watermarks:
     >>> wm.observe(0, max_ts=6000, last_offset=12, now_ms=40)
     >>> wm.candidate(now_ms=60)  # partition 1 idle since 50: no longer holds it
     5900
+    >>> wm.assign([0, 1], now_ms=100)  # a restart, or records of partition 1 not yet read
+    False
+    >>> wm.candidate(now_ms=120)  # partition 1 holds it again until idle from 100
+    1900
     """
 
     def __init__(
@@ -58,11 +67,17 @@ class Watermarks:
         }
 
     def assign(self, partitions: list[int], now_ms: int) -> bool:
-        """Known partitions hold the watermark until they deliver or go idle; True if new."""
-        new = [p for p in partitions if p not in self.partitions]
-        for p in new:
-            self.partitions[p] = PartitionPosition(last_active_ms=now_ms)
-        return bool(new)
+        """These partitions are live at ``now_ms``: each holds the watermark until it delivers
+        or stays silent for the idle timeout from ``now_ms``. True if one was new."""
+        new = False
+        for p in partitions:
+            pos = self.partitions.get(p)
+            if pos is None:
+                self.partitions[p] = PartitionPosition(last_active_ms=now_ms)
+                new = True
+            elif pos.last_active_ms is None or pos.last_active_ms < now_ms:
+                pos.last_active_ms = now_ms
+        return new
 
     def last_offset(self, pid: int) -> int | None:
         pos = self.partitions.get(pid)

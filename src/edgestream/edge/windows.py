@@ -10,12 +10,16 @@ Semantics (Flink's, stated so a reference can be written from them):
   a reading belongs to ``size / hop`` windows.
 * Watermark of a partition: ``max event time seen - max_out_of_orderness``. The engine
   watermark ``WM`` is the max of its previous value and the min over the partitions that are
-  not idle; a partition is idle when ``now_ms - last time it delivered readings >=
-  idle_timeout_ms`` (``now_ms`` is processing time passed in by the caller). In ``process``
-  the batch's partition is active; before each reading ``WM`` is updated from the partitions'
-  current maxima (so the reading is judged by the watermark its predecessors produced), then
-  the reading updates its partition's maximum. Results therefore do not depend on how a
-  partition's readings are cut into batches.
+  not idle; a partition is idle when ``now_ms - last time it was active >= idle_timeout_ms``
+  (``now_ms`` is processing time passed in by the caller). A partition is active when it
+  delivers readings and when :meth:`WindowEngine.assign` names it: on assignment (after a
+  restart too: the time the worker was down is not silence) and while the consumer has
+  records of it not yet read (a backlog after downtime is windowed by its event times, as
+  live data is, not by how long reading it takes). In ``process`` the batch's partition is
+  active; before each reading ``WM`` is updated from the partitions' current maxima (so the
+  reading is judged by the watermark its predecessors produced), then the reading updates
+  its partition's maximum. Results therefore do not depend on how a partition's readings
+  are cut into batches.
 * Window ``[s, e)`` is closed once ``e - 1 + allowed_lateness <= WM``; it is emitted once, by
   the call in which it closes. A reading is not added to its closed windows; it is *late* when
   all of them are closed, and is then returned in :class:`LateReadings` and counted per key.
@@ -217,8 +221,10 @@ class WindowEngine:
 
     @_fail_closed
     def assign(self, partitions: Iterable[int], now_ms: int) -> None:
-        """Declare partitions before their first batch, so they hold the watermark until they
-        deliver data or go idle (call it from the consumer's partition-assignment hook)."""
+        """Declare partitions live at ``now_ms``: each holds the watermark until it delivers
+        data or stays silent for the idle timeout from ``now_ms``. Call it on assignment
+        (known partitions too: a restart after downtime must not find them idle) and for the
+        partitions the consumer has records of not yet read (a backlog is not silence)."""
         if self._clock.assign(list(partitions), now_ms):
             self._commit(Changes(meta=self._meta()))
 
