@@ -3,6 +3,7 @@ registry and the shipped ONNX model; results checked against an offline referenc
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 import threading
@@ -22,6 +23,7 @@ from edgestream.core.serde import AvroDeserializer, AvroSerializer, subject_for
 from edgestream.core.stack import Stack
 from edgestream.core.topology import load_topology
 from edgestream.edge.pipeline import window_spec
+from edgestream.edge.validate import OVERSIZE_HEAD_BYTES
 from edgestream.forward.dedup import DedupReader, record_id
 from edgestream.sim import simulate
 from tests.test_edge import gatewayrun as gr
@@ -357,9 +359,21 @@ def test_flood_of_bad_input_goes_to_the_dlq_and_loses_nothing(tmp_path_factory, 
         got_garbage = Counter(
             m.value() for r, m in zip(reasons, dlq, strict=False) if r in decode_reasons
         )
-        want = Counter((kind, value) for kind, value in bad if kind != "garbage")
+        want = Counter(
+            (kind, value[:OVERSIZE_HEAD_BYTES] if kind == "oversize" else value)
+            for kind, value in bad
+            if kind != "garbage"
+        )
         want_garbage = Counter(value for kind, value in bad if kind == "garbage")
-        assert got == want, "DLQ holds the original bytes with the right reason"
+        assert got == want, "DLQ holds the original bytes (an oversize one's head), right reason"
+        oversize = Counter(
+            (gr.header(m, "x-edgestream-sha256"), gr.header(m, "x-edgestream-original-size"))
+            for r, m in zip(reasons, dlq, strict=True)
+            if r == "oversize"
+        )
+        assert oversize == Counter(
+            (hashlib.sha256(v).hexdigest(), str(len(v))) for k, v in bad if k == "oversize"
+        ), "an oversize record's size and sha256 are those of the whole original"
         assert got_garbage == want_garbage, "garbage is on the DLQ with a decode reason"
         # every good reading processed: the 10 s device windows of pump-0001 count them all
         expected_windows = len({(base + i * 100) // 10_000 for i in range(n_good)})

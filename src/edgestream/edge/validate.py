@@ -2,7 +2,8 @@
 
 A batch of raw Kafka values goes in; out come the valid readings as columns (numpy) and one
 :class:`Rejected` per invalid message with a machine-readable reason. Nothing raises on bad
-input: the gateway sends rejected messages, original bytes untouched, to ``<topic>.dlq``.
+input: the gateway sends rejected messages to ``<topic>.dlq`` as :func:`dead_letter` makes
+them (original bytes untouched; an oversize message's head, size and sha256).
 
 A ``SensorFrame`` is one message: if any of its readings is invalid the whole frame is
 rejected (its bytes go to the DLQ once, with the reason of the first bad reading), so the
@@ -14,10 +15,14 @@ DLQ always holds complete original records.
 >>> need, low, high = np.array([True, True]), np.zeros(2), np.full(2, 9.0)
 >>> _row_problems(rows, present, need, low, high)
 ['', 'non_finite', 'out_of_range', 'missing_channel']
+>>> value, headers = dead_letter(b"x" * 5000, Rejected(0, "oversize", "5000 bytes > limit"))
+>>> len(value), dict(headers)["x-edgestream-original-size"]
+(1024, b'5000')
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +38,7 @@ REASONS = (
     *DECODE_REASONS,
     "oversize",
     "wrong_device_type",
+    "bad_device_id",
     "missing_channel",
     "non_finite",
     "out_of_range",
@@ -40,6 +46,9 @@ REASONS = (
     "too_old",
     "frame_shape",
 )
+#: Bytes of an oversize message kept on the DLQ: its head (the wire header, then the
+#: record's first fields: device id, site, device type).
+OVERSIZE_HEAD_BYTES = 1024
 
 
 @dataclass(frozen=True)
@@ -108,6 +117,8 @@ class Validator:
                 detail = f"device_type {result.get('device_type')!r} on a topic of "
                 detail += f"{self.topic.device_type!r}"
                 rejected.append(Rejected(index, "wrong_device_type", detail))
+            elif not self.limits.device_id.allows(result["device_id"]):
+                rejected.append(Rejected(index, "bad_device_id", self._id_detail(result)))
             else:
                 decoded.append((index, result))
         readings, more = self._columns(decoded, now_ms)
@@ -194,6 +205,15 @@ class Validator:
         )
         return readings, shape_bad + list(bad_messages.values())
 
+    def _id_detail(self, record: dict[str, Any]) -> str:
+        device_id: str = record["device_id"]
+        policy = self.limits.device_id
+        shown = repr(device_id[:40]) + ("..." if len(device_id) > 40 else "")
+        return (
+            f"device id {shown} ({len(device_id)} characters) is not 1-{policy.max_length} "
+            f"characters matching {policy.pattern}"
+        )
+
     def _detail(
         self, reason: str, row: np.ndarray, present: np.ndarray, ts: int, now_ms: int
     ) -> str:
@@ -237,3 +257,31 @@ def _row_problems(
     codes = np.select([missing, non_finite, outside], [1, 2, 3], 0)
     names = ("", "missing_channel", "non_finite", "out_of_range")
     return [names[c] for c in codes]
+
+
+def dead_letter(value: bytes | None, rejected: Rejected) -> tuple[bytes, list[tuple[str, bytes]]]:
+    """The DLQ value and headers of a rejected message: ``x-edgestream-reason`` and
+    ``x-edgestream-detail`` (its first 1000 characters), and its original bytes.
+
+    An ``oversize`` message keeps only its first :data:`OVERSIZE_HEAD_BYTES`, with
+    ``x-edgestream-original-size`` and ``x-edgestream-sha256`` (hex) of the whole: whatever
+    its size, the DLQ record fits what a Kafka topic takes (about 1 MB by default), so
+    writing it never fails and it is never lost. Any other rejected message is at most the
+    topology's ``max_payload_bytes`` (at most 900KB) and is kept whole.
+
+    >>> value, headers = dead_letter(b"\\x01abc", Rejected(3, "bad_magic", "magic byte 1"))
+    >>> value, [name for name, _ in headers]
+    (b'\\x01abc', ['x-edgestream-reason', 'x-edgestream-detail'])
+    """
+    body = value or b""
+    headers = [
+        ("x-edgestream-reason", rejected.reason.encode()),
+        ("x-edgestream-detail", rejected.detail[:1000].encode(errors="replace")),
+    ]
+    if rejected.reason != "oversize":
+        return body, headers
+    headers += [
+        ("x-edgestream-original-size", str(len(body)).encode()),
+        ("x-edgestream-sha256", hashlib.sha256(body).hexdigest().encode()),
+    ]
+    return body[:OVERSIZE_HEAD_BYTES], headers

@@ -5,8 +5,9 @@ size, waiting at most its ``max_wait``) and hands each batch to the topic's Faus
 event; the agent runs the pipeline in a worker thread (ONNX and numpy release the event loop),
 then produces, on the gateway's edge broker:
 
-- rejected records, original bytes, to ``<topic>.dlq`` with ``x-edgestream-reason`` /
-  ``x-edgestream-detail`` headers and the source position;
+- rejected records to ``<topic>.dlq`` with ``x-edgestream-reason`` /
+  ``x-edgestream-detail`` headers and the source position (original bytes; an oversize
+  record's head, size and sha256: :func:`~edgestream.edge.validate.dead_letter`);
 - late readings to ``<topic>.late`` (original bytes for single readings; a frame's late
   readings re-encoded as SensorReading), with the window spec, window and watermark;
 - alerts to ``edge.alerts`` and window summaries to ``edge.summaries`` (Avro, Confluent wire
@@ -43,6 +44,7 @@ from edgestream.core.topology.edge import SensorTopic
 from edgestream.edge.models import load_model
 from edgestream.edge.pipeline import Outputs, TopicPipeline
 from edgestream.edge.rollout_agent import MODELS_TOPIC, ROLLOUT_TOPIC, RolloutAgent
+from edgestream.edge.validate import dead_letter
 
 log = logging.getLogger("edgestream.edge")
 
@@ -435,13 +437,9 @@ class Gateway:
         dlq = self.app.topic(topic.dlq, value_serializer="raw", key_serializer="raw")
         for rej in out.rejected:
             msg = messages[rej.index]
-            headers = [
-                ("x-edgestream-reason", rej.reason.encode()),
-                ("x-edgestream-detail", rej.detail[:1000].encode(errors="replace")),
-                *source,
-                ("x-edgestream-source-offset", str(msg.offset).encode()),
-            ]
-            futures.append(await dlq.send(key=msg.key, value=msg.value or b"", headers=headers))
+            value, headers = dead_letter(msg.value, rej)
+            headers += [*source, ("x-edgestream-source-offset", str(msg.offset).encode())]
+            futures.append(await dlq.send(key=msg.key, value=value, headers=headers))
         if out.late:
             late_topic = self.app.topic(topic.late, value_serializer="raw", key_serializer="raw")
             frames = topic.schema_ == "SensorFrame"

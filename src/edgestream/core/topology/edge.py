@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BeforeValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field
 
 from edgestream.core.topology.fields import (
     Bool,
@@ -25,6 +27,7 @@ __all__ = [
     "AnomalySpec",
     "Batch",
     "Channel",
+    "DeviceIdPolicy",
     "Gateway",
     "InputLimits",
     "ModelSpec",
@@ -123,17 +126,68 @@ class SensorTopic(Frozen):
         return tuple(name for name, ch in self.channels.items() if ch.required)
 
 
+#: The largest ``max_payload_bytes``: a rejected record is copied whole to ``<topic>.dlq`` and
+#: a late one to ``<topic>.late``, with its key and headers, and Kafka takes records of about
+#: 1 MB by default (broker ``message.max.bytes``, the gateway producer's max request size).
+MAX_PAYLOAD_CEILING = 900_000
+#: A week: what the outbox keeps by default (``forwarding.outbox.max_age``).
+DEFAULT_MAX_AGE = 7 * 86_400_000
+
+
+def _payload_ceiling(value: int) -> int:
+    if value > MAX_PAYLOAD_CEILING:
+        raise ValueError(
+            "a size of at most 900KB (rejected and late records are copied whole to the "
+            "edge broker, which takes records of about 1 MB)"
+        )
+    return value
+
+
+def _regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as error:
+        raise ValueError(f"a regular expression ({error})") from None
+    return value
+
+
+class DeviceIdPolicy(Frozen):
+    """What a device id may look like: 1 to ``max_length`` characters that ``pattern`` (a
+    regular expression) matches whole. A record breaking it goes to the DLQ with reason
+    ``bad_device_id``: ids travel into keys, state, summaries and alerts.
+
+    >>> policy = DeviceIdPolicy()
+    >>> policy.allows("pump-0001"), policy.allows("pump 1"), policy.allows("x" * 129)
+    (True, False, False)
+    """
+
+    max_length: Annotated[PositiveInt, Field(le=4096)] = 128
+    pattern: Annotated[str, AfterValidator(_regex)] = "[A-Za-z0-9._:-]+"
+
+    @cached_property
+    def _compiled(self) -> re.Pattern[str]:
+        return re.compile(self.pattern)
+
+    def allows(self, device_id: str) -> bool:
+        """True when ``device_id`` is 1 to ``max_length`` characters and ``pattern`` matches
+        it whole."""
+        return 0 < len(device_id) <= self.max_length and bool(self._compiled.fullmatch(device_id))
+
+
 class InputLimits(Frozen):
     """Limits every sensor record is validated against before inference.
 
-    A record whose event time is more than ``max_clock_skew`` ahead of (or older than
-    ``max_age``, when set) the gateway clock, or whose payload exceeds ``max_payload_bytes``,
-    goes to the DLQ with a reason.
+    A record whose event time is more than ``max_clock_skew`` ahead of the gateway clock
+    (``future_timestamp``) or more than ``max_age`` behind it (``too_old``; ``null``: no
+    limit, for replays of recorded data), whose payload exceeds ``max_payload_bytes``
+    (``oversize``; at most 900KB) or whose device id breaks ``device_id``
+    (``bad_device_id``) goes to the DLQ with that reason.
     """
 
     max_clock_skew: Duration = 300_000
-    max_age: Duration | None = None
-    max_payload_bytes: ByteSize = 1_000_000
+    max_age: Duration | None = DEFAULT_MAX_AGE
+    max_payload_bytes: Annotated[ByteSize, AfterValidator(_payload_ceiling)] = MAX_PAYLOAD_CEILING
+    device_id: DeviceIdPolicy = DeviceIdPolicy()
 
 
 class Sensors(Frozen):
