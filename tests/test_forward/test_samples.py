@@ -1,5 +1,6 @@
 """The sampled-readings channel (edge.samples -> fleet.samples) and the wire form of
-WindowSummary v2 (derived values null on the cloud wire, filled back by complete_summary)."""
+WindowSummary v2 (derived channel values null on the cloud wire, filled back by
+complete_summary; the summary_id travels)."""
 
 from __future__ import annotations
 
@@ -92,9 +93,9 @@ def test_wire_form_is_smaller_and_completes_exactly_and_v1_data_still_reads() ->
     for s in sums:
         wire = wire_summary(s)
         body = codec.encode("summary", wire)
-        assert len(body) < 0.7 * len(codec.encode("summary", s))
+        assert len(body) < 0.75 * len(codec.encode("summary", s)), "mean, std, p50... left out"
+        assert codec.decode("summary", body)["summary_id"] == s["summary_id"], "ids travel"
         back = complete_summary(codec.decode("summary", body))
-        assert back["summary_id"] == s["summary_id"]
         for name, c in s["channels"].items():
             got = back["channels"][name]
             for exact in ("count", "sum", "min", "max", "m2"):

@@ -14,6 +14,14 @@ them out, so a late replay of an alert it already printed is still recognised.
 
 ``follow=False`` stops at the end of the topic as it was when the subscription reached it;
 the end comes from fetch responses (exact on any broker, see :mod:`edgestream.core.offsets`).
+
+**Order.** The backlog, every alert in the topic up to the end each partition had when the
+subscription first reached it, is handed out by event time (``ts``, the time of the reading
+that raised the alert; ties in arrival order), once all of it is read. Arrival order is not
+event time: a partition holds several devices, a gateway back from an outage sends old
+alerts late, and partitions are read interleaved. Alerts arriving after that (``follow``)
+are handed out as they arrive: a live stream cannot know that no earlier alert is still on
+its way, so one with an earlier ``ts`` than an alert already handed out is possible there.
 """
 
 from __future__ import annotations
@@ -106,7 +114,10 @@ class Subscription:
         except KafkaException as error:
             raise AlertsError(f"cannot create a Kafka consumer: {error}") from None
         self.from_start = from_start
-        self._buffer: deque[tuple[tuple[int, int], Alert | None]] = deque()
+        # (partition, position after it) or None, and the alert (None: position only)
+        self._buffer: deque[tuple[tuple[int, int] | None, Alert | None]] = deque()
+        self._backlog = True  # reading the backlog: handed out sorted once read to its end
+        self._reached: set[int] = set()  # partitions whose end was reached at least once
         self._positions: dict[int, int] = {}  # partition -> next offset to read (delivered)
         self._committed: dict[int, int] = {}
         self._prime_until: dict[int, int] = {}
@@ -188,6 +199,7 @@ class Subscription:
                 if error.code() == KafkaError._PARTITION_EOF:
                     if msg.offset() >= self._prime_until.get(msg.partition(), 0):
                         self._eof.add(msg.partition())
+                        self._reached.add(msg.partition())
                     continue
                 raise AlertsError(f"reading {self.topic}: {error.str()}")
             self._take(msg)
@@ -226,12 +238,30 @@ class Subscription:
             raise StopIteration
         return alert  # type: ignore[return-value]
 
+    def _sort_backlog(self) -> None:
+        """Once every partition's end was reached: the backlog's alerts by event time (a
+        stable sort: ties keep arrival order), then the positions after all of them (so a
+        commit in between never passes an alert not yet handed out)."""
+        parts = self._partitions
+        if not self._backlog or parts is None or not self._reached >= set(parts):
+            return
+        self._backlog = False
+        alerts = sorted((a for _, a in self._buffer if a is not None), key=lambda a: a["ts"])
+        ends: dict[int, int] = {}
+        for where, _ in self._buffer:
+            if where is not None:
+                ends[where[0]] = max(ends.get(where[0], 0), where[1])
+        self._buffer = deque([(None, a) for a in alerts])
+        self._buffer.extend(((p, end), None) for p, end in ends.items())
+
     def _step(self, timeout: float | None) -> Alert | object | None:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            while self._buffer:
-                (partition, position), alert = self._buffer.popleft()
-                self._positions[partition] = position
+            self._sort_backlog()
+            while self._buffer and not self._backlog:
+                where, alert = self._buffer.popleft()
+                if where is not None:
+                    self._positions[where[0]] = where[1]
                 if alert is not None:
                     self.stats["delivered"] += 1
                     return alert

@@ -7,8 +7,16 @@ with the schema shipped with edgestream, its ``gateway_seq`` already set, so it 
 schema registry while the link is down; :class:`CloudFraming` adds the 5-byte header of the
 cloud subject when the record is sent.
 
+**Ids always travel.** ``fleet.alerts`` and ``fleet.summaries`` are curated topics that any
+Kafka client reads (a plain Confluent consumer, Flink SQL, kcat), so every record there
+carries the ids the gateway assigned (``alert_id``, ``incident_id``, ``summary_id``), even
+where they could be derived from other fields: the forwarder writes straight to those topics,
+so the edge-to-cloud link and the curated topic are one form. (Earlier forwarders left
+derivable ids out and only our own readers derived them again; an outbox backlog written by
+one gets its ids back when it drains, see :class:`BodyCodec`.)
+
 Summaries travel in their **wire form** (WindowSummary v2, :func:`wire_summary`): what can be
-derived is null (an original window's ``summary_id``, each channel's ``mean`` and ``std``),
+derived from exact values is null (each channel's ``mean`` and ``std``),
 ``p50``/``p95``/``last`` only when the topology asks for them
 (``forwarding.summaries``). Exact fleet statistics need only ``count``/``sum``/``m2``/``min``/
 ``max``, which always travel, bit for bit; ``sum``/``min``/``max``/``last`` as an exact
@@ -18,12 +26,11 @@ derived is null (an original window's ``summary_id``, each channel's ``mean`` an
 :func:`complete_summary` (the :class:`~edgestream.forward.dedup.DedupReader` does) to get the
 derived values back; it leaves a v1 record (everything present) as it is.
 
-Alerts travel in their wire form too (AnomalyAlert v2, :func:`wire_alert`): ``incident_id``
-(``gateway|device|rule name|first_ts``) and ``alert_id`` (``incident_id|n``; ``n`` is 0, the
-``update_number`` or ``resolved``) are null, and so are ``first_ts``/``last_ts`` when they equal
-``ts``; ``threshold`` and the channel values travel as exact Decimals when that is the same
-double. Each is left out only when the derivation gives it back exactly (checked when
-writing); :func:`complete_alert` restores them (:func:`complete_record`: any forwarded kind).
+Alerts travel in their wire form too (AnomalyAlert v2, :func:`wire_alert`): ids as the
+gateway assigned them, ``first_ts``/``last_ts`` null when they equal ``ts``, ``update_number``
+set, ``threshold`` and the channel values as exact Decimals when that is the same double;
+:func:`complete_alert` restores the rest (:func:`complete_record`: any forwarded kind; it also
+derives the ids of records an earlier forwarder sent without them).
 
 >>> codec = BodyCodec()
 >>> entry = Entry.report({"report_id": "gw|report|1", "gateway_id": "gw", "created_at": 5})
@@ -228,16 +235,17 @@ def sample_id(record: dict[str, Any]) -> str:
 def wire_summary(
     record: dict[str, Any], quantiles: bool = False, last: bool = False
 ) -> dict[str, Any]:
-    """The form of a WindowSummary sent to the cloud: derived values null (see the module
-    doc), ``p50``/``p95`` only with ``quantiles``, ``last`` only with ``last``. Exact
-    fields are untouched; :func:`complete_summary` restores the derived ones.
+    """The form of a WindowSummary sent to the cloud: ``summary_id`` always set, each
+    channel's ``mean``/``std`` null (see the module doc), ``p50``/``p95`` only with
+    ``quantiles``, ``last`` only with ``last``. Exact fields are untouched;
+    :func:`complete_summary` restores the derived ones.
 
     >>> s = {"summary_id": "gw|device|p1|0|10000", "rollup_level": 0, "channels": {"t": {
     ...      "count": 2, "sum": 3.0, "min": 1.0, "max": 2.0, "mean": 1.5, "m2": 0.5, "std": 0.5,
     ...      "last": 2.0, "p50": 1.5, "p95": 1.95}}}
     >>> w = wire_summary(s)
     >>> w["summary_id"], w["channels"]["t"]["mean"], w["channels"]["t"]["p50"]
-    (None, None, None)
+    ('gw|device|p1|0|10000', None, None)
     >>> complete_summary(w | {"gateway_id": "gw", "scope": "device", "scope_key": "p1",
     ...     "window_start": 0, "window_end": 10_000})["channels"]["t"]["std"]
     0.5
@@ -253,8 +261,7 @@ def wire_summary(
                **drop}
         for name, c in record["channels"].items()
     }  # fmt: skip
-    if not record.get("rollup_level"):
-        out["summary_id"] = None  # derivable: gateway|scope|scope_key|window_start|window_end
+    out["summary_id"] = summary_id(record)  # travels: the curated topic is read by anyone
     return out
 
 
@@ -418,17 +425,17 @@ def _update_number(record: dict[str, Any]) -> int | None:
 
 
 def wire_alert(record: dict[str, Any]) -> dict[str, Any]:
-    """The form of an AnomalyAlert sent to the cloud (see the module doc): ids, and
-    ``first_ts``/``last_ts`` equal to ``ts``, null when :func:`complete_alert` gives them back
-    exactly (else they travel); ``update_number`` set; ``threshold`` and channel values as
-    exact Decimals where lossless.
+    """The form of an AnomalyAlert sent to the cloud (see the module doc): ``alert_id`` and
+    ``incident_id`` as the gateway assigned them (derived when it left them out),
+    ``first_ts``/``last_ts`` null when equal to ``ts``; ``update_number`` set; ``threshold``
+    and channel values as exact Decimals where lossless.
 
     >>> a = {"alert_id": "gw|p1|r|100|1", "incident_id": "gw|p1|r|100", "status": "update",
     ...      "gateway_id": "gw", "device_id": "p1", "rule": "r", "ts": 300, "first_ts": 100,
     ...      "last_ts": 300, "threshold": 0.5, "channels": {"t": 43.25}}
     >>> w = wire_alert(a)
     >>> w["alert_id"], w["incident_id"], w["first_ts"], w["last_ts"], w["update_number"]
-    (None, None, 100, None, 1)
+    ('gw|p1|r|100|1', 'gw|p1|r|100', 100, None, 1)
     >>> w["channels"]
     {'t': {'unscaled': 4325, 'scale': 2}}
     >>> complete_alert(w) == {**a, "update_number": 1}
@@ -439,15 +446,21 @@ def wire_alert(record: dict[str, Any]) -> dict[str, Any]:
     for name in ("first_ts", "last_ts"):
         if record.get(name) is not None and record[name] == record["ts"]:
             out[name] = None
-    for name, derive in (("incident_id", incident_id), ("alert_id", alert_id)):
-        out[name] = None  # travels unless derived exactly
-        try:
-            if derive(out) != record.get(name):
-                out[name] = record.get(name)
-        except (KeyError, ValueError):
-            out[name] = record.get(name)
+    out.update(_ids(out))
     out["threshold"] = compact_double(record.get("threshold"))
     out["channels"] = {k: compact_double(v) for k, v in (record.get("channels") or {}).items()}
+    return out
+
+
+def _ids(alert: dict[str, Any]) -> dict[str, str | None]:
+    """An alert's ``incident_id`` and ``alert_id``: as given, else derived (None when an id
+    cannot be derived: an update without its number)."""
+    out: dict[str, str | None] = {"incident_id": None, "alert_id": None}
+    try:
+        out["incident_id"] = incident_id(alert)
+        out["alert_id"] = alert_id(alert)
+    except (KeyError, ValueError):
+        out = {k: alert.get(k) if v is None else v for k, v in out.items()}
     return out
 
 
@@ -491,12 +504,20 @@ def is_summary(record: dict[str, Any]) -> bool:
     return "window_start" in record and "scope_key" in record and "channels" in record
 
 
+#: The wire form of a kind beside its schema, part of its writer fingerprint: a body written
+#: in an earlier form (same schema, e.g. alert and summary ids left out) is re-written in this
+#: one when it drains (:meth:`BodyCodec.current`).
+WIRE_FORMS = {"alert": "ids", "summary": "ids"}
+
+
 class BodyCodec:
     """Avro bodies (no header) of the three kinds, written with the schemas shipped with
     edgestream; bodies written by an earlier release are read through that release's schema.
 
-    Each schema is known by a fingerprint (:attr:`writers`), stored with every body it wrote
-    (the outbox keeps the schema texts too, :meth:`learn`), so bodies outlive an upgrade.
+    Each schema (with the kind's :data:`WIRE_FORMS`) is known by a fingerprint
+    (:attr:`writers`), stored with every body it wrote (the outbox keeps the schema texts
+    too, :meth:`learn`), so bodies outlive an upgrade: :meth:`current` re-writes them in
+    today's form (ids filled in).
 
     >>> codec = BodyCodec()
     >>> report = {"report_id": "r1", "gateway_id": "gw", "created_at": 5}
@@ -510,7 +531,10 @@ class BodyCodec:
         (an earlier release's, say)."""
         mine = {kind: load_schema(name) for kind, name in KINDS.items()} | (schemas or {})
         self.texts = {kind: schema_text(schema) for kind, schema in mine.items()}
-        self.writers = {kind: schema_fingerprint(text) for kind, text in self.texts.items()}
+        self.writers = {
+            kind: schema_fingerprint(text, WIRE_FORMS.get(kind, ""))
+            for kind, text in self.texts.items()
+        }
         self._schemas = {kind: fastavro_schema(text) for kind, text in self.texts.items()}
         self._older: dict[str, dict[str, Any]] = {}  # fingerprint -> parsed earlier schema
 
@@ -536,10 +560,16 @@ class BodyCodec:
         return schemaless_reader(BytesIO(body), written, reader)  # type: ignore[return-value]
 
     def current(self, kind: str, body: bytes, writer: str | None) -> bytes:
-        """``body`` re-written with the current schema (as it is when already so)."""
+        """``body`` re-written with the current schema and wire form (as it is when already
+        so): alert and summary ids an earlier release left out are filled in."""
         if writer is None or writer == self.writers[kind]:
             return body
-        return self.encode(kind, self.decode(kind, body, writer))
+        record = self.decode(kind, body, writer)
+        if kind == "alert":
+            record.update(_ids(record))
+        elif kind == "summary":
+            record["summary_id"] = summary_id(record)
+        return self.encode(kind, record)
 
 
 def schema_text(schema: dict[str, Any]) -> str:
@@ -547,9 +577,9 @@ def schema_text(schema: dict[str, Any]) -> str:
     return json.dumps(schema, sort_keys=True, separators=(",", ":"))
 
 
-def schema_fingerprint(text: str) -> str:
-    """A short content hash of a schema text (:func:`schema_text`)."""
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+def schema_fingerprint(text: str, form: str = "") -> str:
+    """A short content hash of a schema text (:func:`schema_text`) and a wire ``form``."""
+    return hashlib.sha256((text + (f"\n{form}" if form else "")).encode()).hexdigest()[:16]
 
 
 class EdgeDecoder:
