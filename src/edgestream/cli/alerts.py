@@ -91,7 +91,9 @@ def alerts_command(
     bootstrap: str = typer.Option(None, "--bootstrap", help="Cloud broker HOST:PORT."),
     registry: str = typer.Option(None, "--registry", help="Schema registry URL."),
 ) -> None:
-    """Print the fleet's alerts (deduplicated), oldest first; with --follow, as they come.
+    """Print the fleet's alerts (deduplicated): those already in the topic by event time
+    (the reading's ts), oldest first; with --follow, new ones as they arrive (a late one may
+    then be older than one printed before).
 
     A second run with the same --group prints only alerts that arrived since the first.
     """
