@@ -79,7 +79,8 @@ def reference_stats(
 
 
 def assert_rows_match(rows: dict[tuple[int, str, str], dict[str, Any]], ref: dict) -> None:
-    """Exact counts, floats to 1e-9 (relative), same keys."""
+    """Exact counts (also each worst device's anomaly count), floats to 1e-9 (relative; a
+    worst device's max score, a copied value, to 1e-12), same keys."""
     assert set(rows) == set(ref), set(rows) ^ set(ref)
     for key, want in ref.items():
         got = rows[key]
@@ -90,6 +91,12 @@ def assert_rows_match(rows: dict[tuple[int, str, str], dict[str, Any]], ref: dic
         assert [w["device_id"] for w in got["worst_devices"]] == [
             w["device_id"] for w in want["worst_devices"]
         ], key
+        for g, w in zip(got["worst_devices"], want["worst_devices"], strict=True):
+            assert g["anomaly_count"] == w["anomaly_count"], (key, w["device_id"])
+            if w["max_score"] is None:
+                assert g["max_score"] is None, (key, w["device_id"])
+            else:
+                assert math.isclose(g["max_score"], w["max_score"], rel_tol=1e-12), (key, w)
         assert set(got["channels"]) == set(want["channels"]), key
         for name, c in want["channels"].items():
             g = got["channels"][name]
