@@ -192,11 +192,13 @@ def test_retrain_run_publishes_signed_candidate(
     assert metrics["training_readings"] == summary["training_readings"]
 
 
-@pytest.mark.slow
-def test_serve_dedups_requests_and_promotes_after_the_canary(
+@pytest.fixture(scope="module")
+def served(
     setup: dict[str, Any], retrained: tuple[dict[str, Any], dict[str, Any]]
-) -> None:
-    """After ``retrain run`` published v2 (the ``retrained`` fixture), serve publishes v3."""
+) -> dict[str, Any]:
+    """``retrain serve`` once for the module, after ``retrain run`` published v2: a request
+    sent twice gives one candidate (v3), and the canary's ``promoted`` event (sent twice)
+    one promote. The models CLI test lists what it did, whatever order the tests run in."""
     from edgestream.ml.retrainer import Retrainer
     from edgestream.ml.signing import load_private_key
 
@@ -216,9 +218,10 @@ def test_serve_dedups_requests_and_promotes_after_the_canary(
     try:
         version = _history(setup).next_version("reefer-ae", floor="v1")
         _wait(lambda: _history(setup).candidate("reefer-ae", version) is not None, 300)
-        time.sleep(3)  # the second copy of the request is read and dropped
-        assert len(retrainer.results) == 1 and retrainer.errors == 0
-        assert _history(setup).versions("reefer-ae") == [*before, version]
+        # the second copy of the request is read and dropped: both are committed
+        _wait(lambda: _committed(setup["bootstrap"], "test-retrainer", "fleet.retrain") == 2, 60)
+        results, errors = list(retrainer.results), retrainer.errors
+        versions = _history(setup).versions("reefer-ae")
 
         canary = topology.canary_gateways()[0]
         event = {
@@ -243,6 +246,21 @@ def test_serve_dedups_requests_and_promotes_after_the_canary(
         stop.set()
         thread.join(60)
     assert not thread.is_alive()
+    return {"before": before, "version": version, "request": request, "results": results,
+            "errors": errors, "versions": versions, "canary": canary}  # fmt: skip
+
+
+@pytest.mark.slow
+def test_serve_dedups_requests_and_promotes_after_the_canary(
+    setup: dict[str, Any], served: dict[str, Any]
+) -> None:
+    from edgestream.ml.retrainer import Retrainer
+    from edgestream.ml.signing import load_private_key
+
+    topology = setup["topology"]
+    before, version = served["before"], served["version"]
+    assert len(served["results"]) == 1 and served["errors"] == 0
+    assert served["versions"] == [*before, version]
     promotes = [u for u in _history(setup).of("reefer-ae") if u["action"] == "promote"]
     assert [u["version"] for u in promotes] == [version]  # once, despite the replayed event
     assert promotes[0]["artifact"] is None
@@ -250,16 +268,50 @@ def test_serve_dedups_requests_and_promotes_after_the_canary(
 
     assert _committed(setup["bootstrap"], "test-retrainer", "fleet.retrain") == 2
 
-    # a restarted retrainer does not serve the committed request again
+    # a restarted retrainer does not serve the committed request again. The positive sign
+    # that it read past it: a marker in every partition (a new id whose dedup key already
+    # led to a version, so it is skipped, not served) is read and committed
+    markers = _markers(setup, served["request"])
+    done = 2 + len(markers)
+    endpoints = CloudEndpoints(setup["bootstrap"], setup["registry"])
+    key = load_private_key(topology.retraining.signing)
     again = Retrainer(topology, endpoints, key, group="test-retrainer")
     stop2 = threading.Event()
     thread2 = threading.Thread(target=again.run, args=(stop2,), daemon=True)
     thread2.start()
-    time.sleep(8)
-    stop2.set()
-    thread2.join(60)
+    try:
+        _wait(lambda: _committed(setup["bootstrap"], "test-retrainer", "fleet.retrain") == done,
+              120)  # fmt: skip
+    finally:
+        stop2.set()
+        thread2.join(60)
     assert again.results == [] and again.errors == 0
     assert _history(setup).versions("reefer-ae") == [*before, version]
+
+
+def _markers(setup: dict[str, Any], request: dict[str, Any]) -> set[str]:
+    """One copy of ``request`` under a new id in each partition of ``fleet.retrain``; their
+    ids."""
+    from confluent_kafka import Consumer, Producer
+
+    from edgestream.core.broker import consumer_config, producer_config
+    from edgestream.core.serde import AvroSerializer, subject_for
+
+    probe = Consumer(consumer_config(setup["bootstrap"], f"probe-{time.time_ns()}"))
+    try:
+        parts = sorted(probe.list_topics("fleet.retrain", timeout=10).topics["fleet.retrain"]
+                       .partitions)  # fmt: skip
+    finally:
+        probe.close()
+    encode = AvroSerializer(setup["registry"], "RetrainRequest", subject_for("fleet.retrain"))
+    producer = Producer(producer_config(setup["bootstrap"], **{"acks": "all"}))
+    ids = set()
+    for p in parts:
+        marker = {**request, "id": f"{request['id']}|marker-{p}"}  # data.dedup_key unchanged
+        producer.produce("fleet.retrain", encode(marker), marker["id"].encode(), partition=p)
+        ids.add(marker["id"])
+    assert producer.flush(30) == 0
+    return ids
 
 
 def _committed(bootstrap: str, group: str, topic: str) -> int:
@@ -267,11 +319,12 @@ def _committed(bootstrap: str, group: str, topic: str) -> int:
     from confluent_kafka import Consumer, TopicPartition
 
     from edgestream.core.broker import consumer_config
+    from edgestream.core.offsets import committed_offsets
 
     consumer = Consumer(consumer_config(bootstrap, group, **{"enable.auto.commit": False}))
-    try:
+    try:  # committed_offsets retries while the group coordinator is not ready
         parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        found = consumer.committed([TopicPartition(topic, p) for p in parts], timeout=10)
+        found = committed_offsets(consumer, [TopicPartition(topic, p) for p in parts])
         return sum(max(tp.offset, 0) for tp in found)
     finally:
         consumer.close()
@@ -302,10 +355,12 @@ def _cli(setup: dict[str, Any], capsys: pytest.CaptureFixture[str], *args: str) 
 def test_models_cli_publish_list_rollback(
     setup: dict[str, Any],
     retrained: tuple[dict[str, Any], dict[str, Any]],
+    served: dict[str, Any],
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """The list shows the retrained reefer candidate (``retrained``) with its metrics."""
+    """The list shows the retrained reefer candidate (``retrained``) with its metrics, and the
+    version ``served`` promoted with the canary's report."""
     import shutil
 
     from edgestream.cli.main import main
@@ -331,10 +386,10 @@ def test_models_cli_publish_list_rollback(
         reefer and reefer[0]["state"] == "candidate" and "rank_correlation" in reefer[0]["metrics"]
     )
     promoted = [r for r in reefer if r["state"] == "promote"]
-    if promoted:  # after the serve test: the canary's report is listed per gateway
-        canary = setup["topology"].canary_gateways()[0]
-        assert promoted[0]["gateways"] == {canary: "promoted"}
-        assert table["live"][canary]["reefer-ae"] == promoted[0]["version"]
+    assert [r["version"] for r in promoted] == [served["version"]]
+    canary = served["canary"]  # the canary's report is listed per gateway
+    assert promoted[0]["gateways"] == {canary: "promoted"}
+    assert table["live"][canary]["reefer-ae"] == promoted[0]["version"]
 
     capsys.readouterr()
     where = ["--topology", str(setup["topology_path"]), "--cloud-bootstrap", setup["bootstrap"]]
