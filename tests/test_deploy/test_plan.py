@@ -9,6 +9,8 @@ import yaml
 
 import edgestream.deploy as deploy_package
 import edgestream.deploy.plan as plan_module
+import edgestream.deploy.render as render_module
+import edgestream.deploy.supervise as supervise_module
 from edgestream.cli.main import main
 from edgestream.core.paths import topologies_dir
 from edgestream.core.topology import load_topology
@@ -113,6 +115,6 @@ def test_gateway_topics_match_the_worker() -> None:
         assert planned == edge_topics(topology, gateway.id)
 
 
-@pytest.mark.parametrize("module", [plan_module, deploy_package])
+@pytest.mark.parametrize("module", [plan_module, deploy_package, render_module, supervise_module])
 def test_docstring_examples_run(module: object) -> None:
     run_doctests(module)

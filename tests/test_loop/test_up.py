@@ -15,7 +15,6 @@ import pytest
 from edgestream.core.exceptions import EdgestreamError
 from edgestream.core.metrics import read_port
 from edgestream.core.stack import Stack
-from edgestream.loop.procs import Managed
 from edgestream.loop.watch import gateway_figures, parse_metrics, scrape, total
 from tests.conftest import pids_of
 
@@ -45,17 +44,6 @@ def test_gateway_figures_from_metrics_pages() -> None:
     assert figures["outbox_depth"] == 7 and figures["cloud_bytes"] == 1200
     assert figures["sensor_bytes"] == 100_000
     assert gateway_figures(None, None) == {}
-
-
-def test_managed_process_restarts_and_stops(tmp_path: Path) -> None:
-    m = Managed("x", [], tmp_path / "x.log", tmp_path / "d", "edge", module="platform").start()
-    assert m.proc is not None and m.proc.wait(120) == 0 and "Linux" in m.log.read_text()
-    assert m.restart_note is None
-    assert not m.check() and m.restarts == 1 and m.last_exit == 0  # restarted
-    assert m.restart_note is not None and m.restart_note.startswith("x exited 1 time(s)")
-    assert m.last_words and m.last_words in m.log.read_text()  # platform's last line
-    m.stop()
-    assert not m.alive and read_port(tmp_path / "d", "edge") is None
 
 
 def test_scaled_topology_keeps_models_and_one_canary(tmp_path: Path) -> None:

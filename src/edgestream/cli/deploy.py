@@ -1,10 +1,12 @@
 """``edgestream deploy TOPOLOGY``: print the plan, apply it locally, or write Kubernetes
-manifests.
+manifests or systemd units.
 
     edgestream deploy topologies/default.yaml --dry-run
-    edgestream deploy topologies/default.yaml            # topics, schemas, local processes
+    edgestream deploy topologies/default.yaml            # topics, schemas, supervised processes
+    edgestream deploy topologies/default.yaml --status   # their pids, restarts, last exit
     edgestream deploy topologies/default.yaml --down     # stop those processes
     edgestream deploy topologies/factory_vibration.yaml --target k8s --out deploy/k8s/factory
+    edgestream deploy topologies/default.yaml --target systemd --out /etc/systemd/system
 """
 
 from __future__ import annotations
@@ -27,9 +29,14 @@ def deploy_command(
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Print what would be done; change nothing."
     ),
-    target: str = typer.Option("local", "--target", help="local (brokers + processes) or k8s."),
+    target: str = typer.Option(
+        "local", "--target", help="local (brokers + supervised processes), k8s or systemd."
+    ),
     out: Path = typer.Option(
-        None, "--out", help="k8s: folder of the manifests (default deploy/k8s/<topology name>)."
+        None,
+        "--out",
+        help="k8s: folder of the manifests (default deploy/k8s/<topology name>); systemd: "
+        "folder of the units (required).",
     ),
     image: str = typer.Option("edgestream:0.1.0", "--image", help="k8s: the edgestream image."),
     broker_image: str = typer.Option(
@@ -41,12 +48,17 @@ def deploy_command(
     registry: str = typer.Option(
         "http://schema-registry:8081",
         "--registry",
-        help="k8s: registry URL when the topology has none.",
+        help="k8s/systemd: registry URL when the topology has none.",
     ),
     cloud_bootstrap: str = typer.Option(
         "kafka:9092",
         "--cloud-bootstrap",
-        help="k8s: cloud brokers when the topology's forwarding.bootstrap is not set.",
+        help="k8s/systemd: cloud brokers when the topology's forwarding.bootstrap is not set.",
+    ),
+    edge_bootstrap: str = typer.Option(
+        "127.0.0.1:9092",
+        "--edge-bootstrap",
+        help="systemd: the gateway's Kafka when its gateways[].bootstrap is not set.",
     ),
     processes: bool = typer.Option(
         True,
@@ -57,6 +69,9 @@ def deploy_command(
         True, "--cloud-jobs/--no-cloud-jobs", help="local: start the Flink jobs process too."
     ),
     down: bool = typer.Option(False, "--down", help="local: stop the processes deploy started."),
+    status: bool = typer.Option(
+        False, "--status", help="local: each process's state, pid, restarts and last exit."
+    ),
 ) -> None:
     """Deploy a topology: topics with partitions/configs, schemas, gateway workers, forwarders
     and the Flink jobs. Idempotent: a second run reports everything unchanged."""
@@ -64,18 +79,26 @@ def deploy_command(
     from edgestream.core.topology import load_topology
     from edgestream.deploy import (
         K8sOptions,
+        SystemdOptions,
         apply_local,
         build_plan,
         manifests,
+        process_states,
         render_changes,
         render_plan,
+        render_status,
         stop_local,
+        units,
         write_manifests,
+        write_units,
     )
 
-    if target not in ("local", "k8s"):
-        raise EdgestreamError(f"--target {target!r}: expected local or k8s")
+    if target not in ("local", "k8s", "systemd"):
+        raise EdgestreamError(f"--target {target!r}: expected local, k8s or systemd")
     loaded = load_topology(topology)
+    if status:
+        typer.echo(render_status(loaded.name, process_states(loaded)), nl=False)
+        return
     if down:
         stopped = stop_local(loaded)
         typer.echo(f"stopped {len(stopped)} process(es): {', '.join(stopped) or 'none running'}")
@@ -93,6 +116,19 @@ def deploy_command(
             return
         written = write_manifests(loaded, folder, opts)
         typer.echo(table(f"manifests in {folder}", ("file", "action"), sorted(written.items())))
+        return
+    if target == "systemd":
+        if out is None:
+            raise EdgestreamError(
+                "--target systemd writes units into --out DIR: give one (/etc/systemd/system, say)"
+            )
+        sd = SystemdOptions(edge_bootstrap, cloud_bootstrap, registry, cloud_jobs=cloud_jobs)
+        if dry_run:
+            rows = [(file,) for file in units(loaded, sd)]
+            typer.echo(table(f"systemd units for {out}", ("file",), rows))
+            return
+        written = write_units(loaded, out, sd)
+        typer.echo(table(f"systemd units in {out}", ("file", "action"), sorted(written.items())))
         return
     if dry_run:
         typer.echo(render_plan(build_plan(loaded)), nl=False)

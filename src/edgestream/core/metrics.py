@@ -21,6 +21,7 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -31,6 +32,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from edgestream.core.exceptions import EdgestreamError
+from edgestream.core.procs import COMPONENT_ENV, RESTARTS_ENV
 
 __all__ = [
     "METRICS_ADDR_ENV",
@@ -103,6 +105,7 @@ def serve_metrics(
             f"--metrics-port (0 = any free port) or set {METRICS_PORT_ENV}=off"
         ) from None
     bound = int(server.server_port)
+    _count_restarts(process)
     if data_dir is not None:
         data_dir.mkdir(parents=True, exist_ok=True)
         path = port_file(data_dir, process)
@@ -111,6 +114,22 @@ def serve_metrics(
         tmp.replace(path)
     echo(f"{process}: metrics on http://{addr}:{bound}/metrics")
     return bound
+
+
+RESTARTS = Counter(
+    "edgestream_restarts",
+    "Restarts of this component by its supervisor (edgestream up, the local deploy) after it "
+    "exited; the restarted process starts the counter at its restart count, so it only grows.",
+    ["component"],
+)
+
+
+def _count_restarts(process: str) -> None:
+    """Start ``edgestream_restarts_total{component}`` at the restart count a supervisor put in
+    the environment (0 and the process name when not supervised)."""
+    counter = RESTARTS.labels(component=os.environ.get(COMPONENT_ENV) or process)
+    with contextlib.suppress(ValueError):
+        counter.inc(max(0, int(os.environ.get(RESTARTS_ENV, "0"))))
 
 
 # -- gateway worker ----------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """One subprocess handle for everything that runs a project process as a child: the loop
 (``edgestream up``), the benchmarks and the integration tests. A child logs stdout and
 stderr to one file, stops with SIGTERM (SIGKILL after a grace period) or is killed with
-SIGKILL, and can be made to die with its parent (``PR_SET_PDEATHSIG``, Linux).
+SIGKILL, and can be made to die with its parent (``PR_SET_PDEATHSIG``, Linux). A supervisor
+(``edgestream up``, the local ``deploy``) restarts a child that exited after the delay of
+:class:`Backoff`, and tells the restarted child its restart count (:data:`RESTARTS_ENV`).
 
 >>> import sys, tempfile
 >>> log = Path(tempfile.mkdtemp()) / "child.log"
@@ -18,16 +20,86 @@ import os
 import signal
 import subprocess
 import sys
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Child"]
+__all__ = ["COMPONENT_ENV", "RESTARTS_ENV", "Backoff", "Child", "Restarts"]
 
 _PR_SET_PDEATHSIG = 1
+#: Set by a supervisor in a child's environment: how often it was restarted before this start,
+#: and the component name it is supervised as (``edgestream_restarts_total{component}``).
+RESTARTS_ENV, COMPONENT_ENV = "EDGESTREAM_RESTARTS", "EDGESTREAM_COMPONENT"
+
+
+class Backoff:
+    """How long a supervisor waits before it restarts a child that exited: ``initial`` s,
+    doubling after each exit up to ``cap`` s; a child that stayed up ``reset_after`` s or more
+    starts the sequence again.
+
+    >>> b = Backoff(initial=1.0, cap=30.0, reset_after=60.0)
+    >>> [b.next_delay(uptime=2.0) for _ in range(7)]
+    [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+    >>> b.next_delay(uptime=75.0)  # it had run for a while: a fresh crash
+    1.0
+    """
+
+    def __init__(self, initial: float = 1.0, cap: float = 30.0, reset_after: float = 60.0) -> None:
+        if not 0 < initial <= cap:
+            raise ValueError(f"backoff: need 0 < initial ({initial}) <= cap ({cap})")
+        self.initial, self.cap, self.reset_after = initial, cap, reset_after
+        self._exits = 0  # exits in a row, each after less than ``reset_after`` s up
+
+    def next_delay(self, uptime: float) -> float:
+        """The wait before the next start of a child that exited after ``uptime`` s."""
+        if uptime >= self.reset_after:
+            self._exits = 0
+        delay = min(self.cap, self.initial * 2 ** min(self._exits, 32))
+        self._exits += 1
+        return delay
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec (Linux)
     with contextlib.suppress(Exception):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@dataclass
+class Restarts:
+    """The restart bookkeeping of one supervised child: when it exited, when it is due to start
+    again (:class:`Backoff`), how often it was restarted, with which exit code it last ended.
+
+    >>> r = Restarts()
+    >>> r.exited(-9, uptime=5.0, now=100.0), r.due(100.5), r.due(101.0)
+    (1.0, False, True)
+    >>> r.restarted(); r.count, r.last_exit, r.env("edge-gw-1")[RESTARTS_ENV]
+    (1, -9, '1')
+    """
+
+    backoff: Backoff = field(default_factory=Backoff)
+    count: int = 0
+    last_exit: int | None = None
+    last_restart: float | None = None  # wall-clock time (time.time()) of the latest restart
+    due_at: float | None = None  # monotonic time of the next start while it is down
+
+    def exited(self, code: int | None, uptime: float, now: float) -> float:
+        """Record an exit after ``uptime`` s; the delay before the restart (from ``now``)."""
+        delay = self.backoff.next_delay(uptime)
+        self.last_exit, self.due_at = code, now + delay
+        return delay
+
+    def due(self, now: float) -> bool:
+        """True when a child that exited is due to start again."""
+        return self.due_at is not None and now >= self.due_at
+
+    def restarted(self) -> None:
+        """Count a restart (just done)."""
+        self.count += 1
+        self.due_at, self.last_restart = None, time.time()
+
+    def env(self, component: str) -> dict[str, str]:
+        """What the child is told: its restart count and the component it runs as."""
+        return {RESTARTS_ENV: str(self.count), COMPONENT_ENV: component}
 
 
 class Child:
@@ -99,6 +171,12 @@ class Child:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
         return self.proc.wait(10)
+
+    def note(self, line: str) -> None:
+        """Append a supervisor's line (a restart, say) to its log."""
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with self.log.open("a") as out:
+            out.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} supervisor: {line}\n")
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""

@@ -1,5 +1,6 @@
 """Deploy a topology: the plan (topics, schemas, processes, Flink jobs), applied to brokers
-and a registry with local processes, or written as Kubernetes manifests.
+and a registry with local supervised processes, or written as Kubernetes manifests or systemd
+units.
 
 >>> from edgestream.core.paths import topologies_dir
 >>> from edgestream.core.topology import load_topology
@@ -12,21 +13,33 @@ The CLI ``edgestream deploy`` calls these functions.
 
 from edgestream.deploy.exceptions import DeployError
 from edgestream.deploy.k8s import K8sOptions, manifests, write_manifests
-from edgestream.deploy.local import Change, apply_local, process_status, stop_local
+from edgestream.deploy.local import (
+    Change,
+    apply_local,
+    process_states,
+    process_status,
+    stop_local,
+)
 from edgestream.deploy.plan import Plan, build_plan
-from edgestream.deploy.render import render_changes, render_plan
+from edgestream.deploy.render import render_changes, render_plan, render_status
+from edgestream.deploy.systemd import SystemdOptions, units, write_units
 
 __all__ = [
     "Change",
     "DeployError",
     "K8sOptions",
     "Plan",
+    "SystemdOptions",
     "apply_local",
     "build_plan",
     "manifests",
+    "process_states",
     "process_status",
     "render_changes",
     "render_plan",
+    "render_status",
     "stop_local",
+    "units",
     "write_manifests",
+    "write_units",
 ]

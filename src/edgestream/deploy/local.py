@@ -5,9 +5,13 @@ is reported, never changed silently), a schema already registered under its subj
 registered again, and a process recorded in the run dir that still runs the same command is
 kept. Running ``deploy`` twice reports ``unchanged`` for everything the second time.
 
-Processes run detached (their own session, logs in ``<run dir>/logs``); ``<run dir>/
-processes.json`` records pid, start time and command, so ``deploy`` recognises them (a reused
-pid is not ours) and ``deploy --down`` stops them.
+Each process runs under its own supervisor (:mod:`edgestream.deploy.supervise`), started
+detached (its own session, logs in ``<run dir>/logs``): the supervisor restarts the process with
+backoff when it exits, after the CLI that deployed it is gone, and writes the process's pid,
+restarts and last exit to ``<run dir>/status/<name>.json`` (``deploy --status``).
+``<run dir>/processes.json`` records each supervisor's pid, start time and the command it
+supervises, so ``deploy`` recognises them (a reused pid is not ours) and ``deploy --down``
+stops them.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,10 +32,20 @@ from edgestream.core.exceptions import EdgestreamError
 from edgestream.core.topology import Topology
 from edgestream.deploy.exceptions import DeployError
 from edgestream.deploy.plan import CLOUD, Plan, ProcessSpec, build_plan
+from edgestream.deploy.supervise import SupervisorStatus, read_status
 
-__all__ = ["Change", "Targets", "apply_local", "run_dir", "stop_local"]
+__all__ = [
+    "Change",
+    "Targets",
+    "apply_local",
+    "process_states",
+    "process_status",
+    "run_dir",
+    "stop_local",
+]
 
 STATE_FILE = "processes.json"
+STATUS_DIR = "status"  # <name>.json per supervised process
 
 
 @dataclass(frozen=True)
@@ -211,11 +226,13 @@ def _save_state(folder: Path, state: dict[str, _Running]) -> None:
     os.replace(tmp, folder / STATE_FILE)
 
 
-def _terminate(running: _Running, timeout: float = 20.0) -> None:
+def _terminate(running: _Running, timeout: float = 30.0) -> None:
+    """SIGTERM to the supervisor (it stops its process group and waits: the process has 20 s),
+    SIGKILL to the whole group after ``timeout`` s."""
     if not running.alive():
         return
     with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(running.pid, signal.SIGTERM)
+        os.kill(running.pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while running.alive() and time.monotonic() < deadline:
         with contextlib.suppress(ChildProcessError, OSError):
@@ -228,7 +245,11 @@ def _terminate(running: _Running, timeout: float = 20.0) -> None:
         os.waitpid(running.pid, 0)
 
 
-def _process_argv(spec: ProcessSpec, topology: Topology, targets: Targets, folder: Path) -> list:
+def process_argv(
+    spec: ProcessSpec, topology: Topology, targets: Targets, folder: Path
+) -> list[str]:
+    """The command line of ``spec`` on ``targets``, its data under ``folder`` (the local
+    target runs it under a supervisor, the systemd target as a service)."""
     path = topology.source
     if path is None:
         raise DeployError("deploy needs a topology loaded from a file")
@@ -262,6 +283,31 @@ def _cloud_cli_available() -> bool:
     return importlib.util.find_spec("edgestream.cli.cloud") is not None
 
 
+def _identity(argv: list[str], fingerprint: str) -> str:
+    """What a running process is recognised by: its command, the topology, its supervisor."""
+    raw = json.dumps([argv, fingerprint, "supervised"]).encode()
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def _supervisor_argv(name: str, argv: list[str], log: Path, status: Path) -> list[str]:
+    supervisor = [sys.executable, "-m", "edgestream.deploy.supervise", "--name", name]
+    return [*supervisor, "--log", str(log), "--status", str(status), "--", *argv]
+
+
+def _wait_running(supervisor: _Running, status: Path, log: Path, timeout: float = 60.0) -> int:
+    """The pid of the supervised process, once its supervisor reports it started."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = read_status(status)
+        if found.pid is not None:
+            return found.pid
+        if not supervisor.alive():
+            break
+        time.sleep(0.1)
+    tail = log.read_text(errors="replace")[-1500:] if log.exists() else ""
+    raise DeployError(f"the supervisor of {status.stem} did not start it (see {log}):\n{tail}")
+
+
 def _apply_processes(
     plan: Plan,
     topology: Topology,
@@ -281,21 +327,24 @@ def _apply_processes(
             detail = "`edgestream cloud run` is not in this build"
             changes.append(Change("processes", "local", spec.name, "skipped", detail))
             continue
-        argv = _process_argv(spec, topology, targets, folder)
-        identity = hashlib.sha256(json.dumps([argv, plan.fingerprint]).encode()).hexdigest()[:16]
+        argv = process_argv(spec, topology, targets, folder)
+        identity = _identity(argv, plan.fingerprint)
         current = state.get(spec.name)
         if current is not None and current.alive() and current.identity == identity:
-            changes.append(
-                Change("processes", "local", spec.name, "unchanged", f"pid {current.pid}")
-            )
+            pid = read_status(folder / STATUS_DIR / f"{spec.name}.json").pid
+            changes.append(Change("processes", "local", spec.name, "unchanged", f"pid {pid}"))
             continue
         action = "started"
         if current is not None and current.alive():
             _terminate(current)
             action = "restarted"
-        with (logs / f"{spec.name}.log").open("ab") as log:
+        status = folder / STATUS_DIR / f"{spec.name}.json"
+        with contextlib.suppress(FileNotFoundError):
+            status.unlink()  # the supervisor writes it once its process runs
+        log_path = logs / f"{spec.name}.log"
+        with log_path.open("ab") as log:
             proc = subprocess.Popen(
-                argv,
+                _supervisor_argv(spec.name, argv, log_path, status),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -304,7 +353,8 @@ def _apply_processes(
             )
         state[spec.name] = _Running(proc.pid, _start_time(proc.pid), argv, identity)
         _save_state(folder, state)
-        changes.append(Change("processes", "local", spec.name, action, f"pid {proc.pid}"))
+        child = _wait_running(state[spec.name], status, log_path)
+        changes.append(Change("processes", "local", spec.name, action, f"pid {child}"))
     for name in sorted(set(state) - {p.name for p in plan.processes}):
         _terminate(state.pop(name))  # no longer in the topology
         changes.append(Change("processes", "local", name, "stopped", "not in the topology"))
@@ -348,7 +398,20 @@ def stop_local(topology: Topology, folder: Path | None = None) -> list[str]:
     return stopped
 
 
+def process_states(topology: Topology, folder: Path | None = None) -> dict[str, SupervisorStatus]:
+    """Name -> what the supervisor of each recorded process reports (state ``not running``
+    when the supervisor itself is gone)."""
+    folder = folder or run_dir(topology)
+    out = {}
+    for name, running in _load_state(folder).items():
+        found = read_status(folder / STATUS_DIR / f"{name}.json")
+        if not running.alive():
+            found = SupervisorStatus(name, "not running", None, found.restarts, found.last_exit,
+                                     found.last_restart, found.started)  # fmt: skip
+        out[name] = found
+    return out
+
+
 def process_status(topology: Topology, folder: Path | None = None) -> dict[str, int | None]:
-    """Name -> pid of each recorded process (None when it no longer runs)."""
-    state = _load_state(folder or run_dir(topology))
-    return {name: (r.pid if r.alive() else None) for name, r in state.items()}
+    """Name -> pid of each recorded process (None when it does not run now)."""
+    return {name: s.pid for name, s in process_states(topology, folder).items()}

@@ -3,11 +3,14 @@ no colours), so ``deploy --dry-run`` output can be diffed and reviewed."""
 
 from __future__ import annotations
 
+import time
+
 from edgestream.core.tables import table
 from edgestream.deploy.local import Change
 from edgestream.deploy.plan import Plan
+from edgestream.deploy.supervise import SupervisorStatus
 
-__all__ = ["render_changes", "render_plan"]
+__all__ = ["render_changes", "render_plan", "render_status"]
 
 
 def _configs(configs: tuple[tuple[str, str], ...]) -> str:
@@ -54,3 +57,25 @@ def render_changes(changes: list[Change]) -> str:
     summary = ", ".join(f"{n} {action}" for action, n in sorted(counts.items()))
     body = table("applied", ("what", "where", "name", "action", "detail"), rows)
     return f"{body}\n\n{summary}\n"
+
+
+def _when(stamp: float | None) -> str:
+    return "-" if stamp is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp))
+
+
+def render_status(topology: str, states: dict[str, SupervisorStatus]) -> str:
+    """The local processes of a deployment: state, pid, restarts, last exit, last restart.
+
+    >>> s = SupervisorStatus("edge-gw-1", "running", 4242, restarts=2, last_exit=-9)
+    >>> print(render_status("default", {"edge-gw-1": s}).splitlines()[-1])  # doctest: +ELLIPSIS
+    edge-gw-1 ... running ... 4242 ... 2 ... -9 ...
+    """
+    if not states:
+        return f"no local processes of topology {topology}: deploy it first\n"
+    rows = [
+        (name, s.state, str(s.pid or "-"), str(s.restarts),
+         "-" if s.last_exit is None else str(s.last_exit), _when(s.last_restart), _when(s.started))
+        for name, s in states.items()
+    ]  # fmt: skip
+    columns = ("process", "state", "pid", "restarts", "last exit", "last restart", "started")
+    return table(f"local processes of topology {topology}", columns, rows) + "\n"

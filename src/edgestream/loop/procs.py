@@ -1,6 +1,8 @@
 """The processes ``edgestream up`` supervises: each an ``edgestream ...`` subprocess with its
-own log and metrics port file, restarted when it exits, stopped with SIGTERM (SIGKILL after a
-grace period). Children die with the loop even when it is killed (``PR_SET_PDEATHSIG``).
+own log and metrics port file, restarted with backoff when it exits (1 s doubling to 30 s;
+each restart noted in its log and counted in its ``edgestream_restarts_total``), stopped with
+SIGTERM (SIGKILL after a grace period). Children die with the loop even when it is killed
+(``PR_SET_PDEATHSIG``).
 
 >>> p = Managed("gw-1 worker", ["edge", "run", "t.yaml"], Path("/tmp/x.log"), Path("/tmp/gw-1"),
 ...             "edge")
@@ -19,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgestream.core.metrics import METRICS_DIR_ENV, METRICS_PORT_ENV, read_port
-from edgestream.core.procs import Child
+from edgestream.core.procs import Child, Restarts
 
 __all__ = ["Managed"]
 
@@ -35,11 +37,18 @@ class Managed:
     process: str  # its metrics process name (``edge``, ``forward``, ``cloud``, ``retrain``)
     env: dict[str, str] = field(default_factory=dict)
     module: str = "edgestream.cli.main"  # what ``python -m`` runs
-    restarts: int = 0
-    last_exit: int | None = None
     last_words: str = ""  # the last log line before its latest exit
     child: Child | None = None
     started_at: float = 0.0
+    restart: Restarts = field(default_factory=Restarts)
+
+    @property
+    def restarts(self) -> int:
+        return self.restart.count
+
+    @property
+    def last_exit(self) -> int | None:
+        return self.restart.last_exit
 
     @property
     def argv(self) -> list[str]:
@@ -71,18 +80,27 @@ class Managed:
         with contextlib.suppress(FileNotFoundError):  # a stale port of an earlier run
             (self.data_dir / f"{self.process}.metrics-port").unlink()
         env = {**os.environ, **self.env, METRICS_PORT_ENV: "0", METRICS_DIR_ENV: str(self.data_dir)}
+        env.update(self.restart.env(self.name))
         self.child = Child(self.argv, self.log, env, die_with_parent=True).start()
         self.started_at = time.monotonic()
         return self
 
     def check(self) -> bool:
-        """True while it runs; an exited process is restarted (its state is crash-safe)."""
-        if self.proc is None or self.alive:
+        """True while it runs; an exited process is restarted once its backoff delay has
+        passed (its state is crash-safe)."""
+        if self.child is None or self.proc is None or self.alive:
             return self.proc is not None
-        self.last_exit = self.proc.returncode
-        self.last_words = _last_line(self.child.tail(4000)) if self.child else ""
-        self.restarts += 1
-        self.start()
+        now = time.monotonic()
+        if self.restart.due_at is None:  # it has just exited
+            self.last_words = _last_line(self.child.tail(4000))
+            delay = self.restart.exited(self.proc.returncode, now - self.started_at, now)
+            self.child.note(
+                f"{self.name} exited with code {self.last_exit}; restart "
+                f"{self.restarts + 1} in {delay:g} s"
+            )
+        if self.restart.due(now):
+            self.restart.restarted()
+            self.start()
         return False
 
     @property
