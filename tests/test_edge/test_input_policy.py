@@ -55,8 +55,11 @@ def _reading(seq: int, ts: int, device: str = "pump-0001", **changes: Any) -> di
     return record
 
 
-def _produce(bootstrap: str, topic: str, values: list[bytes]) -> list[int]:
-    """Produce ``values`` in order (lz4 batches, records up to 20 MB); returns their offsets."""
+def _produce(
+    bootstrap: str, topic: str, values: list[bytes], keys: list[bytes] | None = None
+) -> list[int]:
+    """Produce ``values`` in order (lz4 batches, records up to 20 MB; key ``pump`` unless
+    ``keys``); returns their offsets."""
     producer = Producer(producer_config(bootstrap, **{"message.max.bytes": 20 * MB}))
     offsets: dict[int, int] = {}
     errors: list[Any] = []
@@ -71,7 +74,8 @@ def _produce(bootstrap: str, topic: str, values: list[bytes]) -> list[int]:
         return report
 
     for i, value in enumerate(values):
-        producer.produce(topic, key=b"pump", value=value, on_delivery=delivered(i))
+        key = keys[i] if keys else b"pump"
+        producer.produce(topic, key=key, value=value, on_delivery=delivered(i))
         producer.poll(0)
     assert producer.flush(60) == 0 and not errors, errors
     return [offsets[i] for i in range(len(values))]
@@ -155,11 +159,13 @@ def test_a_10mb_record_goes_to_the_dlq_as_its_head_and_the_worker_keeps_running(
 # -- item 1: fuzzing the DLQ path ----------------------------------------------------------------
 
 #: one produced record: ("good", -), ("padded", tag bytes: a valid reading made big, very
-#: compressible) or ("bytes", size): random bytes (incompressible)
+#: compressible), ("bytes", size): random bytes (incompressible) or ("key", size): a key of
+#: that size (compressible) with a random-bytes value
 RECORD = st.one_of(
     st.tuples(st.just("good"), st.just(0)),
     st.tuples(st.just("padded"), st.integers(0, 6_000) | st.integers(900_000, 12 * MB)),
     st.tuples(st.just("bytes"), st.integers(0, 6_000) | st.integers(900_000, 3 * MB)),
+    st.tuples(st.just("key"), st.integers(1, 2_000) | st.integers(900_000, 12 * MB)),
 )
 
 
@@ -187,28 +193,32 @@ def fuzzed(stack: StackStatus, tmp_path_factory: pytest.TempPathFactory) -> Iter
     phases=[Phase.explicit, Phase.generate],  # each example waits for a real worker
 )
 @given(records=st.lists(RECORD, min_size=1, max_size=10))
-@example(records=[("good", 0), ("padded", 10 * MB), ("bytes", 2 * MB), ("bytes", 0)])
+@example(
+    records=[("good", 0), ("padded", 10 * MB), ("bytes", 2 * MB), ("bytes", 0), ("key", 10 * MB)]
+)
 def test_fuzzed_sizes_and_bytes_each_end_up_once_in_the_dlq_or_as_a_reading(fuzzed, records):
     f = fuzzed
     ser = AvroSerializer(f["registry"], "SensorReading", subject_for(f["topic"]))
     now = int(time.time() * 1000)
     values: list[bytes] = []
+    keys = [b"k" * size if kind == "key" else b"pump" for kind, size in records]
     for i, (kind, size) in enumerate(records):
-        if kind == "bytes":
+        if kind in ("bytes", "key"):
             f["seed"] += 1
-            value = random.Random(f["seed"]).randbytes(size)
+            value = random.Random(f["seed"]).randbytes(size if kind == "bytes" else 64)
             if value[:1] == b"\x00":
                 value = b"\x01" + value[1:]  # never a registry header by chance
         else:
             tags = {"blob": "y" * size} if kind == "padded" else {}
             value = ser(_reading(i, now - 1_000 + i, tags=tags))
         values.append(value)
-    offsets = _produce(f["bootstrap"], f["topic"], values)
+    offsets = _produce(f["bootstrap"], f["topic"], values, keys)
     bad = {
         o: v
         for o, v, (kind, _) in zip(offsets, values, records, strict=True)
-        if kind == "bytes" or len(v) > LIMIT
+        if kind in ("bytes", "key") or len(v) > LIMIT
     }
+    key_of = dict(zip(offsets, keys, strict=True))
     f["bad"] += len(bad)
     f["good"] += len(values) - len(bad)
     worker = f["worker"]
@@ -216,6 +226,7 @@ def test_fuzzed_sizes_and_bytes_each_end_up_once_in_the_dlq_or_as_a_reading(fuzz
     assert len(dlq) == f["bad"], "nothing else is on the DLQ"
     for offset, value in bad.items():
         msg = dlq[offset]
+        assert msg.key() == key_of[offset][:OVERSIZE_HEAD_BYTES]
         if len(value) > LIMIT:
             assert gr.header(msg, "x-edgestream-reason") == "oversize"
             assert msg.value() == value[:OVERSIZE_HEAD_BYTES]

@@ -169,17 +169,23 @@ def test_the_detail_of_a_long_device_id_shows_its_head_only() -> None:
 
 def test_an_oversize_dead_letter_is_its_head_with_size_and_sha256() -> None:
     body = bytes(range(256)) * 40_000  # 10 MB: more than a Kafka record may hold by default
-    value, headers = dead_letter(body, Rejected(0, "oversize", "too big"))
+    key, value, headers = dead_letter(b"pump-1", body, Rejected(0, "oversize", "too big"))
     got = dict(headers)
-    assert value == body[:OVERSIZE_HEAD_BYTES]
+    assert key == b"pump-1" and value == body[:OVERSIZE_HEAD_BYTES]
     assert got["x-edgestream-reason"] == b"oversize"
     assert got["x-edgestream-original-size"] == str(len(body)).encode()
     assert got["x-edgestream-sha256"] == hashlib.sha256(body).hexdigest().encode()
     for reason in (r for r in REASONS if r != "oversize"):  # kept whole (<= max_payload_bytes)
-        value, headers = dead_letter(body[:5_000], Rejected(0, reason, "x" * 5_000))
-        assert value == body[:5_000]
+        key, value, headers = dead_letter(None, body[:5_000], Rejected(0, reason, "x" * 5_000))
+        assert key is None and value == body[:5_000]
         assert dict(headers) == {"x-edgestream-reason": reason.encode(),
                                  "x-edgestream-detail": b"x" * 1000}  # fmt: skip
+
+
+def test_a_dead_letter_of_a_10mb_key_keeps_its_head_and_size() -> None:
+    key, value, headers = dead_letter(b"k" * (10 * 10**6), b"\x01", Rejected(0, "bad_magic", ""))
+    assert key == b"k" * OVERSIZE_HEAD_BYTES and value == b"\x01"
+    assert dict(headers)["x-edgestream-original-key-size"] == b"10000000"
 
 
 # -- topology keys -------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 A batch of raw Kafka values goes in; out come the valid readings as columns (numpy) and one
 :class:`Rejected` per invalid message with a machine-readable reason. Nothing raises on bad
 input: the gateway sends rejected messages to ``<topic>.dlq`` as :func:`dead_letter` makes
-them (original bytes untouched; an oversize message's head, size and sha256).
+them (original bytes untouched; an oversize message's or key's head, size and sha256).
 
 A ``SensorFrame`` is one message: if any of its readings is invalid the whole frame is
 rejected (its bytes go to the DLQ once, with the reason of the first bad reading), so the
@@ -15,7 +15,7 @@ DLQ always holds complete original records.
 >>> need, low, high = np.array([True, True]), np.zeros(2), np.full(2, 9.0)
 >>> _row_problems(rows, present, need, low, high)
 ['', 'non_finite', 'out_of_range', 'missing_channel']
->>> value, headers = dead_letter(b"x" * 5000, Rejected(0, "oversize", "5000 bytes > limit"))
+>>> _, value, headers = dead_letter(None, b"x" * 5000, Rejected(0, "oversize", "5000 bytes"))
 >>> len(value), dict(headers)["x-edgestream-original-size"]
 (1024, b'5000')
 """
@@ -259,29 +259,35 @@ def _row_problems(
     return [names[c] for c in codes]
 
 
-def dead_letter(value: bytes | None, rejected: Rejected) -> tuple[bytes, list[tuple[str, bytes]]]:
-    """The DLQ value and headers of a rejected message: ``x-edgestream-reason`` and
+def dead_letter(
+    key: bytes | None, value: bytes | None, rejected: Rejected
+) -> tuple[bytes | None, bytes, list[tuple[str, bytes]]]:
+    """The DLQ key, value and headers of a rejected message: ``x-edgestream-reason`` and
     ``x-edgestream-detail`` (its first 1000 characters), and its original bytes.
 
     An ``oversize`` message keeps only its first :data:`OVERSIZE_HEAD_BYTES`, with
-    ``x-edgestream-original-size`` and ``x-edgestream-sha256`` (hex) of the whole: whatever
-    its size, the DLQ record fits what a Kafka topic takes (about 1 MB by default), so
+    ``x-edgestream-original-size`` and ``x-edgestream-sha256`` (hex) of the whole; a key
+    longer than that keeps its head too, with ``x-edgestream-original-key-size``. Whatever
+    their sizes, the DLQ record fits what a Kafka topic takes (about 1 MB by default), so
     writing it never fails and it is never lost. Any other rejected message is at most the
     topology's ``max_payload_bytes`` (at most 900KB) and is kept whole.
 
-    >>> value, headers = dead_letter(b"\\x01abc", Rejected(3, "bad_magic", "magic byte 1"))
-    >>> value, [name for name, _ in headers]
-    (b'\\x01abc', ['x-edgestream-reason', 'x-edgestream-detail'])
+    >>> key, value, headers = dead_letter(b"k", b"\\x01abc", Rejected(3, "bad_magic", "magic 1"))
+    >>> key, value, [name for name, _ in headers]
+    (b'k', b'\\x01abc', ['x-edgestream-reason', 'x-edgestream-detail'])
     """
     body = value or b""
     headers = [
         ("x-edgestream-reason", rejected.reason.encode()),
         ("x-edgestream-detail", rejected.detail[:1000].encode(errors="replace")),
     ]
+    if key is not None and len(key) > OVERSIZE_HEAD_BYTES:
+        headers.append(("x-edgestream-original-key-size", str(len(key)).encode()))
+        key = key[:OVERSIZE_HEAD_BYTES]
     if rejected.reason != "oversize":
-        return body, headers
+        return key, body, headers
     headers += [
         ("x-edgestream-original-size", str(len(body)).encode()),
         ("x-edgestream-sha256", hashlib.sha256(body).hexdigest().encode()),
     ]
-    return body[:OVERSIZE_HEAD_BYTES], headers
+    return key, body[:OVERSIZE_HEAD_BYTES], headers

@@ -7,7 +7,7 @@ then produces, on the gateway's edge broker:
 
 - rejected records to ``<topic>.dlq`` with ``x-edgestream-reason`` /
   ``x-edgestream-detail`` headers and the source position (original bytes; an oversize
-  record's head, size and sha256: :func:`~edgestream.edge.validate.dead_letter`);
+  record's or key's head and size: :func:`~edgestream.edge.validate.dead_letter`);
 - late readings to ``<topic>.late`` (original bytes for single readings; a frame's late
   readings re-encoded as SensorReading), with the window spec, window and watermark;
 - alerts to ``edge.alerts`` and window summaries to ``edge.summaries`` (Avro, Confluent wire
@@ -437,9 +437,9 @@ class Gateway:
         dlq = self.app.topic(topic.dlq, value_serializer="raw", key_serializer="raw")
         for rej in out.rejected:
             msg = messages[rej.index]
-            value, headers = dead_letter(msg.value, rej)
+            key, value, headers = dead_letter(msg.key, msg.value, rej)
             headers += [*source, ("x-edgestream-source-offset", str(msg.offset).encode())]
-            futures.append(await dlq.send(key=msg.key, value=value, headers=headers))
+            futures.append(await dlq.send(key=key, value=value, headers=headers))
         if out.late:
             late_topic = self.app.topic(topic.late, value_serializer="raw", key_serializer="raw")
             frames = topic.schema_ == "SensorFrame"
