@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -17,7 +18,6 @@ from edgestream.core.serde import AvroDeserializer
 from edgestream.edge.features import FeatureExtractor
 from edgestream.edge.window_types import ReadingBatch
 from edgestream.ml.artifact import shipped_model_path
-from edgestream.ml.scorer import OnnxScorer
 
 PUMP_CHANNELS = ("vibration_rms", "bearing_temp", "pressure", "motor_current")
 
@@ -115,19 +115,64 @@ def wait_for(
     return got
 
 
+def wait_taken_in(worker: Worker, data: Path, readings: int, timeout: float) -> None:
+    """Wait until the worker's metrics count ``readings`` readings processed or sent to a DLQ
+    (its ``/metrics`` page, port from ``<data>/edge.metrics-port``)."""
+    from edgestream.core.metrics import read_port
+    from edgestream.loop.watch import scrape, total
+
+    deadline = time.monotonic() + timeout
+    seen = 0.0
+    while time.monotonic() < deadline:
+        port = read_port(data, "edge")
+        page = scrape(f"http://127.0.0.1:{port}/metrics") if port else None
+        seen = total(page or {}, "edgestream_readings_total")
+        seen += total(page or {}, "edgestream_dlq_records_total")
+        if seen >= readings:
+            return
+        if not worker.alive():
+            raise AssertionError(f"worker died:\n{worker.log_text()[-3000:]}")
+        time.sleep(0.5)
+    raise AssertionError(f"the worker took in {seen:.0f} of {readings} readings in {timeout} s")
+
+
+def autoencoder_scores(onnx_path: Path, features: np.ndarray) -> np.ndarray:
+    """The reference's own scoring: a float64 numpy forward pass of the autoencoder's ONNX
+    weights (``score = mean((mlp(|x| * s) - |x| * s)^2)``, ReLU between layers), not
+    onnxruntime and not :class:`OnnxScorer`. The graph must be that shape."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(onnx_path))
+    layers = sum(1 for n in model.graph.node if n.op_type == "MatMul")
+    hidden = ["MatMul", "Add", "Relu"] * layers
+    ops = ["Abs", "Mul", *hidden[:-1], "Sub", "Mul", "ReduceMean"]  # no ReLU on the output
+    assert [n.op_type for n in model.graph.node] == ops, "not the autoencoder graph"
+    w = {i.name: numpy_helper.to_array(i).astype(np.float64) for i in model.graph.initializer}
+    xs = np.abs(features.astype(np.float64)) * w["inv_scale"]
+    h = xs
+    for i in range(layers):
+        h = h @ w[f"w{i}"] + w[f"b{i}"]
+        if i < layers - 1:
+            h = np.maximum(h, 0.0)
+    return ((h - xs) ** 2).mean(axis=1)
+
+
 def sensor_batch(bootstrap: str, registry: str, topic: str) -> tuple[ReadingBatch, list[Any]]:
     """The topic's readings in offset order (1 partition) scored offline with the shipped
-    model, as one :class:`ReadingBatch` for the reference; plus the raw messages."""
+    model's weights (:func:`autoencoder_scores`; threshold and version read from its
+    sidecar), as one :class:`ReadingBatch` for the reference; plus the raw messages."""
     messages = read_topic(bootstrap, topic)
     decode = AvroDeserializer(registry)
     records = [decode(m.value()) for m in messages]
     values = np.array([[r["channels"][c] for c in PUMP_CHANNELS] for r in records], dtype=float)
-    scorer = OnnxScorer.load(shipped_model_path("pump"))
-    fx = FeatureExtractor.from_config(scorer.meta.features)
-    cols = [PUMP_CHANNELS.index(c) for c in scorer.meta.channels]
+    onnx_path = shipped_model_path("pump")
+    sidecar = json.loads(onnx_path.with_suffix(".json").read_text())
+    fx = FeatureExtractor.from_config(sidecar["features"])
+    cols = [PUMP_CHANNELS.index(c) for c in sidecar["channels"]]
     ids = [r["device_id"] for r in records]
     ts = np.array([r["ts"] for r in records], dtype=np.int64)
-    scores = scorer.score(fx.transform(ids, ts, values[:, cols]))
+    scores = autoencoder_scores(onnx_path, fx.transform(ids, ts, values[:, cols]))
     batch = ReadingBatch(
         partition=0,
         offsets=np.array([m.offset() for m in messages], dtype=np.int64),
@@ -139,8 +184,8 @@ def sensor_batch(bootstrap: str, registry: str, topic: str) -> tuple[ReadingBatc
         values=values,
         channels=PUMP_CHANNELS,
         scores=scores,
-        anomaly=scores > scorer.threshold,
-        model_version=scorer.version,
+        anomaly=scores > sidecar["threshold"],
+        model_version=sidecar["version"],
     )
     return batch, messages
 
