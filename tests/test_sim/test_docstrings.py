@@ -15,6 +15,7 @@ MODULES = [
     "edgestream.sim.labels",
     "edgestream.sim.producer",
     "edgestream.sim.replay",
+    "edgestream.sim.sender",
     "edgestream.sim.signals",
     "edgestream.sim.simulator",
 ]

@@ -147,6 +147,9 @@ class BrokerSpec:
             "share.coordinator.state.topic.replication.factor": "1",
             "share.coordinator.state.topic.min.isr": "1",
             "group.initial.rebalance.delay.ms": "0",
+            # topics are created by whoever owns them, with their partitions and retention
+            # (the worker: the topology's): a client's metadata request never creates one
+            "auto.create.topics.enable": "false",
             # dev-sized: few threads, a small cleaner buffer (the default takes 128 MB of heap)
             "num.network.threads": "2",
             "num.io.threads": "2",

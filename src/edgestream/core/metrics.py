@@ -40,6 +40,7 @@ __all__ = [
     "METRICS_PORT_ENV",
     "ForwarderCollector",
     "GatewayMetrics",
+    "count_offset_reset",
     "port_file",
     "read_port",
     "register_forwarder",
@@ -122,6 +123,19 @@ RESTARTS = Counter(
     "exited; the restarted process starts the counter at its restart count, so it only grows.",
     ["component"],
 )
+
+
+OFFSET_RESETS = Counter(
+    "edgestream_offset_resets",
+    "Stored read positions that were no longer valid (topic recreated, position beyond the log "
+    "end or before the log start) and were reset to the log start (edgestream.core.offsets).",
+    ["gateway", "topic", "partition", "reason"],
+)
+
+
+def count_offset_reset(gateway: str, topic: str, partition: int, reason: str) -> None:
+    """One reset of a read position to the log start (worker and forwarder)."""
+    OFFSET_RESETS.labels(gateway, topic, str(partition), reason).inc()
 
 
 def _count_restarts(process: str) -> None:

@@ -5,6 +5,20 @@ first end-of-partition event (librdkafka's ``enable.partition.eof``), whose offs
 watermark of that fetch. On a correct broker nothing is read again; a broker whose ListOffsets
 answer is short (some Kafka-protocol brokers return the last batch's base offset + 1) costs at
 most its last batch, and the result is still exact.
+
+A stored read position can stop being valid: the topic was deleted and created again (a new
+topic id, offsets from 0), or the broker lost or purged its log. :func:`reset_reason` names
+why; every reader of ours then follows one policy: **reset to the log start of the topic as
+it is now and read everything again** (nothing new is skipped; records read twice are
+dropped downstream by their deterministic ids), logged as a warning and counted in
+``edgestream_offset_resets_total{topic,partition,reason}``.
+
+>>> reset_reason(position=500, start=0, end=120)
+'beyond_log_end'
+>>> reset_reason(position=3, start=10, end=50), reset_reason(position=20, start=10, end=50)
+('before_log_start', None)
+>>> reset_reason(position=20, start=0, end=50, recreated=True)
+'topic_recreated'
 """
 
 from __future__ import annotations
@@ -13,7 +27,44 @@ import time
 
 from edgestream.core.exceptions import ServiceUnavailable
 
-__all__ = ["aio_partitions", "committed_offsets", "exact_end_offsets", "partitions_of"]
+__all__ = [
+    "aio_partitions",
+    "committed_offsets",
+    "exact_end_offsets",
+    "partitions_of",
+    "reset_reason",
+    "topic_id",
+]
+
+
+def reset_reason(position: int, start: int, end: int, recreated: bool = False) -> str | None:
+    """Why a stored ``position`` cannot be read on a partition whose log spans
+    ``[start, end)``: ``topic_recreated`` (its topic id changed), ``beyond_log_end`` (the log
+    is shorter than what was read: recreated or purged), ``before_log_start`` (retention
+    deleted records not read yet); None when it can be read."""
+    if recreated:
+        return "topic_recreated"
+    if position > end:
+        return "beyond_log_end"
+    if position < start:
+        return "before_log_start"
+    return None
+
+
+def topic_id(admin: object, topic: str, timeout: float = 10.0) -> str | None:
+    """The topic id (a UUID string) of ``topic`` from a confluent-kafka ``AdminClient``;
+    None when the topic does not exist. A deleted and recreated topic has a new id."""
+    from confluent_kafka import KafkaError, KafkaException, TopicCollection
+
+    found = admin.describe_topics(  # type: ignore[attr-defined]
+        TopicCollection([topic]), request_timeout=timeout
+    )
+    try:
+        return str(found[topic].result(timeout).topic_id)
+    except KafkaException as error:
+        if error.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+            return None
+        raise
 
 
 def committed_offsets(consumer: object, parts: list, timeout: float = 30.0) -> list:

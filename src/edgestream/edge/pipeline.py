@@ -41,6 +41,7 @@ from edgestream.edge.windows import WindowEngine
 from edgestream.ml.scorer import OnnxScorer
 
 FEATURES, INCIDENTS, ALERTS, POSITIONS = "features", "incidents", "alerts", "positions"
+TOPIC_ID = "topic_id"  # the Kafka topic id the positions belong to
 #: extras name prefix of the feature state's parts: a batch commits the devices it changed
 FEATURE_PART = "features/"
 
@@ -174,6 +175,28 @@ class TopicPipeline:
         for partition, offset in self.engines[-1].positions().items():
             merged[partition] = max(offset, merged.get(partition, offset))
         return merged
+
+    @property
+    def topic_id(self) -> str | None:
+        """The id of the topic the positions were read from (None before it was known)."""
+        stored = self.engines[-1].extras.get(TOPIC_ID)
+        return stored.decode() if stored else None
+
+    def rewind(self, offsets: dict[int, int], topic_id: str | None = None) -> None:
+        """Read these partitions again from these offsets (their log restarted: the topic was
+        recreated or purged, see :mod:`edgestream.core.offsets`); ``topic_id``: the topic's
+        id now. The last engine commits last: a crash in between rewinds again."""
+        self._next.update(offsets)
+        extras = {POSITIONS: json.dumps(self._next).encode()}
+        if topic_id is not None:
+            extras[TOPIC_ID] = topic_id.encode()
+        for engine in self.engines[:-1]:
+            for partition, offset in offsets.items():
+                engine.rewind(partition, offset)
+        last = self.engines[-1]
+        for partition, offset in offsets.items():
+            last.rewind(partition, offset)
+        last.ack([], extras=extras)
 
     def assign(self, partitions: Sequence[int], now_ms: int) -> None:
         for engine in self.engines:

@@ -331,6 +331,18 @@ class WindowEngine:
                 changes.delete_outbox.append(entry[0])
         self._commit(changes)
 
+    @_fail_closed
+    def rewind(self, partition: int, offset: int, extras: dict[str, bytes] | None = None) -> None:
+        """Read ``partition`` again from ``offset``: its log restarted there (the topic was
+        recreated, see :mod:`edgestream.core.offsets`). Event-time state stays: the watermark
+        never goes back, and open windows keep what they hold."""
+        pos = self._clock.partitions.get(partition)
+        if pos is not None:
+            pos.last_offset = offset - 1 if offset > 0 else None
+        changes = Changes(meta=self._meta(), extras=dict(extras or {}))
+        self.extras.update(changes.extras)
+        self._commit(changes)
+
     def unacked(self) -> list[dict[str, Any]]:
         """Emitted but not yet acked summaries, in emission order, identical to the first time."""
         return [json.loads(p) for _, p in sorted(self._outbox.values())]

@@ -34,9 +34,10 @@ from typing import Any
 
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import OffsetOutOfRangeError
 
 from edgestream.core.metrics import GatewayMetrics
-from edgestream.core.offsets import aio_partitions
+from edgestream.core.offsets import aio_partitions, reset_reason
 from edgestream.core.registry.client import registry_client
 from edgestream.core.serde import AvroDeserializer, AvroSerializer, subject_for
 from edgestream.core.topology import Topology
@@ -44,6 +45,7 @@ from edgestream.core.topology.edge import SensorTopic
 from edgestream.edge.models import load_model
 from edgestream.edge.pipeline import Outputs, TopicPipeline
 from edgestream.edge.rollout_agent import MODELS_TOPIC, ROLLOUT_TOPIC, RolloutAgent
+from edgestream.edge.topic_guard import TopicGuard
 from edgestream.edge.validate import dead_letter
 
 log = logging.getLogger("edgestream.edge")
@@ -53,6 +55,7 @@ SUMMARIES_TOPIC = "edge.summaries"
 SAMPLES_TOPIC = "edge.samples"
 CONTROL_TOPIC = "edge.control"  # operator commands, JSON: {"command": "metrics"}
 STATUS_TOPIC = "edge.status"  # the worker's answers: its metrics as JSON
+TOPIC_CHECK_S = 2.0  # how often a reader checks that its topic was not deleted or recreated
 EXIT_PROCESSING_FAILED = 70  # exit status when processing a batch failed (state stays consistent)
 
 
@@ -111,6 +114,15 @@ class _Batch:
 
     partition: int
     messages: list[_Msg]
+
+
+@dataclass(frozen=True)
+class _Rewind:
+    """Read these partitions again from these offsets (the topic's log restarted); the
+    topic's id now. Sent on the agent's channel: it applies after the batches before it."""
+
+    offsets: dict[int, int]
+    topic_id: str
 
 
 class Gateway:
@@ -227,6 +239,12 @@ class Gateway:
         async def agent(stream: faust.StreamT) -> None:
             async for batch in stream:
                 pipeline = self.pipelines[topic.name]
+                if isinstance(batch, _Rewind):
+                    async with self._locks[topic.name]:
+                        await asyncio.get_running_loop().run_in_executor(
+                            self._executor, pipeline.rewind, batch.offsets, batch.topic_id
+                        )
+                    continue
                 await self._process(topic, pipeline, batch.partition, batch.messages)
 
         async def reader() -> None:
@@ -236,45 +254,111 @@ class Gateway:
         self.app.task(reader)
 
     async def _read(self, topic: SensorTopic, channel: Any, size: int, wait_ms: int) -> None:
+        """Feed the agent from the pipeline's positions, never skipping silently: a topic
+        recreated or purged under us (new id, positions outside the log) is read again from
+        its log start, a deleted one is created again (:mod:`edgestream.edge.topic_guard`)."""
         pipeline = await self._ready(topic)
         async with self._locks[topic.name]:  # recovery has re-sent what was pending
-            positions = pipeline.positions()
+            read = pipeline.positions()  # partition -> next offset, once queued batches ran
+            known_id = pipeline.topic_id
+        guard = TopicGuard(self.config.bootstrap, self.config.gateway_id, topic)
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.config.bootstrap,
             group_id=None,
             enable_auto_commit=False,
-            auto_offset_reset="earliest",
+            auto_offset_reset="none",  # out of range raises: the guard decides, not aiokafka
             fetch_max_wait_ms=wait_ms,
             max_partition_fetch_bytes=4 * 1024 * 1024,
         )
         await consumer.start()
         try:
-            partitions: list[int] | None = None
-            while not partitions:
-                partitions = await aio_partitions(consumer, topic.name)
-                if not partitions:
-                    await asyncio.sleep(1.0)
-            tps = [TopicPartition(topic.name, p) for p in sorted(partitions)]
-            consumer.assign(tps)
-            for tp in tps:
-                consumer.seek(tp, positions.get(tp.partition, 0))
-            now = int(time.time() * 1000)
-            await asyncio.get_running_loop().run_in_executor(
-                self._executor, pipeline.assign, sorted(partitions), now
-            )
-            read = {tp: positions.get(tp.partition, 0) for tp in tps}
-            while True:
-                fetched = await consumer.getmany(timeout_ms=wait_ms, max_records=size)
-                for tp, records in fetched.items():
-                    messages = [_Msg(r.offset, r.key, r.value) for r in records]
-                    read[tp] = records[-1].offset + 1
-                    await channel.send(value=_Batch(tp.partition, messages))
-                for tp, position in read.items():
-                    high = consumer.highwater(tp)  # from the last fetch: broker-reported
-                    if high is not None:
-                        self.metrics.lag(topic.name, tp.partition, high - position)
+            while True:  # once per incarnation of the topic
+                tps, known_id = await self._assign(topic, guard, consumer, channel, read, known_id)
+                batch = (size, wait_ms)
+                await self._fetch(topic, guard, consumer, channel, tps, read, known_id, batch)
         finally:
             await consumer.stop()
+
+    async def _assign(
+        self,
+        topic: SensorTopic,
+        guard: TopicGuard,
+        consumer: AIOKafkaConsumer,
+        channel: Any,
+        read: dict[int, int],
+        known_id: str | None,
+    ) -> tuple[list[TopicPartition], str]:
+        """Assign the topic's partitions at ``read``, after resetting the positions that are
+        no longer valid (the reset reaches the pipeline through the agent's channel, after
+        the batches queued before it)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            current = await loop.run_in_executor(None, guard.current_id)
+            partitions = await aio_partitions(consumer, topic.name) if current else None
+            if current and partitions:
+                break
+            if current is None:
+                await loop.run_in_executor(None, guard.ensure)
+            await asyncio.sleep(0.5)
+        tps = [TopicPartition(topic.name, p) for p in partitions]
+        starts = await consumer.beginning_offsets(tps)
+        ends = await consumer.end_offsets(tps)
+        recreated = known_id is not None and current != known_id
+        rewind: dict[int, int] = {}
+        for tp in tps:
+            position, start = read.get(tp.partition, 0), starts[tp]
+            reason = reset_reason(position, start, ends[tp], recreated)
+            if reason is not None and position != start:
+                event = guard.report(tp.partition, position, start, reason)
+                await self._status().send(key=b"offset_reset", value=json.dumps(event).encode())
+                rewind[tp.partition] = start
+        if rewind or current != known_id:
+            read.update(rewind)
+            await channel.send(value=_Rewind(rewind, current))
+        consumer.assign(tps)
+        for tp in tps:
+            consumer.seek(tp, read.get(tp.partition, 0))
+        now = int(time.time() * 1000)
+        await loop.run_in_executor(self._executor, self.pipelines[topic.name].assign,
+                                   partitions, now)  # fmt: skip
+        return tps, current
+
+    async def _fetch(
+        self,
+        topic: SensorTopic,
+        guard: TopicGuard,
+        consumer: AIOKafkaConsumer,
+        channel: Any,
+        tps: list[TopicPartition],
+        read: dict[int, int],
+        known_id: str,
+        batch: tuple[int, int],
+    ) -> None:
+        """Fetch batches for the agent until the topic is not the one assigned any more (a
+        position out of range, or another topic id every :data:`TOPIC_CHECK_S`)."""
+        loop = asyncio.get_running_loop()
+        size, wait_ms = batch  # records, ms
+        next_check = time.monotonic() + TOPIC_CHECK_S
+        while True:
+            try:
+                fetched = await consumer.getmany(timeout_ms=wait_ms, max_records=size)
+            except OffsetOutOfRangeError:
+                return
+            for tp, records in fetched.items():
+                messages = [_Msg(r.offset, r.key, r.value) for r in records]
+                read[tp.partition] = records[-1].offset + 1
+                await channel.send(value=_Batch(tp.partition, messages))
+            for tp in tps:
+                high = consumer.highwater(tp)  # from the last fetch: broker-reported
+                if high is not None:
+                    self.metrics.lag(topic.name, tp.partition, high - read.get(tp.partition, 0))
+            if time.monotonic() >= next_check:
+                next_check = time.monotonic() + TOPIC_CHECK_S
+                if await loop.run_in_executor(None, guard.current_id) != known_id:
+                    return
+
+    def _status(self) -> Any:
+        return self.app.topic(STATUS_TOPIC, value_serializer="raw", key_serializer="raw")
 
     async def _process(
         self, topic: SensorTopic, pipeline: TopicPipeline, partition: int, messages: list[Any]
@@ -347,7 +431,7 @@ class Gateway:
     async def _control(self, stream: faust.StreamT) -> None:
         """Operator commands. ``metrics``: publish every pipeline's counters (records per DLQ
         reason, late, alerts, window engine gauges) to ``edge.status``."""
-        status = self.app.topic(STATUS_TOPIC, value_serializer="raw", key_serializer="raw")
+        status = self._status()
         async for value in stream:
             try:
                 command = json.loads(value).get("command")

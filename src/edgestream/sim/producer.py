@@ -3,7 +3,8 @@
 Pacing maps virtual time to the wall clock: a message is sent ``(emit_ts - start) / speed``
 after the run started; ``fast`` sends the same messages without sleeping. The key is the
 device id; the Kafka timestamp is the virtual send time. The labels file is written when the
-run ends (also when it is stopped early or the broker fails).
+run ends (also when it is stopped early or the broker fails). A broker restart or a recreated
+topic does not stop a run (:mod:`edgestream.sim.sender`).
 
 >>> result = SimResult(readings=10, messages=2, bytes=900, seconds=0.5, topics={"t": 2})
 >>> result.summary()
@@ -25,6 +26,7 @@ from edgestream.core.serde import AvroSerializer, subject_for
 from edgestream.sim.config import SimConfig
 from edgestream.sim.exceptions import ProduceError
 from edgestream.sim.labels import write_labels
+from edgestream.sim.sender import Sender
 from edgestream.sim.simulator import Simulator
 
 #: Producer settings on top of :func:`edgestream.core.broker.producer_config`: big batches,
@@ -35,7 +37,6 @@ PRODUCER_OVERRIDES: dict[str, object] = {
     "queue.buffering.max.messages": 500_000,
     "queue.buffering.max.kbytes": 256 * 1024,
     "partitioner": "murmur2_random",
-    "delivery.report.only.error": True,
 }
 PROGRESS_EVERY_S = 0.25
 
@@ -127,16 +128,11 @@ def simulate(
         except SchemaError as error:
             raise SchemaError(f"{error}; {_hint(config)}") from None
     broker.ensure_topics(bootstrap, dict.fromkeys(sim.topics, config.partitions))
-    from confluent_kafka import Producer
-
-    errors: list[str] = []
-
-    def delivered(err: Any, _msg: Any) -> None:  # called for failed deliveries only
-        if err is not None and len(errors) < 5:
-            errors.append(str(err))
-
-    settings = {**PRODUCER_OVERRIDES, **(producer_overrides or {}), "on_delivery": delivered}
-    producer = Producer(broker.producer_config(bootstrap, **settings))
+    settings = {**PRODUCER_OVERRIDES, **(producer_overrides or {})}
+    sender = Sender(
+        broker.producer_config(bootstrap, **settings), dict.fromkeys(sim.topics, config.partitions)
+    )
+    errors = sender.errors
     stop = stop or threading.Event()
 
     sent = sent_bytes = 0
@@ -152,17 +148,12 @@ def simulate(
                 if wait > 0.002:
                     stop.wait(wait)  # an early stop wakes us; the message is still sent
             data = serializers[message.topic](message.value)
-            while True:
-                try:
-                    producer.produce(message.topic, data, message.key, timestamp=message.emit_ts)
-                    break
-                except BufferError:
-                    producer.poll(0.05)
+            sender.produce(message.topic, data, message.key, message.emit_ts)
             sent += 1
             sent_bytes += len(data) + len(message.key)
             readings += message.readings
-            if sent & 0x3FF == 0:
-                producer.poll(0)
+            if sent & 0x3FF == 0 or not config.fast:  # paced: watch deliveries at every send
+                sender.poll(0)
                 if errors:
                     break
             if on_progress is not None and (sent & 0xFF == 0 or not config.fast):
@@ -175,7 +166,7 @@ def simulate(
                             readings, sent, sent_bytes, now - begin, pending, sim.readings_expected
                         )
                     )
-        remaining = producer.flush(60.0)
+        remaining = sender.flush(60.0)
     finally:
         labels = sim.labels()
         labels_path = None if config.labels is None else str(write_labels(config.labels, labels))
