@@ -384,20 +384,24 @@ def split_batches(events: list[Event], seed: int) -> list[Event]:
             continue
         c = rnd.choice(cuts)
         for sl in (slice(0, c), slice(c, None)):
-            mv = b.model_version
-            part = ReadingBatch(
-                partition=b.partition,
-                offsets=b.offsets[sl],
-                device_id=b.device_id[sl],
-                site=b.site[sl],
-                device_type=b.device_type[sl],
-                ts=b.ts[sl],
-                seq=b.seq[sl],
-                values=b.values[sl],
-                channels=b.channels,
-                scores=b.scores[sl],
-                anomaly=b.anomaly[sl],
-                model_version=mv if mv is None or isinstance(mv, str) else mv[sl],
-            )
-            out.append(Event("batch", ev.now_ms, part))
+            out.append(Event("batch", ev.now_ms, slice_batch(b, sl)))
     return out
+
+
+def slice_batch(b: ReadingBatch, sl: slice) -> ReadingBatch:
+    """The readings ``sl`` of a batch (cut at a frame boundary: a frame stays in one batch)."""
+    mv = b.model_version
+    return ReadingBatch(
+        partition=b.partition,
+        offsets=b.offsets[sl],
+        device_id=b.device_id[sl],
+        site=b.site[sl],
+        device_type=b.device_type[sl],
+        ts=b.ts[sl],
+        seq=b.seq[sl],
+        values=b.values[sl],
+        channels=b.channels,
+        scores=b.scores[sl],
+        anomaly=b.anomaly[sl],
+        model_version=mv if mv is None or isinstance(mv, str) else mv[sl],
+    )

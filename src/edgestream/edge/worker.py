@@ -337,6 +337,7 @@ class Gateway:
         """Fetch batches for the agent until the topic is not the one assigned any more (a
         position out of range, or another topic id every :data:`TOPIC_CHECK_S`)."""
         loop = asyncio.get_running_loop()
+        pipeline = self.pipelines[topic.name]
         size, wait_ms = batch  # records, ms
         next_check = time.monotonic() + TOPIC_CHECK_S
         while True:
@@ -344,6 +345,7 @@ class Gateway:
                 fetched = await consumer.getmany(timeout_ms=wait_ms, max_records=size)
             except OffsetOutOfRangeError:
                 return
+            await self._hold_backlog(topic, pipeline, consumer, tps)
             for tp, records in fetched.items():
                 messages = [_Msg(r.offset, r.key, r.value) for r in records]
                 read[tp.partition] = records[-1].offset + 1
@@ -359,6 +361,30 @@ class Gateway:
 
     def _status(self) -> Any:
         return self.app.topic(STATUS_TOPIC, value_serializer="raw", key_serializer="raw")
+
+    async def _hold_backlog(
+        self,
+        topic: SensorTopic,
+        pipeline: TopicPipeline,
+        consumer: AIOKafkaConsumer,
+        tps: list[TopicPartition],
+    ) -> None:
+        """Partitions with records not yet read (the broker's high watermark from the last
+        fetch is past the consumer's position) are live, not idle: a backlog, after downtime
+        or while another partition's backlog is read first, holds the watermark until it is
+        read, so it is windowed by its event times (edge.watermarks). Before the fetched
+        batches go to the agent, so no batch is judged by a watermark that skipped them."""
+        behind = []
+        for tp in tps:
+            high = consumer.highwater(tp)
+            if high is not None and high > await consumer.position(tp):
+                behind.append(tp.partition)
+        if behind:
+            now = int(time.time() * 1000)
+            async with self._locks[topic.name]:
+                await asyncio.get_running_loop().run_in_executor(
+                    self._executor, pipeline.assign, behind, now
+                )
 
     async def _process(
         self, topic: SensorTopic, pipeline: TopicPipeline, partition: int, messages: list[Any]
