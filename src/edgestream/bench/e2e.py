@@ -14,6 +14,10 @@ empty), the drain, then a flush of the last windows. It reports:
   forwarder reports. ``bandwidth.cloud_bytes_by_kind`` splits them: each producer's wire
   bytes in proportion to its topics' record bytes (``other``: requests of a producer that
   sent no record in that second, e.g. metadata).
+  ``bandwidth.curated_topics``: what ``fleet.alerts`` and ``fleet.summaries`` hold at the
+  end (every copy, read back from offset 0): records, key + value bytes, and the bytes of
+  the ids in them (``alert_id`` + ``incident_id``, ``summary_id``). The forwarder writes
+  those topics itself, so their records are what crossed the link.
 * ``drain_rate_vs_live``: records the gateway produced during the outage (edge timestamps),
   divided by the seconds from the first of them produced to the cloud (its record timestamp)
   until the outbox was empty (every record confirmed; polled every 20 ms), over the live
@@ -84,6 +88,9 @@ GATEWAY = "gw-bench"
 CLOUD_TOPICS = ["fleet.alerts", "fleet.summaries", "fleet.forwarder", "fleet.samples"]
 KIND_OF_TOPIC = {"fleet.alerts": "alerts", "fleet.summaries": "summaries",
                  "fleet.forwarder": "reports", "fleet.samples": "samples"}  # fmt: skip
+#: Topics third parties read: their records must be complete (ids included).
+CURATED_TOPICS = ("fleet.alerts", "fleet.summaries")
+ID_FIELDS = ("alert_id", "incident_id", "summary_id")
 GOALS = {"cloud_to_raw_ratio": 0.01, "drain_rate_vs_live": 10.0, "p99_alert_ms": 300.0}
 #: Alerts of readings sent in the live phase's last seconds are left out of the latency
 #: measure (the outage that follows may catch them; see the module doc).
@@ -256,9 +263,11 @@ def run_e2e_bench(params: E2EBenchParams, phases: Phases | None = None) -> dict[
             watcher.pause()
             phases.done(f"{stats.delivered} records delivered")
             edge_out = {k: read_all(edge, k) for k in (ALERTS_TOPIC, SUMMARIES_TOPIC)}
+            curated = {k: read_all(cloud, k) for k in CURATED_TOPICS}
             names = ("gateway", "forwarder", "edge_broker", "cloud_broker")
             rss = {n: monitor.peak_mb(n) for n in names}
         result = _result(params, t, sender, watcher, stats, backlog, edge_out, registry, cpu, rss)
+        result["bandwidth"]["curated_topics"] = curated_bytes(curated, registry)
         result["latency_ms"]["edge_broker_tail_fetch_ms"] = probes
         return result
     finally:
@@ -431,6 +440,20 @@ def _result(
     }  # fmt: skip
 
 
+def curated_bytes(topics: dict[str, list[Any]], registry: str) -> dict[str, dict[str, int]]:
+    """Per curated topic: records, key + value bytes, and the bytes of their ids (UTF-8)."""
+    decode = AvroDeserializer(registry)
+    out = {}
+    for topic, messages in topics.items():
+        ids = 0
+        for m in messages:
+            record = decode(m.value())
+            ids += sum(len(str(record[f]).encode()) for f in ID_FIELDS if record.get(f))
+        size = sum(len(m.value()) + len(m.key() or b"") for m in messages)
+        out[topic] = {"records": len(messages), "record_bytes": size, "id_bytes": ids}
+    return out
+
+
 def latency_phase(sent_ms: float | None, t: dict[str, float]) -> str | None:
     """Whether the alert of a reading sent at ``sent_ms`` (wall clock, ms) counts in the
     latency measure: ``"measured"`` in the live phase up to ``LATENCY_GUARD_S`` before its
@@ -467,6 +490,8 @@ def e2e_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
         *[(f"  {kind}", f"{size:,}", f"{(bw['cloud_to_raw_by_kind'][kind] or 0):.3%} of raw; "
            f"{bw['delivered_by_kind'].get(kind, '-')} records")
           for kind, size in bw.get("cloud_bytes_by_kind", {}).items()],
+        *[(f"  {topic} holds", f"{c['record_bytes']:,}", f"{c['records']:,} records, "
+           f"{c['id_bytes']:,} B of ids") for topic, c in bw.get("curated_topics", {}).items()],
         ("outage", "", ""),
         ("backlog records", f"{drain['backlog_records']:,}", f"live {drain['live_rate']}/s"),
         ("drain s / catch-up s", f"{drain.get('drain_s')} / {drain.get('catch_up_s')}", ""),
