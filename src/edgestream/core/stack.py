@@ -28,6 +28,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -100,6 +101,8 @@ class Component:
             try:
                 with urllib.request.urlopen(f"{self.address}/subjects", timeout=timeout) as r:
                     return r.status == 200
+            except urllib.error.HTTPError as error:  # a registry with users asks who we are
+                return error.code == 401
             except OSError:
                 return False
         return broker.broker_ready(self.address, timeout)

@@ -16,6 +16,7 @@ from typing import Any
 from confluent_kafka.schema_registry import SchemaRegistryClient, SchemaRegistryError
 
 from edgestream.core.exceptions import SchemaError, ServiceUnavailable
+from edgestream.core.registry.auth import USER_INFO_ENV, user_info
 
 RegistryLike = SchemaRegistryClient | str | dict
 
@@ -28,7 +29,9 @@ _CLIENT_DEFAULTS = {"max.retries": 1, "retries.wait.ms": 100, "timeout": 10}
 def registry_client(url_or_conf: str | dict[str, Any]) -> SchemaRegistryClient:
     """confluent-kafka's registry client for a URL or client config, one per URL (cached).
 
-    ``mock://name`` URLs give confluent-kafka's in-memory mock registry (tests).
+    ``mock://name`` URLs give confluent-kafka's in-memory mock registry (tests). A registry
+    with users gets ``$EDGESTREAM_REGISTRY_USER_INFO`` (``name:password``) as
+    ``basic.auth.user.info``, unless the config or the URL has credentials of its own.
 
     >>> registry_client("mock://doc") is registry_client({"url": "mock://doc"})
     True
@@ -40,6 +43,9 @@ def registry_client(url_or_conf: str | dict[str, Any]) -> SchemaRegistryClient:
     conf["url"] = url = url.rstrip("/")
     if not url.startswith("mock://"):
         conf = {**_CLIENT_DEFAULTS, **conf}
+        credentials = user_info()
+        if credentials and "basic.auth.user.info" not in conf and "@" not in url:
+            conf["basic.auth.user.info"] = credentials
     key = json.dumps(conf, sort_keys=True, default=str)
     with _CLIENTS_LOCK:
         client = _CLIENTS.get(key)
@@ -75,7 +81,8 @@ _TRANSPORT_ERRORS = _transport_errors()
 
 @contextmanager
 def registry_call(client: SchemaRegistryClient) -> Iterator[None]:
-    """Turn 'cannot reach the registry' into :class:`ServiceUnavailable`."""
+    """Turn 'cannot reach the registry' (or 'refused our credentials') into
+    :class:`ServiceUnavailable`."""
     try:
         yield
     except _TRANSPORT_ERRORS:
@@ -84,6 +91,13 @@ def registry_call(client: SchemaRegistryClient) -> Iterator[None]:
             "`edgestream stack start` or pass --registry"
         ) from None
     except SchemaRegistryError as error:
+        if error.http_status_code in (401, 403):
+            raise ServiceUnavailable(
+                f"schema registry at {registry_url(client)} refused the request "
+                f"({error.http_status_code}): {error.error_message} (set "
+                f"{USER_INFO_ENV}=name:password of a registry user"
+                + (" with write access)" if error.http_status_code == 403 else ")")
+            ) from None
         if error.http_status_code >= 500 or error.http_status_code < 0:
             raise ServiceUnavailable(
                 f"schema registry at {registry_url(client)} failed: {error.error_message} "

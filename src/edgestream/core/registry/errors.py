@@ -121,3 +121,16 @@ def bad_request(detail: str) -> ApiError:
 
 def not_found(method: str, path: str) -> ApiError:
     return ApiError(404, 404, f"HTTP 404 Not Found: {method} {path} is not part of this registry")
+
+
+def unauthorized() -> ApiError:
+    return ApiError(
+        401,
+        40101,
+        "Unauthorized: this registry needs HTTP Basic credentials of one of its users "
+        "(basic.auth.user.info, or $EDGESTREAM_REGISTRY_USER_INFO for edgestream)",
+    )
+
+
+def forbidden(user: str) -> ApiError:
+    return ApiError(403, 40301, f"User '{user}' is read-only: this request needs a write user")

@@ -1,6 +1,8 @@
 """The registry's HTTP face: the REST subset ``SchemaRegistryClient`` uses, on stdlib http.server.
 
 Run it in the foreground with ``python -m edgestream.core.registry --db PATH --port N``.
+``--host`` defaults to ``$EDGESTREAM_BIND_ADDR`` (else ``127.0.0.1``); beyond loopback it needs
+users (``--users FILE``, HTTP Basic auth: :mod:`edgestream.core.registry.auth`).
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from edgestream.core import paths
-from edgestream.core.exceptions import PortInUse
+from edgestream.core.exceptions import EdgestreamError, PortInUse
+from edgestream.core.ports import bind_address, is_loopback
 from edgestream.core.registry import errors
+from edgestream.core.registry.auth import RegistryUsers, is_write, load_users
 from edgestream.core.registry.store import RegistryStore, parse_version
 
 log = logging.getLogger("edgestream.registry")
@@ -36,7 +40,8 @@ class RegistryServer:
 
     Serves in a background thread; ids, versions and compatibility settings survive
     restarts on the same ``db_path``. Use it as a context manager or call
-    :meth:`start` / :meth:`stop`.
+    :meth:`start` / :meth:`stop`. With ``users`` every request needs HTTP Basic credentials
+    (:mod:`edgestream.core.registry.auth`); without, it only starts on a loopback ``host``.
 
     >>> import tempfile
     >>> from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
@@ -49,10 +54,17 @@ class RegistryServer:
     1
     """
 
-    def __init__(self, db_path: Path, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        db_path: Path,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        users: RegistryUsers | None = None,
+    ) -> None:
         self.db_path = Path(db_path)
         self.host = host
         self.port = port
+        self.users = users
         self._http: _HttpServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -65,13 +77,19 @@ class RegistryServer:
     def start(self) -> None:
         """Open the database, bind the port and serve; returns once it is listening.
 
-        Raises :class:`PortInUse` if the port is taken.
+        Raises :class:`PortInUse` if the port is taken, :class:`EdgestreamError` if it would
+        listen beyond loopback without users.
         """
         if self._http is not None:
             return
+        if self.users is None and not is_loopback(self.host):
+            raise EdgestreamError(
+                f"the registry would listen on {self.host}, beyond loopback, with no users: "
+                "give it --users FILE (lines name:password:read|write) or bind 127.0.0.1"
+            )
         store = RegistryStore(self.db_path)
         try:
-            self._http = _HttpServer((self.host, self.port), store)
+            self._http = _HttpServer((self.host, self.port), store, self.users)
         except OSError as error:
             store.close()
             if error.errno == errno.EADDRINUSE:
@@ -116,8 +134,11 @@ class RegistryServer:
 class _HttpServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], store: RegistryStore) -> None:
+    def __init__(
+        self, address: tuple[str, int], store: RegistryStore, users: RegistryUsers | None
+    ) -> None:
         self.store = store
+        self.users = users
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
         super().__init__(address, _Handler)
@@ -168,7 +189,13 @@ class _Handler(BaseHTTPRequestHandler):
         split = urlsplit(self.path)
         parts = [unquote(part) for part in split.path.split("/") if part]
         query = {key: values[-1] for key, values in parse_qs(split.query).items()}
+        users = self.server.users
+        refused = None
+        if users is not None:
+            refused = users.check(self.headers.get("Authorization"), is_write(method, parts))
         try:
+            if refused is not None:
+                raise refused
             body = json.loads(raw) if raw.strip() else {}
             if not isinstance(body, dict):
                 raise errors.bad_request("the request body must be a JSON object")
@@ -185,6 +212,8 @@ class _Handler(BaseHTTPRequestHandler):
             )
         payload = answer if isinstance(answer, bytes) else json.dumps(answer).encode()
         self.send_response(status)
+        if status == 401:
+            self.send_header("WWW-Authenticate", 'Basic realm="edgestream schema registry"')
         self.send_header("Content-Type", CONTENT_TYPE)
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
@@ -302,14 +331,24 @@ def _route(
 def main(argv: list[str] | None = None) -> None:
     """Serve the registry in the foreground until SIGTERM or SIGINT (exit code 0).
 
-    A port in use is a one-line message and exit code 2.
+    A port in use, or a bind beyond loopback without users, is a one-line message and exit
+    code 2.
     """
     parser = argparse.ArgumentParser(
         prog="python -m edgestream.core.registry",
         description="Embedded Confluent-compatible schema registry (Avro) on SQLite.",
     )
     parser.add_argument("--db", type=Path, default=paths.stack_dir() / "registry.db")
-    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument(
+        "--host", default=None, help="address to bind (default: $EDGESTREAM_BIND_ADDR or 127.0.0.1)"
+    )
+    parser.add_argument(
+        "--users",
+        type=Path,
+        default=None,
+        help="users file, lines name:password:read|write (default: "
+        "$EDGESTREAM_REGISTRY_USERS_FILE; none: anonymous, loopback only)",
+    )
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument("-v", "--verbose", action="store_true", help="log every request")
     args = parser.parse_args(argv)
@@ -325,16 +364,19 @@ def main(argv: list[str] | None = None) -> None:
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
-    server = RegistryServer(args.db, args.host, args.port)
     try:
+        users = load_users(args.users)
+        server = RegistryServer(args.db, args.host or bind_address(), args.port, users)
         server.start()
-    except PortInUse as error:
+    except (PortInUse, EdgestreamError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
     except Exception as error:
         print(f"error: registry could not start on {args.db}: {error}", file=sys.stderr)
         sys.exit(1)
     log.info("schema registry listening on %s (db: %s)", server.url, args.db)
+    if users is not None:
+        log.info("HTTP Basic auth: %d user(s)", len(users.roles))
     try:
         while not stopping.wait(0.2):
             pass

@@ -5,7 +5,9 @@ import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
+import java.nio.charset.StandardCharsets;
 import java.time.Duration;
+import java.util.Base64;
 import java.util.HashMap;
 import java.util.Map;
 import org.apache.avro.Schema;
@@ -20,9 +22,12 @@ import org.apache.flink.shaded.jackson2.com.fasterxml.jackson.databind.ObjectMap
  * {@code truncated_header}, {@code unknown_schema_id}, {@code schema_mismatch}; an unknown id
  * is asked again after 30 s); an unreachable registry
  * is a {@link RegistryUnavailable} (a missing service: the job fails with what to start).
+ * A registry with users gets {@code $EDGESTREAM_REGISTRY_USER_INFO} ({@code name:password}) as
+ * HTTP Basic credentials, as edgestream's Python clients send it.
  */
 final class Registry {
   private static final long UNKNOWN_ID_RETRY_MS = 30_000;
+  static final String USER_INFO_ENV = "EDGESTREAM_REGISTRY_USER_INFO";
 
   final String base;
   private final Map<Integer, Schema> schemas = new HashMap<>();
@@ -90,9 +95,14 @@ final class Registry {
     }
     HttpResponse<String> response;
     try {
-      HttpRequest request = HttpRequest.newBuilder(URI.create(base + "/schemas/ids/" + id))
-          .timeout(Duration.ofSeconds(30)).GET().build();
-      response = http.send(request, HttpResponse.BodyHandlers.ofString());
+      HttpRequest.Builder request = HttpRequest.newBuilder(
+          URI.create(base + "/schemas/ids/" + id)).timeout(Duration.ofSeconds(30)).GET();
+      String userInfo = System.getenv(USER_INFO_ENV);
+      if (userInfo != null && !userInfo.isBlank()) {
+        request.header("Authorization", "Basic " + Base64.getEncoder().encodeToString(
+            userInfo.strip().getBytes(StandardCharsets.UTF_8)));
+      }
+      response = http.send(request.build(), HttpResponse.BodyHandlers.ofString());
     } catch (IOException e) {
       throw new RegistryUnavailable("schema registry unreachable at " + base + ": " + e
           + " (start it: edgestream up, or pass the registry's URL)", e);
@@ -103,6 +113,11 @@ final class Registry {
     if (response.statusCode() == 404) {
       unknownUntil.put(id, System.currentTimeMillis() + UNKNOWN_ID_RETRY_MS);
       throw unknown(id);
+    }
+    if (response.statusCode() == 401 || response.statusCode() == 403) {
+      throw new RegistryUnavailable("schema registry at " + base + " refused schema id " + id
+          + " (HTTP " + response.statusCode() + "): set " + USER_INFO_ENV
+          + "=name:password of a registry user", null);
     }
     if (response.statusCode() != 200) {
       throw new RegistryUnavailable("schema registry at " + base + " answered HTTP "
