@@ -12,6 +12,9 @@
   of kafka-clients meet ("cannot assign instance of OffsetResetStrategy to field ... of type
   OffsetResetStrategy"). Python functions run in ``thread`` mode (PEMJA, in-process: the
   fast one).
+* :func:`local_cluster_settings` - a local cluster listens on ``127.0.0.1`` (or
+  ``$EDGESTREAM_BIND_ADDR``), its anonymous REST API takes no jars and cancels no jobs; the
+  Python functions' gRPC servers (Beam's, PyFlink's loopback worker pool) bind loopback.
 * :func:`kafka_table_ddl` - ``CREATE TABLE`` for a Kafka topic: value ``BYTES`` (``raw``
   format, Avro decoded by the caller) or ``json`` columns, ``partition``/``offset``/``timestamp``
   metadata, optional key column, bounded or unbounded scan.
@@ -60,6 +63,7 @@ __all__ = [
     "flink_lib",
     "kafka_sink_ddl",
     "kafka_table_ddl",
+    "local_cluster_settings",
 ]
 
 
@@ -79,12 +83,25 @@ def _pyflink_home() -> Path:
     return Path(pyflink.__file__).parent
 
 
+def _flink_python_jar() -> Path:
+    """PyFlink's runtime jar (``opt/flink-python-*.jar``)."""
+    found = sorted((_pyflink_home() / "opt").glob("flink-python-*.jar"))
+    if not found:
+        raise FileNotFoundError(f"no flink-python jar in {_pyflink_home() / 'opt'}")
+    return found[0]
+
+
 def flink_lib() -> Path:
-    """A Flink ``lib/`` folder: links to the installed PyFlink's ``lib/*.jar`` and to
-    :func:`connector_jars`, kept in :func:`edgestream.core.jars.cache_dir` under a digest of
-    both lists (made once, moved in place whole). Give it to a Flink process as
-    ``FLINK_LIB_DIR`` (the PyFlink gateway, or ``bin/jobmanager.sh`` of PyFlink's ``bin/``)."""
-    found = sorted([*(_pyflink_home() / "lib").glob("*.jar"), *connector_jars()])
+    """A Flink ``lib/`` folder: links to the installed PyFlink's ``lib/*.jar``, to
+    :func:`connector_jars` and to :func:`edgestream.cloud.jvm.loopback_jar` (Beam's servers of
+    the Python functions on loopback: PyFlink puts ``lib/`` ahead of flink-python), kept in
+    :func:`edgestream.core.jars.cache_dir` under a digest of the list (made once, moved in
+    place whole). Give it to a Flink process as ``FLINK_LIB_DIR`` (the PyFlink gateway, or
+    ``bin/jobmanager.sh`` of PyFlink's ``bin/``)."""
+    from edgestream.cloud.jvm import loopback_jar
+
+    beam = loopback_jar(_flink_python_jar())
+    found = sorted([*(_pyflink_home() / "lib").glob("*.jar"), *connector_jars(), beam])
     key = hashlib.sha256("\n".join(map(str, found)).encode()).hexdigest()[:12]
     target = jars.cache_dir() / f"flink-lib-{key}"
     if target.is_dir():
@@ -162,11 +179,79 @@ def _use_flink_lib() -> None:
     os.environ["FLINK_LIB_DIR"] = str(flink_lib())
 
 
+def local_cluster_settings(bind: str | None = None) -> dict[str, str]:
+    """Where a local MiniCluster listens, and what its REST API refuses.
+
+    Its REST API and web UI bind ``bind`` (default :func:`edgestream.core.ports.bind_address`:
+    ``127.0.0.1`` unless ``$EDGESTREAM_BIND_ADDR`` says otherwise), and so do the job and task
+    managers' servers (blob server, RPC, data); Flink's own default is every interface. Jar
+    upload and run (``web.submit``) and job cancelling (``web.cancel``) through the REST API
+    are off: the API is anonymous. Our job is cancelled through its job client, not REST.
+
+    >>> s = local_cluster_settings("127.0.0.1")
+    >>> s["rest.bind-address"], s["taskmanager.host"], s["web.submit.enable"]
+    ('127.0.0.1', '127.0.0.1', 'false')
+    >>> local_cluster_settings("0.0.0.0")["rest.address"]
+    '127.0.0.1'
+    """
+    from edgestream.core.ports import LOOPBACK, bind_address
+
+    bind = bind or bind_address()
+    wildcard = bind in ("0.0.0.0", "::", "[::]", "*")
+    reach = LOOPBACK if wildcard else bind  # how the cluster's own clients reach it
+    return {
+        "rest.bind-address": bind,
+        "rest.address": reach,
+        "jobmanager.bind-host": bind,
+        "jobmanager.rpc.address": reach,
+        "taskmanager.bind-host": bind,
+        "taskmanager.host": reach,
+        "web.submit.enable": "false",
+        "web.cancel.enable": "false",
+    }
+
+
+def _python_workers_on_loopback() -> None:
+    """PyFlink's loopback worker pool (the gRPC server a local cluster's Python operators start
+    their Python workers through, in this process) binds ``[::]`` - every interface - and
+    starts a new server each time an environment opens (two per job, seen with ``ss -ltn``).
+    Its ``start`` is replaced, once per process, by one that binds ``127.0.0.1`` and keeps one
+    server for the process."""
+    import atexit
+
+    import grpc
+    from apache_beam.portability.api import beam_fn_api_pb2_grpc
+    from apache_beam.utils import thread_pool_executor
+    from pyflink.fn_execution.beam import beam_worker_pool_service as pool
+
+    from edgestream.core.ports import LOOPBACK
+
+    servicer = pool.BeamFnLoopbackWorkerPoolServicer
+    if getattr(servicer.start, "on_loopback", False):
+        return
+    address: list[str] = []
+
+    def start(self: Any) -> str:
+        if not address:
+            server = grpc.server(thread_pool_executor.shared_unbounded_instance())
+            port = server.add_insecure_port(f"{LOOPBACK}:0")
+            beam_fn_api_pb2_grpc.add_BeamFnExternalWorkerPoolServicer_to_server(self, server)
+            server.start()
+            atexit.register(server.stop, 1)
+            address.append(f"{LOOPBACK}:{port}")
+        self._worker_address = address[0]
+        return address[0]
+
+    start.on_loopback = True  # type: ignore[attr-defined]
+    servicer.start = start
+
+
 def flink_env(
     jobmanager: str | None = None, parallelism: int = 1, settings: dict[str, str] | None = None
 ) -> tuple[Any, Any]:
-    """``(StreamExecutionEnvironment, StreamTableEnvironment)``: local MiniCluster by default,
-    the remote cluster at ``jobmanager`` (``HOST:PORT``) otherwise."""
+    """``(StreamExecutionEnvironment, StreamTableEnvironment)``: local MiniCluster by default
+    (listening as :func:`local_cluster_settings` says), the remote cluster at ``jobmanager``
+    (``HOST:PORT``) otherwise."""
     from pyflink.common import Configuration
     from pyflink.datastream import StreamExecutionEnvironment
     from pyflink.table import StreamTableEnvironment
@@ -180,6 +265,10 @@ def flink_env(
     conf.set_string("python.client.executable", sys.executable)
     conf.set_string("python.fn-execution.bundle.size", "5000")
     conf.set_string("taskmanager.memory.process.size", "1024m")
+    if not jobmanager:
+        _python_workers_on_loopback()
+        for key, value in local_cluster_settings().items():
+            conf.set_string(key, value)
     for key, value in (settings or {}).items():
         conf.set_string(key, value)
     if jobmanager:

@@ -18,6 +18,10 @@ functions on a table environment (``USING JAR``):
 
 :func:`java_classpath` runs the same classes outside Flink (``FleetAnalytics.main``, tests).
 
+:func:`loopback_jar` is one class compiled with ``javac`` against PyFlink's ``flink-python``
+jar (``cloud/loopback``): Beam's gRPC server factory that binds the loopback address instead
+of every interface; :func:`edgestream.cloud.flink.flink_lib` puts it ahead of flink-python.
+
 >>> len(_digest(_sources())) == 16
 True
 """
@@ -30,6 +34,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +49,7 @@ __all__ = [
     "java",
     "java_classpath",
     "javac",
+    "loopback_jar",
     "register_functions",
     "sql_string",
     "udf_jar",
@@ -150,6 +156,46 @@ def udf_jar(cache: Path | None = None) -> Path:
                 raise JvmBuildError(f"mvn package failed on {POM}: " + " | ".join(errors))
             os.replace(staging / "build" / f"{JAR_NAME}.jar", staging / f"{JAR_NAME}.jar")
             shutil.rmtree(staging / "build")
+            jars.install(staging, target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return jar
+
+
+LOOPBACK_SOURCES = Path(__file__).parent / "loopback"
+LOOPBACK_JAR = "edgestream-beam-loopback"
+#: the one class file shipped (the outer class compiled beside it is a stand-in)
+LOOPBACK_CLASS = "org/apache/beam/sdk/fn/server/ServerFactory$InetSocketAddressServerFactory.class"
+
+
+def loopback_jar(flink_python: Path, cache: Path | None = None) -> Path:
+    """The jar of Beam's server factory bound to loopback (``cloud/loopback``), compiled
+    against ``flink_python`` (PyFlink's ``opt/flink-python-*.jar``) once per content of the
+    source and that jar's name, into ``cache`` (default :func:`edgestream.core.jars.cache_dir`).
+    """
+    root = cache or jars.cache_dir()
+    sources = sorted(LOOPBACK_SOURCES.rglob("*.java"))
+    h = hashlib.sha256(flink_python.name.encode())
+    for path in sources:
+        h.update(path.read_bytes())
+    target = root / f"{LOOPBACK_JAR}-{h.hexdigest()[:16]}"
+    jar = target / f"{LOOPBACK_JAR}.jar"
+    if jar.exists():
+        return jar
+    with jars.locked(root / f".{LOOPBACK_JAR}.lock"):
+        if jar.exists():
+            return jar
+        staging = Path(tempfile.mkdtemp(prefix=f".{LOOPBACK_JAR}-", dir=root))
+        try:
+            argv = [javac(), "-Xlint:none", "--release", "11", "-cp", str(flink_python),
+                    "-d", str(staging / "classes"), *map(str, sources)]  # fmt: skip
+            done = subprocess.run(argv, capture_output=True, text=True)
+            if done.returncode != 0:
+                lines = (done.stdout + done.stderr).strip().splitlines()[:8]
+                raise JvmBuildError(f"javac failed on {LOOPBACK_SOURCES}: " + " | ".join(lines))
+            with zipfile.ZipFile(staging / jar.name, "w", zipfile.ZIP_DEFLATED) as out:
+                out.write(staging / "classes" / LOOPBACK_CLASS, LOOPBACK_CLASS)
+            shutil.rmtree(staging / "classes")
             jars.install(staging, target)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
