@@ -115,27 +115,6 @@ def wait_for(
     return got
 
 
-def wait_taken_in(worker: Worker, data: Path, readings: int, timeout: float) -> None:
-    """Wait until the worker's metrics count ``readings`` readings processed or sent to a DLQ
-    (its ``/metrics`` page, port from ``<data>/edge.metrics-port``)."""
-    from edgestream.core.metrics import read_port
-    from edgestream.loop.watch import scrape, total
-
-    deadline = time.monotonic() + timeout
-    seen = 0.0
-    while time.monotonic() < deadline:
-        port = read_port(data, "edge")
-        page = scrape(f"http://127.0.0.1:{port}/metrics") if port else None
-        seen = total(page or {}, "edgestream_readings_total")
-        seen += total(page or {}, "edgestream_dlq_records_total")
-        if seen >= readings:
-            return
-        if not worker.alive():
-            raise AssertionError(f"worker died:\n{worker.log_text()[-3000:]}")
-        time.sleep(0.5)
-    raise AssertionError(f"the worker took in {seen:.0f} of {readings} readings in {timeout} s")
-
-
 def autoencoder_scores(onnx_path: Path, features: np.ndarray) -> np.ndarray:
     """The reference's own scoring: a float64 numpy forward pass of the autoencoder's ONNX
     weights (``score = mean((mlp(|x| * s) - |x| * s)^2)``, ReLU between layers), not
