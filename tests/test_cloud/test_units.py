@@ -128,7 +128,7 @@ def test_a_planner_thread_error_declares_the_job_again_and_others_fail(monkeypat
             raise errors.pop(0)
         return None, Statements()
 
-    monkeypatch.setattr(job, "ensure_cloud_topics", lambda topology, bootstrap: None)
+    monkeypatch.setattr(job, "ensure_cloud_topics", lambda topology, bootstrap, name: None)
     monkeypatch.setattr(job, "build_job", build)
     config = job.CloudJobConfig(None, "", "")
     npe = RuntimeError("java.lang.NullPointerException: metadataHandlerProvider")

@@ -155,9 +155,11 @@ def test_a_default_confluent_consumer_gets_its_first_record_within_10s(tmp_path)
     stack = Stack(tmp_path)
     try:
         bootstrap = str(stack.start(gateways=1).endpoints()["edge"]["gw-1"])
+        ensure_topics(bootstrap, {"fresh": 1})  # brokers do not auto-create topics
         producer = Producer({"bootstrap.servers": bootstrap})
-        producer.produce("fresh", b"warm-up")  # the topic exists before anyone subscribes
-        assert producer.flush(30) == 0
+        delivered: list = []
+        producer.produce("fresh", b"warm-up", on_delivery=lambda e, m: delivered.append(e))
+        assert producer.flush(30) == 0 and delivered == [None], delivered
         consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "a-fresh-group"})
         stop = threading.Event()
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from confluent_kafka import Producer
 
-from edgestream.core.broker import producer_config
+from edgestream.core.broker import ensure_topics, producer_config
 from edgestream.core.serde import AvroDeserializer, AvroSerializer, subject_for
 from tests.test_edge import gatewayrun as gr
 from tests.test_rollout.kit import PUMP
@@ -32,11 +32,14 @@ def rollout_topology(path: Path, public_key: Path, gateways: list[dict[str, Any]
 def produce(bootstrap: str, registry: str, topic: str, updates: list[dict[str, Any]]) -> None:
     """ModelUpdate records, in order, keyed by model name (subject of ``fleet.models``: the
     forwarder's copy on ``edge.models`` carries the cloud's schema id)."""
+    ensure_topics(bootstrap, {topic: 1})  # brokers do not auto-create topics
     ser = AvroSerializer(registry, "ModelUpdate", subject_for("fleet.models"))
     producer = Producer(producer_config(bootstrap, **{"acks": "all", "linger.ms": 0}))
+    errors: list[Any] = []
     for u in updates:
-        producer.produce(topic, ser(u), u["model_name"].encode())
-    assert producer.flush(30) == 0
+        producer.produce(topic, ser(u), u["model_name"].encode(),
+                         on_delivery=lambda e, m: errors.append(e) if e else None)  # fmt: skip
+    assert producer.flush(30) == 0 and not errors, errors
 
 
 def events(bootstrap: str, registry: str, topic: str = "edge.rollout") -> list[dict[str, Any]]:

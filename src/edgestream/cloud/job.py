@@ -112,12 +112,13 @@ def _topics(topology: Topology) -> list[str]:
     return [t.summaries, t.alerts, samples, topology.cloud.models_topic]
 
 
-def ensure_cloud_topics(topology: Topology, bootstrap: str) -> None:
-    """Create the job's input and output topics that do not exist yet (one partition)."""
+def ensure_cloud_topics(topology: Topology, bootstrap: str, name: str = "edgestream-fleet") -> None:
+    """Create the job's input and output topics that do not exist yet (one partition),
+    ``{name}.meta`` included (brokers do not auto-create topics)."""
     from edgestream.core.broker import ensure_topics
 
     c = topology.cloud
-    names = [*_topics(topology), c.stats_topic, c.retrain_topic, c.dlq_topic]
+    names = [*_topics(topology), c.stats_topic, c.retrain_topic, c.dlq_topic, f"{name}.meta"]
     ensure_topics(bootstrap, {n: 1 for n in names})
 
 
@@ -454,7 +455,7 @@ def start_job(config: CloudJobConfig, attempts: int = 3) -> Any:
     """
     import gc
 
-    ensure_cloud_topics(config.topology, config.bootstrap)
+    ensure_cloud_topics(config.topology, config.bootstrap, config.name)
     for attempt in range(1, attempts + 1):
         collecting = gc.isenabled()
         gc.disable()
