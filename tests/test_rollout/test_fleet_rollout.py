@@ -88,21 +88,27 @@ def test_canary_first_then_the_rest(tmp_path) -> None:
         promoted = [e for e in got if e["event"] == "promoted"]
         assert [e["gateway_id"] for e in promoted] == ["gw-a"]  # the canary only, so far
         assert promoted[0]["reason"] == "gates-passed"
-        time.sleep(3)  # the rest keeps serving v1 while nobody promotes
-        assert not [e for e in rr.events(cloud, registry, "fleet.rollout")
-                    if e["event"] == "promoted" and e["gateway_id"] == "gw-b"]  # fmt: skip
+        # the rest keeps serving v1 while nobody promotes: gw-b closes windows that began
+        # after the canary's promotion (a positive sign that it ran on), all scored by v1,
+        # and its own rollout topic has no promotion
+        since = promoted[0]["created_at"]
+        later = windows_after(edges["gw-b"], registry, since, 1, procs)
+        assert {s["model_version"] for s in later} == {kit.PUMP.version}, later
+        assert not [e for e in rr.events(edges["gw-b"], registry)
+                    if e["event"] == "promoted"]  # fmt: skip
 
         promote = action_update(good, "promote")  # the cloud's promote record (signed fields)
         rr.produce(cloud, registry, "fleet.models", [promote])
         got = fleet(lambda e: e["event"] == "promoted" and e["gateway_id"] == "gw-b", 60)
         b = next(e for e in got if e["event"] == "promoted" and e["gateway_id"] == "gw-b")
         assert b["action"] == "promote" and b["live_version"] == "pump-v2"
-        time.sleep(23)  # two more 10 s windows scored by pump-v2 only
+        # two more 10 s windows of every device, begun after the promotion, on each gateway
+        for edge in edges.values():
+            windows_after(edge, registry, b["created_at"], 2, procs)
         stop_sim.set()
         for s in sims:
             s.join(60)
 
-        time.sleep(3)
         decode = AvroDeserializer(registry)
         for gw, edge in edges.items():
             readings = [decode(m.value()) for m in gr.read_topic(edge, "sensors.pump")]
@@ -127,6 +133,27 @@ def test_canary_first_then_the_rest(tmp_path) -> None:
         for p in procs:
             p.stop()
         stack.stop()
+
+
+def windows_after(edge: str, registry: str, since_ms: int, n: int, procs: list[Child],
+                  timeout: float = 120.0) -> list[dict[str, Any]]:  # fmt: skip
+    """Wait until every device on ``edge`` has ``n`` closed 10 s device windows that began at
+    or after ``since_ms``; those windows."""
+    decode = AvroDeserializer(registry)
+    deadline = time.monotonic() + timeout
+    while True:
+        summaries = [decode(m.value()) for m in gr.read_topic(edge, "edge.summaries", settle=0.5)]
+        tens = [s for s in summaries if s["scope"] == "device"
+                and s["window_end"] - s["window_start"] == 10_000]  # fmt: skip
+        later = [s for s in tens if s["window_start"] >= since_ms]
+        per_device = Counter(s["scope_key"] for s in later)
+        devices = {s["scope_key"] for s in tens}
+        if devices and all(per_device[d] >= n for d in devices):
+            return later
+        for p in procs:
+            assert p.alive(), p.log_text()[-3000:]
+        assert time.monotonic() < deadline, f"no {n} windows after {since_ms}: {per_device}"
+        time.sleep(1)
 
 
 def test_edge_topic_names_agree() -> None:
