@@ -303,3 +303,30 @@ def test_a_10kb_device_id_goes_to_the_dlq(work) -> None:
         assert counts.get("bad_device_id") == 2
     finally:
         assert worker.stop() == 0, worker.log_text()[-3000:]
+
+
+def test_a_late_reading_with_a_10mb_key_goes_to_late_as_the_key_head(work) -> None:
+    """A valid reading may come with any key; copied whole onto ``.late``, a 10 MB key made
+    the write fail (the worker exits on a failed write). Its head travels, with the size."""
+    topic, gateway = "sensors.bigkey", "gw-bigkey"
+    bootstrap, registry = work["bootstrap"], work["registry"]
+    big = {"max.message.bytes": str(16 * MB)}
+    ensure_topics(bootstrap, {topic: 1}, topic_configs={topic: big})
+    ser = AvroSerializer(registry, "SensorReading", subject_for(topic))
+    now, day = int(time.time() * 1000), 86_400_000
+    values = [ser(_reading(0, now - 2_000)), ser(_reading(1, now - day)), ser(_reading(2, now))]
+    keys = [b"pump", b"k" * (10 * MB), b"pump"]
+    offsets = _produce(bootstrap, topic, values, keys)
+    path = _topology(work["dir"] / "topology.yaml", gateway, topic)
+    worker = gr.Worker(path, gateway, bootstrap, registry, work["dir"] / "gw").start()
+    try:
+        _counts(bootstrap, gateway, topic, worker, lambda c: c.get("valid_readings") == 3)
+        late = gr.wait_for(bootstrap, f"{topic}.late", 1, 60, worker)
+        mine = [m for m in late if gr.header(m, "x-edgestream-source-offset") == str(offsets[1])]
+        assert mine, [gr.header(m, "x-edgestream-source-offset") for m in late]
+        assert all(m.value() == values[1] for m in mine), "the reading itself, whole"
+        assert all(m.key() == keys[1][:OVERSIZE_HEAD_BYTES] for m in mine)
+        assert {gr.header(m, "x-edgestream-original-key-size") for m in mine} == {str(10 * MB)}
+        assert worker.alive(), worker.log_text()[-3000:]
+    finally:
+        assert worker.stop() == 0, worker.log_text()[-3000:]

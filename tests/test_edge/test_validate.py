@@ -17,6 +17,7 @@ from edgestream.core.topology import TopologyError, load_topology
 from edgestream.core.topology.edge import DeviceIdPolicy, InputLimits, SensorTopic
 from edgestream.edge import validate
 from edgestream.edge.validate import OVERSIZE_HEAD_BYTES, REASONS, Rejected, Validator, dead_letter
+from tests.conftest import run_doctests
 from tests.test_edge.gatewayrun import write_topology
 
 NOW = 1_800_000_000_000
@@ -221,3 +222,7 @@ def test_bad_settings_name_their_key_path(tmp_path: Path, validation: dict, expe
     with pytest.raises(TopologyError) as raised:
         _load_with(tmp_path, **validation)
     assert f"sensors.validation.{expected}" in str(raised.value), str(raised.value)
+
+
+def test_docstring_examples() -> None:
+    run_doctests(validate)

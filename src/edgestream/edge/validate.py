@@ -281,9 +281,8 @@ def dead_letter(
         ("x-edgestream-reason", rejected.reason.encode()),
         ("x-edgestream-detail", rejected.detail[:1000].encode(errors="replace")),
     ]
-    if key is not None and len(key) > OVERSIZE_HEAD_BYTES:
-        headers.append(("x-edgestream-original-key-size", str(len(key)).encode()))
-        key = key[:OVERSIZE_HEAD_BYTES]
+    key, key_headers = bounded_key(key)
+    headers += key_headers
     if rejected.reason != "oversize":
         return key, body, headers
     headers += [
@@ -291,3 +290,19 @@ def dead_letter(
         ("x-edgestream-sha256", hashlib.sha256(body).hexdigest().encode()),
     ]
     return key, body[:OVERSIZE_HEAD_BYTES], headers
+
+
+def bounded_key(key: bytes | None) -> tuple[bytes | None, list[tuple[str, bytes]]]:
+    """A key to copy onto a DLQ or ``.late`` record: as it is, or, when longer than
+    :data:`OVERSIZE_HEAD_BYTES`, its head with ``x-edgestream-original-key-size`` (a valid
+    reading may come with any key: copied whole, a 10 MB one would make the write fail).
+
+    >>> bounded_key(b"pump-1")
+    (b'pump-1', [])
+    >>> key, headers = bounded_key(b"k" * 5000)
+    >>> len(key), headers
+    (1024, [('x-edgestream-original-key-size', b'5000')])
+    """
+    if key is None or len(key) <= OVERSIZE_HEAD_BYTES:
+        return key, []
+    return key[:OVERSIZE_HEAD_BYTES], [("x-edgestream-original-key-size", str(len(key)).encode())]

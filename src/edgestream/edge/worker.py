@@ -46,7 +46,7 @@ from edgestream.edge.models import load_model
 from edgestream.edge.pipeline import Outputs, TopicPipeline
 from edgestream.edge.rollout_agent import MODELS_TOPIC, ROLLOUT_TOPIC, RolloutAgent
 from edgestream.edge.topic_guard import TopicGuard
-from edgestream.edge.validate import dead_letter
+from edgestream.edge.validate import bounded_key, dead_letter
 
 log = logging.getLogger("edgestream.edge")
 
@@ -556,7 +556,9 @@ class Gateway:
             for late in out.late:
                 msg = messages[late.message]
                 value = self._late_reading(topic, out, late.reading) if frames else msg.value
+                key, key_headers = bounded_key(msg.key)
                 headers = [
+                    *key_headers,
                     ("x-edgestream-reason", b"window_closed"),
                     ("x-edgestream-window-spec", late.window.encode()),
                     ("x-edgestream-window", f"{late.window_start}-{late.window_end}".encode()),
@@ -564,7 +566,7 @@ class Gateway:
                     *source,
                     ("x-edgestream-source-offset", str(msg.offset).encode()),
                 ]
-                futures.append(await late_topic.send(key=msg.key, value=value, headers=headers))
+                futures.append(await late_topic.send(key=key, value=value, headers=headers))
         if futures:
             await asyncio.gather(*futures)
 
