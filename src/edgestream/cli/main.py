@@ -13,6 +13,7 @@ from edgestream.cli import (
     cloud,
     deploy,
     edge,
+    evaluate,
     forward,
     models,
     query,
@@ -40,6 +41,7 @@ app.add_typer(forward.app, name="forward")
 app.add_typer(cloud.app, name="cloud")
 app.add_typer(models.app, name="models")
 app.add_typer(retrain.app, name="retrain")
+app.add_typer(evaluate.app, name="eval")
 simulate.register(app)
 up.register(app)
 validate.register(app)
