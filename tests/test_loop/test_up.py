@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
+import httpx
 import pytest
 
 from edgestream.core.exceptions import EdgestreamError
@@ -17,6 +20,7 @@ from edgestream.core.metrics import read_port
 from edgestream.core.stack import Stack
 from edgestream.loop.watch import gateway_figures, parse_metrics, scrape, total
 from tests.conftest import pids_of
+from tests.test_loop.sockets import Listener, beyond_loopback, cmdline, listeners, process_tree
 
 WORKER_PAGE = """# TYPE edgestream_readings counter
 edgestream_readings_total{gateway="gw-1",topic="sensors.pump"} 90.0
@@ -61,6 +65,37 @@ def test_scaled_topology_keeps_models_and_one_canary(tmp_path: Path) -> None:
     assert [g.id for g in one.gateways] == ["gw-1"]
     with pytest.raises(EdgestreamError, match="--gateways"):
         scaled_topology(default_topology(), 0, tmp_path)
+
+
+LISTENING_CHILD = """
+import socket, sys
+held = [socket.socket(), socket.socket()]
+for s, host in zip(held, ("0.0.0.0", "127.0.0.1")):
+    s.bind((host, 0))
+    s.listen()
+print(*(s.getsockname()[1] for s in held), flush=True)
+sys.stdin.read()
+"""
+
+
+def test_listeners_of_a_process_tree() -> None:
+    """The socket lister the ``up`` test uses, on a child of this process: both its
+    listeners are found, with its command line; only the wildcard one is beyond loopback."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", LISTENING_CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    try:
+        assert child.stdout is not None
+        wildcard, loopback = map(int, child.stdout.readline().split())
+        found = [s for s in listeners(os.getpid()) if s.pid == child.pid]
+        assert {(s.address, s.port) for s in found} == {
+            ("0.0.0.0", wildcard), ("127.0.0.1", loopback)
+        }  # fmt: skip
+        assert [s.port for s in beyond_loopback(found)] == [wildcard]
+        assert "held = " in found[0].cmdline and str(child.pid) in str(found[0])
+    finally:
+        child.kill()
+        child.wait(10)
 
 
 @pytest.mark.integration
@@ -128,8 +163,10 @@ def _reap(proc: subprocess.Popen[bytes]) -> None:
 
 
 def _summary(log: Path) -> dict:
-    """The run summary: the last line of ``up --json``."""
-    return json.loads(log.read_text().strip().splitlines()[-1])
+    """The run summary: the last JSON line of ``up --json`` (librdkafka may still log a
+    failed connect to the stopped stack after it)."""
+    lines = log.read_text().strip().splitlines()
+    return json.loads([line for line in lines if line.startswith("{")][-1])
 
 
 def _assert_nothing_left(home: Path) -> None:
@@ -143,7 +180,11 @@ def test_up_duration_180_closes_the_whole_loop(tmp_path: Path) -> None:
     """Issue 8's acceptance, as the README's main command runs it (default topology, cloud
     job, retrainer, default drift injection): within ``--duration 180`` alerts arrive at the
     cloud, fleet stats are written, one retrain is published and promoted on the gateways;
-    the run exits 0 and leaves no process behind."""
+    the run exits 0 and leaves no process behind.
+
+    Issue 23 item 7's acceptance too: once the cloud job has written fleet stats (its Flink
+    job and Python functions are running), no process of the run listens beyond loopback,
+    and the local Flink REST API says web submit/cancel are off and refuses a jar upload."""
     home = tmp_path / "home"
     argv = [sys.executable, "-m", "edgestream.cli.main", "up", "--duration", "180", "--json"]
     env = {**os.environ, "EDGESTREAM_HOME": str(home)}
@@ -151,7 +192,17 @@ def test_up_duration_180_closes_the_whole_loop(tmp_path: Path) -> None:
     with log.open("wb") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
     try:
-        assert proc.wait(600) == 0, log.read_text()[-3000:]
+        deadline = time.monotonic() + 400
+        while _cloud_records(home, "fleet.stats") == 0:  # a positive sign: the job runs
+            assert proc.poll() is None and time.monotonic() < deadline, (
+                "no fleet.stats record while up ran: the listening sockets were not checked\n"
+                + log.read_text()[-3000:]
+            )
+            time.sleep(2)
+        problems = _exposed(proc.pid)
+        code = proc.wait(600)  # the run ends and stops its processes before any failure
+        assert not problems, "\n".join(problems)
+        assert code == 0, log.read_text()[-3000:]
     finally:
         _reap(proc)
     summary = _summary(log)
@@ -162,3 +213,50 @@ def test_up_duration_180_closes_the_whole_loop(tmp_path: Path) -> None:
     assert summary["model_promotions"] >= 1 and summary["gateway_promotions"] >= 1, summary
     assert summary["rollbacks"] == 0, summary
     _assert_nothing_left(home)
+
+
+def _exposed(root: int) -> list[str]:
+    """What of ``root``'s process tree others on the network could reach or use: every socket
+    listening beyond loopback (with its process), and a local Flink REST API that takes jars.
+
+    Not checked: a cancel (``PATCH /jobs/<id>?mode=cancel``). Flink 2.0's ``web.cancel.enable``
+    only hides the web UI's cancel button (``/v1/config`` features); the REST API still
+    cancels (202, measured), so what keeps others from it is the loopback bind checked here."""
+    found = listeners(root)
+    problems = [f"listens beyond loopback: {s}" for s in beyond_loopback(found)]
+    rest = _flink_rest(root, found)
+    if rest is None:
+        listed = "\n".join(map(str, found))
+        return [*problems, f"no Flink REST endpoint among the run's listeners:\n{listed}"]
+    features = httpx.get(f"{rest}/v1/config", timeout=10).json()["features"]
+    for feature in ("web-submit", "web-cancel"):
+        if features.get(feature) is not False:
+            problems.append(f"Flink REST {rest}: {feature} is {features.get(feature)}")
+    upload = httpx.post(f"{rest}/jars/upload", files={"jarfile": _empty_jar()}, timeout=30)
+    if upload.is_success:
+        problems.append(f"Flink REST {rest} took a jar: {upload.status_code} {upload.text}")
+    return problems
+
+
+def _flink_rest(root: int, found: list[Listener]) -> str | None:
+    """The URL of the Flink REST API among ``found``: a JVM under ``edgestream cloud run``
+    answering ``/v1/config`` (the local cluster picks a free port)."""
+    runs = [pid for pid in process_tree(root) if " cloud run " in cmdline(pid)]
+    cloud = set().union(*(process_tree(pid) for pid in runs))
+    for s in found:
+        if s.pid not in cloud or Path(s.cmdline.split(" ", 1)[0]).name != "java":
+            continue
+        url = f"http://127.0.0.1:{s.port}"
+        try:
+            if "flink-version" in httpx.get(f"{url}/v1/config", timeout=5).json():
+                return url
+        except (httpx.HTTPError, ValueError):
+            continue  # another of the JVM's servers (RPC, blob, data)
+    return None
+
+
+def _empty_jar() -> tuple[str, bytes, str]:
+    data = io.BytesIO()
+    with zipfile.ZipFile(data, "w") as jar:
+        jar.writestr("META-INF/MANIFEST.MF", "Manifest-Version: 1.0\n")
+    return "job.jar", data.getvalue(), "application/x-java-archive"
