@@ -13,8 +13,9 @@
   OffsetResetStrategy"). Python functions run in ``thread`` mode (PEMJA, in-process: the
   fast one).
 * :func:`local_cluster_settings` - a local cluster listens on ``127.0.0.1`` (or
-  ``$EDGESTREAM_BIND_ADDR``), its anonymous REST API takes no jars and cancels no jobs; the
-  Python functions' gRPC servers (Beam's, PyFlink's loopback worker pool) bind loopback.
+  ``$EDGESTREAM_BIND_ADDR``), its anonymous REST API takes no jars (its cancel stays: only the
+  bind keeps others from it); the Python functions' gRPC servers (Beam's, PyFlink's loopback
+  worker pool) bind loopback.
 * :func:`kafka_table_ddl` - ``CREATE TABLE`` for a Kafka topic: value ``BYTES`` (``raw``
   format, Avro decoded by the caller) or ``json`` columns, ``partition``/``offset``/``timestamp``
   metadata, optional key column, bounded or unbounded scan.
@@ -184,9 +185,13 @@ def local_cluster_settings(bind: str | None = None) -> dict[str, str]:
 
     Its REST API and web UI bind ``bind`` (default :func:`edgestream.core.ports.bind_address`:
     ``127.0.0.1`` unless ``$EDGESTREAM_BIND_ADDR`` says otherwise), and so do the job and task
-    managers' servers (blob server, RPC, data); Flink's own default is every interface. Jar
-    upload and run (``web.submit``) and job cancelling (``web.cancel``) through the REST API
-    are off: the API is anonymous. Our job is cancelled through its job client, not REST.
+    managers' servers (blob server, RPC, data); Flink's own default is every interface. The
+    API is anonymous: jar upload and run (``web.submit``) are off (``POST /jars/upload``: 400).
+    ``web.cancel`` off only hides the web UI's cancel button: Flink 2.0 has no setting that
+    takes cancelling off the REST API (``PATCH /jobs/<id>?mode=cancel`` still cancels, 202,
+    measured), only mutual TLS on the whole API (``security.ssl.rest.*``); so anyone who
+    reaches ``bind`` can cancel the job, and beyond loopback that is the network. Our job is
+    cancelled through its job client, not REST.
 
     >>> s = local_cluster_settings("127.0.0.1")
     >>> s["rest.bind-address"], s["taskmanager.host"], s["web.submit.enable"]
