@@ -82,6 +82,23 @@ def test_intake_is_idempotent_and_seqs_are_never_reused(tmp_path: Path) -> None:
     assert box.offsets("edge") == {("edge.alerts", 0): 1}, "offsets never go back"
 
 
+def test_a_reset_moves_offsets_back_and_what_is_read_again_is_dropped(tmp_path: Path) -> None:
+    """The forwarder's reset policy (edgestream.forward.topic_guard): offsets go back to the
+    log start with the topic's new id, and records read again are replays."""
+    box = _box(tmp_path)
+    alerts = [Entry.alert(alert(f"pump-{i}", 5), ("edge.alerts", 0, i)) for i in range(3)]
+    assert box.put(alerts) == [1, 2, 3]
+    box.reset_offsets("edge", {("edge.alerts", 0): 0}, {"edge.alerts": "id-2"})
+    box.close()
+    box = _box(tmp_path)
+    assert box.offsets("edge") == {("edge.alerts", 0): 0}
+    assert box.topic_ids("edge") == {"edge.alerts": "id-2"}
+    new = Entry.alert(alert("pump-9", 7), ("edge.alerts", 0, 1))
+    assert box.put([alerts[0], new]) == [None, 4], "read again: only the new record is taken"
+    assert box.offsets("edge") == {("edge.alerts", 0): 2}
+    box.close()
+
+
 def test_a_different_record_with_a_taken_id_is_refused_counted_and_logged(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

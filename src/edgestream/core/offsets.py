@@ -10,8 +10,10 @@ A stored read position can stop being valid: the topic was deleted and created a
 topic id, offsets from 0), or the broker lost or purged its log. :func:`reset_reason` names
 why; every reader of ours then follows one policy: **reset to the log start of the topic as
 it is now and read everything again** (nothing new is skipped; records read twice are
-dropped downstream by their deterministic ids), logged as a warning and counted in
-``edgestream_offset_resets_total{topic,partition,reason}``.
+dropped downstream by their deterministic ids), logged as a warning, counted in
+``edgestream_offset_resets_total{gateway,topic,partition,reason}`` and put on ``edge.status``
+as an ``offset_reset`` event (:func:`report_reset`; the gateway worker for its sensor topics,
+the forwarder for the edge topics it reads).
 
 >>> reset_reason(position=500, start=0, end=120)
 'beyond_log_end'
@@ -19,19 +21,27 @@ dropped downstream by their deterministic ids), logged as a warning and counted 
 ('before_log_start', None)
 >>> reset_reason(position=20, start=0, end=50, recreated=True)
 'topic_recreated'
+>>> event = reset_event("forward", "gw-1", "edge.alerts", 0, 520, 0, "beyond_log_end")
+>>> event["event"], event["component"], event["from"], event["to"]
+('offset_reset', 'forward', 520, 0)
 """
 
 from __future__ import annotations
 
+import logging
 import time
+from typing import Any
 
 from edgestream.core.exceptions import ServiceUnavailable
+from edgestream.core.metrics import count_offset_reset
 
 __all__ = [
     "aio_partitions",
     "committed_offsets",
     "exact_end_offsets",
     "partitions_of",
+    "report_reset",
+    "reset_event",
     "reset_reason",
     "topic_id",
 ]
@@ -49,6 +59,54 @@ def reset_reason(position: int, start: int, end: int, recreated: bool = False) -
     if position < start:
         return "before_log_start"
     return None
+
+
+def reset_event(
+    component: str,
+    gateway: str,
+    topic: str,
+    partition: int,
+    position: int,
+    start: int,
+    reason: str,
+) -> dict[str, Any]:
+    """The ``edge.status`` record of one position reset (operators follow that topic);
+    ``component``: the process that reset its position (``edge``: the gateway worker,
+    ``forward``: the forwarder)."""
+    return {
+        "event": "offset_reset",
+        "component": component,
+        "gateway": gateway,
+        "topic": topic,
+        "partition": partition,
+        "from": position,
+        "to": start,
+        "reason": reason,
+        "ts": int(time.time() * 1000),
+    }
+
+
+def report_reset(
+    component: str,
+    gateway: str,
+    topic: str,
+    partition: int,
+    position: int,
+    start: int,
+    reason: str,
+) -> dict[str, Any]:
+    """Log (a warning on ``edgestream.<component>``) and count one reset to the log start;
+    returns its ``edge.status`` event (:func:`reset_event`)."""
+    logging.getLogger(f"edgestream.{component}").warning(
+        "%s[%d]: read position %d is not valid (%s): reading again from the log start %d",
+        topic,
+        partition,
+        position,
+        reason,
+        start,
+    )
+    count_offset_reset(gateway, topic, partition, reason)
+    return reset_event(component, gateway, topic, partition, position, start, reason)
 
 
 def topic_id(admin: object, topic: str, timeout: float = 10.0) -> str | None:

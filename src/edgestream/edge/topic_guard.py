@@ -9,40 +9,22 @@ topic as it is now and read everything again, with a warning and
 ``edgestream_offset_resets_total{gateway,topic,partition,reason}``. A deleted topic is
 created again with the topology's partitions and configs (brokers do not auto-create topics).
 
->>> reset_event("gw-1", "sensors.pump", 0, 520, 0, "beyond_log_end")["event"]
+>>> reset_event("edge", "gw-1", "sensors.pump", 0, 520, 0, "beyond_log_end")["event"]
 'offset_reset'
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 from edgestream.core.broker import ensure_topics
-from edgestream.core.metrics import count_offset_reset
-from edgestream.core.offsets import topic_id
+from edgestream.core.offsets import report_reset, reset_event, topic_id
 from edgestream.core.topology.edge import SensorTopic
 
 __all__ = ["TopicGuard", "reset_event"]
 
 log = logging.getLogger("edgestream.edge")
-
-
-def reset_event(
-    gateway: str, topic: str, partition: int, position: int, start: int, reason: str
-) -> dict[str, Any]:
-    """The ``edge.status`` record of one position reset (operators follow that topic)."""
-    return {
-        "event": "offset_reset",
-        "gateway": gateway,
-        "topic": topic,
-        "partition": partition,
-        "from": position,
-        "to": start,
-        "reason": reason,
-        "ts": int(time.time() * 1000),
-    }
 
 
 class TopicGuard:
@@ -72,13 +54,5 @@ class TopicGuard:
 
     def report(self, partition: int, position: int, start: int, reason: str) -> dict[str, Any]:
         """Log and count one reset; returns its ``edge.status`` event."""
-        log.warning(
-            "%s[%d]: read position %d is not valid (%s): reading again from the log start %d",
-            self.topic.name,
-            partition,
-            position,
-            reason,
-            start,
-        )
-        count_offset_reset(self.gateway, self.topic.name, partition, reason)
-        return reset_event(self.gateway, self.topic.name, partition, position, start, reason)
+        return report_reset("edge", self.gateway, self.topic.name, partition, position, start,
+                            reason)  # fmt: skip

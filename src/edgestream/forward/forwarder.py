@@ -4,9 +4,11 @@ One loop, one thread:
 
 1. **Intake**: read ``edge.alerts`` / ``edge.summaries`` / ``edge.samples`` from the gateway's
    edge broker (confluent-kafka, group ``edgestream-forward-<gateway>``, partitions assigned
-   from the offsets stored in the outbox, else the group's committed offsets, else the start),
-   decode, put into the outbox (records and offsets in one transaction), then commit the
-   offsets to the group (for lag monitoring; the outbox is the source of truth). Alerts and
+   from the offsets stored in the outbox, else the group's committed offsets, else the start;
+   a stored position that is no longer valid, a recreated or deleted topic, is never skipped
+   silently: :mod:`edgestream.forward.topic_guard`), decode, put into the outbox (records and
+   offsets in one transaction), then commit the offsets to the group (for lag monitoring; the
+   outbox is the source of truth). Alerts and
    summaries are kept in their wire form (derived values null, see
    :func:`~edgestream.forward.records.wire_alert` and
    :func:`~edgestream.forward.records.wire_summary`; ``forwarding.summaries``); scopes/window
@@ -61,6 +63,7 @@ from edgestream.forward.records import (
     wire_summary,
 )
 from edgestream.forward.security import ClientSecurity
+from edgestream.forward.topic_guard import SOURCE, EdgeTopicGuard
 
 __all__ = ["REPORTS_TOPIC", "Forwarder", "ForwarderConfig", "run_forwarder"]
 
@@ -170,20 +173,24 @@ class Forwarder:
         edge_topics = (ALERTS_TOPIC, SUMMARIES_TOPIC, EDGE_ROLLOUT_TOPIC, EDGE_TOPICS["sample"])
         ensure_topics(cfg.edge_bootstrap, dict.fromkeys(edge_topics, 1))
         # fetch.wait.max.ms bounds how long an idle fetch waits: records reach the outbox soon
-        settings = {"enable.auto.commit": False, "fetch.wait.max.ms": 20, "log_level": 2}
+        settings = {"enable.auto.commit": False, "fetch.wait.max.ms": 20, "log_level": 2,
+                    "auto.offset.reset": "error"}  # out of range: the guard decides  # fmt: skip
         group = f"edgestream-forward-{cfg.gateway_id}"
         consumer = Consumer(consumer_config(cfg.edge_bootstrap, group, **settings))
         meta = consumer.list_topics(timeout=10)
-        stored = self.outbox.offsets("edge")
+        stored = self.outbox.offsets(SOURCE)
         parts = [TopicPartition(t, p) for t in edge_topics for p in meta.topics[t].partitions]
         committed = {(c.topic, c.partition): c.offset for c in committed_offsets(consumer, parts)}
+        starts: dict[tuple[str, int], int] = {}
         for tp in parts:
             key = (tp.topic, tp.partition)
             start = stored.get(key, committed.get(key, -1))
-            tp.offset = start if start is not None and start >= 0 else OFFSET_BEGINNING
-        consumer.assign(parts)
-        log.info("reading %s from %s", [(tp.topic, tp.partition, tp.offset) for tp in parts],
-                 cfg.edge_bootstrap)  # fmt: skip
+            starts[key] = start if start is not None and start >= 0 else OFFSET_BEGINNING
+        self.guard = EdgeTopicGuard(consumer, self.outbox, cfg.edge_bootstrap, cfg.gateway_id,
+                                    edge_topics)  # fmt: skip
+        self.guard.assign(starts)
+        positions = sorted({**starts, **self.outbox.offsets(SOURCE)}.items())  # after resets
+        log.info("reading %s from %s", positions, cfg.edge_bootstrap)
         return consumer
 
     # -- loop ------------------------------------------------------------------------------
@@ -207,6 +214,7 @@ class Forwarder:
             if result:
                 log.warning("outbox budget: %d roll-ups of %d summaries, dropped %s",
                             result.rollups, result.rolled_up, dict(result.dropped))  # fmt: skip
+        self.guard.poll()
         self.drain()
         self.link.poll(0)
         self.settle()
@@ -241,7 +249,9 @@ class Forwarder:
         for msg in messages:
             error = msg.error()
             if error is not None:
-                if error.code() != KafkaError._PARTITION_EOF:
+                if error.code() == KafkaError._AUTO_OFFSET_RESET:  # position outside the log
+                    self.guard.suspect(msg.topic())
+                elif error.code() != KafkaError._PARTITION_EOF:
                     self._warn("edge", "edge consumer: %s", error)
                 continue
             kind = _EDGE_KIND[msg.topic()]
@@ -288,7 +298,7 @@ class Forwarder:
             self.consumer.seek(TopicPartition(topic, partition, offset))
 
     def _commit_group(self) -> None:
-        offsets = [TopicPartition(t, p, o) for (t, p), o in self.outbox.offsets("edge").items()]
+        offsets = [TopicPartition(t, p, o) for (t, p), o in self.outbox.offsets(SOURCE).items()]
         try:
             self.consumer.commit(offsets=offsets, asynchronous=True)
         except Exception as error:  # best effort: the outbox holds the offsets
@@ -421,6 +431,7 @@ class Forwarder:
         self.settle()
         self.save_progress()
         self.downlink.stop()
+        self.guard.close()
         self.consumer.close()
         if self.meter is not None:
             self.meter.close()

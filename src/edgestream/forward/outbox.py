@@ -82,6 +82,9 @@ CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS offsets (
     source TEXT NOT NULL, topic TEXT NOT NULL, partition INTEGER NOT NULL,
     next_offset INTEGER NOT NULL, PRIMARY KEY (source, topic, partition));
+CREATE TABLE IF NOT EXISTS topic_ids (
+    source TEXT NOT NULL, topic TEXT NOT NULL, topic_id TEXT NOT NULL,
+    PRIMARY KEY (source, topic)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS drops (
     id INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL, kind TEXT NOT NULL, reason TEXT NOT NULL,
     records INTEGER NOT NULL, readings INTEGER NOT NULL, first_ts INTEGER, last_ts INTEGER,
@@ -351,6 +354,28 @@ class Outbox:
             "SELECT topic, partition, next_offset FROM offsets WHERE source = ?", (source,)
         )
         return {(t, int(p)): int(o) for t, p, o in rows}
+
+    def topic_ids(self, source: str) -> dict[str, str]:
+        """The Kafka topic id the stored offsets of each topic belong to, for ``source``."""
+        rows = self.db.execute("SELECT topic, topic_id FROM topic_ids WHERE source = ?", (source,))
+        return dict(rows)
+
+    def reset_offsets(
+        self, source: str, offsets: dict[tuple[str, int], int], topic_ids: dict[str, str]
+    ) -> None:
+        """Set next offsets as given, also lower than stored (a read position reset to the log
+        start, see :mod:`edgestream.core.offsets`), with the ids of the topics they belong to,
+        in one transaction."""
+        with self.transaction():
+            self.db.executemany(
+                "INSERT OR REPLACE INTO offsets (source, topic, partition, next_offset) "
+                "VALUES (?, ?, ?, ?)",
+                [(source, t, p, o) for (t, p), o in offsets.items()],
+            )
+            self.db.executemany(
+                "INSERT OR REPLACE INTO topic_ids (source, topic, topic_id) VALUES (?, ?, ?)",
+                [(source, t, i) for t, i in topic_ids.items()],
+            )
 
     def save_progress(
         self,
