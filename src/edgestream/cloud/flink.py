@@ -183,21 +183,23 @@ def _use_flink_lib() -> None:
 def local_cluster_settings(bind: str | None = None) -> dict[str, str]:
     """Where a local MiniCluster listens, and what its REST API refuses.
 
-    Its REST API and web UI bind ``bind`` (default :func:`edgestream.core.ports.bind_address`:
-    ``127.0.0.1`` unless ``$EDGESTREAM_BIND_ADDR`` says otherwise), and so do the job and task
-    managers' servers (blob server, RPC, data); Flink's own default is every interface. The
-    API is anonymous: jar upload and run (``web.submit``) are off (``POST /jars/upload``: 400).
-    ``web.cancel`` off only hides the web UI's cancel button: Flink 2.0 has no setting that
-    takes cancelling off the REST API (``PATCH /jobs/<id>?mode=cancel`` still cancels, 202,
-    measured), only mutual TLS on the whole API (``security.ssl.rest.*``); so anyone who
-    reaches ``bind`` can cancel the job, and beyond loopback that is the network. Our job is
-    cancelled through its job client, not REST.
+    Its REST API and web UI bind ``127.0.0.1`` whatever ``bind`` says: the API is anonymous
+    and Flink 2.0 cannot take cancelling off it (``web.cancel`` off only hides the web UI's
+    button; ``PATCH /jobs/<id>?mode=cancel`` still cancels, 202, measured; only mutual TLS on
+    the whole API, ``security.ssl.rest.*``, would), so beyond loopback anyone on the network
+    could cancel the job. Reach the web UI from elsewhere through an SSH tunnel or an
+    authenticating proxy. Jar upload and run (``web.submit``) are off too (``POST
+    /jars/upload``: 400). The job and task managers' servers (blob server, RPC, data) bind
+    ``bind`` (default :func:`edgestream.core.ports.bind_address`: ``127.0.0.1`` unless
+    ``$EDGESTREAM_BIND_ADDR`` says otherwise); Flink's own default is every interface. Our
+    job is cancelled through its job client, not REST.
 
     >>> s = local_cluster_settings("127.0.0.1")
     >>> s["rest.bind-address"], s["taskmanager.host"], s["web.submit.enable"]
     ('127.0.0.1', '127.0.0.1', 'false')
-    >>> local_cluster_settings("0.0.0.0")["rest.address"]
-    '127.0.0.1'
+    >>> s = local_cluster_settings("0.0.0.0")
+    >>> s["rest.bind-address"], s["rest.address"], s["taskmanager.bind-host"]
+    ('127.0.0.1', '127.0.0.1', '0.0.0.0')
     """
     from edgestream.core.ports import LOOPBACK, bind_address
 
@@ -205,8 +207,8 @@ def local_cluster_settings(bind: str | None = None) -> dict[str, str]:
     wildcard = bind in ("0.0.0.0", "::", "[::]", "*")
     reach = LOOPBACK if wildcard else bind  # how the cluster's own clients reach it
     return {
-        "rest.bind-address": bind,
-        "rest.address": reach,
+        "rest.bind-address": LOOPBACK,  # anonymous, cancel cannot be turned off: see above
+        "rest.address": LOOPBACK,
         "jobmanager.bind-host": bind,
         "jobmanager.rpc.address": reach,
         "taskmanager.bind-host": bind,
