@@ -61,8 +61,6 @@ def _recount(work: Path) -> dict[str, Any]:
 
 @pytest.mark.integration
 @pytest.mark.slow
-@pytest.mark.skip(reason="bench swap saw no rollout event of its gateway within 240 s in both "
-                  "runs on the development machine: to investigate before this runs")  # fmt: skip
 def test_small_swap_run_reports_what_happened(tmp_path: Path) -> None:
     work = tmp_path / "bench"
     args = ["swap", "--json", "-q", "--devices", str(DEVICES), "--rate", str(RATE)]
@@ -81,8 +79,8 @@ def test_small_swap_run_reports_what_happened(tmp_path: Path) -> None:
         assert 0 < x["publish_to_live_ms"] < 240_000, x
         assert x["pause_ms"] is not None and x["pause_ms"] >= 0, x
     p2l = sorted(x["publish_to_live_ms"] for x in r["rounds"])
-    assert r["publish_to_live_ms"]["max"] == p2l[-1]
-    assert r["pause_ms"]["max"] == max(x["pause_ms"] for x in r["rounds"])
+    assert r["publish_to_live_ms"]["max"] == round(p2l[-1], 1)  # the summary's rounding
+    assert r["pause_ms"]["max"] == round(max(x["pause_ms"] for x in r["rounds"]), 1)
 
     got = _recount(work)
     # the readings and the verdict, recounted from the brokers
@@ -92,10 +90,13 @@ def test_small_swap_run_reports_what_happened(tmp_path: Path) -> None:
     twice = sum(max(0, n - got["inside"][k]) for k, n in got["counted"].items())
     assert (r["events_dropped"], r["events_duplicated"]) == (dropped, twice) == (0, 0)
     assert r["goals"]["events_dropped_0"] is True
-    # every model served the stream: the shipped one, then each swap's (a straddling
-    # window says "mixed"); the last one is what the gateway serves at the end
+    # the windows' versions: the shipped one before the first swap, the last swap's in the
+    # tail (30 s: whole 10 s windows), "mixed" for a window a swap cuts. An earlier swap's
+    # version serves a few seconds (settle 3 s), maybe only in mixed windows: its live
+    # event (below) says it served
+    shipped = shipped_model("pump").version
     assert set(r["versions_seen"]) == {str(v) for v in got["versions"]}
-    assert {shipped_model("pump").version, *versions} <= got["versions"]
+    assert {shipped, versions[-1]} <= got["versions"] <= {shipped, *versions, "mixed"}
     # the rounds' figures are the gateway's own live events
     live = {e["version"]: e for e in got["live"]}
     for x in r["rounds"]:

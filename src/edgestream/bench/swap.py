@@ -121,7 +121,7 @@ def run_swap_bench(params: SwapBenchParams, phases: Phases) -> dict[str, Any]:
     """Run the benchmark (see the module docstring); returns the result dict."""
     from confluent_kafka import Producer
 
-    from edgestream.core.broker import producer_config
+    from edgestream.core.broker import ensure_topics, producer_config
     from edgestream.core.topology import load_topology
     from edgestream.ml.signing import generate_key_pair, load_private_key, sign_update
     from edgestream.sim import simulate
@@ -136,6 +136,7 @@ def run_swap_bench(params: SwapBenchParams, phases: Phases) -> dict[str, Any]:
     stack = Stack(work / "stack")
     procs: list[Child] = []
     stop_sim = threading.Event()
+    events: _Events | None = None
     try:
         phases.start("starting the stack, the gateway worker and its forwarder")
         ends = stack.start(gateways=1).endpoints()
@@ -143,7 +144,12 @@ def run_swap_bench(params: SwapBenchParams, phases: Phases) -> dict[str, Any]:
         registry = str(ends["registry"])
         private, public = generate_key_pair(work / f"keys-{time.time_ns()}")
         topology = bench_topology(work / "topology.yaml", public, private)
-        key = load_private_key(load_topology(topology).retraining.signing)
+        topo = load_topology(topology)
+        key = load_private_key(topo.retraining.signing)
+        models_topic = topo.cloud.models_topic
+        # brokers do not auto-create topics: without it the updates are never delivered and
+        # the forwarder's downlink waits for the topic forever
+        ensure_topics(cloud, {models_topic: 1})
         data = work / GATEWAY
         worker_argv = [sys.executable, "-m", "edgestream.cli.main", "edge", "run", str(topology),
                        "--gateway", GATEWAY, "--bootstrap", edge, "--registry", registry,
@@ -155,8 +161,6 @@ def run_swap_bench(params: SwapBenchParams, phases: Phases) -> dict[str, Any]:
                 work / "forwarder.log",
             ).start()
         )
-        from edgestream.core.broker import ensure_topics
-
         ensure_topics(edge, {"edge.rollout": 1})
         events = _Events(edge, registry, procs)
         events.wait(lambda e: e["event"] == "live", params.timeout)
@@ -177,8 +181,12 @@ def run_swap_bench(params: SwapBenchParams, phases: Phases) -> dict[str, Any]:
             daemon=True,
         )  # fmt: skip
         sim.start()
-        ser = AvroSerializer(registry, "ModelUpdate", subject_for("fleet.models"))
+        ser = AvroSerializer(registry, "ModelUpdate", subject_for(models_topic))
         producer = Producer(producer_config(cloud, **{"acks": "all", "linger.ms": 0}))
+
+        def publish(update: dict[str, Any]) -> None:
+            _produce(producer, models_topic, ser(update), b"pump-ae", cloud)
+
         blob = shipped_model_path("pump").read_bytes()
         rounds = []
         time.sleep(params.settle_s)
@@ -186,8 +194,7 @@ def run_swap_bench(params: SwapBenchParams, phases: Phases) -> dict[str, Any]:
             version = f"pump-ae-bench{i + 2}"
             candidate = sign_update(model_update(version, "candidate", blob), key)
             t_cand = time.time() * 1000
-            producer.produce("fleet.models", ser(candidate), b"pump-ae")
-            producer.flush(30)
+            publish(candidate)
             verified = events.wait(
                 lambda e, v=version: e["event"] == "verified" and e["version"] == v,
                 params.timeout,
@@ -195,8 +202,7 @@ def run_swap_bench(params: SwapBenchParams, phases: Phases) -> dict[str, Any]:
             time.sleep(params.settle_s)  # steady state with the candidate loaded
             promote = sign_update(model_update(version, "promote", None), key)
             t_promote = time.time() * 1000
-            producer.produce("fleet.models", ser(promote), b"pump-ae")
-            producer.flush(30)
+            publish(promote)
             live = events.wait(
                 lambda e, v=version: e["event"] == "live" and e["version"] == v, params.timeout
             )
@@ -252,11 +258,31 @@ def run_swap_bench(params: SwapBenchParams, phases: Phases) -> dict[str, Any]:
         }
     finally:
         stop_sim.set()
+        if events is not None:
+            events.close()  # its consumer would keep calling the stopped broker
         for p in reversed(procs):
             p.stop()
         stack.stop()
         if tmp is not None:
             tmp.cleanup()
+
+
+def _produce(producer: Any, topic: str, value: bytes, key: bytes, bootstrap: str) -> None:
+    """Produce one record and wait for the broker's ack (a record the broker refused, e.g.
+    to a topic that does not exist, raises instead of leaving the bench waiting for it).
+    The bench's one producer stays connected, so its connect is not in publish_to_live."""
+    errors: list[Any] = []
+
+    def delivered(error: Any, _msg: Any) -> None:
+        if error is not None:
+            errors.append(error)
+
+    producer.produce(topic, value, key, on_delivery=delivered)
+    if producer.flush(30) or errors:
+        raise RuntimeError(
+            f"a ModelUpdate was not delivered to {topic} at {bootstrap}: "
+            f"{errors[:1] or 'no ack within 30 s'}"
+        )
 
 
 def _count(edge: str, registry: str) -> dict[str, Any]:
@@ -313,6 +339,9 @@ class _Events:
             f"no matching rollout event within {timeout:g} s; seen: "
             f"{[(e['event'], e['version'], e['reason']) for e in self.seen]}"
         )
+
+    def close(self) -> None:
+        self.reader.close()
 
 
 def swap_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
