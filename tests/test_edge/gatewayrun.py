@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from edgestream.core.procs import Child
 from edgestream.core.serde import AvroDeserializer
 from edgestream.edge.features import FeatureExtractor
 from edgestream.edge.window_types import ReadingBatch
+from edgestream.loop.watch import Series
 from edgestream.ml.artifact import shipped_model_path
 
 PUMP_CHANNELS = ("vibration_rms", "bearing_temp", "pressure", "motor_current")
@@ -113,6 +115,82 @@ def wait_for(
             raise AssertionError(f"worker died:\n{worker.log_text()[-3000:]}")
         time.sleep(1.0)
     return got
+
+
+def metrics_page(data: Path) -> tuple[int | None, Series | None]:
+    """(port, parsed ``/metrics`` page) of the worker whose data dir is ``data`` (port from
+    ``<data>/edge.metrics-port``); the page is None until the worker answers."""
+    from edgestream.core.metrics import read_port
+    from edgestream.loop.watch import scrape
+
+    port = read_port(data, "edge")
+    return port, (scrape(f"http://127.0.0.1:{port}/metrics", timeout=10.0) if port else None)
+
+
+def wait_metrics(
+    worker: Worker, data: Path, done: Callable[[Series], bool], timeout: float, what: str
+) -> Series:
+    """The worker's metrics page once ``done(page)`` holds (``what`` names it on failure,
+    with the port and the ``edgestream_*`` samples last seen)."""
+    deadline = time.monotonic() + timeout
+    port, page = None, None
+    while time.monotonic() < deadline:
+        port, page = metrics_page(data)
+        if page is not None and done(page):
+            return page
+        if not worker.alive():
+            raise AssertionError(f"worker died:\n{worker.log_text()[-3000:]}")
+        time.sleep(0.5)
+    ours = {k: v for k, v in (page or {}).items() if k.startswith("edgestream_")}
+    answered = "answered" if page is not None else "not answering"
+    raise AssertionError(f"{what}: not in {timeout:g} s (metrics port {port}, {answered}: {ours})")
+
+
+def wait_processed(worker: Worker, data: Path, records: int, timeout: float) -> Series:
+    """Wait until the worker's metrics count every one of ``records`` input records: valid
+    readings (``edgestream_readings_total``, late ones included) plus DLQ records. The
+    counters move after a batch's alerts and summaries were handed to the producer, so then
+    every output the input makes has been emitted (not necessarily confirmed)."""
+    from edgestream.loop.watch import total
+
+    def taken(page: Series) -> float:
+        return total(page, "edgestream_readings_total") + total(
+            page, "edgestream_dlq_records_total"
+        )
+
+    page = wait_metrics(
+        worker, data, lambda p: taken(p) >= records, timeout, f"the worker took in {records}"
+    )
+    assert taken(page) == records, f"the worker counted {taken(page):.0f} of {records} records"
+    return page
+
+
+def ask_counts(bootstrap: str, gateway: str, worker: Worker, timeout: float) -> dict[str, Any]:
+    """The worker's per-topic counts (readings, alerts, rejected...), asked on ``edge.control``
+    now and answered on ``edge.status`` (an answer made before the question is not taken)."""
+    from confluent_kafka import Producer
+
+    from edgestream.core.broker import producer_config
+
+    asked = int(time.time() * 1000)
+    producer = Producer(producer_config(bootstrap, **{"linger.ms": 0}))
+    producer.produce("edge.control", value=b'{"command": "metrics"}')
+    assert producer.flush(10) == 0, "the control command was not delivered"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for msg in read_topic(bootstrap, "edge.status", settle=0.5):
+            if msg.key() != gateway.encode():
+                continue
+            try:  # edge.status carries other events of the gateway too
+                body = json.loads(msg.value())
+            except ValueError:
+                continue
+            if isinstance(body, dict) and "topics" in body and body.get("ts", 0) >= asked:
+                return dict(body["topics"])
+        if not worker.alive():
+            raise AssertionError(f"worker died:\n{worker.log_text()[-3000:]}")
+        time.sleep(0.5)
+    raise AssertionError(f"the worker did not answer the metrics command in {timeout:g} s")
 
 
 def autoencoder_scores(onnx_path: Path, features: np.ndarray) -> np.ndarray:

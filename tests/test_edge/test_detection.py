@@ -36,7 +36,6 @@ mute recall is 0.987 but precision drops to 0.943, seed 33 to 0.873).
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -472,9 +471,11 @@ def test_detection_through_the_real_worker(tmp_path: Path) -> None:
     bug, see test_detection_does_not_depend_on_micro_batching) loses a batch: that happens
     when a micro-batch holds only late readings, which depends on timing."""
     from edgestream.core.broker import ensure_topics
+    from edgestream.core.offsets import exact_end_offsets
     from edgestream.core.serde import AvroDeserializer
     from edgestream.core.stack import Stack
     from edgestream.edge.worker import ALERTS_TOPIC, edge_topics
+    from edgestream.loop.watch import total
     from edgestream.sim import read_labels, simulate
     from tests.test_edge import gatewayrun as gr
 
@@ -494,13 +495,30 @@ def test_detection_through_the_real_worker(tmp_path: Path) -> None:
     ends = stack.start(gateways=1).endpoints()
     bootstrap, registry = ends["edge"]["gw-1"], str(ends["registry"])
     worker = gr.Worker(path, GATEWAY, bootstrap, registry, tmp_path / "gw")
+    sensor_topics = [t.name for d in topology.device_types for t in topology.topics_for(d)]
     try:
         ensure_topics(bootstrap, edge_topics(topology, GATEWAY))
         simulate(config, bootstrap=bootstrap, registry=registry)
+        # every record the simulator produced, counted on the broker (fresh topics: ends)
+        produced = sum(sum(exact_end_offsets(bootstrap, t).values()) for t in sensor_topics)
+        assert produced > 0
         worker.start()
-        raw = gr.wait_for(bootstrap, ALERTS_TOPIC, len(want), 240, worker)
-        time.sleep(3)
+        # done when: every record taken in (readings + DLQ on the metrics page, counted after
+        # the batch's alerts went to the producer); the worker's own alert count since then
+        # is final; the broker confirmed that many (edgestream_alerts_total). Only then is
+        # the alerts topic complete, and anything extra would be on it.
+        gr.wait_processed(worker, tmp_path / "gw", produced, 300)
+        counts = gr.ask_counts(bootstrap, GATEWAY, worker, 60)
+        emitted = sum(c["alerts"] for c in counts.values())
+        gr.wait_metrics(
+            worker,
+            tmp_path / "gw",
+            lambda page: total(page, "edgestream_alerts_total") == emitted,
+            60,
+            f"the broker confirmed the {emitted} alerts",
+        )
         raw = gr.read_topic(bootstrap, ALERTS_TOPIC)
+        assert len(raw) == emitted, (len(raw), emitted)
         assert worker.alive(), worker.log_text()[-3000:]
         decode = AvroDeserializer(registry)
         alerts = [decode(m.value()) for m in raw]
