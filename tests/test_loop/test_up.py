@@ -176,23 +176,26 @@ def _assert_nothing_left(home: Path) -> None:
 
 @pytest.mark.integration
 @pytest.mark.slow
-def test_up_duration_180_closes_the_whole_loop(tmp_path: Path) -> None:
+def test_up_closes_the_whole_loop(tmp_path: Path) -> None:
     """Issue 8's acceptance, as the README's main command runs it (default topology, cloud
-    job, retrainer, default drift injection): within ``--duration 180`` alerts arrive at the
-    cloud, fleet stats are written, one retrain is published and promoted on the gateways;
-    the run exits 0 and leaves no process behind.
+    job, retrainer, default drift injection): alerts arrive at the cloud, fleet stats are
+    written, one retrain is published and promoted on every gateway; the run exits 0 and
+    leaves no process behind. ``--until-loop-closed`` ends the run on that positive sign
+    (``--duration 900`` only bounds it): the loop fits in 180 s on an idle machine, not
+    always on a loaded one.
 
     Issue 23 item 7's acceptance too: once the cloud job has written fleet stats (its Flink
     job and Python functions are running), no process of the run listens beyond loopback,
     and the local Flink REST API says web submit/cancel are off and refuses a jar upload."""
     home = tmp_path / "home"
-    argv = [sys.executable, "-m", "edgestream.cli.main", "up", "--duration", "180", "--json"]
+    argv = [sys.executable, "-m", "edgestream.cli.main", "up", "--until-loop-closed"]
+    argv += ["--duration", "900", "--json"]
     env = {**os.environ, "EDGESTREAM_HOME": str(home)}
     log = tmp_path / "up.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
     try:
-        deadline = time.monotonic() + 400
+        deadline = time.monotonic() + 600
         while _cloud_records(home, "fleet.stats") == 0:  # a positive sign: the job runs
             assert proc.poll() is None and time.monotonic() < deadline, (
                 "no fleet.stats record while up ran: the listening sockets were not checked\n"
@@ -200,7 +203,7 @@ def test_up_duration_180_closes_the_whole_loop(tmp_path: Path) -> None:
             )
             time.sleep(2)
         problems = _exposed(proc.pid)
-        code = proc.wait(600)  # the run ends and stops its processes before any failure
+        code = proc.wait(1200)  # the run ends and stops its processes before any failure
         assert not problems, "\n".join(problems)
         assert code == 0, log.read_text()[-3000:]
     finally:
@@ -210,7 +213,9 @@ def test_up_duration_180_closes_the_whole_loop(tmp_path: Path) -> None:
     assert summary["alerts_cloud"] == summary["alerts_edge"] > 0, summary
     assert summary["fleet_stats_windows"] > 0, summary
     assert summary["retrain_requests"] >= 1 and summary["retrains"] >= 1, summary
-    assert summary["model_promotions"] >= 1 and summary["gateway_promotions"] >= 1, summary
+    assert summary["model_promotions"] >= 1, summary
+    assert summary["gateway_promotions"] >= summary["gateways"] == 2, summary
+    assert summary["seconds"] < 890, "ended by the closed loop, not by --duration"
     assert summary["rollbacks"] == 0, summary
     _assert_nothing_left(home)
 

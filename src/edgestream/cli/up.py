@@ -155,6 +155,11 @@ def register(app: typer.Typer) -> None:
             True, "--cloud/--no-cloud", help="Start the cloud Flink job and the retrainer."
         ),
         as_json: bool = typer.Option(False, "--json", help="Last line: the summary as JSON."),
+        until_loop_closed: bool = typer.Option(
+            False,
+            "--until-loop-closed",
+            help="Stop once a retrained model is live on every gateway (or --duration passes).",
+        ),
     ) -> None:
         """Start the whole loop on the embedded default; Ctrl-C (or --duration) stops it cleanly."""
         from edgestream.loop import LoopConfig, LoopState
@@ -169,6 +174,7 @@ def register(app: typer.Typer) -> None:
             seed=seed,
             keep_stack=keep_stack,
             cloud=cloud,
+            until_loop_closed=until_loop_closed,
         )
         stop = threading.Event()
         state = LoopState()

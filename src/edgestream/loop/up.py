@@ -69,6 +69,7 @@ class LoopConfig:
     forwarders: bool = True
     gateways: int | None = None  # run this many gateways (first N; more: copies of the last)
     cloud: bool = True  # Flink jobs and the retrainer, when installed
+    until_loop_closed: bool = False  # stop once a retrained model is live on every gateway
 
 
 @dataclass
@@ -224,6 +225,8 @@ def run_loop(
         while not stop.is_set():
             if deadline is not None and time.monotonic() >= deadline:
                 break
+            if config.until_loop_closed and loop_closed(state):
+                break  # a retrained model is live on every gateway
             for gw in state.gateways.values():
                 assert gw.worker is not None
                 gw.worker_alive = gw.worker.check()
@@ -259,6 +262,20 @@ def run_loop(
             stack.stop(purge=True)  # a stack this run started leaves no topics behind
         state.phase = "stopped"
     return state
+
+
+def loop_closed(state: LoopState) -> bool:
+    """Whether the whole loop has run once, as the cloud broker shows it: a retrain was
+    requested and published, the cloud promoted it, and every gateway announced it live."""
+    if state.cloud is None:
+        return False
+    f = state.cloud.figures
+    return (
+        f.retrain_requests >= 1
+        and f.model_updates["candidate"] >= 1
+        and f.model_updates["promote"] >= 1
+        and f.rollout["promoted"] >= len(state.gateways) > 0
+    )
 
 
 def scaled_topology(path: Path, gateways: int, run_dir: Path) -> Path:
