@@ -11,6 +11,7 @@ from edgestream.cli import (
     alerts,
     bench,
     cloud,
+    dashboard,
     deploy,
     edge,
     evaluate,
@@ -48,6 +49,7 @@ validate.register(app)
 alerts.register(app)
 deploy.register(app)
 query.register(app)
+dashboard.register(app)
 
 _err = Console(stderr=True)
 

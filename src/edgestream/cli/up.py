@@ -120,12 +120,14 @@ def _metrics(state: LoopState) -> str:
     return "\n".join(urls) or "(starting)"
 
 
-def _view(state: LoopState, duration: float | None) -> Group:
+def _view(state: LoopState, duration: float | None, dashboard: str | None = None) -> Group:
     until = f" / {duration:.0f}s" if duration else ""
     ends = state.endpoints
     head = (
         f"[bold]{state.phase}[/] {state.elapsed:5.0f}s{until}   "
-        f"cloud {ends.get('cloud', '-')}   registry {ends.get('registry', '-')}\n"
+        f"cloud {ends.get('cloud', '-')}   registry {ends.get('registry', '-')}"
+        + (f"   dashboard {dashboard}" if dashboard else "")
+        + "\n"
         + _cloud_line(state)
     )
     return Group(
@@ -160,6 +162,12 @@ def register(app: typer.Typer) -> None:
             "--until-loop-closed",
             help="Stop once a retrained model is live on every gateway (or --duration passes).",
         ),
+        dashboard: bool = typer.Option(
+            True, "--dashboard/--no-dashboard", help="Serve the web dashboard (127.0.0.1)."
+        ),
+        dashboard_port: int = typer.Option(
+            8787, "--dashboard-port", help="Dashboard port (taken: any free one)."
+        ),
     ) -> None:
         """Start the whole loop on the embedded default; Ctrl-C (or --duration) stops it cleanly."""
         from edgestream.loop import LoopConfig, LoopState
@@ -182,19 +190,31 @@ def register(app: typer.Typer) -> None:
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         # Ctrl-C works even when started with SIGINT ignored (a background job of a script)
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        board = None
+        if dashboard:
+            from edgestream.dashboard.run import serve_for_loop
+
+            board = serve_for_loop(
+                lambda: state.endpoints, config.topology, dashboard_port, finished
+            )
+            console.print(f"dashboard: {board.url}", soft_wrap=True)
+        url = board.url if board is not None else None
         runner = threading.Thread(target=_run, args=(config, stop, state, finished), daemon=True)
         runner.start()
         # wait on an Event, not Thread.join: a join interrupted by KeyboardInterrupt can return
         # early afterwards (CPython), and the exiting interpreter would cut the clean stop short
         try:
-            with Live(_view(state, duration), console=console, refresh_per_second=2) as live:
+            with Live(_view(state, duration, url), console=console, refresh_per_second=2) as live:
                 while not finished.wait(0.5):
-                    live.update(_view(state, duration))
+                    live.update(_view(state, duration, url))
         except KeyboardInterrupt:
             stop.set()
             console.print("stopping...")
             while not finished.wait(0.5):
                 pass
+        finally:
+            if board is not None:
+                board.stop()
         if state.error is not None:
             raise state.error
         summary = state.summary()

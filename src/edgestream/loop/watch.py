@@ -26,6 +26,7 @@ import threading
 import time
 import urllib.request
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +37,9 @@ from edgestream.core.exceptions import EdgestreamError
 __all__ = ["CloudWatch", "Series", "gateway_figures", "parse_metrics", "scrape", "total"]
 
 log = logging.getLogger("edgestream.loop")
+
+#: Called with (topic, record) for each first copy read (fleet.stats rows: the JSON object).
+RecordSink = Callable[[str, dict[str, Any]], None]
 
 Series = dict[str, list[tuple[dict[str, str], float]]]
 
@@ -109,12 +113,23 @@ class CloudFigures:
 
 
 class CloudWatch:
-    """Reads the cloud topics of a topology in a thread into :attr:`figures`."""
+    """Reads the cloud topics of a topology in a thread into :attr:`figures`, and hands each
+    record to ``sink`` when one is given. ``topics`` names alerts, summaries, rollout,
+    retrain, models and stats; ``reports`` and ``samples`` (forwarded) are read when named."""
 
-    def __init__(self, bootstrap: str, registry: str, topics: dict[str, str]) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        registry: str,
+        topics: dict[str, str],
+        sink: RecordSink | None = None,
+        client_settings: dict[str, object] | None = None,
+    ) -> None:
         self.bootstrap, self.registry, self.topics = bootstrap, registry, topics
         self.figures = CloudFigures()
         self.error: str | None = None
+        self.sink = sink
+        self.client_settings = dict(client_settings or {})
 
     def run(self, stop: threading.Event) -> None:
         from confluent_kafka import Consumer, TopicPartition
@@ -125,17 +140,20 @@ class CloudWatch:
 
         t = self.topics
         forwarded = [t["alerts"], t["summaries"], t["rollout"]]
+        forwarded += [t[k] for k in ("reports", "samples") if k in t]
         plain = [t["retrain"], t["models"], t["stats"]]
-        reader = DedupReader(self.bootstrap, forwarded, self.registry)
+        settings = self.client_settings
+        reader = DedupReader(self.bootstrap, forwarded, self.registry, client_settings=settings)
         decode = AvroDeserializer(self.registry)
-        consumer = Consumer(
-            consumer_config(self.bootstrap, f"edgestream-up-{time.time_ns()}", log_level=2)
-        )
+        conf = consumer_config(self.bootstrap, f"edgestream-up-{time.time_ns()}", log_level=2)
+        consumer = Consumer({**conf, **settings})
         assigned: set[str] = set()
         try:
             while not stop.is_set():
                 for d in reader.poll(0.3):
                     self._forwarded(d.topic, d.record)
+                    if self.sink is not None:
+                        self.sink(d.topic, d.record)
                 if len(assigned) < len(plain):
                     with contextlib.suppress(Exception):
                         meta = consumer.list_topics(timeout=2)
@@ -177,10 +195,12 @@ class CloudWatch:
                 f.stats_windows += 1
                 key = f"{record.get('scope')}|{record.get('scope_key')}"
                 f.fleet_stats[key] = record
-                return
-            record = decode(value)
+            else:
+                record = decode(value)
         except (ValueError, EdgestreamError):
             return
+        if self.sink is not None:
+            self.sink(topic, record)
         if topic == t["retrain"]:
             f.retrain_requests += 1
         elif topic == t["models"]:
