@@ -49,6 +49,19 @@ ensure_maven() {
   fi
 }
 
+ensure_browser() {
+  # the dashboard's browser test drives Debian's chromium through Playwright (no browser
+  # download: the test points Playwright at this one)
+  if command -v chromium >/dev/null 2>&1 || [ -n "${EDGESTREAM_CHROMIUM:-}" ]; then return; fi
+  say "chromium not found (the dashboard's browser test needs it): installing chromium"
+  if command -v apt-get >/dev/null 2>&1; then
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq chromium >/dev/null
+  else
+    say "no apt-get here: install Chromium and set EDGESTREAM_CHROMIUM to its path"; exit 1
+  fi
+}
+
 ensure_jars() {
   # once per POM content (cached in $EDGESTREAM_HOME/jars; Maven's own cache is ~/.m2): the
   # Kafka broker, Flink's Kafka connector and Avro, and our Flink functions' jar
@@ -106,6 +119,7 @@ case "$cmd" in
   test)
     shift
     setup
+    ensure_browser
     cd "$ROOT"
     exec "$VENV/bin/python" -m pytest "$@"
     ;;
