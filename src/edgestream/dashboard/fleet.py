@@ -79,6 +79,7 @@ class FleetView:
         self.stats = StatsSeries()
         self.timeline = ModelTimeline()
         self.counts: dict[str, int] = {}
+        self.error: str | None = None  # the cloud reader stopped (why)
 
     # -- intake ----------------------------------------------------------------------------
     def add(self, kind: str, record: dict[str, Any], now_ms: int) -> str:

@@ -113,10 +113,13 @@ class Dashboard:
     ) -> None:
         """Start reading the cloud topics (``dashboard_topics``) into the view."""
         self._kinds = {topic: KINDS[role] for role, topic in topics.items() if role in KINDS}
-        self.watch = CloudWatch(bootstrap, registry, topics, self._sink, client_settings)
-        thread = threading.Thread(
-            target=self.watch.run, args=(self._stop,), name="dashboard-cloud", daemon=True
-        )
+        watch = self.watch = CloudWatch(bootstrap, registry, topics, self._sink, client_settings)
+
+        def read() -> None:
+            watch.run(self._stop)
+            self.view.error = watch.error  # shown on the overview page
+
+        thread = threading.Thread(target=read, name="dashboard-cloud", daemon=True)
         thread.start()
         self._threads.append(thread)
 

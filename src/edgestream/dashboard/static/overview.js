@@ -24,7 +24,8 @@
     const headers = ["gateway", "status", "last heard", "lag (s)", "outbox depth", "outbox age (s)",
       "report age (s)", "dropped", "live models", "rollout", "sites", "alerts"];
     const counts = Object.entries(data.counts).map(([k, v]) => `${k} ${v}`).join(" · ");
-    content.innerHTML = es.table(headers, data.gateways.map(row), "gateways") +
+    const error = data.error ? `<p class="down">${es.esc(data.error)}</p>` : "";
+    content.innerHTML = error + es.table(headers, data.gateways.map(row), "gateways") +
       `<p class="muted">lag: now - newest event time received from the gateway (summaries, alerts);
       outbox: the gateway's latest forwarder report (report age). Records read: ${es.esc(counts || "none yet")}</p>`;
   }
