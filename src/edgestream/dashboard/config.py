@@ -71,13 +71,15 @@ class DashboardConfig:
 
 def dashboard_topics(topology: Topology) -> dict[str, str]:
     """The cloud topics the dashboard reads, by role (the names ``CloudWatch`` takes)."""
+    from edgestream.forward.forwarder import REPORTS_TOPIC
+
     fwd, cloud = topology.forwarding.topics, topology.cloud
     return {
         "alerts": fwd.alerts,
         "summaries": fwd.summaries,
         "samples": fwd.samples,
-        "reports": str(getattr(fwd, "reports", "fleet.forwarder")),
-        "rollout": str(getattr(fwd, "rollout", "fleet.rollout")),
+        "reports": str(getattr(fwd, "reports", REPORTS_TOPIC)),  # as the forwarder picks it
+        "rollout": fwd.rollout,
         "retrain": cloud.retrain_topic,
         "models": cloud.models_topic,
         "stats": cloud.stats_topic,

@@ -133,7 +133,7 @@ def _page(script: str, title: str) -> Any:
 
 async def _overview(request: web.Request) -> web.Response:
     view = request.app[VIEW_KEY]
-    body = {"now_ms": _now_ms(), "gateways": view.gateways(_now_ms()), "counts": view.counts}
+    body = {"now_ms": _now_ms(), "gateways": view.gateways(_now_ms()), "counts": dict(view.counts)}
     body["error"] = view.error
     return web.json_response(body)
 
