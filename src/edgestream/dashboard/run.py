@@ -116,7 +116,11 @@ class Dashboard:
         watch = self.watch = CloudWatch(bootstrap, registry, topics, self._sink, client_settings)
 
         def read() -> None:
-            watch.run(self._stop)
+            try:
+                watch.run(self._stop)
+            except Exception as error:  # e.g. the cloud broker does not answer at start
+                watch.error = f"cloud reader stopped: {error}"
+                log.exception("dashboard: cloud reader stopped")
             self.view.error = watch.error  # shown on the overview page
 
         thread = threading.Thread(target=read, name="dashboard-cloud", daemon=True)
