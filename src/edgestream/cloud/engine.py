@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter, deque
-from pathlib import Path
 from typing import Any
 
 from edgestream.cloud.drift import DriftMonitor, DriftVerdict, ModelInfo
@@ -58,9 +57,11 @@ def topology_models(topology: Topology) -> dict[str, ModelInfo]:
 
     out = {}
     for dtype, spec in topology.models.items():
-        sidecar = Path(topology.resolve_path(spec.path)).with_suffix(".json")
         sha, baseline = None, None
-        if sidecar.exists():
+        sidecar = (
+            None if spec.path is None else topology.resolve_path(spec.path).with_suffix(".json")
+        )
+        if sidecar is not None and sidecar.exists():
             meta = json.loads(sidecar.read_text(encoding="utf-8"))
             sha = meta.get("sha256")
             baseline = {c: {"channel": c, **b} for c, b in (meta.get("baseline") or {}).items()}

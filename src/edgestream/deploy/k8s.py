@@ -152,6 +152,8 @@ def _model_files(topology: Topology) -> list[tuple[str, Path]]:
     """(path as written in the topology, file) of each model file and its JSON sidecar."""
     files = []
     for spec in topology.models.values():
+        if spec.path is None:  # kind: online, no file
+            continue
         written = str(spec.path)
         real = topology.resolve_path(spec.path)
         files.append((written, real))

@@ -1,0 +1,360 @@
+"""The gateway's in-stream detector (topology ``models.<type>.kind: online``).
+
+No file and no offline training: each device's model is learned from its own readings as
+they arrive, and each score uses only the readings before it (and the reading itself).
+Per device, readings in arrival order:
+
+1. **calibration**: the first ``calibration`` readings are only learned from (score 0).
+   They fix the device's range ``[lo, hi]`` per channel, then are replayed into steps 3-4.
+2. **spatial**: a value beyond the range seen so far by more than ``tolerance`` times its
+   width scores 1 (the range then grows to include it).
+3. **sequence surprise** (the raw score): each value is quantised into ``levels`` bins of
+   the calibrated range (plus one bin below, one above). An order-``order`` Markov model
+   counts which bin followed each context of previous bins; raw = 1 - P(bin | context)
+   from the counts so far (a context never seen: 1). A device whose values follow their
+   usual paths scores near 0; new transitions score near 1. Per channel; the maximum counts.
+4. **anomaly likelihood** (Numenta's post-processing, Ahmad et al. 2017): the mean of the
+   last ``average`` raw scores is compared with the running normal distribution of that
+   mean (its first ``horizon`` values equally, then exponentially): upper tail
+   probability ``q``; score ``= ln(q + 1e-10) / ln(1e-10)`` in [0, 1]: 0.5 is a one in
+   100,000 mean. After a score above 0.5 the next ``rest`` readings score 0 (one
+   detection per event; ``rest: 0`` turns that off).
+
+State per device is a few numbers plus the Markov counts (at most ``(levels + 2) **
+(order + 1)`` entries), kept as parts like :class:`~edgestream.edge.features.FeatureExtractor`
+(``changed_parts``/``restore_parts``): a restart continues bit-identically, and the scores
+do not depend on how the readings are cut into batches. A reading whose ``ts`` is not newer
+than its device's newest scores 0 and is not learned from.
+
+>>> import numpy as np
+>>> det = OnlineDetector(["value"], calibration=50)
+>>> rng = np.random.default_rng(1)
+>>> x = np.sin(np.arange(400) / 5.0) + rng.normal(0, 0.05, 400)
+>>> x[300] = 9.0  # a spike far outside the range
+>>> scores = det.transform(["d"] * 400, np.arange(400), x[:, None])[:, 0]
+>>> float(scores[:50].max()), float(scores[300]), bool(scores[100:300].max() < 0.5)
+(0.0, 1.0, True)
+>>> again = OnlineDetector(["value"], calibration=50)
+>>> again.restore(det.state())
+>>> bool((again.transform(["d"], [400], [[0.1]]) == det.transform(["d"], [400], [[0.1]])).all())
+True
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from edgestream.core.exceptions import EdgestreamError
+from edgestream.edge.features import HEADER, pack_parts, unpack_parts
+from edgestream.ml.artifact import ModelMeta
+
+KIND = "online"
+STATE_FORMAT = 1
+EPS = 1e-10  # scores saturate at a tail probability of EPS
+LOG_EPS = math.log(EPS)
+MEAN_FLOOR, VAR_FLOOR = 0.03, 0.0003  # Numenta's floors of the raw-score distribution
+DEFAULTS: dict[str, Any] = {
+    "calibration": 750,
+    "levels": 16,
+    "order": 1,
+    "tolerance": 0.05,
+    "average": 10,
+    "horizon": 8640,
+    "rest": 0,
+}
+
+
+class OnlineError(EdgestreamError, ValueError):
+    """Bad settings of the online detector, or a state that is not its own."""
+
+
+class _Device:
+    """One device's state (JSON-able; see the module docstring)."""
+
+    __slots__ = (
+        "base",
+        "buffer",
+        "counts",
+        "ctx",
+        "hi",
+        "last_ts",
+        "lo",
+        "mean",
+        "n",
+        "rest",
+        "ring",
+        "seen",
+        "var",
+        "width",
+    )  # fmt: skip
+
+    def __init__(self, channels: int) -> None:
+        self.n = 0  # in-order readings learned from
+        self.last_ts: int | None = None
+        self.buffer: list[list[float]] = []  # calibration readings (emptied when calibrated)
+        self.lo = [math.inf] * channels  # range seen (grows)
+        self.hi = [-math.inf] * channels
+        self.base = [0.0] * channels  # bin 1 starts here, fixed at calibration
+        self.width = [0.0] * channels  # bin width, fixed at calibration
+        self.ctx: list[list[int]] = [[] for _ in range(channels)]  # previous bins, newest last
+        self.counts: list[dict[str, int]] = [{} for _ in range(channels)]  # "ctx" / "ctx>bin"
+        self.ring: list[float] = []  # last `average` raw scores
+        self.mean, self.var, self.seen = 0.0, 0.0, 0  # running distribution of ring means
+        self.rest = 0  # readings still muted after a detection
+
+    def dump(self) -> bytes:
+        return json.dumps({k: getattr(self, k) for k in self.__slots__}).encode()
+
+    @classmethod
+    def load(cls, blob: bytes, channels: int) -> _Device:
+        dev = cls(channels)
+        for key, value in json.loads(blob).items():
+            setattr(dev, key, value)
+        return dev
+
+
+class OnlineDetector:
+    """Per-device online anomaly scores; the :class:`~edgestream.edge.models.Features`
+    contract (``transform``, ``changed_parts``, ``restore_parts``, ``restore``), with one
+    output column, ``score``."""
+
+    feature_names = ("score",)
+
+    def __init__(self, channels: Sequence[str], **settings: Any) -> None:
+        unknown = set(settings) - set(DEFAULTS)
+        if unknown:
+            raise OnlineError(f"unknown online detector settings {sorted(unknown)}")
+        if not channels:
+            raise OnlineError("the online detector needs at least one channel")
+        self.channels = tuple(str(c) for c in channels)
+        cfg = {**DEFAULTS, **settings}
+        self.calibration = int(cfg["calibration"])
+        self.levels = int(cfg["levels"])
+        self.order = int(cfg["order"])
+        self.tolerance = float(cfg["tolerance"])
+        self.average = int(cfg["average"])
+        self.horizon = int(cfg["horizon"])
+        self.rest = int(cfg["rest"])
+        if self.calibration < 2 or self.levels < 2 or self.order < 1 or self.average < 1:
+            raise OnlineError(f"online detector settings out of range: {cfg}")
+        self._header = json.dumps({"format": STATE_FORMAT, **self.config()}).encode()
+        self._devices: dict[str, _Device] = {}
+        self._dirty: set[str] = set()
+
+    @property
+    def n_features(self) -> int:
+        return 1
+
+    def config(self) -> dict[str, Any]:
+        """The settings as JSON values (``kind: online`` and the channels included)."""
+        return {"kind": KIND, "channels": list(self.channels), **self.settings()}
+
+    def settings(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in DEFAULTS}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> OnlineDetector:
+        """The detector ``config()`` describes."""
+        rest = {k: v for k, v in config.items() if k not in ("kind", "channels")}
+        return cls(config["channels"], **rest)
+
+    # -- state ------------------------------------------------------------------------------
+    def parts(self) -> dict[str, bytes]:
+        return {HEADER: self._header, **{d: s.dump() for d, s in self._devices.items()}}
+
+    def changed_parts(self) -> dict[str, bytes]:
+        """HEADER and the devices ``transform`` changed since the last call."""
+        dirty, self._dirty = self._dirty, set()
+        return {HEADER: self._header, **{d: self._devices[d].dump() for d in sorted(dirty)}}
+
+    def restore_parts(self, parts: dict[str, bytes]) -> None:
+        try:
+            header = json.loads(parts[HEADER])
+        except (KeyError, ValueError) as error:
+            raise OnlineError(f"not an online detector state ({error!r})") from None
+        if header != {"format": STATE_FORMAT, **self.config()}:
+            raise OnlineError(
+                f"online detector state was saved with {header}, this detector has "
+                f"{self.config()}: restore it into a detector with the same settings"
+            )
+        c = len(self.channels)
+        self._devices = {d: _Device.load(b, c) for d, b in parts.items() if d != HEADER}
+        self._dirty = set()
+
+    def state(self) -> bytes:
+        return pack_parts(self.parts())
+
+    def restore(self, blob: bytes) -> None:
+        try:
+            parts = unpack_parts(blob)
+        except ValueError as error:
+            raise OnlineError(f"not an online detector state ({error})") from None
+        self.restore_parts(parts)
+
+    # -- scoring ----------------------------------------------------------------------------
+    def transform(self, device_ids: Any, ts: Any, values: Any) -> np.ndarray:
+        """Scores ``(n, 1)`` (float64) of n readings in arrival order; learns from them."""
+        values = np.asarray(values, dtype=np.float64)
+        ts = np.asarray(ts, dtype=np.int64)
+        n = len(ts)
+        if values.shape != (n, len(self.channels)) or len(device_ids) != n:
+            raise OnlineError(
+                f"{len(device_ids)} device ids, {n} timestamps and values of shape "
+                f"{values.shape}: expected (readings, {len(self.channels)}) values"
+            )
+        out = np.zeros((n, 1))
+        ids = device_ids.tolist() if isinstance(device_ids, np.ndarray) else list(device_ids)
+        rows, stamps = values.tolist(), ts.tolist()
+        c = len(self.channels)
+        for i in range(n):
+            device = ids[i]
+            dev = self._devices.get(device)
+            if dev is None:
+                dev = self._devices[device] = _Device(c)
+            if dev.last_ts is not None and stamps[i] <= dev.last_ts:
+                continue  # out of order: scored 0, not learned
+            dev.last_ts = stamps[i]
+            self._dirty.add(device)
+            out[i, 0] = self._step(dev, rows[i])
+        return out
+
+    def _step(self, dev: _Device, row: list[float]) -> float:
+        dev.n += 1
+        if dev.n <= self.calibration:
+            dev.buffer.append(row)
+            if dev.n == self.calibration:
+                self._calibrate(dev)
+            return 0.0
+        spatial = False
+        for k, x in enumerate(row):
+            span = dev.hi[k] - dev.lo[k]
+            if span > 0 and not (
+                dev.lo[k] - self.tolerance * span <= x <= dev.hi[k] + self.tolerance * span
+            ):
+                spatial = True
+            dev.lo[k], dev.hi[k] = min(dev.lo[k], x), max(dev.hi[k], x)
+        score = self._likelihood(dev, self._surprise(dev, row))
+        if spatial:
+            score = 1.0
+        if dev.rest > 0:
+            dev.rest -= 1
+            return 0.0
+        if score > 0.5 and self.rest:
+            dev.rest = self.rest
+        return score
+
+    def _calibrate(self, dev: _Device) -> None:
+        """End of calibration: fix the bins from the range, learn from the readings seen."""
+        buffer, dev.buffer = dev.buffer, []
+        for k in range(len(self.channels)):
+            column = [row[k] for row in buffer]
+            dev.lo[k], dev.hi[k] = min(column), max(column)
+            dev.base[k] = dev.lo[k]
+            span = dev.hi[k] - dev.lo[k]
+            dev.width[k] = span / self.levels if span > 0 else max(abs(dev.lo[k]) * 1e-3, 1e-9)
+        for row in buffer:
+            self._likelihood(dev, self._surprise(dev, row))
+
+    def _surprise(self, dev: _Device, row: list[float]) -> float:
+        """Raw score: 1 - P(bin | previous bins), the largest over channels; learns."""
+        raw = 0.0
+        top = self.levels + 1
+        for k, x in enumerate(row):
+            b = min(max(math.floor((x - dev.base[k]) / dev.width[k]) + 1, 0), top)
+            ctx, counts = dev.ctx[k], dev.counts[k]
+            if len(ctx) == self.order:
+                key = ",".join(map(str, ctx))
+                total = counts.get(key, 0)
+                hit = counts.get(f"{key}>{b}", 0)
+                raw = max(raw, 1.0 - hit / total if total else 1.0)
+                counts[key] = total + 1
+                counts[f"{key}>{b}"] = hit + 1
+            ctx.append(b)
+            if len(ctx) > self.order:
+                del ctx[0]
+        return raw
+
+    def _likelihood(self, dev: _Device, raw: float) -> float:
+        """Score of the recent raw scores' mean against its running distribution; learns."""
+        dev.ring.append(raw)
+        if len(dev.ring) > self.average:
+            del dev.ring[0]
+        avg = sum(dev.ring) / len(dev.ring)
+        score = 0.0
+        if dev.seen >= 2:
+            mean, var = max(dev.mean, MEAN_FLOOR), max(dev.var, VAR_FLOOR)
+            tail = 0.5 * math.erfc((avg - mean) / math.sqrt(2.0 * var))
+            score = math.log(tail + EPS) / LOG_EPS
+        dev.seen += 1
+        rate = 1.0 / min(dev.seen, self.horizon)
+        delta = avg - dev.mean
+        dev.mean += rate * delta
+        dev.var = (1.0 - rate) * (dev.var + rate * delta * delta)
+        return min(max(score, 0.0), 1.0)
+
+
+DEFAULT_THRESHOLD = 0.5  # a mean raw score with a tail probability of 1e-5
+
+
+class OnlineScorer:
+    """The "model" of an online detector: its scores are the detector's output column.
+
+    It stands where an :class:`~edgestream.ml.scorer.OnnxScorer` stands in the pipeline
+    (``meta``, ``version``, ``threshold``, ``inputs``, ``score``); the learning happens in
+    the detector, the pipeline's stateful feature step (``features_for(meta)`` builds it
+    from ``meta.features``).
+    """
+
+    def __init__(self, meta: ModelMeta) -> None:
+        self.meta = meta
+        self.source = f"online detector {meta.version}"
+
+    @property
+    def version(self) -> str:
+        return self.meta.version
+
+    @property
+    def threshold(self) -> float:
+        return self.meta.threshold
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return self.meta.inputs
+
+    @property
+    def n_features(self) -> int:
+        return 1
+
+    def warm(self, rows: int = 0) -> OnlineScorer:
+        return self
+
+    def score(self, features: np.ndarray) -> np.ndarray:
+        """The detector's scores (float64, shape ``(n,)``)."""
+        return np.asarray(features, dtype=np.float64).reshape(len(features), -1)[:, 0].copy()
+
+
+def online_scorer(
+    channels: Sequence[str], settings: dict[str, Any], version: str, threshold: float | None
+) -> OnlineScorer:
+    """An online model over ``channels`` with detector ``settings`` (see :data:`DEFAULTS`).
+
+    >>> scorer = online_scorer(["value"], {"calibration": 100}, "nab-online", None)
+    >>> scorer.meta.features["kind"], scorer.meta.features["calibration"], scorer.threshold
+    ('online', 100, 0.5)
+    """
+    detector = OnlineDetector(channels, **settings)
+    meta = ModelMeta(
+        version=version,
+        sha256="",
+        inputs=OnlineDetector.feature_names,
+        threshold=DEFAULT_THRESHOLD if threshold is None else float(threshold),
+        family=KIND,
+        channels=tuple(channels),
+        features=detector.config(),
+    )
+    return OnlineScorer(meta)
