@@ -103,7 +103,10 @@ def write_result(out: Path, detector: str, run: SeriesRun) -> Path:
     stamps = np.datetime_as_string(run.timestamps, unit="s")
     with path.open("w") as f:
         f.write("timestamp,value,anomaly_score,label\n")
-        for t, v, s, label in zip(stamps, run.values, run.scores, run.labels, strict=True):
+        rows = zip(
+            stamps, run.values.tolist(), run.scores.tolist(), run.labels.tolist(), strict=True
+        )
+        for t, v, s, label in rows:
             f.write(f"{t.replace('T', ' ')},{v!r},{s!r},{label}\n")
     return path
 
