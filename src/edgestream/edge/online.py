@@ -57,6 +57,7 @@ KIND = "online"
 STATE_FORMAT = 1
 EPS = 1e-10  # scores saturate at a tail probability of EPS
 LOG_EPS = math.log(EPS)
+BINS = 4096  # bins beyond the calibrated range (either side) all count as the last one
 MEAN_FLOOR, VAR_FLOOR = 0.03, 0.0003  # Numenta's floors of the raw-score distribution
 DEFAULTS: dict[str, Any] = {
     "calibration": 750,
@@ -263,9 +264,8 @@ class OnlineDetector:
     def _surprise(self, dev: _Device, row: list[float]) -> float:
         """Raw score: 1 - P(bin | previous bins), the largest over channels; learns."""
         raw = 0.0
-        top = self.levels + 1
         for k, x in enumerate(row):
-            b = min(max(math.floor((x - dev.base[k]) / dev.width[k]) + 1, 0), top)
+            b = min(max(math.floor((x - dev.base[k]) / dev.width[k]), -BINS), BINS)
             ctx, counts = dev.ctx[k], dev.counts[k]
             if len(ctx) == self.order:
                 key = ",".join(map(str, ctx))
