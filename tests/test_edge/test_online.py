@@ -22,8 +22,11 @@ def series(n: int = 1500, seed: int = 0) -> np.ndarray:
     return 20 + 3 * np.sin(np.arange(n) * 2 * np.pi / 96) + rng.normal(0, 0.2, n)
 
 
+STEP = 900_000  # 15 minutes: series() repeats daily
+
+
 def score(det: OnlineDetector, x: np.ndarray, device: str = "d", t0: int = 0) -> np.ndarray:
-    ts = t0 + np.arange(len(x))
+    ts = (t0 + np.arange(len(x))) * STEP
     return det.transform([device] * len(x), ts, np.asarray(x).reshape(len(x), -1))[:, 0]
 
 
@@ -38,9 +41,9 @@ def test_calibration_then_scores_in_unit_range() -> None:
 def test_level_shift_and_spike_score_high() -> None:
     x = series()
     x[1000] = 40.0  # spike beyond the range: the spatial check
-    x[1200:] += 2.5  # a shift inside the range: new transitions, the likelihood rises
+    x[1200:] += 2.5  # a shift inside the range: values unusual for their time of day
     s = score(OnlineDetector(["v"], calibration=300), x)
-    assert s[1000] == 1.0
+    assert s[1000] == 1.0 and s[1001:1051].max() == 0.0  # then a rest
     assert s[1200:1260].max() > 0.5 and s[1100:1199].max() < 0.5
 
 
@@ -61,7 +64,7 @@ def test_batches_restarts_and_devices_do_not_change_scores() -> None:
     # two devices interleaved score as each alone
     n = len(x)
     ids = np.array(["a", "b"] * n)
-    ts = np.repeat(np.arange(n), 2)
+    ts = np.repeat(np.arange(n), 2) * STEP
     both = det.transform(ids, ts, np.stack([x, y], 1).reshape(-1, 1))[:, 0]
     assert np.array_equal(both[0::2], one)
     assert np.array_equal(both[1::2], score(OnlineDetector(["v"], calibration=200), y))
@@ -71,7 +74,7 @@ def test_out_of_order_reading_scores_zero_and_is_not_learned() -> None:
     x = series(600)
     det, ref = OnlineDetector(["v"], calibration=100), OnlineDetector(["v"], calibration=100)
     score(det, x[:500]), score(ref, x[:500])
-    late = det.transform(["d"], [10], [[99.0]])
+    late = det.transform(["d"], [10 * STEP], [[99.0]])
     assert late[0, 0] == 0.0 and det.state() == ref.state()
 
 

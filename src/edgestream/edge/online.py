@@ -8,23 +8,23 @@ Per device, readings in arrival order:
    They fix the device's range ``[lo, hi]`` per channel, then are replayed into steps 3-4.
 2. **spatial**: a value beyond the range seen so far by more than ``tolerance`` times its
    width scores 1 (the range then grows to include it).
-3. **sequence surprise** (the raw score): each value is quantised into ``levels`` bins of
-   the calibrated range (plus one bin below, one above). An order-``order`` Markov model
-   counts which bin followed each context of previous bins; raw = 1 - P(bin | context)
-   from the counts so far (a context never seen: 1). A device whose values follow their
-   usual paths scores near 0; new transitions score near 1. Per channel; the maximum counts.
-4. **anomaly likelihood** (Numenta's post-processing, Ahmad et al. 2017): the mean of the
-   last ``average`` raw scores is compared with the running normal distribution of that
-   mean (its first ``horizon`` values equally, then exponentially): upper tail
-   probability ``q``; score ``= ln(q + 1e-10) / ln(1e-10)`` in [0, 1]: 0.5 is a one in
-   100,000 mean. After a score above 0.5 the next ``rest`` readings score 0 (one
-   detection per event; ``rest: 0`` turns that off).
+3. **surprise** (raw scores): each value is quantised into bins of ``1 / levels`` of the
+   calibrated range (values beyond it get bins of their own). Two count models predict the
+   bin, each gives raw = 1 - P(bin | context) from its counts so far (an unseen context: 1):
+   *sequence*, context = the previous ``order`` bins (a device leaving its usual paths);
+   *time of day*, context = the previous bin and the hour bucket (``tod`` per day; 0: off),
+   for daily patterns (a rush hour that does not come). Per channel; the largest counts.
+4. **likelihood** (:mod:`edgestream.edge.likelihood`, Numenta's): each model's recent raw
+   scores against their own running distribution give a score in [0, 1]; the larger of
+   the two is the reading's. After a score above 0.5 the next ``rest`` readings score 0
+   (one detection per event; 0: off).
 
-State per device is a few numbers plus the Markov counts (at most ``(levels + 2) **
-(order + 1)`` entries), kept as parts like :class:`~edgestream.edge.features.FeatureExtractor`
-(``changed_parts``/``restore_parts``): a restart continues bit-identically, and the scores
-do not depend on how the readings are cut into batches. A reading whose ``ts`` is not newer
-than its device's newest scores 0 and is not learned from.
+Per reading this is a few dict lookups and float operations (about 5 us in CPython); the
+state per device is a few numbers plus the counts (at most one entry per context and bin
+seen). It is kept as parts like :class:`~edgestream.edge.features.FeatureExtractor`'s
+(``changed_parts``/``restore_parts``): a restart continues bit-identically, and scores do
+not depend on how readings are cut into batches. A reading whose ``ts`` is not newer than
+its device's newest scores 0 and is not learned from.
 
 >>> import numpy as np
 >>> det = OnlineDetector(["value"], calibration=50)
@@ -50,23 +50,23 @@ from typing import Any
 import numpy as np
 
 from edgestream.core.exceptions import EdgestreamError
+from edgestream.edge import likelihood
 from edgestream.edge.features import HEADER, pack_parts, unpack_parts
 from edgestream.ml.artifact import ModelMeta
 
 KIND = "online"
 STATE_FORMAT = 1
-EPS = 1e-10  # scores saturate at a tail probability of EPS
-LOG_EPS = math.log(EPS)
 BINS = 4096  # bins beyond the calibrated range (either side) all count as the last one
-MEAN_FLOOR, VAR_FLOOR = 0.03, 0.0003  # Numenta's floors of the raw-score distribution
+DAY_MS = 86_400_000
 DEFAULTS: dict[str, Any] = {
     "calibration": 750,
-    "levels": 16,
-    "order": 1,
+    "levels": 6,
+    "order": 2,
+    "tod": 24,
     "tolerance": 0.05,
-    "average": 10,
+    "average": 20,
     "horizon": 8640,
-    "rest": 0,
+    "rest": 50,
 }
 
 
@@ -84,13 +84,10 @@ class _Device:
         "ctx",
         "hi",
         "last_ts",
+        "lik",
         "lo",
-        "mean",
         "n",
         "rest",
-        "ring",
-        "seen",
-        "var",
         "width",
     )  # fmt: skip
 
@@ -100,12 +97,12 @@ class _Device:
         self.buffer: list[list[float]] = []  # calibration readings (emptied when calibrated)
         self.lo = [math.inf] * channels  # range seen (grows)
         self.hi = [-math.inf] * channels
-        self.base = [0.0] * channels  # bin 1 starts here, fixed at calibration
+        self.base = [0.0] * channels  # bin 0 starts here, fixed at calibration
         self.width = [0.0] * channels  # bin width, fixed at calibration
         self.ctx: list[list[int]] = [[] for _ in range(channels)]  # previous bins, newest last
-        self.counts: list[dict[str, int]] = [{} for _ in range(channels)]  # "ctx" / "ctx>bin"
-        self.ring: list[float] = []  # last `average` raw scores
-        self.mean, self.var, self.seen = 0.0, 0.0, 0  # running distribution of ring means
+        # counts[model][channel]: "context" -> readings, "context>bin" -> readings
+        self.counts: list[list[dict[str, int]]] = [[{} for _ in range(channels)] for _ in "st"]
+        self.lik = [likelihood.new_state(), likelihood.new_state()]  # per model
         self.rest = 0  # readings still muted after a detection
 
     def dump(self) -> bytes:
@@ -137,11 +134,14 @@ class OnlineDetector:
         self.calibration = int(cfg["calibration"])
         self.levels = int(cfg["levels"])
         self.order = int(cfg["order"])
+        self.tod = int(cfg["tod"])
         self.tolerance = float(cfg["tolerance"])
         self.average = int(cfg["average"])
         self.horizon = int(cfg["horizon"])
         self.rest = int(cfg["rest"])
-        if self.calibration < 2 or self.levels < 2 or self.order < 1 or self.average < 1:
+        if min(self.calibration, self.levels, self.order + 1, self.average, self.horizon) < 2 or (
+            self.tod < 0 or self.rest < 0 or self.tolerance < 0
+        ):
             raise OnlineError(f"online detector settings out of range: {cfg}")
         self._header = json.dumps({"format": STATE_FORMAT, **self.config()}).encode()
         self._devices: dict[str, _Device] = {}
@@ -221,13 +221,13 @@ class OnlineDetector:
                 continue  # out of order: scored 0, not learned
             dev.last_ts = stamps[i]
             self._dirty.add(device)
-            out[i, 0] = self._step(dev, rows[i])
+            out[i, 0] = self._step(dev, stamps[i], rows[i])
         return out
 
-    def _step(self, dev: _Device, row: list[float]) -> float:
+    def _step(self, dev: _Device, ts: int, row: list[float]) -> float:
         dev.n += 1
         if dev.n <= self.calibration:
-            dev.buffer.append(row)
+            dev.buffer.append([float(ts), *row])
             if dev.n == self.calibration:
                 self._calibrate(dev)
             return 0.0
@@ -239,13 +239,14 @@ class OnlineDetector:
             ):
                 spatial = True
             dev.lo[k], dev.hi[k] = min(dev.lo[k], x), max(dev.hi[k], x)
-        score = self._likelihood(dev, self._surprise(dev, row))
-        if spatial:
-            score = 1.0
+        score = 1.0 if spatial else 0.0
+        for model, raw in enumerate(self._surprise(dev, ts, row)):
+            lik = likelihood.update(dev.lik[model], raw, self.average, self.horizon)
+            score = max(score, lik)
         if dev.rest > 0:
             dev.rest -= 1
             return 0.0
-        if score > 0.5 and self.rest:
+        if score > likelihood.RED and self.rest:
             dev.rest = self.rest
         return score
 
@@ -253,49 +254,42 @@ class OnlineDetector:
         """End of calibration: fix the bins from the range, learn from the readings seen."""
         buffer, dev.buffer = dev.buffer, []
         for k in range(len(self.channels)):
-            column = [row[k] for row in buffer]
+            column = [row[k + 1] for row in buffer]
             dev.lo[k], dev.hi[k] = min(column), max(column)
             dev.base[k] = dev.lo[k]
             span = dev.hi[k] - dev.lo[k]
             dev.width[k] = span / self.levels if span > 0 else max(abs(dev.lo[k]) * 1e-3, 1e-9)
-        for row in buffer:
-            self._likelihood(dev, self._surprise(dev, row))
+        half = len(buffer) // 2  # the models' first steps (all new) do not set the baseline
+        for i, (ts, *row) in enumerate(buffer):
+            for model, raw in enumerate(self._surprise(dev, int(ts), row)):
+                likelihood.update(dev.lik[model], raw, self.average, self.horizon, i >= half)
 
-    def _surprise(self, dev: _Device, row: list[float]) -> float:
-        """Raw score: 1 - P(bin | previous bins), the largest over channels; learns."""
-        raw = 0.0
+    def _surprise(self, dev: _Device, ts: int, row: list[float]) -> tuple[float, float]:
+        """Raw scores of the sequence and time-of-day models (largest over channels); the
+        models learn the reading."""
+        seq = tod = 0.0
+        hour = f"@{(ts % DAY_MS) * self.tod // DAY_MS}" if self.tod else ""
         for k, x in enumerate(row):
             b = min(max(math.floor((x - dev.base[k]) / dev.width[k]), -BINS), BINS)
-            ctx, counts = dev.ctx[k], dev.counts[k]
+            ctx = dev.ctx[k]
             if len(ctx) == self.order:
-                key = ",".join(map(str, ctx))
-                total = counts.get(key, 0)
-                hit = counts.get(f"{key}>{b}", 0)
-                raw = max(raw, 1.0 - hit / total if total else 1.0)
-                counts[key] = total + 1
-                counts[f"{key}>{b}"] = hit + 1
+                seq = max(seq, _learn(dev.counts[0][k], ",".join(map(str, ctx)), b))
+            if ctx and self.tod:
+                tod = max(tod, _learn(dev.counts[1][k], f"{ctx[-1]}{hour}", b))
             ctx.append(b)
             if len(ctx) > self.order:
                 del ctx[0]
-        return raw
+        return seq, tod
 
-    def _likelihood(self, dev: _Device, raw: float) -> float:
-        """Score of the recent raw scores' mean against its running distribution; learns."""
-        dev.ring.append(raw)
-        if len(dev.ring) > self.average:
-            del dev.ring[0]
-        avg = sum(dev.ring) / len(dev.ring)
-        score = 0.0
-        if dev.seen >= 2:
-            mean, var = max(dev.mean, MEAN_FLOOR), max(dev.var, VAR_FLOOR)
-            tail = 0.5 * math.erfc((avg - mean) / math.sqrt(2.0 * var))
-            score = math.log(tail + EPS) / LOG_EPS
-        dev.seen += 1
-        rate = 1.0 / min(dev.seen, self.horizon)
-        delta = avg - dev.mean
-        dev.mean += rate * delta
-        dev.var = (1.0 - rate) * (dev.var + rate * delta * delta)
-        return min(max(score, 0.0), 1.0)
+
+def _learn(counts: dict[str, int], context: str, b: int) -> float:
+    """1 - P(b | context) from ``counts`` (1 for an unseen context); then counts it."""
+    total = counts.get(context, 0)
+    key = f"{context}>{b}"
+    hit = counts.get(key, 0)
+    counts[context] = total + 1
+    counts[key] = hit + 1
+    return 1.0 - hit / total if total else 1.0
 
 
 DEFAULT_THRESHOLD = 0.5  # a mean raw score with a tail probability of 1e-5

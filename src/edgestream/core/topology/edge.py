@@ -213,12 +213,13 @@ class OnlineDetector(Frozen):
     """
 
     calibration: Annotated[int, Field(ge=10)] = 750
-    levels: Annotated[int, Field(ge=2, le=64)] = 16
-    order: Annotated[int, Field(ge=1, le=3)] = 1
+    levels: Annotated[int, Field(ge=2, le=64)] = 6
+    order: Annotated[int, Field(ge=1, le=4)] = 2
+    tod: Annotated[int, Field(ge=0, le=288)] = 24
     tolerance: Annotated[float, Field(ge=0.0)] = 0.05
-    average: Annotated[int, Field(ge=1, le=100)] = 10
+    average: Annotated[int, Field(ge=2, le=100)] = 20
     horizon: Annotated[int, Field(ge=10)] = 8640
-    rest: Annotated[int, Field(ge=0)] = 0
+    rest: Annotated[int, Field(ge=0)] = 50
 
 
 class ModelSpec(Frozen):
