@@ -43,7 +43,7 @@ def test_level_shift_and_spike_score_high() -> None:
     x[1000] = 40.0  # spike beyond the range: the spatial check
     x[1200:] += 2.5  # a shift inside the range: values unusual for their time of day
     s = score(OnlineDetector(["v"], calibration=300), x)
-    assert s[1000] == 1.0 and s[1001:1051].max() == 0.0  # then a rest
+    assert s[1000] == 1.0 and s[1001:1026].max() == 0.0  # then a rest (25 readings)
     assert s[1200:1260].max() > 0.5 and s[1100:1199].max() < 0.5
 
 

@@ -13,10 +13,13 @@ Per device, readings in arrival order:
    bin, each gives raw = 1 - P(bin | context) from its counts so far (an unseen context: 1):
    *sequence*, context = the previous ``order`` bins (a device leaving its usual paths);
    *time of day*, context = the previous bin and the hour bucket (``tod`` per day; 0: off),
-   for daily patterns (a rush hour that does not come). Per channel; the largest counts.
+   for daily patterns (a rush hour that does not come). A third model, *recent level*,
+   gives raw = erf(|z| / sqrt 2) of the value against the running mean and variance of
+   about the last ``recent`` readings (0: off): a shift inside the range. Per channel; the
+   largest counts.
 4. **likelihood** (:mod:`edgestream.edge.likelihood`, Numenta's): each model's recent raw
-   scores against their own running distribution give a score in [0, 1]; the larger of
-   the two is the reading's. After a score above 0.5 the next ``rest`` readings score 0
+   scores against their own running distribution give a score in [0, 1]; the largest of
+   the three is the reading's. After a score above 0.5 the next ``rest`` readings score 0
    (one detection per event; 0: off).
 
 Per reading this is a few dict lookups and float operations (about 5 us in CPython); the
@@ -63,10 +66,11 @@ DEFAULTS: dict[str, Any] = {
     "levels": 6,
     "order": 2,
     "tod": 24,
+    "recent": 100,
     "tolerance": 0.05,
     "average": 20,
     "horizon": 8640,
-    "rest": 50,
+    "rest": 25,
 }
 
 
@@ -86,6 +90,7 @@ class _Device:
         "last_ts",
         "lik",
         "lo",
+        "moments",
         "n",
         "rest",
         "width",
@@ -102,7 +107,8 @@ class _Device:
         self.ctx: list[list[int]] = [[] for _ in range(channels)]  # previous bins, newest last
         # counts[model][channel]: "context" -> readings, "context>bin" -> readings
         self.counts: list[list[dict[str, int]]] = [[{} for _ in range(channels)] for _ in "st"]
-        self.lik = [likelihood.new_state(), likelihood.new_state()]  # per model
+        self.moments = [[0.0, 0.0, 0] for _ in range(channels)]  # recent mean, variance, n
+        self.lik = [likelihood.new_state() for _ in "stg"]  # per model
         self.rest = 0  # readings still muted after a detection
 
     def dump(self) -> bytes:
@@ -135,12 +141,13 @@ class OnlineDetector:
         self.levels = int(cfg["levels"])
         self.order = int(cfg["order"])
         self.tod = int(cfg["tod"])
+        self.recent = int(cfg["recent"])
         self.tolerance = float(cfg["tolerance"])
         self.average = int(cfg["average"])
         self.horizon = int(cfg["horizon"])
         self.rest = int(cfg["rest"])
         if min(self.calibration, self.levels, self.order + 1, self.average, self.horizon) < 2 or (
-            self.tod < 0 or self.rest < 0 or self.tolerance < 0
+            min(self.tod, self.recent, self.rest) < 0 or self.tolerance < 0
         ):
             raise OnlineError(f"online detector settings out of range: {cfg}")
         self._header = json.dumps({"format": STATE_FORMAT, **self.config()}).encode()
@@ -233,10 +240,8 @@ class OnlineDetector:
             return 0.0
         spatial = False
         for k, x in enumerate(row):
-            span = dev.hi[k] - dev.lo[k]
-            if span > 0 and not (
-                dev.lo[k] - self.tolerance * span <= x <= dev.hi[k] + self.tolerance * span
-            ):
+            margin = self.tolerance * (dev.hi[k] - dev.lo[k])
+            if not dev.lo[k] - margin <= x <= dev.hi[k] + margin:
                 spatial = True
             dev.lo[k], dev.hi[k] = min(dev.lo[k], x), max(dev.hi[k], x)
         score = 1.0 if spatial else 0.0
@@ -264,10 +269,10 @@ class OnlineDetector:
             for model, raw in enumerate(self._surprise(dev, int(ts), row)):
                 likelihood.update(dev.lik[model], raw, self.average, self.horizon, i >= half)
 
-    def _surprise(self, dev: _Device, ts: int, row: list[float]) -> tuple[float, float]:
-        """Raw scores of the sequence and time-of-day models (largest over channels); the
-        models learn the reading."""
-        seq = tod = 0.0
+    def _surprise(self, dev: _Device, ts: int, row: list[float]) -> tuple[float, ...]:
+        """Raw scores of the sequence, time-of-day and recent-level models (largest over
+        channels); the models learn the reading."""
+        seq = tod = level = 0.0
         hour = f"@{(ts % DAY_MS) * self.tod // DAY_MS}" if self.tod else ""
         for k, x in enumerate(row):
             b = min(max(math.floor((x - dev.base[k]) / dev.width[k]), -BINS), BINS)
@@ -279,7 +284,24 @@ class OnlineDetector:
             ctx.append(b)
             if len(ctx) > self.order:
                 del ctx[0]
-        return seq, tod
+            if self.recent:
+                level = max(level, _moments(dev.moments[k], x, self.recent))
+        return seq, tod, level
+
+
+def _moments(state: list[Any], x: float, horizon: int) -> float:
+    """How far ``x`` is from the recent mean in recent standard deviations, as
+    ``erf(|z| / sqrt 2)`` in [0, 1); then the running mean and variance learn ``x``."""
+    mean, var, n = state
+    if var > 0:
+        raw = math.erf(abs(x - mean) / math.sqrt(2.0 * var))
+    else:  # nothing but one value so far
+        raw = 1.0 if n and x != mean else 0.0
+    n += 1
+    rate = 1.0 / min(n, horizon)
+    delta = x - mean
+    state[0], state[1], state[2] = mean + rate * delta, (1 - rate) * (var + rate * delta * delta), n
+    return raw
 
 
 def _learn(counts: dict[str, int], context: str, b: int) -> float:

@@ -216,10 +216,11 @@ class OnlineDetector(Frozen):
     levels: Annotated[int, Field(ge=2, le=64)] = 6
     order: Annotated[int, Field(ge=1, le=4)] = 2
     tod: Annotated[int, Field(ge=0, le=288)] = 24
+    recent: Annotated[int, Field(ge=0)] = 100
     tolerance: Annotated[float, Field(ge=0.0)] = 0.05
     average: Annotated[int, Field(ge=2, le=100)] = 20
     horizon: Annotated[int, Field(ge=10)] = 8640
-    rest: Annotated[int, Field(ge=0)] = 50
+    rest: Annotated[int, Field(ge=0)] = 25
 
 
 class ModelSpec(Frozen):
