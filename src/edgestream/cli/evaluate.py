@@ -90,8 +90,8 @@ def nab(
     from edgestream.core.paths import topologies_dir
     from edgestream.core.topology import load_topology
     from edgestream.evaluation.corpus import NabCorpus
-    from edgestream.evaluation.nab_replay import run_corpus
-    from edgestream.evaluation.report import result_json, scoreboard
+    from edgestream.evaluation.nab_replay import corpus_json, run_corpus
+    from edgestream.evaluation.report import scoreboard
 
     nab_corpus = NabCorpus.at(corpus)
     topo = load_topology(topology or topologies_dir() / "nab.yaml")
@@ -109,11 +109,11 @@ def nab(
     result = run_corpus(topo, nab_corpus, series, out, detector, progress)
     assert result.scores is not None
     wall = time.perf_counter() - started
-    windows, published = nab_corpus.windows(), nab_corpus.published()
-    board = scoreboard(detector, result.scores, published)
-    if len(result.series) < len(windows):
+    corpus_series = len(nab_corpus.windows())
+    board = scoreboard(detector, result.scores, nab_corpus.published())
+    if len(result.series) < corpus_series:
         _out.print(
-            f"[yellow]replayed {len(result.series)} of the corpus' {len(windows)} series: "
+            f"[yellow]replayed {len(result.series)} of the corpus' {corpus_series} series: "
             "not comparable to the published scoreboard[/]"
         )
     caption = "scored at each profile's best corpus threshold (exhaustive search)"
@@ -125,16 +125,7 @@ def nab(
         f"({wall:.1f} s wall in all)"
     )
     if as_json:
-        doc = result_json(
-            detector, result.scores, published, len(result.series), len(windows), wall
-        )
-        doc.update(
-            topology=topo.name,
-            records=result.records,
-            pipeline_seconds=round(result.seconds, 3),
-            us_per_record=round(result.us_per_record, 2),
-            results_dir=str(out / detector) if out is not None else None,
-        )
+        doc = corpus_json(result, topo, nab_corpus, wall, out)
         sys.stdout.write(json.dumps(doc, separators=(",", ":")) + "\n")
 
 

@@ -16,6 +16,7 @@ import fnmatch
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -24,6 +25,7 @@ from edgestream.evaluation.corpus import NabCorpus, read_csv_columns
 from edgestream.evaluation.exceptions import CorpusError
 from edgestream.evaluation.nab import Scores, SeriesResult, score_corpus
 from edgestream.evaluation.replay import Recording, replay, sensor_topic, with_online_settings
+from edgestream.evaluation.report import result_json
 from edgestream.evaluation.windows import Window, probation_rows, window_rows
 
 DEFAULT_DETECTOR = "edgestream"
@@ -133,3 +135,35 @@ def run_corpus(
     scored = {s.name: SeriesResult(s.timestamps, s.scores) for s in result.series}
     result.scores = score_corpus(scored, {n: windows[n] for n in names}, corpus.profiles())
     return result
+
+
+def corpus_json(
+    result: CorpusRun, topology: Topology, corpus: NabCorpus, wall: float, out: Path | None
+) -> dict[str, Any]:
+    """The ``eval nab --json`` object: the scores and the published board
+    (:func:`~edgestream.evaluation.report.result_json`), the model and its settings, the
+    records and the pipeline's time per record."""
+    assert result.scores is not None
+    windows, published = corpus.windows(), corpus.published()
+    doc = result_json(
+        result.detector, result.scores, published, len(result.series), len(windows), wall
+    )
+    spec = topology.models.get(sensor_topic(topology).device_type)
+    model = None
+    if spec is not None:
+        online = spec.kind == "online"
+        model = {
+            "kind": spec.kind,
+            "version": spec.version,
+            "settings": spec.online.model_dump() if online else None,
+            "calibration": "each series' NAB probationary period" if online else None,
+        }
+    doc.update(
+        topology=topology.name,
+        model=model,
+        records=result.records,
+        pipeline_seconds=round(result.seconds, 3),
+        us_per_record=round(result.us_per_record, 2),
+        results_dir=str(out / result.detector) if out is not None else None,
+    )
+    return doc
