@@ -192,7 +192,7 @@ def evaluate_model(
     topo = with_model(topology, dtype, model)
     channels = topo.model_inputs(dtype)
     flags, labels, alerts, episodes = [], [], [], []
-    quality = Quality(model, None, None)
+    quality = Quality(model if model == ONLINE else Path(model).name, None, None)
     for path in files:
         data = read_labelled(Path(path), channels)
         run = replay(topo, data.recording, topics[0].name)
