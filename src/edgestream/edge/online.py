@@ -335,6 +335,10 @@ class OnlineScorer:
         return self.meta.version
 
     @property
+    def sha256(self) -> str:
+        return self.meta.sha256  # "": no file
+
+    @property
     def threshold(self) -> float:
         return self.meta.threshold
 
