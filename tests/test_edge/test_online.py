@@ -12,7 +12,7 @@ from edgestream.core.serde import AvroDeserializer, AvroSerializer, subject_for
 from edgestream.core.topology import load_topology
 from edgestream.core.topology.edge import ModelSpec
 from edgestream.edge.models import features_for, load_model
-from edgestream.edge.online import OnlineDetector, OnlineError
+from edgestream.edge.online import MAX_COUNTS, OnlineDetector, OnlineError
 from edgestream.edge.pipeline import TopicPipeline
 from edgestream.evaluation.replay import with_online_settings
 
@@ -145,3 +145,15 @@ def test_pipeline_restart_continues_bit_identically(tmp_path: Path) -> None:
     whole = run(tmp_path / "a", [(0, 900)])
     restarted = run(tmp_path / "b", [(0, 450), (450, 900)])
     assert np.array_equal(whole, restarted) and whole[200:].max() > 0
+
+
+def test_counts_stay_bounded_on_a_drifting_counter() -> None:
+    """A value that only grows makes a new bin at every step: the counts are halved and
+    pruned instead of growing with the stream, and the state stays small."""
+    det = OnlineDetector(["v"], calibration=10)
+    x = np.arange(30_000, dtype=float) * 0.5  # 0.75 per bin: ~4,000 bins, ~8,000 entries
+    score(det, x)
+    dev = det._devices["d"]
+    assert all(len(c) <= MAX_COUNTS for model in dev.counts for c in model)
+    assert max(len(c) for c in dev.counts[0]) > MAX_COUNTS // 2  # it did fill up
+    assert len(det.state()) < 400_000

@@ -61,6 +61,7 @@ KIND = "online"
 STATE_FORMAT = 1
 BINS = 4096  # bins beyond the calibrated range (either side) all count as the last one
 DAY_MS = 86_400_000
+MAX_COUNTS = 4096  # count entries per model and channel of a device (see _learn)
 DEFAULTS: dict[str, Any] = {
     "calibration": 750,
     "levels": 6,
@@ -305,12 +306,18 @@ def _moments(state: list[Any], x: float, horizon: int) -> float:
 
 
 def _learn(counts: dict[str, int], context: str, b: int) -> float:
-    """1 - P(b | context) from ``counts`` (1 for an unseen context); then counts it."""
+    """1 - P(b | context) from ``counts`` (1 for an unseen context); then counts it. Past
+    ``MAX_COUNTS`` entries every count is halved and the zeros dropped: bounded memory, and
+    what a device no longer does fades (a drifting counter keeps making new bins)."""
     total = counts.get(context, 0)
     key = f"{context}>{b}"
     hit = counts.get(key, 0)
     counts[context] = total + 1
     counts[key] = hit + 1
+    if len(counts) > MAX_COUNTS:
+        halved = {k: v // 2 for k, v in counts.items()}
+        counts.clear()
+        counts.update((k, v) for k, v in halved.items() if v)
     return 1.0 - hit / total if total else 1.0
 
 
