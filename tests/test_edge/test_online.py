@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from edgestream.edge.models import features_for, load_model
 from edgestream.edge.online import MAX_COUNTS, OnlineDetector, OnlineError
 from edgestream.edge.pipeline import TopicPipeline
 from edgestream.evaluation.replay import with_online_settings
+from tests.conftest import run_doctests
 
 
 def series(n: int = 1500, seed: int = 0) -> np.ndarray:
@@ -157,3 +159,8 @@ def test_counts_stay_bounded_on_a_drifting_counter() -> None:
     assert all(len(c) <= MAX_COUNTS for model in dev.counts for c in model)
     assert max(len(c) for c in dev.counts[0]) > MAX_COUNTS // 2  # it did fill up
     assert len(det.state()) < 400_000
+
+
+@pytest.mark.parametrize("name", ["edgestream.edge.online", "edgestream.edge.likelihood"])
+def test_docstring_examples(name: str) -> None:
+    run_doctests(importlib.import_module(name))

@@ -3,6 +3,7 @@ property: a score depends only on the readings before it (and the reading itself
 
 from __future__ import annotations
 
+import importlib
 import json
 import shutil
 from pathlib import Path
@@ -20,6 +21,7 @@ from edgestream.evaluation.corpus import NabCorpus, read_csv_columns, read_resul
 from edgestream.evaluation.nab_replay import replay_series
 from edgestream.evaluation.replay import Recording, replay, with_online_settings
 from edgestream.evaluation.windows import probation_rows
+from tests.conftest import run_doctests
 from tests.test_evaluation.nabdata import NAB
 
 app = typer.Typer()
@@ -130,3 +132,8 @@ def test_results_dir_name_is_the_detector(corpus: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     detector, results = read_results_dir(out / "mine")
     assert detector == "mine" and sorted(results) == ["realTraffic/speed_7578.csv"]
+
+
+@pytest.mark.parametrize("name", ["edgestream.evaluation.replay", "edgestream.evaluation.labelled"])
+def test_docstring_examples(name: str) -> None:
+    run_doctests(importlib.import_module(name))
