@@ -22,7 +22,7 @@ Per device, readings in arrival order:
    the three is the reading's. After a score above 0.5 the next ``rest`` readings score 0
    (one detection per event; 0: off).
 
-Per reading this is a few dict lookups and float operations (about 5 us in CPython); the
+Per reading this is a few dict lookups and float operations (6-10 us in CPython); the
 state per device is a few numbers plus the counts (at most one entry per context and bin
 seen). It is kept as parts like :class:`~edgestream.edge.features.FeatureExtractor`'s
 (``changed_parts``/``restore_parts``): a restart continues bit-identically, and scores do
