@@ -17,9 +17,9 @@ from edgestream.core.broker import consumer_config
 from edgestream.core.procs import Child
 from edgestream.core.serde import AvroDeserializer
 from edgestream.edge.features import FeatureExtractor
-from edgestream.edge.window_types import ReadingBatch
 from edgestream.loop.watch import Series
 from edgestream.ml.artifact import shipped_model_path
+from edgestream.wire.window_types import ReadingBatch
 
 PUMP_CHANNELS = ("vibration_rms", "bearing_temp", "pressure", "motor_current")
 

@@ -16,10 +16,10 @@ from edgestream.core.serde import AvroDeserializer, AvroSerializer, subject_for
 from edgestream.core.topology import load_topology
 from edgestream.forward import forwarder as forwarder_module
 from edgestream.forward import topic_guard
-from edgestream.forward.dedup import DedupReader
 from edgestream.forward.forwarder import Forwarder, ForwarderConfig
 from edgestream.forward.outbox import Outbox, OutboxConfig, outbox_path
-from edgestream.forward.records import EDGE_TOPICS
+from edgestream.wire.dedup import DedupReader
+from edgestream.wire.topics import EDGE_TOPICS
 from tests.test_edge.gatewayrun import read_topic, write_topology
 from tests.test_forward.factories import alert, random_windows
 

@@ -13,10 +13,10 @@ import pytest
 import yaml
 from pydantic import SecretStr
 
+from edgestream.core.exceptions import SecurityConfigError
+from edgestream.core.security import ClientSecurity, redact, resolve_security
 from edgestream.core.topology import load_topology
 from edgestream.forward import security
-from edgestream.forward.exceptions import SecurityConfigError
-from edgestream.forward.security import ClientSecurity, redact, resolve_security
 from tests.conftest import run_doctests
 from tests.test_edge.gatewayrun import write_topology
 

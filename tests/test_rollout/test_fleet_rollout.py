@@ -18,10 +18,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from edgestream.core.procs import Child
 from edgestream.core.serde import AvroDeserializer
 from edgestream.core.stack import Stack
-from edgestream.forward.records import EDGE_TOPICS
 from edgestream.ml.signing import sign_update
 from edgestream.ml.versions import action_update
 from edgestream.sim import simulate
+from edgestream.wire.topics import EDGE_TOPICS
 from tests.test_edge import gatewayrun as gr
 from tests.test_rollout import kit
 from tests.test_rollout import rollrun as rr

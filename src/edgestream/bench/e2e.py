@@ -79,10 +79,10 @@ from edgestream.core.serde import AvroDeserializer
 from edgestream.core.stack import Stack
 from edgestream.core.topology import load_topology
 from edgestream.edge.worker import ALERTS_TOPIC, SUMMARIES_TOPIC, edge_topics
-from edgestream.forward.dedup import record_id
 from edgestream.forward.outbox import Outbox, OutboxConfig, outbox_path
 from edgestream.ml.artifact import shipped_model_path
 from edgestream.sim import SimConfig
+from edgestream.wire.ids import record_id
 
 GATEWAY = "gw-bench"
 CLOUD_TOPICS = ["fleet.alerts", "fleet.summaries", "fleet.forwarder", "fleet.samples"]

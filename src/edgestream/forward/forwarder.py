@@ -10,8 +10,8 @@ One loop, one thread:
    offsets in one transaction), then commit the offsets to the group (for lag monitoring; the
    outbox is the source of truth). Alerts and
    summaries are kept in their wire form (derived values null, see
-   :func:`~edgestream.forward.records.wire_alert` and
-   :func:`~edgestream.forward.records.wire_summary`; ``forwarding.summaries``); scopes/window
+   :func:`~edgestream.wire.forms.wire_alert` and
+   :func:`~edgestream.wire.forms.wire_summary`; ``forwarding.summaries``); scopes/window
    sizes the topology does not forward are skipped.
 2. **Budget**: past ``max_bytes`` drop samples, roll up, then drop
    (:mod:`edgestream.forward.budget`).
@@ -48,22 +48,18 @@ from edgestream.core.broker import consumer_config, ensure_topics
 from edgestream.core.exceptions import SchemaError, SerdeError, ServiceUnavailable
 from edgestream.core.metrics import register_forwarder
 from edgestream.core.offsets import committed_offsets
+from edgestream.core.security import ClientSecurity
 from edgestream.core.topology import Topology
 from edgestream.forward.budget import enforce_budget, write_report
 from edgestream.forward.downlink import Downlink
 from edgestream.forward.link import CloudLink, producer_settings
 from edgestream.forward.meter import SensorMeter
 from edgestream.forward.outbox import Outbox, OutboxConfig, Pending
-from edgestream.forward.records import (
-    EDGE_TOPICS,
-    CloudFraming,
-    EdgeDecoder,
-    Entry,
-    wire_alert,
-    wire_summary,
-)
-from edgestream.forward.security import ClientSecurity
+from edgestream.forward.records import Entry
 from edgestream.forward.topic_guard import SOURCE, EdgeTopicGuard
+from edgestream.wire.codec import CloudFraming, EdgeDecoder
+from edgestream.wire.forms import wire_alert, wire_summary
+from edgestream.wire.topics import EDGE_TOPICS
 
 __all__ = ["REPORTS_TOPIC", "Forwarder", "ForwarderConfig", "run_forwarder"]
 
