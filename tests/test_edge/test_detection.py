@@ -474,9 +474,10 @@ def test_detection_through_the_real_worker(tmp_path: Path) -> None:
     from edgestream.core.offsets import exact_end_offsets
     from edgestream.core.serde import AvroDeserializer
     from edgestream.core.stack import Stack
-    from edgestream.edge.worker import ALERTS_TOPIC, edge_topics
+    from edgestream.edge.worker import edge_topics
     from edgestream.loop.watch import total
     from edgestream.sim import read_labels, simulate
+    from edgestream.wire.topics import ALERTS_TOPIC
     from tests.test_edge import gatewayrun as gr
 
     path = write_detection_topology(tmp_path / "topology.yaml", RECOMMENDED)

@@ -139,10 +139,11 @@ def test_forwards_once_in_order_keyed_by_device_and_meters_bytes(stack, tmp_path
 
 
 def test_topic_names_match_the_gateway() -> None:
-    from edgestream.edge import worker
+    """One table now (edgestream.wire.topics): the names on the wire stay what they were."""
+    from edgestream.wire import topics
 
-    assert forwarder_module.REPORTS_TOPIC == "fleet.forwarder"
-    assert EDGE_TOPICS["alert"] == worker.ALERTS_TOPIC
-    assert EDGE_TOPICS["summary"] == worker.SUMMARIES_TOPIC
-    assert EDGE_TOPICS["rollout"] == worker.ROLLOUT_TOPIC  # edge.rollout -> fleet.rollout
-    assert topic_guard.STATUS_TOPIC == worker.STATUS_TOPIC  # offset_reset events
+    assert forwarder_module.REPORTS_TOPIC == topics.FLEET["reports"] == "fleet.forwarder"
+    assert EDGE_TOPICS["alert"] == topics.ALERTS_TOPIC == "edge.alerts"
+    assert EDGE_TOPICS["summary"] == topics.SUMMARIES_TOPIC == "edge.summaries"
+    assert EDGE_TOPICS["rollout"] == topics.ROLLOUT_TOPIC == "edge.rollout"  # -> fleet.rollout
+    assert topic_guard.STATUS_TOPIC == topics.STATUS_TOPIC == "edge.status"  # offset_reset events

@@ -157,7 +157,8 @@ def windows_after(edge: str, registry: str, since_ms: int, n: int, procs: list[C
 
 
 def test_edge_topic_names_agree() -> None:
-    from edgestream.edge.rollout_agent import MODELS_TOPIC, ROLLOUT_TOPIC
-    from edgestream.forward.downlink import EDGE_MODELS_TOPIC
+    """One table now (edgestream.wire.topics): the names on the wire stay what they were."""
+    from edgestream.wire.topics import MODELS_TOPIC, ROLLOUT_TOPIC
 
-    assert EDGE_TOPICS["rollout"] == ROLLOUT_TOPIC and EDGE_MODELS_TOPIC == MODELS_TOPIC
+    assert EDGE_TOPICS["rollout"] == ROLLOUT_TOPIC == "edge.rollout"
+    assert MODELS_TOPIC == "edge.models"

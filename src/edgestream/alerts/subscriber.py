@@ -40,6 +40,7 @@ from edgestream.core.exceptions import SerdeError
 from edgestream.core.offsets import committed_offsets, partitions_of
 from edgestream.wire.dedup import Deduplicator
 from edgestream.wire.forms import complete_record
+from edgestream.wire.topics import FLEET
 
 __all__ = ["DEFAULT_GROUP", "Alert", "Subscription"]
 
@@ -82,7 +83,7 @@ class Subscription:
     def __init__(
         self,
         endpoints: CloudEndpoints,
-        topic: str = "fleet.alerts",
+        topic: str = FLEET["alerts"],
         alert_filter: AlertFilter | None = None,
         group: str | None = DEFAULT_GROUP,
         follow: bool = True,

@@ -31,6 +31,7 @@ from edgestream.cloud.drift import DriftMonitor, DriftVerdict, ModelInfo
 from edgestream.cloud.triggers import Triggers, retrain_request
 from edgestream.core.topology import Topology
 from edgestream.wire.dedup import Deduplicator
+from edgestream.wire.topics import FLEET
 from edgestream.wire.watermarks import Watermarks
 from edgestream.wire.window_types import WindowSpec
 
@@ -75,7 +76,7 @@ class FleetEngine:
         jobs = topology.cloud.jobs
         fs, dj, rj = jobs.fleet_stats, jobs.drift, jobs.retrain
         topics = topology.forwarding.topics
-        self.samples_topic = getattr(topics, "samples", "fleet.samples")
+        self.samples_topic = getattr(topics, "samples", FLEET["samples"])
         self.models_topic = topology.cloud.models_topic
         self.models = topology_models(topology)
         self.drift = DriftMonitor(

@@ -52,14 +52,13 @@ from edgestream.edge.rollout import (
 from edgestream.ml.artifact import write_artifact
 from edgestream.ml.exceptions import ModelError, ModelRejected
 from edgestream.ml.scorer import OnnxScorer
+from edgestream.wire.topics import ALERTS_TOPIC, MODELS_TOPIC, ROLLOUT_TOPIC
 
 if TYPE_CHECKING:
     from edgestream.edge.worker import Gateway
 
 log = logging.getLogger("edgestream.edge.rollout")
 
-MODELS_TOPIC = "edge.models"  # the forwarder's mirror of the cloud's fleet.models
-ROLLOUT_TOPIC = "edge.rollout"  # RolloutEvent, forwarded to fleet.rollout
 STATE_FILE = "rollout.json"
 PROGRESS_EVERY_S = 5.0  # shadow-progress events at most this often
 LIVE_WAIT_S = 2.0  # a swap followed by no batch is announced as live after this long
@@ -451,7 +450,7 @@ class RolloutAgent:
             _now(),
         )
         gw = self.gateway
-        fut = await gw._out["edge.alerts"].send(key=alert["alert_id"].encode(),
+        fut = await gw._out[ALERTS_TOPIC].send(key=alert["alert_id"].encode(),
                                                 value=gw._alert_ser(alert))  # fmt: skip
         await fut
 

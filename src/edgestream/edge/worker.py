@@ -44,17 +44,20 @@ from edgestream.core.topology import Topology
 from edgestream.core.topology.edge import SensorTopic
 from edgestream.edge.models import load_model
 from edgestream.edge.pipeline import Outputs, TopicPipeline
-from edgestream.edge.rollout_agent import MODELS_TOPIC, ROLLOUT_TOPIC, RolloutAgent
+from edgestream.edge.rollout_agent import RolloutAgent
 from edgestream.edge.topic_guard import TopicGuard
 from edgestream.edge.validate import bounded_key, dead_letter
+from edgestream.wire.topics import (
+    ALERTS_TOPIC,
+    CONTROL_TOPIC,
+    GATEWAY_TOPICS,
+    SAMPLES_TOPIC,
+    STATUS_TOPIC,
+    SUMMARIES_TOPIC,
+)
 
 log = logging.getLogger("edgestream.edge")
 
-ALERTS_TOPIC = "edge.alerts"
-SUMMARIES_TOPIC = "edge.summaries"
-SAMPLES_TOPIC = "edge.samples"
-CONTROL_TOPIC = "edge.control"  # operator commands, JSON: {"command": "metrics"}
-STATUS_TOPIC = "edge.status"  # the worker's answers: its metrics as JSON
 TOPIC_CHECK_S = 2.0  # how often a reader checks that its topic was not deleted or recreated
 EXIT_PROCESSING_FAILED = 70  # exit status when processing a batch failed (state stays consistent)
 
@@ -84,15 +87,7 @@ def sensor_topic_configs(topology: Topology, gateway_id: str) -> dict[str, dict[
 def edge_topics(topology: Topology, gateway_id: str) -> dict[str, int]:
     """Every topic the gateway reads or writes on its edge broker -> partitions."""
     gateway = topology.gateway(gateway_id)
-    topics: dict[str, int] = {
-        ALERTS_TOPIC: 1,
-        SUMMARIES_TOPIC: 1,
-        SAMPLES_TOPIC: 1,
-        CONTROL_TOPIC: 1,
-        STATUS_TOPIC: 1,
-        MODELS_TOPIC: 1,
-        ROLLOUT_TOPIC: 1,
-    }
+    topics = dict(GATEWAY_TOPICS)
     for dtype in gateway.device_types:
         for topic in topology.topics_for(dtype):
             topics[topic.name] = topic.partitions
