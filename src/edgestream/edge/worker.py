@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,7 +122,8 @@ class _Rewind:
 
 
 class Gateway:
-    """The Faust app of one gateway and the pipelines behind its agents."""
+    """The Faust app of one gateway and the pipelines behind its agents (and the
+    :class:`~edgestream.edge.rollout_agent.ModelHost` of its rollout agent)."""
 
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
@@ -584,6 +586,46 @@ class Gateway:
                 "tags": {},
             }
         )
+
+    # -- the rollout agent's view (ModelHost) ---------------------------------------------
+    @property
+    def topology(self) -> Topology:
+        return self.config.topology
+
+    @property
+    def gateway_id(self) -> str:
+        return self.config.gateway_id
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.config.data_dir)
+
+    @property
+    def bootstrap(self) -> str:
+        return self.config.bootstrap
+
+    def pipelines_of(self, device_type: str) -> list[TopicPipeline]:
+        return [
+            self.pipelines[t.name]
+            for t in self.topics
+            if t.device_type == device_type and t.name in self.pipelines
+        ]
+
+    async def locked_pipelines(self, device_type: str) -> AsyncIterator[TopicPipeline]:
+        for topic in self.topics:
+            if topic.device_type == device_type and topic.name in self.pipelines:
+                async with self._locks[topic.name]:
+                    yield self.pipelines[topic.name]
+
+    async def send(self, topic: str, key: bytes, value: bytes) -> None:
+        out = self._out.get(topic)
+        if out is None:
+            out = self.app.topic(topic, value_serializer="raw", key_serializer="raw")
+        fut = await out.send(key=key, value=value)
+        await fut
+
+    async def send_alert(self, alert: dict[str, Any]) -> None:
+        await self.send(ALERTS_TOPIC, alert["alert_id"].encode(), self._alert_ser(alert))
 
     def close(self) -> None:
         for pipeline in self.pipelines.values():
