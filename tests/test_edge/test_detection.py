@@ -49,13 +49,8 @@ from edgestream.core.topology import Topology, load_topology
 from edgestream.core.topology.edge import AnomalyRule, AnomalySpec, Suppression
 from edgestream.edge.incidents import IncidentTracker
 from edgestream.edge.models import features_for, load_model
-from edgestream.ml.evaluate import (
-    EventMetrics,
-    alert_spans,
-    event_metrics,
-    fit_nab,
-    incidents_from_alerts,
-)
+from edgestream.ml.evaluate import EventMetrics, alert_spans, event_metrics, incidents_from_alerts
+from edgestream.ml.nab import fit_nab
 from edgestream.ml.scorer import OnnxScorer
 from edgestream.sim import Message, ReplaySpec, SimConfig, Simulator
 from edgestream.sim.labels import AnomalyLabel
