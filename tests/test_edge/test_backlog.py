@@ -18,9 +18,9 @@ import yaml
 
 from edgestream.core.serde import AvroDeserializer
 from edgestream.core.topology import load_topology
-from edgestream.edge.features import FeatureExtractor
 from edgestream.edge.pipeline import window_spec
 from edgestream.ml.artifact import shipped_model_path
+from edgestream.ml.features import FeatureExtractor
 from edgestream.ml.scorer import OnnxScorer
 from edgestream.sim import simulate
 from edgestream.wire.window_types import ReadingBatch

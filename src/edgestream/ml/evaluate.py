@@ -34,8 +34,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from edgestream.edge.features import FeatureExtractor
 from edgestream.ml.data import BATCH, Episode, SimReadings
+from edgestream.ml.features import FeatureExtractor
 
 if TYPE_CHECKING:
     from edgestream.ml.scorer import OnnxScorer

@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from edgestream.edge.features import FeatureExtractor
 from edgestream.ml.artifact import ModelMeta, sha256_hex
 from edgestream.ml.data import BATCH, Episode
 from edgestream.ml.evaluate import IncidentRule, event_metrics, incidents_from_scores
+from edgestream.ml.features import FeatureExtractor
 from edgestream.ml.scorer import OnnxScorer
 from edgestream.ml.train import TrainParams, fit_onnx, prior_scales
 from edgestream.sim.replay import read_series, read_windows
