@@ -10,7 +10,7 @@ Flink.
 
 * Samples: replays dropped by ``device_id`` + ``seq``; the watermark is per partition ``max
   event time - max_out_of_orderness``, idle partitions skipped
-  (:class:`edgestream.edge.watermarks.Watermarks`), and every partition holds it back from
+  (:class:`edgestream.wire.watermarks.Watermarks`), and every partition holds it back from
   the start (:meth:`FleetEngine.assign`).
 * Triggers: a drift verdict ``major`` for a device type, or a fleet-stats row of a device type
   with ``anomaly_rate > anomaly_rate_threshold`` over at least ``min_readings`` readings (judged
@@ -29,9 +29,10 @@ from typing import Any
 from edgestream.cloud.drift import DriftMonitor, DriftVerdict, ModelInfo
 from edgestream.cloud.triggers import Triggers, retrain_request
 from edgestream.core.topology import Topology
-from edgestream.edge.watermarks import Watermarks
-from edgestream.edge.window_types import WindowSpec
-from edgestream.forward.dedup import Deduplicator
+from edgestream.wire.dedup import Deduplicator
+from edgestream.wire.topics import FLEET
+from edgestream.wire.watermarks import Watermarks
+from edgestream.wire.window_types import WindowSpec
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ class FleetEngine:
         jobs = topology.cloud.jobs
         fs, dj, rj = jobs.fleet_stats, jobs.drift, jobs.retrain
         topics = topology.forwarding.topics
-        self.samples_topic = getattr(topics, "samples", "fleet.samples")
+        self.samples_topic = getattr(topics, "samples", FLEET["samples"])
         self.models_topic = topology.cloud.models_topic
         self.models = topology_models(topology)
         self.drift = DriftMonitor(

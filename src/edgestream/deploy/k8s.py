@@ -13,7 +13,7 @@ running the PyFlink cloud jobs.
 * ``flinkdeployment.yaml``: the cloud jobs (``edgestream cloud run``) through Flink's
   ``PythonDriver``, parallelism ``cloud.parallelism``, ``last-state`` upgrades. The image
   (``--image``, a Flink 2.0.1 image with edgestream installed) must carry the Kafka connector
-  and Avro jars from Maven Central (``edgestream.cloud.flink.connector_jars()``) in
+  and Avro jars from Maven Central (``edgestream.cloud.jvm.connector_jars()``) in
   ``/opt/flink/lib``.
 
 Secrets are never written: every ``${VAR}`` of the topology and the signing key variables

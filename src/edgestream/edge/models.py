@@ -20,9 +20,9 @@ import numpy as np
 
 from edgestream.core.exceptions import EdgestreamError
 from edgestream.core.topology import Topology
-from edgestream.edge.features import FeatureExtractor
 from edgestream.edge.online import KIND, OnlineDetector, online_scorer
 from edgestream.ml.artifact import ModelMeta, sha256_hex, sidecar_path
+from edgestream.ml.features import FeatureExtractor
 from edgestream.ml.scorer import OnnxScorer
 
 

@@ -24,7 +24,7 @@ Per device, readings in arrival order:
 
 Per reading this is a few dict lookups and float operations (6-10 us in CPython); the
 state per device is a few numbers plus the counts (at most one entry per context and bin
-seen). It is kept as parts like :class:`~edgestream.edge.features.FeatureExtractor`'s
+seen). It is kept as parts like :class:`~edgestream.ml.features.FeatureExtractor`'s
 (``changed_parts``/``restore_parts``): a restart continues bit-identically, and scores do
 not depend on how readings are cut into batches. A reading whose ``ts`` is not newer than
 its device's newest scores 0 and is not learned from.
@@ -54,8 +54,8 @@ import numpy as np
 
 from edgestream.core.exceptions import EdgestreamError
 from edgestream.edge import likelihood
-from edgestream.edge.features import HEADER, pack_parts, unpack_parts
 from edgestream.ml.artifact import ModelMeta
+from edgestream.ml.features import HEADER, pack_parts, unpack_parts
 
 KIND = "online"
 STATE_FORMAT = 1

@@ -36,9 +36,9 @@ from edgestream.core.topology.edge import SensorTopic, Window
 from edgestream.edge.incidents import IncidentTracker
 from edgestream.edge.models import Features, features_for
 from edgestream.edge.validate import Readings, Rejected, Validator
-from edgestream.edge.window_types import ReadingBatch, WindowSpec
 from edgestream.edge.windows import WindowEngine
 from edgestream.ml.scorer import OnnxScorer
+from edgestream.wire.window_types import ReadingBatch, WindowSpec
 
 FEATURES, INCIDENTS, ALERTS, POSITIONS = "features", "incidents", "alerts", "positions"
 TOPIC_ID = "topic_id"  # the Kafka topic id the positions belong to

@@ -31,15 +31,11 @@ from edgestream.core.paths import home_dir, topologies_dir
 from edgestream.core.serde import AvroDeserializer
 from edgestream.core.stack import Stack
 from edgestream.core.topology import Topology, load_topology
-from edgestream.edge.worker import (
-    ALERTS_TOPIC,
-    SUMMARIES_TOPIC,
-    edge_topics,
-    sensor_topic_configs,
-)
+from edgestream.edge.worker import edge_topics, sensor_topic_configs
 from edgestream.loop.procs import Managed
 from edgestream.loop.watch import CloudWatch, gateway_figures, scrape
 from edgestream.sim import SimConfig, SimProgress, SimResult, simulate
+from edgestream.wire.topics import ALERTS_TOPIC, FLEET, SUMMARIES_TOPIC
 
 
 def default_topology() -> Path:
@@ -194,6 +190,8 @@ def run_loop(
     registry = str(state.endpoints["registry"])
     cloud = str(state.endpoints["cloud"])
     threads: list[threading.Thread] = []
+    sims: list[threading.Thread] = []
+    observe = threading.Event()  # set after the drain: the counting threads stop then
     try:
         keys = _signing_env(run_dir)
         for gateway in topology.gateways:
@@ -214,12 +212,12 @@ def run_loop(
         for index, gateway in enumerate(topology.gateways):
             gw = state.gateways[gateway.id]
             sim = _fleet(config, topology, gateway.id, index, run_dir)
-            threads.append(_thread(_run_fleet, f"sim-{gw.name}", gw, sim, registry, stop))
-            threads.append(_thread(_monitor, f"mon-{gw.name}", gw, state, registry, stop))
-        threads.append(_thread(_poll_metrics, "metrics", state, stop))
+            sims.append(_thread(_run_fleet, f"sim-{gw.name}", gw, sim, registry, stop))
+            threads.append(_thread(_monitor, f"mon-{gw.name}", gw, state, registry, observe))
+        threads.append(_thread(_poll_metrics, "metrics", state, observe))
         if config.forwarders:
             state.cloud = CloudWatch(cloud, registry, _cloud_topics(topology))
-            threads.append(_thread(state.cloud.run, "cloud-watch", stop))
+            threads.append(_thread(state.cloud.run, "cloud-watch", observe))
         state.phase = "running"
         deadline = None if config.duration is None else time.monotonic() + config.duration
         while not stop.is_set():
@@ -247,6 +245,12 @@ def run_loop(
     finally:
         state.phase = "stopping"
         stop.set()
+        for thread in sims:
+            thread.join(timeout=30)
+        if config.forwarders:
+            state.phase = "draining"
+            drain(state, DRAIN_TIMEOUT_S)
+        observe.set()
         with contextlib.suppress(Exception):  # the last figures, before the processes go
             scrape_figures(state)
         processes = state.processes()
@@ -262,6 +266,34 @@ def run_loop(
             stack.stop(purge=True)  # a stack this run started leaves no topics behind
         state.phase = "stopped"
     return state
+
+
+#: at most this long, after the simulators stop, for the gateways and forwarders to catch up
+DRAIN_TIMEOUT_S = 30.0
+
+
+def drained(state: LoopState) -> bool:
+    """Whether every reading produced was processed (valid or to the DLQ), every forwarder's
+    outbox is empty and the cloud holds as many alerts as the gateways emitted: the summary's
+    edge and cloud figures are then one cut of the run."""
+    for gw in state.gateways.values():
+        f = gw.figures
+        if f.get("processed", 0) + f.get("dlq", 0) < gw.readings or f.get("outbox_depth", 1):
+            return False
+    edge = sum(gw.alerts for gw in state.gateways.values())
+    return state.cloud is not None and state.cloud.figures.alerts >= edge
+
+
+def drain(state: LoopState, timeout: float) -> bool:
+    """Wait (at most ``timeout`` s) until :func:`drained`; the counting threads keep going."""
+    deadline = time.monotonic() + timeout
+    while not drained(state):
+        if time.monotonic() >= deadline:
+            return False
+        with contextlib.suppress(Exception):
+            scrape_figures(state)
+        time.sleep(0.5)
+    return True
 
 
 def loop_closed(state: LoopState) -> bool:
@@ -406,7 +438,7 @@ def _cloud_topics(topology: Topology) -> dict[str, str]:
     return {
         "alerts": fwd.alerts,
         "summaries": fwd.summaries,
-        "rollout": str(getattr(fwd, "rollout", "fleet.rollout")),
+        "rollout": str(getattr(fwd, "rollout", FLEET["rollout"])),
         "retrain": cloud.retrain_topic,
         "models": cloud.models_topic,
         "stats": cloud.stats_topic,
