@@ -1,7 +1,7 @@
 """A real standalone Flink session cluster (one JobManager, one TaskManager) for tests of
 ``edgestream cloud run --jobmanager``: started from the scripts and jars that ship inside
 the installed PyFlink (``pyflink/bin``) with the ``lib/`` of our jobs (PyFlink's and the
-Kafka connector and Avro jars from Maven Central, :func:`edgestream.cloud.flink.flink_lib`),
+Kafka connector and Avro jars from Maven Central, :func:`edgestream.cloud.jvm.flink_lib`),
 its own config directory and free ports, and stopped with its process groups."""
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from pathlib import Path
 
 import yaml
 
-from edgestream.cloud.flink import client_environ, flink_lib
+from edgestream.cloud.flink import client_environ
+from edgestream.cloud.jvm import flink_lib
 from edgestream.core.ports import free_port
 
 

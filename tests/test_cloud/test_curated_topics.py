@@ -18,7 +18,9 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from fastavro import parse_schema, schemaless_reader
 
 from edgestream.forward.outbox import Outbox, OutboxConfig
-from edgestream.forward.records import BodyCodec, Entry, schema_fingerprint, wire_alert
+from edgestream.forward.records import Entry
+from edgestream.wire.codec import BodyCodec, schema_fingerprint
+from edgestream.wire.forms import wire_alert
 from tests.test_forward.factories import alert, random_windows
 from tests.test_forward.pipeline import Pipeline
 

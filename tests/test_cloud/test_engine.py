@@ -101,7 +101,7 @@ def test_pooled_moments_equal_numpy_over_the_raw_values(registry):
 
 @pytest.mark.parametrize("seed", [1, 2])
 def test_java_replay_dedup_decides_as_the_python_deduplicator(registry, seed):
-    """The Java dedup ports ``forward.dedup.Deduplicator`` (which the alert subscriber and
+    """The Java dedup ports ``wire.dedup.Deduplicator`` (which the alert subscriber and
     ``DedupReader`` use): with a small seq window and id memory, on replays within and beyond
     the window, ids seen again under a new seq, forgotten ids and records without a seq,
     the Java statistics count exactly the summaries the Python deduplicator accepts."""
@@ -109,7 +109,8 @@ def test_java_replay_dedup_decides_as_the_python_deduplicator(registry, seed):
 
     import numpy as np
 
-    from edgestream.forward.dedup import Deduplicator, record_id
+    from edgestream.wire.dedup import Deduplicator
+    from edgestream.wire.ids import record_id
 
     rng = random.Random(seed)
     window, memory = 16, 5
@@ -158,7 +159,7 @@ def test_other_lineages_and_site_summaries_are_skipped(registry):
 def test_summaries_in_the_forwarders_wire_form_give_the_same_stats(registry):
     """What the forwarder really sends (the wire form: mean/std/summary_id null, exact
     decimals for sum/min/max), encoded with the shipped schema."""
-    from edgestream.forward.records import wire_summary
+    from edgestream.wire.forms import wire_summary
 
     topo = cloud_topology(fleet_stats={"window": "1m", "allowed_lateness": "15m", "worst_n": 3})
     summaries = fleet_summaries(devices=6, windows=18, seed=4, start_ms=START, replay_every=5)

@@ -16,7 +16,7 @@ from edgestream.bench.cloud_input import fleet_summaries
 from edgestream.cloud import jvm
 from edgestream.core.exceptions import SerdeError
 from edgestream.core.serde import AvroDeserializer, AvroSerializer
-from edgestream.forward.records import complete_summary, expand_double, wire_summary
+from edgestream.wire.forms import complete_summary, expand_double, wire_summary
 
 HISTORY = Path(__file__).parents[2] / "schemas" / "history" / "WindowSummary"
 

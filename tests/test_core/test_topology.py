@@ -395,9 +395,9 @@ CASES = [
         "model-path-missing",
         "path: pump.onnx, threshold: 0.6}",
         "threshold: 0.6}",
-        "models.pump.path",
-        "nothing",
-        "the required key 'path'",
+        "models.pump",
+        "a mapping",
+        "a path to the ONNX file (or kind: online, which needs none)",
         "  pump: {name: pump-m",
     ),
     Broken(

@@ -19,7 +19,7 @@ from confluent_kafka import Producer
 from prometheus_client.parser import text_string_to_metric_families
 
 from edgestream.core.metrics import read_port
-from edgestream.forward.records import EDGE_TOPICS
+from edgestream.wire.topics import EDGE_TOPICS
 from tests.test_edge import gatewayrun as gr
 from tests.test_forward.pipeline import GATEWAY, Pipeline
 

@@ -16,10 +16,10 @@ from confluent_kafka import Consumer, TopicPartition
 from edgestream.core.broker import consumer_config
 from edgestream.core.procs import Child
 from edgestream.core.serde import AvroDeserializer
-from edgestream.edge.features import FeatureExtractor
-from edgestream.edge.window_types import ReadingBatch
 from edgestream.loop.watch import Series
 from edgestream.ml.artifact import shipped_model_path
+from edgestream.ml.features import FeatureExtractor
+from edgestream.wire.window_types import ReadingBatch
 
 PUMP_CHANNELS = ("vibration_rms", "bearing_temp", "pressure", "motor_current")
 

@@ -18,12 +18,12 @@ import yaml
 
 from edgestream.core.serde import AvroDeserializer
 from edgestream.core.topology import load_topology
-from edgestream.edge.features import FeatureExtractor
 from edgestream.edge.pipeline import window_spec
-from edgestream.edge.window_types import ReadingBatch
 from edgestream.ml.artifact import shipped_model_path
+from edgestream.ml.features import FeatureExtractor
 from edgestream.ml.scorer import OnnxScorer
 from edgestream.sim import simulate
+from edgestream.wire.window_types import ReadingBatch
 from tests.test_edge import gatewayrun as gr
 from tests.test_edge.windowref import Event, _close, reference, slice_batch
 

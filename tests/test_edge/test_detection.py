@@ -49,13 +49,8 @@ from edgestream.core.topology import Topology, load_topology
 from edgestream.core.topology.edge import AnomalyRule, AnomalySpec, Suppression
 from edgestream.edge.incidents import IncidentTracker
 from edgestream.edge.models import features_for, load_model
-from edgestream.ml.evaluate import (
-    EventMetrics,
-    alert_spans,
-    event_metrics,
-    fit_nab,
-    incidents_from_alerts,
-)
+from edgestream.ml.evaluate import EventMetrics, alert_spans, event_metrics, incidents_from_alerts
+from edgestream.ml.nab import fit_nab
 from edgestream.ml.scorer import OnnxScorer
 from edgestream.sim import Message, ReplaySpec, SimConfig, Simulator
 from edgestream.sim.labels import AnomalyLabel
@@ -474,9 +469,10 @@ def test_detection_through_the_real_worker(tmp_path: Path) -> None:
     from edgestream.core.offsets import exact_end_offsets
     from edgestream.core.serde import AvroDeserializer
     from edgestream.core.stack import Stack
-    from edgestream.edge.worker import ALERTS_TOPIC, edge_topics
+    from edgestream.edge.worker import edge_topics
     from edgestream.loop.watch import total
     from edgestream.sim import read_labels, simulate
+    from edgestream.wire.topics import ALERTS_TOPIC
     from tests.test_edge import gatewayrun as gr
 
     path = write_detection_topology(tmp_path / "topology.yaml", RECOMMENDED)

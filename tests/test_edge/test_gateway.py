@@ -22,9 +22,10 @@ from edgestream.core.procs import Child
 from edgestream.core.serde import AvroDeserializer, AvroSerializer, subject_for
 from edgestream.core.stack import Stack
 from edgestream.edge.validate import OVERSIZE_HEAD_BYTES
-from edgestream.edge.window_types import WindowSpec
-from edgestream.forward.dedup import DedupReader, record_id
 from edgestream.sim import simulate
+from edgestream.wire.dedup import DedupReader
+from edgestream.wire.ids import record_id
+from edgestream.wire.window_types import WindowSpec
 from tests.test_edge import gatewayrun as gr
 from tests.test_edge.windowref import Event, _close, reference
 

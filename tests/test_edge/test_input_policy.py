@@ -23,7 +23,7 @@ from edgestream.core.broker import ensure_topics, producer_config
 from edgestream.core.serde import AvroSerializer, subject_for
 from edgestream.core.stack import StackStatus
 from edgestream.edge.validate import OVERSIZE_HEAD_BYTES
-from edgestream.edge.worker import CONTROL_TOPIC, STATUS_TOPIC
+from edgestream.wire.topics import CONTROL_TOPIC, STATUS_TOPIC
 from tests.test_edge import gatewayrun as gr
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

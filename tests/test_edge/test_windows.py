@@ -20,9 +20,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import edgestream.edge.watermarks as watermarks
 import edgestream.edge.window_stats as window_stats
 import edgestream.edge.windows as windows
+import edgestream.wire.watermarks as watermarks
 from edgestream.edge.windows import ReadingBatch, WindowEngine, WindowSpec, WindowStateError
 from tests.conftest import run_doctests
 from tests.test_edge.windowref import (

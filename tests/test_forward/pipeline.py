@@ -17,10 +17,11 @@ from typing import Any
 from edgestream.core.procs import Child
 from edgestream.core.serde import AvroDeserializer
 from edgestream.core.stack import Stack
-from edgestream.forward.dedup import Deduplicator, DedupReader, Delivered, record_id
 from edgestream.forward.exceptions import OutboxError
 from edgestream.forward.outbox import Outbox, OutboxConfig, OutboxStats, outbox_path
 from edgestream.sim import simulate
+from edgestream.wire.dedup import Deduplicator, DedupReader, Delivered
+from edgestream.wire.ids import record_id
 from tests.test_edge import gatewayrun as gr
 
 GATEWAY = "gw-test"

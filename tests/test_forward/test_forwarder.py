@@ -16,10 +16,10 @@ from edgestream.core.serde import AvroDeserializer, AvroSerializer, subject_for
 from edgestream.core.topology import load_topology
 from edgestream.forward import forwarder as forwarder_module
 from edgestream.forward import topic_guard
-from edgestream.forward.dedup import DedupReader
 from edgestream.forward.forwarder import Forwarder, ForwarderConfig
 from edgestream.forward.outbox import Outbox, OutboxConfig, outbox_path
-from edgestream.forward.records import EDGE_TOPICS
+from edgestream.wire.dedup import DedupReader
+from edgestream.wire.topics import EDGE_TOPICS
 from tests.test_edge.gatewayrun import read_topic, write_topology
 from tests.test_forward.factories import alert, random_windows
 
@@ -139,10 +139,11 @@ def test_forwards_once_in_order_keyed_by_device_and_meters_bytes(stack, tmp_path
 
 
 def test_topic_names_match_the_gateway() -> None:
-    from edgestream.edge import worker
+    """One table now (edgestream.wire.topics): the names on the wire stay what they were."""
+    from edgestream.wire import topics
 
-    assert forwarder_module.REPORTS_TOPIC == "fleet.forwarder"
-    assert EDGE_TOPICS["alert"] == worker.ALERTS_TOPIC
-    assert EDGE_TOPICS["summary"] == worker.SUMMARIES_TOPIC
-    assert EDGE_TOPICS["rollout"] == worker.ROLLOUT_TOPIC  # edge.rollout -> fleet.rollout
-    assert topic_guard.STATUS_TOPIC == worker.STATUS_TOPIC  # offset_reset events
+    assert forwarder_module.REPORTS_TOPIC == topics.FLEET["reports"] == "fleet.forwarder"
+    assert EDGE_TOPICS["alert"] == topics.ALERTS_TOPIC == "edge.alerts"
+    assert EDGE_TOPICS["summary"] == topics.SUMMARIES_TOPIC == "edge.summaries"
+    assert EDGE_TOPICS["rollout"] == topics.ROLLOUT_TOPIC == "edge.rollout"  # -> fleet.rollout
+    assert topic_guard.STATUS_TOPIC == topics.STATUS_TOPIC == "edge.status"  # offset_reset events

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from edgestream.forward.dedup import record_id
+from edgestream.wire.ids import record_id
 from tests.test_forward.pipeline import CLOUD_TOPICS, Pipeline, by_key
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

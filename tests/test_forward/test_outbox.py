@@ -22,7 +22,8 @@ from edgestream.core.paths import schemas_dir
 from edgestream.forward import budget, outbox
 from edgestream.forward.budget import LOW_WATER, enforce_budget, write_report
 from edgestream.forward.outbox import Outbox, OutboxConfig
-from edgestream.forward.records import BodyCodec, Entry
+from edgestream.forward.records import Entry
+from edgestream.wire.codec import BodyCodec
 from tests.conftest import run_doctests
 from tests.test_forward.factories import CHANNELS, alert, random_windows
 

@@ -23,17 +23,12 @@ from edgestream.core.topology import load_topology
 from edgestream.core.topology.errors import TopologyError
 from edgestream.edge.pipeline import TopicPipeline
 from edgestream.forward.budget import enforce_budget, write_report
-from edgestream.forward.dedup import DedupReader
 from edgestream.forward.forwarder import Forwarder, ForwarderConfig
 from edgestream.forward.outbox import Outbox, OutboxConfig, outbox_path
-from edgestream.forward.records import (
-    BodyCodec,
-    Entry,
-    compact_double,
-    complete_summary,
-    expand_double,
-    wire_summary,
-)
+from edgestream.forward.records import Entry
+from edgestream.wire.codec import BodyCodec
+from edgestream.wire.dedup import DedupReader
+from edgestream.wire.forms import compact_double, complete_summary, expand_double, wire_summary
 from tests.test_edge.gatewayrun import read_topic, write_topology
 from tests.test_forward.factories import random_windows, summary
 
@@ -240,7 +235,7 @@ def test_compact_doubles_are_lossless_and_short_for_sensor_values() -> None:
 
 def test_sample_topic_names_match_the_gateway_and_the_topology(tmp_path: Path) -> None:
     from edgestream.edge import worker
-    from edgestream.forward.records import EDGE_TOPICS
+    from edgestream.wire.topics import EDGE_TOPICS
 
     assert EDGE_TOPICS["sample"] == worker.SAMPLES_TOPIC == "edge.samples"
     topo = load_topology(write_topology(tmp_path / "t.yaml"))

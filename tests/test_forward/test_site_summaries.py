@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from edgestream.core.serde import AvroDeserializer
-from edgestream.forward.dedup import record_id
 from edgestream.ml.artifact import shipped_model_path
+from edgestream.wire.ids import record_id
 from tests.test_edge import gatewayrun as gr
 from tests.test_forward.pipeline import Pipeline
 

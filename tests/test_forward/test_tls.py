@@ -16,9 +16,9 @@ from pydantic import SecretStr
 
 from edgestream.core.broker import add_scram_users
 from edgestream.core.pki import make_pki
+from edgestream.core.security import ClientSecurity
 from edgestream.core.stack import Stack
 from edgestream.forward.link import CloudLink, producer_settings
-from edgestream.forward.security import ClientSecurity
 
 pytestmark = pytest.mark.integration
 

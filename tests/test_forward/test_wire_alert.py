@@ -17,16 +17,17 @@ from edgestream.core.serde import fastavro_schema
 from edgestream.core.topology.edge import AnomalyRule, AnomalySpec, Suppression
 from edgestream.edge.incidents import IncidentTracker
 from edgestream.edge.rollout import rejection_alert
-from edgestream.forward.dedup import Deduplicator, record_id
-from edgestream.forward.records import (
-    BodyCodec,
-    Entry,
+from edgestream.forward.records import Entry
+from edgestream.wire.codec import BodyCodec
+from edgestream.wire.dedup import Deduplicator
+from edgestream.wire.forms import (
     compact_double,
     complete_alert,
     complete_record,
     expand_double,
     wire_alert,
 )
+from edgestream.wire.ids import record_id
 
 CHANNELS = ("bearing_temp", "pressure")
 

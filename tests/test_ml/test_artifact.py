@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgestream.edge.features import FeatureExtractor
 from edgestream.ml.artifact import (
     ModelMeta,
     decile_baseline,
@@ -20,6 +19,7 @@ from edgestream.ml.artifact import (
     write_artifact,
 )
 from edgestream.ml.exceptions import ArtifactError
+from edgestream.ml.features import FeatureExtractor
 from edgestream.sim.devices import DEVICE_TYPES
 from tests.conftest import run_doctests
 

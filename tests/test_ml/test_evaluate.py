@@ -10,10 +10,10 @@ from edgestream.ml.evaluate import (
     Incident,
     IncidentRule,
     evaluate_fleet,
-    evaluate_nab,
     event_metrics,
     incidents_from_scores,
 )
+from edgestream.ml.nab import evaluate_nab
 from edgestream.sim.config import SimConfig
 
 from .conftest import NAB

@@ -18,8 +18,8 @@ import pytest
 from edgestream.core.endpoints import CloudEndpoints
 from edgestream.core.stack import StackStatus
 from edgestream.core.topology import load_topology
-from edgestream.edge.features import FeatureExtractor
 from edgestream.ml.artifact import shipped_model
+from edgestream.ml.features import FeatureExtractor
 from edgestream.ml.package import sidecar_from_onnx
 from edgestream.ml.scorer import OnnxScorer
 from edgestream.ml.signing import load_public_key, verify_update

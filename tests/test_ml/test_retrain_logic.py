@@ -111,7 +111,7 @@ def reefer_set() -> TrainingSet:
 def test_refit_candidate_passes_and_a_worse_one_shows_in_the_metrics(
     reefer_set: TrainingSet,
 ) -> None:
-    from edgestream.edge.features import FeatureExtractor
+    from edgestream.ml.features import FeatureExtractor
     from edgestream.ml.package import sidecar_from_onnx
     from edgestream.ml.refit import refit
     from edgestream.ml.scorer import OnnxScorer

@@ -10,10 +10,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from edgestream.edge.features import FeatureExtractor
 from edgestream.ml.artifact import ModelMeta, load_meta, sha256_hex
 from edgestream.ml.data import simulate_readings
 from edgestream.ml.exceptions import ArtifactError, ModelLoadError
+from edgestream.ml.features import FeatureExtractor
 from edgestream.ml.scorer import OnnxScorer
 from edgestream.sim.config import SimConfig
 

@@ -10,7 +10,8 @@ import pytest
 from confluent_kafka import Producer
 
 from edgestream.core.broker import ensure_topics, producer_config
-from edgestream.forward.downlink import EDGE_MODELS_TOPIC, Downlink
+from edgestream.forward.downlink import Downlink
+from edgestream.wire.topics import MODELS_TOPIC as EDGE_MODELS_TOPIC
 from tests.test_edge import gatewayrun as gr
 
 pytestmark = pytest.mark.integration

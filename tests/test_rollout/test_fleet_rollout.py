@@ -18,10 +18,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from edgestream.core.procs import Child
 from edgestream.core.serde import AvroDeserializer
 from edgestream.core.stack import Stack
-from edgestream.forward.records import EDGE_TOPICS
 from edgestream.ml.signing import sign_update
 from edgestream.ml.versions import action_update
 from edgestream.sim import simulate
+from edgestream.wire.topics import EDGE_TOPICS
 from tests.test_edge import gatewayrun as gr
 from tests.test_rollout import kit
 from tests.test_rollout import rollrun as rr
@@ -157,7 +157,8 @@ def windows_after(edge: str, registry: str, since_ms: int, n: int, procs: list[C
 
 
 def test_edge_topic_names_agree() -> None:
-    from edgestream.edge.rollout_agent import MODELS_TOPIC, ROLLOUT_TOPIC
-    from edgestream.forward.downlink import EDGE_MODELS_TOPIC
+    """One table now (edgestream.wire.topics): the names on the wire stay what they were."""
+    from edgestream.wire.topics import MODELS_TOPIC, ROLLOUT_TOPIC
 
-    assert EDGE_TOPICS["rollout"] == ROLLOUT_TOPIC and EDGE_MODELS_TOPIC == MODELS_TOPIC
+    assert EDGE_TOPICS["rollout"] == ROLLOUT_TOPIC == "edge.rollout"
+    assert MODELS_TOPIC == "edge.models"

@@ -18,6 +18,7 @@ from edgestream.alerts.exceptions import AlertsError
 from edgestream.alerts.filters import SEVERITIES, AlertFilter
 from edgestream.alerts.subscriber import DEFAULT_GROUP, Alert, Subscription
 from edgestream.core.topology import Topology
+from edgestream.wire.topics import FLEET
 
 __all__ = [
     "DEFAULT_GROUP",
@@ -61,5 +62,5 @@ def subscribe(
     loaded = load_topology(topology) if isinstance(topology, str | Path) else topology
     endpoints = cloud_endpoints(bootstrap, registry, loaded)
     if topic is None:
-        topic = loaded.forwarding.topics.alerts if loaded is not None else "fleet.alerts"
+        topic = loaded.forwarding.topics.alerts if loaded is not None else FLEET["alerts"]
     return Subscription(endpoints, topic, alert_filter, group, follow, from_start)

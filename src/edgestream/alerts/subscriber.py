@@ -8,7 +8,7 @@ printed again only if the process died between handing it out and the next fetch
 (at-least-once, like any Kafka consumer; never lost).
 
 Replays of the forwarder (at-least-once delivery to the cloud) are dropped with the same
-:class:`~edgestream.forward.dedup.Deduplicator` the cloud jobs use; a resumed subscriber first
+:class:`~edgestream.wire.dedup.Deduplicator` the cloud jobs use; a resumed subscriber first
 re-reads up to ``prime`` records per partition before its committed offset, without handing
 them out, so a late replay of an alert it already printed is still recognised.
 
@@ -38,8 +38,9 @@ from edgestream.alerts.filters import AlertFilter
 from edgestream.core.endpoints import CloudEndpoints
 from edgestream.core.exceptions import SerdeError
 from edgestream.core.offsets import committed_offsets, partitions_of
-from edgestream.forward.dedup import Deduplicator
-from edgestream.forward.records import complete_record
+from edgestream.wire.dedup import Deduplicator
+from edgestream.wire.forms import complete_record
+from edgestream.wire.topics import FLEET
 
 __all__ = ["DEFAULT_GROUP", "Alert", "Subscription"]
 
@@ -82,7 +83,7 @@ class Subscription:
     def __init__(
         self,
         endpoints: CloudEndpoints,
-        topic: str = "fleet.alerts",
+        topic: str = FLEET["alerts"],
         alert_filter: AlertFilter | None = None,
         group: str | None = DEFAULT_GROUP,
         follow: bool = True,

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from edgestream.bench.common import BenchError, Phases, machine_info, rate
+from edgestream.wire.topics import FLEET
 
 __all__ = ["CloudBenchParams", "run_cloud_bench"]
 
@@ -130,14 +131,14 @@ def run_cloud_bench(params: CloudBenchParams, phases: Phases) -> dict[str, Any]:
         records = fleet_summaries(params.devices, windows, params.seed, replay_every=50)
         t0 = time.time()
         produced = produce_records(
-            cloud, registry, "fleet.summaries", "WindowSummary", records, "scope_key"
+            cloud, registry, FLEET["summaries"], "WindowSummary", records, "scope_key"
         )
-        ends = {"fleet.summaries": produced}
+        ends = {FLEET["summaries"]: produced}
         phases.done(f"{len(records):,} records in {time.time() - t0:.1f} s")
         result["throughput"] = _throughput_phase(topo, cloud, registry, ends, records, phases)
         per_s = result["throughput"]["summaries_per_s"]
         phases.start("JVM only, same topic: raw read, then Java Avro decode (twice)")
-        result["jvm_only"] = _jvm_phase(cloud, registry, ends["fleet.summaries"], per_s)
+        result["jvm_only"] = _jvm_phase(cloud, registry, ends[FLEET["summaries"]], per_s)
         phases.done(
             f"read {result['jvm_only']['read_per_s']:,} /s, "
             f"decode {result['jvm_only']['decode_first_per_s']:,} /s first, "
@@ -231,7 +232,7 @@ def _jvm_phase(cloud: str, registry: str, ends: dict[int, int], job_per_s: float
     for name, sql in queries.items():
         _env, tenv = flink_env(None, 1, _MINI_BATCH)
         register_functions(tenv)
-        tenv.execute_sql(kafka_table_ddl("s", "fleet.summaries", cloud, ends=ends,
+        tenv.execute_sql(kafka_table_ddl("s", FLEET["summaries"], cloud, ends=ends,
                                          group=f"bench-jvm-{name}"))  # fmt: skip
         with tenv.execute_sql(sql).collect() as rows:
             records, errors, first, last = list(rows)[-1]

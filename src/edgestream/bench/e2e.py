@@ -78,18 +78,18 @@ from edgestream.core.procs import Child
 from edgestream.core.serde import AvroDeserializer
 from edgestream.core.stack import Stack
 from edgestream.core.topology import load_topology
-from edgestream.edge.worker import ALERTS_TOPIC, SUMMARIES_TOPIC, edge_topics
-from edgestream.forward.dedup import record_id
+from edgestream.edge.worker import edge_topics
 from edgestream.forward.outbox import Outbox, OutboxConfig, outbox_path
 from edgestream.ml.artifact import shipped_model_path
 from edgestream.sim import SimConfig
+from edgestream.wire.ids import record_id
+from edgestream.wire.topics import ALERTS_TOPIC, FLEET, SUMMARIES_TOPIC
 
 GATEWAY = "gw-bench"
-CLOUD_TOPICS = ["fleet.alerts", "fleet.summaries", "fleet.forwarder", "fleet.samples"]
-KIND_OF_TOPIC = {"fleet.alerts": "alerts", "fleet.summaries": "summaries",
-                 "fleet.forwarder": "reports", "fleet.samples": "samples"}  # fmt: skip
+KIND_OF_TOPIC = {FLEET[kind]: kind for kind in ("alerts", "summaries", "reports", "samples")}
+CLOUD_TOPICS = list(KIND_OF_TOPIC)
 #: Topics third parties read: their records must be complete (ids included).
-CURATED_TOPICS = ("fleet.alerts", "fleet.summaries")
+CURATED_TOPICS = (FLEET["alerts"], FLEET["summaries"])
 ID_FIELDS = ("alert_id", "incident_id", "summary_id")
 GOALS = {"cloud_to_raw_ratio": 0.01, "drain_rate_vs_live": 10.0, "p99_alert_ms": 300.0}
 #: Alerts of readings sent in the live phase's last seconds are left out of the latency
@@ -220,7 +220,7 @@ def run_e2e_bench(params: E2EBenchParams, phases: Phases | None = None) -> dict[
             sender = SensorSender(edge, registry, sim).start()
 
             phases.start("warm-up: until the first summary reaches the cloud")
-            _wait(lambda: watcher.count("fleet.summaries") > 0, params.timeout, "warm-up", procs)
+            _wait(lambda: watcher.count(FLEET["summaries"]) > 0, params.timeout, "warm-up", procs)
             phases.done(f"{watcher.count('fleet.summaries')} summaries")
 
             probes = {"live_start": tail_fetch_ms(edge, "sensors.pump")}
@@ -374,7 +374,7 @@ def _result(
     guarded = 0
     for d in watcher.delivered:
         rec = d.record
-        if d.topic != "fleet.alerts" or rec.get("status") not in ("open", "update"):
+        if d.topic != FLEET["alerts"] or rec.get("status") not in ("open", "update"):
             continue
         phase = latency_phase(sender.sent_at.get((rec["device_id"], int(rec["ts"]))), t)
         guarded += phase == "guard"
@@ -428,7 +428,7 @@ def _result(
                 KIND_OF_TOPIC[t]: watcher.count(t) for t in CLOUD_TOPICS
             },
             "alerts_by_status": dict(Counter(
-                d.record.get("status") for d in watcher.delivered if d.topic == "fleet.alerts"
+                d.record.get("status") for d in watcher.delivered if d.topic == FLEET["alerts"]
             )),
         },
         "drain": {**drain, "outbox_at_restart": backlog.as_dict()},

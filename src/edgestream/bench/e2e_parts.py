@@ -20,8 +20,8 @@ import numpy as np
 from edgestream.bench.common import TopicReader
 from edgestream.core.broker import producer_config
 from edgestream.core.serde import AvroSerializer, subject_for
-from edgestream.forward.dedup import Deduplicator, DedupReader, Delivered
 from edgestream.sim import SimConfig, Simulator
+from edgestream.wire.dedup import Deduplicator, DedupReader, Delivered
 
 __all__ = ["CloudWatcher", "SensorSender", "percentiles", "read_all", "tail_fetch_ms"]
 

@@ -40,9 +40,10 @@ from edgestream.core.broker import ensure_topics, producer_config
 from edgestream.core.serde import AvroSerializer, subject_for
 from edgestream.core.stack import Stack
 from edgestream.core.topology import Topology, load_topology
-from edgestream.edge.worker import SUMMARIES_TOPIC, edge_topics
+from edgestream.edge.worker import edge_topics
 from edgestream.ml.artifact import shipped_model_path
 from edgestream.sim import simulate
+from edgestream.wire.topics import SUMMARIES_TOPIC
 
 READINGS_TOPIC = "sensors.pump"
 FRAMES_TOPIC = "sensors.pump.frames"

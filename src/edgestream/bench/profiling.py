@@ -1,10 +1,11 @@
-"""Run an ``edgestream`` command under cProfile, in every thread (cProfile alone sees only
-the main thread; the gateway runs its pipeline in an executor thread).
+"""Run a command under cProfile, in every thread (cProfile alone sees only the main thread;
+the gateway runs its pipeline in an executor thread).
 
-    python -m edgestream.bench.profiling OUT.prof edge run TOPOLOGY --gateway ID ...
+    python -m edgestream.cli.profiled OUT.prof edge run TOPOLOGY --gateway ID ...
 
-writes ``OUT.prof`` (main thread: the Faust event loop) and ``OUT.prof.threads`` (every other
-Python thread, merged) when the command exits, also on SIGTERM (Faust's graceful stop).
+(:func:`run_profiled` around the CLI) writes ``OUT.prof`` (main thread: the Faust event loop)
+and ``OUT.prof.threads`` (every other Python thread, merged) when the command exits, also on
+SIGTERM (Faust's graceful stop).
 Read them with :func:`top_functions` or ``python -m pstats``.
 """
 
@@ -14,12 +15,14 @@ import cProfile
 import pstats
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 
-def run_profiled(out: Path, argv: list[str]) -> None:
-    """Run ``edgestream argv`` with every thread profiled; write the stats on exit."""
+def run_profiled(out: Path, run: Callable[[], object]) -> None:
+    """Call ``run`` (an ``edgestream`` command) with every thread profiled; write the stats
+    on exit."""
     thread_profiles: list[cProfile.Profile] = []
 
     def start_thread_profile(_frame: Any, _event: str, _arg: Any) -> None:
@@ -32,9 +35,7 @@ def run_profiled(out: Path, argv: list[str]) -> None:
     main = cProfile.Profile()
     main.enable()
     try:
-        from edgestream.cli.main import main as cli
-
-        cli(argv)
+        run()
     finally:
         main.disable()
         threading.setprofile(None)  # type: ignore[arg-type]
@@ -81,9 +82,3 @@ def total_seconds(path: Path | str) -> float:
     """Sum of own time over all functions of a stats file."""
     stats = pstats.Stats(str(path))
     return float(sum(v[2] for v in stats.stats.values()))  # type: ignore[attr-defined]
-
-
-if __name__ == "__main__":
-    if len(sys.argv) < 3:
-        sys.exit("usage: python -m edgestream.bench.profiling OUT.prof EDGESTREAM-ARGS...")
-    run_profiled(Path(sys.argv[1]), sys.argv[2:])

@@ -30,9 +30,9 @@ from edgestream.core.topology import Topology
 from edgestream.core.topology.edge import SensorTopic
 from edgestream.edge.models import features_for, load_model
 from edgestream.edge.pipeline import TopicPipeline
-from edgestream.edge.worker import ALERTS_TOPIC, SUMMARIES_TOPIC
 from edgestream.ml.artifact import shipped_model_path
 from edgestream.ml.scorer import ROW_STRIDE, OnnxScorer
+from edgestream.wire.topics import ALERTS_TOPIC, SUMMARIES_TOPIC
 
 #: Stages in the order of the pipeline (``other``: the pipeline's own glue code).
 STAGES = (

@@ -37,6 +37,7 @@ from edgestream.core.procs import Child
 from edgestream.core.serde import AvroDeserializer, AvroSerializer, subject_for
 from edgestream.core.stack import Stack
 from edgestream.ml.artifact import shipped_model, shipped_model_path
+from edgestream.wire.topics import ROLLOUT_TOPIC, SUMMARIES_TOPIC
 
 __all__ = ["SwapBenchParams", "run_swap_bench", "swap_rows"]
 
@@ -161,7 +162,7 @@ def run_swap_bench(params: SwapBenchParams, phases: Phases) -> dict[str, Any]:
                 work / "forwarder.log",
             ).start()
         )
-        ensure_topics(edge, {"edge.rollout": 1})
+        ensure_topics(edge, {ROLLOUT_TOPIC: 1})
         events = _Events(edge, registry, procs)
         events.wait(lambda e: e["event"] == "live", params.timeout)
         phases.done()
@@ -289,7 +290,7 @@ def _count(edge: str, registry: str) -> dict[str, Any]:
     """Input readings against the 10 s device summaries (windows closed by the end)."""
     decode = AvroDeserializer(registry)
     readings = [decode(m.value()) for m in read_all(edge, "sensors.pump")]
-    summaries = [decode(m.value()) for m in read_all(edge, "edge.summaries")]
+    summaries = [decode(m.value()) for m in read_all(edge, SUMMARIES_TOPIC)]
     expected: Counter[tuple[str, int]] = Counter(
         (r["device_id"], r["ts"] // 10_000 * 10_000) for r in readings
     )
@@ -318,7 +319,7 @@ class _Events:
     def __init__(self, edge: str, registry: str, procs: list[Child]) -> None:
         from edgestream.bench.common import TopicReader
 
-        self.reader = TopicReader(edge, "edge.rollout")
+        self.reader = TopicReader(edge, ROLLOUT_TOPIC)
         self.decode = AvroDeserializer(registry)
         self.seen: list[dict[str, Any]] = []
         self.procs = procs

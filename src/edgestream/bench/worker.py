@@ -37,13 +37,13 @@ def edge_worker_argv(
     profile: Path | None = None,
 ) -> list[str]:
     """``edgestream edge run ...`` for a subprocess; under cProfile (all threads) with
-    ``profile`` (see :mod:`edgestream.bench.profiling`).
+    ``profile`` (see :mod:`edgestream.cli.profiled`).
 
     >>> edge_worker_argv(Path("t.yaml"), "gw", "h:1", "http://r", Path("d"), sync=False)[2:6]
     ['edgestream.cli.main', 'edge', 'run', 't.yaml']
     """
     head = [sys.executable, "-m"]
-    head += ["edgestream.bench.profiling", str(profile)] if profile else ["edgestream.cli.main"]
+    head += ["edgestream.cli.profiled", str(profile)] if profile else ["edgestream.cli.main"]
     argv = [
         *head,
         *("edge", "run", str(topology), "--gateway", gateway),

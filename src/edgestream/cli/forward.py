@@ -46,10 +46,10 @@ def forwarder_config(
     report_interval: float = 60.0,
 ) -> ForwarderConfig:
     """Resolve where a forwarder runs: options, then the topology, then the embedded stack."""
+    from edgestream.core.security import resolve_security
     from edgestream.core.stack import running_endpoints
     from edgestream.core.topology import load_topology
     from edgestream.forward.forwarder import ForwarderConfig
-    from edgestream.forward.security import resolve_security
 
     topology = load_topology(topology_path)
     try:
@@ -109,8 +109,8 @@ def run(
     Survives kill -9 and cloud outages: records wait in the outbox on disk (alerts first),
     summaries are rolled up past the byte budget, drops are counted and reported.
     """
+    from edgestream.core.security import redact
     from edgestream.forward.forwarder import run_forwarder
-    from edgestream.forward.security import redact
 
     logging.basicConfig(
         level=getattr(logging, loglevel.upper(), logging.INFO),

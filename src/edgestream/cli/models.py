@@ -1,4 +1,5 @@
-"""``edgestream models keygen|list|publish|promote|rollback``: signed models for operators.
+"""``edgestream models keygen|list|publish|promote|rollback|evaluate``: signed models for
+operators, and their detection quality on labelled data.
 
 Usage:
 
@@ -7,6 +8,7 @@ Usage:
     edgestream models publish model.onnx --version v7 -t topologies/default.yaml
     edgestream models promote reefer-ae v7
     edgestream models rollback reefer-ae v7
+    edgestream models evaluate online --compare model.onnx --data labelled.csv -t T.yaml
 
 Signing uses the topology's ``retraining.signing`` key (``$EDGESTREAM_SIGNING_KEY`` unless
 set); cloud endpoints: options, then the topology, then the running embedded stack.
@@ -187,3 +189,66 @@ def _report(update: dict[str, Any], as_json: bool) -> None:
         f"published {shown['action']} {shown['model_name']} {shown['version']} "
         f"(parent {shown['parent_version']}, key {shown['key_id']})"
     )
+
+
+@app.command("evaluate")
+def evaluate(
+    model: str = typer.Argument(..., help="An ONNX file (sidecar beside it) or 'online'."),
+    data: list[Path] = typer.Option(..., "--data", help="Labelled CSV file(s); repeatable."),
+    compare: str = typer.Option(None, "--compare", help="A second model, side by side."),
+    topology: Path = _TOPOLOGY,
+    device_type: str = typer.Option(None, "--device-type", help="Device type the model scores."),
+    as_json: bool = typer.Option(False, "--json", help="Last line: the results as one JSON."),
+) -> None:
+    """Replay labelled data through the gateway's detection path with MODEL and measure it."""
+    from edgestream.core.topology import load_topology
+    from edgestream.evaluation.labelled import evaluate_model
+    from edgestream.loop.up import default_topology
+
+    topo = load_topology(topology or default_topology())
+    models = [model] + ([compare] if compare else [])
+    results = [evaluate_model(topo, m, data, device_type) for m in models]
+    _out.print(_quality_table([r.as_dict() for r in results]))
+    if as_json:
+        doc = {"topology": topo.name, "files": [str(p) for p in data]}
+        doc["models"] = [r.as_dict() for r in results]
+        print(json.dumps(doc, separators=(",", ":")))
+
+
+_QUALITY_ROWS = (
+    ("version", ("version",)),
+    ("threshold", ("threshold",)),
+    ("readings", ("readings",)),
+    ("us per reading", ("us_per_reading",)),
+    ("point precision", ("point", "precision")),
+    ("point recall", ("point", "recall")),
+    ("point F1", ("point", "f1")),
+    ("false-alarm rate", ("point", "false_alarm_rate")),
+    ("missed-alarm rate", ("point", "missed_alarm_rate")),
+    ("episodes", ("event", "episodes")),
+    ("episodes detected", ("event", "detected")),
+    ("event recall", ("event", "recall")),
+    ("incidents", ("event", "incidents")),
+    ("false alerts", ("event", "false_alerts")),
+    ("incident precision", ("event", "precision")),
+    ("delay mean (ms)", ("delay_ms", "mean")),
+    ("delay median (ms)", ("delay_ms", "median")),
+)
+
+
+def _quality_table(results: list[dict[str, Any]]) -> Table:
+    table = Table(title="Detection quality through the gateway's path (streaming replay)")
+    table.add_column("measure", no_wrap=True)
+    for r in results:
+        table.add_column(str(r["model"]), justify="right")
+    for label, path in _QUALITY_ROWS:
+        cells = []
+        for r in results:
+            value: Any = r
+            for key in path:
+                value = value.get(key) if isinstance(value, dict) else None
+            cells.append(
+                "-" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
+            )
+        table.add_row(label, *cells)
+    return table

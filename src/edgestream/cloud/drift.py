@@ -53,6 +53,7 @@ import numpy as np
 
 from edgestream.ml.artifact import decile_baseline
 from edgestream.ml.drift import channel_drift
+from edgestream.wire.topics import FLEET
 
 __all__ = ["DriftMonitor", "DriftVerdict", "ModelInfo"]
 
@@ -111,7 +112,7 @@ class DriftMonitor:
         min_samples: int = 500,
         reference: Literal["model", "lagged", "first"] = "model",
         reference_lag: int = 2,
-        samples_topic: str = "fleet.samples",
+        samples_topic: str = FLEET["samples"],
         keep_windows: int = 64,
     ) -> None:
         self.window_ms = window_ms

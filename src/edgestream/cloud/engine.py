@@ -10,7 +10,7 @@ Flink.
 
 * Samples: replays dropped by ``device_id`` + ``seq``; the watermark is per partition ``max
   event time - max_out_of_orderness``, idle partitions skipped
-  (:class:`edgestream.edge.watermarks.Watermarks`), and every partition holds it back from
+  (:class:`edgestream.wire.watermarks.Watermarks`), and every partition holds it back from
   the start (:meth:`FleetEngine.assign`).
 * Triggers: a drift verdict ``major`` for a device type, or a fleet-stats row of a device type
   with ``anomaly_rate > anomaly_rate_threshold`` over at least ``min_readings`` readings (judged
@@ -24,15 +24,15 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter, deque
-from pathlib import Path
 from typing import Any
 
 from edgestream.cloud.drift import DriftMonitor, DriftVerdict, ModelInfo
 from edgestream.cloud.triggers import Triggers, retrain_request
 from edgestream.core.topology import Topology
-from edgestream.edge.watermarks import Watermarks
-from edgestream.edge.window_types import WindowSpec
-from edgestream.forward.dedup import Deduplicator
+from edgestream.wire.dedup import Deduplicator
+from edgestream.wire.topics import FLEET
+from edgestream.wire.watermarks import Watermarks
+from edgestream.wire.window_types import WindowSpec
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +58,11 @@ def topology_models(topology: Topology) -> dict[str, ModelInfo]:
 
     out = {}
     for dtype, spec in topology.models.items():
-        sidecar = Path(topology.resolve_path(spec.path)).with_suffix(".json")
         sha, baseline = None, None
-        if sidecar.exists():
+        sidecar = (
+            None if spec.path is None else topology.resolve_path(spec.path).with_suffix(".json")
+        )
+        if sidecar is not None and sidecar.exists():
             meta = json.loads(sidecar.read_text(encoding="utf-8"))
             sha = meta.get("sha256")
             baseline = {c: {"channel": c, **b} for c, b in (meta.get("baseline") or {}).items()}
@@ -75,7 +77,7 @@ class FleetEngine:
         jobs = topology.cloud.jobs
         fs, dj, rj = jobs.fleet_stats, jobs.drift, jobs.retrain
         topics = topology.forwarding.topics
-        self.samples_topic = getattr(topics, "samples", "fleet.samples")
+        self.samples_topic = getattr(topics, "samples", FLEET["samples"])
         self.models_topic = topology.cloud.models_topic
         self.models = topology_models(topology)
         self.drift = DriftMonitor(

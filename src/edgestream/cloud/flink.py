@@ -3,8 +3,9 @@
 * :func:`flink_env` - a PyFlink stream + table environment: a local MiniCluster, or a remote
   cluster at ``jobmanager`` (``HOST:PORT`` of its REST endpoint). The official Kafka SQL
   connector (kafka-clients shaded inside) and Apache Avro come from Maven Central
-  (``flink-connectors.pom.xml``, :func:`connector_jars`); :func:`flink_lib` is PyFlink's
-  ``lib/`` (which has ``flink-json``) plus those jars, and the PyFlink gateway JVM starts with
+  (``flink-connectors.pom.xml``, :func:`~edgestream.cloud.jvm.connector_jars`);
+  :func:`~edgestream.cloud.jvm.flink_lib` is PyFlink's ``lib/`` (which has ``flink-json``) plus
+  those jars, and the PyFlink gateway JVM starts with
   it as ``FLINK_LIB_DIR``: the local MiniCluster and the client see the jars as a Flink
   distribution's ``lib/`` (one copy, shared by every job of the JVM). A remote cluster must
   have them in its own ``lib/``, and its TaskManagers the same Python environment as ours
@@ -44,24 +45,18 @@ CREATE TABLE `src` (
 
 from __future__ import annotations
 
-import hashlib
 import os
-import shutil
 import sys
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from edgestream.core import jars
+from edgestream.cloud.jvm import flink_lib, pyflink_home
 
 __all__ = [
-    "CONNECTORS_POM",
     "bounded_offsets",
     "client_environ",
-    "connector_jars",
     "flink_env",
-    "flink_lib",
     "kafka_sink_ddl",
     "kafka_table_ddl",
     "local_cluster_settings",
@@ -69,54 +64,6 @@ __all__ = [
 
 
 #: the jars our jobs need beside PyFlink's own (Kafka connector, Avro), from Maven Central
-CONNECTORS_POM = Path(__file__).with_name("flink-connectors.pom.xml")
-
-
-def connector_jars() -> list[Path]:
-    """The Kafka connector and Avro jars (resolved from :data:`CONNECTORS_POM` if not cached
-    yet): what a remote cluster needs in its ``lib/`` besides a Flink 2.0 distribution's."""
-    return sorted(jars.resolve("flink-connectors", CONNECTORS_POM).glob("*.jar"))
-
-
-def _pyflink_home() -> Path:
-    import pyflink
-
-    return Path(pyflink.__file__).parent
-
-
-def _flink_python_jar() -> Path:
-    """PyFlink's runtime jar (``opt/flink-python-*.jar``)."""
-    found = sorted((_pyflink_home() / "opt").glob("flink-python-*.jar"))
-    if not found:
-        raise FileNotFoundError(f"no flink-python jar in {_pyflink_home() / 'opt'}")
-    return found[0]
-
-
-def flink_lib() -> Path:
-    """A Flink ``lib/`` folder: links to the installed PyFlink's ``lib/*.jar``, to
-    :func:`connector_jars` and to :func:`edgestream.cloud.jvm.loopback_jar` (Beam's servers of
-    the Python functions on loopback: PyFlink puts ``lib/`` ahead of flink-python), kept in
-    :func:`edgestream.core.jars.cache_dir` under a digest of the list (made once, moved in
-    place whole). Give it to a Flink process as ``FLINK_LIB_DIR`` (the PyFlink gateway, or
-    ``bin/jobmanager.sh`` of PyFlink's ``bin/``)."""
-    from edgestream.cloud.jvm import loopback_jar
-
-    beam = loopback_jar(_flink_python_jar())
-    found = sorted([*(_pyflink_home() / "lib").glob("*.jar"), *connector_jars(), beam])
-    key = hashlib.sha256("\n".join(map(str, found)).encode()).hexdigest()[:12]
-    target = jars.cache_dir() / f"flink-lib-{key}"
-    if target.is_dir():
-        return target
-    staging = Path(tempfile.mkdtemp(prefix=".flink-lib-", dir=jars.cache_dir()))
-    for jar in found:
-        (staging / jar.name).symlink_to(jar)
-    try:
-        os.replace(staging, target)  # a concurrent maker's folder, if first, is the same
-    except OSError:
-        shutil.rmtree(staging)
-    return target
-
-
 # what a loopback Python worker leaves in its client's os.environ that misleads a process
 # started from it: process mode on a local MiniCluster runs the workers as threads of the
 # client, and they copy their worker environment into the client's
@@ -176,7 +123,7 @@ def _use_flink_lib() -> None:
     """Start the gateway JVM (not started yet: ``Configuration()`` starts it) with
     :func:`flink_lib`. PyFlink replaces ``FLINK_LIB_DIR`` by its own ``lib/`` unless
     ``FLINK_HOME`` is set, so that is set too (to the installed PyFlink unless given)."""
-    os.environ.setdefault("FLINK_HOME", str(_pyflink_home()))
+    os.environ.setdefault("FLINK_HOME", str(pyflink_home()))
     os.environ["FLINK_LIB_DIR"] = str(flink_lib())
 
 

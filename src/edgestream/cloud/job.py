@@ -48,6 +48,7 @@ from typing import Any
 
 from edgestream.core.exceptions import SerdeError
 from edgestream.core.topology import Topology
+from edgestream.wire.topics import FLEET
 
 __all__ = ["CloudJobConfig", "run_jobs", "start_job"]
 
@@ -108,7 +109,7 @@ class CloudJobConfig:
 
 def _topics(topology: Topology) -> list[str]:
     t = topology.forwarding.topics
-    samples = getattr(t, "samples", "fleet.samples")
+    samples = getattr(t, "samples", FLEET["samples"])
     return [t.summaries, t.alerts, samples, topology.cloud.models_topic]
 
 

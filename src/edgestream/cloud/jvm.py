@@ -2,7 +2,7 @@
 
 The JVM side of the route past Python's per-record cost (README, "Cloud jobs") is a few Java
 sources in ``cloud/java`` and their ``pom.xml`` (Flink and Avro ``provided``: they are on the
-Flink classpath, :func:`edgestream.cloud.flink.flink_lib`). :func:`udf_jar` runs
+Flink classpath, :func:`flink_lib`). :func:`udf_jar` runs
 ``mvn package`` once per content of the sources and the POM, into
 ``$EDGESTREAM_JARS/edgestream-flink-<digest>`` (default ``$EDGESTREAM_HOME/jars``; one build
 per test session), and returns the jar's path; :func:`register_functions` declares the
@@ -20,7 +20,7 @@ functions on a table environment (``USING JAR``):
 
 :func:`loopback_jar` is one class compiled with ``javac`` against PyFlink's ``flink-python``
 jar (``cloud/loopback``): Beam's gRPC server factory that binds the loopback address instead
-of every interface; :func:`edgestream.cloud.flink.flink_lib` puts it ahead of flink-python.
+of every interface; :func:`flink_lib` puts it ahead of flink-python.
 
 >>> len(_digest(_sources())) == 16
 True
@@ -42,14 +42,18 @@ from edgestream.core import jars
 from edgestream.core.exceptions import EdgestreamError
 
 __all__ = [
+    "CONNECTORS_POM",
     "FUNCTIONS",
     "SUMMARY_FIELDS",
     "SUMMARY_ROW",
     "JvmBuildError",
+    "connector_jars",
+    "flink_lib",
     "java",
     "java_classpath",
     "javac",
     "loopback_jar",
+    "pyflink_home",
     "register_functions",
     "sql_string",
     "udf_jar",
@@ -112,8 +116,6 @@ def java() -> str:
 
 def java_classpath() -> str:
     """The jar of the functions and the Flink classpath they run on, as a ``-cp`` value."""
-    from edgestream.cloud.flink import flink_lib
-
     return os.pathsep.join([str(udf_jar()), jars.classpath(flink_lib())])
 
 
@@ -205,8 +207,6 @@ def loopback_jar(flink_python: Path, cache: Path | None = None) -> Path:
 def prefetch() -> list[Path]:
     """Resolve the Flink jars and build the functions' jar now (a setup step); returns the
     folders it made ready."""
-    from edgestream.cloud.flink import flink_lib
-
     return [flink_lib(), udf_jar().parent]
 
 
@@ -218,3 +218,50 @@ def register_functions(tenv: Any) -> Path:
         tenv.execute_sql(f"CREATE TEMPORARY SYSTEM FUNCTION IF NOT EXISTS {name} AS '{cls}' "
                          f"LANGUAGE JAVA USING JAR '{jar.as_uri()}'")  # fmt: skip
     return jar
+
+
+CONNECTORS_POM = Path(__file__).with_name("flink-connectors.pom.xml")
+
+
+def connector_jars() -> list[Path]:
+    """The Kafka connector and Avro jars (resolved from :data:`CONNECTORS_POM` if not cached
+    yet): what a remote cluster needs in its ``lib/`` besides a Flink 2.0 distribution's."""
+    return sorted(jars.resolve("flink-connectors", CONNECTORS_POM).glob("*.jar"))
+
+
+def pyflink_home() -> Path:
+    """The installed PyFlink (its ``lib/``, ``opt/`` and ``bin/``)."""
+    import pyflink
+
+    return Path(pyflink.__file__).parent
+
+
+def _flink_python_jar() -> Path:
+    """PyFlink's runtime jar (``opt/flink-python-*.jar``)."""
+    found = sorted((pyflink_home() / "opt").glob("flink-python-*.jar"))
+    if not found:
+        raise FileNotFoundError(f"no flink-python jar in {pyflink_home() / 'opt'}")
+    return found[0]
+
+
+def flink_lib() -> Path:
+    """A Flink ``lib/`` folder: links to the installed PyFlink's ``lib/*.jar``, to
+    :func:`connector_jars` and to :func:`loopback_jar` (Beam's servers of
+    the Python functions on loopback: PyFlink puts ``lib/`` ahead of flink-python), kept in
+    :func:`edgestream.core.jars.cache_dir` under a digest of the list (made once, moved in
+    place whole). Give it to a Flink process as ``FLINK_LIB_DIR`` (the PyFlink gateway, or
+    ``bin/jobmanager.sh`` of PyFlink's ``bin/``)."""
+    beam = loopback_jar(_flink_python_jar())
+    found = sorted([*(pyflink_home() / "lib").glob("*.jar"), *connector_jars(), beam])
+    key = hashlib.sha256("\n".join(map(str, found)).encode()).hexdigest()[:12]
+    target = jars.cache_dir() / f"flink-lib-{key}"
+    if target.is_dir():
+        return target
+    staging = Path(tempfile.mkdtemp(prefix=".flink-lib-", dir=jars.cache_dir()))
+    for jar in found:
+        (staging / jar.name).symlink_to(jar)
+    try:
+        os.replace(staging, target)  # a concurrent maker's folder, if first, is the same
+    except OSError:
+        shutil.rmtree(staging)
+    return target

@@ -37,19 +37,16 @@ from edgestream.core import jars
 from edgestream.core.exceptions import ServiceUnavailable
 
 __all__ = [
-    "KAFKA_POM",
     "BrokerSpec",
     "TlsListeners",
     "broker_ready",
     "consumer_config",
     "ensure_topics",
-    "kafka_home",
     "probe_metadata",
     "producer_config",
     "wait_broker",
 ]
 
-KAFKA_POM = Path(__file__).with_name("kafka-broker.pom.xml")
 #: heap of an embedded broker in MB (``EDGESTREAM_BROKER_HEAP_MB`` overrides)
 HEAP_MB = 256
 
@@ -64,11 +61,6 @@ rootLogger.appenderRef.out.ref = out
 logger.started.name = kafka.server.KafkaRaftServer
 logger.started.level = INFO
 """
-
-
-def kafka_home() -> Path:
-    """The folder of the Kafka broker's jars (resolved from Maven Central on first use)."""
-    return jars.resolve("kafka", KAFKA_POM)
 
 
 @dataclass(frozen=True)
@@ -179,7 +171,7 @@ class BrokerSpec:
 
         One ``sh -c`` line, so the pid recorded is the broker's (``exec``)."""
         props = self.write_config()
-        cp = jars.classpath(kafka_home())
+        cp = jars.classpath(jars.kafka_home())
         heap = int(os.environ.get("EDGESTREAM_BROKER_HEAP_MB", HEAP_MB))
         jvm = [java, f"-Xmx{heap}m", f"-Xms{min(heap, 64)}m", "-XX:+UseSerialGC",
                "-XX:MaxMetaspaceSize=128m", "-XX:ReservedCodeCacheSize=64m", "-Xss512k",

@@ -32,7 +32,7 @@ def cloud_endpoints(
     settings: dict[str, object] = {}
     if topology is not None:
         if bootstrap is None and topology.forwarding.bootstrap is not None:
-            from edgestream.forward.security import resolve_security
+            from edgestream.core.security import resolve_security
 
             bootstrap = topology.forwarding.bootstrap
             settings = resolve_security(topology).client_config()

@@ -33,3 +33,7 @@ class SerdeError(EdgestreamError):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class SecurityConfigError(EdgestreamError):
+    """A cloud connection's TLS/SASL settings are incomplete or inconsistent."""

@@ -28,11 +28,13 @@ from edgestream.core.paths import home_dir
 
 __all__ = [
     "ENV_CACHE",
+    "KAFKA_POM",
     "MavenNotFound",
     "cache_dir",
     "classpath",
     "digest",
     "install",
+    "kafka_home",
     "locked",
     "mvn",
     "resolve",
@@ -126,11 +128,17 @@ def classpath(folder: Path) -> str:
     return str(folder / "*")
 
 
+KAFKA_POM = Path(__file__).with_name("kafka-broker.pom.xml")
+
+
+def kafka_home() -> Path:
+    """The folder of the Kafka broker's jars (resolved from Maven Central on first use)."""
+    return resolve("kafka", KAFKA_POM)
+
+
 def _main() -> None:
     """``python -m edgestream.core.jars``: resolve every POM edgestream ships (setup step)."""
     import importlib
-
-    from edgestream.core.broker import kafka_home
 
     done = [kafka_home()]
     try:  # the cloud's jars, when the cloud side is installed

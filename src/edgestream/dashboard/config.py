@@ -71,7 +71,7 @@ class DashboardConfig:
 
 def dashboard_topics(topology: Topology) -> dict[str, str]:
     """The cloud topics the dashboard reads, by role (the names ``CloudWatch`` takes)."""
-    from edgestream.forward.forwarder import REPORTS_TOPIC
+    from edgestream.wire.topics import REPORTS_TOPIC
 
     fwd, cloud = topology.forwarding.topics, topology.cloud
     return {

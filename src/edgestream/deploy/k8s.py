@@ -13,7 +13,7 @@ running the PyFlink cloud jobs.
 * ``flinkdeployment.yaml``: the cloud jobs (``edgestream cloud run``) through Flink's
   ``PythonDriver``, parallelism ``cloud.parallelism``, ``last-state`` upgrades. The image
   (``--image``, a Flink 2.0.1 image with edgestream installed) must carry the Kafka connector
-  and Avro jars from Maven Central (``edgestream.cloud.flink.connector_jars()``) in
+  and Avro jars from Maven Central (``edgestream.cloud.jvm.connector_jars()``) in
   ``/opt/flink/lib``.
 
 Secrets are never written: every ``${VAR}`` of the topology and the signing key variables
@@ -152,6 +152,8 @@ def _model_files(topology: Topology) -> list[tuple[str, Path]]:
     """(path as written in the topology, file) of each model file and its JSON sidecar."""
     files = []
     for spec in topology.models.values():
+        if spec.path is None:  # kind: online, no file
+            continue
         written = str(spec.path)
         real = topology.resolve_path(spec.path)
         files.append((written, real))

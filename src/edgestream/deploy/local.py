@@ -368,7 +368,7 @@ def apply_local(
     folder: Path | None = None,
 ) -> list[Change]:
     """Apply ``topology`` to its brokers and registry and start its processes (see module)."""
-    from edgestream.forward.security import resolve_security
+    from edgestream.core.security import resolve_security
 
     plan = build_plan(topology)
     changes: list[Change] = []

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from edgestream.core.serde import subject_for
 from edgestream.core.topology import Topology, format_duration
+from edgestream.wire.topics import GATEWAY_TOPICS, REPORTS_TOPIC
 
 __all__ = ["CLOUD", "FlinkJobSpec", "Plan", "ProcessSpec", "SchemaSpec", "TopicSpec", "build_plan"]
 
@@ -38,7 +39,6 @@ CLOUD_RECORDS = {
     "retrain": "RetrainRequest",
     "models": "ModelUpdate",
 }
-REPORTS_TOPIC = "fleet.forwarder"  # the forwarder's default (forwarding.topics.reports)
 
 
 @dataclass(frozen=True)
@@ -95,20 +95,6 @@ class Plan:
 
     def topics_on(self, broker: str) -> tuple[TopicSpec, ...]:
         return tuple(t for t in self.topics if t.broker == broker)
-
-
-#: The gateway's own topics on its edge broker -> partitions: the list of
-#: :func:`edgestream.edge.worker.edge_topics`, kept here so that planning does not import the
-#: gateway's Faust/ONNX stack (tens of seconds on a loaded machine); a test keeps them equal.
-GATEWAY_TOPICS = {
-    "edge.alerts": 1,
-    "edge.summaries": 1,
-    "edge.samples": 1,
-    "edge.control": 1,
-    "edge.status": 1,
-    "edge.models": 1,
-    "edge.rollout": 1,
-}
 
 
 def edge_topics(topology: Topology, gateway_id: str) -> list[TopicSpec]:

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from edgestream.core.topology.edge import AnomalyRule, AnomalySpec, Severity
-from edgestream.forward.records import alert_key, incident_key
+from edgestream.wire.ids import alert_key, incident_key
 
 
 @dataclass

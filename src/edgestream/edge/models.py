@@ -20,8 +20,9 @@ import numpy as np
 
 from edgestream.core.exceptions import EdgestreamError
 from edgestream.core.topology import Topology
-from edgestream.edge.features import FeatureExtractor
+from edgestream.edge.online import KIND, OnlineDetector, online_scorer
 from edgestream.ml.artifact import ModelMeta, sha256_hex, sidecar_path
+from edgestream.ml.features import FeatureExtractor
 from edgestream.ml.scorer import OnnxScorer
 
 
@@ -58,6 +59,8 @@ class RawFeatures:
 
 def features_for(meta: ModelMeta) -> Features:
     """The feature extractor a model was trained with (raw channels when it names none)."""
+    if meta.features.get("kind") == KIND:
+        return OnlineDetector.from_config(meta.features)
     if meta.features:
         return FeatureExtractor.from_config(meta.features)
     return RawFeatures(meta.channels or meta.inputs)
@@ -65,8 +68,14 @@ def features_for(meta: ModelMeta) -> Features:
 
 def load_model(topology: Topology, device_type: str) -> tuple[OnnxScorer, float]:
     """The scorer of ``device_type`` and the threshold in force (the topology's, else the
-    model's calibrated one). Blocking (session creation): call it off the event loop."""
+    model's calibrated one). Blocking (session creation): call it off the event loop.
+    A ``kind: online`` model is the in-stream detector of :mod:`edgestream.edge.online`."""
     spec = topology.models[device_type]
+    if spec.kind == KIND:
+        channels = topology.model_inputs(device_type)
+        settings = spec.online.model_dump()
+        online = online_scorer(channels, settings, str(spec.version), spec.threshold)
+        return online, online.threshold  # type: ignore[return-value]  # OnnxScorer's shape
     path = topology.model_path(device_type)
     if sidecar_path(path).exists():
         scorer = OnnxScorer.load(path, input_name=spec.input_name)

@@ -36,9 +36,9 @@ from edgestream.core.topology.edge import SensorTopic, Window
 from edgestream.edge.incidents import IncidentTracker
 from edgestream.edge.models import Features, features_for
 from edgestream.edge.validate import Readings, Rejected, Validator
-from edgestream.edge.window_types import ReadingBatch, WindowSpec
 from edgestream.edge.windows import WindowEngine
 from edgestream.ml.scorer import OnnxScorer
+from edgestream.wire.window_types import ReadingBatch, WindowSpec
 
 FEATURES, INCIDENTS, ALERTS, POSITIONS = "features", "incidents", "alerts", "positions"
 TOPIC_ID = "topic_id"  # the Kafka topic id the positions belong to
@@ -83,6 +83,7 @@ class Outputs:
     samples: list[dict[str, Any]] = field(default_factory=list)  # SensorReadings for the cloud
     inference_rows: int = 0  # rows scored by the model in this batch (metrics)
     inference_s: float = 0.0  # wall time of the model call
+    scores: np.ndarray | None = None  # one per reading (NaN: no model), for offline replays
 
 
 class TopicPipeline:
@@ -240,6 +241,7 @@ class TopicPipeline:
             anomaly = scores > self.threshold
             version = self.scorer.version
             extras.update((FEATURE_PART + k, v) for k, v in self.features.changed_parts().items())
+        out.scores = scores
         out.alerts = self.incidents.process(
             readings.device_id,
             readings.site,

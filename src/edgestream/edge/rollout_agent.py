@@ -28,17 +28,21 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from itertools import pairwise
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from edgestream.core.exceptions import EdgestreamError
 from edgestream.core.offsets import aio_partitions
+from edgestream.core.registry.client import RegistryLike
 from edgestream.core.serde import AvroDeserializer, AvroSerializer, subject_for
+from edgestream.core.topology import Topology
+from edgestream.edge.pipeline import TopicPipeline
 from edgestream.edge.rollout import (
     Gates,
     ModelRef,
@@ -52,14 +56,10 @@ from edgestream.edge.rollout import (
 from edgestream.ml.artifact import write_artifact
 from edgestream.ml.exceptions import ModelError, ModelRejected
 from edgestream.ml.scorer import OnnxScorer
-
-if TYPE_CHECKING:
-    from edgestream.edge.worker import Gateway
+from edgestream.wire.topics import MODELS_TOPIC, ROLLOUT_TOPIC
 
 log = logging.getLogger("edgestream.edge.rollout")
 
-MODELS_TOPIC = "edge.models"  # the forwarder's mirror of the cloud's fleet.models
-ROLLOUT_TOPIC = "edge.rollout"  # RolloutEvent, forwarded to fleet.rollout
 STATE_FILE = "rollout.json"
 PROGRESS_EVERY_S = 5.0  # shadow-progress events at most this often
 LIVE_WAIT_S = 2.0  # a swap followed by no batch is announced as live after this long
@@ -78,16 +78,48 @@ class ShadowRun:
         self.stats.add(live_scores, self.scorer.score(features), live_threshold, self.threshold)
 
 
+class ModelHost(Protocol):
+    """What the rollout agent needs of the worker that serves the models (the worker's
+    :class:`~edgestream.edge.worker.Gateway` is one): where it runs, its pipelines between
+    batches, and its edge producer."""
+
+    @property
+    def topology(self) -> Topology: ...
+    @property
+    def gateway_id(self) -> str: ...
+    @property
+    def data_dir(self) -> Path: ...
+    @property
+    def bootstrap(self) -> str: ...
+    @property
+    def registry(self) -> RegistryLike: ...
+
+    def pipelines_of(self, device_type: str) -> list[TopicPipeline]:
+        """The pipelines of ``device_type`` running now (no lock taken)."""
+        ...
+
+    def locked_pipelines(self, device_type: str) -> AsyncIterator[TopicPipeline]:
+        """Each pipeline of ``device_type`` in turn, between two batches (its lock held)."""
+        ...
+
+    async def send(self, topic: str, key: bytes, value: bytes) -> None:
+        """Produce one record to an edge topic and wait until it is delivered."""
+        ...
+
+    async def send_alert(self, alert: dict[str, Any]) -> None:
+        """Put an AnomalyAlert on ``edge.alerts`` and wait until it is delivered."""
+        ...
+
+
 class RolloutAgent:
     """Rollout of new models on one gateway (see the module docstring)."""
 
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: ModelHost) -> None:
         self.gateway = gateway
-        config = gateway.config
-        self.topology = config.topology
-        self.gateway_id = config.gateway_id
-        self.state_path = Path(config.data_dir) / STATE_FILE
-        self.models_dir = Path(config.data_dir) / "models"
+        self.topology = gateway.topology
+        self.gateway_id = gateway.gateway_id
+        self.state_path = Path(gateway.data_dir) / STATE_FILE
+        self.models_dir = Path(gateway.data_dir) / "models"
         self.state = RolloutState.load(self.state_path)
         self.gates = Gates.from_topology(self.topology)
         self.canary = self.gateway_id in self.topology.canary_gateways()
@@ -158,7 +190,7 @@ class RolloutAgent:
 
     # -- edge.models -----------------------------------------------------------------------
     async def _follow(self) -> None:
-        bootstrap = self.gateway.config.bootstrap
+        bootstrap = self.gateway.bootstrap
         consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap,
             group_id=None,
@@ -450,18 +482,11 @@ class RolloutAgent:
             seq,
             _now(),
         )
-        gw = self.gateway
-        fut = await gw._out["edge.alerts"].send(key=alert["alert_id"].encode(),
-                                                value=gw._alert_ser(alert))  # fmt: skip
-        await fut
+        await self.gateway.send_alert(alert)
 
     # -- mechanics -------------------------------------------------------------------------
-    def _pipelines(self, device_type: str) -> list[Any]:
-        return [
-            self.gateway.pipelines[t.name]
-            for t in self.gateway.topics
-            if t.device_type == device_type and t.name in self.gateway.pipelines
-        ]
+    def _pipelines(self, device_type: str) -> list[TopicPipeline]:
+        return self.gateway.pipelines_of(device_type)
 
     async def _set_shadow(self, device_type: str, run: ShadowRun | None) -> None:
         if run is None:
@@ -469,10 +494,8 @@ class RolloutAgent:
         else:
             self.shadows[device_type] = run
             self._last_progress[device_type] = time.monotonic()
-        for topic in self.gateway.topics:
-            if topic.device_type == device_type and topic.name in self.gateway.pipelines:
-                async with self.gateway._locks[topic.name]:
-                    self.gateway.pipelines[topic.name].shadow = run
+        async for pipeline in self.gateway.locked_pipelines(device_type):
+            pipeline.shadow = run
 
     async def _swap(
         self, device_type: str, scorer: OnnxScorer, threshold: float, previous: str
@@ -483,12 +506,9 @@ class RolloutAgent:
         done = [t for t, _v in self._done.get(device_type, ())]
         gaps = [b - a for a, b in pairwise(done)]
         started = time.monotonic()
-        for topic in self.gateway.topics:
-            if topic.device_type == device_type and topic.name in self.gateway.pipelines:
-                async with self.gateway._locks[topic.name]:
-                    pipeline = self.gateway.pipelines[topic.name]
-                    pipeline.shadow = None
-                    pipeline.set_model(scorer, threshold)
+        async for pipeline in self.gateway.locked_pipelines(device_type):
+            pipeline.shadow = None
+            pipeline.set_model(scorer, threshold)
         # the old session stays referenced (freeing it takes the event loop thread a while,
         # right when the first batch of the new model should run)
         self._retired[device_type] = self._live.get(device_type)
@@ -554,9 +574,7 @@ class RolloutAgent:
             "batch_gap_ms": timing[1],
             "swap_ms": timing[2],
         }
-        topic = self.gateway.app.topic(ROLLOUT_TOPIC, value_serializer="raw", key_serializer="raw")
-        fut = await topic.send(key=self.gateway_id.encode(), value=self._event_ser(record))
-        await fut
+        await self.gateway.send(ROLLOUT_TOPIC, self.gateway_id.encode(), self._event_ser(record))
         log.info("rollout %s %s %s %s", kind, slot.device_type, version, reason or "")
         return seq
 

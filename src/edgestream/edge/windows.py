@@ -53,9 +53,9 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 import numpy as np
 
 from edgestream.edge.state import Changes, Segment, StringTable, WindowStateError, WindowStore
-from edgestream.edge.watermarks import Watermarks
 from edgestream.edge.window_stats import count_windows, gather, summarise
-from edgestream.edge.window_types import (
+from edgestream.wire.watermarks import Watermarks
+from edgestream.wire.window_types import (
     MAX_WATERMARK,
     MIN_WATERMARK,
     SCOPES,

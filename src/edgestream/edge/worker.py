@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,17 +45,20 @@ from edgestream.core.topology import Topology
 from edgestream.core.topology.edge import SensorTopic
 from edgestream.edge.models import load_model
 from edgestream.edge.pipeline import Outputs, TopicPipeline
-from edgestream.edge.rollout_agent import MODELS_TOPIC, ROLLOUT_TOPIC, RolloutAgent
+from edgestream.edge.rollout_agent import RolloutAgent
 from edgestream.edge.topic_guard import TopicGuard
 from edgestream.edge.validate import bounded_key, dead_letter
+from edgestream.wire.topics import (
+    ALERTS_TOPIC,
+    CONTROL_TOPIC,
+    GATEWAY_TOPICS,
+    SAMPLES_TOPIC,
+    STATUS_TOPIC,
+    SUMMARIES_TOPIC,
+)
 
 log = logging.getLogger("edgestream.edge")
 
-ALERTS_TOPIC = "edge.alerts"
-SUMMARIES_TOPIC = "edge.summaries"
-SAMPLES_TOPIC = "edge.samples"
-CONTROL_TOPIC = "edge.control"  # operator commands, JSON: {"command": "metrics"}
-STATUS_TOPIC = "edge.status"  # the worker's answers: its metrics as JSON
 TOPIC_CHECK_S = 2.0  # how often a reader checks that its topic was not deleted or recreated
 EXIT_PROCESSING_FAILED = 70  # exit status when processing a batch failed (state stays consistent)
 
@@ -84,15 +88,7 @@ def sensor_topic_configs(topology: Topology, gateway_id: str) -> dict[str, dict[
 def edge_topics(topology: Topology, gateway_id: str) -> dict[str, int]:
     """Every topic the gateway reads or writes on its edge broker -> partitions."""
     gateway = topology.gateway(gateway_id)
-    topics: dict[str, int] = {
-        ALERTS_TOPIC: 1,
-        SUMMARIES_TOPIC: 1,
-        SAMPLES_TOPIC: 1,
-        CONTROL_TOPIC: 1,
-        STATUS_TOPIC: 1,
-        MODELS_TOPIC: 1,
-        ROLLOUT_TOPIC: 1,
-    }
+    topics = dict(GATEWAY_TOPICS)
     for dtype in gateway.device_types:
         for topic in topology.topics_for(dtype):
             topics[topic.name] = topic.partitions
@@ -126,7 +122,8 @@ class _Rewind:
 
 
 class Gateway:
-    """The Faust app of one gateway and the pipelines behind its agents."""
+    """The Faust app of one gateway and the pipelines behind its agents (and the
+    :class:`~edgestream.edge.rollout_agent.ModelHost` of its rollout agent)."""
 
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
@@ -589,6 +586,46 @@ class Gateway:
                 "tags": {},
             }
         )
+
+    # -- the rollout agent's view (ModelHost) ---------------------------------------------
+    @property
+    def topology(self) -> Topology:
+        return self.config.topology
+
+    @property
+    def gateway_id(self) -> str:
+        return self.config.gateway_id
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.config.data_dir)
+
+    @property
+    def bootstrap(self) -> str:
+        return self.config.bootstrap
+
+    def pipelines_of(self, device_type: str) -> list[TopicPipeline]:
+        return [
+            self.pipelines[t.name]
+            for t in self.topics
+            if t.device_type == device_type and t.name in self.pipelines
+        ]
+
+    async def locked_pipelines(self, device_type: str) -> AsyncIterator[TopicPipeline]:
+        for topic in self.topics:
+            if topic.device_type == device_type and topic.name in self.pipelines:
+                async with self._locks[topic.name]:
+                    yield self.pipelines[topic.name]
+
+    async def send(self, topic: str, key: bytes, value: bytes) -> None:
+        out = self._out.get(topic)
+        if out is None:
+            out = self.app.topic(topic, value_serializer="raw", key_serializer="raw")
+        fut = await out.send(key=key, value=value)
+        await fut
+
+    async def send_alert(self, alert: dict[str, Any]) -> None:
+        await self.send(ALERTS_TOPIC, alert["alert_id"].encode(), self._alert_ser(alert))
 
     def close(self) -> None:
         for pipeline in self.pipelines.values():

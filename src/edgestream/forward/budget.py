@@ -11,7 +11,7 @@
 4. Still over: the oldest summaries are dropped (reason ``budget``); then, last, the oldest
    alerts. Reports are never dropped. Records in flight are left alone.
 
-A roll-up carries the wire form of a summary (:func:`edgestream.forward.records.wire_summary`:
+A roll-up carries the wire form of a summary (:func:`edgestream.wire.forms.wire_summary`:
 ``mean``/``std`` null; ``p50``/``p95``/``last`` only if the parts had them). Dropped samples
 count one reading each in the report's ``dropped_readings``.
 
@@ -26,8 +26,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from edgestream.forward.outbox import Outbox, now_ms
-from edgestream.forward.records import Entry, complete_summary, wire_summary
+from edgestream.forward.records import Entry
 from edgestream.forward.rollup import merge_summaries, next_size
+from edgestream.wire.forms import complete_summary, wire_summary
 
 __all__ = ["LOW_WATER", "BudgetResult", "enforce_budget", "write_report"]
 

@@ -26,14 +26,11 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
 from edgestream.core.broker import consumer_config, ensure_topics, producer_config
+from edgestream.wire.topics import MODELS_TOPIC as EDGE_MODELS_TOPIC
 
-__all__ = ["EDGE_MODELS_TOPIC", "Downlink"]
+__all__ = ["Downlink"]
 
 log = logging.getLogger("edgestream.forward.downlink")
-
-EDGE_MODELS_TOPIC = (
-    "edge.models"  # = edgestream.edge.rollout_agent.MODELS_TOPIC (a test keeps them equal)
-)
 
 
 class Downlink:

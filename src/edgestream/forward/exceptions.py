@@ -11,7 +11,3 @@ class ForwardError(EdgestreamError):
 
 class OutboxError(ForwardError):
     """The outbox file cannot be opened or is not an edgestream outbox."""
-
-
-class SecurityConfigError(ForwardError):
-    """The cloud connection's TLS/SASL settings are incomplete or inconsistent."""

@@ -10,8 +10,8 @@ One loop, one thread:
    offsets in one transaction), then commit the offsets to the group (for lag monitoring; the
    outbox is the source of truth). Alerts and
    summaries are kept in their wire form (derived values null, see
-   :func:`~edgestream.forward.records.wire_alert` and
-   :func:`~edgestream.forward.records.wire_summary`; ``forwarding.summaries``); scopes/window
+   :func:`~edgestream.wire.forms.wire_alert` and
+   :func:`~edgestream.wire.forms.wire_summary`; ``forwarding.summaries``); scopes/window
    sizes the topology does not forward are skipped.
 2. **Budget**: past ``max_bytes`` drop samples, roll up, then drop
    (:mod:`edgestream.forward.budget`).
@@ -48,33 +48,23 @@ from edgestream.core.broker import consumer_config, ensure_topics
 from edgestream.core.exceptions import SchemaError, SerdeError, ServiceUnavailable
 from edgestream.core.metrics import register_forwarder
 from edgestream.core.offsets import committed_offsets
+from edgestream.core.security import ClientSecurity
 from edgestream.core.topology import Topology
 from edgestream.forward.budget import enforce_budget, write_report
 from edgestream.forward.downlink import Downlink
 from edgestream.forward.link import CloudLink, producer_settings
 from edgestream.forward.meter import SensorMeter
 from edgestream.forward.outbox import Outbox, OutboxConfig, Pending
-from edgestream.forward.records import (
-    EDGE_TOPICS,
-    CloudFraming,
-    EdgeDecoder,
-    Entry,
-    wire_alert,
-    wire_summary,
-)
-from edgestream.forward.security import ClientSecurity
+from edgestream.forward.records import Entry
 from edgestream.forward.topic_guard import SOURCE, EdgeTopicGuard
+from edgestream.wire.codec import CloudFraming, EdgeDecoder
+from edgestream.wire.forms import wire_alert, wire_summary
+from edgestream.wire.topics import EDGE_TOPICS, FLEET, REPORTS_TOPIC
 
-__all__ = ["REPORTS_TOPIC", "Forwarder", "ForwarderConfig", "run_forwarder"]
+__all__ = ["Forwarder", "ForwarderConfig", "run_forwarder"]
 
 log = logging.getLogger("edgestream.forward")
 
-#: Cloud topic of ForwarderReport records (``forwarding.topics.reports`` when the topology
-#: has it).
-REPORTS_TOPIC = "fleet.forwarder"
-ALERTS_TOPIC, SUMMARIES_TOPIC = EDGE_TOPICS["alert"], EDGE_TOPICS["summary"]
-#: Cloud topic of RolloutEvent records (``forwarding.topics.rollout`` when the topology has it).
-ROLLOUT_TOPIC, EDGE_ROLLOUT_TOPIC = "fleet.rollout", EDGE_TOPICS["rollout"]
 _EDGE_KIND = {topic: kind for kind, topic in EDGE_TOPICS.items()}
 
 
@@ -102,7 +92,7 @@ class ForwarderConfig:
             "alert": t.alerts,
             "summary": t.summaries,
             "report": str(getattr(t, "reports", REPORTS_TOPIC)),
-            "rollout": str(getattr(t, "rollout", ROLLOUT_TOPIC)),
+            "rollout": str(getattr(t, "rollout", FLEET["rollout"])),
             "sample": t.samples,
         }
 
@@ -170,7 +160,7 @@ class Forwarder:
     # -- setup -----------------------------------------------------------------------------
     def _edge_consumer(self) -> Consumer:
         cfg = self.config
-        edge_topics = (ALERTS_TOPIC, SUMMARIES_TOPIC, EDGE_ROLLOUT_TOPIC, EDGE_TOPICS["sample"])
+        edge_topics = tuple(EDGE_TOPICS.values())
         ensure_topics(cfg.edge_bootstrap, dict.fromkeys(edge_topics, 1))
         # fetch.wait.max.ms bounds how long an idle fetch waits: records reach the outbox soon
         settings = {"enable.auto.commit": False, "fetch.wait.max.ms": 20, "log_level": 2,

@@ -39,7 +39,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from edgestream.forward.security import redact
+from edgestream.core.security import redact
 
 __all__ = ["CLOUD_PARTITIONS", "CloudLink", "producer_settings"]
 

@@ -53,7 +53,8 @@ from typing import Any, Literal
 
 from edgestream.core.topology import Topology
 from edgestream.forward.exceptions import OutboxError
-from edgestream.forward.records import BodyCodec, Entry
+from edgestream.forward.records import Entry
+from edgestream.wire.codec import BodyCodec
 
 log = logging.getLogger("edgestream.forward")
 

@@ -40,15 +40,13 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer
 from edgestream.core.broker import ensure_topics, producer_config
 from edgestream.core.offsets import partitions_of, report_reset, reset_reason, topic_id
 from edgestream.forward.outbox import Outbox
+from edgestream.wire.topics import STATUS_TOPIC  # where operators follow the gateway's events
 
-__all__ = ["SOURCE", "STATUS_TOPIC", "TOPIC_CHECK_S", "EdgeTopicGuard"]
+__all__ = ["SOURCE", "TOPIC_CHECK_S", "EdgeTopicGuard"]
 
 log = logging.getLogger("edgestream.forward")
 
 SOURCE = "edge"  # the outbox's offsets of the edge reads
-#: Where operators follow the gateway's events (= ``edgestream.edge.worker.STATUS_TOPIC``; a
-#: test keeps them equal).
-STATUS_TOPIC = "edge.status"
 TOPIC_CHECK_S = 2.0  # how often the topics' ids are compared with the stored ones
 _RETRY_S = 1.0  # a topic that could not be checked is checked again after this
 

@@ -31,15 +31,11 @@ from edgestream.core.paths import home_dir, topologies_dir
 from edgestream.core.serde import AvroDeserializer
 from edgestream.core.stack import Stack
 from edgestream.core.topology import Topology, load_topology
-from edgestream.edge.worker import (
-    ALERTS_TOPIC,
-    SUMMARIES_TOPIC,
-    edge_topics,
-    sensor_topic_configs,
-)
+from edgestream.edge.worker import edge_topics, sensor_topic_configs
 from edgestream.loop.procs import Managed
 from edgestream.loop.watch import CloudWatch, gateway_figures, scrape
 from edgestream.sim import SimConfig, SimProgress, SimResult, simulate
+from edgestream.wire.topics import ALERTS_TOPIC, FLEET, SUMMARIES_TOPIC
 
 
 def default_topology() -> Path:
@@ -442,7 +438,7 @@ def _cloud_topics(topology: Topology) -> dict[str, str]:
     return {
         "alerts": fwd.alerts,
         "summaries": fwd.summaries,
-        "rollout": str(getattr(fwd, "rollout", "fleet.rollout")),
+        "rollout": str(getattr(fwd, "rollout", FLEET["rollout"])),
         "retrain": cloud.retrain_topic,
         "models": cloud.models_topic,
         "stats": cloud.stats_topic,

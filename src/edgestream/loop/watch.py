@@ -4,7 +4,7 @@
   forwarder's pages into the console's figures (readings, DLQ, late, live model versions,
   outbox depth, raw sensor bytes, cloud bytes).
 * :class:`CloudWatch` reads the cloud broker: alerts (deduplicated with
-  :class:`~edgestream.forward.dedup.DedupReader`: the forwarder delivers at least once),
+  :class:`~edgestream.wire.dedup.DedupReader`: the forwarder delivers at least once),
   summaries, rollout events, retrain requests, model updates and fleet stats (JSON).
 
 >>> text = '''# TYPE edgestream_readings counter
@@ -136,7 +136,7 @@ class CloudWatch:
 
         from edgestream.core.broker import consumer_config
         from edgestream.core.serde import AvroDeserializer
-        from edgestream.forward.dedup import DedupReader
+        from edgestream.wire.dedup import DedupReader
 
         t = self.topics
         forwarded = [t["alerts"], t["summaries"], t["rollout"]]

@@ -1,10 +1,10 @@
 """Anomaly models: ONNX artifacts with sidecars, scoring, training and evaluation.
 
 The gateway needs :class:`OnnxScorer` and the shipped models; features come from
-:class:`edgestream.edge.features.FeatureExtractor` built from the model's sidecar.
+:class:`edgestream.ml.features.FeatureExtractor` built from the model's sidecar.
 Training (``python -m edgestream.ml.train``) needs the ``train`` extra.
 
->>> from edgestream.edge.features import FeatureExtractor
+>>> from edgestream.ml.features import FeatureExtractor
 >>> scorer = OnnxScorer.load(shipped_model_path("reefer"))
 >>> FeatureExtractor.from_config(scorer.meta.features).feature_names == scorer.inputs
 True

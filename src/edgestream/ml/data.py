@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgestream.edge.features import FeatureExtractor
+from edgestream.ml.features import FeatureExtractor
 from edgestream.sim.config import SimConfig
 from edgestream.sim.devices import DEVICE_TYPES
 from edgestream.sim.signals import SignalGenerator

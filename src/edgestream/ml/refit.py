@@ -44,9 +44,9 @@ from typing import Any
 
 import numpy as np
 
-from edgestream.edge.features import FeatureExtractor
 from edgestream.ml.artifact import ModelMeta, decile_baseline, sha256_hex
 from edgestream.ml.exceptions import ModelError
+from edgestream.ml.features import FeatureExtractor
 from edgestream.ml.trainset import TrainingSet
 
 __all__ = ["Candidate", "RefitError", "RefitParams", "holdout_mask", "rank_correlation", "refit"]

@@ -4,7 +4,7 @@ Pipeline (every step seeded, so a rerun gives the same bytes and sidecar):
 
 1. simulate ``devices`` devices of the type for ``duration_s`` at ``rate_hz`` without
    anomalies (seed ``train_seed``) and, for calibration, another fleet (``calib_seed``);
-2. features with :class:`~edgestream.edge.features.FeatureExtractor` (its ``prior_scale``
+2. features with :class:`~edgestream.ml.features.FeatureExtractor` (its ``prior_scale``
    is the median per-device noise of each channel in the training data);
 3. fit the model: ``ae`` (default) a small ReLU autoencoder (scikit-learn ``MLPRegressor``)
    on ``|features| / q99.9``, scored by its mean squared reconstruction error; or
@@ -37,10 +37,10 @@ from typing import Any
 
 import numpy as np
 
-from edgestream.edge.features import GAUSS_MAD, FeatureExtractor
 from edgestream.ml.artifact import ModelMeta, decile_baseline, sha256_hex, write_artifact
 from edgestream.ml.data import SimReadings, extract, simulate_readings
 from edgestream.ml.evaluate import IncidentRule, evaluate_readings
+from edgestream.ml.features import GAUSS_MAD, FeatureExtractor
 from edgestream.ml.scorer import OnnxScorer
 from edgestream.sim.config import SimConfig
 from edgestream.sim.devices import DEVICE_TYPES

@@ -25,6 +25,7 @@ from typing import Any
 from edgestream.core.endpoints import CloudEndpoints
 from edgestream.core.topology import Topology
 from edgestream.query.decode import ALERT_COLUMNS, SUMMARY_COLUMNS, AvroRows
+from edgestream.wire.topics import FLEET
 
 __all__ = ["DATABASE", "TABLES", "Catalog", "referenced_tables"]
 
@@ -129,9 +130,9 @@ class Catalog:
         """Table kind -> topic."""
         if self.topology is None:
             return {
-                "stats": "fleet.stats",
-                "summaries": "fleet.summaries",
-                "alerts": "fleet.alerts",
+                "stats": FLEET["stats"],
+                "summaries": FLEET["summaries"],
+                "alerts": FLEET["alerts"],
             }
         fwd = self.topology.forwarding.topics
         return {

@@ -1,7 +1,7 @@
 """Python decoding of the Avro cloud topics for Flink SQL (no ``flink-avro`` jar exists for
 this Flink): the raw value bytes of ``fleet.alerts`` / ``fleet.summaries`` become flat rows
 (epoch-ms ``BIGINT`` times, channel statistics as ``MAP<STRING, DOUBLE>`` columns), forwarder
-replays dropped (:class:`~edgestream.forward.dedup.Deduplicator`), in Flink's ``thread``
+replays dropped (:class:`~edgestream.wire.dedup.Deduplicator`), in Flink's ``thread``
 Python mode.
 
 >>> decoded = summary_row({"summary_id": "s", "gateway_id": "g", "scope": "device",
@@ -71,7 +71,7 @@ ALERT_COLUMNS: tuple[tuple[str, str], ...] = (
 def summary_row(s: dict[str, Any]) -> tuple[Any, ...]:
     """A decoded WindowSummary as a row of :data:`SUMMARY_COLUMNS` (the cloud wire form is
     completed first: derived mean/std/summary_id, exact decimals as doubles)."""
-    from edgestream.forward.records import complete_summary
+    from edgestream.wire.forms import complete_summary
 
     s = complete_summary(s)
     channels = s["channels"].items()
@@ -107,7 +107,7 @@ def summary_row(s: dict[str, Any]) -> tuple[Any, ...]:
 def alert_row(a: dict[str, Any]) -> tuple[Any, ...]:
     """A decoded AnomalyAlert as a row of :data:`ALERT_COLUMNS` (the cloud wire form is
     completed first: derived ids and timestamps, exact decimals as doubles)."""
-    from edgestream.forward.records import complete_alert
+    from edgestream.wire.forms import complete_alert
 
     a = complete_alert(a)
     return (
@@ -152,7 +152,7 @@ class AvroRows:
 
     def _open(self) -> None:
         from edgestream.core.serde import AvroDeserializer
-        from edgestream.forward.dedup import Deduplicator
+        from edgestream.wire.dedup import Deduplicator
 
         self._decode = AvroDeserializer(self.registry)
         self._dedup = Deduplicator()

@@ -29,7 +29,7 @@ def read_records(endpoints: CloudEndpoints, topic: str, timeout: float = 120.0) 
 
     from edgestream.core.offsets import partitions_of
     from edgestream.core.serde import AvroDeserializer
-    from edgestream.forward.dedup import Deduplicator
+    from edgestream.wire.dedup import Deduplicator
 
     conf: dict[str, Any] = {
         "bootstrap.servers": endpoints.bootstrap,

@@ -195,14 +195,14 @@ def _models(t: Topology, r: Report, check_files: bool) -> None:
                 (*loc, "inputs"),
                 f"the features of {device_type!r} in the same order: [{', '.join(features)}]",
             )
-        if check_files:
+        if check_files and model.kind == "onnx":
             _model_file(t, device_type, r)
 
 
 def _model_file(t: Topology, device_type: str, r: Report) -> None:
     model = t.models[device_type]
     loc: Loc = ("models", device_type, "path")
-    path = t.resolve_path(model.path)
+    path = t.model_path(device_type)
     if not path.is_file():
         r.add(loc, f"an existing ONNX file (looked for {path}; paths are relative to the topology)")
         return

@@ -7,7 +7,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BeforeValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
 from edgestream.core.topology.fields import (
     Bool,
@@ -32,6 +32,7 @@ __all__ = [
     "InputLimits",
     "ModelSpec",
     "MuteWhen",
+    "OnlineDetector",
     "SensorTopic",
     "Sensors",
     "Severity",
@@ -204,8 +205,27 @@ class Batch(Frozen):
     max_wait: Duration = 20
 
 
+class OnlineDetector(Frozen):
+    """Settings of the in-stream detector (``kind: online``): learns per device as it runs.
+
+    See :mod:`edgestream.edge.online` for what each setting does. ``calibration``: readings
+    a new device only learns from (scores 0) before it is scored.
+    """
+
+    calibration: Annotated[int, Field(ge=10)] = 750
+    levels: Annotated[int, Field(ge=2, le=64)] = 6
+    order: Annotated[int, Field(ge=1, le=4)] = 2
+    tod: Annotated[int, Field(ge=0, le=288)] = 24
+    recent: Annotated[int, Field(ge=0)] = 100
+    tolerance: Annotated[float, Field(ge=0.0)] = 0.05
+    average: Annotated[int, Field(ge=2, le=100)] = 20
+    horizon: Annotated[int, Field(ge=10)] = 8640
+    rest: Annotated[int, Field(ge=0)] = 25
+
+
 class ModelSpec(Frozen):
-    """The ONNX model that scores one device type.
+    """The model that scores one device type: an ONNX file (``kind: onnx``, the default) or
+    the gateway's in-stream detector (``kind: online``, settings in ``online``; no file).
 
     ``path`` is relative to the topology file. ``inputs`` are the channels the model reads,
     in order; they must equal the device type's ``features`` (omitted: the features). The
@@ -219,7 +239,9 @@ class ModelSpec(Frozen):
     """
 
     name: Name
-    path: Path
+    kind: Literal["onnx", "online"] = "onnx"
+    path: Path | None = None
+    online: OnlineDetector = OnlineDetector()
     version: EnvStr = "1"
     inputs: tuple[Name, ...] | None = None
     input_name: str = "input"
@@ -227,6 +249,12 @@ class ModelSpec(Frozen):
     threshold: Number | None = None
     batch: Batch = Batch()
     intra_op_threads: PositiveInt = 1
+
+    @model_validator(mode="after")
+    def _file_for_onnx(self) -> ModelSpec:
+        if self.kind == "onnx" and self.path is None:
+            raise ValueError("a path to the ONNX file (or kind: online, which needs none)")
+        return self
 
 
 class Window(Frozen):

@@ -123,7 +123,7 @@ class Summaries(Frozen):
 
     ``count``/``sum``/``min``/``max``/``m2`` of every channel always travel (they merge
     exactly); ``mean`` and ``std`` never do: they are derived (``sum / count``,
-    ``sqrt(m2 / count)``; :func:`edgestream.forward.records.complete_summary`), as is an
+    ``sqrt(m2 / count)``; :func:`edgestream.wire.forms.complete_summary`), as is an
     original window's ``summary_id``. ``quantiles``: send ``p50``/``p95``; ``last``: send the
     value of the latest reading. ``scopes``/``windows``: which summaries are forwarded
     (default: every scope and window size the gateway computes). ``linger``: how long the

@@ -143,8 +143,11 @@ class Topology(Frozen):
         return model.inputs if model.inputs is not None else self.features_for(device_type)
 
     def model_path(self, device_type: str) -> Path:
-        """Absolute path of ``device_type``'s ONNX file."""
-        return self.resolve_path(self.models[device_type].path)
+        """Absolute path of ``device_type``'s ONNX file (ValueError for an online model)."""
+        path = self.models[device_type].path
+        if path is None:
+            raise ValueError(f"the model of {device_type!r} is kind: online: it has no file")
+        return self.resolve_path(path)
 
     def canary_gateways(self) -> tuple[str, ...]:
         """Gateways in the first rollout stage: the marked ones, else a fraction in order."""

@@ -16,7 +16,7 @@ import org.apache.flink.types.Row;
  * Avro (the writer schema from the registry, parsed by Avro; {@link AvroInput} reads the
  * fields the fleet statistics need and lets Avro skip the others), as one row of them. Each
  * channel's sum, min and max come as doubles (an exact Decimal or NearDecimal form is
- * expanded bit for bit, as {@code edgestream.forward.records.expand_double} does).
+ * expanded bit for bit, as {@code edgestream.wire.forms.expand_double} does).
  *
  * <p>A value that is not a WindowSummary does not fail the job: {@code error} is
  * {@code "<reason>: <detail>"} (reasons as {@code edgestream.core.serde.SerdeError} names them,
@@ -231,7 +231,7 @@ public class DecodeSummary extends ScalarFunction {
   }
 
   /** The double nearest to {@code unscaled / 10^scale}, moved by {@code ulps} steps of its
-   * bit pattern (as {@code edgestream.forward.records.expand_double}). */
+   * bit pattern (as {@code edgestream.wire.forms.expand_double}). */
   static double expand(long unscaled, int scale, int ulps) {
     double decimal;
     if (Math.abs(unscaled) <= (1L << 53) && scale >= 0 && scale < POW10.length) {

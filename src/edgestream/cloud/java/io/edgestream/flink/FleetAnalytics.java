@@ -310,7 +310,7 @@ public final class FleetAnalytics {
   }
 
   /** An alert's id: its alert_id, else {@code incident_id|n} (see
-   * {@code edgestream.forward.records.alert_id}); null when it cannot be derived. */
+   * {@code edgestream.wire.ids.alert_id}); null when it cannot be derived. */
   private static String alertId(Object[] a, String status) {
     if (a[0] != null) {
       return (String) a[0];
@@ -492,7 +492,7 @@ public final class FleetAnalytics {
   }
 
   /** Replays dropped by (gateway_id, gateway_seq), else by record id (as
-   * {@code edgestream.forward.dedup.Deduplicator}: a window of 4M seqs per gateway, the 64-bit
+   * {@code edgestream.wire.dedup.Deduplicator}: a window of 4M seqs per gateway, the 64-bit
    * hashes of the last 100,000 ids; the configuration's {@code dedup_window} and
    * {@code dedup_id_memory} change them). */
   static final class Dedup {

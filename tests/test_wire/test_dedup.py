@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 from edgestream.core.broker import ensure_topics
 from edgestream.core.serde import AvroSerializer, subject_for
 from edgestream.core.stack import StackStatus
-from edgestream.forward import dedup
-from edgestream.forward.dedup import Deduplicator, DedupReader, record_id
+from edgestream.wire import dedup
+from edgestream.wire.dedup import Deduplicator, DedupReader
+from edgestream.wire.ids import record_id
 from tests.conftest import run_doctests
 from tests.test_forward.factories import alert
 

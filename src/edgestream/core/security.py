@@ -34,9 +34,9 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
+from edgestream.core.exceptions import SecurityConfigError
 from edgestream.core.topology import Topology
 from edgestream.core.topology.forwarding import Security
-from edgestream.forward.exceptions import SecurityConfigError
 
 __all__ = ["ENV", "ClientSecurity", "redact", "resolve_security"]
 

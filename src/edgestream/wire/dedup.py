@@ -37,51 +37,15 @@ from typing import Any
 
 from edgestream.core.exceptions import SerdeError
 from edgestream.core.offsets import committed_offsets
-from edgestream.forward.records import (
-    ID_FIELD,
-    alert_id,
-    complete_record,
-    is_alert,
-    is_summary,
-    sample_id,
-    summary_id,
-)
+from edgestream.wire.forms import complete_record
+from edgestream.wire.ids import record_id
 
-__all__ = ["DedupReader", "Deduplicator", "Delivered", "record_id"]
+__all__ = ["DedupReader", "Deduplicator", "Delivered"]
 
 log = logging.getLogger("edgestream.dedup")
 
 DEFAULT_WINDOW = 1 << 22
 DEFAULT_ID_MEMORY = 100_000
-_ID_FIELDS = tuple(ID_FIELD.values())
-
-
-def record_id(record: dict[str, Any]) -> str | None:
-    """The deterministic id of a forwarded record (alert_id, summary_id, report_id, ...; an
-    alert or a summary without one: derived; a sampled reading: ``device_id|seq``).
-
-    >>> record_id({"summary_id": "gw|device|p1|0|10000"})
-    'gw|device|p1|0|10000'
-    >>> record_id({"alert_id": None, "incident_id": None, "status": "open", "gateway_id": "gw",
-    ...            "device_id": "p1", "rule": "r", "ts": 5, "first_ts": None})
-    'gw|p1|r|5|0'
-    >>> record_id({"device_id": "p1", "seq": 500, "channels": {}})
-    'p1|500'
-    """
-    for name in _ID_FIELDS:
-        value = record.get(name)
-        if value is not None:
-            return str(value)
-    if is_summary(record):
-        return summary_id(record)
-    if is_alert(record):
-        try:
-            return alert_id(record)
-        except (KeyError, ValueError):  # not derivable: the gateway_seq alone decides
-            return None
-    if record.get("device_id") is not None and record.get("seq") is not None:
-        return sample_id(record)
-    return None
 
 
 class _SeqWindow:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from edgestream.edge.window_types import MIN_WATERMARK, WindowSpec
+from edgestream.wire.window_types import MIN_WATERMARK, WindowSpec
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Cloud connection settings: topology/env -> librdkafka, validation, secrets never shown.
 
 Here the settings as a mapping; the handshakes against a real Kafka listener (SSL, and
-SASL_SSL with SCRAM-SHA-512) are in ``test_tls.py``.
+SASL_SSL with SCRAM-SHA-512) are in ``tests/test_forward/test_tls.py``.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import pytest
 import yaml
 from pydantic import SecretStr
 
+from edgestream.core import security
+from edgestream.core.exceptions import SecurityConfigError
+from edgestream.core.security import ClientSecurity, redact, resolve_security
 from edgestream.core.topology import load_topology
-from edgestream.forward import security
-from edgestream.forward.exceptions import SecurityConfigError
-from edgestream.forward.security import ClientSecurity, redact, resolve_security
 from tests.conftest import run_doctests
 from tests.test_edge.gatewayrun import write_topology
 

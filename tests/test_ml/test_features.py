@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import edgestream.edge.features as features_module
-from edgestream.edge.features import GAUSS_MAD, QUANTUM, RATE_PRIOR, FeatureError, FeatureExtractor
+import edgestream.ml.features as features_module
+from edgestream.ml.features import GAUSS_MAD, QUANTUM, RATE_PRIOR, FeatureError, FeatureExtractor
 from tests.conftest import run_doctests
 
 CHANNELS = ["x", "y", "z"]

@@ -1,0 +1,1 @@
+"""The forwarder: edge outbox -> cloud Kafka, exactly once by record id."""
