@@ -190,7 +190,16 @@ def run_swap_bench(params: SwapBenchParams, phases: Phases) -> dict[str, Any]:
 
         blob = shipped_model_path("pump").read_bytes()
         rounds = []
-        time.sleep(params.settle_s)
+        # the shipped model serves a whole window first: wait until one 10 s window closed
+        # (a fixed settle was shorter than a window, so under load no window was all shipped)
+        windows = _Events(edge, registry, procs, topic=SUMMARIES_TOPIC)
+        try:
+            windows.wait(
+                lambda s: s["scope"] == "device" and s["window_end"] - s["window_start"] == 10_000,
+                params.timeout,
+            )
+        finally:
+            windows.close()
         for i in range(params.swaps):
             version = f"pump-ae-bench{i + 2}"
             candidate = sign_update(model_update(version, "candidate", blob), key)
@@ -314,12 +323,16 @@ def _count(edge: str, registry: str) -> dict[str, Any]:
 
 
 class _Events:
-    """RolloutEvents of the gateway (``edge.rollout``), read incrementally."""
+    """Records of one gateway topic (its RolloutEvents on ``edge.rollout`` by default), read
+    incrementally while checking that the run's processes stay alive."""
 
-    def __init__(self, edge: str, registry: str, procs: list[Child]) -> None:
+    def __init__(
+        self, edge: str, registry: str, procs: list[Child], topic: str = ROLLOUT_TOPIC
+    ) -> None:
         from edgestream.bench.common import TopicReader
 
-        self.reader = TopicReader(edge, ROLLOUT_TOPIC)
+        self.topic = topic
+        self.reader = TopicReader(edge, topic)
         self.decode = AvroDeserializer(registry)
         self.seen: list[dict[str, Any]] = []
         self.procs = procs
@@ -337,8 +350,8 @@ class _Events:
                 if not p.alive():
                     raise RuntimeError(f"{p.log.name} exited:\n{p.tail()}")
         raise TimeoutError(
-            f"no matching rollout event within {timeout:g} s; seen: "
-            f"{[(e['event'], e['version'], e['reason']) for e in self.seen]}"
+            f"no matching record on {self.topic} within {timeout:g} s; seen: "
+            f"{[(e.get('event'), e.get('version'), e.get('reason')) for e in self.seen][-20:]}"
         )
 
     def close(self) -> None:

@@ -78,14 +78,18 @@ class Sender:
         self.replaced = 0
         self._returned: list[tuple[str, bytes | None, bytes | None, int]] = []
         self._seen = 0  # deliveries counted at the last check
+        # records produced whose delivery report has not come yet (``len(producer)`` also
+        # counts librdkafka's queued events, such as a failed connect, so it is not this)
+        self._waiting = 0
         self._progress = time.monotonic()
 
     @property
     def pending(self) -> int:
-        """Records produced and not yet delivered."""
-        return len(self.producer)
+        """Records produced whose delivery report has not come yet."""
+        return self._waiting
 
     def _report(self, err: Any, msg: Any) -> None:
+        self._waiting -= 1
         if err is None:
             self.delivered += 1
         elif err.code() in _SEND_AGAIN:
@@ -101,6 +105,7 @@ class Sender:
         while True:
             try:
                 self.producer.produce(topic, value, key, timestamp=timestamp)
+                self._waiting += 1
                 return
             except BufferError:
                 self.poll(0.05)
@@ -122,7 +127,7 @@ class Sender:
         if self._returned:
             self._send_again()
         now = time.monotonic()
-        if self.delivered != self._seen or not len(self.producer):
+        if self.delivered != self._seen or not self._waiting:
             self._seen, self._progress = self.delivered, now
         elif now - self._progress >= self.stall_s and broker.broker_ready(self.bootstrap):
             self._replace()
@@ -131,13 +136,13 @@ class Sender:
         """Wait until every record is delivered or nothing was for ``timeout`` s; returns how
         many were not delivered."""
         last, since = self.delivered, time.monotonic()
-        while len(self.producer) and not self.errors:
+        while self._waiting and not self.errors:
             self.poll(0.2)
             if self.delivered != last:
                 last, since = self.delivered, time.monotonic()
             elif time.monotonic() - since >= timeout:
                 break
-        return len(self.producer)
+        return self._waiting
 
     def _replace(self) -> None:
         # a topic still missing after stall_s s is not coming back by itself: create it
@@ -145,12 +150,15 @@ class Sender:
         if created:
             log.warning("created the missing topic(s) %s on %s", ", ".join(created), self.bootstrap)
         old = self.producer
-        waiting = len(old)
+        waiting = self._waiting
         self.producer = self._producer_class(self.config)
         old.purge(in_queue=True, in_flight=True, blocking=False)
         deadline = time.monotonic() + 5.0
         while len(old) and time.monotonic() < deadline:
             old.poll(0.1)  # the purged records come back through _report
+        if len(old):  # not handed back in time: the old producer is dropped with them
+            log.warning("%d record(s) of the replaced producer did not come back", len(old))
+            self._waiting = max(0, self._waiting - len(old))
         self.replaced += 1
         log.warning(
             "no delivery from %s for %.0f s with %d record(s) waiting: sending them again on "
