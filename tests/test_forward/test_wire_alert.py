@@ -16,8 +16,8 @@ from edgestream.core.paths import schemas_dir
 from edgestream.core.serde import fastavro_schema
 from edgestream.core.topology.edge import AnomalyRule, AnomalySpec, Suppression
 from edgestream.edge.incidents import IncidentTracker
-from edgestream.edge.rollout import rejection_alert
 from edgestream.forward.records import Entry
+from edgestream.rollout.slots import rejection_alert
 from edgestream.wire.codec import BodyCodec
 from edgestream.wire.dedup import Deduplicator
 from edgestream.wire.forms import (

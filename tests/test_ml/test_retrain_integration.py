@@ -23,7 +23,7 @@ from edgestream.ml.features import FeatureExtractor
 from edgestream.ml.package import sidecar_from_onnx
 from edgestream.ml.scorer import OnnxScorer
 from edgestream.ml.signing import load_public_key, verify_update
-from edgestream.ml.versions import ModelHistory
+from edgestream.rollout.history import ModelHistory
 from tests.test_ml.retrainkit import (
     produce,
     reading_id,
@@ -87,7 +87,7 @@ def _history(setup: dict[str, Any]) -> ModelHistory:
 
 def test_training_set_is_exactly_the_pointer(setup: dict[str, Any]) -> None:
     from edgestream.core.serde import AvroDeserializer
-    from edgestream.ml.trainset import OffsetRange, build_training_set, fetch_ranges
+    from edgestream.retrain.trainset import OffsetRange, build_training_set, fetch_ranges
 
     assert setup["duplicates"] > 0 and setup["other_types"] > 0 and setup["outside"] > 0
     raw = fetch_ranges(setup["bootstrap"], [OffsetRange.from_record(r) for r in setup["pointer"]])
@@ -105,7 +105,7 @@ def test_training_set_is_exactly_the_pointer(setup: dict[str, Any]) -> None:
 
 
 def test_pointer_past_the_data_is_an_error(setup: dict[str, Any]) -> None:
-    from edgestream.ml.trainset import OffsetRange, TrainingSetError, fetch_ranges
+    from edgestream.retrain.trainset import OffsetRange, TrainingSetError, fetch_ranges
 
     last = max(setup["pointer"], key=lambda r: r["end_offset"])
     beyond = OffsetRange(SAMPLES, last["partition"], 0, last["end_offset"] + 10_000)
@@ -199,8 +199,8 @@ def served(
     """``retrain serve`` once for the module, after ``retrain run`` published v2: a request
     sent twice gives one candidate (v3), and the canary's ``promoted`` event (sent twice)
     one promote. The models CLI test lists what it did, whatever order the tests run in."""
-    from edgestream.ml.retrainer import Retrainer
     from edgestream.ml.signing import load_private_key
+    from edgestream.retrain.service import Retrainer
 
     topology = setup["topology"]
     endpoints = CloudEndpoints(setup["bootstrap"], setup["registry"])
@@ -254,8 +254,8 @@ def served(
 def test_serve_dedups_requests_and_promotes_after_the_canary(
     setup: dict[str, Any], served: dict[str, Any]
 ) -> None:
-    from edgestream.ml.retrainer import Retrainer
     from edgestream.ml.signing import load_private_key
+    from edgestream.retrain.service import Retrainer
 
     topology = setup["topology"]
     before, version = served["before"], served["version"]
@@ -404,8 +404,8 @@ def test_serve_declines_a_request_with_too_few_samples(
 ) -> None:
     """A pointer at 30 samples: one WARNING line naming the shortfall, counted as declined
     (not an error), committed, and the service goes on."""
-    from edgestream.ml.retrainer import Retrainer
     from edgestream.ml.signing import load_private_key
+    from edgestream.retrain.service import Retrainer
 
     topology = setup["topology"]
     first = setup["pointer"][0]

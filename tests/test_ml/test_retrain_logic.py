@@ -16,10 +16,10 @@ from edgestream.core.topology import load_topology
 from edgestream.loop.up import default_topology
 from edgestream.ml.artifact import load_artifact, shipped_model_path
 from edgestream.ml.exceptions import ArtifactError
-from edgestream.ml.refit import RefitParams, evaluate_holdout, holdout_mask, rank_correlation
-from edgestream.ml.rollout_control import RolloutController, canaries_by_model, decide
-from edgestream.ml.trainset import OffsetRange, TrainingSet, build_training_set
-from edgestream.ml.versions import ModelHistory, action_update
+from edgestream.retrain.refit import RefitParams, evaluate_holdout, holdout_mask, rank_correlation
+from edgestream.retrain.trainset import OffsetRange, TrainingSet, build_training_set
+from edgestream.rollout.control import RolloutController, canaries_by_model, decide
+from edgestream.rollout.history import ModelHistory, action_update
 from tests.conftest import run_doctests
 from tests.test_ml.retrainkit import sampled_readings
 
@@ -27,9 +27,9 @@ from tests.test_ml.retrainkit import sampled_readings
 @pytest.mark.parametrize(
     "name",
     [
-        "edgestream.ml.versions",
-        "edgestream.ml.rollout_control",
-        "edgestream.ml.refit",
+        "edgestream.rollout.history",
+        "edgestream.rollout.control",
+        "edgestream.retrain.refit",
         "edgestream.ml.drift",
     ],
 )
@@ -113,9 +113,9 @@ def test_refit_candidate_passes_and_a_worse_one_shows_in_the_metrics(
 ) -> None:
     from edgestream.ml.features import FeatureExtractor
     from edgestream.ml.package import sidecar_from_onnx
-    from edgestream.ml.refit import refit
     from edgestream.ml.scorer import OnnxScorer
     from edgestream.ml.train import export_autoencoder
+    from edgestream.retrain.refit import refit
 
     blob, meta = load_artifact(shipped_model_path("reefer"))
     params = RefitParams("reefer-ae-v2")
@@ -157,7 +157,7 @@ def _meta_dict(meta: object) -> dict:
 def test_refit_refuses_too_little_data(reefer_set: TrainingSet) -> None:
     from dataclasses import replace
 
-    from edgestream.ml.refit import RefitError, refit
+    from edgestream.retrain.refit import RefitError, refit
 
     blob, meta = load_artifact(shipped_model_path("reefer"))
     tiny = replace(
@@ -256,8 +256,8 @@ def test_large_artifacts_go_to_the_store_and_load_back(tmp_path: Path) -> None:
 
     from edgestream.ml.exceptions import ModelRejected
     from edgestream.ml.package import attach_artifact, embed_sidecar
-    from edgestream.ml.retrainer import current_model
     from edgestream.ml.signing import sign_update, verify_update
+    from edgestream.retrain.service import current_model
 
     key = Ed25519PrivateKey.generate()
     blob, meta = embed_sidecar(*load_artifact(shipped_model_path("pump")))

@@ -19,7 +19,7 @@ from edgestream.core.procs import Child
 from edgestream.core.serde import AvroDeserializer
 from edgestream.core.stack import Stack
 from edgestream.ml.signing import sign_update
-from edgestream.ml.versions import action_update
+from edgestream.rollout.history import action_update
 from edgestream.sim import simulate
 from edgestream.wire.topics import EDGE_TOPICS
 from tests.test_edge import gatewayrun as gr

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edgestream.core.serde import AvroDeserializer
 from edgestream.ml.signing import sign_update
-from edgestream.ml.versions import action_update
+from edgestream.rollout.history import action_update
 from tests.test_edge import gatewayrun as gr
 from tests.test_rollout import kit
 from tests.test_rollout import rollrun as rr

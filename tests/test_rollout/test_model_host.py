@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 
-from edgestream.edge.rollout_agent import ModelHost, RolloutAgent
+from edgestream.rollout.agent import ModelHost, RolloutAgent
 
 
 def test_the_gateway_offers_everything_a_model_host_has() -> None:

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from edgestream.core.topology import load_topology
-from edgestream.edge.rollout import (
+from edgestream.loop.up import default_topology
+from edgestream.rollout.slots import (
     Gates,
     ModelRef,
     RolloutState,
@@ -17,7 +18,6 @@ from edgestream.edge.rollout import (
     judge,
     spearman,
 )
-from edgestream.loop.up import default_topology
 
 GATES = Gates(min_readings=1000, max_anomaly_rate_delta=0.02, min_rank_correlation=0.8,
               max_duration_ms=60_000)  # fmt: skip

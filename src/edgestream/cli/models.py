@@ -71,7 +71,7 @@ def list_cmd(
     as_json: bool = _JSON,
 ) -> None:
     """Versions on fleet.models, their state, and each gateway's rollout state."""
-    from edgestream.ml.operations import model_table
+    from edgestream.rollout.operations import model_table
 
     topo, endpoints = _context(topology, cloud_bootstrap, registry)
     table = model_table(topo, endpoints)
@@ -123,8 +123,8 @@ def publish_cmd(
     as_json: bool = _JSON,
 ) -> None:
     """Sign an ONNX model + sidecar and publish it as a candidate (canaries shadow it)."""
-    from edgestream.ml.operations import publish_file
     from edgestream.ml.signing import load_private_key
+    from edgestream.rollout.operations import publish_file
 
     topo, endpoints = _context(topology, cloud_bootstrap, registry)
     key = load_private_key(topo.retraining.signing)
@@ -167,7 +167,7 @@ def _operator_action(
     registry: str | None,
     as_json: bool,
 ) -> None:
-    from edgestream.ml.operations import operator_action
+    from edgestream.rollout.operations import operator_action
 
     topo, endpoints = _context(topology, cloud_bootstrap, registry)
     _report(operator_action(topo, endpoints, model_name, version, action), as_json)

@@ -63,8 +63,8 @@ def run(
     """Serve one RetrainRequest now (no dedup: the operator asked for it)."""
     _need_training_packages()
     from edgestream.core.endpoints import cloud_endpoints
-    from edgestream.ml.retrainer import parse_request, publish_updates, retrain
     from edgestream.ml.signing import load_private_key
+    from edgestream.retrain.service import parse_request, publish_updates, retrain
 
     topo = _topology(topology)
     parsed = parse_request(request)
@@ -115,7 +115,7 @@ def serve_cmd(
     """Consume fleet.retrain and fleet.rollout until SIGTERM / Ctrl-C."""
     _need_training_packages()
     from edgestream.core.endpoints import cloud_endpoints
-    from edgestream.ml.retrainer import serve
+    from edgestream.retrain.service import serve
 
     logging.basicConfig(
         level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"

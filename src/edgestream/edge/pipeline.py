@@ -118,7 +118,7 @@ class TopicPipeline:
         last = self.engines[-1]
         self.features: Features | None = None
         self.threshold = threshold if threshold is not None else scorer and scorer.threshold
-        self.shadow: Any = None  # a candidate scored beside the model (edge.rollout_agent)
+        self.shadow: Any = None  # a candidate scored beside the model (edgestream.rollout.agent)
         if scorer is not None:
             self.features = features_for(scorer.meta)
             parts = {

@@ -45,9 +45,10 @@ from edgestream.core.topology import Topology
 from edgestream.core.topology.edge import SensorTopic
 from edgestream.edge.models import load_model
 from edgestream.edge.pipeline import Outputs, TopicPipeline
-from edgestream.edge.rollout_agent import RolloutAgent
 from edgestream.edge.topic_guard import TopicGuard
 from edgestream.edge.validate import bounded_key, dead_letter
+from edgestream.ml.scorer import OnnxScorer
+from edgestream.rollout.agent import RolloutAgent
 from edgestream.wire.topics import (
     ALERTS_TOPIC,
     CONTROL_TOPIC,
@@ -123,7 +124,7 @@ class _Rewind:
 
 class Gateway:
     """The Faust app of one gateway and the pipelines behind its agents (and the
-    :class:`~edgestream.edge.rollout_agent.ModelHost` of its rollout agent)."""
+    :class:`~edgestream.rollout.agent.ModelHost` of its rollout agent)."""
 
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
@@ -626,6 +627,9 @@ class Gateway:
 
     async def send_alert(self, alert: dict[str, Any]) -> None:
         await self.send(ALERTS_TOPIC, alert["alert_id"].encode(), self._alert_ser(alert))
+
+    def load_topology_model(self, device_type: str) -> tuple[OnnxScorer, float]:
+        return load_model(self.topology, device_type)
 
     def close(self) -> None:
         for pipeline in self.pipelines.values():

@@ -15,7 +15,7 @@ from typing import Any
 from edgestream.core.endpoints import CloudEndpoints
 from edgestream.core.topology import Topology
 from edgestream.ml.exceptions import ModelError
-from edgestream.ml.versions import (
+from edgestream.rollout.history import (
     ModelHistory,
     action_update,
     candidate_update,

@@ -1,6 +1,6 @@
 """Retrain a model on a rebuilt training set and evaluate it against the current model.
 
-Pure (no Kafka): :func:`refit` takes a :class:`~edgestream.ml.trainset.TrainingSet` and the
+Pure (no Kafka): :func:`refit` takes a :class:`~edgestream.retrain.trainset.TrainingSet` and the
 current model's bytes + sidecar and returns the candidate's ONNX bytes (sidecar embedded,
 :mod:`edgestream.ml.package`), its sidecar and the evaluation metrics.
 
@@ -47,7 +47,7 @@ import numpy as np
 from edgestream.ml.artifact import ModelMeta, decile_baseline, sha256_hex
 from edgestream.ml.exceptions import ModelError
 from edgestream.ml.features import FeatureExtractor
-from edgestream.ml.trainset import TrainingSet
+from edgestream.retrain.trainset import TrainingSet
 
 __all__ = ["Candidate", "RefitError", "RefitParams", "holdout_mask", "rank_correlation", "refit"]
 
@@ -310,6 +310,6 @@ def _threshold(scores: np.ndarray, current: ModelMeta, quantile: float) -> tuple
 
 
 def _number(version: str) -> int:
-    from edgestream.ml.versions import version_number
+    from edgestream.rollout.history import version_number
 
     return version_number(version)

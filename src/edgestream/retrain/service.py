@@ -3,8 +3,8 @@
 For one request (:func:`retrain`): find the model slot (``data.model_name`` is a topology
 ``models.<type>.name``), load the current model (``data.model_version``: the topology's own
 file, or an earlier signed version from ``fleet.models``, verified), rebuild the training set
-exactly from ``data.data_pointer`` (:mod:`edgestream.ml.trainset`), retrain and evaluate
-(:mod:`edgestream.ml.refit`), take the per-channel drift baseline
+exactly from ``data.data_pointer`` (:mod:`edgestream.retrain.trainset`), retrain and evaluate
+(:mod:`edgestream.retrain.refit`), take the per-channel drift baseline
 (:func:`edgestream.ml.drift.training_baseline`), sign (:mod:`edgestream.ml.signing`) and
 publish ``action="candidate"`` with the artifact inline. The version is ``v<N+1>`` for the
 highest N seen on ``fleet.models`` for the model (or the topology's version).
@@ -12,7 +12,7 @@ highest N seen on ``fleet.models`` for the model (or the topology's version).
 :class:`Retrainer` (``edgestream retrain serve``, :func:`serve`) consumes ``fleet.retrain``
 with a committed consumer group, drops a request whose ``data.dedup_key`` (or id) was handled
 before (also across restarts: ``retrain_request_id`` on ``fleet.models``), and runs the
-rollout controller (:mod:`edgestream.ml.rollout_control`) on ``fleet.rollout``.
+rollout controller (:mod:`edgestream.rollout.control`) on ``fleet.rollout``.
 """
 
 from __future__ import annotations
@@ -31,9 +31,14 @@ from edgestream.core.offsets import committed_offsets
 from edgestream.core.topology import Topology
 from edgestream.ml.artifact import ModelMeta
 from edgestream.ml.exceptions import ModelError
-from edgestream.ml.refit import Candidate
-from edgestream.ml.trainset import TrainingSet
-from edgestream.ml.versions import ModelHistory, action_update, candidate_update, publish_updates
+from edgestream.retrain.refit import Candidate
+from edgestream.retrain.trainset import TrainingSet
+from edgestream.rollout.history import (
+    ModelHistory,
+    action_update,
+    candidate_update,
+    publish_updates,
+)
 
 __all__ = [
     "CurrentModel",
@@ -162,9 +167,9 @@ def retrain(
     from edgestream.core.serde import AvroDeserializer
     from edgestream.ml.drift import training_baseline
     from edgestream.ml.package import attach_artifact
-    from edgestream.ml.refit import RefitParams, refit
     from edgestream.ml.signing import sign_update
-    from edgestream.ml.trainset import OffsetRange, build_training_set, fetch_ranges
+    from edgestream.retrain.refit import RefitParams, refit
+    from edgestream.retrain.trainset import OffsetRange, build_training_set, fetch_ranges
 
     t0 = time.perf_counter()
     data = request["data"]
@@ -249,7 +254,7 @@ class Retrainer:
         private_key: Any,
         group: str = "edgestream-retrainer",
     ) -> None:
-        from edgestream.ml.rollout_control import RolloutController
+        from edgestream.rollout.control import RolloutController
 
         self.topology = topology
         self.endpoints = endpoints

@@ -1,6 +1,6 @@
 """The gateway side of model rollout: read ``edge.models``, verify, shadow, promote or roll back,
 and swap the model between batches (the decisions themselves are in
-:mod:`edgestream.edge.rollout`).
+:mod:`edgestream.rollout.slots`).
 
 The forwarder mirrors the cloud's ``fleet.models`` into the edge topic ``edge.models``; the
 worker reads it from its own position (kept in ``<data dir>/rollout.json`` with the rollout
@@ -42,8 +42,10 @@ from edgestream.core.offsets import aio_partitions
 from edgestream.core.registry.client import RegistryLike
 from edgestream.core.serde import AvroDeserializer, AvroSerializer, subject_for
 from edgestream.core.topology import Topology
-from edgestream.edge.pipeline import TopicPipeline
-from edgestream.edge.rollout import (
+from edgestream.ml.artifact import write_artifact
+from edgestream.ml.exceptions import ModelError, ModelRejected
+from edgestream.ml.scorer import OnnxScorer
+from edgestream.rollout.slots import (
     Gates,
     ModelRef,
     RolloutState,
@@ -53,12 +55,9 @@ from edgestream.edge.rollout import (
     rejection_alert,
     shadow_fields,
 )
-from edgestream.ml.artifact import write_artifact
-from edgestream.ml.exceptions import ModelError, ModelRejected
-from edgestream.ml.scorer import OnnxScorer
 from edgestream.wire.topics import MODELS_TOPIC, ROLLOUT_TOPIC
 
-log = logging.getLogger("edgestream.edge.rollout")
+log = logging.getLogger("edgestream.rollout")
 
 STATE_FILE = "rollout.json"
 PROGRESS_EVERY_S = 5.0  # shadow-progress events at most this often
@@ -78,6 +77,19 @@ class ShadowRun:
         self.stats.add(live_scores, self.scorer.score(features), live_threshold, self.threshold)
 
 
+class ServedPipeline(Protocol):
+    """What the agent touches of one topic's pipeline in the worker (the worker's
+    ``TopicPipeline`` is one): the model it scores with, and the candidate beside it."""
+
+    scorer: OnnxScorer | None
+    threshold: float
+    shadow: Any
+
+    def set_model(self, scorer: OnnxScorer, threshold: float) -> None:
+        """Swap the model between batches (same inputs)."""
+        ...
+
+
 class ModelHost(Protocol):
     """What the rollout agent needs of the worker that serves the models (the worker's
     :class:`~edgestream.edge.worker.Gateway` is one): where it runs, its pipelines between
@@ -94,11 +106,11 @@ class ModelHost(Protocol):
     @property
     def registry(self) -> RegistryLike: ...
 
-    def pipelines_of(self, device_type: str) -> list[TopicPipeline]:
+    def pipelines_of(self, device_type: str) -> list[ServedPipeline]:
         """The pipelines of ``device_type`` running now (no lock taken)."""
         ...
 
-    def locked_pipelines(self, device_type: str) -> AsyncIterator[TopicPipeline]:
+    def locked_pipelines(self, device_type: str) -> AsyncIterator[ServedPipeline]:
         """Each pipeline of ``device_type`` in turn, between two batches (its lock held)."""
         ...
 
@@ -108,6 +120,10 @@ class ModelHost(Protocol):
 
     async def send_alert(self, alert: dict[str, Any]) -> None:
         """Put an AnomalyAlert on ``edge.alerts`` and wait until it is delivered."""
+        ...
+
+    def load_topology_model(self, device_type: str) -> tuple[OnnxScorer, float]:
+        """The model the topology names for ``device_type`` and its threshold (blocking)."""
         ...
 
 
@@ -451,9 +467,7 @@ class RolloutAgent:
         target = slot.previous
         assert target is not None
         if target.path is None:  # the topology's model
-            from edgestream.edge.models import load_model
-
-            loaded = await asyncio.to_thread(load_model, self.topology, dtype)
+            loaded = await asyncio.to_thread(self.gateway.load_topology_model, dtype)
         else:
             scorer = await asyncio.to_thread(_load, target.path)
             loaded = (scorer, scorer.threshold)
@@ -485,7 +499,7 @@ class RolloutAgent:
         await self.gateway.send_alert(alert)
 
     # -- mechanics -------------------------------------------------------------------------
-    def _pipelines(self, device_type: str) -> list[TopicPipeline]:
+    def _pipelines(self, device_type: str) -> list[ServedPipeline]:
         return self.gateway.pipelines_of(device_type)
 
     async def _set_shadow(self, device_type: str, run: ShadowRun | None) -> None:

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgestream.core.topology import Topology
-from edgestream.ml.versions import ModelHistory, action_update
+from edgestream.rollout.history import ModelHistory, action_update
 
 __all__ = ["Decision", "RolloutController", "canaries_by_model", "decide", "gateway_states"]
 
