@@ -11,10 +11,10 @@ import pytest
 
 from edgestream.bench.cloud_input import fleet_summaries, produce_records
 from edgestream.cloud.job import run_jobs
+from edgestream.core.offsets import read_to_end
 from edgestream.core.serde import AvroSerializer
 from tests.test_cloud.conftest import cloud_topology
 from tests.test_cloud.reference import assert_rows_match, reference_stats
-from tests.test_cloud.test_job import read_all
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -59,12 +59,12 @@ def test_bad_records_go_to_the_dlq_and_the_job_goes_on(stack):
     run_jobs(topo, cloud, registry, ends={topic: ends}, name="edgestream-dlq-test")
 
     rows = {}
-    for msg in read_all(cloud, "fleet.stats"):
+    for msg in read_to_end(cloud, "fleet.stats"):
         row = json.loads(msg.value())
         rows[(row["window_start"], row["scope"], row["scope_key"])] = row
     assert_rows_match(rows, reference_stats(summaries, [], 60_000, 3))
 
-    dead = read_all(cloud, topo.cloud.dlq_topic)
+    dead = read_to_end(cloud, topo.cloud.dlq_topic)
     assert sorted(m.value() for m in dead) == sorted(bad)
     for msg in dead:
         headers = {k: v.decode() for k, v in msg.headers()}
@@ -76,5 +76,5 @@ def test_bad_records_go_to_the_dlq_and_the_job_goes_on(stack):
             int(headers["x-edgestream-source-partition"]),
             int(headers["x-edgestream-source-offset"]),
         ) == (partition, offset)
-    meta = json.loads(read_all(cloud, "edgestream-dlq-test.meta")[-1].value())
+    meta = json.loads(read_to_end(cloud, "edgestream-dlq-test.meta")[-1].value())
     assert meta["dlq"] == len(bad) and meta["dlq_unknown_schema_id"] == 1

@@ -15,7 +15,7 @@ from edgestream.bench.cloud_input import (
     sampled_readings,
 )
 from edgestream.cloud.job import CloudJobConfig, ensure_cloud_topics, job_plan, run_jobs
-from edgestream.core.offsets import exact_end_offsets
+from edgestream.core.offsets import read_to_end
 from edgestream.core.serde import AvroDeserializer
 from edgestream.sim.config import SimConfig
 from tests.test_cloud.conftest import cloud_topology
@@ -24,30 +24,6 @@ from tests.test_cloud.reference import assert_rows_match, reference_stats
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 START = 1_700_000_100_000  # a multiple of 5 minutes
-
-
-def read_all(bootstrap: str, topic: str) -> list:
-    from confluent_kafka import Consumer, TopicPartition
-
-    ends = exact_end_offsets(bootstrap, topic)
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": "t",
-            "log_level": 2,
-            "enable.auto.commit": False,
-        }
-    )
-    consumer.assign([TopicPartition(topic, p, 0) for p in ends])
-    out, want = [], sum(ends.values())
-    try:
-        while len(out) < want:
-            msgs = consumer.consume(1000, timeout=10)
-            assert msgs, f"{topic}: read {len(out)} of {want}"
-            out += [m for m in msgs if m.error() is None]
-    finally:
-        consumer.close()
-    return out
 
 
 @pytest.mark.parametrize("bounded", [True, False], ids=["bounded", "unbounded"])
@@ -121,7 +97,7 @@ def test_fleet_job_on_minicluster(stack):
     run_jobs(topo, cloud, registry, ends=ends, name="edgestream-fleet-test")
 
     rows = {}
-    for msg in read_all(cloud, "fleet.stats"):
+    for msg in read_to_end(cloud, "fleet.stats"):
         row = json.loads(msg.value())
         key = (row["window_start"], row["scope"], row["scope_key"])
         assert msg.key().decode() == "|".join(map(str, key))
@@ -130,7 +106,7 @@ def test_fleet_job_on_minicluster(stack):
     assert sum(r["late_count"] for k, r in rows.items() if k[1] == "fleet") > 0  # the outage
 
     decode = AvroDeserializer(registry)
-    requests = [decode(m.value()) for m in read_all(cloud, "fleet.retrain")]
+    requests = [decode(m.value()) for m in read_to_end(cloud, "fleet.retrain")]
     drift = [r for r in requests if r["data"]["reason"] == "drift"]
     assert len(drift) == 1, [r["id"] for r in requests]
     data = drift[0]["data"]

@@ -13,11 +13,11 @@ import yaml
 
 from edgestream.bench.cloud_input import fleet_alerts, fleet_summaries, produce_records
 from edgestream.cloud.job import run_jobs
+from edgestream.core.offsets import read_to_end
 from edgestream.core.topology import Topology
 from tests.test_cloud.conftest import DEFAULT
 from tests.test_cloud.flinkcluster import flink_cluster
 from tests.test_cloud.reference import assert_rows_match, reference_stats
-from tests.test_cloud.test_job import read_all
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -58,7 +58,7 @@ def test_fleet_job_on_a_standalone_cluster(stack, tmp_path: Path) -> None:
         assert any("edgestream-remote" in p.read_text(errors="replace") for p in ran)
 
     rows = {}
-    for msg in read_all(cloud, "remote.stats"):
+    for msg in read_to_end(cloud, "remote.stats"):
         row = json.loads(msg.value())
         rows[(row["window_start"], row["scope"], row["scope_key"])] = row
     assert_rows_match(rows, reference_stats(summaries, alerts, 60_000, 3))

@@ -67,12 +67,12 @@ from edgestream.bench.e2e_parts import (
     SensorSender,
     forwarder_argv,
     percentiles,
-    read_all,
     tail_fetch_ms,
 )
 from edgestream.bench.edge import CHANNELS
 from edgestream.bench.worker import edge_worker_argv
 from edgestream.core.broker import ensure_topics
+from edgestream.core.offsets import read_to_end
 from edgestream.core.paths import topologies_dir
 from edgestream.core.procs import Child
 from edgestream.core.serde import AvroDeserializer
@@ -262,8 +262,8 @@ def run_e2e_bench(params: E2EBenchParams, phases: Phases | None = None) -> dict[
             stats = _stats(data)
             watcher.pause()
             phases.done(f"{stats.delivered} records delivered")
-            edge_out = {k: read_all(edge, k) for k in (ALERTS_TOPIC, SUMMARIES_TOPIC)}
-            curated = {k: read_all(cloud, k) for k in CURATED_TOPICS}
+            edge_out = {k: read_to_end(edge, k) for k in (ALERTS_TOPIC, SUMMARIES_TOPIC)}
+            curated = {k: read_to_end(cloud, k) for k in CURATED_TOPICS}
             names = ("gateway", "forwarder", "edge_broker", "cloud_broker")
             rss = {n: monitor.peak_mb(n) for n in names}
         result = _result(params, t, sender, watcher, stats, backlog, edge_out, registry, cpu, rss)

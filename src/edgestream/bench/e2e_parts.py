@@ -13,17 +13,15 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from edgestream.bench.common import TopicReader
 from edgestream.core.broker import producer_config
 from edgestream.core.serde import AvroSerializer, subject_for
 from edgestream.sim import SimConfig, Simulator
 from edgestream.wire.dedup import Deduplicator, DedupReader, Delivered
 
-__all__ = ["CloudWatcher", "SensorSender", "percentiles", "read_all", "tail_fetch_ms"]
+__all__ = ["CloudWatcher", "SensorSender", "percentiles", "tail_fetch_ms"]
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
@@ -129,19 +127,6 @@ def forwarder_argv(topology: Path, gateway: str, edge: str, cloud: str, registry
         "--edge-bootstrap", edge, "--cloud-bootstrap", cloud, "--registry", registry,
         "--data-dir", str(data_dir), "--loglevel", "warning",
     ]  # fmt: skip
-
-
-def read_all(bootstrap: str, topic: str, quiet: float = 1.5) -> list[Any]:
-    """Every message of ``topic`` (fetching from offset 0 until ``quiet`` s without data)."""
-    out: list[Any] = []
-    with TopicReader(bootstrap, topic) as reader:
-        last = time.monotonic()
-        while time.monotonic() - last < quiet:
-            batch = reader.poll(0.3)
-            if batch:
-                out += batch
-                last = time.monotonic()
-    return out
 
 
 def tail_fetch_ms(bootstrap: str, topic: str, probes: int = 10) -> float | None:

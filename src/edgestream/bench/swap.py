@@ -32,7 +32,8 @@ from typing import Any
 import yaml
 
 from edgestream.bench.common import Phases, machine_info
-from edgestream.bench.e2e_parts import forwarder_argv, percentiles, read_all
+from edgestream.bench.e2e_parts import forwarder_argv, percentiles
+from edgestream.core.offsets import read_to_end
 from edgestream.core.procs import Child
 from edgestream.core.serde import AvroDeserializer, AvroSerializer, subject_for
 from edgestream.core.stack import Stack
@@ -298,8 +299,8 @@ def _produce(producer: Any, topic: str, value: bytes, key: bytes, bootstrap: str
 def _count(edge: str, registry: str) -> dict[str, Any]:
     """Input readings against the 10 s device summaries (windows closed by the end)."""
     decode = AvroDeserializer(registry)
-    readings = [decode(m.value()) for m in read_all(edge, "sensors.pump")]
-    summaries = [decode(m.value()) for m in read_all(edge, SUMMARIES_TOPIC)]
+    readings = [decode(m.value()) for m in read_to_end(edge, "sensors.pump")]
+    summaries = [decode(m.value()) for m in read_to_end(edge, SUMMARIES_TOPIC)]
     expected: Counter[tuple[str, int]] = Counter(
         (r["device_id"], r["ts"] // 10_000 * 10_000) for r in readings
     )

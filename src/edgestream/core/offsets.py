@@ -40,6 +40,7 @@ __all__ = [
     "committed_offsets",
     "exact_end_offsets",
     "partitions_of",
+    "read_to_end",
     "report_reset",
     "reset_event",
     "reset_reason",
@@ -167,6 +168,19 @@ def partitions_of(consumer: object, topic: str, timeout: float = 10.0) -> list[i
     return sorted(found.partitions)
 
 
+def _reader_config(bootstrap: str, client_settings: dict[str, object] | None) -> dict[str, object]:
+    """A group-less reader: no commits, end-of-partition events, short fetch waits."""
+    return {
+        "bootstrap.servers": bootstrap,
+        "group.id": "edgestream-offsets",
+        "enable.auto.commit": False,
+        "enable.partition.eof": True,
+        "fetch.wait.max.ms": 10,
+        "log_level": 2,
+        **(client_settings or {}),
+    }
+
+
 def exact_end_offsets(
     bootstrap: str,
     topic: str,
@@ -176,16 +190,7 @@ def exact_end_offsets(
     """Partition -> end offset (the offset the next record will get); {} for a missing topic."""
     from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
-    conf: dict[str, object] = {
-        "bootstrap.servers": bootstrap,
-        "group.id": "edgestream-offsets",
-        "enable.auto.commit": False,
-        "enable.partition.eof": True,
-        "fetch.wait.max.ms": 10,
-        "log_level": 2,
-        **(client_settings or {}),
-    }
-    consumer = Consumer(conf)
+    consumer = Consumer(_reader_config(bootstrap, client_settings))
     try:
         try:
             parts = partitions_of(consumer, topic, timeout)
@@ -219,3 +224,46 @@ def exact_end_offsets(
         return ends
     finally:
         consumer.close()
+
+
+def read_to_end(
+    bootstrap: str,
+    topic: str,
+    client_settings: dict[str, object] | None = None,
+    timeout: float = 30.0,
+) -> list[Any]:
+    """Every record of ``topic`` from its log start up to its end as it is now (confluent
+    ``Message``s in partition then offset order); [] for a missing or empty topic.
+
+    The one "read a topic to its end" of the project: the ends come from
+    :func:`exact_end_offsets`, so records produced while it reads are not waited for."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+    left = {p: end for p, end in exact_end_offsets(bootstrap, topic, client_settings,
+                                                   timeout).items() if end > 0}  # fmt: skip
+    if not left:
+        return []
+    consumer = Consumer(_reader_config(bootstrap, client_settings))
+    out: list[Any] = []
+    try:
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in left])
+        deadline = time.monotonic() + timeout
+        while left:
+            if time.monotonic() > deadline:
+                raise ServiceUnavailable(
+                    f"{topic}: partition(s) {sorted(left)} not read to their end within "
+                    f"{timeout:g} s from {bootstrap}: is the broker overloaded?"
+                )
+            for msg in consumer.consume(1000, timeout=0.5):
+                p, offset, error = msg.partition(), msg.offset(), msg.error()
+                if p not in left:
+                    continue
+                if error is None and offset < left[p]:
+                    out.append(msg)
+                last = error is None and offset >= left[p] - 1
+                eof = error is not None and error.code() == KafkaError._PARTITION_EOF
+                if last or (eof and offset >= left[p]):
+                    del left[p]
+    finally:
+        consumer.close()
+    return sorted(out, key=lambda m: (m.partition(), m.offset()))

@@ -1,8 +1,8 @@
 """What ``fleet.models`` says (every ModelUpdate, versions per model, next version), and
 publishing to it.
 
-:func:`read_topic` reads a cloud topic from its beginning up to its exact end (fetch-based,
-:mod:`edgestream.core.offsets`); :class:`ModelHistory` folds the ModelUpdates.
+:class:`ModelHistory` folds the ModelUpdates of a cloud topic, read from its beginning up to
+its exact end (:func:`edgestream.core.offsets.read_to_end`).
 
 >>> h = ModelHistory([{"model_name": "m", "version": "v2", "action": "candidate"},
 ...                   {"model_name": "m", "version": "v2", "action": "promote"}])
@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from edgestream.core.endpoints import CloudEndpoints
 from edgestream.core.exceptions import ServiceUnavailable
+from edgestream.core.offsets import read_to_end
 
-__all__ = ["ModelHistory", "action_update", "publish_updates", "read_topic", "version_number"]
+__all__ = ["ModelHistory", "action_update", "publish_updates", "version_number"]
 
 _VERSION = re.compile(r"v(\d+)$")
 
@@ -100,7 +100,7 @@ class ModelHistory:
         from edgestream.core.serde import AvroDeserializer
 
         decode = AvroDeserializer(registry)
-        return cls([decode(v) for _p, _o, v in read_topic(bootstrap, topic, client_settings)])
+        return cls([decode(m.value()) for m in read_to_end(bootstrap, topic, client_settings)])
 
 
 def candidate_update(
@@ -194,45 +194,3 @@ def publish_updates(
             f"{left} ModelUpdate(s) not delivered to {topic} at {endpoints.bootstrap} "
             f"within {timeout:g} s {errors[:1]}: is the cloud broker up?"
         )
-
-
-def read_topic(
-    bootstrap: str,
-    topic: str,
-    client_settings: dict[str, object] | None = None,
-    timeout: float = 30.0,
-) -> Iterable[tuple[int, int, bytes]]:
-    """(partition, offset, value) of every record of ``topic`` from the start to its end now."""
-    from confluent_kafka import Consumer, TopicPartition
-
-    from edgestream.core.broker import consumer_config
-    from edgestream.core.offsets import exact_end_offsets
-
-    ends = exact_end_offsets(bootstrap, topic, client_settings, timeout=timeout)
-    todo = {p: end for p, end in ends.items() if end > 0}
-    if not todo:
-        return []
-    conf = consumer_config(bootstrap, "edgestream-read", **{"enable.auto.commit": False})
-    conf.update(client_settings or {})
-    consumer = Consumer(conf)
-    out: list[tuple[int, int, bytes]] = []
-    try:
-        consumer.assign([TopicPartition(topic, p, 0) for p in todo])
-        deadline = time.monotonic() + timeout
-        left = dict(todo)
-        while left:
-            if time.monotonic() > deadline:
-                raise ServiceUnavailable(
-                    f"{topic}: could not read to the end within {timeout:g} s from {bootstrap}"
-                )
-            for msg in consumer.consume(1000, timeout=0.5):
-                if msg.error() is not None:
-                    continue
-                p, offset = msg.partition(), msg.offset()
-                if p in left and offset < left[p]:
-                    out.append((p, offset, msg.value()))
-                    if offset >= left[p] - 1:
-                        del left[p]
-    finally:
-        consumer.close()
-    return out

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from edgestream.core.endpoints import CloudEndpoints
+from edgestream.core.offsets import read_to_end
 from edgestream.core.topology import Topology
 from edgestream.ml.exceptions import ModelError
 from edgestream.rollout.history import (
@@ -20,7 +21,6 @@ from edgestream.rollout.history import (
     action_update,
     candidate_update,
     publish_updates,
-    read_topic,
 )
 
 __all__ = ["OperatorError", "model_table", "operator_action", "publish_file", "rollout_events"]
@@ -46,8 +46,8 @@ def rollout_events(topology: Topology, endpoints: CloudEndpoints) -> list[dict[s
     decode = AvroDeserializer(endpoints.registry)
     topic = topology.forwarding.topics.rollout
     seen: dict[str, dict[str, Any]] = {}
-    for _p, _o, value in read_topic(endpoints.bootstrap, topic, endpoints.client_settings):
-        event = decode(value)
+    for msg in read_to_end(endpoints.bootstrap, topic, endpoints.client_settings):
+        event = decode(msg.value())
         seen.setdefault(event["event_id"], event)
     return list(seen.values())
 
