@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +13,7 @@ import yaml
 from confluent_kafka import Consumer, TopicPartition
 
 from edgestream.core.broker import consumer_config
+from edgestream.core.commands import edge_run, python_argv
 from edgestream.core.procs import Child
 from edgestream.core.serde import AvroDeserializer
 from edgestream.loop.watch import Series
@@ -70,9 +70,8 @@ class Worker(Child):
     """``edgestream edge run`` as a subprocess (so it can be killed with SIGKILL)."""
 
     def __init__(self, topology: Path, gateway: str, bootstrap: str, registry: str, data: Path):
-        argv = [sys.executable, "-m", "edgestream.cli.main", "edge", "run", str(topology)]
-        argv += ["--gateway", gateway, "--bootstrap", bootstrap, "--registry", registry]
-        argv += ["--data-dir", str(data)]
+        argv = python_argv(edge_run(topology, gateway, bootstrap=bootstrap, registry=registry,
+                                    data_dir=data))  # fmt: skip
         super().__init__(argv, data.parent / f"{data.name}-worker.log")
 
 

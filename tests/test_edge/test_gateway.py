@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 import threading
 import time
 from collections import Counter
@@ -17,6 +16,7 @@ from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
 from edgestream.core.broker import broker_ready, ensure_topics
+from edgestream.core.commands import forward_run, python_argv
 from edgestream.core.offsets import exact_end_offsets
 from edgestream.core.procs import Child
 from edgestream.core.serde import AvroDeserializer, AvroSerializer, subject_for
@@ -186,9 +186,9 @@ def test_kill_9_mid_stream_gives_the_same_summaries(env):
 
 
 def _forwarder(env) -> Child:
-    argv = [sys.executable, "-m", "edgestream.cli.forward", "run", str(env["topology"])]
-    argv += ["-g", GATEWAY, "--edge-bootstrap", env["bootstrap"], "--cloud-bootstrap"]
-    argv += [env["cloud"], "--registry", env["registry"], "--data-dir", str(env["dir"] / "gw")]
+    argv = python_argv(forward_run(env["topology"], GATEWAY, edge_bootstrap=env["bootstrap"],
+                                   cloud_bootstrap=env["cloud"], registry=env["registry"],
+                                   data_dir=env["dir"] / "gw"))  # fmt: skip
     return Child(argv, env["dir"] / "forwarder.log")
 
 

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import threading
 import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from edgestream.core.commands import forward_run, python_argv
 from edgestream.core.procs import Child
 from edgestream.core.serde import AvroDeserializer
 from edgestream.core.stack import Stack
@@ -91,10 +91,10 @@ class Pipeline:
         self.sim_error: list[BaseException] = []
 
     def new_forwarder(self, report_interval: float = 0) -> Forwarder:
-        argv = [sys.executable, "-m", "edgestream.cli.forward", "run", str(self.topology)]
-        argv += ["-g", GATEWAY, "--edge-bootstrap", self.edge, "--cloud-bootstrap", self.cloud]
-        argv += ["--registry", self.registry, "--data-dir", str(self.data)]
-        argv += ["--report-interval", str(report_interval)]
+        argv = python_argv(forward_run(self.topology, GATEWAY, edge_bootstrap=self.edge,
+                                       cloud_bootstrap=self.cloud, registry=self.registry,
+                                       data_dir=self.data,
+                                       report_interval=report_interval))  # fmt: skip
         return Forwarder(argv, self.dir / "forwarder.log")
 
     def simulate(self, seconds: float, paced: bool = True, **changes: Any) -> None:

@@ -6,7 +6,6 @@ Summaries across the swap are complete against the input and switch version once
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from collections import Counter
@@ -15,6 +14,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from edgestream.core.commands import forward_run, python_argv
 from edgestream.core.procs import Child
 from edgestream.core.serde import AvroDeserializer
 from edgestream.core.stack import Stack
@@ -49,9 +49,9 @@ def test_canary_first_then_the_rest(tmp_path) -> None:
         for gw, edge in edges.items():
             data = tmp_path / gw
             workers[gw] = gr.Worker(topology, gw, edge, registry, data).start()
-            argv = [sys.executable, "-m", "edgestream.cli.forward", "run", str(topology)]
-            argv += ["-g", gw, "--edge-bootstrap", edge, "--cloud-bootstrap", cloud]
-            argv += ["--registry", registry, "--data-dir", str(data), "--report-interval", "0"]
+            argv = python_argv(forward_run(topology, gw, edge_bootstrap=edge, cloud_bootstrap=cloud,
+                                           registry=registry, data_dir=data,
+                                           report_interval=0))  # fmt: skip
             procs += [workers[gw], Child(argv, tmp_path / f"{gw}-forwarder.log").start()]
 
         def fleet(pred: Any, timeout: float) -> list[dict[str, Any]]:

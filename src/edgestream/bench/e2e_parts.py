@@ -9,7 +9,6 @@ reader of the cloud topics (first copies, with arrival times), processes, percen
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from edgestream.core.broker import producer_config
+from edgestream.core.commands import forward_run, python_argv
 from edgestream.core.serde import AvroSerializer, subject_for
 from edgestream.sim import SimConfig, Simulator
 from edgestream.wire.dedup import Deduplicator, DedupReader, Delivered
@@ -122,11 +122,9 @@ class CloudWatcher:
 def forwarder_argv(topology: Path, gateway: str, edge: str, cloud: str, registry: str,
                    data_dir: Path) -> list[str]:  # fmt: skip
     """``edgestream forward run ...`` for a subprocess."""
-    return [
-        sys.executable, "-m", "edgestream.cli.forward", "run", str(topology), "-g", gateway,
-        "--edge-bootstrap", edge, "--cloud-bootstrap", cloud, "--registry", registry,
-        "--data-dir", str(data_dir), "--loglevel", "warning",
-    ]  # fmt: skip
+    args = forward_run(topology, gateway, edge_bootstrap=edge, cloud_bootstrap=cloud,
+                       registry=registry, data_dir=data_dir, loglevel="warning")  # fmt: skip
+    return python_argv(args)
 
 
 def tail_fetch_ms(bootstrap: str, topic: str, probes: int = 10) -> float | None:

@@ -20,7 +20,6 @@ verified and loaded it (pending), then publishes ``promote`` and waits for the g
 from __future__ import annotations
 
 import hashlib
-import sys
 import tempfile
 import threading
 import time
@@ -33,6 +32,7 @@ import yaml
 
 from edgestream.bench.common import Phases, machine_info
 from edgestream.bench.e2e_parts import forwarder_argv, percentiles
+from edgestream.core.commands import edge_run, python_argv
 from edgestream.core.offsets import read_to_end
 from edgestream.core.procs import Child
 from edgestream.core.serde import AvroDeserializer, AvroSerializer, subject_for
@@ -153,9 +153,8 @@ def run_swap_bench(params: SwapBenchParams, phases: Phases) -> dict[str, Any]:
         # the forwarder's downlink waits for the topic forever
         ensure_topics(cloud, {models_topic: 1})
         data = work / GATEWAY
-        worker_argv = [sys.executable, "-m", "edgestream.cli.main", "edge", "run", str(topology),
-                       "--gateway", GATEWAY, "--bootstrap", edge, "--registry", registry,
-                       "--data-dir", str(data)]  # fmt: skip
+        worker_argv = python_argv(edge_run(topology, GATEWAY, bootstrap=edge, registry=registry,
+                                           data_dir=data))  # fmt: skip
         procs.append(Child(worker_argv, work / "worker.log").start())
         procs.append(
             Child(

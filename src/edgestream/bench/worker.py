@@ -9,9 +9,6 @@ and other threads (the pipeline executor) apart, plus the time it waited for a C
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +22,8 @@ from edgestream.bench.common import (
     runqueue_wait_seconds,
     thread_cpu_seconds,
 )
+from edgestream.core.commands import edge_run, python_argv
+from edgestream.core.procs import Child
 
 
 def edge_worker_argv(
@@ -42,14 +41,11 @@ def edge_worker_argv(
     >>> edge_worker_argv(Path("t.yaml"), "gw", "h:1", "http://r", Path("d"), sync=False)[2:6]
     ['edgestream.cli.main', 'edge', 'run', 't.yaml']
     """
-    head = [sys.executable, "-m"]
-    head += ["edgestream.cli.profiled", str(profile)] if profile else ["edgestream.cli.main"]
-    argv = [
-        *head,
-        *("edge", "run", str(topology), "--gateway", gateway),
-        *("--bootstrap", bootstrap, "--registry", registry, "--data-dir", str(data_dir)),
-    ]
-    return argv if sync else [*argv, "--no-sync"]
+    args = edge_run(topology, gateway, bootstrap=bootstrap, registry=registry,
+                    data_dir=data_dir, sync=sync)  # fmt: skip
+    if profile:
+        return python_argv([str(profile), *args], "edgestream.cli.profiled")
+    return python_argv(args)
 
 
 @dataclass
@@ -88,8 +84,9 @@ def run_until_outputs(
     next_offset = dict(start_offsets)
     with TopicReader(bootstrap, topic, start_offsets) as reader:
         run = WorkerRun(started=time.time())
-        with log_path.open("ab") as log:
-            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+        child = Child(argv, log_path).start()
+        proc = child.proc
+        assert proc is not None
         try:
             monitor.watch(name, proc.pid)
             deadline = time.monotonic() + timeout
@@ -126,21 +123,11 @@ def run_until_outputs(
             monitor.unwatch(name)
             run.peak_rss_mb = monitor.peak_mb(name)
         finally:
-            run.exit_code = stop_process(proc)
+            # SIGTERM (Faust's graceful stop; a profiled worker then writes its stats), then
+            # SIGKILL after a minute
+            run.exit_code = child.stop(grace=60.0) or 0
     run.next_offset = next_offset
     return run
-
-
-def stop_process(proc: subprocess.Popen, grace: float = 60.0) -> int:
-    """SIGTERM (Faust's graceful stop; a profiled worker then writes its stats), then
-    SIGKILL after ``grace`` s; returns the exit code."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            return proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-    return proc.wait(10)
 
 
 def _tail(path: Path, lines: int = 3) -> str:

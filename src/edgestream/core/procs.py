@@ -106,7 +106,9 @@ class Child:
     """``argv`` as a subprocess logging to ``log`` (appended), started by :meth:`start`.
 
     ``env`` replaces the environment when given; ``die_with_parent`` sends the child SIGTERM
-    when the process that started it dies, even by SIGKILL."""
+    when the process that started it dies, even by SIGKILL; ``detached`` starts it in a
+    session of its own with no stdin, so it outlives the command that started it (the
+    stack's brokers, a deployment's supervisors)."""
 
     def __init__(
         self,
@@ -114,9 +116,11 @@ class Child:
         log: Path,
         env: dict[str, str] | None = None,
         die_with_parent: bool = False,
+        detached: bool = False,
     ) -> None:
         self.argv, self.log, self.env = argv, log, env
         self.die_with_parent = die_with_parent and sys.platform == "linux"
+        self.detached = detached
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self):  # -> the same object (subclasses keep their type)
@@ -124,10 +128,12 @@ class Child:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 self.argv,
+                stdin=subprocess.DEVNULL if self.detached else None,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=self.env,
                 preexec_fn=_die_with_parent if self.die_with_parent else None,
+                start_new_session=self.detached,
             )
         return self
 

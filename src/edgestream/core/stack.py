@@ -25,7 +25,6 @@ import os
 import secrets
 import shutil
 import signal
-import subprocess
 import sys
 import time
 import urllib.error
@@ -39,6 +38,7 @@ from edgestream.core.exceptions import ComponentFailed, EdgestreamError, PortInU
 from edgestream.core.paths import stack_dir
 from edgestream.core.pki import make_pki
 from edgestream.core.ports import free_port, port_in_use, wait_port_free
+from edgestream.core.procs import Child
 
 HOST = "127.0.0.1"
 CLOUD = "cloud"
@@ -304,17 +304,9 @@ class Stack:
                 )
 
     def _spawn(self, comp: Component) -> int:
-        log = (self.log_dir / f"{comp.name}.log").open("ab")
-        with log:
-            proc = subprocess.Popen(
-                comp.argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                close_fds=True,
-            )
-        return proc.pid
+        child = Child(comp.argv, self.log_dir / f"{comp.name}.log", detached=True).start()
+        assert child.pid is not None
+        return child.pid
 
     def _wait_ready(self, comp: Component, timeout: float) -> None:
         deadline = time.monotonic() + timeout

@@ -33,6 +33,7 @@ from typing import Any
 
 import yaml
 
+from edgestream.core.commands import MAIN, cloud_run, edge_run, forward_run
 from edgestream.core.topology import Topology
 from edgestream.deploy.exceptions import DeployError
 
@@ -232,8 +233,8 @@ def _gateway(
     full = f"{name}-{_dns(gateway_id)}"
     topo = f"{CONFIG_DIR}/topology.yaml"
     edge = gateway.bootstrap or "localhost:9092"
-    cloud = [] if topology.forwarding.bootstrap else ["--cloud-bootstrap", opts.cloud_bootstrap]
-    registry = [] if topology.registry else ["--registry", opts.registry]
+    cloud = None if topology.forwarding.bootstrap else opts.cloud_bootstrap
+    registry = None if topology.registry else opts.registry
     data_mount = {"name": "data", "mountPath": DATA_DIR}
     env = _env(topology, f"{name}-env")
     resources = {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}}
@@ -241,18 +242,9 @@ def _gateway(
         {
             "name": "edge-worker",
             "image": opts.image,
-            "args": [
-                "edge",
-                "run",
-                topo,
-                "--gateway",
-                gateway_id,
-                "--bootstrap",
-                edge,
-                *registry,
-                "--data-dir",
-                DATA_DIR,
-            ],
+            "args": edge_run(
+                topo, gateway_id, bootstrap=edge, registry=registry, data_dir=DATA_DIR
+            ),
             "env": env,
             "volumeMounts": [*mounts, data_mount],
             "resources": resources,
@@ -260,19 +252,14 @@ def _gateway(
         {
             "name": "forwarder",
             "image": opts.image,
-            "args": [
-                "forward",
-                "run",
+            "args": forward_run(
                 topo,
-                "--gateway",
                 gateway_id,
-                "--edge-bootstrap",
-                edge,
-                *cloud,
-                *registry,
-                "--data-dir",
-                DATA_DIR,
-            ],
+                edge_bootstrap=edge,
+                cloud_bootstrap=cloud,
+                registry=registry,
+                data_dir=DATA_DIR,
+            ),
             "env": env,
             "volumeMounts": [*mounts, data_mount],
             "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}},
@@ -343,15 +330,7 @@ def _gateway(
 def _flink(topology: Topology, opts: K8sOptions, name: str, volumes: list, mounts: list) -> dict:
     topo = f"{CONFIG_DIR}/topology.yaml"
     parallelism = topology.cloud.parallelism
-    args = [
-        "-pyclientexec",
-        "/usr/local/bin/python3",
-        "-pym",
-        "edgestream.cli.main",
-        "cloud",
-        "run",
-        topo,
-    ]
+    args = ["-pyclientexec", "/usr/local/bin/python3", "-pym", MAIN, *cloud_run(topo)]
     main = {
         "name": "flink-main-container",
         "env": _env(topology, f"{name}-env"),

@@ -21,14 +21,15 @@ import hashlib
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from edgestream.core.commands import cloud_run, edge_run, forward_run, python_argv
 from edgestream.core.exceptions import EdgestreamError
+from edgestream.core.procs import Child
 from edgestream.core.topology import Topology
 from edgestream.deploy.exceptions import DeployError
 from edgestream.deploy.plan import CLOUD, Plan, ProcessSpec, build_plan
@@ -253,28 +254,17 @@ def process_argv(
     path = topology.source
     if path is None:
         raise DeployError("deploy needs a topology loaded from a file")
-    registry = ("--registry", targets.registry)
+    cloud, registry = targets.brokers[CLOUD], targets.registry
+    if spec.kind == "flink-jobs":  # the Flink jobs read and write the cloud broker
+        return python_argv(cloud_run(path, cloud_bootstrap=cloud, registry=registry))
+    gateway = str(spec.gateway)
+    edge, data = targets.brokers[f"edge:{gateway}"], folder / "gateways" / gateway
     if spec.kind == "edge-worker":
-        extra = (
-            "--bootstrap",
-            targets.brokers[f"edge:{spec.gateway}"],
-            *registry,
-            "--data-dir",
-            str(folder / "gateways" / str(spec.gateway)),
-        )
-    elif spec.kind == "forwarder":
-        extra = (
-            "--edge-bootstrap",
-            targets.brokers[f"edge:{spec.gateway}"],
-            "--cloud-bootstrap",
-            targets.brokers[CLOUD],
-            *registry,
-            "--data-dir",
-            str(folder / "gateways" / str(spec.gateway)),
-        )
-    else:  # the Flink jobs read and write the cloud broker
-        extra = ("--cloud-bootstrap", targets.brokers[CLOUD], *registry)
-    return spec.argv(path, extra)
+        args = edge_run(path, gateway, bootstrap=edge, registry=registry, data_dir=data)
+    else:
+        args = forward_run(path, gateway, edge_bootstrap=edge, cloud_bootstrap=cloud,
+                           registry=registry, data_dir=data)  # fmt: skip
+    return python_argv(args)
 
 
 def _cloud_cli_available() -> bool:
@@ -342,16 +332,10 @@ def _apply_processes(
         with contextlib.suppress(FileNotFoundError):
             status.unlink()  # the supervisor writes it once its process runs
         log_path = logs / f"{spec.name}.log"
-        with log_path.open("ab") as log:
-            proc = subprocess.Popen(
-                _supervisor_argv(spec.name, argv, log_path, status),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                close_fds=True,
-            )
-        state[spec.name] = _Running(proc.pid, _start_time(proc.pid), argv, identity)
+        supervisor = _supervisor_argv(spec.name, argv, log_path, status)
+        pid = Child(supervisor, log_path, detached=True).start().pid
+        assert pid is not None
+        state[spec.name] = _Running(pid, _start_time(pid), argv, identity)
         _save_state(folder, state)
         child = _wait_running(state[spec.name], status, log_path)
         changes.append(Change("processes", "local", spec.name, action, f"pid {child}"))

@@ -17,9 +17,7 @@ broker (``forwarding.bootstrap``, else the embedded one).
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from edgestream.core.serde import subject_for
 from edgestream.core.topology import Topology, format_duration
@@ -66,11 +64,8 @@ class ProcessSpec:
     name: str
     kind: str
     gateway: str | None
-    args: tuple[str, ...]  # after ``edgestream``; the topology path is appended
-
-    def argv(self, topology_path: Path, extra: tuple[str, ...] = ()) -> list[str]:
-        """The command line that runs it locally."""
-        return [sys.executable, "-m", "edgestream.cli.main", *self.args, str(topology_path), *extra]
+    args: tuple[str, ...]  # after ``edgestream``, shown in the plan (edgestream.core.commands
+    # builds the whole command line of each target)
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,11 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgestream.core.commands import python_argv
 from edgestream.core.metrics import METRICS_DIR_ENV, METRICS_PORT_ENV, read_port
 from edgestream.core.procs import Child, Restarts
 
@@ -36,7 +36,7 @@ class Managed:
     data_dir: Path  # where it writes ``<process>.metrics-port``
     process: str  # its metrics process name (``edge``, ``forward``, ``cloud``, ``retrain``)
     env: dict[str, str] = field(default_factory=dict)
-    module: str = "edgestream.cli.main"  # what ``python -m`` runs
+    module: str | None = None  # what ``python -m`` runs (None: as core.commands.python_argv)
     last_words: str = ""  # the last log line before its latest exit
     child: Child | None = None
     started_at: float = 0.0
@@ -52,7 +52,7 @@ class Managed:
 
     @property
     def argv(self) -> list[str]:
-        return [sys.executable, "-m", self.module, *self.args]
+        return python_argv(self.args, self.module)
 
     @property
     def proc(self) -> subprocess.Popen[bytes] | None:

@@ -26,6 +26,7 @@ from typing import Any
 from confluent_kafka import Consumer, TopicPartition
 
 from edgestream.core.broker import consumer_config, ensure_topics
+from edgestream.core.commands import cloud_run, edge_run, forward_run, retrain_serve
 from edgestream.core.exceptions import EdgestreamError
 from edgestream.core.paths import home_dir, topologies_dir
 from edgestream.core.serde import AvroDeserializer
@@ -367,8 +368,8 @@ def _fleet(
 def _worker(
     topology: Path, gw: GatewayState, registry: str, run_dir: Path, env: dict[str, str]
 ) -> Managed:
-    args = ["edge", "run", str(topology), "--gateway", gw.name, "--bootstrap", gw.bootstrap]
-    args += ["--registry", registry, "--data-dir", str(run_dir / gw.name)]
+    args = edge_run(topology, gw.name, bootstrap=gw.bootstrap, registry=registry,
+                    data_dir=run_dir / gw.name)  # fmt: skip
     public = {k: v for k, v in env.items() if k == PUBLIC_KEY_ENV}
     return Managed(
         f"{gw.name} worker", args, run_dir / f"{gw.name}-worker.log", run_dir / gw.name, "edge",
@@ -379,9 +380,9 @@ def _worker(
 def _forwarder(
     topology: Path, gw: GatewayState, cloud: str, registry: str, run_dir: Path
 ) -> Managed:
-    args = ["forward", "run", str(topology), "--gateway", gw.name]
-    args += ["--edge-bootstrap", gw.bootstrap, "--cloud-bootstrap", cloud, "--registry", registry]
-    args += ["--data-dir", str(run_dir / gw.name), "--loglevel", "warning"]
+    args = forward_run(topology, gw.name, edge_bootstrap=gw.bootstrap, cloud_bootstrap=cloud,
+                       registry=registry, data_dir=run_dir / gw.name,
+                       loglevel="warning")  # fmt: skip
     log = run_dir / f"{gw.name}-forwarder.log"
     return Managed(f"{gw.name} forwarder", args, log, run_dir / gw.name, "forward")
 
@@ -414,9 +415,8 @@ def _services(
     """The cloud side: Flink jobs (``edgestream cloud run``) and the retrainer (``edgestream
     retrain serve``), each only when its module is installed (else noted in ``missing``)."""
     out = []
-    where = ["--cloud-bootstrap", cloud, "--registry", registry]
     if importlib.util.find_spec("edgestream.cli.cloud") is not None:
-        args = ["cloud", "run", str(topology), *where]
+        args = cloud_run(topology, cloud_bootstrap=cloud, registry=registry)
         data = run_dir / "cloud"
         out.append(
             ("cloud jobs", Managed("cloud jobs", args, run_dir / "cloud.log", data, "cloud"))
@@ -424,7 +424,7 @@ def _services(
     else:
         state.missing.append("cloud jobs (edgestream cloud run: not installed)")
     if importlib.util.find_spec("edgestream.cli.retrain") is not None and keys:
-        args = ["retrain", "serve", str(topology), *where]
+        args = retrain_serve(topology, cloud_bootstrap=cloud, registry=registry)
         env = {PRIVATE_KEY_ENV: keys[PRIVATE_KEY_ENV]}
         log, data = run_dir / "retrainer.log", run_dir / "retrainer"
         out.append(("retrainer", Managed("retrainer", args, log, data, "retrain", env=env)))
