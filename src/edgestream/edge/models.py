@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from edgestream.core.exceptions import EdgestreamError
+from edgestream.core.stateful import PartedState
 from edgestream.core.topology import Topology
 from edgestream.edge.online import KIND, OnlineDetector, online_scorer
 from edgestream.ml.artifact import ModelMeta, sha256_hex, sidecar_path
@@ -26,13 +27,11 @@ from edgestream.ml.features import FeatureExtractor
 from edgestream.ml.scorer import OnnxScorer
 
 
-class Features(Protocol):
-    """What the pipeline needs from a feature extractor."""
+class Features(PartedState, Protocol):
+    """What the pipeline needs from a feature extractor: features of a batch, and its state
+    saved in parts (:class:`~edgestream.core.stateful.PartedState`)."""
 
     def transform(self, device_ids: Any, ts: Any, values: Any) -> np.ndarray: ...
-    def changed_parts(self) -> dict[str, bytes]: ...
-    def restore_parts(self, parts: dict[str, bytes]) -> None: ...
-    def restore(self, blob: bytes) -> None: ...
 
 
 class RawFeatures:

@@ -554,14 +554,14 @@ def _prev_max(
 
 
 def pack_parts(parts: dict[str, bytes]) -> bytes:
-    """Parts as one blob (``u32`` count, then per part ``u32`` key length, key, ``u32`` size,
-    bytes).
+    """Parts as one blob (``u32`` count, then per part in key order ``u32`` key length, key,
+    ``u32`` size, bytes).
 
     >>> unpack_parts(pack_parts({"": b"{}", "d1": b"xyz"}))
     {'': b'{}', 'd1': b'xyz'}
     """
     out = [struct.pack("<I", len(parts))]
-    for key, value in parts.items():
+    for key, value in sorted(parts.items()):  # canonical: equal states, equal blobs
         k = key.encode()
         out += [struct.pack("<I", len(k)), k, struct.pack("<I", len(value)), value]
     return b"".join(out)
