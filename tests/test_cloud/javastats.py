@@ -9,7 +9,8 @@ import subprocess
 from collections import Counter
 from typing import Any
 
-from edgestream.cloud.job import META_TIMES, CloudJobConfig, _stats_config, _topics
+from edgestream.cloud.function import META_TIMES
+from edgestream.cloud.job import CloudJobConfig, _stats_config, _topics
 from edgestream.cloud.jvm import java, java_classpath
 from edgestream.core.serde import AvroSerializer, subject_for
 from edgestream.core.topology import Topology

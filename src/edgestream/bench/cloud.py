@@ -157,7 +157,8 @@ def _throughput_phase(topo, cloud, registry, ends, records, phases) -> dict[str,
     """The bounded job over the backlog, twice in the same JVM: a fresh JVM's first run, its
     code still compiled by the JIT while it runs (and the Python worker starting beside it),
     then the same job again on the warm JVM (as a job that has been running for a while)."""
-    from edgestream.cloud.job import META_TIMES, run_jobs
+    from edgestream.cloud.function import META_TIMES
+    from edgestream.cloud.job import run_jobs
 
     runs = {}
     for name in ("first", "warm"):
