@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import inspect
 
-from edgestream.rollout.agent import ModelHost, RolloutAgent
+from edgestream.rollout.agent import RolloutAgent
+from edgestream.rollout.host import ModelHost
 
 
 def test_the_gateway_offers_everything_a_model_host_has() -> None:

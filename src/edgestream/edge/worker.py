@@ -124,7 +124,7 @@ class _Rewind:
 
 class Gateway:
     """The Faust app of one gateway and the pipelines behind its agents (and the
-    :class:`~edgestream.rollout.agent.ModelHost` of its rollout agent)."""
+    :class:`~edgestream.rollout.host.ModelHost` of its rollout agent)."""
 
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config

@@ -3,4 +3,4 @@
 of the cloud side (:mod:`~edgestream.rollout.control`), and on each gateway the slots of live,
 shadow and pending models (:mod:`~edgestream.rollout.slots`) run by the worker's
 :class:`~edgestream.rollout.agent.RolloutAgent` through its
-:class:`~edgestream.rollout.agent.ModelHost` interface."""
+:class:`~edgestream.rollout.host.ModelHost` interface."""
