@@ -8,8 +8,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from edgestream.bench.cloud_input import fleet_summaries
 from edgestream.cli.bench import app
+from edgestream.testing.fleet_records import fleet_summaries
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

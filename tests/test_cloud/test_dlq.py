@@ -9,10 +9,10 @@ import json
 
 import pytest
 
-from edgestream.bench.cloud_input import fleet_summaries, produce_records
 from edgestream.cloud.job import run_jobs
 from edgestream.core.offsets import read_to_end
 from edgestream.core.serde import AvroSerializer
+from edgestream.testing.fleet_records import fleet_summaries, produce_records
 from tests.test_cloud.conftest import cloud_topology
 from tests.test_cloud.reference import assert_rows_match, reference_stats
 

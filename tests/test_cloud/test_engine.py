@@ -9,10 +9,10 @@ from collections import Counter
 
 import pytest
 
-from edgestream.bench.cloud_input import fleet_alerts, fleet_summaries, sampled_readings
 from edgestream.cloud.engine import FleetEngine
 from edgestream.core.registry import RegistryServer
 from edgestream.sim.config import SimConfig
+from edgestream.testing.fleet_records import fleet_alerts, fleet_summaries, sampled_readings
 from tests.test_cloud.conftest import cloud_topology
 from tests.test_cloud.javastats import run_stats
 from tests.test_cloud.reference import assert_rows_match, reference_stats

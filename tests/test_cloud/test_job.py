@@ -8,16 +8,16 @@ import json
 
 import pytest
 
-from edgestream.bench.cloud_input import (
+from edgestream.cloud.job import CloudJobConfig, ensure_cloud_topics, job_plan, run_jobs
+from edgestream.core.offsets import read_to_end
+from edgestream.core.serde import AvroDeserializer
+from edgestream.sim.config import SimConfig
+from edgestream.testing.fleet_records import (
     fleet_alerts,
     fleet_summaries,
     produce_records,
     sampled_readings,
 )
-from edgestream.cloud.job import CloudJobConfig, ensure_cloud_topics, job_plan, run_jobs
-from edgestream.core.offsets import read_to_end
-from edgestream.core.serde import AvroDeserializer
-from edgestream.sim.config import SimConfig
 from tests.test_cloud.conftest import cloud_topology
 from tests.test_cloud.reference import assert_rows_match, reference_stats
 

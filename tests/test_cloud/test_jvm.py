@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from edgestream.bench.cloud_input import fleet_summaries
 from edgestream.cloud import jvm
 from edgestream.core.exceptions import SerdeError
 from edgestream.core.serde import AvroDeserializer, AvroSerializer
+from edgestream.testing.fleet_records import fleet_summaries
 from edgestream.wire.forms import complete_summary, expand_double, wire_summary
 
 HISTORY = Path(__file__).parents[2] / "schemas" / "history" / "WindowSummary"

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from edgestream.bench.cloud_input import fleet_alerts, fleet_summaries, produce_records
 from edgestream.cloud.job import run_jobs
 from edgestream.core.offsets import read_to_end
 from edgestream.core.topology import Topology
+from edgestream.testing.fleet_records import fleet_alerts, fleet_summaries, produce_records
 from tests.test_cloud.conftest import DEFAULT
 from tests.test_cloud.flinkcluster import flink_cluster
 from tests.test_cloud.reference import assert_rows_match, reference_stats

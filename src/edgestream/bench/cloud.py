@@ -114,9 +114,9 @@ def _meta(bootstrap: str, topic: str) -> dict[str, Any]:
 
 def run_cloud_bench(params: CloudBenchParams, phases: Phases) -> dict[str, Any]:
     """Both phases; the result dict (the JSON line of ``--json``)."""
-    from edgestream.bench.cloud_input import fleet_summaries, produce_records
     from edgestream.cloud.job import CloudJobConfig, start_job
     from edgestream.core.stack import Stack
+    from edgestream.testing.fleet_records import fleet_summaries, produce_records
 
     result: dict[str, Any] = {"bench": "cloud", "machine": machine_info(), "parallelism": 1}
     work = params.workdir or Path(tempfile.mkdtemp(prefix="edgestream-bench-cloud-"))
@@ -250,9 +250,9 @@ def _jvm_phase(cloud: str, registry: str, ends: dict[int, int], job_per_s: float
 def _lag_phase(params, topo, cloud, registry, phases, start_job, config_cls) -> dict[str, Any]:
     from confluent_kafka import Consumer, Producer, TopicPartition
 
-    from edgestream.bench.cloud_input import fleet_summaries
     from edgestream.core.broker import producer_config
     from edgestream.core.serde import AvroSerializer, subject_for
+    from edgestream.testing.fleet_records import fleet_summaries
 
     phases.start("fleet job, unbounded: waiting for it to run")
     size = int(params.lag_window_s * 1000)
