@@ -17,7 +17,8 @@ from edgestream.core.topology.fields import (
     PositiveDuration,
     PositiveInt,
     TopicName,
-    expand_env,
+    deferrable,
+    resolve_env,
 )
 
 __all__ = [
@@ -49,7 +50,7 @@ def _env_name(value: str) -> str:
     return value
 
 
-HostPort = Annotated[str, BeforeValidator(expand_env), AfterValidator(_host_port)]
+HostPort = Annotated[str, BeforeValidator(resolve_env), AfterValidator(deferrable(_host_port))]
 EnvName = Annotated[str, AfterValidator(_env_name)]
 
 

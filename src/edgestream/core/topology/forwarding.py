@@ -18,7 +18,8 @@ from edgestream.core.topology.fields import (
     PositiveDuration,
     PositiveInt,
     TopicName,
-    expand_env,
+    deferrable,
+    resolve_env,
 )
 
 __all__ = [
@@ -44,9 +45,9 @@ def _bootstrap(value: str) -> str:
 
 
 #: Kafka bootstrap servers ``host:port[,host:port]``; ``${VAR}`` references are resolved.
-Bootstrap = Annotated[str, BeforeValidator(expand_env), AfterValidator(_bootstrap)]
+Bootstrap = Annotated[str, BeforeValidator(resolve_env), AfterValidator(deferrable(_bootstrap))]
 #: A file path; ``${VAR}`` references are resolved.
-EnvPath = Annotated[Path, BeforeValidator(expand_env)]
+EnvPath = Annotated[Path, BeforeValidator(resolve_env)]
 
 
 class ForwardTopics(Frozen):

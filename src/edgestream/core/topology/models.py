@@ -21,7 +21,8 @@ from edgestream.core.topology.edge import (
     SensorTopic,
     Window,
 )
-from edgestream.core.topology.fields import Frozen, Name, expand_env
+from edgestream.core.topology.errors import NeededEnv
+from edgestream.core.topology.fields import Frozen, Name, deferrable, resolve_env
 from edgestream.core.topology.forwarding import Forwarding
 
 __all__ = ["Topology"]
@@ -38,6 +39,10 @@ def _url(value: str) -> str:
     if not _URL_RE.match(value):
         raise ValueError("an http:// or https:// URL of a Confluent-compatible schema registry")
     return value.rstrip("/")
+
+
+#: A schema registry URL; ``${VAR}`` references are resolved.
+RegistryUrl = Annotated[str, BeforeValidator(resolve_env), AfterValidator(deferrable(_url))]
 
 
 class Topology(Frozen):
@@ -77,9 +82,10 @@ class Topology(Frozen):
     cloud: Cloud = Cloud()
     retraining: Retraining = Retraining()
     rollout: Rollout = Rollout()
-    registry: Annotated[str, BeforeValidator(expand_env), AfterValidator(_url)] | None = None
+    registry: RegistryUrl | None = None
 
     _source: Path | None = PrivateAttr(default=None)
+    _needed_env: tuple[NeededEnv, ...] = PrivateAttr(default=())
 
     def __eq__(self, other: object) -> bool:  # the source file is not part of the config
         return type(other) is type(self) and self.__dict__ == other.__dict__
@@ -97,6 +103,21 @@ class Topology(Frozen):
     def base_dir(self) -> Path:
         """Relative paths in the topology are relative to this folder."""
         return self._source.parent if self._source is not None else Path.cwd()
+
+    @property
+    def needed_env(self) -> tuple[NeededEnv, ...]:
+        """Variables left unresolved by ``load_topology(..., defer_env=True)`` (else empty).
+
+        Such a topology holds those values as written (``${VAR}``): it is for reading, not
+        for deploying.
+        """
+        return self._needed_env
+
+    def with_needed_env(self, needed: tuple[NeededEnv, ...]) -> Topology:
+        """A copy that records ``needed`` as :attr:`needed_env`."""
+        copy = self.model_copy()
+        copy._needed_env = needed
+        return copy
 
     def resolve_path(self, path: str | Path) -> Path:
         """``path`` resolved against :attr:`base_dir`."""
