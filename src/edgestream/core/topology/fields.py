@@ -61,7 +61,7 @@ __all__ = [
 class Frozen(BaseModel):
     """Base of every topology model: immutable, unknown keys rejected."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
 
 # --- durations --------------------------------------------------------------------------------
