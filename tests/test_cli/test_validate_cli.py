@@ -178,6 +178,21 @@ def test_every_shipped_example_validates_without_its_secrets(
         assert f"{path}:{need['line']}: {need['path']}: ${{{need['variable']}}}" in result.output
 
 
+def test_validate_topologies_glob_exits_0_without_secrets(
+    app: typer.Typer, runner: CliRunner, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for path in SHIPPED:  # `edgestream validate topologies/*.yaml`, as the shell expands it
+        without_their_env(path, monkeypatch)
+    result = runner.invoke(app, ["validate", *map(str, SHIPPED)], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert result.output.count("is valid") == len(SHIPPED) >= 4
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(BROKEN)
+    mixed = runner.invoke(app, ["validate", str(broken), *map(str, SHIPPED), "--no-check-files"])
+    assert mixed.exit_code == 1  # one bad file fails the run; the others are still checked
+    assert mixed.stdout.count("is valid") == len(SHIPPED) and "canry" in mixed.stdout
+
+
 def test_needed_variables_name_their_key_paths(
     app: typer.Typer, runner: CliRunner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
