@@ -46,6 +46,7 @@ def test_report_rewrites_only_the_marked_section(tmp_path: Path) -> None:
     assert "| swap | sql vs raw | 0.5x |" in text and "| swap | records per s | 1.234e+04 |" in text
     assert "Test CPU 3000, 2 cores, 7.8 GB RAM" in text
     assert text.index("| e2e |") < text.index("| swap |")  # pipeline order
+    assert f"`edgestream bench report --readme {readme.as_posix()}` (not typed" in text
     again = CliRunner().invoke(app, ["report", "--readme", str(readme), "--results", str(results)])
     assert again.exit_code == 0 and readme.read_text() == text  # idempotent
 

@@ -851,6 +851,44 @@ def test_env_default_is_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert load_text(tmp_path, text).registry == "http://r:8081"
 
 
+def test_defer_env_keeps_unset_references_and_lists_where(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("TOPO_TEST_CERTS", "TOPO_TEST_EDGE", "TOPO_TEST_PASSWORD", "TOPO_TEST_REG"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TOPO_TEST_USER", "fwd")
+    text = BASE.replace(
+        "    protocol: PLAINTEXT",
+        "    protocol: SASL_SSL\n    ca_file: ${TOPO_TEST_CERTS}/ca.pem\n"
+        "    sasl: {username: '${TOPO_TEST_USER}', password: '${TOPO_TEST_PASSWORD}'}",
+    ).replace("name: test\n", "name: test\nregistry: ${TOPO_TEST_REG:-http://r:8081}\n")
+    text = text.replace("    device_types: [pump, reefer]\n", "    device_types: [pump, reefer]\n"
+                        "    bootstrap: ${TOPO_TEST_EDGE}\n", 1)  # fmt: skip
+    for device_type in ("pump", "reefer"):  # no model files: only the TLS file is checked
+        text = text.replace(f"path: {device_type}.onnx", "kind: online")
+    topology = load_text(tmp_path, text, defer_env=True, check_files=True)
+    shown = [str(n) for n in topology.needed_env]
+    path = tmp_path / "topology.yaml"
+    assert shown == [
+        f"{path}:{line_of(text, 'TOPO_TEST_EDGE')}: gateways[0].bootstrap: ${{TOPO_TEST_EDGE}}",
+        f"{path}:{line_of(text, 'TOPO_TEST_CERTS')}: forwarding.security.ca_file: "
+        "${TOPO_TEST_CERTS}",
+        f"{path}:{line_of(text, 'TOPO_TEST_PASSWORD')}: forwarding.security.sasl.password: "
+        "${TOPO_TEST_PASSWORD}",
+    ]
+    sasl = topology.forwarding.security.sasl
+    assert sasl is not None and sasl.username == "fwd"  # what is set is resolved
+    assert topology.registry == "http://r:8081"  # and defaults apply
+    assert str(topology.forwarding.security.ca_file) == "${TOPO_TEST_CERTS}/ca.pem"
+    found = problems(tmp_path, text, check_files=True)  # without defer_env: one way, as before
+    assert len(found) == 3 and all("to be set" in p for p in found), found
+    monkeypatch.setenv("TOPO_TEST_PASSWORD", "pw")
+    monkeypatch.setenv("TOPO_TEST_EDGE", "e:9092")
+    monkeypatch.setenv("TOPO_TEST_CERTS", str(tmp_path))
+    (missing,) = problems(tmp_path, text, check_files=True)  # the file is checked once set
+    assert "forwarding.security.ca_file: got" in missing and "an existing file" in missing
+
+
 def test_anchors_and_extension_keys(tmp_path: Path) -> None:
     text = BASE.replace(
         "windows:\n  - {size: 10s, allowed_lateness: 2s}",

@@ -180,8 +180,8 @@ def _machine(results: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def render_section(results: dict[str, dict[str, Any]]) -> str:
-    """The README section: where each bench ran, then the table."""
+def render_section(results: dict[str, dict[str, Any]], target: str = "README.md") -> str:
+    """The section of ``target`` (a README): where each bench ran, then the table."""
     if not results:
         raise EdgestreamError(
             f"no saved bench results in {results_dir()}: run `edgestream bench edge --json` "
@@ -189,7 +189,7 @@ def render_section(results: dict[str, dict[str, Any]]) -> str:
         )
     commands = ", ".join(f"`edgestream bench {n} --json`" for n in results)
     return (
-        f"Produced by {commands} and `edgestream bench report --readme README.md` "
+        f"Produced by {commands} and `edgestream bench report --readme {target}` "
         "(not typed by hand). Machines:\n\n"
         f"{_machine(results)}\n\n{render_table(results)}"
     )

@@ -53,7 +53,8 @@ def report(
     """
     from edgestream.bench.results import load_results, render_section, replace_section
 
-    section = render_section(load_results(results))
+    target = readme.as_posix() if readme is not None else "README.md"
+    section = render_section(load_results(results), target)
     if readme is None:
         typer.echo(section)
         return

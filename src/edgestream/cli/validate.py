@@ -21,22 +21,37 @@ def register(app: typer.Typer) -> None:
 
 
 def validate_command(
-    topology: Path = typer.Argument(..., help="Topology YAML file.", show_default=False),
+    topologies: list[Path] = typer.Argument(..., help="Topology YAML file(s).", show_default=False),
     as_json: bool = typer.Option(
-        False, "--json", help="Print one JSON object (summary or problems) instead of tables."
+        False, "--json", help="Print one JSON object per file (summary or problems)."
     ),
     check_files: bool = typer.Option(
         True,
         "--check-files/--no-check-files",
         help="Check that model and TLS files exist (and ONNX inputs fit).",
     ),
+    strict: bool = typer.Option(
+        False,
+        "--strict",
+        help="Fail on ${VAR} references to unset variables (as deploy does) instead of "
+        "listing them as needed at deploy time.",
+    ),
 ) -> None:
-    """Validate a topology: types, unknown keys, references, schemas, model files.
+    """Validate topologies: types, unknown keys, references, schemas, model files.
 
-    Exits 0 with a short summary, or 1 listing every problem as FILE:LINE: path: message.
+    Exits 0 with a short summary of each, or 1 listing every problem as FILE:LINE: path:
+    message. ``${VAR}`` references to unset variables (secrets, cloud endpoints) are listed
+    as needed at deploy time, where they must be set; ``--strict`` makes them problems.
     """
+    results = [_validate(path, as_json, check_files, strict) for path in topologies]
+    if not all(results):
+        raise typer.Exit(1)
+
+
+def _validate(topology: Path, as_json: bool, check_files: bool, strict: bool) -> bool:
+    """Check one file and print its summary or problems; True when it is valid."""
     try:
-        loaded = load_topology(topology, check_files=check_files)
+        loaded = load_topology(topology, check_files=check_files, defer_env=not strict)
     except TopologyError as error:
         if as_json:
             problems = [p.to_dict() for p in error.problems]
@@ -46,11 +61,15 @@ def validate_command(
                 typer.echo(str(problem))
             count = len(error.problems)
             typer.echo(f"{count} problem{'s' if count != 1 else ''} in {topology}", err=True)
-        raise typer.Exit(1) from None
+        return False
     if as_json:
-        typer.echo(json.dumps({"ok": True, "file": str(topology), **summary(loaded)}))
-        return
-    _print_summary(loaded, topology)
+        needed = [n.to_dict() for n in loaded.needed_env]
+        facts = {"ok": True, "file": str(topology), **summary(loaded), "needed_at_deploy": needed}
+        typer.echo(json.dumps(facts))
+    else:
+        _print_summary(loaded, topology)
+        _print_needed(loaded)
+    return True
 
 
 def summary(topology: Topology) -> dict[str, Any]:
@@ -113,6 +132,15 @@ def _jobs(topology: Topology) -> dict[str, str]:
         "retrain": f"anomaly rate > {jobs.retrain.anomaly_rate_threshold:g}, cooldown "
         f"{format_duration(jobs.retrain.cooldown)} -> {cloud.retrain_topic}",
     }
+
+
+def _print_needed(topology: Topology) -> None:
+    if not topology.needed_env:
+        return
+    names = sorted({n.variable for n in topology.needed_env})
+    _out.print(f"[yellow]needed at deploy time[/] (unset now): {', '.join(names)}", soft_wrap=True)
+    for need in topology.needed_env:
+        _out.print(f"  {need}", markup=False, emoji=False, soft_wrap=True)
 
 
 def _print_summary(topology: Topology, path: Path) -> None:

@@ -14,7 +14,7 @@ compiled on first use, :mod:`edgestream.cloud.jvm`) decodes the Avro summaries a
 itself, drops replays, keeps per-partition watermarks and the windows, and writes the rows as
 JSON (``fleet.stats``, key ``window_start|scope|scope_key``: the last row of a key is
 current). Measured reason: any per-record crossing into Python caps the job below 35k
-records/s on 2 cores (README, "Cloud jobs"). Drift needs numpy and the models: the sampled
+records/s on 2 cores (docs/benchmarks.md). Drift needs numpy and the models: the sampled
 readings, model updates and the ``rate`` rows (of each ``device_type`` row's first firing:
 what the anomaly-rate trigger reads) go
 to one vectorized (pandas) Python function in Arrow batches, which decodes them

@@ -1,6 +1,6 @@
 """The project's own Flink functions in Java, built with Maven from a checked-in POM.
 
-The JVM side of the route past Python's per-record cost (README, "Cloud jobs") is a few Java
+The JVM side of the route past Python's per-record cost (docs/benchmarks.md) is a few Java
 sources in ``cloud/java`` and their ``pom.xml`` (Flink and Avro ``provided``: they are on the
 Flink classpath, :func:`flink_lib`). :func:`udf_jar` runs
 ``mvn package`` once per content of the sources and the POM, into

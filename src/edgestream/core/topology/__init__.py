@@ -8,7 +8,8 @@
 
 Modules: :mod:`.fields` (durations, sizes, names, secrets), :mod:`.edge`, :mod:`.forwarding`,
 :mod:`.cloud` (the sections), :mod:`.models` (the root), :mod:`.loader`, :mod:`.checks`
-(cross-references), :mod:`.explain` (error messages), :mod:`.yamlsrc` (line numbers).
+(cross-references), :mod:`.explain` (error messages), :mod:`.yamlsrc` (line numbers),
+:mod:`.reference` (`docs/topology.md`, generated from the models).
 """
 
 from edgestream.core.topology.errors import Problem, TopologyError

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from edgestream.core.topology.fields import format_duration
+from edgestream.core.topology.fields import format_duration, unset_env
 from edgestream.core.topology.models import Topology
 from edgestream.core.topology.report import Loc, Report, aligned, duplicates
 
@@ -50,7 +50,7 @@ def check_forwarding(t: Topology, r: Report, check_files: bool) -> None:
             continue
         if not tls:
             r.add((*sloc, name), f"no TLS files with protocol {sec.protocol} (use SSL or SASL_SSL)")
-        elif check_files and not t.resolve_path(path).is_file():
+        elif check_files and not unset_env(str(path)) and not t.resolve_path(path).is_file():
             r.add((*sloc, name), f"an existing file (looked for {t.resolve_path(path)})")
     if (sec.cert_file is None) != (sec.key_file is None):
         missing = "key_file" if sec.key_file is None else "cert_file"

@@ -17,7 +17,8 @@ from edgestream.core.topology.fields import (
     PositiveDuration,
     PositiveInt,
     TopicName,
-    expand_env,
+    deferrable,
+    resolve_env,
 )
 
 __all__ = [
@@ -49,7 +50,7 @@ def _env_name(value: str) -> str:
     return value
 
 
-HostPort = Annotated[str, BeforeValidator(expand_env), AfterValidator(_host_port)]
+HostPort = Annotated[str, BeforeValidator(resolve_env), AfterValidator(deferrable(_host_port))]
 EnvName = Annotated[str, AfterValidator(_env_name)]
 
 
@@ -64,10 +65,15 @@ class FleetStatsJob(Frozen):
     """
 
     window: PositiveDuration = 60_000
+    """Length of the statistics windows (tumbling, event time)."""
     allowed_lateness: Duration = 900_000
+    """The outage budget: summaries this late still count in their own windows."""
     worst_n: PositiveInt = 5
+    """Devices listed per window, by anomaly score."""
     max_out_of_orderness: Duration = 30_000
+    """How far a partition's watermark trails its newest event time."""
     idle_timeout: PositiveDuration = 30_000
+    """A partition silent this long (processing time) stops holding watermarks back."""
 
 
 class DriftJob(Frozen):
@@ -82,13 +88,22 @@ class DriftJob(Frozen):
     """
 
     window: PositiveDuration = 600_000
+    """Length of the drift windows of sampled readings."""
     psi_major: Number = 0.25
+    """PSI above this is major drift (a retraining trigger)."""
     psi_minor: Number = 0.1
+    """PSI above this is minor drift (reported)."""
     ks_threshold: Fraction = 0.2
+    """A Kolmogorov-Smirnov statistic above this also counts as drift."""
     min_samples: PositiveInt = 500
+    """Windows with fewer readings of a device type are not judged."""
     bins: PositiveInt = 10
+    """PSI bins (deciles by default)."""
     reference: Literal["model", "lagged", "first"] = "model"
+    """Compared with: the live model's training baseline, the window ``reference_lag``
+    earlier, or the first full window since the live model went live."""
     reference_lag: PositiveInt = 2
+    """Windows back, for ``reference: lagged``."""
 
 
 class RetrainJob(Frozen):
@@ -98,17 +113,24 @@ class RetrainJob(Frozen):
     type is judged in fleet-stats windows with at least ``min_readings`` readings."""
 
     cooldown: Duration = 3_600_000
+    """No second RetrainRequest for the same model within this."""
     anomaly_rate_threshold: Fraction = 0.05
+    """A device type's anomaly rate above this triggers retraining."""
     quiet_windows: PositiveInt = 2
+    """Windows below the thresholds that end an episode."""
     min_readings: PositiveInt = 1_000
+    """Fleet-stats windows with fewer readings of a device type are not judged."""
 
 
 class CloudJobs(Frozen):
     """The Flink jobs."""
 
     fleet_stats: FleetStatsJob = FleetStatsJob()
+    """Fleet analytics per site, device type and fleet-wide."""
     drift: DriftJob = DriftJob()
+    """Drift detection on sampled readings."""
     retrain: RetrainJob = RetrainJob()
+    """Retraining triggers."""
 
 
 class Cloud(Frozen):
@@ -119,12 +141,19 @@ class Cloud(Frozen):
     """
 
     jobs: CloudJobs = CloudJobs()
+    """The Flink jobs' settings."""
     stats_topic: TopicName = "fleet.stats"
+    """Fleet statistics (JSON, the last row of a key is current)."""
     retrain_topic: TopicName = "fleet.retrain"
+    """RetrainRequests (CloudEvents)."""
     models_topic: TopicName = "fleet.models"
-    dlq_topic: TopicName = "fleet.dlq"  # undecodable input records, with the reason
+    """ModelUpdates: candidates, promotions, rollbacks."""
+    dlq_topic: TopicName = "fleet.dlq"
+    """Input records the jobs cannot decode, bytes untouched, with the reason."""
     parallelism: PositiveInt = 1
+    """Flink parallelism of the jobs."""
     jobmanager: HostPort | None = None
+    """A Flink JobManager's REST endpoint to submit to (omitted: a local MiniCluster)."""
 
 
 class Signing(Frozen):
@@ -135,9 +164,13 @@ class Signing(Frozen):
     """
 
     key_file: Path | None = None
+    """The retrainer's private key (PEM); giving it drops the default ``key_env``."""
     key_env: EnvName | None = "EDGESTREAM_SIGNING_KEY"
+    """Environment variable holding the private key."""
     public_key_file: Path | None = None
+    """The gateways' public key (PEM); giving it drops the default ``public_key_env``."""
     public_key_env: EnvName | None = "EDGESTREAM_SIGNING_PUBLIC_KEY"
+    """Environment variable holding the public key."""
 
     @model_validator(mode="before")
     @classmethod
@@ -155,8 +188,12 @@ class Retraining(Frozen):
     """How new models are trained: family, held-out share for evaluation, signing keys."""
 
     trainer: Literal["isolation_forest", "autoencoder"] = "isolation_forest"
+    """Not used to switch families: a retrained candidate keeps the live model's family (see
+    ``edgestream.ml.refit``); another family is trained offline and published."""
     holdout_fraction: Fraction = 0.2
+    """Share of each device's readings (the last ones) held out for evaluation."""
     signing: Signing = Signing()
+    """Where the signing keys are."""
 
 
 class Shadow(Frozen):
@@ -169,9 +206,13 @@ class Shadow(Frozen):
     """
 
     min_readings: PositiveInt = 5_000
+    """Readings scored by both models before the gates are judged."""
     max_anomaly_rate_delta: Fraction = 0.02
+    """Largest difference of the two models' anomaly rates."""
     min_rank_correlation: Number = 0.8
+    """Smallest Spearman rank correlation of their scores."""
     max_duration: PositiveDuration = 1_800_000
+    """Longest shadow phase: not passed by then, rolled back."""
 
 
 class Rollout(Frozen):
@@ -182,5 +223,8 @@ class Rollout(Frozen):
     """
 
     canary_fraction: Fraction = 0.25
+    """Share of the gateways (the first in file order) that are canaries when none is marked."""
     shadow: Shadow = Shadow()
+    """Gates a candidate must pass in shadow mode on the canaries."""
     auto_rollback: Bool = True
+    """Roll a candidate back as soon as it fails the gates (else only at ``max_duration``)."""

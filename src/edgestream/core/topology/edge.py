@@ -59,11 +59,18 @@ class Gateway(Frozen):
     """
 
     id: Name
+    """The gateway's id (unique): its worker, forwarder, outbox and embedded broker use it."""
     sites: Annotated[tuple[Name, ...], BeforeValidator(_one_or_many)] = Field(min_length=1)
+    """The sites it serves (one name or a list); site summaries are computed per site."""
     device_types: tuple[Name, ...] = Field(min_length=1)
+    """The device types it serves; each needs a sensor topic."""
     devices: tuple[Name, ...] = ()
+    """Only these device ids (empty: every device of its types at its sites)."""
     bootstrap: EnvStr | None = None
+    """The edge broker, ``host:port[,host:port]`` (omitted: the embedded stack's broker of
+    the gateway's id)."""
     canary: Bool = False
+    """Put the gateway in the first stage of every model rollout."""
 
 
 class Channel(Frozen):
@@ -74,9 +81,13 @@ class Channel(Frozen):
     """
 
     unit: str = ""
+    """The unit, for people and dashboards (``mm/s``, ``degC``)."""
     min: Number | None = None
+    """Smallest valid value, inclusive (null: no bound); below it a reading goes to the DLQ."""
     max: Number | None = None
+    """Largest valid value, inclusive (null: no bound); above it a reading goes to the DLQ."""
     required: Bool = True
+    """Every reading must carry it; ``false``: optional, and then not a model feature."""
 
 
 class SensorTopic(Frozen):
@@ -89,16 +100,24 @@ class SensorTopic(Frozen):
     """
 
     name: TopicName
+    """The Kafka topic on each edge broker (``<name>.dlq`` and ``<name>.late`` go with it)."""
     device_type: Name
+    """The device type whose readings it carries."""
     schema_: Literal["SensorReading", "SensorFrame"] = Field("SensorReading", alias="schema")
+    """The Avro record of its messages: one reading, or many readings of one device."""
     partitions: PositiveInt = 1
+    """Partitions, when deploy creates the topic (an existing topic is never changed)."""
     replication: PositiveInt = 1
+    """Replication factor, when deploy creates the topic."""
     channels: dict[Name, Channel] = Field(min_length=1)
-    #: how long the edge broker keeps readings, and how many bytes per partition at most
-    #: (whichever is reached first): a gateway's disk stays bounded
+    """Channel name -> unit and valid range, in the order features default to."""
     retention: Duration = 86_400_000
+    """How long the edge broker keeps readings (with ``retention_bytes``, whichever is
+    reached first: a gateway's disk stays bounded)."""
     retention_bytes: ByteSize = 1 << 30
+    """At most this many bytes per partition on the edge broker."""
     configs: dict[str, str] = Field(default_factory=dict)
+    """Any other Kafka topic configs; they win over ``retention``/``retention_bytes``."""
 
     def kafka_configs(self) -> dict[str, str]:
         """The topic's Kafka configs: retention from the typed keys, then ``configs``
@@ -163,7 +182,9 @@ class DeviceIdPolicy(Frozen):
     """
 
     max_length: Annotated[PositiveInt, Field(le=4096)] = 128
+    """Longest device id, in characters (at most 4096)."""
     pattern: Annotated[str, AfterValidator(_regex)] = "[A-Za-z0-9._:-]+"
+    """A regular expression a device id must match whole."""
 
     @cached_property
     def _compiled(self) -> re.Pattern[str]:
@@ -186,23 +207,31 @@ class InputLimits(Frozen):
     """
 
     max_clock_skew: Duration = 300_000
+    """How far a reading's event time may be ahead of the gateway clock (``future_timestamp``)."""
     max_age: Duration | None = DEFAULT_MAX_AGE
+    """How far it may be behind (``too_old``); null: no limit, for replays of recorded data."""
     max_payload_bytes: Annotated[ByteSize, AfterValidator(_payload_ceiling)] = MAX_PAYLOAD_CEILING
+    """Largest record value (``oversize``); at most 900KB."""
     device_id: DeviceIdPolicy = DeviceIdPolicy()
+    """What a device id may look like (``bad_device_id``)."""
 
 
 class Sensors(Frozen):
     """The sensor topics and the input limits they share."""
 
     topics: tuple[SensorTopic, ...] = Field(min_length=1)
+    """The sensor topics, at least one per device type a gateway serves."""
     validation: InputLimits = InputLimits()
+    """Limits every record is checked against before inference."""
 
 
 class Batch(Frozen):
     """Inference micro-batching: run when ``size`` readings are queued or after ``max_wait``."""
 
     size: PositiveInt = 256
+    """Readings per inference call at most."""
     max_wait: Duration = 20
+    """How long the first queued reading waits for the batch to fill."""
 
 
 class OnlineDetector(Frozen):
@@ -213,14 +242,24 @@ class OnlineDetector(Frozen):
     """
 
     calibration: Annotated[int, Field(ge=10)] = 750
+    """Readings a new device only learns from (score 0); they fix its range per channel."""
     levels: Annotated[int, Field(ge=2, le=64)] = 6
+    """Bins the calibrated range is cut into (values beyond it get bins of their own)."""
     order: Annotated[int, Field(ge=1, le=4)] = 2
+    """Previous bins the sequence model predicts the next bin from."""
     tod: Annotated[int, Field(ge=0, le=288)] = 24
+    """Time-of-day buckets per day of the daily-pattern model (0: off)."""
     recent: Annotated[int, Field(ge=0)] = 100
+    """About how many recent readings the recent-level model's mean and variance cover
+    (0: off)."""
     tolerance: Annotated[float, Field(ge=0.0)] = 0.05
+    """A value beyond the range seen so far by more than this share of its width scores 1."""
     average: Annotated[int, Field(ge=2, le=100)] = 20
+    """Raw scores averaged before the anomaly likelihood compares them with their history."""
     horizon: Annotated[int, Field(ge=10)] = 8640
+    """Readings of history the likelihood weighs equally (older ones fade exponentially)."""
     rest: Annotated[int, Field(ge=0)] = 25
+    """Readings that score 0 after a detection: one detection per event (0: off)."""
 
 
 class ModelSpec(Frozen):
@@ -239,16 +278,28 @@ class ModelSpec(Frozen):
     """
 
     name: Name
+    """The model's name: versions, signatures and rollouts are per name."""
     kind: Literal["onnx", "online"] = "onnx"
+    """``onnx``: a model file; ``online``: the gateway's in-stream detector, learned per device."""
     path: Path | None = None
+    """The ONNX file, relative to the topology file (required for ``kind: onnx``)."""
     online: OnlineDetector = OnlineDetector()
+    """Settings of the in-stream detector (``kind: online``)."""
     version: EnvStr = "1"
+    """The version of a model without a sidecar, and of an online model (a sidecar's wins)."""
     inputs: tuple[Name, ...] | None = None
+    """The channels the model reads, in order; must equal the type's features (omitted: them)."""
     input_name: str = "input"
+    """Name of the model's float input tensor ``[N, width]``."""
     output: str = "score"
+    """Name of the output with one score per row (higher = more anomalous)."""
     threshold: Number | None = None
+    """Anomalous above this score (omitted: the model's calibrated threshold, which follows
+    retrained versions)."""
     batch: Batch = Batch()
+    """Inference micro-batching."""
     intra_op_threads: PositiveInt = 1
+    """ONNX Runtime threads per inference call."""
 
     @model_validator(mode="after")
     def _file_for_onnx(self) -> ModelSpec:
@@ -267,11 +318,17 @@ class Window(Frozen):
     """
 
     size: PositiveDuration
+    """The window's length."""
     hop: PositiveDuration | None = None
+    """Time between window starts of a hopping window; must divide ``size`` (null: tumbling)."""
     allowed_lateness: Duration = 0
+    """How long after its end a window still takes readings (later ones go to the late topic)."""
     max_out_of_orderness: Duration = 1_000
+    """How far a partition's watermark trails its largest event time."""
     idle_timeout: PositiveDuration | None = 30_000
+    """A partition silent this long stops holding the watermark back (null: never)."""
     scopes: tuple[Literal["device", "site"], ...] = Field(SCOPES, min_length=1)
+    """The keys windows are computed for: per device, per site."""
 
     @property
     def step(self) -> int:
@@ -292,9 +349,13 @@ class MuteWhen(Frozen):
     """
 
     channel: Name
+    """The channel watched."""
     above: Number | None = None
+    """Mute while the channel is above this value."""
     below: Number | None = None
+    """Mute while the channel is below this value."""
     hold: Duration = 0
+    """Stay muted this long after the condition ends."""
 
 
 class Severity(Frozen):
@@ -302,7 +363,9 @@ class Severity(Frozen):
     critical."""
 
     warning: Number
+    """Scores from this one are ``warning`` (below: ``info``)."""
     critical: Number
+    """Scores from this one are ``critical``."""
 
 
 class AnomalyRule(Frozen):
@@ -314,12 +377,19 @@ class AnomalyRule(Frozen):
     """
 
     name: Name
+    """The rule's name, carried by its alerts."""
     device_types: tuple[Name, ...] = ()
+    """Only these device types (empty: every type)."""
     threshold: Number | None = None
+    """Anomalous above this score (omitted: the model's threshold)."""
     consecutive: PositiveInt = 1
+    """Anomalous readings in a row that open an incident."""
     min_duration: Duration = 0
+    """How long those readings must span at least."""
     mute_when: tuple[MuteWhen, ...] = ()
+    """Conditions that silence the rule (e.g. a reefer's door open)."""
     severity: Severity | None = None
+    """Score bands of this rule's alerts (omitted: ``anomaly.severity``)."""
 
 
 class Suppression(Frozen):
@@ -328,8 +398,12 @@ class Suppression(Frozen):
     at most ``max_trigger_ids`` triggering readings."""
 
     cooldown: Duration = 300_000
+    """An incident takes anomalous readings within this of its last one; the first reading
+    later resolves it (the dedup window of alerts)."""
     update_interval: PositiveDuration = 60_000
+    """At most one ``update`` alert of an open incident per interval."""
     max_trigger_ids: PositiveInt = 50
+    """Triggering readings an alert lists at most."""
 
 
 class AnomalySpec(Frozen):
@@ -340,5 +414,8 @@ class AnomalySpec(Frozen):
     """
 
     rules: tuple[AnomalyRule, ...] = Field((AnomalyRule(name="score"),), min_length=1)
+    """The rules, each applied to every scored reading of its device types."""
     severity: Severity | None = None
+    """Default score bands (omitted: every alert is a ``warning``)."""
     suppression: Suppression = Suppression()
+    """One incident, one alert: cooldown and updates."""

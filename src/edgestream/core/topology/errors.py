@@ -8,7 +8,7 @@ from typing import Any
 
 from edgestream.core.exceptions import EdgestreamError
 
-__all__ = ["MASK", "Problem", "TopologyError", "format_value"]
+__all__ = ["MASK", "NeededEnv", "Problem", "TopologyError", "format_value"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,27 @@ class Problem:
             if self.column is not None:
                 where += f":{self.column}"
         return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form (``edgestream validate --json``)."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class NeededEnv:
+    """An environment variable a topology value needs at deploy time (unset when validated).
+
+    ``str(need)`` is ``FILE:LINE: key.path: ${VARIABLE}``.
+    """
+
+    variable: str
+    file: str
+    line: int | None
+    path: str
+
+    def __str__(self) -> str:
+        where = self.file if self.line is None else f"{self.file}:{self.line}"
+        return f"{where}: {self.path}: ${{{self.variable}}}"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (``edgestream validate --json``)."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any
 
 from pydantic import (
@@ -29,6 +30,7 @@ from pydantic import (
     PlainSerializer,
     SecretStr,
     Strict,
+    ValidationInfo,
 )
 from pydantic_core import core_schema
 
@@ -45,18 +47,21 @@ __all__ = [
     "PositiveDuration",
     "PositiveInt",
     "TopicName",
+    "deferrable",
     "expand_env",
     "format_duration",
     "format_size",
     "parse_duration",
     "parse_size",
+    "resolve_env",
+    "unset_env",
 ]
 
 
 class Frozen(BaseModel):
     """Base of every topology model: immutable, unknown keys rejected."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
 
 # --- durations --------------------------------------------------------------------------------
@@ -259,8 +264,52 @@ def is_env_reference(value: Any) -> bool:
     return isinstance(value, str) and bool(_ENV_RE.search(value))
 
 
+def unset_env(value: Any, environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """The variables ``value`` references without a default that the environment lacks.
+
+    >>> unset_env("${HOST:-localhost}:${PORT}", {})
+    ('PORT',)
+    """
+    if not isinstance(value, str):
+        return ()
+    env = os.environ if environ is None else environ
+    found = (m for m in _ENV_RE.finditer(value) if m.group(2) is None)
+    return tuple(dict.fromkeys(m.group(1) for m in found if m.group(1) not in env))
+
+
+#: Validation context key (a set): resolve what the environment has, leave a value that
+#: references an unset variable as written and add it to the set. ``edgestream validate``
+#: does this (the values are needed at deploy time); every other load resolves or fails.
+DEFER_ENV = "defer_env"
+
+
+def _deferred(value: Any, info: ValidationInfo) -> bool:
+    """Whether this validation defers ``value`` (a reference to an unset variable)."""
+    deferred = (info.context or {}).get(DEFER_ENV)
+    if deferred is None or not unset_env(value):
+        return False
+    deferred.add(value)
+    return True
+
+
+def resolve_env(value: Any, info: ValidationInfo) -> Any:
+    """Field validator: :func:`expand_env`, or the value as written when validation defers it."""
+    return value if _deferred(value, info) else expand_env(value)
+
+
+def deferrable(check: Callable[[str], str]) -> Callable[[str, ValidationInfo], str]:
+    """``check`` as an after-validator that lets a deferred ``${VAR}`` reference through."""
+
+    def validate(value: str, info: ValidationInfo) -> str:
+        if (info.context or {}).get(DEFER_ENV) is not None and unset_env(value):
+            return value
+        return check(value)
+
+    return validate
+
+
 #: A string in which ``${VAR}`` references are resolved from the environment at load time.
-EnvStr = Annotated[str, BeforeValidator(expand_env)]
+EnvStr = Annotated[str, BeforeValidator(resolve_env)]
 
 
 class EnvSecretStr(SecretStr):
@@ -291,6 +340,10 @@ class EnvSecretStr(SecretStr):
         resolved = expand_env(value, environ)
         return cls(resolved, value if is_env_reference(value) else None)
 
+    @classmethod
+    def _validate(cls, value: Any, info: ValidationInfo) -> EnvSecretStr:
+        return cls(value, value) if _deferred(value, info) else cls.resolve(value)
+
     def dumped(self) -> str:
         """What dumps write: the environment reference, or the mask."""
         return self.reference or "**********"
@@ -299,8 +352,8 @@ class EnvSecretStr(SecretStr):
     def __get_pydantic_core_schema__(
         cls, source: Any, handler: GetCoreSchemaHandler
     ) -> core_schema.CoreSchema:
-        return core_schema.no_info_plain_validator_function(
-            cls.resolve,
+        return core_schema.with_info_plain_validator_function(
+            cls._validate,
             json_schema_input_schema=core_schema.str_schema(),
             serialization=core_schema.plain_serializer_function_ser_schema(
                 lambda v: v.dumped(), when_used="json"

@@ -18,7 +18,8 @@ from edgestream.core.topology.fields import (
     PositiveDuration,
     PositiveInt,
     TopicName,
-    expand_env,
+    deferrable,
+    resolve_env,
 )
 
 __all__ = [
@@ -44,18 +45,22 @@ def _bootstrap(value: str) -> str:
 
 
 #: Kafka bootstrap servers ``host:port[,host:port]``; ``${VAR}`` references are resolved.
-Bootstrap = Annotated[str, BeforeValidator(expand_env), AfterValidator(_bootstrap)]
+Bootstrap = Annotated[str, BeforeValidator(resolve_env), AfterValidator(deferrable(_bootstrap))]
 #: A file path; ``${VAR}`` references are resolved.
-EnvPath = Annotated[Path, BeforeValidator(expand_env)]
+EnvPath = Annotated[Path, BeforeValidator(resolve_env)]
 
 
 class ForwardTopics(Frozen):
     """Topics on the cloud broker that the forwarders write."""
 
     alerts: TopicName = "fleet.alerts"
+    """AnomalyAlerts, from ``edge.alerts``."""
     summaries: TopicName = "fleet.summaries"
+    """WindowSummaries, from ``edge.summaries``."""
     samples: TopicName = "fleet.samples"
-    rollout: TopicName = "fleet.rollout"  # RolloutEvent, uplinked from edge.rollout
+    """Sampled SensorReadings, from ``edge.samples``."""
+    rollout: TopicName = "fleet.rollout"
+    """The gateways' RolloutEvents, from ``edge.rollout``."""
 
 
 class Outbox(Frozen):
@@ -68,17 +73,25 @@ class Outbox(Frozen):
     """
 
     path: EnvStr = "outbox-{gateway}.sqlite"
+    """The SQLite file, relative to the gateway's data dir (``{gateway}``: its id)."""
     max_bytes: ByteSize = 256_000_000
+    """Byte budget: past it samples are dropped, then summaries rolled up, then dropped."""
     max_age: PositiveDuration = 7 * 86_400_000
+    """Records older than this are dropped (counted)."""
     fsync: Literal["always", "batch", "never"] = "batch"
+    """``always``: every append (survives power loss); ``batch``: once per write batch;
+    ``never``: the OS decides."""
 
 
 class Sasl(Frozen):
     """SASL credentials; ``password`` is a secret, best given as ``${ENV_VAR}``."""
 
     mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    """The SASL mechanism."""
     username: EnvStr
+    """The user name."""
     password: EnvSecretStr
+    """The password: never shown or dumped; write it as ``${ENV_VAR}``."""
 
 
 class Security(Frozen):
@@ -90,10 +103,15 @@ class Security(Frozen):
     """
 
     protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    """Kafka's ``security.protocol`` of the forwarders' cloud clients."""
     ca_file: EnvPath | None = None
+    """CA certificate (PEM) the broker's certificate is checked against (omitted: system CAs)."""
     cert_file: EnvPath | None = None
+    """Client certificate (PEM) for mutual TLS, with ``key_file``."""
     key_file: EnvPath | None = None
+    """Client private key (PEM) for mutual TLS, with ``cert_file``."""
     sasl: Sasl | None = None
+    """SASL credentials, required by the ``SASL_*`` protocols."""
 
 
 class Samples(Frozen):
@@ -114,8 +132,11 @@ class Samples(Frozen):
     """
 
     enabled: Bool = True
+    """Forward sampled readings (the cloud's drift detection and retraining need them)."""
     every: PositiveInt = 500
+    """One in ``every`` readings per device (``seq % every == 0``)."""
     linger: Duration = 30_000
+    """How long samples wait in the outbox to travel as one compressed batch."""
 
 
 class Summaries(Frozen):
@@ -132,10 +153,15 @@ class Summaries(Frozen):
     """
 
     quantiles: Bool = False
+    """Send each channel's ``p50``/``p95``."""
     last: Bool = False
+    """Send each channel's latest value."""
     linger: Duration = 1_000
+    """How long summaries wait in the outbox so that a window's travel as one batch."""
     scopes: tuple[Literal["device", "site"], ...] = ("device", "site")
+    """Which scopes' summaries are forwarded."""
     windows: tuple[PositiveDuration, ...] | None = None
+    """Which window sizes' summaries are forwarded (null: every size in ``windows``)."""
 
 
 class Forwarding(Frozen):
@@ -149,13 +175,25 @@ class Forwarding(Frozen):
     """
 
     bootstrap: Bootstrap | None = None
+    """The cloud broker, ``host:port[,host:port]`` (omitted: the embedded stack's)."""
     topics: ForwardTopics = ForwardTopics()
+    """The cloud topics the forwarders write."""
     outbox: Outbox = Outbox()
+    """The durable outbox between a gateway and the cloud."""
     priorities: tuple[Literal["alerts", "summaries"], ...] = ("alerts", "summaries")
+    """Drain order: each kind once, alerts first."""
     rollup: tuple[PositiveDuration, ...] = (10_000, 60_000, 600_000)
+    """Coarser window sizes summaries are rolled up into over budget (each a multiple of the
+    one before)."""
     summaries: Summaries = Summaries()
+    """What of a summary is forwarded."""
     samples: Samples = Samples()
+    """The sampled-readings channel."""
     compression: Literal["zstd", "lz4", "none"] = "zstd"
+    """Producer compression on the link."""
     linger: Duration = 50
+    """Producer linger of summaries and samples (alerts wait at most 5 ms)."""
     batch_bytes: ByteSize = 1_000_000
+    """Producer batch size of summaries and samples."""
     security: Security = Field(default_factory=Security)
+    """How the forwarders connect to the cloud broker: TLS, SASL."""

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
 from edgestream.core.paths import schemas_dir, topologies_dir
 from edgestream.core.topology.checks import check_topology
-from edgestream.core.topology.errors import Problem, TopologyError
+from edgestream.core.topology.errors import NeededEnv, Problem, TopologyError
 from edgestream.core.topology.explain import explain
+from edgestream.core.topology.fields import DEFER_ENV, unset_env
 from edgestream.core.topology.models import Topology
 from edgestream.core.topology.yamlsrc import YamlSource, render_path
 
@@ -20,7 +22,9 @@ __all__ = ["EXTENSION_PREFIX", "load_topology"]
 EXTENSION_PREFIX = "x-"
 
 
-def load_topology(path: str | Path, *, check_files: bool = True) -> Topology:
+def load_topology(
+    path: str | Path, *, check_files: bool = True, defer_env: bool = False
+) -> Topology:
     """Load and validate a topology file.
 
     The YAML is read safely, validated field by field (unknown keys are errors), then checked
@@ -29,7 +33,9 @@ def load_topology(path: str | Path, *, check_files: bool = True) -> Topology:
     formed, ... With ``check_files`` (default) the model files must exist and their ONNX
     signature must fit, and TLS files must exist; pass ``False`` to validate a topology whose
     files are produced elsewhere. ``${ENV_VAR}`` references in secrets, bootstrap servers and
-    URLs are resolved from the environment now. Top-level keys starting with ``x-`` are
+    URLs are resolved from the environment now; with ``defer_env`` a value that references an
+    unset variable (without a default) is kept as written, not checked, and listed in
+    :attr:`Topology.needed_env` (``edgestream validate``: needed at deploy time). Top-level keys starting with ``x-`` are
     ignored (a home for YAML anchors).
 
     Raises :class:`TopologyError` listing every problem as
@@ -74,8 +80,10 @@ def load_topology(path: str | Path, *, check_files: bool = True) -> Topology:
         expected = "a mapping with at least name, gateways and sensors"
         raise TopologyError([Problem(shown, 1, "(top level)", f"got {got}; expected {expected}")])
     data = {k: v for k, v in source.data.items() if not str(k).startswith(EXTENSION_PREFIX)}
+    deferred: set[str] | None = set() if defer_env else None
     try:
-        topology = Topology.model_validate(data).with_source(file)
+        context = {DEFER_ENV: deferred} if deferred is not None else None
+        topology = Topology.model_validate(data, context=context).with_source(file)
     except ValidationError as error:
         raise TopologyError(problems + explain(error, Topology, source)) from None
     findings = check_topology(topology, source.data, check_files=check_files, schemas=schemas_dir())
@@ -85,7 +93,26 @@ def load_topology(path: str | Path, *, check_files: bool = True) -> Topology:
         problems.append(Problem(shown, line, render_path(finding.loc), message))
     if problems:
         raise TopologyError(sorted(problems, key=lambda p: (p.line or 0, p.path)))
-    return topology
+    return topology.with_needed_env(_needed(data, deferred, source)) if deferred else topology
+
+
+def _needed(data: object, deferred: set[str], source: YamlSource) -> tuple[NeededEnv, ...]:
+    """Where the values validation deferred are, one entry per variable and key path."""
+    found: list[NeededEnv] = []
+
+    def walk(node: object, loc: tuple[Any, ...]) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, (*loc, key))
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                walk(value, (*loc, i))
+        elif isinstance(node, str) and node in deferred:
+            line, path = source.line_of(loc), render_path(loc)
+            found.extend(NeededEnv(name, source.file, line, path) for name in unset_env(node))
+
+    walk(data, ())
+    return tuple(found)
 
 
 def _read(file: Path, shown: str) -> str:

@@ -21,7 +21,8 @@ from edgestream.core.topology.edge import (
     SensorTopic,
     Window,
 )
-from edgestream.core.topology.fields import Frozen, Name, expand_env
+from edgestream.core.topology.errors import NeededEnv
+from edgestream.core.topology.fields import Frozen, Name, deferrable, resolve_env
 from edgestream.core.topology.forwarding import Forwarding
 
 __all__ = ["Topology"]
@@ -40,46 +41,50 @@ def _url(value: str) -> str:
     return value.rstrip("/")
 
 
+#: A schema registry URL; ``${VAR}`` references are resolved.
+RegistryUrl = Annotated[str, BeforeValidator(resolve_env), AfterValidator(deferrable(_url))]
+
+
 class Topology(Frozen):
     """A deployable stream topology: edge gateways, forwarding, cloud jobs and model rollout.
 
-    Top-level keys:
-
-    * ``name``, ``version``, ``description``
-    * ``gateways``: :class:`~edgestream.core.topology.edge.Gateway` list
-    * ``sensors``: :class:`~edgestream.core.topology.edge.Sensors` (topics, input limits)
-    * ``features``: device type -> channel names in model input order (default: the topic's
-      required channels in file order)
-    * ``models``: device type -> :class:`~edgestream.core.topology.edge.ModelSpec`
-    * ``windows``: :class:`~edgestream.core.topology.edge.Window` list
-    * ``anomaly``: :class:`~edgestream.core.topology.edge.AnomalySpec`
-    * ``forwarding``: :class:`~edgestream.core.topology.forwarding.Forwarding`
-    * ``cloud``: :class:`~edgestream.core.topology.cloud.Cloud`
-    * ``retraining``: :class:`~edgestream.core.topology.cloud.Retraining`
-    * ``rollout``: :class:`~edgestream.core.topology.cloud.Rollout`
-    * ``registry``: schema registry URL (omitted: the embedded registry)
-    * ``x-...``: ignored, for YAML anchors shared by several sections
-
     Build one with :func:`edgestream.core.topology.load_topology`. Two topologies are equal
-    when their configuration is; :meth:`fingerprint` identifies a configuration.
+    when their configuration is; :meth:`fingerprint` identifies a configuration. Top-level
+    keys starting with ``x-`` are ignored (YAML anchors shared by several sections).
     """
 
     name: Name
+    """The topology's name: deploy state, k8s and systemd names derive from it."""
     version: Annotated[str, BeforeValidator(_version)] = "1"
+    """The configuration's version, yours to bump (numbers are read as strings)."""
     description: str = ""
+    """Free text for people."""
     gateways: tuple[Gateway, ...] = Field(min_length=1)
+    """The edge gateways, at least one."""
     sensors: Sensors
+    """The sensor topics on the edge brokers and the input limits readings are checked against."""
     features: dict[Name, tuple[Name, ...]] = Field(default_factory=dict)
+    """Device type -> channel names in model input order (omitted: the type's topic's
+    required channels in file order)."""
     models: dict[Name, ModelSpec] = Field(default_factory=dict)
+    """Device type -> the model that scores its readings (a type without one is not scored)."""
     windows: tuple[Window, ...] = Field((Window(size=10_000),), min_length=1)
+    """The event-time windows every gateway computes summaries for."""
     anomaly: AnomalySpec = AnomalySpec()
+    """When scores become incidents and alerts: rules, severity bands, suppression."""
     forwarding: Forwarding = Forwarding()
+    """What goes from each gateway to the cloud broker, and how."""
     cloud: Cloud = Cloud()
+    """The cloud's Flink jobs (fleet statistics, drift, retraining triggers) and topics."""
     retraining: Retraining = Retraining()
+    """How new models are trained and signed."""
     rollout: Rollout = Rollout()
-    registry: Annotated[str, BeforeValidator(expand_env), AfterValidator(_url)] | None = None
+    """How new models reach the gateways: canaries, shadow gates, rollback."""
+    registry: RegistryUrl | None = None
+    """URL of a Confluent-compatible schema registry (omitted: the embedded stack's)."""
 
     _source: Path | None = PrivateAttr(default=None)
+    _needed_env: tuple[NeededEnv, ...] = PrivateAttr(default=())
 
     def __eq__(self, other: object) -> bool:  # the source file is not part of the config
         return type(other) is type(self) and self.__dict__ == other.__dict__
@@ -97,6 +102,21 @@ class Topology(Frozen):
     def base_dir(self) -> Path:
         """Relative paths in the topology are relative to this folder."""
         return self._source.parent if self._source is not None else Path.cwd()
+
+    @property
+    def needed_env(self) -> tuple[NeededEnv, ...]:
+        """Variables left unresolved by ``load_topology(..., defer_env=True)`` (else empty).
+
+        Such a topology holds those values as written (``${VAR}``): it is for reading, not
+        for deploying.
+        """
+        return self._needed_env
+
+    def with_needed_env(self, needed: tuple[NeededEnv, ...]) -> Topology:
+        """A copy that records ``needed`` as :attr:`needed_env`."""
+        copy = self.model_copy()
+        copy._needed_env = needed
+        return copy
 
     def resolve_path(self, path: str | Path) -> Path:
         """``path`` resolved against :attr:`base_dir`."""
