@@ -189,7 +189,7 @@ class Retraining(Frozen):
 
     trainer: Literal["isolation_forest", "autoencoder"] = "isolation_forest"
     """Not used to switch families: a retrained candidate keeps the live model's family (see
-    ``edgestream.ml.refit``); another family is trained offline and published."""
+    ``edgestream.retrain.refit``); another family is trained offline and published."""
     holdout_fraction: Fraction = 0.2
     """Share of each device's readings (the last ones) held out for evaluation."""
     signing: Signing = Signing()
