@@ -217,6 +217,7 @@ class OnlineDetector(Frozen):
     order: Annotated[int, Field(ge=1, le=4)] = 2
     tod: Annotated[int, Field(ge=0, le=288)] = 24
     recent: Annotated[int, Field(ge=0)] = 100
+    history: Annotated[int, Field(ge=0)] = 8000
     tolerance: Annotated[float, Field(ge=0.0)] = 0.05
     average: Annotated[int, Field(ge=2, le=100)] = 20
     horizon: Annotated[int, Field(ge=10)] = 8640
