@@ -12,8 +12,9 @@ Per device, readings in arrival order:
    calibrated range (values beyond it get bins of their own). Two count models predict the
    bin, each gives raw = 1 - P(bin | context) from its counts so far (an unseen context: 1):
    *sequence*, context = the previous ``order`` bins (a device leaving its usual paths);
-   *time of day*, context = the previous bin and the hour bucket (``tod`` per day; 0: off),
-   for daily patterns (a rush hour that does not come). Two level models give
+   *time of day*, context = the previous bin and the time-of-day bucket (``tod`` buckets
+   per day, 96: a quarter of an hour; 0: off), for daily patterns (a rush hour that does
+   not come). Two level models give
    raw = erf(|z| / sqrt 2) of the value against a running mean and variance: *recent
    level* over about the last ``recent`` readings (a shift inside the range), *long-run
    level* over about the last ``history`` readings (a value unusual for the device's whole
@@ -68,7 +69,7 @@ DEFAULTS: dict[str, Any] = {
     "calibration": 750,
     "levels": 6,
     "order": 2,
-    "tod": 24,
+    "tod": 96,
     "recent": 100,
     "history": 8000,
     "tolerance": 0.05,

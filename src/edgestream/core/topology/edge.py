@@ -215,7 +215,7 @@ class OnlineDetector(Frozen):
     calibration: Annotated[int, Field(ge=10)] = 750
     levels: Annotated[int, Field(ge=2, le=64)] = 6
     order: Annotated[int, Field(ge=1, le=4)] = 2
-    tod: Annotated[int, Field(ge=0, le=288)] = 24
+    tod: Annotated[int, Field(ge=0, le=288)] = 96
     recent: Annotated[int, Field(ge=0)] = 100
     history: Annotated[int, Field(ge=0)] = 8000
     tolerance: Annotated[float, Field(ge=0.0)] = 0.05
