@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from edgestream.edge.models import features_for, load_model
 from edgestream.edge.online import MAX_COUNTS, OnlineDetector, OnlineError
 from edgestream.edge.pipeline import TopicPipeline
 from edgestream.evaluation.replay import with_online_settings
+from edgestream.ml.features import HEADER, pack_parts, unpack_parts
 from tests.conftest import run_doctests
 
 
@@ -87,6 +89,27 @@ def test_state_of_other_settings_is_refused() -> None:
         OnlineDetector(["v"], calibration=100, levels=8).restore(det.state())
     with pytest.raises(OnlineError, match="unknown"):
         OnlineDetector(["v"], window=3)
+
+
+def test_long_run_level_model_is_on_by_default_and_in_the_state() -> None:
+    topology = load_topology(topologies_dir() / "nab.yaml")
+    scorer, _ = load_model(topology, "metric")
+    assert scorer.meta.features["history"] == 8000
+    x = series()
+    x[1200:] += 2.5  # a shift inside the range
+    on = OnlineDetector(["v"], calibration=300)
+    with_long = score(on, x)
+    without = score(OnlineDetector(["v"], calibration=300, history=0), x)
+    # the shifted level stays unusual for the long-run model after the recent one followed it
+    assert with_long[300:1200].max() < 0.5
+    assert with_long[1350:].mean() > 1.2 * without[1350:].mean()
+    # a state saved before the long-run model (format 1, no history setting) is refused
+    parts = unpack_parts(on.state())
+    header = json.loads(parts[HEADER])
+    del header["history"]
+    parts[HEADER] = json.dumps({**header, "format": 1}).encode()
+    with pytest.raises(OnlineError, match="same settings"):
+        OnlineDetector(["v"], calibration=300).restore(pack_parts(parts))
 
 
 def test_topology_kind_online_needs_no_file_and_onnx_does() -> None:

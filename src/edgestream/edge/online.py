@@ -12,14 +12,17 @@ Per device, readings in arrival order:
    calibrated range (values beyond it get bins of their own). Two count models predict the
    bin, each gives raw = 1 - P(bin | context) from its counts so far (an unseen context: 1):
    *sequence*, context = the previous ``order`` bins (a device leaving its usual paths);
-   *time of day*, context = the previous bin and the hour bucket (``tod`` per day; 0: off),
-   for daily patterns (a rush hour that does not come). A third model, *recent level*,
-   gives raw = erf(|z| / sqrt 2) of the value against the running mean and variance of
-   about the last ``recent`` readings (0: off): a shift inside the range. Per channel; the
-   largest counts.
+   *time of day*, context = the previous bin and the time-of-day bucket (``tod`` buckets
+   per day, 96: a quarter of an hour; 0: off), for daily patterns (a rush hour that does
+   not come). Two level models give
+   raw = erf(|z| / sqrt 2) of the value against a running mean and variance: *recent
+   level* over about the last ``recent`` readings (a shift inside the range), *long-run
+   level* over about the last ``history`` readings (a value unusual for the device's whole
+   past even when the recent level has followed it; 0: off). Per channel; the largest
+   counts.
 4. **likelihood** (:mod:`edgestream.edge.likelihood`, Numenta's): each model's recent raw
    scores against their own running distribution give a score in [0, 1]; the largest of
-   the three is the reading's. After a score above 0.5 the next ``rest`` readings score 0
+   the four is the reading's. After a score above 0.5 the next ``rest`` readings score 0
    (one detection per event; 0: off).
 
 Per reading this is a few dict lookups and float operations (6-10 us in CPython); the
@@ -58,7 +61,7 @@ from edgestream.ml.artifact import ModelMeta
 from edgestream.ml.features import HEADER, pack_parts, unpack_parts
 
 KIND = "online"
-STATE_FORMAT = 1
+STATE_FORMAT = 2  # 2: the long-run level model
 BINS = 4096  # bins beyond the calibrated range (either side) all count as the last one
 DAY_MS = 86_400_000
 MAX_COUNTS = 4096  # count entries per model and channel of a device (see _learn)
@@ -66,8 +69,9 @@ DEFAULTS: dict[str, Any] = {
     "calibration": 750,
     "levels": 6,
     "order": 2,
-    "tod": 24,
+    "tod": 96,
     "recent": 100,
+    "history": 8000,
     "tolerance": 0.05,
     "average": 20,
     "horizon": 8640,
@@ -91,6 +95,7 @@ class _Device:
         "last_ts",
         "lik",
         "lo",
+        "long",
         "moments",
         "n",
         "rest",
@@ -109,7 +114,8 @@ class _Device:
         # counts[model][channel]: "context" -> readings, "context>bin" -> readings
         self.counts: list[list[dict[str, int]]] = [[{} for _ in range(channels)] for _ in "st"]
         self.moments = [[0.0, 0.0, 0] for _ in range(channels)]  # recent mean, variance, n
-        self.lik = [likelihood.new_state() for _ in "stg"]  # per model
+        self.long = [[0.0, 0.0, 0] for _ in range(channels)]  # long-run mean, variance, n
+        self.lik = [likelihood.new_state() for _ in "stgl"]  # per model
         self.rest = 0  # readings still muted after a detection
 
     def dump(self) -> bytes:
@@ -143,12 +149,13 @@ class OnlineDetector:
         self.order = int(cfg["order"])
         self.tod = int(cfg["tod"])
         self.recent = int(cfg["recent"])
+        self.history = int(cfg["history"])
         self.tolerance = float(cfg["tolerance"])
         self.average = int(cfg["average"])
         self.horizon = int(cfg["horizon"])
         self.rest = int(cfg["rest"])
         if min(self.calibration, self.levels, self.order + 1, self.average, self.horizon) < 2 or (
-            min(self.tod, self.recent, self.rest) < 0 or self.tolerance < 0
+            min(self.tod, self.recent, self.history, self.rest) < 0 or self.tolerance < 0
         ):
             raise OnlineError(f"online detector settings out of range: {cfg}")
         self._header = json.dumps({"format": STATE_FORMAT, **self.config()}).encode()
@@ -271,9 +278,9 @@ class OnlineDetector:
                 likelihood.update(dev.lik[model], raw, self.average, self.horizon, i >= half)
 
     def _surprise(self, dev: _Device, ts: int, row: list[float]) -> tuple[float, ...]:
-        """Raw scores of the sequence, time-of-day and recent-level models (largest over
-        channels); the models learn the reading."""
-        seq = tod = level = 0.0
+        """Raw scores of the sequence, time-of-day, recent-level and long-run level models
+        (largest over channels); the models learn the reading."""
+        seq = tod = level = long = 0.0
         hour = f"@{(ts % DAY_MS) * self.tod // DAY_MS}" if self.tod else ""
         for k, x in enumerate(row):
             b = min(max(math.floor((x - dev.base[k]) / dev.width[k]), -BINS), BINS)
@@ -287,7 +294,9 @@ class OnlineDetector:
                 del ctx[0]
             if self.recent:
                 level = max(level, _moments(dev.moments[k], x, self.recent))
-        return seq, tod, level
+            if self.history:
+                long = max(long, _moments(dev.long[k], x, self.history))
+        return seq, tod, level, long
 
 
 def _moments(state: list[Any], x: float, horizon: int) -> float:

@@ -247,11 +247,14 @@ class OnlineDetector(Frozen):
     """Bins the calibrated range is cut into (values beyond it get bins of their own)."""
     order: Annotated[int, Field(ge=1, le=4)] = 2
     """Previous bins the sequence model predicts the next bin from."""
-    tod: Annotated[int, Field(ge=0, le=288)] = 24
+    tod: Annotated[int, Field(ge=0, le=288)] = 96
     """Time-of-day buckets per day of the daily-pattern model (0: off)."""
     recent: Annotated[int, Field(ge=0)] = 100
     """About how many recent readings the recent-level model's mean and variance cover
     (0: off)."""
+    history: Annotated[int, Field(ge=0)] = 8000
+    """About how many readings the long-run level model's mean and variance cover: a value
+    stays unusual after the recent level has followed it (0: off)."""
     tolerance: Annotated[float, Field(ge=0.0)] = 0.05
     """A value beyond the range seen so far by more than this share of its width scores 1."""
     average: Annotated[int, Field(ge=2, le=100)] = 20
