@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from edgestream.core.topology import Topology, TopologyError, format_duration, load_topology
+from edgestream.ml.inputs import check_model_inputs
 
 _out = Console(highlight=False)
 
@@ -37,6 +38,8 @@ def validate_command(
     """
     try:
         loaded = load_topology(topology, check_files=check_files)
+        if check_files:
+            check_model_inputs(loaded)  # each model reads the features of its device type
     except TopologyError as error:
         if as_json:
             problems = [p.to_dict() for p in error.problems]
