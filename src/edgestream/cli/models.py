@@ -199,16 +199,19 @@ def evaluate(
     compare: str = typer.Option(None, "--compare", help="A second model, side by side."),
     topology: Path = _TOPOLOGY,
     device_type: str = typer.Option(None, "--device-type", help="Device type the model scores."),
+    mapping: list[str] = typer.Option(None, "--map", help="COLUMN=CHANNEL (repeatable)."),
     as_json: bool = typer.Option(False, "--json", help="Last line: the results as one JSON."),
 ) -> None:
     """Replay labelled data through the gateway's detection path with MODEL and measure it."""
     from edgestream.core.topology import load_topology
     from edgestream.evaluation.labelled import evaluate_model
     from edgestream.loop.up import default_topology
+    from edgestream.sim.history import parse_mapping
 
     topo = load_topology(topology or default_topology())
     models = [model] + ([compare] if compare else [])
-    results = [evaluate_model(topo, m, data, device_type) for m in models]
+    renames = parse_mapping(mapping or [])
+    results = [evaluate_model(topo, m, data, device_type, renames) for m in models]
     _out.print(_quality_table([r.as_dict() for r in results]))
     if as_json:
         doc = {"topology": topo.name, "files": [str(p) for p in data]}

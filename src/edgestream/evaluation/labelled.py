@@ -30,7 +30,7 @@ or ``eval nab --out`` results, read as they are.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,15 +56,21 @@ class Labelled:
     labels: np.ndarray  # bool
 
 
-def read_labelled(path: Path, channels: Sequence[str]) -> Labelled:
+def read_labelled(
+    path: Path, channels: Sequence[str], mapping: Mapping[str, str] | None = None
+) -> Labelled:
     """A labelled history file (CSV or Parquet, :mod:`edgestream.sim.history`), sorted by
-    time; columns other than ``channels`` are ignored."""
+    time; ``mapping`` renames columns to channels, other columns are ignored."""
     from edgestream.sim.exceptions import ReplayError
     from edgestream.sim.history import read_history
 
     try:
         history = read_history(
-            path, channels=channels, device_id=Path(path).stem, extra_columns="ignore"
+            path,
+            channels=channels,
+            mapping=mapping,
+            device_id=Path(path).stem,
+            extra_columns="ignore",
         )
     except ReplayError as error:
         raise EvaluationError(f"labelled file {error}") from None
@@ -184,7 +190,11 @@ class Quality:
 
 
 def evaluate_model(
-    topology: Topology, model: str, files: Sequence[Path], device_type: str | None = None
+    topology: Topology,
+    model: str,
+    files: Sequence[Path],
+    device_type: str | None = None,
+    mapping: Mapping[str, str] | None = None,
 ) -> Quality:
     """Replay ``files`` through ``topology`` with ``model`` for ``device_type`` (default:
     the device type of the topology's first topic with a model) and measure."""
@@ -197,7 +207,7 @@ def evaluate_model(
     flags, labels, alerts, episodes = [], [], [], []
     quality = Quality(model if model == ONLINE else Path(model).name, None, None)
     for path in files:
-        data = read_labelled(Path(path), channels)
+        data = read_labelled(Path(path), channels, mapping)
         run = replay(topo, data.recording, topics[0].name)
         quality.version, quality.threshold = run.model_version, run.threshold
         quality.readings += len(run.scores)
