@@ -80,7 +80,8 @@ def test_validate_names_the_channels_a_model_does_not_share(trained, tmp_path: P
     result = CliRunner().invoke(app, ["validate", str(topology)])
     assert result.exit_code == 1
     assert "models.compressor" in result.output
-    assert "oil_temp" in result.output and "current" in result.output
+    assert "the model lacks ['oil_temp']" in result.output
+    assert "the topology's features lack ['current'] (the model reads them)" in result.output
 
 
 def test_validate_names_a_model_of_another_device_type(trained, tmp_path: Path) -> None:

@@ -20,36 +20,13 @@ feature extractor it describes) and names what does not fit:
 from __future__ import annotations
 
 from edgestream.core.topology import Topology, TopologyError
+from edgestream.core.topology.checks import channel_mismatch
 from edgestream.core.topology.errors import Problem
 from edgestream.ml.artifact import load_meta, sha256_hex, sidecar_path
 from edgestream.ml.exceptions import ArtifactError
 from edgestream.ml.features import FeatureExtractor
 
-__all__ = ["channel_mismatch", "check_model_inputs", "model_input_problems"]
-
-
-def channel_mismatch(model: tuple[str, ...], topology: tuple[str, ...]) -> str | None:
-    """What differs between the channels a model reads and the topology's features.
-
-    >>> channel_mismatch(("a", "b"), ("a", "c"))
-    "the topology's features lack ['b'] (the model reads them); the model lacks ['c']"
-    >>> channel_mismatch(("a", "b"), ("b", "a"))
-    'same channels in another order: the model reads [a, b]'
-    >>> channel_mismatch(("a",), ("a",)) is None
-    True
-    """
-    if model == topology:
-        return None
-    lacking = [c for c in model if c not in topology]
-    extra = [c for c in topology if c not in model]
-    if not lacking and not extra:
-        return f"same channels in another order: the model reads [{', '.join(model)}]"
-    parts = []
-    if lacking:
-        parts.append(f"the topology's features lack {lacking} (the model reads them)")
-    if extra:
-        parts.append(f"the model lacks {extra}")
-    return "; ".join(parts)
+__all__ = ["check_model_inputs", "model_input_problems"]
 
 
 def model_input_problems(topology: Topology) -> list[Problem]:
