@@ -141,7 +141,7 @@ def event_f1(recall: float, precision: float) -> float:
     """Harmonic mean of event recall (episodes detected) and incident precision.
 
     >>> event_f1(0.982759, 1.0)
-    0.991304
+    0.991305
     """
     total = recall + precision
     return round(2 * recall * precision / total, 6) if total else 0.0
