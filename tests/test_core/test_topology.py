@@ -1113,7 +1113,8 @@ def test_sidecar_describes_derived_inputs(onnx_models: dict[str, Path], tmp_path
     assert len(found) == 2
     assert (
         "models.pump.path: got a model reading [bearing_temp, vibration_rms] (its sidecar "
-        "pump-ae-v1.json); expected a model reading the features of 'pump': "
+        "pump-ae-v1.json: same channels in another order: the model reads [bearing_temp, "
+        "vibration_rms]); expected a model reading the features of 'pump': "
         "[vibration_rms, bearing_temp]" in found[0]
     )
     assert "expected one float tensor 'input' of shape [N, 9] (features derived from" in found[1]

@@ -40,8 +40,9 @@ ENDPOINTS = ["--bootstrap", "127.0.0.1:1", "--registry", "http://127.0.0.1:1"]
         (["--late-within", "5"], "--late-within"),
         (["--topic", "sensors.{kind}"], "--topic"),
         (["--drift-at", "10", "--drift-channels", "nope"], "--drift-channels"),
-        (["--replay", "x.csv"], "--device-id"),
         (["--device-id", "m-1"], "--replay"),
+        (["--map", "a=b"], "--replay"),
+        (["--speed", "fast"], "--speed"),
         (["--duration", "0", "--fast"], "--fast"),
     ],
 )

@@ -1,5 +1,5 @@
-"""``edgestream models keygen|list|publish|promote|rollback|evaluate``: signed models for
-operators, and their detection quality on labelled data.
+"""``edgestream models keygen|list|publish|promote|rollback|evaluate|train``: signed models
+for operators, their detection quality on labelled data, and training on recorded history.
 
 Usage:
 
@@ -9,6 +9,7 @@ Usage:
     edgestream models promote reefer-ae v7
     edgestream models rollback reefer-ae v7
     edgestream models evaluate online --compare model.onnx --data labelled.csv -t T.yaml
+    edgestream models train --device-type compressor --data history.csv -t T.yaml --out models/
 
 Signing uses the topology's ``retraining.signing`` key (``$EDGESTREAM_SIGNING_KEY`` unless
 set); cloud endpoints: options, then the topology, then the running embedded stack.
@@ -198,16 +199,19 @@ def evaluate(
     compare: str = typer.Option(None, "--compare", help="A second model, side by side."),
     topology: Path = _TOPOLOGY,
     device_type: str = typer.Option(None, "--device-type", help="Device type the model scores."),
+    mapping: list[str] = typer.Option(None, "--map", help="COLUMN=CHANNEL (repeatable)."),
     as_json: bool = typer.Option(False, "--json", help="Last line: the results as one JSON."),
 ) -> None:
     """Replay labelled data through the gateway's detection path with MODEL and measure it."""
     from edgestream.core.topology import load_topology
     from edgestream.evaluation.labelled import evaluate_model
     from edgestream.loop.up import default_topology
+    from edgestream.sim.history import parse_mapping
 
     topo = load_topology(topology or default_topology())
     models = [model] + ([compare] if compare else [])
-    results = [evaluate_model(topo, m, data, device_type) for m in models]
+    renames = parse_mapping(mapping or [])
+    results = [evaluate_model(topo, m, data, device_type, renames) for m in models]
     _out.print(_quality_table([r.as_dict() for r in results]))
     if as_json:
         doc = {"topology": topo.name, "files": [str(p) for p in data]}
@@ -231,6 +235,7 @@ _QUALITY_ROWS = (
     ("incidents", ("event", "incidents")),
     ("false alerts", ("event", "false_alerts")),
     ("incident precision", ("event", "precision")),
+    ("event F1", ("event", "f1")),
     ("delay mean (ms)", ("delay_ms", "mean")),
     ("delay median (ms)", ("delay_ms", "median")),
 )
@@ -252,3 +257,69 @@ def _quality_table(results: list[dict[str, Any]]) -> Table:
             )
         table.add_row(label, *cells)
     return table
+
+
+@app.command("train")
+def train_cmd(
+    device_type: str = typer.Option(..., "--device-type", help="Device type of the model."),
+    data: list[Path] = typer.Option(
+        ..., "--data", help="History file (CSV/Parquet); repeatable. Normal rows: label 0."
+    ),
+    out: Path = typer.Option(..., "--out", help="Directory for <version>.onnx + .json."),
+    topology: Path = _TOPOLOGY,
+    mapping: list[str] = typer.Option(None, "--map", help="COLUMN=CHANNEL (repeatable)."),
+    all_normal: bool = typer.Option(
+        False, "--all-normal", help="Every row of the files is normal operation."
+    ),
+    version: str = typer.Option(None, "--version", help="Version label (<type>-<family>-v1)."),
+    family: str = typer.Option("ae", "--family", help="ae (autoencoder) or iforest."),
+    quantile: float = typer.Option(1.0, "--quantile", help="Threshold: held-out quantile q."),
+    margin: float = typer.Option(1.5, "--margin", help="q + (margin - 1) x (q - median)."),
+    as_json: bool = typer.Option(False, "--json", help="Last line: the report as JSON."),
+) -> None:
+    """Train DEVICE_TYPE's model on the normal rows of recorded history (the topology's
+    features of the type), calibrate its threshold on held-out normal rows, write ONNX +
+    sidecar for the gateway and `models publish`."""
+    from edgestream.core.topology import load_topology
+    from edgestream.loop.up import default_topology
+    from edgestream.ml.artifact import write_artifact
+    from edgestream.ml.train_history import HistoryParams, train_on_history
+    from edgestream.sim.history import parse_mapping
+
+    if family not in ("ae", "iforest"):
+        raise typer.BadParameter(f"{family!r}: ae or iforest", param_hint="--family")
+    topo = load_topology(topology or default_topology(), check_files=False)
+    params = HistoryParams(
+        device_type, version or "", family, all_normal, quantile=quantile, margin=margin
+    )
+    trained = train_on_history(data, topo, params, parse_mapping(mapping or []))
+    path = write_artifact(out, trained.blob, trained.meta)
+    report = {**trained.report, "onnx": str(path), "sha256": trained.meta.sha256}
+    _print_training(report)
+    if as_json:
+        print(json.dumps(report, separators=(",", ":")))
+
+
+def _print_training(r: dict[str, Any]) -> None:
+    for f in r["files"]:
+        _out.print(f"{f['file']}: {f['rows']:,} rows, {f['normal_rows']:,} normal")
+    _out.print(
+        f"trained {r['model']} ({r['family']}, {r['features']} features of "
+        f"{len(r['channels'])} channels) on {r['train_rows']:,} normal rows of "
+        f"{r['devices']} devices, {r['epochs']} epochs; {r['holdout_rows']:,} held out"
+    )
+    view = Table(title="normal rows per channel")
+    for column in ("channel", "mean", "std", "min", "max"):
+        view.add_column(column, justify="left" if column == "channel" else "right")
+    for channel, st in r["channels"].items():
+        view.add_row(channel, *(f"{st[k]:.4g}" for k in ("mean", "std", "min", "max")))
+    _out.print(view)
+    _out.print(f"threshold {r['threshold']:.6g} = {r['threshold_method']}")
+    _out.print(
+        f"above it: {r['holdout_above_threshold']} held-out rows, "
+        f"{r['train_above_threshold']} training rows"
+    )
+    _out.print(
+        f"inference {r['rows_per_s']:,.0f} rows/s (1 thread, batch 1024), "
+        f"model {r['model_bytes']:,} bytes; wrote {r['onnx']} + sidecar in {r['seconds']:g} s"
+    )

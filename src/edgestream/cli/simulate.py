@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from edgestream.sim import ReplaySpec, SimConfig, SimConfigError, SimProgress, simulate
-from edgestream.sim.config import parse_start_time
+from edgestream.sim.config import now_ms, parse_start_time
 
 DEFAULT_DURATION_S = 60.0
 
@@ -75,23 +75,35 @@ def simulate_command(
         Path("sim-labels.jsonl"), "--labels", help="Ground-truth JSON-lines file."
     ),
     fast: bool = typer.Option(False, "--fast", help="No pacing: same records, virtual time."),
-    speed: float = typer.Option(1.0, "--speed", help="Pacing factor (2 = twice real time)."),
+    speed: str = typer.Option("1", "--speed", help="Pacing factor: 2 or 2x = twice real time."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
     json_out: bool = typer.Option(False, "--json", help="Last line: one JSON object."),
-    replay: Path = typer.Option(None, "--replay", help="Replay a timestamp,value CSV."),
-    device_id: str = typer.Option(None, "--device-id", help="Device id of the replay."),
-    site: str = typer.Option("site-1", "--site", help="Site of the replayed device."),
+    replay: Path = typer.Option(
+        None, "--replay", help="Replay a history file: CSV or Parquet, a column per channel."
+    ),
+    mapping: list[str] = typer.Option(
+        None, "--map", help="COLUMN=CHANNEL: a replay column's channel (repeatable)."
+    ),
+    topology: Path = typer.Option(
+        None, "--topology", "-t", help="Replay: channels and topic of --device-type from here."
+    ),
+    device_id: str = typer.Option(
+        None, "--device-id", help="Replay: device of a file without one."
+    ),
+    site: str = typer.Option("site-1", "--site", help="Replay: site of rows without one."),
     device_type: str = typer.Option("replay", "--device-type", help="Type of the replay."),
-    channel: str = typer.Option("value", "--channel", help="Channel name of the replay."),
+    channel: str = typer.Option("value", "--channel", help="Channel of a NAB value column."),
     replay_windows: Path = typer.Option(
         None, "--replay-windows", help="NAB combined_windows.json: windows become labels."
     ),
+    export: Path = typer.Option(
+        None, "--export", help="Write the run (one device type) to a CSV/Parquet file, no Kafka."
+    ),
 ) -> None:
-    """Simulate a sensor fleet (pumps, reefers) or replay a CSV into Kafka, with labels."""
-    if replay is None and (device_id or replay_windows):
-        raise SimConfigError("--device-id and --replay-windows need --replay FILE.csv")
-    if replay is not None and not device_id:
-        raise SimConfigError("--replay needs --device-id ID")
+    """Simulate a sensor fleet (pumps, reefers) or replay recorded history into Kafka, with
+    labels; or export a simulated run with its labels to a file."""
+    if replay is None and (device_id or replay_windows or mapping or topology):
+        raise SimConfigError("--device-id, --map, --topology and --replay-windows need --replay")
     if duration is None:
         duration = None if replay is not None else DEFAULT_DURATION_S
     elif duration == 0:
@@ -123,11 +135,18 @@ def simulate_command(
         partitions=partitions,
         labels=labels,
         fast=fast,
-        speed=speed,
+        speed=parse_speed(speed),
         replay=None
         if replay is None
-        else ReplaySpec(replay, device_id, site, device_type, channel, replay_windows),
+        else ReplaySpec(
+            replay, device_id, site, device_type, channel, replay_windows, _pairs(mapping)
+        ),
     )
+    if topology is not None:
+        config = _with_topology(config, topology, topic)
+    if export is not None:
+        _export(config, export)
+        return
     bootstrap, registry = _endpoints(bootstrap, registry)
     with _stop_on_signals() as stop, _progress(quiet or json_out) as on_progress:
         result = simulate(
@@ -136,6 +155,69 @@ def simulate_command(
     _out.print(result.summary())
     if json_out:
         print(json.dumps({"records": result.readings, **result.as_dict()}))
+
+
+def parse_speed(text: str) -> float:
+    """``--speed``: a pacing factor, ``10`` or ``10x``.
+
+    >>> parse_speed("10x"), parse_speed("0.5")
+    (10.0, 0.5)
+    """
+    try:
+        return float(text.strip().lower().removesuffix("x"))
+    except ValueError:
+        raise SimConfigError(f"--speed takes a factor such as 10 or 10x (got {text!r})") from None
+
+
+def _pairs(mapping: list[str] | None) -> tuple[tuple[str, str], ...]:
+    from edgestream.sim.history import parse_mapping
+
+    return tuple(parse_mapping(mapping or []).items())
+
+
+def _with_topology(config: SimConfig, path: Path, topic: str) -> SimConfig:
+    """The replay with the channels (and the sensor topic) of its device type in ``path``."""
+    from dataclasses import replace
+
+    from edgestream.core.topology import load_topology
+
+    spec = config.replay
+    assert spec is not None  # --topology needs --replay (checked above)
+    topo = load_topology(path, check_files=False)
+    try:
+        sensor = topo.sensor_topic_of(spec.device_type)
+    except ValueError as error:
+        raise SimConfigError(f"--device-type: {error}") from None
+    spec = replace(spec, channels=tuple(sensor.channels), required=sensor.required_channels)
+    changes: dict[str, Any] = {"replay": spec}
+    if topic == "sensors.{device_type}":  # the default: the topology names the topic
+        changes["topic"] = sensor.name
+    return config.with_(**changes)
+
+
+def _export(config: SimConfig, path: Path) -> None:
+    """A simulated run of one device type, with its labels, as a history file."""
+    from edgestream.ml.data import simulate_readings
+    from edgestream.sim.history import History, write_history
+
+    if config.replay is not None or len(config.device_types) != 1:
+        raise SimConfigError("--export writes one simulated device type: pass --device-types T")
+    if config.duration is None:
+        raise SimConfigError("--export needs a finite --duration")
+    if config.start_time is None:
+        config = config.with_(start_time=now_ms())
+    device_type = config.device_types[0]
+    data = simulate_readings(config, device_type)
+    history = History(
+        str(path), data.device_ids.astype(object), None, data.ts, data.values, data.channels,
+        data.anomalous,
+    )  # fmt: skip
+    write_history(path, history)
+    episodes = len(data.episodes)
+    _out.print(
+        f"wrote {len(data.ts):,} {device_type} readings of {len(set(data.device_ids))} devices "
+        f"({int(data.anomalous.sum()):,} labelled anomalous, {episodes} episodes) to {path}"
+    )
 
 
 def _names(text: str) -> tuple[str, ...]:

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from edgestream.core.topology import Topology, TopologyError, format_duration, load_topology
+from edgestream.ml.inputs import check_model_inputs
 
 _out = Console(highlight=False)
 
@@ -52,6 +53,8 @@ def _validate(topology: Path, as_json: bool, check_files: bool, strict: bool) ->
     """Check one file and print its summary or problems; True when it is valid."""
     try:
         loaded = load_topology(topology, check_files=check_files, defer_env=not strict)
+        if check_files:
+            check_model_inputs(loaded)  # each model reads the features of its device type
     except TopologyError as error:
         if as_json:
             problems = [p.to_dict() for p in error.problems]

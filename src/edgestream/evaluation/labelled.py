@@ -10,13 +10,15 @@ incident rules), streaming. Measured against the files' labels:
   (FP / normal readings) and missed-alarm rate (FN / anomalous readings);
 * **per event**: an episode is a run of labelled readings of one device; it is detected when
   an incident (rebuilt from the gateway's alerts) overlaps it; incident precision and
-  false alerts as :func:`~edgestream.ml.evaluate.event_metrics` counts them;
+  false alerts as :func:`~edgestream.ml.evaluate.event_metrics` counts them, and the event
+  F1 of event recall and incident precision (how well the model finds the anomalies);
 * **detection delay**: from an episode's first reading to the first alert of its device
   emitted inside it (event time).
 
-A labelled file is a CSV with ``timestamp`` (``YYYY-MM-DD HH:MM:SS`` or epoch ms), the
-device type's channels (``value`` for one-channel files), ``label`` (1 = anomalous) and
-optionally ``device_id`` (default: the file's stem). NAB's data files with a label column,
+A labelled file is a history file (CSV or Parquet, :mod:`edgestream.sim.history`) with
+``timestamp`` (``YYYY-MM-DD HH:MM:SS`` or epoch ms), the device type's channels (``value``
+for one-channel files), ``label`` (1 = anomalous) and optionally ``device_id`` (default:
+the file's stem). NAB's data files with a label column,
 or ``eval nab --out`` results, read as they are.
 
 >>> flags = np.array([1, 1, 0, 0, 1, 0], bool)
@@ -28,7 +30,7 @@ or ``eval nab --out`` results, read as they are.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,35 +56,32 @@ class Labelled:
     labels: np.ndarray  # bool
 
 
-def read_labelled(path: Path, channels: Sequence[str]) -> Labelled:
-    """A labelled CSV (see the module docstring), sorted by time."""
-    import pandas as pd
+def read_labelled(
+    path: Path, channels: Sequence[str], mapping: Mapping[str, str] | None = None
+) -> Labelled:
+    """A labelled history file (CSV or Parquet, :mod:`edgestream.sim.history`), sorted by
+    time; ``mapping`` renames columns to channels, other columns are ignored."""
+    from edgestream.sim.exceptions import ReplayError
+    from edgestream.sim.history import read_history
 
     try:
-        frame = pd.read_csv(path, float_precision="round_trip")
-    except (OSError, ValueError) as error:
-        raise EvaluationError(f"cannot read labelled file {path}: {error}") from None
-    missing = [c for c in ("timestamp", "label", *channels) if c not in frame.columns]
-    if missing:
-        raise EvaluationError(
-            f"{path}: missing columns {missing} (a labelled file has timestamp, "
-            f"{', '.join(channels)}, label and optionally device_id)"
+        history = read_history(
+            path,
+            channels=channels,
+            mapping=mapping,
+            device_id=Path(path).stem,
+            extra_columns="ignore",
         )
-    stamps = frame["timestamp"]
-    if np.issubdtype(stamps.dtype, np.number):
-        ms = stamps.to_numpy(np.int64)
-    else:
-        ms = pd.to_datetime(stamps).to_numpy().astype("datetime64[ms]").astype(np.int64)
-    ids = (
-        frame["device_id"].astype(str).to_numpy(object)
-        if "device_id" in frame.columns
-        else np.full(len(frame), Path(path).stem, dtype=object)
-    )
-    values = frame[list(channels)].to_numpy(np.float64)
-    rec = Recording(ids, ms, values, tuple(channels))
-    order = np.argsort(ms, kind="stable")
-    labels = frame["label"].to_numpy(np.float64)[order] > 0
-    return Labelled(str(path), rec.in_time_order(), labels)
+    except ReplayError as error:
+        raise EvaluationError(f"labelled file {error}") from None
+    if history.labels is None:
+        raise EvaluationError(
+            f"{Path(path).name}: row 1, column 'label': missing (a labelled file has "
+            f"timestamp, {', '.join(channels)}, label and optionally device_id)"
+        )
+    rec = Recording(history.device_id, history.ts, history.columns(channels), tuple(channels))
+    order = np.argsort(history.ts, kind="stable")
+    return Labelled(str(path), rec.in_time_order(), history.labels[order])
 
 
 def with_model(topology: Topology, device_type: str, model: str) -> Topology:
@@ -138,6 +137,16 @@ def episodes_of(data: Labelled) -> list[Episode]:
     return out
 
 
+def event_f1(recall: float, precision: float) -> float:
+    """Harmonic mean of event recall (episodes detected) and incident precision.
+
+    >>> event_f1(0.982759, 1.0)
+    0.991305
+    """
+    total = recall + precision
+    return round(2 * recall * precision / total, 6) if total else 0.0
+
+
 def detection_delays(episodes: list[Episode], alerts: list[dict[str, Any]]) -> list[int | None]:
     """Per episode: ms from its start to the first open/update alert of its device emitted
     inside it (None: no alert inside)."""
@@ -181,7 +190,11 @@ class Quality:
 
 
 def evaluate_model(
-    topology: Topology, model: str, files: Sequence[Path], device_type: str | None = None
+    topology: Topology,
+    model: str,
+    files: Sequence[Path],
+    device_type: str | None = None,
+    mapping: Mapping[str, str] | None = None,
 ) -> Quality:
     """Replay ``files`` through ``topology`` with ``model`` for ``device_type`` (default:
     the device type of the topology's first topic with a model) and measure."""
@@ -194,7 +207,7 @@ def evaluate_model(
     flags, labels, alerts, episodes = [], [], [], []
     quality = Quality(model if model == ONLINE else Path(model).name, None, None)
     for path in files:
-        data = read_labelled(Path(path), channels)
+        data = read_labelled(Path(path), channels, mapping)
         run = replay(topo, data.recording, topics[0].name)
         quality.version, quality.threshold = run.model_version, run.threshold
         quality.readings += len(run.scores)
@@ -207,6 +220,7 @@ def evaluate_model(
     quality.point = point_metrics(np.concatenate(flags), np.concatenate(labels))
     metrics = event_metrics(episodes, incidents_from_alerts(alerts))
     quality.event = {k: v for k, v in metrics.as_dict().items() if k != "per_kind"}
+    quality.event["f1"] = event_f1(quality.event["recall"], quality.event["precision"])
     delays = [d for d in detection_delays(episodes, alerts) if d is not None]
     quality.delay_ms = {
         "mean": float(np.mean(delays)) if delays else None,

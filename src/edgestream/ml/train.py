@@ -116,6 +116,30 @@ def fit_onnx(features: np.ndarray, params: TrainParams) -> bytes:
     raise ValueError(f"unknown model family {params.family!r} (ae, iforest)")
 
 
+def draft_meta(
+    version: str,
+    blob: bytes,
+    extractor: FeatureExtractor,
+    device_type: str,
+    family: str,
+    **more: Any,
+) -> ModelMeta:
+    """The sidecar of a freshly fitted model before calibration (threshold 0): its version,
+    sha256, the extractor's feature columns and config; ``more``: other sidecar fields."""
+    return ModelMeta(
+        version=version,
+        sha256=sha256_hex(blob),
+        inputs=extractor.feature_names,
+        threshold=0.0,
+        device_type=device_type,
+        model_file=f"{version}.onnx",
+        family=family,
+        channels=extractor.channels,
+        features=extractor.config(),
+        **more,
+    )
+
+
 def _fit_autoencoder(x: np.ndarray, params: TrainParams) -> bytes:
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPRegressor

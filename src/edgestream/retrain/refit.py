@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from edgestream.ml.artifact import ModelMeta, decile_baseline, sha256_hex
+from edgestream.ml.artifact import ModelMeta, decile_baseline
 from edgestream.ml.exceptions import ModelError
 from edgestream.ml.features import FeatureExtractor
 from edgestream.retrain.trainset import TrainingSet
@@ -132,7 +132,7 @@ def refit(
     """Train, calibrate and evaluate a candidate for ``current`` on ``data`` (module doc)."""
     from edgestream.ml.package import embed_sidecar
     from edgestream.ml.scorer import OnnxScorer
-    from edgestream.ml.train import TrainParams, fit_onnx
+    from edgestream.ml.train import TrainParams, draft_meta, fit_onnx
 
     if not current.features:
         raise RefitError(
@@ -175,17 +175,8 @@ def refit(
     method_fit = "fine-tuned from the current weights" if raw is not None else "trained afresh"
     if raw is None:
         raw = fit_onnx(features[~held], train_params)
-    draft = ModelMeta(
-        version=params.version,
-        sha256=sha256_hex(raw),
-        inputs=extractor.feature_names,
-        threshold=0.0,
-        device_type=data.device_type,
-        model_file=f"{params.version}.onnx",
-        family=family,
-        channels=extractor.channels,
-        features=extractor.config(),
-        rule=dict(current.rule),
+    draft = draft_meta(
+        params.version, raw, extractor, data.device_type, family, rule=dict(current.rule)
     )
     candidate = OnnxScorer.load(raw, draft)
     train_scores = candidate.score(features[~held])

@@ -56,14 +56,25 @@ def now_ms() -> int:
 
 @dataclass(frozen=True)
 class ReplaySpec:
-    """Replay a ``timestamp,value`` CSV (NAB format) as one device."""
+    """Replay a history file (:mod:`edgestream.sim.history`: CSV or Parquet, one column per
+    channel, optional device, site and label columns; a NAB ``timestamp,value`` CSV too).
+
+    ``device_id`` names the device of a file without a device column; ``site`` is the site
+    of rows without a site column; ``channel`` renames a ``value`` column (NAB files);
+    ``mapping`` renames columns to channels (``((column, channel), ...)``); ``channels``
+    (a topology's channels of ``device_type``) makes other columns an error, ``required``
+    the channels the file must give.
+    """
 
     path: Path
-    device_id: str
+    device_id: str | None = None
     site: str = "site-1"
     device_type: str = "replay"
     channel: str = "value"
     windows: Path | None = None  # NAB ``combined_windows.json``: windows become anomaly labels
+    mapping: tuple[tuple[str, str], ...] = ()
+    channels: tuple[str, ...] | None = None
+    required: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -176,8 +187,6 @@ class SimConfig:
         need(bool(self.topic.strip()), "--topic must not be empty")
         prefix_ok = all(ch.isalnum() or ch in "-_." for ch in self.prefix)
         need(prefix_ok, f"--prefix allows letters, digits, '-', '_', '.' (got {self.prefix!r})")
-        if self.replay is not None:
-            need(bool(self.replay.device_id), "--replay needs --device-id")
 
     @property
     def steps(self) -> int | None:

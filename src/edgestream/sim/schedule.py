@@ -203,7 +203,10 @@ def _flatten(batch: Batch) -> tuple[list[Any], ...]:
         ts.append(g.ts.ravel())
         emit.append((g.ts if g.emit_ts is None else g.emit_ts).ravel())
         dev.append(np.repeat(g.index, steps))
-        seq.append(np.tile(np.arange(batch.first_seq, batch.first_seq + steps), n))
+        if g.seq is not None:
+            seq.append(g.seq.ravel())
+        else:
+            seq.append(np.tile(np.arange(batch.first_seq, batch.first_seq + steps), n))
         delay.append(g.delay_ms.ravel())
         rows.extend(g.values.reshape(n * steps, -1).tolist())
     all_emit, all_dev = np.concatenate(emit), np.concatenate(dev)

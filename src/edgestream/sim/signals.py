@@ -44,6 +44,7 @@ class GroupBatch:
     delay_ms: np.ndarray  # int64: emission delay of late readings, 0 = on time
     clean: np.ndarray | None = None  # values without anomalies (``keep_clean``)
     emit_ts: np.ndarray | None = None  # on-time send time when it is not ``ts`` (replay)
+    seq: np.ndarray | None = None  # per-device sequence numbers when not the batch's (replay)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from edgestream.core.topology.report import (
     known,
 )
 
-__all__ = ["Finding", "check_topology"]
+__all__ = ["Finding", "channel_mismatch", "check_topology"]
 
 
 def check_topology(
@@ -199,6 +199,30 @@ def _models(t: Topology, r: Report, check_files: bool) -> None:
             _model_file(t, device_type, r)
 
 
+def channel_mismatch(model: tuple[str, ...], topology: tuple[str, ...]) -> str | None:
+    """What differs between the channels a model reads and the topology's features.
+
+    >>> channel_mismatch(("a", "b"), ("a", "c"))
+    "the topology's features lack ['b'] (the model reads them); the model lacks ['c']"
+    >>> channel_mismatch(("a", "b"), ("b", "a"))
+    'same channels in another order: the model reads [a, b]'
+    >>> channel_mismatch(("a",), ("a",)) is None
+    True
+    """
+    if model == topology:
+        return None
+    lacking = [c for c in model if c not in topology]
+    extra = [c for c in topology if c not in model]
+    if not lacking and not extra:
+        return f"same channels in another order: the model reads [{', '.join(model)}]"
+    parts = []
+    if lacking:
+        parts.append(f"the topology's features lack {lacking} (the model reads them)")
+    if extra:
+        parts.append(f"the model lacks {extra}")
+    return "; ".join(parts)
+
+
 def _model_file(t: Topology, device_type: str, r: Report) -> None:
     model = t.models[device_type]
     loc: Loc = ("models", device_type, "path")
@@ -217,12 +241,13 @@ def _model_file(t: Topology, device_type: str, r: Report) -> None:
         width, columns = len(channels), f"columns: {', '.join(channels)}"
     else:
         trained_on = tuple(str(c) for c in sidecar.get("channels") or channels)
-        if trained_on != channels:
+        mismatch = channel_mismatch(trained_on, channels)
+        if mismatch is not None:
             r.add(
                 loc,
                 f"a model reading the features of {device_type!r}: [{', '.join(channels)}]",
                 got=f"a model reading [{', '.join(trained_on)}] (its sidecar "
-                f"{path.with_suffix('.json').name})",
+                f"{path.with_suffix('.json').name}: {mismatch})",
             )
             return
         width = len(sidecar["inputs"])

@@ -150,6 +150,17 @@ class Topology(Frozen):
         """The sensor topics carrying ``device_type``."""
         return tuple(t for t in self.sensors.topics if t.device_type == device_type)
 
+    def sensor_topic_of(self, device_type: str) -> SensorTopic:
+        """The first sensor topic carrying ``device_type`` (ValueError naming the types)."""
+        topics = self.topics_for(device_type)
+        if not topics:
+            known = ", ".join(sorted({t.device_type for t in self.sensors.topics}))
+            raise ValueError(
+                f"topology {self.name!r} has no sensor topic for device type {device_type!r} "
+                f"(device types: {known})"
+            )
+        return topics[0]
+
     def features_for(self, device_type: str) -> tuple[str, ...]:
         """Model input channels of ``device_type`` in order (declared, else required channels)."""
         if device_type in self.features:
