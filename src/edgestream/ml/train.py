@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 import warnings
@@ -356,3 +357,23 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+#: epochs of a fit: about this many row-epochs, at most MAX_EPOCHS (shared by the retrainer
+#: and ``models train``)
+ROW_EPOCHS = 2_400_000
+MAX_EPOCHS = 400
+
+
+def holdout_mask(device_ids: np.ndarray, ts: np.ndarray, fraction: float) -> np.ndarray:
+    """True for the last ``fraction`` of each device's readings in event time.
+
+    >>> holdout_mask(np.array(["a"] * 5 + ["b"] * 5), np.arange(10), 0.4).astype(int).tolist()
+    [0, 0, 0, 1, 1, 0, 0, 0, 1, 1]
+    """
+    mask = np.zeros(len(ts), dtype=bool)
+    for device in np.unique(device_ids):
+        rows = np.flatnonzero(device_ids == device)
+        rows = rows[np.argsort(ts[rows], kind="stable")]
+        keep = len(rows) - math.ceil(fraction * len(rows))
+        mask[rows[keep:]] = True
+    return mask

@@ -9,7 +9,7 @@ a user's normal operation instead of a simulated fleet:
    type's sensor topic; keep the **normal rows** (label 0; every row of a file when
    ``all_normal``). A device of one file is kept apart from a device of another;
 2. per device in event time, the last ``holdout_fraction`` of its normal rows is held out
-   (:func:`~edgestream.ml.refit.holdout_mask`), the rest trains;
+   (:func:`~edgestream.ml.train.holdout_mask`), the rest trains;
 3. features of the topology's ``features`` of the type (the model's channels, in order),
    per device and streaming, as the gateway computes them; ``prior_scale`` is the median
    per-device noise of each channel in the training rows;
@@ -46,9 +46,16 @@ from edgestream.core.topology import Topology
 from edgestream.ml.artifact import ModelMeta, decile_baseline
 from edgestream.ml.exceptions import ModelError
 from edgestream.ml.features import FeatureExtractor
-from edgestream.ml.refit import MAX_EPOCHS, ROW_EPOCHS, holdout_mask
 from edgestream.ml.scorer import OnnxScorer
-from edgestream.ml.train import TrainParams, draft_meta, fit_onnx, prior_scales
+from edgestream.ml.train import (
+    MAX_EPOCHS,
+    ROW_EPOCHS,
+    TrainParams,
+    draft_meta,
+    fit_onnx,
+    holdout_mask,
+    prior_scales,
+)
 from edgestream.sim.history import History, read_history
 
 __all__ = ["HistoryParams", "HistoryTraining", "TrainDataError", "train_on_history"]

@@ -47,14 +47,13 @@ import numpy as np
 from edgestream.ml.artifact import ModelMeta, decile_baseline
 from edgestream.ml.exceptions import ModelError
 from edgestream.ml.features import FeatureExtractor
+from edgestream.ml.train import MAX_EPOCHS, ROW_EPOCHS, holdout_mask
 from edgestream.retrain.trainset import TrainingSet
 
 __all__ = ["Candidate", "RefitError", "RefitParams", "holdout_mask", "rank_correlation", "refit"]
 
 FAMILIES = {"autoencoder": "ae", "isolation_forest": "iforest", "ae": "ae", "iforest": "iforest"}
 #: Rows x epochs of the shipped training (80k rows x 30 epochs): kept for small sample sets.
-ROW_EPOCHS = 2_400_000
-MAX_EPOCHS = 400
 FINETUNE_EPOCHS = 20
 MIN_TRAIN_ROWS = 200
 MIN_HOLDOUT_ROWS = 50
@@ -85,21 +84,6 @@ class Candidate:
     metrics: dict[str, float]
     train_rows: int
     holdout_rows: int
-
-
-def holdout_mask(device_ids: np.ndarray, ts: np.ndarray, fraction: float) -> np.ndarray:
-    """True for the last ``fraction`` of each device's readings in event time.
-
-    >>> holdout_mask(np.array(["a"] * 5 + ["b"] * 5), np.arange(10), 0.4).astype(int).tolist()
-    [0, 0, 0, 1, 1, 0, 0, 0, 1, 1]
-    """
-    mask = np.zeros(len(ts), dtype=bool)
-    for device in np.unique(device_ids):
-        rows = np.flatnonzero(device_ids == device)
-        rows = rows[np.argsort(ts[rows], kind="stable")]
-        keep = len(rows) - math.ceil(fraction * len(rows))
-        mask[rows[keep:]] = True
-    return mask
 
 
 def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
