@@ -9,6 +9,7 @@ and other threads (the pipeline executor) apart, plus the time it waited for a C
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -81,9 +82,11 @@ def run_until_outputs(
     timeout: float,
     on_progress: Callable[[int], None] | None = None,
     settle: float = 1.0,
+    cpu: int | None = None,
 ) -> WorkerRun:
-    """Start ``argv``; read ``topic`` until ``expected`` outputs (+ ``settle`` s to catch
-    duplicates); stop the worker (SIGTERM, then SIGKILL) whatever happens."""
+    """Start ``argv`` (pinned to ``cpu`` if given); read ``topic`` until ``expected`` outputs
+    (+ ``settle`` s to catch duplicates); stop the worker (SIGTERM, then SIGKILL) whatever
+    happens."""
     name = f"worker-{log_path.stem}"
     next_offset = dict(start_offsets)
     with TopicReader(bootstrap, topic, start_offsets) as reader:
@@ -91,7 +94,7 @@ def run_until_outputs(
         with log_path.open("ab") as log:
             proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
         try:
-            monitor.watch(name, proc.pid)
+            watch_worker(monitor, name, proc.pid, cpu)
             deadline = time.monotonic() + timeout
             settle_until: float | None = None
             while settle_until is None or time.monotonic() < settle_until:
@@ -129,6 +132,14 @@ def run_until_outputs(
             run.exit_code = stop_process(proc)
     run.next_offset = next_offset
     return run
+
+
+def watch_worker(monitor: ProcMonitor, name: str, pid: int, cpu: int | None) -> None:
+    """Watch a just started worker's RSS; pin it to ``cpu`` first (if given): it is a fresh
+    interpreter with one thread, and the threads it starts later inherit the affinity."""
+    if cpu is not None:
+        os.sched_setaffinity(pid, {cpu})
+    monitor.watch(name, pid)
 
 
 def stop_process(proc: subprocess.Popen, grace: float = 60.0) -> int:
