@@ -24,6 +24,8 @@ crash re-produces them (same key, same bytes) rather than losing them.
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import json
 import logging
 import os
@@ -64,6 +66,8 @@ TOPIC_CHECK_S = 2.0  # how often a reader checks that its topic was not deleted 
 #: most single readings per processed batch (frames: the model's batch size of messages)
 MAX_BATCH_READINGS = 4096
 EXIT_PROCESSING_FAILED = 70  # exit status when processing a batch failed (state stays consistent)
+M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
+MMAP_THRESHOLD_BYTES = 128 * 1024  # glibc's default, before it starts to grow
 
 
 @dataclass(frozen=True)
@@ -642,10 +646,28 @@ class Gateway:
         self._executor.shutdown(wait=True)
 
 
+def return_freed_memory(threshold: int = MMAP_THRESHOLD_BYTES) -> bool:
+    """Have glibc's malloc serve blocks from ``threshold`` bytes up with their own mappings,
+    returned to the OS when freed. By default the threshold grows with the largest block
+    freed (up to 32 MB), after which a batch's numpy columns come from the heap and stay
+    there: the worker's RSS grew ~25 MB over a 100k-reading backlog that way. Returns whether
+    it applied (False off glibc).
+
+    >>> isinstance(return_freed_memory(), bool)
+    True
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(M_MMAP_THRESHOLD, threshold))
+    except (OSError, AttributeError):
+        return False
+
+
 def run_gateway(config: GatewayConfig, loglevel: str = "warning") -> None:
     """Run the gateway worker in the foreground until SIGTERM/SIGINT (Faust's worker)."""
     from faust.worker import Worker
 
+    return_freed_memory()
     gateway = Gateway(config)
     worker = Worker(gateway.app, loglevel=loglevel, quiet=True)
     try:
