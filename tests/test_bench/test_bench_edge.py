@@ -18,7 +18,17 @@ from edgestream.cli.bench import app
 from edgestream.core.topology import load_topology
 from tests.conftest import pids_of, run_doctests
 
-MODULES = ["common", "edge", "profiling", "raw", "report", "results", "stages", "worker"]
+MODULES = [
+    "common",
+    "edge",
+    "profiling",
+    "raw",
+    "report",
+    "results",
+    "stages",
+    "sustained",
+    "worker",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)
@@ -48,6 +58,7 @@ def test_params_are_checked() -> None:
 def test_tiny_run_gives_one_consistent_json_line(tmp_path: Path) -> None:
     work = tmp_path / "bench"
     args = ["edge", "--json", "-q", "-n", "5000", "-k", "10", "--devices", "10"]
+    args += ["--rate", "1000", "--duration", "20", "--step-duration", "20", "--max-steps", "1"]
     out = CliRunner().invoke(app, [*args, "--workdir", str(work)])
     assert out.exit_code == 0, out.output
     r = json.loads(out.stdout.strip().splitlines()[-1])
@@ -82,6 +93,40 @@ def test_tiny_run_gives_one_consistent_json_line(tmp_path: Path) -> None:
     model = r["model"]
     assert model["score_rows_per_s"] > 0 and model["score_p99_ms"] >= model["score_p50_ms"]
     assert r["resources"]["broker_rss_mb"] > 0 and r["resources"]["worker_peak_rss_mb"] > 0
+
+    # sustained load (live, 1000 readings/s for 20 s), alone and with the worker on one core
+    by_mode = r["resources"]["worker_peak_rss_mb_by_mode"]
+    assert set(by_mode) == {
+        "readings",
+        "frames",
+        "pinned_readings",
+        "sustained",
+        "pinned_sustained",
+    }
+    assert r["resources"]["worker_peak_rss_mb"] == max(by_mode.values())
+    pinned = r["pinned"]
+    assert 0 <= pinned["cpu"] < r["machine"]["cpu_count"]
+    raw_pinned, gw_pinned = pinned["confluent_readings"], pinned["gateway_readings"]
+    assert (
+        raw_pinned["readings"] == readings and gw_pinned["summaries"] == gw["readings"]["summaries"]
+    )
+    assert gw_pinned["extra_summaries"] == 0 and gw_pinned["exit_code"] == 0
+    assert pinned["gateway_vs_confluent"] == round(
+        gw_pinned["readings_per_s"] / raw_pinned["readings_per_s"], 3
+    )
+    for sus, cpu in ((r["sustained"], None), (pinned["sustained"], pinned["cpu"])):
+        assert sus["rate"] == 1000 and sus["cpu"] == cpu and sus["peak_rss_mb"] > 0
+        assert sus["produced"] == 20_000 and sus["caught_up"]
+        times = [t for t, _ in sus["lag"]]  # sampled every 0.5 s over the whole run
+        assert times == sorted(times) and times[0] < 2 and times[-1] > 18 and len(times) > 20
+        assert sus["lag_growth"] is not None and sus["lag_growth"] >= 0
+        if sus["alerts"]:
+            assert sus["p99_reading_to_alert_ms"] >= sus["p50_reading_to_alert_ms"] > 0
+        assert sus["summaries"] > 0
+        assert sus["p99_reading_to_summary_ms"] >= sus["p50_reading_to_summary_ms"]
+        (step,) = sus["steps"]  # --max-steps 1: the search's first probe, at --rate
+        assert step["rate"] == 1000 and "lag" not in step
+        assert sus["max_rate"] == (1000 if step["sustainable"] else None)
 
     assert not pids_of(str(work)), "the benchmark left processes running"
 

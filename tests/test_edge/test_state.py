@@ -132,3 +132,35 @@ def test_memtables_stay_bounded_while_extras_are_rewritten(tmp_path: Path) -> No
     assert loaded.extras == {"features": blob + b"2699"}
     assert [s.segno for s in loaded.segments] == [2699]
     store.close()
+
+
+def test_a_commit_without_fsync_survives_a_killed_process(tmp_path: Path) -> None:
+    """Acks are written with ``durable=False`` (no fsync): a process crash must not lose
+    them (the WAL is written before commit returns), only an OS crash may."""
+    import subprocess
+    import sys
+
+    script = (
+        "import os, sys\n"
+        "from edgestream.edge.state import Changes, WindowStore\n"
+        "store = WindowStore(sys.argv[1], sync=True)\n"
+        "store.commit(Changes(extras={'kept': b'durable'}))\n"
+        "store.commit(Changes(extras={'acked': b'lazy'}, durable=False))\n"
+        "os._exit(9)  # like kill -9: no close, no flush\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "db")], check=False)
+    assert done.returncode == 9
+    store = WindowStore(tmp_path / "db")
+    try:
+        assert store.load().extras == {"kept": b"durable", "acked": b"lazy"}
+    finally:
+        store.close()
+
+
+def test_string_ids_of_a_column_with_repeats_and_none() -> None:
+    table = state.StringTable(["a"])
+    column = np.array(["b", "a", None, "b", "c", None], dtype=object)
+    assert table.ids(column, allow_none=True).tolist() == [1, 0, -1, 1, 2, -1]
+    assert table.ids(np.array([], dtype=object)).tolist() == []
+    with pytest.raises(ValueError, match="must not contain None"):
+        table.ids(np.array(["a", None], dtype=object))

@@ -118,3 +118,19 @@ def test_scores_do_not_depend_on_how_rows_are_batched() -> None:
     for size in (1, 3, 7, 64, 333):
         parts = np.concatenate([scorer.score(rows[i : i + size]) for i in range(0, 500, size)])
         assert (parts == whole).all(), f"batch size {size} changed scores"
+
+
+def test_a_batch_of_several_chunks_scores_like_rows_one_by_one() -> None:
+    """A batch larger than SCORE_CHUNK (a frames batch) is scored in parts through one
+    reused buffer: each row's score is its own, whatever part and position it lands in."""
+    from edgestream.ml.artifact import shipped_model_path
+    from edgestream.ml.scorer import SCORE_CHUNK
+
+    scorer = OnnxScorer.load(shipped_model_path("pump"))
+    n = 2 * SCORE_CHUNK + 17  # two full parts and a short last one
+    rows = np.random.default_rng(5).normal(size=(n, scorer.n_features)).astype(np.float32)
+    whole = scorer.score(rows)
+    picks = [0, SCORE_CHUNK - 1, SCORE_CHUNK, 2 * SCORE_CHUNK, n - 1]
+    singles = np.concatenate([scorer.score(rows[i : i + 1]) for i in picks])
+    assert whole.shape == (n,) and (whole[picks] == singles).all()
+    assert (scorer.score(rows[SCORE_CHUNK:]) == whole[SCORE_CHUNK:]).all()

@@ -23,6 +23,7 @@ Everything it starts (stack, workers) is stopped on return, error or Ctrl-C.
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import tempfile
 import time
@@ -35,18 +36,26 @@ import yaml
 from edgestream.bench.common import BenchError, Phases, ProcMonitor, machine_info, rate, ratio
 from edgestream.bench.raw import aiokafka_baseline, confluent_baseline
 from edgestream.bench.stages import model_stats, run_pipeline
+from edgestream.bench.sustained import (
+    GROWTH_WINDOW_S,
+    LoadPlan,
+    LoadWorker,
+    pin_cpu,
+    run_sustained,
+)
 from edgestream.bench.worker import edge_worker_argv, run_until_outputs
 from edgestream.core.broker import ensure_topics, producer_config
 from edgestream.core.serde import AvroSerializer, subject_for
 from edgestream.core.stack import Stack
 from edgestream.core.topology import Topology, load_topology
-from edgestream.edge.worker import edge_topics
+from edgestream.edge.worker import MAX_BATCH_READINGS, edge_topics
 from edgestream.ml.artifact import shipped_model_path
 from edgestream.sim import simulate
 from edgestream.wire.topics import SUMMARIES_TOPIC
 
 READINGS_TOPIC = "sensors.pump"
 FRAMES_TOPIC = "sensors.pump.frames"
+LIVE_TOPIC = "sensors.pump.live"  # the sustained runs' live input (a topic per run)
 PRIMER_DEVICE = "bench-primer"
 PRIMER_VALUES = {"vibration_rms": 3.0, "bearing_temp": 50.0, "pressure": 5.0, "motor_current": 30.0}
 CHANNELS = {
@@ -82,6 +91,12 @@ class EdgeBenchParams:
     timeout: float = 300.0  # per gateway run
     profile_dir: Path | None = None  # run the workers under cProfile (all threads)
     workdir: Path | None = None  # kept when given; a temp dir removed afterwards otherwise
+    sustained: bool = True  # the fixed-rate live run and its step search
+    load_rate: float = 10_000.0  # readings/s of the sustained run (CLI --rate)
+    load_duration: float = 60.0  # seconds of the sustained run (CLI --duration)
+    step_duration: float = 20.0  # seconds per step of the search for the highest rate
+    max_steps: int = 5  # probes of the step search (0: none)
+    pinned: bool = True  # the raw consumer, a gateway run and the sustained run on one core
 
     def __post_init__(self) -> None:
         checks = [
@@ -92,6 +107,10 @@ class EdgeBenchParams:
             (self.batch >= 1, "--batch must be >= 1"),
             (self.max_wait_ms >= 1, "--max-wait must be >= 1 ms"),
             (self.timeout > 0, "--timeout must be > 0"),
+            (self.load_rate > 0, "--rate must be > 0 readings/s"),
+            (self.load_duration >= 2 * GROWTH_WINDOW_S, "--duration must be >= 20 s"),
+            (self.step_duration >= 2 * GROWTH_WINDOW_S, "--step-duration must be >= 20 s"),
+            (self.max_steps >= 0, "--max-steps must be >= 0"),
         ]
         for ok, message in checks:
             if not ok:
@@ -193,12 +212,9 @@ def run_edge_bench(params: EdgeBenchParams, phases: Phases | None = None) -> dic
                 monitor.watch("broker", broker_pid)
             phases.done(bootstrap)
             for inp in inputs:
-                topo = bench_topology(
-                    inp.gateway, inp.topic, inp.schema, params.batch, params.max_wait_ms
+                inp.topology = _write_topology(
+                    params, inp.topology_path, inp.gateway, inp.topic, inp.schema, bootstrap
                 )
-                inp.topology_path.write_text(yaml.safe_dump(topo, sort_keys=False))
-                inp.topology = load_topology(inp.topology_path)
-                ensure_topics(bootstrap, edge_topics(inp.topology, inp.gateway))
             result["input"] = _produce(params, inputs, bootstrap, registry, phases)
             result["raw"], values = _raw_baselines(params, inputs, bootstrap, registry, phases)
             result["pipeline"], features_input = _reference(params, inputs, values, registry, work)
@@ -214,9 +230,34 @@ def run_edge_bench(params: EdgeBenchParams, phases: Phases | None = None) -> dic
                     params, inp, reference, (bootstrap, registry), work, offset, monitor, phases
                 )
             result["gateway"] = gateway
+            rss = {name: g["peak_rss_mb"] for name, g in gateway.items()}
+            endpoints = (bootstrap, registry)
+            if params.pinned:
+                raw_pinned = _raw_pinned(inputs[0], endpoints, phases)
+                pinned_run, offset = _gateway_run(
+                    params, inputs[0], result["pipeline"]["readings"], endpoints, work, offset,
+                    monitor, phases, cpu=pin_cpu(),
+                )  # fmt: skip
+                result["pinned"] = {
+                    "cpu": pin_cpu(),
+                    "confluent_readings": raw_pinned,
+                    "gateway_readings": pinned_run,
+                    "gateway_vs_confluent": ratio(
+                        pinned_run["readings_per_s"], raw_pinned["readings_per_s"]
+                    ),
+                }
+                rss["pinned_readings"] = pinned_run["peak_rss_mb"]
+            if params.sustained:  # after every run counting edge.summaries from an offset
+                result["sustained"] = _sustained(params, endpoints, work, None, monitor, phases)
+                rss["sustained"] = result["sustained"]["peak_rss_mb"]
+                if params.pinned:
+                    sus = _sustained(params, endpoints, work, pin_cpu(), monitor, phases)
+                    result["pinned"]["sustained"] = sus
+                    rss["pinned_sustained"] = sus["peak_rss_mb"]
             monitor.unwatch("broker")
             result["resources"] = {
-                "worker_peak_rss_mb": max(g["peak_rss_mb"] or 0 for g in gateway.values()),
+                "worker_peak_rss_mb": max(v or 0 for v in rss.values()),
+                "worker_peak_rss_mb_by_mode": rss,
                 "worker_cpu_s": round(sum(g["cpu_s"] for g in gateway.values()), 2),
                 "broker_rss_mb": monitor.last_mb("broker"),
                 "broker_peak_rss_mb": monitor.peak_mb("broker"),
@@ -230,6 +271,17 @@ def run_edge_bench(params: EdgeBenchParams, phases: Phases | None = None) -> dic
     result["ratios"] = _ratios(result)
     result["seconds"] = round(time.monotonic() - started, 1)
     return result
+
+
+def _write_topology(
+    params: EdgeBenchParams, path: Path, gateway: str, topic: str, schema: str, bootstrap: str
+) -> Topology:
+    """Write the bench topology of one gateway and topic, load it, create its topics."""
+    topo = bench_topology(gateway, topic, schema, params.batch, params.max_wait_ms)
+    path.write_text(yaml.safe_dump(topo, sort_keys=False))
+    topology = load_topology(path)
+    ensure_topics(bootstrap, edge_topics(topology, gateway))
+    return topology
 
 
 def _produce(
@@ -329,7 +381,9 @@ def _reference(
             topic,
             registry,
             values[inp.name],
-            batch=params.batch,
+            batch=params.batch
+            if inp.schema == "SensorFrame"
+            else max(params.batch, MAX_BATCH_READINGS),
             state_dir=work / f"reference-{inp.name}",
             sync=params.sync,
         )
@@ -348,20 +402,22 @@ def _gateway_run(
     start_offset: int,
     monitor: ProcMonitor,
     phases: Phases,
+    cpu: int | None = None,
 ) -> tuple[dict[str, Any], int]:
-    """A fresh worker on ``inp`` until every expected summary is out; its numbers and the
-    summaries topic's next offset."""
+    """A fresh worker on ``inp`` (pinned to ``cpu`` if given) until every expected summary is
+    out; its numbers and the summaries topic's next offset."""
     expected = reference["summaries"]
     bootstrap, registry = endpoints
     prof = params.profile_dir / f"worker-{inp.name}.prof" if params.profile_dir else None
-    data = work / f"gw-{inp.name}"
+    run_name = inp.name if cpu is None else f"{inp.name}-pinned"
+    data = work / f"gw-{run_name}"
     argv = edge_worker_argv(
         inp.topology_path, inp.gateway, bootstrap, registry, data, params.sync, prof
     )
-    phases.start(f"gateway worker on {inp.topic} ({inp.name})", total=expected)
+    phases.start(f"gateway worker on {inp.topic} ({run_name})", total=expected)
     run = run_until_outputs(
         argv,
-        work / f"{inp.name}.log",
+        work / f"{run_name}.log",
         bootstrap,
         SUMMARIES_TOPIC,
         expected,
@@ -369,6 +425,7 @@ def _gateway_run(
         monitor,
         params.timeout,
         on_progress=lambda n: phases.update(n, f"{n:,}/{expected:,} summaries"),
+        cpu=cpu,
     )
     assert run.first_output is not None and run.last_output is not None
     span_s = run.last_output - run.first_output
@@ -404,6 +461,61 @@ def _gateway_run(
         out["profile"] = _profile_summary(prof)
     phases.done(f"{out['readings_per_s']:,} readings/s over the span, {run.outputs:,} summaries")
     return out, run.next_offset.get(0, start_offset)
+
+
+def _raw_pinned(inp: _Input, endpoints: tuple[str, str], phases: Phases) -> dict[str, Any]:
+    """The confluent-kafka baseline with this thread (and the client threads it starts)
+    on the pinned CPU."""
+    bootstrap, registry = endpoints
+    before = os.sched_getaffinity(0)
+    phases.start(f"raw confluent-kafka consumer + decode_many, pinned: {inp.topic}", inp.messages)
+    os.sched_setaffinity(0, {pin_cpu()})
+    try:
+        out, _ = confluent_baseline(
+            bootstrap, registry, inp.topic, inp.messages, False, phases.update
+        )
+    finally:
+        os.sched_setaffinity(0, before)
+    phases.done(f"{out['readings_per_s']:,} readings/s")
+    return out
+
+
+def _sustained(
+    params: EdgeBenchParams,
+    endpoints: tuple[str, str],
+    work: Path,
+    cpu: int | None,
+    monitor: ProcMonitor,
+    phases: Phases,
+) -> dict[str, Any]:
+    """A live run at ``params.load_rate`` on a topic of its own (see
+    :mod:`edgestream.bench.sustained`), the worker pinned to ``cpu`` if given."""
+    name = "live" if cpu is None else "live-pinned"
+    gateway, topic = f"bench-{name}", f"{LIVE_TOPIC}.{name}"
+    path = work / f"{name}.yaml"
+    topology = _write_topology(params, path, gateway, topic, "SensorReading", endpoints[0])
+    data = work / f"gw-{name}"
+    argv = edge_worker_argv(path, gateway, *endpoints, data, params.sync)
+    waits = {w.size: w.allowed_lateness + w.max_out_of_orderness for w in topology.windows}
+    plan = LoadPlan(
+        rate=params.load_rate,
+        duration=params.load_duration,
+        step_duration=params.step_duration,
+        max_steps=params.max_steps,
+        devices=params.devices,
+        seed=params.seed,
+    )
+    worker = LoadWorker(
+        [*argv, "--metrics-port", "0"], data, work / f"{name}.log", topic, waits, cpu
+    )
+    label = "sustained load" + ("" if cpu is None else f", worker on CPU {cpu}")
+    phases.start(label)
+    out = run_sustained(plan, worker, endpoints, monitor, lambda text: phases.update(0, text))
+    phases.done(
+        f"p99 reading->alert {out['p99_reading_to_alert_ms']} ms, lag growth "
+        f"{out['lag_growth']}, max rate {out['max_rate']}"
+    )
+    return out
 
 
 def _profile_summary(prof: Path) -> dict[str, Any]:

@@ -62,6 +62,16 @@ def edge_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
         rows.append((f"{name}: worker CPU", _n(g["cpu_us_per_reading"]), cpu))
     rows.append(("ratios (same run)", "", ""))
     rows += [(key, _n(value, "x"), "") for key, value in result["ratios"].items()]
+    pinned = result.get("pinned")
+    if pinned:
+        raw_rps = pinned["confluent_readings"]["readings_per_s"]
+        note = f"gateway {_n(pinned['gateway_readings']['readings_per_s'])} / raw {_n(raw_rps)}"
+        rows.append((f"one core (CPU {pinned['cpu']}): gateway_vs_confluent",
+                     _n(pinned["gateway_vs_confluent"], "x"), note))  # fmt: skip
+    for label, sus in (("sustained", result.get("sustained")), ("sustained, one core",
+                       (pinned or {}).get("sustained"))):  # fmt: skip
+        if sus:
+            rows += _sustained_rows(label, sus)
     rows.append(("model (shipped pump AE)", "", ""))
     lat = f"rows/s; p50 {model.get('score_p50_ms')} ms, p99 {model.get('score_p99_ms')} ms/call"
     rows.append(("ONNX scoring, batch 1024", _n(model.get("score_rows_per_s")), lat))
@@ -69,6 +79,23 @@ def edge_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
     rows.append(("resources", "", ""))
     cpu = f"CPU {res['worker_cpu_s']} s (both runs)"
     rows.append(("worker peak RSS", _n(res["worker_peak_rss_mb"], " MB"), cpu))
+    for mode, mb in res.get("worker_peak_rss_mb_by_mode", {}).items():
+        rows.append((f"worker peak RSS: {mode}", _n(mb, " MB"), ""))
     peak = f"peak {res['broker_peak_rss_mb']} MB"
     rows.append(("broker RSS (Kafka, apart)", _n(res["broker_rss_mb"], " MB"), peak))
     return rows
+
+
+def _sustained_rows(label: str, sus: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """Rows of one sustained-load run (:mod:`edgestream.bench.sustained`)."""
+    rate = f"{sus['rate']:,.0f} readings/s for {sus['duration_s']:g} s"
+    alert = f"p50 {sus['p50_reading_to_alert_ms']} ms, {sus['alerts']} alerts"
+    summary = f"p50 {sus['p50_reading_to_summary_ms']} ms, after the window's wait"
+    lag = f"lag growth {sus['lag_growth']}, max lag {sus['lag_max']:,} readings"
+    return [
+        (f"{label}: {rate}", "", ""),
+        ("p99 reading -> edge alert", _n(sus["p99_reading_to_alert_ms"], " ms"), alert),
+        ("p99 reading -> window summary", _n(sus["p99_reading_to_summary_ms"], " ms"), summary),
+        ("lag, last 10 s mean", _n(sus["lag_last_mean"]), lag),
+        ("highest sustainable rate", _n(sus["max_rate"]), f"{len(sus['steps'])} steps"),
+    ]

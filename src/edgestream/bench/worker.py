@@ -9,6 +9,7 @@ and other threads (the pipeline executor) apart, plus the time it waited for a C
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -77,9 +78,11 @@ def run_until_outputs(
     timeout: float,
     on_progress: Callable[[int], None] | None = None,
     settle: float = 1.0,
+    cpu: int | None = None,
 ) -> WorkerRun:
-    """Start ``argv``; read ``topic`` until ``expected`` outputs (+ ``settle`` s to catch
-    duplicates); stop the worker (SIGTERM, then SIGKILL) whatever happens."""
+    """Start ``argv`` (pinned to ``cpu`` if given); read ``topic`` until ``expected`` outputs
+    (+ ``settle`` s to catch duplicates); stop the worker (SIGTERM, then SIGKILL) whatever
+    happens."""
     name = f"worker-{log_path.stem}"
     next_offset = dict(start_offsets)
     with TopicReader(bootstrap, topic, start_offsets) as reader:
@@ -88,7 +91,7 @@ def run_until_outputs(
         proc = child.proc
         assert proc is not None
         try:
-            monitor.watch(name, proc.pid)
+            watch_worker(monitor, name, proc.pid, cpu)
             deadline = time.monotonic() + timeout
             settle_until: float | None = None
             while settle_until is None or time.monotonic() < settle_until:
@@ -128,6 +131,14 @@ def run_until_outputs(
             run.exit_code = child.stop(grace=60.0) or 0
     run.next_offset = next_offset
     return run
+
+
+def watch_worker(monitor: ProcMonitor, name: str, pid: int, cpu: int | None) -> None:
+    """Watch a just started worker's RSS; pin it to ``cpu`` first (if given): it is a fresh
+    interpreter with one thread, and the threads it starts later inherit the affinity."""
+    if cpu is not None:
+        os.sched_setaffinity(pid, {cpu})
+    monitor.watch(name, pid)
 
 
 def _tail(path: Path, lines: int = 3) -> str:

@@ -68,7 +68,23 @@ def edge(
     readings: int = typer.Option(100_000, "--readings", "-n", help="Readings per input."),
     frames: int = typer.Option(50, "--frames", "-k", help="Readings per SensorFrame (K)."),
     devices: int = typer.Option(50, "--devices", help="Simulated pumps."),
-    rate: float = typer.Option(10.0, "--rate", help="Readings per second per device."),
+    rate: float = typer.Option(
+        10.0, "--device-rate", help="Readings per second per device (throughput input)."
+    ),
+    load_rate: float = typer.Option(
+        10_000.0, "--rate", help="Sustained load: readings/s produced live."
+    ),
+    load_duration: float = typer.Option(
+        60.0, "--duration", help="Sustained load: seconds at --rate."
+    ),
+    step_duration: float = typer.Option(
+        20.0, "--step-duration", help="Seconds per step of the search for the highest rate."
+    ),
+    max_steps: int = typer.Option(5, "--max-steps", help="Steps of that search (0: none)."),
+    no_sustained: bool = typer.Option(
+        False, "--no-sustained", help="Skip the sustained-load runs."
+    ),
+    no_pinned: bool = typer.Option(False, "--no-pinned", help="Skip the one-core runs."),
     batch: int = typer.Option(256, "--batch", help="Agent micro-batch (model batch size)."),
     max_wait: int = typer.Option(20, "--max-wait", help="Agent take window, ms (max_wait)."),
     no_sync: bool = typer.Option(False, "--no-sync", help="Workers do not fsync commits."),
@@ -114,6 +130,12 @@ def edge(
         timeout=timeout,
         profile_dir=profile,
         workdir=workdir,
+        sustained=not no_sustained,
+        load_rate=load_rate,
+        load_duration=load_duration,
+        step_duration=step_duration,
+        max_steps=max_steps,
+        pinned=not no_pinned,
     )
     with interrupt_on_sigterm(), Phases(quiet=quiet) as phases:
         result = run_edge_bench(params, phases)

@@ -155,19 +155,21 @@ class TopicPipeline:
         """The broker confirmed these summaries and alerts: forget them (one commit).
 
         Alerts emitted since (a later batch) stay pending: the worker confirms in the
-        background while the next batches run.
+        background while the next batches run. Not fsynced (the next batch's commit syncs
+        it): an OS crash that loses an ack only makes a restart send those outputs again,
+        with the same keys and bytes, as it does for outputs not yet confirmed.
         """
         ids = set(summary_ids)
         for engine in self.engines[:-1]:
             if ids:
-                engine.ack(ids)
+                engine.ack(ids, durable=False)
         extras = None
         done = set(alert_ids)
         if done and self._pending_alerts:
             self._pending_alerts = [a for a in self._pending_alerts if a["alert_id"] not in done]
             extras = {ALERTS: json.dumps(self._pending_alerts).encode()}
         if ids or extras:
-            self.engines[-1].ack(ids, extras=extras)
+            self.engines[-1].ack(ids, extras=extras, durable=False)
 
     def positions(self) -> dict[int, int]:
         """Next offset per partition to read (from the last engine: the one never ahead, and

@@ -49,7 +49,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch, WriteOptions
 
 from edgestream.core.exceptions import EdgestreamError
@@ -184,10 +183,12 @@ class StringTable:
 
     def ids(self, column: np.ndarray, allow_none: bool = False) -> np.ndarray:
         """int32 ids of a column (vectorised: one dict lookup per distinct value); None -> -1."""
-        codes, uniques = pd.factorize(column)
-        if not allow_none and (codes < 0).any():
+        seen: dict[Any, int] = {}
+        codes = np.fromiter((seen.setdefault(v, len(seen)) for v in column), np.int64, len(column))
+        ids = [-1 if u is None else self.id_of(str(u)) for u in seen]
+        if not allow_none and -1 in ids:
             raise ValueError("device_id, site and device_type must not contain None")
-        return np.array([self.id_of(str(u)) for u in uniques] + [-1], np.int32)[codes]
+        return np.array(ids, np.int32)[codes] if ids else np.zeros(0, np.int32)
 
     def unsaved(self) -> list[tuple[int, str]]:
         return [(i, self._strings[i]) for i in range(self._saved, len(self._strings))]
@@ -208,6 +209,10 @@ class Changes:
     delete_outbox: list[int] = field(default_factory=list)
     late: dict[tuple[str, int], int] = field(default_factory=dict)
     extras: dict[str, bytes] = field(default_factory=dict)
+    #: fsync before returning (with ``sync``). False for a write whose loss only repeats work
+    #: (an ack: the outputs it forgets are sent again, same keys and bytes): an OS crash may
+    #: lose it, a process crash does not, and the next durable write syncs it (one WAL).
+    durable: bool = True
 
 
 @dataclass
@@ -273,6 +278,7 @@ class WindowStore:
             ) from exc
         self._write_opts = WriteOptions()
         self._write_opts.sync = sync
+        self._lazy_opts = WriteOptions()  # WAL on, no fsync: Changes.durable False
 
     @property
     def db(self) -> Rdict:
@@ -301,7 +307,8 @@ class WindowStore:
         return StoredState(meta, strings, segments, outbox, late, extras)
 
     def commit(self, changes: Changes) -> None:
-        """Write ``changes`` as one atomic WriteBatch (WAL on; fsync when ``sync``)."""
+        """Write ``changes`` as one atomic WriteBatch (WAL on; fsync when ``sync`` and
+        ``changes.durable``)."""
         wb = WriteBatch(raw_mode=True)
         for sid, text in changes.new_strings:
             wb.put(STRING_PREFIX + _u32(sid), text.encode())
@@ -320,7 +327,7 @@ class WindowStore:
         if changes.meta is not None:
             wb.put(META_KEY, json.dumps(changes.meta, separators=(",", ":")).encode())
         if not wb.is_empty():
-            self.db.write(wb, self._write_opts)
+            self.db.write(wb, self._write_opts if changes.durable else self._lazy_opts)
 
     def count_keys(self, prefix: bytes = b"") -> int:
         """Live keys (all, or under ``prefix``): the size of the state, for tests and metrics."""

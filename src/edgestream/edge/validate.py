@@ -23,6 +23,7 @@ DLQ always holds complete original records.
 from __future__ import annotations
 
 import hashlib
+import operator
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -132,13 +133,15 @@ class Validator:
         self, decoded: list[tuple[int, dict[str, Any]]], now_ms: int
     ) -> tuple[Readings, list[Rejected]]:
         n_ch = len(self.channels)
+        all_channels, all_present = set(self.channels), [True] * n_ch
+        pick = operator.itemgetter(*self.channels) if n_ch else None
         message: list[int] = []
         device_id: list[str] = []
         site: list[str] = []
         dtype: list[str] = []
         ts: list[int] = []
         seq: list[int] = []
-        rows: list[list[float]] = []
+        rows: list[Any] = []
         present: list[list[bool]] = []
         shape_bad: list[Rejected] = []
         for index, rec in decoded:
@@ -165,8 +168,12 @@ class Validator:
                 dtype.extend([rec["device_type"]] * count)
             else:
                 chans = rec["channels"]
-                rows.append([chans.get(c, np.nan) for c in self.channels])
-                present.append([c in chans for c in self.channels])
+                if all_channels <= chans.keys():  # the usual reading: one C-level lookup
+                    rows.append(pick(chans) if n_ch > 1 else (pick(chans),) if n_ch else ())
+                    present.append(all_present)
+                else:
+                    rows.append([chans.get(c, np.nan) for c in self.channels])
+                    present.append([c in chans for c in self.channels])
                 ts.append(rec["ts"])
                 seq.append(rec["seq"])
                 message.append(index)
@@ -176,7 +183,7 @@ class Validator:
         values = np.array(rows, dtype=float).reshape(len(rows), n_ch)
         ts_arr = np.array(ts, dtype=np.int64)
         mask = np.array(present, dtype=bool).reshape(len(rows), n_ch)
-        problems = _row_problems(values, mask, self._required, self._low, self._high)
+        codes = _problem_codes(values, mask, self._required, self._low, self._high)
         future = ts_arr > now_ms + self.limits.max_clock_skew
         old = (
             ts_arr < now_ms - self.limits.max_age
@@ -185,23 +192,35 @@ class Validator:
         )
         msg_arr = np.array(message, dtype=np.int64)
         bad_messages: dict[int, Rejected] = {}
-        for row in np.flatnonzero(future | old | (np.array(problems, dtype=object) != "")):
+        for row in np.flatnonzero(future | old | (codes != 0)):
             index = int(msg_arr[row])
             if index in bad_messages:
                 continue
-            reason = problems[row] or ("future_timestamp" if future[row] else "too_old")
+            reason = PROBLEMS[codes[row]] or ("future_timestamp" if future[row] else "too_old")
             detail = self._detail(reason, values[row], mask[row], ts[row], now_ms)
             bad_messages[index] = Rejected(index, reason, detail)
-        keep = ~np.isin(msg_arr, list(bad_messages)) if bad_messages else np.ones(len(ts), bool)
+        seq_arr = np.array(seq, dtype=np.int64)
+        if bad_messages:
+            keep = ~np.isin(msg_arr, list(bad_messages))
+            kept = np.flatnonzero(keep).tolist()
+            msg_arr, ts_arr, seq_arr, values = (
+                msg_arr[keep],
+                ts_arr[keep],
+                seq_arr[keep],
+                values[keep],
+            )
+            device_id = [device_id[i] for i in kept]
+            site = [site[i] for i in kept]
+            dtype = [dtype[i] for i in kept]
         readings = Readings(
             channels=self.channels,
-            message=msg_arr[keep],
-            device_id=[d for d, k in zip(device_id, keep, strict=True) if k],
-            site=[s for s, k in zip(site, keep, strict=True) if k],
-            device_type=[t for t, k in zip(dtype, keep, strict=True) if k],
-            ts=ts_arr[keep],
-            seq=np.array(seq, dtype=np.int64)[keep],
-            values=values[keep],
+            message=msg_arr,
+            device_id=device_id,
+            site=site,
+            device_type=dtype,
+            ts=ts_arr,
+            seq=seq_arr,
+            values=values,
         )
         return readings, shape_bad + list(bad_messages.values())
 
@@ -241,22 +260,31 @@ class Validator:
         return f"event time {ts} is {now_ms - ts} ms older than the gateway clock allows"
 
 
+#: A reading's problem per code of :func:`_problem_codes` ('' = none).
+PROBLEMS = ("", "missing_channel", "non_finite", "out_of_range")
+
+
 def _row_problems(
     values: np.ndarray, present: np.ndarray, required: np.ndarray, low: np.ndarray, high: np.ndarray
 ) -> list[str]:
     """The first problem of each reading ('' when valid), in order of precedence:
     a required channel absent, a present value NaN/inf, a value outside ``[low, high]``.
     """
+    return [PROBLEMS[c] for c in _problem_codes(values, present, required, low, high)]
+
+
+def _problem_codes(
+    values: np.ndarray, present: np.ndarray, required: np.ndarray, low: np.ndarray, high: np.ndarray
+) -> np.ndarray:
+    """:func:`_row_problems` as indices into :data:`PROBLEMS` (one int per reading)."""
     if len(values) == 0:
-        return []
+        return np.zeros(0, np.int64)
     missing = (~present & required).any(axis=1)
     finite = np.isfinite(values)
     non_finite = (~finite & present).any(axis=1)
     with np.errstate(invalid="ignore"):
         outside = (((values < low) | (values > high)) & present & finite).any(axis=1)
-    codes = np.select([missing, non_finite, outside], [1, 2, 3], 0)
-    names = ("", "missing_channel", "non_finite", "out_of_range")
-    return [names[c] for c in codes]
+    return np.select([missing, non_finite, outside], [1, 2, 3], 0)
 
 
 def dead_letter(

@@ -318,12 +318,18 @@ class WindowEngine:
         return ProcessResult(self._advance(MAX_WATERMARK, Changes()), watermark=self._clock.value)
 
     @_fail_closed
-    def ack(self, summary_ids: Iterable[str], extras: dict[str, bytes] | None = None) -> None:
+    def ack(
+        self,
+        summary_ids: Iterable[str],
+        extras: dict[str, bytes] | None = None,
+        durable: bool = True,
+    ) -> None:
         """The caller has durably produced these summaries: drop them from the outbox.
 
-        ``extras`` are committed in the same write (see :meth:`process`).
+        ``extras`` are committed in the same write (see :meth:`process`). ``durable`` False:
+        no fsync for this write (:attr:`Changes.durable`; losing it re-sends the summaries).
         """
-        changes = Changes(extras=dict(extras or {}))
+        changes = Changes(extras=dict(extras or {}), durable=durable)
         self.extras.update(changes.extras)
         for sid in summary_ids:
             entry = self._outbox.pop(sid, None)

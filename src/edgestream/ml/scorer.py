@@ -41,6 +41,10 @@ FLOAT_TYPES = ("tensor(float)",)
 #: depend on how the stream was cut into batches, and a replay after a crash would not give
 #: the same bytes. Cost: ONNX work x ROW_STRIDE (the shipped models still do > 1M rows/s).
 ROW_STRIDE = 8
+#: Rows per ONNX call: a large batch (a frame batch is thousands of readings) is scored in
+#: parts, so the model's intermediate tensors stay a few MB (ONNX Runtime's memory arena is
+#: off: it would keep the largest call's tensors for the process's life).
+SCORE_CHUNK = 2048
 
 
 class OnnxScorer:
@@ -109,6 +113,7 @@ class OnnxScorer:
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.enable_cpu_mem_arena = False  # an arena keeps the largest batch's tensors
         options.log_severity_level = 3
         try:
             session = ort.InferenceSession(
@@ -134,16 +139,21 @@ class OnnxScorer:
             )
         if not len(x):
             return np.zeros(0, dtype=np.float64)
-        spread = np.zeros((x.shape[0] * ROW_STRIDE, x.shape[1]), dtype=np.float32)
-        spread[::ROW_STRIDE] = x
-        (out,) = self.session.run([self._output], {self._input: spread})
-        out = np.asarray(out, dtype=np.float64).reshape(-1)
-        if out.shape[0] != spread.shape[0]:
-            raise ModelLoadError(
-                f"model {self.version} ({self.source}) returned {out.shape[0]} scores for "
-                f"{spread.shape[0]} rows: its output must be [N] or [N, 1]"
-            )
-        return out[::ROW_STRIDE]
+        scores = np.empty(len(x), dtype=np.float64)
+        spread = np.zeros((min(len(x), SCORE_CHUNK) * ROW_STRIDE, x.shape[1]), dtype=np.float32)
+        for lo in range(0, len(x), SCORE_CHUNK):  # scores do not depend on the cut
+            part = x[lo : lo + SCORE_CHUNK]
+            rows = spread[: len(part) * ROW_STRIDE]
+            rows[::ROW_STRIDE] = part
+            (out,) = self.session.run([self._output], {self._input: rows})
+            out = np.asarray(out, dtype=np.float64).reshape(-1)
+            if out.shape[0] != rows.shape[0]:
+                raise ModelLoadError(
+                    f"model {self.version} ({self.source}) returned {out.shape[0]} scores for "
+                    f"{rows.shape[0]} rows: its output must be [N] or [N, 1]"
+                )
+            scores[lo : lo + len(part)] = out[::ROW_STRIDE]
+        return scores
 
 
 def _check_input(

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 SCOPES = ("device", "site")
 MIN_WATERMARK = -(2**62)  # "no watermark yet"
@@ -55,6 +54,17 @@ class WindowSpec:
         return (watermark - self.size_ms + 1 - self.allowed_lateness_ms) // step * step
 
 
+def _has_missing(column: np.ndarray) -> bool:
+    """Whether an object column holds None or NaN (NaN is the one value unequal to itself).
+
+    >>> _has_missing(np.array(["a", None], dtype=object)), _has_missing(np.array(["a", "b"]))
+    (True, False)
+    >>> _has_missing(np.array(["a", float("nan")], dtype=object))
+    True
+    """
+    return bool(np.equal(column, None).any() or (column != column).any())
+
+
 def _column(x: Any, dtype: Any, name: str, n: int | None) -> np.ndarray:
     arr = np.asarray(x, dtype=dtype)
     if arr.ndim != 1 or (n is not None and arr.shape[0] != n):
@@ -90,7 +100,7 @@ class ReadingBatch:
         n = self.offsets.shape[0]
         for name in ("device_id", "site", "device_type"):
             put(self, name, _column(getattr(self, name), object, name, n))
-            if n and pd.isna(getattr(self, name)).any():
+            if n and _has_missing(getattr(self, name)):
                 raise ValueError(f"ReadingBatch.{name} must not contain None/NaN")
         put(self, "ts", _column(self.ts, np.int64, "ts", n))
         put(self, "seq", _column(self.seq, np.int64, "seq", n))
