@@ -83,3 +83,24 @@ def test_beyond_loopback_needs_a_token() -> None:
         DashboardConfig(host="0.0.0.0", token="short")
     assert DashboardConfig(host="::1").url == "http://[::1]:8787/"
     assert "s3cret" not in repr(DashboardConfig(host="0.0.0.0", token="s3cret-s3cret-s3cret"))
+
+
+def test_one_spelling_of_a_model_version_on_every_page() -> None:
+    """The topology's model arrives as its sidecar's ``pump-ae-v1``, a rolled-out one as the
+    update's ``v2``: the gateways, alerts and timeline show both as ``vN``."""
+    view = FleetView(stale_after_s=60)
+    alert = {"alert_id": "a", "gateway_id": "gw-1", "device_id": "p-1", "device_type": "pump",
+             "site": "s1", "ts": T0, "score": 0.9, "model_version": "pump-ae-v1"}  # fmt: skip
+    view.add("alert", alert, now_ms=T0)
+    assert view.gateways(now_ms=T0)[0]["models"] == {}
+    live = {"gateway_id": "gw-1", "device_type": "pump", "event": "live",
+            "version": "pump-ae-v1", "live_version": "pump-ae-v1", "created_at": T0}  # fmt: skip
+    view.add("rollout", live, now_ms=T0)
+    assert view.gateways(now_ms=T0)[0]["models"] == {"pump": "v1"}
+    view.add("rollout", {**live, "event": "promoted", "version": "v2", "live_version": "v2"},
+             now_ms=T0 + 1)  # fmt: skip
+    row = view.gateways(now_ms=T0 + 1)[0]
+    assert row["models"] == {"pump": "v2"} and row["rollout"]["pump"]["version"] == "v2"
+    assert [a["model_version"] for a in view.alerts(AlertFilter())] == ["v1"]
+    labels = [e["label"] for e in view.timeline.events()]
+    assert labels == ["live v1", "promoted v2"]

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgestream.alerts.filters import AlertFilter
-from edgestream.dashboard.series import ModelTimeline, StatsSeries
+from edgestream.dashboard.series import ModelTimeline, StatsSeries, version_label
 
 __all__ = ["ALERT_FIELDS", "FleetView"]
 
@@ -126,7 +126,7 @@ class FleetView:
         if gw is not None:
             gw.event_ms = max(gw.event_ms, int(record.get("last_ts") or 0))
             if record.get("model_version") and record.get("device_type"):
-                gw.models[str(record["device_type"])] = str(record["model_version"])
+                gw.models[str(record["device_type"])] = str(version_label(record["model_version"]))
             if record.get("site"):
                 gw.sites.add(str(record["site"]))
         if record.get("scope") == "device" and record.get("max_score") is not None:
@@ -156,13 +156,13 @@ class FleetView:
             kind = str(record.get("device_type") or "?")
             gw.rollout[kind] = {
                 "event": record.get("event"),
-                "version": record.get("version"),
-                "live_version": record.get("live_version"),
+                "version": version_label(record.get("version")),
+                "live_version": version_label(record.get("live_version")),
                 "at": record.get("created_at"),
                 "reason": record.get("reason"),
             }
             if record.get("live_version"):
-                gw.models[kind] = str(record["live_version"])
+                gw.models[kind] = str(version_label(record["live_version"]))
         self.timeline.rollout(record)
 
     def _on_model(self, record: dict[str, Any], now_ms: int) -> None:
@@ -244,5 +244,6 @@ class FleetView:
 def alert_row(record: dict[str, Any], now_ms: int) -> dict[str, Any]:
     """The fields of an AnomalyAlert the pages show, plus when the dashboard read it."""
     row = {name: record.get(name) for name in ALERT_FIELDS}
+    row["model_version"] = version_label(row["model_version"])
     row["received_ms"] = now_ms
     return row

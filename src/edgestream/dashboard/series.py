@@ -15,6 +15,13 @@ latest row per key.
 ...          "device_type": "pump", "created_at": 5_000})
 >>> [(e["lane"], e["kind"], e["label"]) for e in t.events()]
 [('models pump', 'promote', 'pump-ae v2')]
+
+A model's version reaches the dashboard in two spellings: a gateway names the topology's
+own model by its sidecar (``pump-ae-v1``) and a version from ``fleet.models`` by the update's
+label (``v2``). The pages show one: :func:`version_label`.
+
+>>> version_label("pump-ae-v1"), version_label("v2"), version_label("2026-a"), version_label(None)
+('v1', 'v2', '2026-a', None)
 """
 
 from __future__ import annotations
@@ -23,12 +30,22 @@ import threading
 from collections import deque
 from typing import Any
 
-__all__ = ["ModelTimeline", "StatsSeries"]
+from edgestream.rollout.history import version_number
+
+__all__ = ["ModelTimeline", "StatsSeries", "version_label"]
 
 _STATS_FIELDS = (
     "window_start", "window_end", "scope", "scope_key", "device_count", "reading_count",
     "anomaly_count", "alert_count", "anomaly_rate", "worst_devices", "model_versions",
 )  # fmt: skip
+
+
+def version_label(version: Any) -> str | None:
+    """``vN`` for a ``vN`` or ``<model>-vN`` version; any other label as it is."""
+    if version is None:
+        return None
+    number = version_number(str(version))
+    return f"v{number}" if number else str(version)
 
 
 class StatsSeries:
@@ -108,8 +125,8 @@ class ModelTimeline:
     def model(self, record: dict[str, Any]) -> None:
         """A ModelUpdate (candidate, promote, rollback, ...) on fleet.models."""
         kind = str(record.get("action") or "update")
-        label = f"{record.get('model_name')} {record.get('version')}"
-        parent = record.get("parent_version")
+        label = f"{record.get('model_name')} {version_label(record.get('version'))}"
+        parent = version_label(record.get("parent_version"))
         detail = f"from {parent}" if parent else ""
         lane = f"models {record.get('device_type') or record.get('model_name')}"
         self._add(record.get("created_at"), lane, kind, label, detail)
@@ -117,7 +134,8 @@ class ModelTimeline:
     def retrain(self, record: dict[str, Any]) -> None:
         """A RetrainRequest (CloudEvent) on fleet.retrain."""
         data = record.get("data") or {}
-        label = f"retrain {data.get('model_name', '')} {data.get('model_version', '')}".strip()
+        version = version_label(data.get("model_version")) or ""
+        label = f"retrain {data.get('model_name', '')} {version}".strip()
         detail = f"{data.get('reason', '')} ({data.get('scope')} {data.get('scope_key')})"
         self._add(record.get("time"), "retrain requests", "retrain", label, detail)
 
@@ -127,7 +145,7 @@ class ModelTimeline:
         if event.endswith("progress"):
             return
         lane = f"{record.get('gateway_id')} {record.get('device_type')}"
-        label = f"{event} {record.get('version')}"
+        label = f"{event} {version_label(record.get('version'))}"
         self._add(record.get("created_at"), lane, event, label, str(record.get("reason") or ""))
 
     def events(self) -> list[dict[str, Any]]:
