@@ -168,6 +168,7 @@ def simulate(
                     )
         remaining = sender.flush(60.0)
     finally:
+        sender.close()
         labels = sim.labels()
         labels_path = None if config.labels is None else str(write_labels(config.labels, labels))
     seconds = time.monotonic() - begin

@@ -144,6 +144,16 @@ class Sender:
                 break
         return self._waiting
 
+    def close(self) -> None:
+        """Let the producer go now, dropping what it still holds (call :meth:`flush` first).
+        The producer and this sender refer to each other (its delivery callback), so
+        otherwise it lives until a garbage collection, reconnecting to a broker that may
+        have stopped meanwhile and logging each refused connection."""
+        self.producer.purge()
+        self.producer.poll(0)
+        self.producer = None  # type: ignore[assignment]  # closed: no use after this
+        self.config.pop("on_delivery", None)
+
     def _replace(self) -> None:
         # a topic still missing after stall_s s is not coming back by itself: create it
         created = broker.ensure_topics(self.bootstrap, self.topics)
