@@ -234,9 +234,9 @@ def test_compact_doubles_are_lossless_and_short_for_sensor_values() -> None:
 
 
 def test_sample_topic_names_match_the_gateway_and_the_topology(tmp_path: Path) -> None:
-    from edgestream.edge import worker
+    from edgestream.edge import outputs
     from edgestream.wire.topics import EDGE_TOPICS
 
-    assert EDGE_TOPICS["sample"] == worker.SAMPLES_TOPIC == "edge.samples"
+    assert EDGE_TOPICS["sample"] == outputs.SAMPLES_TOPIC == "edge.samples"
     topo = load_topology(write_topology(tmp_path / "t.yaml"))
     assert topo.forwarding.topics.samples == "fleet.samples"

@@ -78,7 +78,7 @@ from edgestream.core.procs import Child
 from edgestream.core.serde import AvroDeserializer
 from edgestream.core.stack import Stack
 from edgestream.core.topology import load_topology
-from edgestream.edge.worker import edge_topics
+from edgestream.edge.config import edge_topics
 from edgestream.forward.outbox import Outbox, OutboxConfig, outbox_path
 from edgestream.ml.artifact import shipped_model_path
 from edgestream.sim import SimConfig
