@@ -23,8 +23,10 @@ from edgestream.core.topology import load_topology
 from edgestream.core.topology.errors import TopologyError
 from edgestream.edge.pipeline import TopicPipeline
 from edgestream.forward.budget import enforce_budget, write_report
-from edgestream.forward.forwarder import Forwarder, ForwarderConfig
-from edgestream.forward.outbox import Outbox, OutboxConfig, outbox_path
+from edgestream.forward.config import ForwarderConfig
+from edgestream.forward.forwarder import Forwarder
+from edgestream.forward.outbox import Outbox
+from edgestream.forward.outbox_config import OutboxConfig, outbox_path
 from edgestream.forward.records import Entry
 from edgestream.wire.codec import BodyCodec
 from edgestream.wire.dedup import DedupReader
