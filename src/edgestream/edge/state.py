@@ -78,21 +78,16 @@ _I32 = ("rank", "device", "site", "device_type", "model_version")
 
 
 @dataclass(eq=False)
-class Segment:
-    """The accepted readings of one ``process()`` call (rows in batch order).
+class ReadingColumns:
+    """Accepted readings as row-aligned columns: what a window reads of them.
 
     ``first_open`` is the start of the first window the reading was accepted into (windows that
     were already closed when it arrived are excluded); ``last_start`` the start of its last
     window. String columns hold ids into the engine's string table (``model_version`` -1: none).
     """
 
-    segno: int
-    partition: int
-    channel_ids: np.ndarray
     ts: np.ndarray
     seq: np.ndarray
-    offset: np.ndarray
-    rank: np.ndarray
     first_open: np.ndarray
     last_start: np.ndarray
     device: np.ndarray
@@ -102,15 +97,27 @@ class Segment:
     score: np.ndarray
     anomaly: np.ndarray
     values: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.ts.shape[0])
+
+
+@dataclass(eq=False)
+class Segment(ReadingColumns):
+    """The accepted readings of one ``process()`` call (rows in batch order), with where they
+    came from: partition, offsets, their rank within a frame, and their channels' ids."""
+
+    segno: int
+    partition: int
+    channel_ids: np.ndarray
+    offset: np.ndarray
+    rank: np.ndarray
     min_first_open: int = field(init=False)
     max_last_start: int = field(init=False)
 
     def __post_init__(self) -> None:
         self.min_first_open = int(self.first_open.min())
         self.max_last_start = int(self.last_start.max())
-
-    def __len__(self) -> int:
-        return int(self.ts.shape[0])
 
     @classmethod
     def accepted(

@@ -33,7 +33,6 @@ import faust
 from edgestream.core.metrics import GatewayMetrics
 from edgestream.core.registry.client import registry_client
 from edgestream.core.serde import AvroDeserializer
-from edgestream.core.topology import Topology
 from edgestream.core.topology.edge import SensorTopic
 from edgestream.edge.config import GatewayConfig
 from edgestream.edge.models import load_model
@@ -62,6 +61,11 @@ class Gateway:
             t for dtype in gateway.device_types for t in topo.topics_for(dtype)
         ]
         self.registry = registry_client(config.registry)
+        # where it runs, as the rollout agent sees it (ModelHost)
+        self.topology = topo
+        self.gateway_id = config.gateway_id
+        self.bootstrap = config.bootstrap
+        self.data_dir = Path(config.data_dir)
         (config.data_dir / "faust").mkdir(parents=True, exist_ok=True)
         self.app = faust.App(
             f"edgestream-edge-{config.gateway_id}",
@@ -245,22 +249,6 @@ class Gateway:
                 log.warning("unknown control command %r", command)
 
     # -- the rollout agent's view (ModelHost) ---------------------------------------------
-    @property
-    def topology(self) -> Topology:
-        return self.config.topology
-
-    @property
-    def gateway_id(self) -> str:
-        return self.config.gateway_id
-
-    @property
-    def data_dir(self) -> Path:
-        return Path(self.config.data_dir)
-
-    @property
-    def bootstrap(self) -> str:
-        return self.config.bootstrap
-
     def pipelines_of(self, device_type: str) -> list[TopicPipeline]:
         return [
             self.pipelines[t.name]
