@@ -323,7 +323,8 @@ WRITER = textwrap.dedent(
 @pytest.mark.parametrize("policy", ["batch", "always"])
 def test_kill_9_while_writing_loses_nothing_that_was_committed(tmp_path, policy) -> None:
     path = tmp_path / "crash.sqlite"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
+    root = Path(__file__).parents[2]  # this checkout's code, not an installed copy
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root / "src"), str(root)])}
     proc = subprocess.Popen(
         [sys.executable, "-c", WRITER, str(path), policy], stdout=subprocess.PIPE, env=env
     )
