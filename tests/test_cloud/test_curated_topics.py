@@ -17,7 +17,8 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from fastavro import parse_schema, schemaless_reader
 
-from edgestream.forward.outbox import Outbox, OutboxConfig
+from edgestream.forward.outbox import Outbox
+from edgestream.forward.outbox_config import OutboxConfig
 from edgestream.forward.records import Entry
 from edgestream.wire.codec import BodyCodec, schema_fingerprint
 from edgestream.wire.forms import wire_alert

@@ -107,7 +107,7 @@ def test_plan_follows_the_topology() -> None:
 
 
 def test_gateway_topics_match_the_worker() -> None:
-    from edgestream.edge.worker import edge_topics
+    from edgestream.edge.config import edge_topics
 
     topology = load_topology(topologies_dir() / "default.yaml", check_files=False)
     for gateway in topology.gateways:

@@ -469,7 +469,7 @@ def test_detection_through_the_real_worker(tmp_path: Path) -> None:
     from edgestream.core.offsets import exact_end_offsets
     from edgestream.core.serde import AvroDeserializer
     from edgestream.core.stack import Stack
-    from edgestream.edge.worker import edge_topics
+    from edgestream.edge.config import edge_topics
     from edgestream.loop.watch import total
     from edgestream.sim import read_labels, simulate
     from edgestream.wire.topics import ALERTS_TOPIC

@@ -18,7 +18,9 @@ from edgestream.core.procs import Child
 from edgestream.core.serde import AvroDeserializer
 from edgestream.core.stack import Stack
 from edgestream.forward.exceptions import OutboxError
-from edgestream.forward.outbox import Outbox, OutboxConfig, OutboxStats, outbox_path
+from edgestream.forward.outbox import Outbox
+from edgestream.forward.outbox_config import OutboxConfig, outbox_path
+from edgestream.forward.outbox_stats import OutboxStats
 from edgestream.sim import simulate
 from edgestream.wire.dedup import Deduplicator, DedupReader, Delivered
 from edgestream.wire.ids import record_id

@@ -14,10 +14,12 @@ from confluent_kafka import Producer
 from edgestream.core.broker import ensure_topics, producer_config
 from edgestream.core.serde import AvroDeserializer, AvroSerializer, subject_for
 from edgestream.core.topology import load_topology
-from edgestream.forward import forwarder as forwarder_module
+from edgestream.forward import config as forwarder_config
 from edgestream.forward import topic_guard
-from edgestream.forward.forwarder import Forwarder, ForwarderConfig
-from edgestream.forward.outbox import Outbox, OutboxConfig, outbox_path
+from edgestream.forward.config import ForwarderConfig
+from edgestream.forward.forwarder import Forwarder
+from edgestream.forward.outbox import Outbox
+from edgestream.forward.outbox_config import OutboxConfig, outbox_path
 from edgestream.wire.dedup import DedupReader
 from edgestream.wire.topics import EDGE_TOPICS
 from tests.test_edge.gatewayrun import read_topic, write_topology
@@ -142,7 +144,7 @@ def test_topic_names_match_the_gateway() -> None:
     """One table now (edgestream.wire.topics): the names on the wire stay what they were."""
     from edgestream.wire import topics
 
-    assert forwarder_module.REPORTS_TOPIC == topics.FLEET["reports"] == "fleet.forwarder"
+    assert forwarder_config.REPORTS_TOPIC == topics.FLEET["reports"] == "fleet.forwarder"
     assert EDGE_TOPICS["alert"] == topics.ALERTS_TOPIC == "edge.alerts"
     assert EDGE_TOPICS["summary"] == topics.SUMMARIES_TOPIC == "edge.summaries"
     assert EDGE_TOPICS["rollout"] == topics.ROLLOUT_TOPIC == "edge.rollout"  # -> fleet.rollout

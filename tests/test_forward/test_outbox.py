@@ -21,7 +21,8 @@ from edgestream.cli.forward import app as forward_app
 from edgestream.core.paths import schemas_dir
 from edgestream.forward import budget, outbox
 from edgestream.forward.budget import LOW_WATER, enforce_budget, write_report
-from edgestream.forward.outbox import Outbox, OutboxConfig
+from edgestream.forward.outbox import Outbox
+from edgestream.forward.outbox_config import OutboxConfig
 from edgestream.forward.records import Entry
 from edgestream.wire.codec import BodyCodec
 from tests.conftest import run_doctests
@@ -303,7 +304,8 @@ WRITER = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from edgestream.forward.outbox import Outbox, OutboxConfig
+    from edgestream.forward.outbox import Outbox
+    from edgestream.forward.outbox_config import OutboxConfig
     from edgestream.forward.records import Entry
     from tests.test_forward.factories import alert
     box = Outbox(OutboxConfig(Path(sys.argv[1]), fsync=sys.argv[2]), "gw")
@@ -321,7 +323,8 @@ WRITER = textwrap.dedent(
 @pytest.mark.parametrize("policy", ["batch", "always"])
 def test_kill_9_while_writing_loses_nothing_that_was_committed(tmp_path, policy) -> None:
     path = tmp_path / "crash.sqlite"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
+    root = Path(__file__).parents[2]  # this checkout's code, not an installed copy
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root / "src"), str(root)])}
     proc = subprocess.Popen(
         [sys.executable, "-c", WRITER, str(path), policy], stdout=subprocess.PIPE, env=env
     )

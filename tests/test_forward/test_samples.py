@@ -23,8 +23,10 @@ from edgestream.core.topology import load_topology
 from edgestream.core.topology.errors import TopologyError
 from edgestream.edge.pipeline import TopicPipeline
 from edgestream.forward.budget import enforce_budget, write_report
-from edgestream.forward.forwarder import Forwarder, ForwarderConfig
-from edgestream.forward.outbox import Outbox, OutboxConfig, outbox_path
+from edgestream.forward.config import ForwarderConfig
+from edgestream.forward.forwarder import Forwarder
+from edgestream.forward.outbox import Outbox
+from edgestream.forward.outbox_config import OutboxConfig, outbox_path
 from edgestream.forward.records import Entry
 from edgestream.wire.codec import BodyCodec
 from edgestream.wire.dedup import DedupReader
@@ -234,9 +236,9 @@ def test_compact_doubles_are_lossless_and_short_for_sensor_values() -> None:
 
 
 def test_sample_topic_names_match_the_gateway_and_the_topology(tmp_path: Path) -> None:
-    from edgestream.edge import worker
+    from edgestream.edge import outputs
     from edgestream.wire.topics import EDGE_TOPICS
 
-    assert EDGE_TOPICS["sample"] == worker.SAMPLES_TOPIC == "edge.samples"
+    assert EDGE_TOPICS["sample"] == outputs.SAMPLES_TOPIC == "edge.samples"
     topo = load_topology(write_topology(tmp_path / "t.yaml"))
     assert topo.forwarding.topics.samples == "fleet.samples"

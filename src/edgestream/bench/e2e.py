@@ -78,8 +78,9 @@ from edgestream.core.procs import Child
 from edgestream.core.serde import AvroDeserializer
 from edgestream.core.stack import Stack
 from edgestream.core.topology import load_topology
-from edgestream.edge.worker import edge_topics
-from edgestream.forward.outbox import Outbox, OutboxConfig, outbox_path
+from edgestream.edge.config import edge_topics
+from edgestream.forward.outbox import Outbox
+from edgestream.forward.outbox_config import OutboxConfig, outbox_path
 from edgestream.ml.artifact import shipped_model_path
 from edgestream.sim import SimConfig
 from edgestream.wire.ids import record_id
@@ -300,7 +301,7 @@ def _kill_group(pid: int | None) -> None:
 def _stats(data: Path) -> Any:
     path = outbox_path(None, GATEWAY, data)
     if not path.exists():
-        from edgestream.forward.outbox import OutboxStats
+        from edgestream.forward.outbox_stats import OutboxStats
 
         return OutboxStats()
     box = Outbox(OutboxConfig(path), GATEWAY, readonly=True)

@@ -48,7 +48,8 @@ from edgestream.core.broker import ensure_topics, producer_config
 from edgestream.core.serde import AvroSerializer, subject_for
 from edgestream.core.stack import Stack
 from edgestream.core.topology import Topology, load_topology
-from edgestream.edge.worker import MAX_BATCH_READINGS, edge_topics
+from edgestream.edge.config import edge_topics
+from edgestream.edge.reader import MAX_BATCH_READINGS
 from edgestream.ml.artifact import shipped_model_path
 from edgestream.sim import simulate
 from edgestream.wire.topics import SUMMARIES_TOPIC

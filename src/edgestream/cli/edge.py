@@ -13,7 +13,7 @@ from edgestream.core.stack import running_endpoints
 from edgestream.core.topology import load_topology
 
 if TYPE_CHECKING:
-    from edgestream.edge.worker import GatewayConfig
+    from edgestream.edge.config import GatewayConfig
 
 app = typer.Typer(help="Edge gateways: Faust agents for validation, inference and windows.")
 
@@ -27,7 +27,7 @@ def gateway_config(
     sync: bool = True,
 ) -> GatewayConfig:
     """Resolve where a gateway runs: explicit options, then the topology, then the stack."""
-    from edgestream.edge.worker import GatewayConfig
+    from edgestream.edge.config import GatewayConfig
 
     topology = load_topology(topology_path)
     try:
@@ -76,7 +76,8 @@ def run(
     """Run a gateway worker until Ctrl-C / SIGTERM (state survives crashes: kill -9 is fine)."""
     from edgestream.core.broker import ensure_topics, wait_broker
     from edgestream.core.metrics import resolve_port, serve_metrics
-    from edgestream.edge.worker import edge_topics, run_gateway, sensor_topic_configs
+    from edgestream.edge.config import edge_topics, sensor_topic_configs
+    from edgestream.edge.worker import run_gateway
 
     config = gateway_config(topology, gateway, bootstrap, registry, data_dir, not no_sync)
     wait_broker(config.bootstrap, timeout=10)

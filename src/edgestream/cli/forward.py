@@ -23,7 +23,7 @@ from edgestream.core.exceptions import EdgestreamError
 from edgestream.core.paths import home_dir
 
 if TYPE_CHECKING:  # imported when a command runs: `edgestream --help` stays fast
-    from edgestream.forward.forwarder import ForwarderConfig
+    from edgestream.forward.config import ForwarderConfig
 
 app = typer.Typer(
     help="Forwarding: the durable outbox between a gateway's edge broker and the cloud.",
@@ -49,7 +49,7 @@ def forwarder_config(
     from edgestream.core.security import resolve_security
     from edgestream.core.stack import running_endpoints
     from edgestream.core.topology import load_topology
-    from edgestream.forward.forwarder import ForwarderConfig
+    from edgestream.forward.config import ForwarderConfig
 
     topology = load_topology(topology_path)
     try:
@@ -152,7 +152,8 @@ def status(
 ) -> None:
     """Outbox depth, oldest age, bytes, drops, roll-ups and bytes in/out of a forwarder."""
     from edgestream.core.topology import load_topology
-    from edgestream.forward.outbox import Outbox, OutboxConfig, outbox_path
+    from edgestream.forward.outbox import Outbox
+    from edgestream.forward.outbox_config import OutboxConfig, outbox_path
 
     topo = load_topology(topology) if topology else None
     path = outbox_path(topo, gateway, data_dir or default_data_dir(gateway))

@@ -179,30 +179,16 @@ class IncidentTracker:
         st.site, st.device_type = site, dtype
         out: list[dict[str, Any]] = []
         supp = self.spec.suppression
+
+        def alert(suffix: str, counted: str, trigger: list[list[Any]]) -> None:
+            out.append(self._alert(st, rule, threshold, device, suffix, ts, score, row,
+                                   channels, model_version, trigger))  # fmt: skip
+            self.counts[counted] += 1
+
         if st.incident is not None and ts > st.last_ts + supp.cooldown:
-            out.append(
-                self._alert(
-                    st,
-                    rule,
-                    threshold,
-                    device,
-                    "resolved",
-                    ts,
-                    score,
-                    row,
-                    channels,
-                    model_version,
-                    trigger=[],
-                )
-            )
-            self.counts["resolved"] += 1
+            alert("resolved", "resolved", [])
             st.incident, st.updates, st.count, st.max_score = None, 0, 0, float("-inf")
-        hold = max((c.hold for c in rule.mute_when), default=0)
-        if muting:
-            st.mute_until = ts + hold
-        muted = st.mute_until is not None and ts <= st.mute_until
-        if st.mute_until is not None and not muted:
-            st.mute_until = None
+        muted = self._muted(st, rule, ts, muting)
         if muted and anomalous:
             self.counts["muted"] += 1
         if not anomalous or muted:
@@ -217,22 +203,7 @@ class IncidentTracker:
                 if ts - st.last_alert_ts >= supp.update_interval:
                     st.updates += 1
                     st.last_alert_ts = ts
-                    out.append(
-                        self._alert(
-                            st,
-                            rule,
-                            threshold,
-                            device,
-                            str(st.updates),
-                            ts,
-                            score,
-                            row,
-                            channels,
-                            model_version,
-                            st.run,
-                        )
-                    )
-                    self.counts["update"] += 1
+                    alert(str(st.updates), "update", st.run)
                 st.run = st.run[-1:] if len(st.run) >= rule.consecutive else st.run
             elif len(st.run) >= rule.consecutive and ts - st.run[0][1] >= rule.min_duration:
                 st.first_ts = int(st.run[0][1])
@@ -240,26 +211,23 @@ class IncidentTracker:
                 st.last_ts = st.last_alert_ts = ts
                 st.count = len(st.run)
                 st.max_score = max(r[2] for r in st.run)
-                out.append(
-                    self._alert(
-                        st,
-                        rule,
-                        threshold,
-                        device,
-                        "0",
-                        ts,
-                        score,
-                        row,
-                        channels,
-                        model_version,
-                        st.run,
-                    )
-                )
-                self.counts["open"] += 1
+                alert("0", "open", st.run)
                 st.run = []
         if st.idle():
             del self._state[key]
         return out
+
+    @staticmethod
+    def _muted(st: _Run, rule: AnomalyRule, ts: int, muting: bool) -> bool:
+        """Whether the device is muted at ``ts`` (a mute condition holds now, or held within
+        its ``hold``); updates the run's mute deadline."""
+        hold = max((c.hold for c in rule.mute_when), default=0)
+        if muting:
+            st.mute_until = ts + hold
+        muted = st.mute_until is not None and ts <= st.mute_until
+        if st.mute_until is not None and not muted:
+            st.mute_until = None
+        return muted
 
     def _severity(self, rule: AnomalyRule, score: float) -> str:
         bands: Severity | None = rule.severity or self.spec.severity

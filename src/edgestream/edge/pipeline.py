@@ -227,22 +227,8 @@ class TopicPipeline:
             self.engines[-1].ack([], extras=positions)
             return out
         self.counts["readings"] += n
-        scores = np.full(n, np.nan)
-        anomaly = np.zeros(n, bool)
-        version = None
         extras: dict[str, bytes] = dict(positions)
-        if self.scorer is not None and self.features is not None:
-            x = self.features.transform(
-                readings.device_id, readings.ts, readings.values[:, self._feature_cols]
-            )
-            started = time.perf_counter()
-            scores = self.scorer.score(x)
-            out.inference_rows, out.inference_s = n, time.perf_counter() - started
-            if self.shadow is not None:  # shadow: scored, compared, never published
-                self.shadow.observe(x, scores, self.threshold)
-            anomaly = scores > self.threshold
-            version = self.scorer.version
-            extras.update((FEATURE_PART + k, v) for k, v in self.features.changed_parts().items())
+        scores, anomaly, version = self._score(readings, out, extras)
         out.scores = scores
         out.alerts = self.incidents.process(
             readings.device_id,
@@ -273,6 +259,45 @@ class TopicPipeline:
             anomaly=anomaly,
             model_version=version,
         )
+        self._windows(batch, readings, now_ms, extras, out)
+        self.counts["alerts"] += len(out.alerts)
+        self.counts["late"] += len(out.late)
+        self.counts["summaries"] += len(out.summaries)
+        return out
+
+    def _score(
+        self, readings: Readings, out: Outputs, extras: dict[str, bytes]
+    ) -> tuple[np.ndarray, np.ndarray, str | None]:
+        """Scores, anomaly flags and model version of a batch's readings (NaN, False and None
+        without a model); the feature state the batch changed goes into ``extras``."""
+        n = len(readings)
+        scores = np.full(n, np.nan)
+        anomaly = np.zeros(n, bool)
+        version = None
+        if self.scorer is not None and self.features is not None:
+            x = self.features.transform(
+                readings.device_id, readings.ts, readings.values[:, self._feature_cols]
+            )
+            started = time.perf_counter()
+            scores = self.scorer.score(x)
+            out.inference_rows, out.inference_s = n, time.perf_counter() - started
+            if self.shadow is not None:  # shadow: scored, compared, never published
+                self.shadow.observe(x, scores, self.threshold)
+            anomaly = scores > self.threshold
+            version = self.scorer.version
+            extras.update((FEATURE_PART + k, v) for k, v in self.features.changed_parts().items())
+        return scores, anomaly, version
+
+    def _windows(
+        self,
+        batch: ReadingBatch,
+        readings: Readings,
+        now_ms: int,
+        extras: dict[str, bytes],
+        out: Outputs,
+    ) -> None:
+        """Feed every window engine; their summaries and late readings go into ``out`` (the
+        last engine's commit carries ``extras``)."""
         last = len(self.engines) - 1
         for i, (engine, label) in enumerate(zip(self.engines, self.labels, strict=True)):
             result = engine.process(batch, now_ms, extras=extras if i == last else None)
@@ -290,10 +315,6 @@ class TopicPipeline:
                         watermark=int(late.watermark[j]),
                     )
                 )
-        self.counts["alerts"] += len(out.alerts)
-        self.counts["late"] += len(out.late)
-        self.counts["summaries"] += len(out.summaries)
-        return out
 
     def samples(self, readings: Readings, version: str | None) -> list[dict[str, Any]]:
         """The valid readings with ``seq % every == 0`` (topology ``forwarding.samples``) as

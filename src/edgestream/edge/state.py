@@ -52,6 +52,7 @@ import numpy as np
 from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch, WriteOptions
 
 from edgestream.core.exceptions import EdgestreamError
+from edgestream.wire.window_types import ReadingBatch
 
 META_KEY = b"m"
 STRING_PREFIX = b"s"
@@ -77,21 +78,16 @@ _I32 = ("rank", "device", "site", "device_type", "model_version")
 
 
 @dataclass(eq=False)
-class Segment:
-    """The accepted readings of one ``process()`` call (rows in batch order).
+class ReadingColumns:
+    """Accepted readings as row-aligned columns: what a window reads of them.
 
     ``first_open`` is the start of the first window the reading was accepted into (windows that
     were already closed when it arrived are excluded); ``last_start`` the start of its last
     window. String columns hold ids into the engine's string table (``model_version`` -1: none).
     """
 
-    segno: int
-    partition: int
-    channel_ids: np.ndarray
     ts: np.ndarray
     seq: np.ndarray
-    offset: np.ndarray
-    rank: np.ndarray
     first_open: np.ndarray
     last_start: np.ndarray
     device: np.ndarray
@@ -101,6 +97,21 @@ class Segment:
     score: np.ndarray
     anomaly: np.ndarray
     values: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.ts.shape[0])
+
+
+@dataclass(eq=False)
+class Segment(ReadingColumns):
+    """The accepted readings of one ``process()`` call (rows in batch order), with where they
+    came from: partition, offsets, their rank within a frame, and their channels' ids."""
+
+    segno: int
+    partition: int
+    channel_ids: np.ndarray
+    offset: np.ndarray
+    rank: np.ndarray
     min_first_open: int = field(init=False)
     max_last_start: int = field(init=False)
 
@@ -108,8 +119,47 @@ class Segment:
         self.min_first_open = int(self.first_open.min())
         self.max_last_start = int(self.last_start.max())
 
-    def __len__(self) -> int:
-        return int(self.ts.shape[0])
+    @classmethod
+    def accepted(
+        cls,
+        segno: int,
+        batch: ReadingBatch,
+        first: int,
+        keep: np.ndarray,
+        columns: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+        strings: StringTable,
+        channel_ids: list[int],
+    ) -> Segment:
+        """The readings ``keep`` of ``batch[first:]`` (``columns``: their device and site ids
+        in ``strings``, first open and last window starts; ``channel_ids``: the batch's
+        channels as the engine numbers them)."""
+        sl = slice(first, None)
+        device, site, first_open, last_start = columns
+        offsets = batch.offsets[sl]
+        rank = np.arange(first, len(batch)) - np.searchsorted(batch.offsets, offsets, "left")
+        mv = batch.model_version
+        if mv is None or isinstance(mv, str):
+            mv_ids = np.full(len(batch) - first, -1 if mv is None else strings.id_of(mv))
+        else:
+            mv_ids = strings.ids(mv[sl], allow_none=True)
+        return cls(
+            segno=segno,
+            partition=batch.partition,
+            channel_ids=np.array(channel_ids, np.int32),
+            ts=batch.ts[sl][keep],
+            seq=batch.seq[sl][keep],
+            offset=offsets[keep],
+            rank=rank[keep].astype(np.int32),
+            first_open=first_open[keep],
+            last_start=last_start[keep],
+            device=device[keep],
+            site=site[keep],
+            device_type=strings.ids(batch.device_type[sl])[keep],
+            model_version=mv_ids[keep].astype(np.int32),
+            score=batch.scores[sl][keep],
+            anomaly=batch.anomaly[sl][keep],
+            values=batch.values[sl][keep],
+        )
 
     def to_bytes(self) -> bytes:
         """Little-endian binary form (header, int64 columns, int32 columns, floats, values)."""

@@ -129,6 +129,8 @@ class Validator:
         self.counts["valid_readings"] += len(readings)
         return readings, rejected
 
+    # long: one pass over the decoded records into parallel column lists (the edge's hot path:
+    # a per-record helper call or object costs more than the rest of the loop)
     def _columns(
         self, decoded: list[tuple[int, dict[str, Any]]], now_ms: int
     ) -> tuple[Readings, list[Rejected]]:
@@ -183,22 +185,8 @@ class Validator:
         values = np.array(rows, dtype=float).reshape(len(rows), n_ch)
         ts_arr = np.array(ts, dtype=np.int64)
         mask = np.array(present, dtype=bool).reshape(len(rows), n_ch)
-        codes = _problem_codes(values, mask, self._required, self._low, self._high)
-        future = ts_arr > now_ms + self.limits.max_clock_skew
-        old = (
-            ts_arr < now_ms - self.limits.max_age
-            if self.limits.max_age is not None
-            else np.zeros(len(ts_arr), bool)
-        )
         msg_arr = np.array(message, dtype=np.int64)
-        bad_messages: dict[int, Rejected] = {}
-        for row in np.flatnonzero(future | old | (codes != 0)):
-            index = int(msg_arr[row])
-            if index in bad_messages:
-                continue
-            reason = PROBLEMS[codes[row]] or ("future_timestamp" if future[row] else "too_old")
-            detail = self._detail(reason, values[row], mask[row], ts[row], now_ms)
-            bad_messages[index] = Rejected(index, reason, detail)
+        bad_messages = self._bad_messages(values, mask, ts_arr, msg_arr, now_ms)
         seq_arr = np.array(seq, dtype=np.int64)
         if bad_messages:
             keep = ~np.isin(msg_arr, list(bad_messages))
@@ -223,6 +211,33 @@ class Validator:
             values=values,
         )
         return readings, shape_bad + list(bad_messages.values())
+
+    def _bad_messages(
+        self,
+        values: np.ndarray,
+        mask: np.ndarray,
+        ts_arr: np.ndarray,
+        msg_arr: np.ndarray,
+        now_ms: int,
+    ) -> dict[int, Rejected]:
+        """Message index -> its rejection, for the messages with a bad reading (the first
+        problem found names the reason: channels, then event time)."""
+        codes = _problem_codes(values, mask, self._required, self._low, self._high)
+        future = ts_arr > now_ms + self.limits.max_clock_skew
+        old = (
+            ts_arr < now_ms - self.limits.max_age
+            if self.limits.max_age is not None
+            else np.zeros(len(ts_arr), bool)
+        )
+        bad_messages: dict[int, Rejected] = {}
+        for row in np.flatnonzero(future | old | (codes != 0)):
+            index = int(msg_arr[row])
+            if index in bad_messages:
+                continue
+            reason = PROBLEMS[codes[row]] or ("future_timestamp" if future[row] else "too_old")
+            detail = self._detail(reason, values[row], mask[row], int(ts_arr[row]), now_ms)
+            bad_messages[index] = Rejected(index, reason, detail)
+        return bad_messages
 
     def _id_detail(self, record: dict[str, Any]) -> str:
         device_id: str = record["device_id"]

@@ -15,35 +15,18 @@ Every statistic is computed from the exact values of the window in one pass over
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from edgestream.edge.state import Segment, StringTable
+from edgestream.edge.state import ReadingColumns, Segment, StringTable
 
 MIXED = "mixed"
 _BIG = np.iinfo(np.int32).max
 
 
-@dataclass
-class Rows:
+class Rows(ReadingColumns):
     """Readings gathered from segments, in canonical order; ``values`` uses global channels."""
-
-    ts: np.ndarray
-    seq: np.ndarray
-    first_open: np.ndarray
-    last_start: np.ndarray
-    device: np.ndarray
-    site: np.ndarray
-    device_type: np.ndarray
-    model_version: np.ndarray
-    score: np.ndarray
-    anomaly: np.ndarray
-    values: np.ndarray
-
-    def __len__(self) -> int:
-        return int(self.ts.shape[0])
 
 
 def gather(segments: Sequence[Segment], n_channels: int, after: int, through: int) -> Rows:
@@ -176,6 +159,8 @@ def _single_or_mixed(ids: np.ndarray, gstart: np.ndarray, names: StringTable) ->
     return [None if h < 0 else names[h] if lo_ == h else MIXED for lo_, h in pairs]
 
 
+# long: one vectorised group-by per scope, then one record per group from its columns; split,
+# the steps would pass a dozen parallel arrays between them
 def summarise(
     rows: Rows,
     *,

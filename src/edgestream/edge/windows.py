@@ -46,18 +46,17 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable, Iterable
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import numpy as np
 
 from edgestream.edge.state import Changes, Segment, StringTable, WindowStateError, WindowStore
+from edgestream.edge.window_meta import check_meta, new_meta
 from edgestream.edge.window_stats import count_windows, gather, summarise
 from edgestream.wire.watermarks import Watermarks
 from edgestream.wire.window_types import (
     MAX_WATERMARK,
-    MIN_WATERMARK,
     SCOPES,
     LateReadings,
     ProcessResult,
@@ -75,8 +74,6 @@ __all__ = [
     "WindowStateError",
 ]
 
-_COUNTERS = ("processed", "late", "replay_skipped", "emitted")
-_FORMAT = 1
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
@@ -138,24 +135,11 @@ class WindowEngine:
             self._outbox[json.loads(payload)["summary_id"]] = (seq, payload)
         self._late = state.late
         self.extras: dict[str, bytes] = dict(state.extras)
-        meta = state.meta or self._new_meta()
-        if meta.get("format") != _FORMAT:
-            raise WindowStateError(
-                f"window state at {store.path} has format {meta.get('format')}, expected "
-                f"{_FORMAT}: delete the directory to start over"
-            )
-        for what, have, want in (
-            ("gateway", meta["gateway_id"], gateway_id),
-            ("window spec", meta["spec"], self._spec_dict()),
-        ):
-            if have != want:
-                raise WindowStateError(
-                    f"window state at {store.path} belongs to {what} {have}, not {want}: "
-                    "use the same settings or another state directory"
-                )
+        meta = state.meta or new_meta(gateway_id, spec)
+        check_meta(meta, store.path, gateway_id, spec)
         self._clock = Watermarks.from_json(spec, meta["watermark"], meta["partitions"])
         self._channels: list[str] = meta["channels"]
-        self._channel_ids = {c: i for i, c in enumerate(self._channels)}
+        self._channel_table = StringTable(self._channels)  # channel name <-> id
         self._counters: dict[str, int] = meta["counters"]
         self._next_segment: int = meta["next_segment"]
         self._next_outbox: int = meta["next_outbox"]
@@ -184,24 +168,8 @@ class WindowEngine:
             store.close()
             raise
 
-    def _spec_dict(self) -> dict[str, Any]:
-        return {**asdict(self.spec), "scopes": list(self.spec.scopes)}
-
-    def _new_meta(self) -> dict[str, Any]:
-        return {
-            "format": _FORMAT,
-            "gateway_id": self.gateway_id,
-            "spec": self._spec_dict(),
-            "watermark": MIN_WATERMARK,
-            "partitions": {},
-            "channels": [],
-            "counters": dict.fromkeys(_COUNTERS, 0),
-            "next_segment": 0,
-            "next_outbox": 0,
-        }
-
     def _meta(self) -> dict[str, Any]:
-        meta = self._new_meta()
+        meta = new_meta(self.gateway_id, self.spec)
         meta.update(
             watermark=self._clock.value,
             partitions=self._clock.to_json(),
@@ -265,29 +233,10 @@ class WindowEngine:
         self._count_late(late, device, site, changes)
         keep = ~late
         if keep.any():
-            rank = np.arange(first, len(batch)) - np.searchsorted(batch.offsets, offsets, "left")
-            mv = batch.model_version
-            if mv is None or isinstance(mv, str):
-                mv_ids = np.full(ts.shape[0], -1 if mv is None else self._strings.id_of(mv))
-            else:
-                mv_ids = self._strings.ids(mv[sl], allow_none=True)
-            seg = Segment(
-                segno=self._next_segment,
-                partition=batch.partition,
-                channel_ids=np.array([self._channel(c) for c in batch.channels], np.int32),
-                ts=ts[keep],
-                seq=batch.seq[sl][keep],
-                offset=offsets[keep],
-                rank=rank[keep].astype(np.int32),
-                first_open=first_open[keep],
-                last_start=last_start[keep],
-                device=device[keep],
-                site=site[keep],
-                device_type=self._strings.ids(batch.device_type[sl])[keep],
-                model_version=mv_ids[keep].astype(np.int32),
-                score=batch.scores[sl][keep],
-                anomaly=batch.anomaly[sl][keep],
-                values=batch.values[sl][keep],
+            channel_ids = [self._channel_table.id_of(c) for c in batch.channels]
+            columns = (device, site, first_open, last_start)
+            seg = Segment.accepted(
+                self._next_segment, batch, first, keep, columns, self._strings, channel_ids
             )
             self._next_segment += 1
             self._segments.append(seg)
@@ -433,13 +382,6 @@ class WindowEngine:
         changes.new_strings = self._strings.unsaved()
         self.store.commit(changes)
         self._strings.mark_saved()
-
-    def _channel(self, name: str) -> int:
-        cid = self._channel_ids.get(name)
-        if cid is None:
-            cid = self._channel_ids[name] = len(self._channels)
-            self._channels.append(name)
-        return cid
 
     def _count_late(
         self, late: np.ndarray, device: np.ndarray, site: np.ndarray, changes: Changes

@@ -57,7 +57,7 @@ def enforce_budget(outbox: Outbox, now: int | None = None) -> BudgetResult:
 
     >>> import tempfile
     >>> from pathlib import Path
-    >>> from edgestream.forward.outbox import OutboxConfig
+    >>> from edgestream.forward.outbox_config import OutboxConfig
     >>> box = Outbox(OutboxConfig(Path(tempfile.mkdtemp()) / "o.sqlite", max_age_ms=60_000),
     ...              "gw")
     >>> alert = {"alert_id": "gw|p1|5|0", "incident_id": "gw|p1|5", "gateway_id": "gw",

@@ -22,13 +22,6 @@ One loop, one thread:
    records become due again (same gateway_seq, so consumers drop any copy that arrived).
 4. **Meter**: count raw sensor bytes in (:mod:`edgestream.forward.meter`) and the producer's
    wire bytes out; both are stored in the outbox every second.
-
->>> from edgestream.core.topology import load_topology
->>> from edgestream.loop.up import default_topology
->>> cfg = ForwarderConfig(load_topology(default_topology()), "gw-1", "127.0.0.1:9092",
-...                       "127.0.0.1:9093", "http://127.0.0.1:8081", Path("/tmp/gw-1"))
->>> cfg.topics["alert"], cfg.topics["summary"], cfg.topics["sample"]
-('fleet.alerts', 'fleet.summaries', 'fleet.samples')
 """
 
 from __future__ import annotations
@@ -37,9 +30,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
@@ -48,60 +39,23 @@ from edgestream.core.broker import consumer_config, ensure_topics
 from edgestream.core.exceptions import SchemaError, SerdeError, ServiceUnavailable
 from edgestream.core.metrics import register_forwarder
 from edgestream.core.offsets import committed_offsets
-from edgestream.core.security import ClientSecurity
-from edgestream.core.topology import Topology
 from edgestream.forward.budget import enforce_budget, write_report
+from edgestream.forward.config import ForwarderConfig
 from edgestream.forward.downlink import Downlink
 from edgestream.forward.link import CloudLink, producer_settings
 from edgestream.forward.meter import SensorMeter
-from edgestream.forward.outbox import Outbox, OutboxConfig, Pending
-from edgestream.forward.records import Entry
+from edgestream.forward.outbox import Outbox
+from edgestream.forward.records import Entry, Pending
 from edgestream.forward.topic_guard import SOURCE, EdgeTopicGuard
 from edgestream.wire.codec import CloudFraming, EdgeDecoder
 from edgestream.wire.forms import wire_alert, wire_summary
-from edgestream.wire.topics import EDGE_TOPICS, FLEET, REPORTS_TOPIC
+from edgestream.wire.topics import EDGE_TOPICS
 
-__all__ = ["Forwarder", "ForwarderConfig", "run_forwarder"]
+__all__ = ["Forwarder", "run_forwarder"]
 
 log = logging.getLogger("edgestream.forward")
 
 _EDGE_KIND = {topic: kind for kind, topic in EDGE_TOPICS.items()}
-
-
-@dataclass(frozen=True)
-class ForwarderConfig:
-    """Where one gateway's forwarder reads, keeps and sends."""
-
-    topology: Topology
-    gateway_id: str
-    edge_bootstrap: str
-    cloud_bootstrap: str
-    registry: str
-    data_dir: Path
-    security: ClientSecurity = field(default_factory=ClientSecurity)
-    report_interval_s: float = 60.0  # 0: reports only when something was dropped
-    max_inflight: int = 10_000
-    batch: int = 2_000
-    meter: bool = True
-
-    @property
-    def topics(self) -> dict[str, str]:
-        """Cloud topic per record kind."""
-        t = self.topology.forwarding.topics
-        return {
-            "alert": t.alerts,
-            "summary": t.summaries,
-            "report": str(getattr(t, "reports", REPORTS_TOPIC)),
-            "rollout": str(getattr(t, "rollout", FLEET["rollout"])),
-            "sample": t.samples,
-        }
-
-    def outbox_config(self) -> OutboxConfig:
-        return OutboxConfig.from_topology(self.topology, self.gateway_id, self.data_dir)
-
-    def sensor_topics(self) -> list[str]:
-        gateway = self.topology.gateway(self.gateway_id)
-        return [t.name for d in gateway.device_types for t in self.topology.topics_for(d)]
 
 
 class Forwarder:

@@ -26,6 +26,7 @@ Fsync policy (``forwarding.outbox.fsync`` of the topology):
 Budget: see :mod:`edgestream.forward.budget` (roll-ups before drops, alerts dropped last).
 
 >>> import tempfile
+>>> from edgestream.forward.outbox_config import OutboxConfig
 >>> cfg = OutboxConfig(Path(tempfile.mkdtemp()) / "o.sqlite", max_bytes=1_000_000)
 >>> box = Outbox(cfg, "gw")
 >>> alert = {"alert_id": "gw|p1|5|0", "incident_id": "gw|p1|5", "gateway_id": "gw",
@@ -47,21 +48,20 @@ import logging
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from edgestream.core.topology import Topology
 from edgestream.forward.exceptions import OutboxError
-from edgestream.forward.records import Entry
+from edgestream.forward.outbox_config import OutboxConfig
+from edgestream.forward.outbox_stats import OutboxStats, read_stats
+from edgestream.forward.records import Entry, Pending
 from edgestream.wire.codec import BodyCodec
 
 log = logging.getLogger("edgestream.forward")
 
-__all__ = ["Outbox", "OutboxConfig", "OutboxStats", "Pending", "outbox_path"]
+__all__ = ["Outbox"]
 
 HEADER_BYTES = 5  # the Confluent header added when a record is sent
-DAY_MS = 86_400_000
 _SYNC = {"always": "FULL", "batch": "FULL", "never": "OFF"}
 _DDL = """
 CREATE TABLE IF NOT EXISTS records (
@@ -100,84 +100,6 @@ _INSERT = (
 
 def now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def outbox_path(topology: Topology | None, gateway_id: str, data_dir: Path) -> Path:
-    """Where a gateway's outbox lives: ``forwarding.outbox.path`` under its data dir.
-
-    >>> outbox_path(None, "gw-1", Path("/data")).as_posix()
-    '/data/outbox-gw-1.sqlite'
-    """
-    pattern = "outbox-{gateway}.sqlite" if topology is None else topology.forwarding.outbox.path
-    return Path(data_dir) / pattern.replace("{gateway}", gateway_id)
-
-
-@dataclass(frozen=True)
-class OutboxConfig:
-    """Where the outbox is and what bounds it (``rollup``: the roll-up chain in ms;
-    ``tumbling_sizes``: window sizes the edge computes as tumbling windows)."""
-
-    path: Path
-    max_bytes: int = 256_000_000
-    max_age_ms: int = 7 * DAY_MS
-    fsync: Literal["always", "batch", "never"] = "batch"
-    rollup: tuple[int, ...] = (10_000, 60_000, 600_000)
-    tumbling_sizes: frozenset[int] = field(default_factory=frozenset)
-    seen_retention_ms: int = DAY_MS
-
-    @classmethod
-    def from_topology(cls, topology: Topology, gateway_id: str, data_dir: Path) -> OutboxConfig:
-        box = topology.forwarding.outbox
-        return cls(
-            path=outbox_path(topology, gateway_id, data_dir),
-            max_bytes=box.max_bytes,
-            max_age_ms=box.max_age,
-            fsync=box.fsync,
-            rollup=tuple(topology.forwarding.rollup),
-            tumbling_sizes=frozenset(w.size for w in topology.windows if w.tumbling),
-        )
-
-
-@dataclass(frozen=True)
-class Pending:
-    """A record to send: its ``gateway_seq``, kind, cloud key and Avro body."""
-
-    seq: int
-    kind: str
-    key: bytes
-    body: bytes
-    priority: int
-    bytes: int
-    created_ms: int = 0
-
-
-@dataclass
-class OutboxStats:
-    """Depth, age and bytes of what waits; drops, roll-ups and bytes in/out so far."""
-
-    depth: int = 0
-    bytes: int = 0
-    max_bytes: int = 0
-    oldest_age_ms: int = 0
-    waiting: dict[str, int] = field(default_factory=dict)
-    dropped: dict[str, int] = field(default_factory=dict)
-    dropped_unreported: int = 0
-    rollups: int = 0
-    rolled_up: int = 0
-    delivered: int = 0
-    reports: int = 0
-    next_seq: int = 1
-    sensor_bytes: int = 0
-    cloud_bytes: int = 0
-    cloud_bytes_by_kind: dict[str, int] = field(default_factory=dict)
-    id_conflicts: int = 0  # records refused: their id was taken by a different record
-
-    def as_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["cloud_vs_sensor_bytes"] = (
-            round(self.cloud_bytes / self.sensor_bytes, 6) if self.sensor_bytes else None
-        )
-        return out
 
 
 class Outbox:
@@ -448,38 +370,7 @@ class Outbox:
     # -- metrics ---------------------------------------------------------------------------
     def stats(self, now: int | None = None) -> OutboxStats:
         """Current figures, read from the file (also works read-only, from another process)."""
-        now = now_ms() if now is None else now
-        waiting = dict(self.db.execute("SELECT kind, COUNT(*) FROM records GROUP BY kind"))
-        depth, size, oldest = self.db.execute(
-            "SELECT COUNT(*), COALESCE(SUM(bytes), 0), MIN(created_ms) FROM records"
-        ).fetchone()
-        dropped = dict(self.db.execute("SELECT kind, SUM(records) FROM drops GROUP BY kind"))
-        (unreported,) = self.db.execute(
-            "SELECT COALESCE(SUM(records), 0) FROM drops WHERE reported = 0"
-        ).fetchone()
-        meta = dict(self.db.execute("SELECT name, value FROM meta"))
-        return OutboxStats(
-            depth=int(depth),
-            bytes=int(size),
-            max_bytes=self.config.max_bytes,
-            oldest_age_ms=max(0, now - int(oldest)) if oldest is not None else 0,
-            waiting={k: int(v) for k, v in waiting.items()},
-            dropped={k: int(v) for k, v in dropped.items()},
-            dropped_unreported=int(unreported),
-            rollups=int(meta.get("rollups", 0)),
-            rolled_up=int(meta.get("rolled_up", 0)),
-            delivered=int(meta.get("delivered", 0)),
-            reports=int(meta.get("reports", 0)),
-            next_seq=int(meta.get("next_seq", 1)),
-            sensor_bytes=int(meta.get("sensor_bytes", 0)),
-            cloud_bytes=int(meta.get("cloud_bytes", 0)),
-            id_conflicts=int(meta.get("id_conflicts", 0)),
-            cloud_bytes_by_kind={
-                name.split(".", 1)[1]: int(v)
-                for name, v in meta.items()
-                if name.startswith("cloud_bytes.")
-            },
-        )
+        return read_stats(self.db, self.config.max_bytes, now_ms() if now is None else now)
 
     def close(self) -> None:
         with contextlib.suppress(sqlite3.Error):

@@ -25,7 +25,7 @@ from typing import Any
 
 from edgestream.wire.ids import ID_FIELD, alert_id, sample_id, summary_id
 
-__all__ = ["PRIORITY", "Entry"]
+__all__ = ["PRIORITY", "Entry", "Pending"]
 
 #: Drain priority (lower drains first): alerts, reports and rollout events before summaries.
 PRIORITY = {"alert": 0, "report": 0, "rollout": 0, "summary": 1, "sample": 2}
@@ -127,3 +127,16 @@ class Entry:
         tumbling = 1 if (level > 0 or size in self.tumbling_sizes) else 0
         base = self.base_size or size
         return (rec["scope"], rec["scope_key"], start, end, base, level, tumbling, rec["count"])
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A record to send: its ``gateway_seq``, kind, cloud key and Avro body."""
+
+    seq: int
+    kind: str
+    key: bytes
+    body: bytes
+    priority: int
+    bytes: int
+    created_ms: int = 0

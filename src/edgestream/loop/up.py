@@ -32,7 +32,7 @@ from edgestream.core.paths import home_dir, topologies_dir
 from edgestream.core.serde import AvroDeserializer
 from edgestream.core.stack import Stack
 from edgestream.core.topology import Topology, load_topology
-from edgestream.edge.worker import edge_topics, sensor_topic_configs
+from edgestream.edge.config import edge_topics, sensor_topic_configs
 from edgestream.loop.procs import Managed
 from edgestream.loop.watch import CloudWatch, gateway_figures, scrape
 from edgestream.sim import SimConfig, SimProgress, SimResult, simulate

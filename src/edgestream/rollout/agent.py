@@ -27,21 +27,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
-from dataclasses import replace
-from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from aiokafka import AIOKafkaConsumer, TopicPartition
-
 from edgestream.core.exceptions import EdgestreamError
-from edgestream.core.offsets import aio_partitions
-from edgestream.core.serde import AvroDeserializer, AvroSerializer, subject_for
-from edgestream.ml.artifact import write_artifact
+from edgestream.core.serde import AvroDeserializer
 from edgestream.ml.exceptions import ModelError, ModelRejected
 from edgestream.ml.scorer import OnnxScorer
+from edgestream.rollout.events import RolloutEvents
 from edgestream.rollout.host import ModelHost, ServedPipeline, ShadowRun
 from edgestream.rollout.slots import (
     Gates,
@@ -51,15 +44,21 @@ from edgestream.rollout.slots import (
     Slot,
     judge,
     rejection_alert,
-    shadow_fields,
 )
-from edgestream.wire.topics import MODELS_TOPIC, ROLLOUT_TOPIC
+from edgestream.rollout.swap_timing import SwapTiming
+from edgestream.rollout.updates import (
+    UpdateVerifier,
+    build_candidate,
+    follow_models,
+    load_scorer,
+    now_ms,
+    update_device_type,
+)
 
 log = logging.getLogger("edgestream.rollout")
 
 STATE_FILE = "rollout.json"
 PROGRESS_EVERY_S = 5.0  # shadow-progress events at most this often
-LIVE_WAIT_S = 2.0  # a swap followed by no batch is announced as live after this long
 
 
 class RolloutAgent:
@@ -81,16 +80,13 @@ class RolloutAgent:
         self._live: dict[str, tuple[OnnxScorer, float]] = {}
         self._last_progress: dict[str, float] = {}
         self._deciding: set[str] = set()
-        self._done: dict[str, deque[tuple[float, str]]] = {}  # (batch done, version) per type
         self._tasks: set[asyncio.Task[Any]] = set()
         self._retired: dict[str, Any] = {}  # the model replaced by the last swap
-        self._live_due: dict[str, dict[str, Any]] = {}  # swaps not yet announced as live
+        self.timing = SwapTiming()  # swap figures, and when a swap is announced live
         self._save_lock = asyncio.Lock()
         self._decode = AvroDeserializer(gateway.registry, reader_schema="ModelUpdate")
-        self._event_ser = AvroSerializer(
-            gateway.registry, "RolloutEvent", subject_for(ROLLOUT_TOPIC)
-        )
-        self._public_key: Any = None
+        self.events = RolloutEvents(gateway, self.state, self._save, self.shadows, self.canary)
+        self._verifier = UpdateVerifier(self.topology)
         self.swapped_at: dict[str, float] = {}  # device type -> monotonic time of the last swap
 
     # -- start-up (blocking parts run in the pipeline executor) ------------------------------
@@ -101,7 +97,7 @@ class RolloutAgent:
         if slot is None or slot.live.path is None:
             return None
         if device_type not in self._live:
-            scorer = _load(slot.live.path)
+            scorer = load_scorer(slot.live.path)
             self._live[device_type] = (scorer, scorer.threshold)
         return self._live[device_type]
 
@@ -121,7 +117,7 @@ class RolloutAgent:
             self._live.setdefault(dtype, (scorer, float(pipelines[0].threshold)))
             if slot.candidate is not None and slot.candidate.path:
                 try:
-                    cand = await asyncio.to_thread(_load, slot.candidate.path)
+                    cand = await asyncio.to_thread(load_scorer, slot.candidate.path)
                 except (ModelError, EdgestreamError, OSError) as error:
                     log.error("cannot reload candidate %s: %s", slot.candidate.version, error)
                     slot.drop_candidate()
@@ -136,37 +132,18 @@ class RolloutAgent:
         for dtype in self.state.slots:
             if dtype in self.device_types:
                 slot = self.state.slots[dtype]
-                await self.event("live", slot, slot.live.version)
+                await self.events.emit("live", slot, slot.live.version)
         await self._follow()
 
     # -- edge.models -----------------------------------------------------------------------
     async def _follow(self) -> None:
-        bootstrap = self.gateway.bootstrap
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap,
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            fetch_max_wait_ms=100,
-            max_partition_fetch_bytes=64 * 1024 * 1024,
-            fetch_max_bytes=64 * 1024 * 1024,
-        )
-        await consumer.start()
-        try:
-            tp = TopicPartition(MODELS_TOPIC, 0)
-            while not await aio_partitions(consumer, MODELS_TOPIC):
-                await asyncio.sleep(0.5)
-            consumer.assign([tp])
-            consumer.seek(tp, self.state.next_offset)
-            while True:
-                fetched = await consumer.getmany(tp, timeout_ms=200, max_records=20)
-                for record in fetched.get(tp, []):
-                    await self.handle_record(record.value)
-                    self.state.next_offset = record.offset + 1
-                    await self._save()
-                await self._check_deadlines()
-        finally:
-            await consumer.stop()
+        await follow_models(self.gateway.bootstrap, self.state.next_offset, self._handle_at,
+                            self._check_deadlines)  # fmt: skip
+
+    async def _handle_at(self, value: bytes | None, offset: int) -> None:
+        await self.handle_record(value)
+        self.state.next_offset = offset + 1
+        await self._save()
 
     async def handle_record(self, value: bytes | None) -> None:
         """Act on one ``edge.models`` record (undecodable ones are logged and skipped)."""
@@ -175,7 +152,7 @@ class RolloutAgent:
         except Exception as error:  # SerdeError and friends: not a ModelUpdate
             log.error("skipping an edge.models record that is not a ModelUpdate: %s", error)
             return
-        dtype = update.get("device_type") or self._type_of(update.get("model_name"))
+        dtype = update_device_type(self.topology, update)
         if dtype not in self.device_types or dtype not in self.state.slots:
             return  # a model this gateway does not serve
         action = update.get("action") or "candidate"
@@ -189,12 +166,6 @@ class RolloutAgent:
         else:
             log.info("ignoring model update action %r for %s", action, update.get("version"))
 
-    def _type_of(self, model_name: str | None) -> str | None:
-        for dtype, spec in self.topology.models.items():
-            if spec.name == model_name:
-                return dtype
-        return None
-
     async def _candidate(self, slot: Slot, update: dict[str, Any], promote: bool = False) -> bool:
         version = str(update["version"])
         cand = slot.candidate
@@ -202,25 +173,9 @@ class RolloutAgent:
             return False  # already have it (a re-read record)
         live_scorer, live_thr = self._live[slot.device_type]
         try:
-            blob = self._verify(update)
-            inputs = tuple(update.get("inputs") or live_scorer.inputs)
-            if inputs != tuple(live_scorer.inputs):
-                raise ModelRejected(
-                    "inputs-mismatch",
-                    f"{version} takes inputs {list(inputs)}, the live model "
-                    f"{live_scorer.version} takes {list(live_scorer.inputs)} (the gateway "
-                    "computes the live model's features)",
-                )
-            threshold = update.get("threshold")
-            meta = replace(
-                live_scorer.meta,
-                version=version,
-                sha256=str(update["sha256"]),
-                threshold=float(threshold if threshold is not None else live_thr),
-                model_file=f"{version}.onnx",
-                metrics={k: float(v) for k, v in (update.get("metrics") or {}).items()},
-            )
-            scorer = await asyncio.to_thread(_build, blob, meta, self.models_dir / slot.device_type)
+            blob, meta = self._verifier.candidate(update, live_scorer, live_thr)
+            directory = self.models_dir / slot.device_type
+            scorer = await asyncio.to_thread(build_candidate, blob, meta, directory)
         except ModelRejected as error:
             await self.reject(slot, update, error.reason, str(error))
             return False
@@ -231,7 +186,7 @@ class RolloutAgent:
         ref = ModelRef(version, meta.sha256, path, str(update.get("model_name") or ""))
         self._drop_loaded(slot.device_type)
         mode = "shadow" if self.canary and not promote else "pending"
-        slot.accept(ref, mode, _now())
+        slot.accept(ref, mode, now_ms())
         if mode == "shadow":
             await self._set_shadow(
                 slot.device_type, ShadowRun(scorer, meta.threshold, ShadowStats())
@@ -239,34 +194,8 @@ class RolloutAgent:
         else:
             self.pending[slot.device_type] = (scorer, meta.threshold)
         await self._save()
-        await self.event("verified", slot, version, action=update.get("action"), mode=mode)
+        await self.events.emit("verified", slot, version, action=update.get("action"), mode=mode)
         return True
-
-    def _verify(self, update: dict[str, Any], require_artifact: bool = True) -> bytes:
-        """The verified artifact bytes (b"" when none is required and none came)."""
-        from edgestream.ml.signing import load_public_key, verify_update
-
-        if self._public_key is None:
-            try:
-                self._public_key = load_public_key(self.topology.retraining.signing)
-            except ModelError as error:
-                raise ModelRejected(
-                    "unknown-key", f"no public key to verify with: {error}"
-                ) from None
-        artifact = update.get("artifact")
-        uri = update.get("artifact_uri")
-        if artifact is None and uri and require_artifact:  # promote/rollback: metadata only
-            path = uri[len("file://") :] if uri.startswith("file://") else uri
-            try:
-                artifact = Path(path).read_bytes()
-            except OSError as error:
-                raise ModelRejected(
-                    "hash-mismatch", f"cannot read artifact {uri}: {error}"
-                ) from None
-        verify_update(
-            update, self._public_key, artifact=artifact, require_artifact=require_artifact
-        )
-        return bytes(artifact or b"")
 
     async def _promote_update(self, slot: Slot, update: dict[str, Any]) -> None:
         version = str(update["version"])
@@ -274,7 +203,7 @@ class RolloutAgent:
             return
         if update.get("signature"):  # a signed promote must verify; an unsigned one can only
             try:  # name a candidate that was verified already (below)
-                self._verify(update, require_artifact=False)
+                self._verifier.verify(update, require_artifact=False)
             except ModelRejected as error:
                 await self.reject(slot, update, error.reason, str(error))
                 return
@@ -296,7 +225,7 @@ class RolloutAgent:
         version = str(update["version"])
         if update.get("signature"):  # like promote: a signed record must verify
             try:
-                self._verify(update, require_artifact=False)
+                self._verifier.verify(update, require_artifact=False)
             except ModelRejected as error:
                 await self.reject(slot, update, error.reason, str(error))
                 return
@@ -315,23 +244,14 @@ class RolloutAgent:
         slot = self.state.slots.get(device_type)
         if slot is None:
             return
-        done = self._done.setdefault(device_type, deque(maxlen=256))
-        if scored_by is not None:
-            done.append((now, scored_by))
-        due = self._live_due.get(device_type)
-        if due is not None and (scored_by == due["version"] or now - due["at"] > LIVE_WAIT_S):
-            del self._live_due[device_type]
-            pause = None
-            if scored_by == due["version"]:
-                old = [t for t, v in list(done)[:-1] if v != due["version"]]
-                pause = round((now - old[-1]) * 1000, 3) if old else None
-            timing = (pause, due["gap_ms"], due["swap_ms"])
-            self._spawn(self.event("live", slot, due["version"], previous=due["previous"],
-                                   timing=timing))  # fmt: skip
+        live = self.timing.batch_done(device_type, scored_by, now)
+        if live is not None:
+            version, previous, timing = live
+            self._spawn(self.events.emit("live", slot, version, previous=previous, timing=timing))
         run = self.shadows.get(device_type)
         if run is None or slot.candidate is None or device_type in self._deciding:
             return
-        verdict = judge(run.stats, self.gates, _now() - slot.since_ms)
+        verdict = judge(run.stats, self.gates, now_ms() - slot.since_ms)
         if verdict.decision == "promote":
             self._deciding.add(device_type)
             self._spawn(self.promote(slot, None, verdict.reason, verdict.detail))
@@ -340,7 +260,9 @@ class RolloutAgent:
             self._spawn(self.drop(slot, None, verdict.reason, verdict.detail))
         elif now - self._last_progress.get(device_type, 0.0) >= PROGRESS_EVERY_S:
             self._last_progress[device_type] = now
-            self._spawn(self.event("shadow-progress", slot, slot.candidate.version, mode="shadow"))
+            self._spawn(
+                self.events.emit("shadow-progress", slot, slot.candidate.version, mode="shadow")
+            )
 
     def _spawn(self, coro: Any) -> None:
         """Run ``coro`` as a task (kept referenced until done; a failure is logged)."""
@@ -356,8 +278,8 @@ class RolloutAgent:
 
     async def _check_deadlines(self) -> None:
         """A shadow that sees no readings still ends at ``max_duration``; a swap followed by
-        no batch is announced after :data:`LIVE_WAIT_S`."""
-        for dtype in {*self.shadows, *self._live_due}:
+        no batch is announced after :data:`~edgestream.rollout.swap_timing.LIVE_WAIT_S`."""
+        for dtype in {*self.shadows, *self.timing.due_types()}:
             self.after_batch(dtype)
 
     async def promote(self, slot: Slot, action: str | None, reason: str, detail: str) -> None:
@@ -368,7 +290,7 @@ class RolloutAgent:
             loaded = (run.scorer, run.threshold) if run is not None else self.pending.get(dtype)
             if loaded is None:  # the candidate artifact is on disk (e.g. after a restart)
                 assert slot.candidate is not None and slot.candidate.path
-                scorer = await asyncio.to_thread(_load, slot.candidate.path)
+                scorer = await asyncio.to_thread(load_scorer, slot.candidate.path)
                 loaded = (scorer, scorer.threshold)
             stats = run.stats if run is not None else None
             version = slot.candidate.version if slot.candidate else loaded[0].version
@@ -377,7 +299,7 @@ class RolloutAgent:
             await self._save()  # first on disk: a restart serves the new version
             await self._swap(dtype, *loaded, previous=old.version)
             self._drop_loaded(dtype)
-            await self.event("promoted", slot, version, action=action, reason=reason,
+            await self.events.emit("promoted", slot, version, action=action, reason=reason,
                              detail=detail, previous=old.version, stats=stats,
                              since_ms=since)  # fmt: skip
         finally:
@@ -393,7 +315,7 @@ class RolloutAgent:
         self._drop_loaded(dtype)
         await self._set_shadow(dtype, None)
         if cand is not None:
-            await self.event("rolled_back", slot, cand.version, action=action, reason=reason,
+            await self.events.emit("rolled_back", slot, cand.version, action=action, reason=reason,
                              detail=detail, stats=run.stats if run else None,
                              since_ms=since)  # fmt: skip
 
@@ -404,12 +326,12 @@ class RolloutAgent:
         if target.path is None:  # the topology's model
             loaded = await asyncio.to_thread(self.gateway.load_topology_model, dtype)
         else:
-            scorer = await asyncio.to_thread(_load, target.path)
+            scorer = await asyncio.to_thread(load_scorer, target.path)
             loaded = (scorer, scorer.threshold)
         bad = slot.revert()
         await self._save()
         await self._swap(dtype, *loaded, previous=bad.version)
-        await self.event("rolled_back", slot, bad.version, action=action, reason=reason,
+        await self.events.emit("rolled_back", slot, bad.version, action=action, reason=reason,
                          detail=detail, previous=bad.version)  # fmt: skip
 
     async def reject(self, slot: Slot, update: dict[str, Any], reason: str, detail: str) -> None:
@@ -418,7 +340,7 @@ class RolloutAgent:
         log.error(
             "model %s %s rejected (%s): %s", update.get("model_name"), version, reason, detail
         )
-        seq = await self.event("rejected", slot, version, action=update.get("action"),
+        seq = await self.events.emit("rejected", slot, version, action=update.get("action"),
                                reason=reason, detail=detail)  # fmt: skip
         gateway = self.topology.gateway(self.gateway_id)
         alert = rejection_alert(
@@ -429,7 +351,7 @@ class RolloutAgent:
             version,
             slot.live.version,
             seq,
-            _now(),
+            now_ms(),
         )
         await self.gateway.send_alert(alert)
 
@@ -452,8 +374,7 @@ class RolloutAgent:
         """Between batches: each topic's pipeline lock in turn, then the new reference. The
         ``live`` event follows the first batch done with the new model (:meth:`after_batch`)."""
         self.shadows.pop(device_type, None)
-        done = [t for t, _v in self._done.get(device_type, ())]
-        gaps = [b - a for a, b in pairwise(done)]
+        gap_ms = self.timing.batch_gap_ms(device_type)
         started = time.monotonic()
         async for pipeline in self.gateway.locked_pipelines(device_type):
             pipeline.shadow = None
@@ -463,13 +384,8 @@ class RolloutAgent:
         self._retired[device_type] = self._live.get(device_type)
         self._live[device_type] = (scorer, threshold)
         self.swapped_at[device_type] = time.monotonic()
-        self._live_due[device_type] = {
-            "version": scorer.version,
-            "previous": previous,
-            "gap_ms": round(float(np.median(gaps)) * 1000, 3) if gaps else None,
-            "swap_ms": round((self.swapped_at[device_type] - started) * 1000, 3),
-            "at": self.swapped_at[device_type],
-        }
+        self.timing.swapped(device_type, scorer.version, previous, gap_ms, started,
+                            self.swapped_at[device_type])  # fmt: skip
         log.warning("%s: model %s is live on %s", device_type, scorer.version, self.gateway_id)
 
     def _drop_loaded(self, device_type: str) -> None:
@@ -478,71 +394,3 @@ class RolloutAgent:
     async def _save(self) -> None:
         async with self._save_lock:
             await asyncio.to_thread(self.state.save, self.state_path)
-
-    async def event(
-        self,
-        kind: str,
-        slot: Slot,
-        version: str,
-        *,
-        action: str | None = None,
-        mode: str | None = None,
-        reason: str | None = None,
-        detail: str | None = None,
-        previous: str | None = None,
-        stats: ShadowStats | None = None,
-        since_ms: int | None = None,
-        timing: tuple[float | None, float | None, float | None] = (None, None, None),
-    ) -> int:
-        """Produce a RolloutEvent on ``edge.rollout`` (its id counts this gateway's events,
-        saved before producing so a restart never reuses one); returns its number."""
-        self.state.event_seq += 1
-        seq = self.state.event_seq
-        await self._save()
-        run = self.shadows.get(slot.device_type)
-        if stats is None and run is not None and kind == "shadow-progress":
-            stats = run.stats
-        since = since_ms if since_ms is not None else (slot.since_ms if slot.candidate else 0)
-        record: dict[str, Any] = {
-            "event_id": f"{self.gateway_id}|rollout|{seq}",
-            "gateway_id": self.gateway_id,
-            "event": kind,
-            "model_name": self.topology.models[slot.device_type].name,
-            "device_type": slot.device_type,
-            "version": version,
-            "live_version": slot.live.version,
-            "previous_version": previous,
-            "action": action,
-            "mode": mode,
-            "canary": self.canary,
-            "reason": reason,
-            "detail": (detail or "")[:2000] or None,
-            "created_at": _now(),
-            **shadow_fields(stats, since, _now()),
-            "swap_pause_ms": timing[0],
-            "batch_gap_ms": timing[1],
-            "swap_ms": timing[2],
-        }
-        await self.gateway.send(ROLLOUT_TOPIC, self.gateway_id.encode(), self._event_ser(record))
-        log.info("rollout %s %s %s %s", kind, slot.device_type, version, reason or "")
-        return seq
-
-
-def _now() -> int:
-    return int(time.time() * 1000)
-
-
-#: Rows of the warm-up call: a full batch, so the first real batch after a swap finds ONNX
-#: Runtime's buffers already sized.
-WARM_ROWS = 512
-
-
-def _build(blob: bytes, meta: Any, directory: Path) -> OnnxScorer:
-    """Load and warm a verified candidate, then keep its artifact (ONNX + sidecar)."""
-    scorer = OnnxScorer.load(blob, meta).warm(WARM_ROWS)
-    write_artifact(directory, blob, meta)
-    return scorer
-
-
-def _load(path: str) -> OnnxScorer:
-    return OnnxScorer.load(path).warm(WARM_ROWS)
