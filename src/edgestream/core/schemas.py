@@ -19,17 +19,12 @@ from typing import Any
 
 from confluent_kafka.schema_registry import SchemaRegistryClient, SchemaRegistryError
 
+from edgestream.core.avro_schema import fastavro_schema, full_name, schema_catalogue
 from edgestream.core.compat import check_compatibility, parse_avro
 from edgestream.core.exceptions import SchemaError
 from edgestream.core.paths import schemas_dir
 from edgestream.core.registry.client import as_registry_client, registry_call, registry_url
-from edgestream.core.serde import (
-    AvroSerializer,
-    fastavro_schema,
-    full_name,
-    schema_catalogue,
-    subject_for,
-)
+from edgestream.core.serde import AvroSerializer, subject_for
 
 __all__ = [
     "LEVEL",
