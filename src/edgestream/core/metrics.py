@@ -310,33 +310,18 @@ _FORWARDER_FIGURES: tuple[tuple[type[Any], str, str, str], ...] = (
     (GaugeMetricFamily, "edgestream_outbox_depth", "Records waiting in the outbox.", "depth"),
     (GaugeMetricFamily, "edgestream_outbox_bytes", "Bytes waiting in the outbox.", "bytes"),
     (GaugeMetricFamily, "edgestream_outbox_max_bytes", "The outbox byte budget.", "max_bytes"),
-    (
-        GaugeMetricFamily,
-        "edgestream_outbox_oldest_age_seconds",
-        "Age of the oldest record waiting in the outbox.",
-        "oldest_age_s",
-    ),
+    (GaugeMetricFamily, "edgestream_outbox_oldest_age_seconds",
+     "Age of the oldest record waiting in the outbox.", "oldest_age_s"),
     (GaugeMetricFamily, "edgestream_forward_link_up", "1 while the cloud link is up.", "link_up"),
     (CounterMetricFamily, "edgestream_outbox_rollups", "Roll-ups made past the budget.", "rollups"),
-    (
-        CounterMetricFamily,
-        "edgestream_outbox_id_conflicts",
-        "Records refused because a different record already had their id (never a replay).",
-        "id_conflicts",
-    ),
-    (
-        CounterMetricFamily,
-        "edgestream_forward_records_delivered",
-        "Records the cloud broker confirmed.",
-        "delivered",
-    ),
-    (
-        CounterMetricFamily,
-        "edgestream_sensor_bytes",
-        "Raw sensor record bytes on the gateway's sensor topics (the meter).",
-        "sensor_bytes",
-    ),
-)
+    (CounterMetricFamily, "edgestream_outbox_id_conflicts",
+     "Records refused because a different record already had their id (never a replay).",
+     "id_conflicts"),
+    (CounterMetricFamily, "edgestream_forward_records_delivered",
+     "Records the cloud broker confirmed.", "delivered"),
+    (CounterMetricFamily, "edgestream_sensor_bytes",
+     "Raw sensor record bytes on the gateway's sensor topics (the meter).", "sensor_bytes"),
+)  # fmt: skip
 
 
 _forwarders: dict[str, ForwarderCollector] = {}
