@@ -66,7 +66,7 @@ ensure_jars() {
   # once per POM content (cached in $EDGESTREAM_HOME/jars; Maven's own cache is ~/.m2): the
   # Kafka broker, Flink's Kafka connector and Avro, and our Flink functions' jar
   say "resolving the Kafka and Flink jars from Maven Central, building our Flink functions"
-  "$VENV/bin/python" -m edgestream.core.jars
+  "$VENV/bin/python" -m edgestream.cloud.jvm
 }
 
 pick_python() {

@@ -19,14 +19,13 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edgestream.core import serde
+from edgestream.core import avro_schema, serde
+from edgestream.core.avro_schema import fastavro_schema, load_schema
 from edgestream.core.exceptions import SchemaError, SerdeError, ServiceUnavailable
 from edgestream.core.serde import (
     DECODE_REASONS,
     AvroDeserializer,
     AvroSerializer,
-    fastavro_schema,
-    load_schema,
     registry_client,
     subject_for,
 )
@@ -672,3 +671,4 @@ def registry_url_of(client: SchemaRegistryClient) -> str:
 
 def test_docstring_examples_run() -> None:
     run_doctests(serde)
+    run_doctests(avro_schema)

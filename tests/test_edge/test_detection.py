@@ -46,7 +46,7 @@ import pytest
 import yaml
 
 from edgestream.core.topology import Topology, load_topology
-from edgestream.core.topology.edge import AnomalyRule, AnomalySpec, Suppression
+from edgestream.core.topology.detection import AnomalyRule, AnomalySpec, Suppression
 from edgestream.edge.incidents import IncidentTracker
 from edgestream.edge.models import features_for, load_model
 from edgestream.ml.evaluate import EventMetrics, alert_spans, event_metrics, incidents_from_alerts

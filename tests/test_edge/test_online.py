@@ -11,13 +11,13 @@ import pytest
 
 from edgestream.core.paths import topologies_dir
 from edgestream.core.serde import AvroDeserializer, AvroSerializer, subject_for
+from edgestream.core.stateful import HEADER, pack_parts, unpack_parts
 from edgestream.core.topology import load_topology
-from edgestream.core.topology.edge import ModelSpec
+from edgestream.core.topology.detection import ModelSpec
 from edgestream.edge.models import features_for, load_model
 from edgestream.edge.online import MAX_COUNTS, OnlineDetector, OnlineError
 from edgestream.edge.pipeline import TopicPipeline
 from edgestream.evaluation.replay import with_online_settings
-from edgestream.ml.features import HEADER, pack_parts, unpack_parts
 from tests.conftest import run_doctests
 
 

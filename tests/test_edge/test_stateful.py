@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from edgestream.core.stateful import PartedState, Stateful
-from edgestream.core.topology.edge import AnomalyRule, AnomalySpec, Suppression
+from edgestream.core.topology.detection import AnomalyRule, AnomalySpec, Suppression
 from edgestream.edge.incidents import IncidentTracker
 from edgestream.edge.models import RawFeatures
 from edgestream.edge.online import OnlineDetector

@@ -15,10 +15,11 @@ import pytest
 from confluent_kafka import Producer
 from fastavro import schemaless_reader, schemaless_writer
 
+from edgestream.core.avro_schema import fastavro_schema
 from edgestream.core.broker import ensure_topics, producer_config
 from edgestream.core.paths import schemas_dir
 from edgestream.core.registry import RegistryServer
-from edgestream.core.serde import AvroDeserializer, AvroSerializer, fastavro_schema, subject_for
+from edgestream.core.serde import AvroDeserializer, AvroSerializer, subject_for
 from edgestream.core.topology import load_topology
 from edgestream.core.topology.errors import TopologyError
 from edgestream.edge.pipeline import TopicPipeline

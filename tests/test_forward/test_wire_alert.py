@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from fastavro import schemaless_reader, schemaless_writer
 
+from edgestream.core.avro_schema import fastavro_schema
 from edgestream.core.paths import schemas_dir
-from edgestream.core.serde import fastavro_schema
-from edgestream.core.topology.edge import AnomalyRule, AnomalySpec, Suppression
+from edgestream.core.topology.detection import AnomalyRule, AnomalySpec, Suppression
 from edgestream.edge.incidents import IncidentTracker
 from edgestream.forward.records import Entry
 from edgestream.rollout.slots import rejection_alert

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import edgestream.core.stateful as stateful_module
 import edgestream.ml.features as features_module
 from edgestream.ml.features import GAUSS_MAD, QUANTUM, RATE_PRIOR, FeatureError, FeatureExtractor
 from tests.conftest import run_doctests
@@ -119,6 +120,7 @@ def _in_batches(fx: FeatureExtractor, ids, ts, values, cuts) -> np.ndarray:
 
 def test_docstring_examples() -> None:
     run_doctests(features_module)
+    run_doctests(stateful_module)  # pack_parts / unpack_parts, the blob form of the parts
 
 
 @pytest.mark.parametrize("novel_runs", [False, True])

@@ -257,7 +257,7 @@ def test_large_artifacts_go_to_the_store_and_load_back(tmp_path: Path) -> None:
     from edgestream.ml.exceptions import ModelRejected
     from edgestream.ml.package import attach_artifact, embed_sidecar
     from edgestream.ml.signing import sign_update, verify_update
-    from edgestream.retrain.service import current_model
+    from edgestream.retrain.candidate import current_model
 
     key = Ed25519PrivateKey.generate()
     blob, meta = embed_sidecar(*load_artifact(shipped_model_path("pump")))

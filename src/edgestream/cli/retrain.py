@@ -64,7 +64,8 @@ def run(
     _need_training_packages()
     from edgestream.core.endpoints import cloud_endpoints
     from edgestream.ml.signing import load_private_key
-    from edgestream.retrain.service import parse_request, publish_updates, retrain
+    from edgestream.retrain.candidate import parse_request, retrain
+    from edgestream.rollout.history import publish_updates
 
     topo = _topology(topology)
     parsed = parse_request(request)

@@ -64,7 +64,8 @@ def fleet_function(
             from fastavro import schemaless_writer
 
             from edgestream.cloud.engine import FleetEngine
-            from edgestream.core.serde import AvroDeserializer, fastavro_schema, load_schema
+            from edgestream.core.avro_schema import fastavro_schema, load_schema
+            from edgestream.core.serde import AvroDeserializer
             from edgestream.core.topology import Topology
 
             topology = Topology.model_validate(topology_dict).with_source(source)

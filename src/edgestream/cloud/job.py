@@ -167,33 +167,16 @@ def _union(tenv: Any, name: str, selects: list[str]) -> None:
 
 def build_job(config: CloudJobConfig) -> tuple[Any, Any]:
     """Declare the job on a fresh environment: ``(environment, statement set to execute)``."""
-    from pyflink.table import DataTypes
-    from pyflink.table.udf import udf
-
-    from edgestream.cloud.flink import flink_env, kafka_sink_ddl, kafka_table_ddl
-    from edgestream.cloud.jvm import register_functions, sql_string
-    from edgestream.core.serde import AvroSerializer, subject_for
+    from edgestream.cloud.flink import flink_env, kafka_sink_ddl
+    from edgestream.cloud.jvm import register_functions
 
     topology = config.topology
     # the job runs at 1 (each function must: one instance sees the whole fleet); the Kafka
     # sources read with the topology's parallelism
     env, tenv = flink_env(config.jobmanager, 1, PYTHON_SETTINGS)
     register_functions(tenv)
-    parallelism = topology.cloud.parallelism
-    scan = {"scan.parallelism": str(parallelism)} if parallelism > 1 else None
     topics = _topics(topology)
-    selects: dict[int, str] = {}
-    for i, topic in enumerate(topics):
-        ends = None if config.ends is None else config.ends.get(topic, {})
-        if ends is not None and not ends:
-            continue  # a bounded run over an empty topic reads nothing from it
-        tenv.execute_sql(
-            kafka_table_ddl(f"src{i}", topic, config.bootstrap, ends=ends,
-                            starts=config.starts.get(topic), group=config.name, extra=scan)
-        )  # fmt: skip
-        selects[i] = f"SELECT {i} AS src, `partition`, `offset`, v FROM src{i}"
-    if not selects:
-        raise ValueError("nothing to read: every input topic is empty")
+    selects = _sources(tenv, config, topics)
     ticks = []
     if config.ends is None:  # unbounded: a heartbeat row a second moves processing time
         tenv.execute_sql("CREATE TABLE tick (x INT) WITH ('connector' = 'datagen', "
@@ -206,31 +189,89 @@ def build_job(config: CloudJobConfig) -> tuple[Any, Any]:
     tenv.execute_sql(kafka_sink_ddl("dlq_sink", topology.cloud.dlq_topic, config.bootstrap,
                                     headers=True))  # fmt: skip
     if stats_inputs:
-        # a table function stays above the union (one Correlate, one instance, ``src`` kept:
-        # checked with explain()), so its input needs no DataStream round trip. Its output
-        # does: ``_union`` below turns the Python function's input into a DataStream, which
-        # plans that query on its own; a view read there and by the inserts would be planned
-        # twice (two Kafka sources, two ``fleet_stats``: each record read and aggregated
-        # twice, found in a profile). As a DataStream, every reader shares the one
-        # Correlate (``job_plan``; its rows are few: one per window and scope key).
-        union = " UNION ALL ".join(stats_inputs + ticks)
-        tenv.create_temporary_view("stats_in", tenv.sql_query(union))
-        literal = sql_string(_stats_config(config, topics, partitions))
-        stats = tenv.sql_query(STATS_SQL.format(config=literal))
-        tenv.create_temporary_view("stats_out", tenv.from_data_stream(tenv.to_data_stream(stats)))
-        tenv.execute_sql(kafka_sink_ddl("stats_sink", topology.cloud.stats_topic,
-                                        config.bootstrap))  # fmt: skip
-        statements.add_insert_sql(
-            "INSERT INTO stats_sink SELECT k, v FROM stats_out WHERE kind = 'stats'"
-        )
-        statements.add_insert_sql(f"INSERT INTO dlq_sink SELECT k, v, {DLQ_HEADERS} FROM "
-                                  "stats_out WHERE kind = 'dlq'")  # fmt: skip
         python_inputs.append(
-            f"SELECT CASE WHEN kind = 'meta' THEN {STATS_END} ELSE {STATS_ROW} END AS src, "
-            f"{NO_POSITION}, v FROM stats_out "
-            "WHERE kind = 'meta' OR kind = 'rate'"
+            _fleet_stats(tenv, statements, config, stats_inputs + ticks, topics, partitions)
         )
     _union(tenv, "job_in", python_inputs)
+    _fleet(tenv, statements, config, topics, partitions, stats_end=bool(stats_inputs))
+    return env, statements
+
+
+def _sources(tenv: Any, config: CloudJobConfig, topics: list[str]) -> dict[int, str]:
+    """A Kafka table ``src<i>`` per input topic with data; its SELECT by ``i``."""
+    from edgestream.cloud.flink import kafka_table_ddl
+
+    parallelism = config.topology.cloud.parallelism
+    scan = {"scan.parallelism": str(parallelism)} if parallelism > 1 else None
+    selects: dict[int, str] = {}
+    for i, topic in enumerate(topics):
+        ends = None if config.ends is None else config.ends.get(topic, {})
+        if ends is not None and not ends:
+            continue  # a bounded run over an empty topic reads nothing from it
+        tenv.execute_sql(
+            kafka_table_ddl(f"src{i}", topic, config.bootstrap, ends=ends,
+                            starts=config.starts.get(topic), group=config.name, extra=scan)
+        )  # fmt: skip
+        selects[i] = f"SELECT {i} AS src, `partition`, `offset`, v FROM src{i}"
+    if not selects:
+        raise ValueError("nothing to read: every input topic is empty")
+    return selects
+
+
+def _fleet_stats(
+    tenv: Any,
+    statements: Any,
+    config: CloudJobConfig,
+    inputs: list[str],
+    topics: list[str],
+    partitions: dict[str, list[int]],
+) -> str:
+    """The fleet statistics over ``inputs`` with their sinks; the SELECT of what the Python
+    function reads of them (their rates and the end marker)."""
+    from edgestream.cloud.flink import kafka_sink_ddl
+    from edgestream.cloud.jvm import sql_string
+
+    # a table function stays above the union (one Correlate, one instance, ``src`` kept:
+    # checked with explain()), so its input needs no DataStream round trip. Its output
+    # does: ``_union`` (in build_job) turns the Python function's input into a DataStream, which
+    # plans that query on its own; a view read there and by the inserts would be planned
+    # twice (two Kafka sources, two ``fleet_stats``: each record read and aggregated
+    # twice, found in a profile). As a DataStream, every reader shares the one
+    # Correlate (``job_plan``; its rows are few: one per window and scope key).
+    tenv.create_temporary_view("stats_in", tenv.sql_query(" UNION ALL ".join(inputs)))
+    literal = sql_string(_stats_config(config, topics, partitions))
+    stats = tenv.sql_query(STATS_SQL.format(config=literal))
+    tenv.create_temporary_view("stats_out", tenv.from_data_stream(tenv.to_data_stream(stats)))
+    tenv.execute_sql(kafka_sink_ddl("stats_sink", config.topology.cloud.stats_topic,
+                                    config.bootstrap))  # fmt: skip
+    statements.add_insert_sql(
+        "INSERT INTO stats_sink SELECT k, v FROM stats_out WHERE kind = 'stats'"
+    )
+    statements.add_insert_sql(f"INSERT INTO dlq_sink SELECT k, v, {DLQ_HEADERS} FROM "
+                              "stats_out WHERE kind = 'dlq'")  # fmt: skip
+    return (
+        f"SELECT CASE WHEN kind = 'meta' THEN {STATS_END} ELSE {STATS_ROW} END AS src, "
+        f"{NO_POSITION}, v FROM stats_out "
+        "WHERE kind = 'meta' OR kind = 'rate'"
+    )
+
+
+def _fleet(
+    tenv: Any,
+    statements: Any,
+    config: CloudJobConfig,
+    topics: list[str],
+    partitions: dict[str, list[int]],
+    stats_end: bool,
+) -> None:
+    """The Python function on ``job_in`` (drift, retrain trigger) and its sinks."""
+    from pyflink.table import DataTypes
+    from pyflink.table.udf import udf
+
+    from edgestream.cloud.flink import kafka_sink_ddl
+    from edgestream.core.serde import AvroSerializer, subject_for
+
+    topology = config.topology
     # the Avro header of RetrainRequest (registers the schema once, here, not in the job)
     serializer = AvroSerializer(
         config.registry, "RetrainRequest", subject_for(topology.cloud.retrain_topic)
@@ -238,7 +279,7 @@ def build_job(config: CloudJobConfig) -> tuple[Any, Any]:
     header = b"\x00" + serializer.schema_id.to_bytes(4, "big")
     source = str(topology.source) if topology.source else None
     function = fleet_function(topology.to_dict(), source, config.registry, topics, partitions,
-                              header, config.ends, stats_end=bool(stats_inputs))  # fmt: skip
+                              header, config.ends, stats_end=stats_end)  # fmt: skip
     arrays = [("kinds", DataTypes.STRING()), ("ks", DataTypes.BYTES()), ("vs", DataTypes.BYTES()),
               ("hs", DataTypes.STRING()), ("idx", DataTypes.INT())]  # fmt: skip
     out_type = DataTypes.ROW([DataTypes.FIELD(n, DataTypes.ARRAY(t)) for n, t in arrays])
@@ -253,7 +294,6 @@ def build_job(config: CloudJobConfig) -> tuple[Any, Any]:
     statements.add_insert_sql("INSERT INTO meta_sink SELECT k, v FROM job_out WHERE kind = 'meta'")
     statements.add_insert_sql(f"INSERT INTO dlq_sink SELECT k, v, {DLQ_HEADERS} FROM job_out "
                               "WHERE kind = 'dlq'")  # fmt: skip
-    return env, statements
 
 
 def job_plan(config: CloudJobConfig) -> dict[str, Any]:

@@ -138,30 +138,21 @@ def udf_jar(cache: Path | None = None) -> Path:
     ``cache`` defaults to :func:`edgestream.core.jars.cache_dir`. Safe to call from several
     processes at once: one builds (``mvn package`` into a staging folder moved in place
     whole), the others wait for it and use its jar."""
-    root = cache or jars.cache_dir()
-    target = root / f"{JAR_NAME}-{_digest(_sources())}"
-    jar = target / f"{JAR_NAME}.jar"
-    if jar.exists():
-        return jar
-    with jars.locked(root / f".{JAR_NAME}.lock"):
-        if jar.exists():
-            return jar
+
+    def package(staging: Path) -> None:
         javac()  # a one-line message without a JDK, before Maven says it its own way
-        staging = Path(tempfile.mkdtemp(prefix=f".{JAR_NAME}-", dir=root))
-        try:
-            argv = [jars.mvn(), "-q", "-B", "-f", str(POM), "package",
-                    f"-Dedgestream.build={staging / 'build'}"]  # fmt: skip
-            done = subprocess.run(argv, capture_output=True, text=True)
-            if done.returncode != 0:
-                lines = (done.stdout + done.stderr).strip().splitlines()
-                errors = [line for line in lines if "ERROR" in line][:8] or lines[-8:]
-                raise JvmBuildError(f"mvn package failed on {POM}: " + " | ".join(errors))
-            os.replace(staging / "build" / f"{JAR_NAME}.jar", staging / f"{JAR_NAME}.jar")
-            shutil.rmtree(staging / "build")
-            jars.install(staging, target)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-    return jar
+        argv = [jars.mvn(), "-q", "-B", "-f", str(POM), "package",
+                f"-Dedgestream.build={staging / 'build'}"]  # fmt: skip
+        done = subprocess.run(argv, capture_output=True, text=True)
+        if done.returncode != 0:
+            lines = (done.stdout + done.stderr).strip().splitlines()
+            errors = [line for line in lines if "ERROR" in line][:8] or lines[-8:]
+            raise JvmBuildError(f"mvn package failed on {POM}: " + " | ".join(errors))
+        os.replace(staging / "build" / f"{JAR_NAME}.jar", staging / f"{JAR_NAME}.jar")
+        shutil.rmtree(staging / "build")
+
+    jar, root = f"{JAR_NAME}.jar", cache or jars.cache_dir()
+    return jars.build_once(root, JAR_NAME, _digest(_sources()), jar, package) / jar
 
 
 LOOPBACK_SOURCES = Path(__file__).parent / "loopback"
@@ -175,33 +166,25 @@ def loopback_jar(flink_python: Path, cache: Path | None = None) -> Path:
     against ``flink_python`` (PyFlink's ``opt/flink-python-*.jar``) once per content of the
     source and that jar's name, into ``cache`` (default :func:`edgestream.core.jars.cache_dir`).
     """
-    root = cache or jars.cache_dir()
     sources = sorted(LOOPBACK_SOURCES.rglob("*.java"))
     h = hashlib.sha256(flink_python.name.encode())
     for path in sources:
         h.update(path.read_bytes())
-    target = root / f"{LOOPBACK_JAR}-{h.hexdigest()[:16]}"
-    jar = target / f"{LOOPBACK_JAR}.jar"
-    if jar.exists():
-        return jar
-    with jars.locked(root / f".{LOOPBACK_JAR}.lock"):
-        if jar.exists():
-            return jar
-        staging = Path(tempfile.mkdtemp(prefix=f".{LOOPBACK_JAR}-", dir=root))
-        try:
-            argv = [javac(), "-Xlint:none", "--release", "11", "-cp", str(flink_python),
-                    "-d", str(staging / "classes"), *map(str, sources)]  # fmt: skip
-            done = subprocess.run(argv, capture_output=True, text=True)
-            if done.returncode != 0:
-                lines = (done.stdout + done.stderr).strip().splitlines()[:8]
-                raise JvmBuildError(f"javac failed on {LOOPBACK_SOURCES}: " + " | ".join(lines))
-            with zipfile.ZipFile(staging / jar.name, "w", zipfile.ZIP_DEFLATED) as out:
-                out.write(staging / "classes" / LOOPBACK_CLASS, LOOPBACK_CLASS)
-            shutil.rmtree(staging / "classes")
-            jars.install(staging, target)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-    return jar
+    jar = f"{LOOPBACK_JAR}.jar"
+
+    def compile_class(staging: Path) -> None:
+        argv = [javac(), "-Xlint:none", "--release", "11", "-cp", str(flink_python),
+                "-d", str(staging / "classes"), *map(str, sources)]  # fmt: skip
+        done = subprocess.run(argv, capture_output=True, text=True)
+        if done.returncode != 0:
+            lines = (done.stdout + done.stderr).strip().splitlines()[:8]
+            raise JvmBuildError(f"javac failed on {LOOPBACK_SOURCES}: " + " | ".join(lines))
+        with zipfile.ZipFile(staging / jar, "w", zipfile.ZIP_DEFLATED) as out:
+            out.write(staging / "classes" / LOOPBACK_CLASS, LOOPBACK_CLASS)
+        shutil.rmtree(staging / "classes")
+
+    root = cache or jars.cache_dir()
+    return jars.build_once(root, LOOPBACK_JAR, h.hexdigest()[:16], jar, compile_class) / jar
 
 
 def prefetch() -> list[Path]:
@@ -265,3 +248,7 @@ def flink_lib() -> Path:
     except OSError:
         shutil.rmtree(staging)
     return target
+
+
+if __name__ == "__main__":  # the setup step: every jar (the broker's, Flink's, our functions')
+    jars.setup(prefetch)

@@ -20,7 +20,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from edgestream.core.exceptions import ServiceUnavailable
@@ -30,6 +30,7 @@ __all__ = [
     "ENV_CACHE",
     "KAFKA_POM",
     "MavenNotFound",
+    "build_once",
     "cache_dir",
     "classpath",
     "digest",
@@ -38,6 +39,7 @@ __all__ = [
     "locked",
     "mvn",
     "resolve",
+    "setup",
 ]
 
 ENV_CACHE = "EDGESTREAM_JARS"
@@ -81,34 +83,48 @@ def locked(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def build_once(root: Path, name: str, key: str, marker: str, build: Callable[[Path], None]) -> Path:
+    """The folder ``<root>/<name>-<key>``, made by ``build(staging)`` unless it holds ``marker``.
+
+    ``build`` fills an empty staging folder (``marker`` among what it writes), which is then
+    moved in place whole (:func:`install`). Safe to call from several processes at once: one
+    builds under a lock, the others wait for it and use its folder.
+    """
+    target = root / f"{name}-{key}"
+    if (target / marker).exists():
+        return target
+    with locked(root / f".{name}.lock"):
+        if (target / marker).exists():
+            return target
+        staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
+        try:
+            build(staging)
+            install(staging, target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
 def resolve(name: str, pom: Path, *, scope: str = "runtime") -> Path:
     """The folder holding ``pom``'s dependencies (jars), resolved now if not cached yet.
 
     ``scope`` is Maven's ``includeScope`` (``runtime``: what the program needs to run).
     Safe to call from several processes at once: one resolves, the others wait for it.
     """
-    target = cache_dir() / f"{name}-{digest(pom)}"
-    if (target / ".complete").exists():
-        return target
-    with locked(cache_dir() / f".{name}.lock"):
-        if (target / ".complete").exists():
-            return target
-        staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=cache_dir()))
-        try:
-            argv = [mvn(), "-q", "-B", "-f", str(pom), "dependency:copy-dependencies",
-                    f"-DoutputDirectory={staging}", f"-DincludeScope={scope}"]  # fmt: skip
-            done = subprocess.run(argv, capture_output=True, text=True)
-            if done.returncode != 0:
-                tail = (done.stdout + done.stderr).strip().splitlines()[-5:]
-                raise ServiceUnavailable(
-                    f"Maven could not resolve the jars of {pom.name} (is Maven Central "
-                    f"reachable?): {' | '.join(tail)}"
-                )
-            (staging / ".complete").write_text(pom.name + "\n")
-            install(staging, target)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-    return target
+
+    def copy_dependencies(staging: Path) -> None:
+        argv = [mvn(), "-q", "-B", "-f", str(pom), "dependency:copy-dependencies",
+                f"-DoutputDirectory={staging}", f"-DincludeScope={scope}"]  # fmt: skip
+        done = subprocess.run(argv, capture_output=True, text=True)
+        if done.returncode != 0:
+            tail = (done.stdout + done.stderr).strip().splitlines()[-5:]
+            raise ServiceUnavailable(
+                f"Maven could not resolve the jars of {pom.name} (is Maven Central "
+                f"reachable?): {' | '.join(tail)}"
+            )
+        (staging / ".complete").write_text(pom.name + "\n")
+
+    return build_once(cache_dir(), name, digest(pom), ".complete", copy_dependencies)
 
 
 def install(staging: Path, target: Path) -> None:
@@ -136,20 +152,17 @@ def kafka_home() -> Path:
     return resolve("kafka", KAFKA_POM)
 
 
-def _main() -> None:
-    """``python -m edgestream.core.jars``: resolve every POM edgestream ships (setup step)."""
-    import importlib
-
+def setup(*more: Callable[[], list[Path]]) -> list[Path]:
+    """Resolve the Kafka broker's jars, then run ``more``: the jar steps of the packages above
+    core, which pass them in (``python -m edgestream.cloud.jvm`` is the setup step of every
+    jar). Prints each folder made ready; returns them."""
     done = [kafka_home()]
-    try:  # the cloud's jars, when the cloud side is installed
-        flink = importlib.import_module("edgestream.cloud.jvm")
-    except ImportError:
-        flink = None
-    if flink is not None:
-        done += flink.prefetch()
+    for step in more:
+        done += step()
     for folder in done:
         print(f"jars ready: {folder} ({len(list(folder.glob('*.jar')))} jars)")
+    return done
 
 
-if __name__ == "__main__":
-    _main()
+if __name__ == "__main__":  # the broker's jars only
+    setup()

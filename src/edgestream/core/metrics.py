@@ -272,51 +272,28 @@ class ForwarderCollector(Collector):
         if s is None:
             return
         gw = [self.gateway]
-
-        def gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
-            family = GaugeMetricFamily(name, doc, labels=["gateway"])
-            family.add_metric(gw, value)
-            return family
-
-        def counter(name: str, doc: str, value: float) -> CounterMetricFamily:
-            family = CounterMetricFamily(name, doc, labels=["gateway"])
-            family.add_metric(gw, value)
-            return family
-
-        yield gauge("edgestream_outbox_depth", "Records waiting in the outbox.", s["depth"])
-        yield gauge("edgestream_outbox_bytes", "Bytes waiting in the outbox.", s["bytes"])
-        yield gauge("edgestream_outbox_max_bytes", "The outbox byte budget.", s["max_bytes"])
-        yield gauge(
-            "edgestream_outbox_oldest_age_seconds",
-            "Age of the oldest record waiting in the outbox.",
-            s["oldest_age_ms"] / 1000,
-        )
-        yield gauge("edgestream_forward_link_up", "1 while the cloud link is up.", self._link_up)
+        values = {
+            **s,
+            "oldest_age_s": s["oldest_age_ms"] / 1000,
+            "link_up": self._link_up,
+            "id_conflicts": s.get("id_conflicts", 0),
+        }
+        for family_type, name, doc, key in _FORWARDER_FIGURES:
+            family = family_type(name, doc, labels=["gateway"])
+            family.add_metric(gw, values[key])
+            yield family
         waiting = GaugeMetricFamily(
             "edgestream_outbox_waiting", "Records waiting, by kind.", labels=["gateway", "kind"]
         )
-        for kind, n in sorted(s["waiting"].items()):
-            waiting.add_metric([self.gateway, kind], n)
-        yield waiting
         drops = CounterMetricFamily(
             "edgestream_outbox_drops",
             "Records dropped past the outbox budget, by kind.",
             labels=["gateway", "kind"],
         )
-        for kind, n in sorted(s["dropped"].items()):
-            drops.add_metric([self.gateway, kind], n)
-        yield drops
-        yield counter("edgestream_outbox_rollups", "Roll-ups made past the budget.", s["rollups"])
-        yield counter(
-            "edgestream_outbox_id_conflicts",
-            "Records refused because a different record already had their id (never a replay).",
-            s.get("id_conflicts", 0),
-        )
-        yield counter(
-            "edgestream_forward_records_delivered",
-            "Records the cloud broker confirmed.",
-            s["delivered"],
-        )
+        for family, key in ((waiting, "waiting"), (drops, "dropped")):
+            for kind, n in sorted(s[key].items()):
+                family.add_metric([self.gateway, kind], n)
+            yield family
         fwd = CounterMetricFamily(
             "edgestream_forward_bytes",
             "Bytes through the forwarder: in = edge alert/summary records read, "
@@ -326,11 +303,25 @@ class ForwarderCollector(Collector):
         fwd.add_metric([self.gateway, "in"], self._edge_bytes)
         fwd.add_metric([self.gateway, "out"], s["cloud_bytes"])
         yield fwd
-        yield counter(
-            "edgestream_sensor_bytes",
-            "Raw sensor record bytes on the gateway's sensor topics (the meter).",
-            s["sensor_bytes"],
-        )
+
+
+#: The forwarder's one-value figures: (family, name, help, key of the snapshot).
+_FORWARDER_FIGURES: tuple[tuple[type[Any], str, str, str], ...] = (
+    (GaugeMetricFamily, "edgestream_outbox_depth", "Records waiting in the outbox.", "depth"),
+    (GaugeMetricFamily, "edgestream_outbox_bytes", "Bytes waiting in the outbox.", "bytes"),
+    (GaugeMetricFamily, "edgestream_outbox_max_bytes", "The outbox byte budget.", "max_bytes"),
+    (GaugeMetricFamily, "edgestream_outbox_oldest_age_seconds",
+     "Age of the oldest record waiting in the outbox.", "oldest_age_s"),
+    (GaugeMetricFamily, "edgestream_forward_link_up", "1 while the cloud link is up.", "link_up"),
+    (CounterMetricFamily, "edgestream_outbox_rollups", "Roll-ups made past the budget.", "rollups"),
+    (CounterMetricFamily, "edgestream_outbox_id_conflicts",
+     "Records refused because a different record already had their id (never a replay).",
+     "id_conflicts"),
+    (CounterMetricFamily, "edgestream_forward_records_delivered",
+     "Records the cloud broker confirmed.", "delivered"),
+    (CounterMetricFamily, "edgestream_sensor_bytes",
+     "Raw sensor record bytes on the gateway's sensor topics (the meter).", "sensor_bytes"),
+)  # fmt: skip
 
 
 _forwarders: dict[str, ForwarderCollector] = {}

@@ -4,6 +4,9 @@ stderr to one file, stops with SIGTERM (SIGKILL after a grace period) or is kill
 SIGKILL, and can be made to die with its parent (``PR_SET_PDEATHSIG``, Linux). A supervisor
 (``edgestream up``, the local ``deploy``) restarts a child that exited after the delay of
 :class:`Backoff`, and tells the restarted child its restart count (:data:`RESTARTS_ENV`).
+A process known only by its pid (the stack's detached brokers) is checked with
+:func:`proc_stat` (its state and start time: a reused pid is not the same process),
+:func:`wait_exited` and :func:`reap`.
 
 >>> import sys, tempfile
 >>> log = Path(tempfile.mkdtemp()) / "child.log"
@@ -24,7 +27,17 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["COMPONENT_ENV", "RESTARTS_ENV", "Backoff", "Child", "Restarts"]
+__all__ = [
+    "COMPONENT_ENV",
+    "RESTARTS_ENV",
+    "Backoff",
+    "Child",
+    "Restarts",
+    "exited",
+    "proc_stat",
+    "reap",
+    "wait_exited",
+]
 
 _PR_SET_PDEATHSIG = 1
 #: Set by a supervisor in a child's environment: how often it was restarted before this start,
@@ -190,3 +203,46 @@ class Child:
     def tail(self, chars: int = 2000) -> str:
         """The end of its log (for error messages)."""
         return self.log_text()[-chars:]
+
+
+# -- processes by pid (ones this process did not start, or started detached) -----------
+def exited(pid: int) -> bool:
+    """The process is gone, or only its zombie is left (every thread has ended: a JVM's main
+    thread can be a zombie while its shutdown threads still run)."""
+    stat = proc_stat(pid)
+    if stat is None:
+        return True
+    if stat[0] != "Z":
+        return False
+    try:
+        return len(os.listdir(f"/proc/{pid}/task")) <= 1
+    except OSError:
+        return True
+
+
+def wait_exited(pid: int, timeout: float) -> bool:
+    """Wait up to ``timeout`` s for :func:`exited` (reaping it); False if it still runs."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        reap(pid)
+        if exited(pid):
+            reap(pid)
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def proc_stat(pid: int) -> tuple[str, int] | None:
+    """(state, start time) of a process from ``/proc/<pid>/stat``, None if it does not exist."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return fields[0], int(fields[19])
+
+
+def reap(pid: int | None) -> None:
+    """Collect a child that has exited so it does not linger as a zombie."""
+    if pid:
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitpid(pid, os.WNOHANG)

@@ -19,17 +19,12 @@ from typing import Any
 
 from confluent_kafka.schema_registry import SchemaRegistryClient, SchemaRegistryError
 
+from edgestream.core.avro_schema import fastavro_schema, full_name, schema_catalogue
 from edgestream.core.compat import check_compatibility, parse_avro
 from edgestream.core.exceptions import SchemaError
 from edgestream.core.paths import schemas_dir
 from edgestream.core.registry.client import as_registry_client, registry_call, registry_url
-from edgestream.core.serde import (
-    AvroSerializer,
-    fastavro_schema,
-    full_name,
-    schema_catalogue,
-    subject_for,
-)
+from edgestream.core.serde import AvroSerializer, subject_for
 
 __all__ = [
     "LEVEL",
@@ -232,15 +227,7 @@ def check(
     folder = _dir(directory)
     if not folder.is_dir():
         raise SchemaError(f"schemas folder {folder} does not exist: pass --schemas-dir")
-    registered: dict[str, list[tuple[str, str]]] = {}
-    if registry is not None:
-        try:
-            registered = _registry_versions(registry)
-        except SchemaRegistryError as error:
-            client = as_registry_client(registry)
-            raise SchemaError(
-                f"could not list subjects at {registry_url(client)}: {error.error_message}"
-            ) from None
+    registered = {} if registry is None else _registered(registry)
     reports: list[SchemaReport] = []
     parsed: list[tuple[SchemaReport, str, dict[str, Any]]] = []
     names: dict[str, str] = {}
@@ -278,6 +265,19 @@ def check(
             )
     client_url = None if registry is None else registry_url(as_registry_client(registry))
     return CheckReport(str(folder), LEVEL, client_url, reports)
+
+
+def _registered(
+    registry: SchemaRegistryClient | str | dict[str, Any],
+) -> dict[str, list[tuple[str, str]]]:
+    """:func:`_registry_versions`, or a SchemaError naming the registry that did not answer."""
+    try:
+        return _registry_versions(registry)
+    except SchemaRegistryError as error:
+        client = as_registry_client(registry)
+        raise SchemaError(
+            f"could not list subjects at {registry_url(client)}: {error.error_message}"
+        ) from None
 
 
 def _released_names(folder: Path) -> set[str]:

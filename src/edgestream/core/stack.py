@@ -27,10 +27,8 @@ import shutil
 import signal
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from edgestream.core import broker
@@ -38,11 +36,9 @@ from edgestream.core.exceptions import ComponentFailed, EdgestreamError, PortInU
 from edgestream.core.paths import stack_dir
 from edgestream.core.pki import make_pki
 from edgestream.core.ports import free_port, port_in_use, wait_port_free
-from edgestream.core.procs import Child
+from edgestream.core.procs import Child, proc_stat, reap, wait_exited
+from edgestream.core.stack_component import CLOUD, HOST, REGISTRY, Component
 
-HOST = "127.0.0.1"
-CLOUD = "cloud"
-REGISTRY = "registry"
 STATE_FILE = "stack.json"
 SCRAM_USER = "edgestream"
 
@@ -54,61 +50,6 @@ def gateway_names(count: int) -> list[str]:
     ['gw-1', 'gw-2', 'gw-3']
     """
     return [f"gw-{i}" for i in range(1, count + 1)]
-
-
-@dataclass
-class Component:
-    """One process of the stack as recorded in the state file."""
-
-    name: str
-    kind: str  # "edge-broker" | "cloud-broker" | "registry"
-    port: int
-    pid: int | None = None
-    argv: list[str] = field(default_factory=list)
-    started: int | None = None  # start time of the pid in clock ticks: pid + start = identity
-    controller_port: int | None = None  # a broker's KRaft controller listener
-    tls_ports: list[int] | None = None  # the cloud broker's SSL and SASL_SSL listeners
-    start_s: float | None = None  # seconds from spawn to answering, of the last start
-
-    def rss_mb(self) -> float | None:
-        """Resident memory of the process in MB (None when it does not run)."""
-        if not self.process_alive():
-            return None
-        try:
-            status = Path(f"/proc/{self.pid}/status").read_text()
-        except OSError:
-            return None
-        kb = next((int(line.split()[1]) for line in status.splitlines()
-                   if line.startswith("VmRSS:")), 0)  # fmt: skip
-        return round(kb / 1024, 1)
-
-    @property
-    def address(self) -> str:
-        if self.kind == REGISTRY:
-            return f"http://{HOST}:{self.port}"
-        return f"{HOST}:{self.port}"
-
-    def process_alive(self) -> bool:
-        """The recorded pid runs and is still our process (same start time: not a reused pid)."""
-        if not self.pid:
-            return False
-        stat = _proc_stat(self.pid)
-        return stat is not None and stat[0] != "Z" and stat[1] == self.started
-
-    def answers(self, timeout: float = 1.0) -> bool:
-        """The port answers the component's protocol (Kafka Metadata or registry HTTP)."""
-        if self.kind == REGISTRY:
-            try:
-                with urllib.request.urlopen(f"{self.address}/subjects", timeout=timeout) as r:
-                    return r.status == 200
-            except urllib.error.HTTPError as error:  # a registry with users asks who we are
-                return error.code == 401
-            except OSError:
-                return False
-        return broker.broker_ready(self.address, timeout)
-
-    def healthy(self) -> bool:
-        return self.process_alive() and self.answers()
 
 
 @dataclass
@@ -202,21 +143,7 @@ class Stack:
         ``edgestream`` whose password is in ``<stack dir>/tls/scram-password`` (mode 600).
         """
         components = self._load()
-        running = [c.name for c in components.values() if c.kind == "edge-broker"]
-        if gateways is None:
-            names = running or gateway_names(1)
-        elif isinstance(gateways, int):
-            if gateways < 1:
-                raise EdgestreamError("--gateways must be at least 1")
-            names = gateway_names(gateways)
-        else:
-            names = list(gateways)
-        if running and sorted(running) != sorted(names):
-            raise EdgestreamError(
-                f"the stack in {self.data_dir} runs gateway broker(s) {', '.join(running)}, not "
-                f"{', '.join(names)}: run `edgestream stack stop` first to change them"
-            )
-        wanted = [(n, "edge-broker") for n in names]
+        wanted = [(n, "edge-broker") for n in self._gateways(components, gateways)]
         wanted += [(CLOUD, "cloud-broker"), (REGISTRY, REGISTRY)]
         self.log_dir.mkdir(parents=True, exist_ok=True)
         started: list[Component] = []
@@ -229,25 +156,10 @@ class Stack:
                 if comp and comp.process_alive():  # alive but not answering: replace it
                     self._terminate(comp)
                 if comp is None:
-                    fixed = port_base is not None
-                    port = port_base + offset if fixed else free_port()
-                    comp = Component(name, kind, port)
-                    if kind != REGISTRY:
-                        extra = port_base + len(wanted) + offset if fixed else free_port()
-                        comp.controller_port = extra
+                    comp = _new_component(name, kind, port_base, offset, len(wanted))
                 if name == CLOUD and tls and not comp.tls_ports:
-                    if comp.pid is not None:
-                        raise EdgestreamError(
-                            f"the stack in {self.data_dir} has a cloud broker without TLS: run "
-                            "`edgestream stack stop` first, then start it with --tls"
-                        )
-                    comp.tls_ports = [free_port(), free_port()]
-                self._check_port(comp)
-                comp.argv = self._argv(comp)
-                comp.pid = self._spawn(comp)
-                spawned[name] = time.monotonic()
-                stat = _proc_stat(comp.pid)
-                comp.started = stat[1] if stat else None
+                    self._add_tls(comp)
+                spawned[name] = self._launch(comp)
                 components[name] = comp
                 started.append(comp)
                 self._save(components)
@@ -264,6 +176,45 @@ class Stack:
             self._save(components)
             raise
         return self.status()
+
+    def _gateways(
+        self, components: dict[str, Component], gateways: int | Sequence[str] | None
+    ) -> list[str]:
+        """The gateway brokers ``start`` wants: those running unless told (and then the same)."""
+        running = [c.name for c in components.values() if c.kind == "edge-broker"]
+        if gateways is None:
+            names = running or gateway_names(1)
+        elif isinstance(gateways, int):
+            if gateways < 1:
+                raise EdgestreamError("--gateways must be at least 1")
+            names = gateway_names(gateways)
+        else:
+            names = list(gateways)
+        if running and sorted(running) != sorted(names):
+            raise EdgestreamError(
+                f"the stack in {self.data_dir} runs gateway broker(s) {', '.join(running)}, not "
+                f"{', '.join(names)}: run `edgestream stack stop` first to change them"
+            )
+        return names
+
+    def _add_tls(self, comp: Component) -> None:
+        """Give the cloud broker its SSL and SASL_SSL ports (only before its first start)."""
+        if comp.pid is not None:
+            raise EdgestreamError(
+                f"the stack in {self.data_dir} has a cloud broker without TLS: run "
+                "`edgestream stack stop` first, then start it with --tls"
+            )
+        comp.tls_ports = [free_port(), free_port()]
+
+    def _launch(self, comp: Component) -> float:
+        """Spawn ``comp`` on its ports and record its identity; when it was spawned."""
+        self._check_port(comp)
+        comp.argv = self._argv(comp)
+        comp.pid = self._spawn(comp)
+        spawned = time.monotonic()
+        stat = proc_stat(comp.pid)
+        comp.started = stat[1] if stat else None
+        return spawned
 
     def _argv(self, comp: Component) -> list[str]:
         if comp.kind == REGISTRY:
@@ -311,7 +262,7 @@ class Stack:
     def _wait_ready(self, comp: Component, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            _reap(comp.pid)
+            reap(comp.pid)
             if not comp.process_alive():
                 break
             if comp.answers(timeout=0.5):
@@ -365,55 +316,26 @@ class Stack:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(comp.pid, signal.SIGTERM)  # type: ignore[arg-type]
             # a broker's clean shutdown flushes its logs: give it time, then SIGKILL
-            if not _wait_exited(comp.pid, 15.0):  # type: ignore[arg-type]
+            if not wait_exited(comp.pid, 15.0):  # type: ignore[arg-type]
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(comp.pid, signal.SIGKILL)  # type: ignore[arg-type]
-                _wait_exited(comp.pid, 30.0)  # type: ignore[arg-type]
-        _reap(comp.pid)
+                wait_exited(comp.pid, 30.0)  # type: ignore[arg-type]
+        reap(comp.pid)
         for port in (comp.port, comp.controller_port, *(comp.tls_ports or [])):
             if port is not None:
                 wait_port_free(port, HOST, timeout=5.0)
 
 
-def _exited(pid: int) -> bool:
-    """The process is gone, or only its zombie is left (every thread has ended: a JVM's main
-    thread can be a zombie while its shutdown threads still run)."""
-    stat = _proc_stat(pid)
-    if stat is None:
-        return True
-    if stat[0] != "Z":
-        return False
-    try:
-        return len(os.listdir(f"/proc/{pid}/task")) <= 1
-    except OSError:
-        return True
-
-
-def _wait_exited(pid: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        _reap(pid)
-        if _exited(pid):
-            _reap(pid)
-            return True
-        time.sleep(0.05)
-    return False
-
-
-def _proc_stat(pid: int) -> tuple[str, int] | None:
-    """(state, start time) of a process from ``/proc/<pid>/stat``, None if it does not exist."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return fields[0], int(fields[19])
-
-
-def _reap(pid: int | None) -> None:
-    """Collect a child that has exited so it does not linger as a zombie."""
-    if pid:
-        with contextlib.suppress(ChildProcessError, OSError):
-            os.waitpid(pid, os.WNOHANG)
+def _new_component(
+    name: str, kind: str, port_base: int | None, offset: int, count: int
+) -> Component:
+    """A component's first record: fixed ports from ``port_base`` (its ``offset`` among
+    ``count`` components, controller ports after all of them), else free ones."""
+    fixed = port_base is not None
+    comp = Component(name, kind, port_base + offset if fixed else free_port())
+    if kind != REGISTRY:
+        comp.controller_port = port_base + count + offset if fixed else free_port()
+    return comp
 
 
 def running_endpoints(data_dir: Path | None = None) -> dict[str, object]:

@@ -163,8 +163,8 @@ def _apply_topics(plan: Plan, targets: Targets, changes: list[Change], settings:
 def _apply_schemas(plan: Plan, registry: str, changes: list[Change]) -> None:
     from confluent_kafka.schema_registry import Schema, SchemaRegistryError
 
+    from edgestream.core.avro_schema import load_schema
     from edgestream.core.registry.client import registry_call, registry_client
-    from edgestream.core.serde import load_schema
 
     client = registry_client(registry)
     for spec in plan.schemas:

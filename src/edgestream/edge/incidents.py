@@ -16,7 +16,7 @@ Ids are deterministic: ``incident_id = gateway|device|rule|first_ts`` and
 ``alert_id = incident_id|n`` (0 for open, 1.. for updates, ``resolved``).
 
 >>> import numpy as np
->>> from edgestream.core.topology.edge import AnomalyRule, AnomalySpec
+>>> from edgestream.core.topology.detection import AnomalyRule, AnomalySpec
 >>> spec = AnomalySpec(rules=(AnomalyRule(name="r", consecutive=2),))
 >>> tracker = IncidentTracker(spec, "gw-1", thresholds={"pump": 0.5})
 >>> ts = np.arange(6) * 100
@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from edgestream.core.topology.edge import AnomalyRule, AnomalySpec, Severity
+from edgestream.core.topology.detection import AnomalyRule, AnomalySpec, Severity
 from edgestream.wire.ids import alert_key, incident_key
 
 

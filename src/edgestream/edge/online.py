@@ -56,9 +56,9 @@ from typing import Any
 import numpy as np
 
 from edgestream.core.exceptions import EdgestreamError
+from edgestream.core.stateful import HEADER, pack_parts, unpack_parts
 from edgestream.edge import likelihood
 from edgestream.ml.artifact import ModelMeta
-from edgestream.ml.features import HEADER, pack_parts, unpack_parts
 
 KIND = "online"
 STATE_FORMAT = 2  # 2: the long-run level model

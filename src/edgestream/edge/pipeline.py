@@ -13,7 +13,7 @@ offset. Re-produced alerts and summaries carry the same deterministic keys and b
 The feature state is stored as parts (``features/`` + device id, and its header): a batch
 commits the records of the devices it changed, not the whole fleet's history.
 
->>> from edgestream.core.topology.edge import Window
+>>> from edgestream.core.topology.detection import Window
 >>> spec = window_spec(Window(size=10_000, allowed_lateness=2_000))
 >>> spec.size_ms, spec.step_ms, spec.allowed_lateness_ms, spec.scopes
 (10000, 10000, 2000, ('device', 'site'))
@@ -32,7 +32,8 @@ import numpy as np
 
 from edgestream.core.serde import AvroDeserializer
 from edgestream.core.topology import Topology
-from edgestream.core.topology.edge import SensorTopic, Window
+from edgestream.core.topology.detection import Window
+from edgestream.core.topology.edge import SensorTopic
 from edgestream.edge.incidents import IncidentTracker
 from edgestream.edge.models import Features, features_for
 from edgestream.edge.validate import Readings, Rejected, Validator

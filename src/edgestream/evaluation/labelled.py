@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from edgestream.core.topology import Topology
-from edgestream.core.topology.edge import ModelSpec
+from edgestream.core.topology.detection import ModelSpec
 from edgestream.evaluation.exceptions import EvaluationError
 from edgestream.evaluation.replay import Recording, replay, sensor_topic
 from edgestream.ml.data import Episode

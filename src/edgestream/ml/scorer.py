@@ -47,15 +47,10 @@ ROW_STRIDE = 8
 SCORE_CHUNK = 2048
 
 
-class OnnxScorer:
-    """A loaded, validated model: ``score(features) -> scores`` (float64, higher = worse)."""
+class MetaFields:
+    """What a pipeline reads off a scorer, from its sidecar ``meta`` (any scorer's base)."""
 
-    def __init__(self, session: ort.InferenceSession, meta: ModelMeta, source: str) -> None:
-        self.session = session
-        self.meta = meta
-        self.source = source
-        self._input = session.get_inputs()[0].name
-        self._output = _pick_output(session, meta, source)
+    meta: ModelMeta
 
     @property
     def version(self) -> str:
@@ -63,7 +58,7 @@ class OnnxScorer:
 
     @property
     def sha256(self) -> str:
-        return self.meta.sha256
+        return self.meta.sha256  # "": no file
 
     @property
     def inputs(self) -> tuple[str, ...]:
@@ -72,6 +67,17 @@ class OnnxScorer:
     @property
     def threshold(self) -> float:
         return self.meta.threshold
+
+
+class OnnxScorer(MetaFields):
+    """A loaded, validated model: ``score(features) -> scores`` (float64, higher = worse)."""
+
+    def __init__(self, session: ort.InferenceSession, meta: ModelMeta, source: str) -> None:
+        self.session = session
+        self.meta = meta
+        self.source = source
+        self._input = session.get_inputs()[0].name
+        self._output = _pick_output(session, meta, source)
 
     @property
     def n_features(self) -> int:

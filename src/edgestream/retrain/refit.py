@@ -47,7 +47,7 @@ import numpy as np
 from edgestream.ml.artifact import ModelMeta, decile_baseline
 from edgestream.ml.exceptions import ModelError
 from edgestream.ml.features import FeatureExtractor
-from edgestream.ml.train import MAX_EPOCHS, ROW_EPOCHS, holdout_mask
+from edgestream.ml.train import MAX_EPOCHS, ROW_EPOCHS, TrainParams, holdout_mask
 from edgestream.retrain.trainset import TrainingSet
 
 __all__ = ["Candidate", "RefitError", "RefitParams", "holdout_mask", "rank_correlation", "refit"]
@@ -116,18 +116,9 @@ def refit(
     """Train, calibrate and evaluate a candidate for ``current`` on ``data`` (module doc)."""
     from edgestream.ml.package import embed_sidecar
     from edgestream.ml.scorer import OnnxScorer
-    from edgestream.ml.train import TrainParams, draft_meta, fit_onnx
+    from edgestream.ml.train import draft_meta
 
-    if not current.features:
-        raise RefitError(
-            f"current model {current.version} has no feature config in its sidecar: retraining "
-            "keeps the current features, publish a model with a full sidecar first"
-        )
-    extractor = FeatureExtractor.from_config(current.features)
-    missing = [c for c in extractor.channels if c not in data.channels]
-    if missing:
-        raise RefitError(f"training set of {data.device_type} lacks feature channels {missing}")
-    features = extractor.transform(data.device_ids, data.ts, data.columns(extractor.channels))
+    extractor, features = _features(data, current)
     held = holdout_mask(data.device_ids, data.ts, params.holdout_fraction)
     n_train, n_hold = int((~held).sum()), int(held.sum())
     if n_train < MIN_TRAIN_ROWS or n_hold < MIN_HOLDOUT_ROWS:
@@ -139,37 +130,15 @@ def refit(
     family = FAMILIES.get(params.family or current.family or "ae")
     if family is None:
         raise RefitError(f"unknown model family {params.family!r} (autoencoder, isolation_forest)")
-    shipped = current.training or {}
-    epochs = int(min(MAX_EPOCHS, max(int(shipped.get("max_iter", 30)), ROW_EPOCHS // n_train)))
-    train_params = TrainParams(
-        device_type=data.device_type,
-        family=family,
-        version=_number(params.version),
-        seed=params.seed,
-        hidden=tuple(shipped.get("hidden", TrainParams.hidden)),
-        max_iter=epochs,
-        subsample=1,
-        quantile=float(shipped.get("quantile", TrainParams.quantile)),
+    raw, train_params, method_fit = _fit(
+        current_blob, current, features[~held], data.device_type, family, params
     )
-    raw = None
-    if family == "ae" and current.family == "ae":
-        raw = finetune_autoencoder(current_blob, features[~held], FINETUNE_EPOCHS, params.seed)
-        if raw is not None:
-            train_params = replace(train_params, max_iter=FINETUNE_EPOCHS)
-    method_fit = "fine-tuned from the current weights" if raw is not None else "trained afresh"
-    if raw is None:
-        raw = fit_onnx(features[~held], train_params)
     draft = draft_meta(
         params.version, raw, extractor, data.device_type, family, rule=dict(current.rule)
     )
     candidate = OnnxScorer.load(raw, draft)
     train_scores = candidate.score(features[~held])
     threshold, method = _threshold(train_scores, current, train_params.quantile)
-    baseline = {
-        c: decile_baseline(data.values[:, i])
-        for i, c in enumerate(data.channels)
-        if np.isfinite(data.values[:, i]).any()
-    }
     metrics = evaluate_holdout(
         OnnxScorer.load(current_blob, current),
         current.threshold,
@@ -182,7 +151,11 @@ def refit(
     meta = replace(
         draft,
         threshold=threshold,
-        baseline=baseline,
+        baseline={
+            c: decile_baseline(data.values[:, i])
+            for i, c in enumerate(data.channels)
+            if np.isfinite(data.values[:, i]).any()
+        },
         score_baseline=decile_baseline(train_scores),
         training={
             **{k: list(v) if isinstance(v, tuple) else v for k, v in asdict(train_params).items()},
@@ -197,6 +170,54 @@ def refit(
     )
     blob, meta = embed_sidecar(raw, meta)
     return Candidate(blob, meta, metrics, n_train, n_hold)
+
+
+def _features(data: TrainingSet, current: ModelMeta) -> tuple[FeatureExtractor, np.ndarray]:
+    """The current model's feature extractor and its features of every reading of ``data``."""
+    if not current.features:
+        raise RefitError(
+            f"current model {current.version} has no feature config in its sidecar: retraining "
+            "keeps the current features, publish a model with a full sidecar first"
+        )
+    extractor = FeatureExtractor.from_config(current.features)
+    missing = [c for c in extractor.channels if c not in data.channels]
+    if missing:
+        raise RefitError(f"training set of {data.device_type} lacks feature channels {missing}")
+    features = extractor.transform(data.device_ids, data.ts, data.columns(extractor.channels))
+    return extractor, features
+
+
+def _fit(
+    current_blob: bytes,
+    current: ModelMeta,
+    rows: np.ndarray,
+    device_type: str,
+    family: str,
+    params: RefitParams,
+) -> tuple[bytes, TrainParams, str]:
+    """The candidate's raw ONNX (the current autoencoder fine-tuned on ``rows`` when it is
+    one, else trained afresh with the shipped training's settings), its training parameters
+    and how it was fitted."""
+    from edgestream.ml.train import fit_onnx
+
+    shipped = current.training or {}
+    epochs = int(min(MAX_EPOCHS, max(int(shipped.get("max_iter", 30)), ROW_EPOCHS // len(rows))))
+    train_params = TrainParams(
+        device_type=device_type,
+        family=family,
+        version=_number(params.version),
+        seed=params.seed,
+        hidden=tuple(shipped.get("hidden", TrainParams.hidden)),
+        max_iter=epochs,
+        subsample=1,
+        quantile=float(shipped.get("quantile", TrainParams.quantile)),
+    )
+    if family == "ae" and current.family == "ae":
+        raw = finetune_autoencoder(current_blob, rows, FINETUNE_EPOCHS, params.seed)
+        if raw is not None:
+            tuned = replace(train_params, max_iter=FINETUNE_EPOCHS)
+            return raw, tuned, "fine-tuned from the current weights"
+    return fit_onnx(rows, train_params), train_params, "trained afresh"
 
 
 def finetune_autoencoder(

@@ -90,7 +90,7 @@ def fetch_ranges(
     Raises :class:`TrainingSetError` when a range reaches past the data on the broker and
     :class:`ServiceUnavailable` when the broker does not answer within ``timeout`` seconds.
     """
-    from confluent_kafka import Consumer, KafkaError, TopicPartition
+    from confluent_kafka import Consumer, TopicPartition
 
     from edgestream.core.broker import consumer_config
 
@@ -117,36 +117,44 @@ def fetch_ranges(
                     f"broker {bootstrap} (partitions there: {known[rng.topic] or 'no such topic'})"
                 )
             consumer.assign([TopicPartition(rng.topic, rng.partition, rng.start_offset)])
-            last = rng.end_offset - 1
-            deadline = time.monotonic() + timeout
-            done = False
-            while not done:
-                if time.monotonic() > deadline:
-                    raise ServiceUnavailable(
-                        f"{rng.topic}[{rng.partition}]: offsets {rng.start_offset}.."
-                        f"{rng.end_offset} not read within {timeout:g} s from {bootstrap}: "
-                        "is the cloud broker up (`edgestream stack status`)?"
-                    )
-                for msg in consumer.consume(1000, timeout=0.5):
-                    error = msg.error()
-                    if error is not None:
-                        if error.code() == KafkaError._PARTITION_EOF and msg.offset() <= last:
-                            raise TrainingSetError(
-                                f"data pointer {rng.topic}[{rng.partition}] "
-                                f"{rng.start_offset}..{rng.end_offset}: the partition ends at "
-                                f"offset {msg.offset()} (the samples are gone or never arrived)"
-                            )
-                        continue
-                    offset = msg.offset()
-                    if rng.start_offset <= offset <= last:
-                        out.append((rng, offset, msg.value()))
-                    if offset >= last:
-                        done = True
-                        break
+            out += _read_range(consumer, rng, bootstrap, timeout)
             consumer.unassign()
     finally:
         consumer.close()
     return out
+
+
+def _read_range(
+    consumer: Any, rng: OffsetRange, bootstrap: str, timeout: float
+) -> list[tuple[OffsetRange, int, bytes | None]]:
+    """The records of ``rng`` from ``consumer`` (assigned at its start offset)."""
+    from confluent_kafka import KafkaError
+
+    out: list[tuple[OffsetRange, int, bytes | None]] = []
+    last = rng.end_offset - 1
+    deadline = time.monotonic() + timeout
+    while True:
+        if time.monotonic() > deadline:
+            raise ServiceUnavailable(
+                f"{rng.topic}[{rng.partition}]: offsets {rng.start_offset}.."
+                f"{rng.end_offset} not read within {timeout:g} s from {bootstrap}: "
+                "is the cloud broker up (`edgestream stack status`)?"
+            )
+        for msg in consumer.consume(1000, timeout=0.5):
+            error = msg.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF and msg.offset() <= last:
+                    raise TrainingSetError(
+                        f"data pointer {rng.topic}[{rng.partition}] "
+                        f"{rng.start_offset}..{rng.end_offset}: the partition ends at "
+                        f"offset {msg.offset()} (the samples are gone or never arrived)"
+                    )
+                continue
+            offset = msg.offset()
+            if rng.start_offset <= offset <= last:
+                out.append((rng, offset, msg.value()))
+            if offset >= last:
+                return out
 
 
 def build_training_set(

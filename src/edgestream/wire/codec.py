@@ -16,15 +16,10 @@ from typing import Any
 
 from fastavro import schemaless_reader, schemaless_writer
 
+from edgestream.core.avro_schema import fastavro_schema, load_schema
 from edgestream.core.exceptions import SchemaError
 from edgestream.core.registry.client import RegistryLike
-from edgestream.core.serde import (
-    AvroDeserializer,
-    AvroSerializer,
-    fastavro_schema,
-    load_schema,
-    subject_for,
-)
+from edgestream.core.serde import AvroDeserializer, AvroSerializer, subject_for
 from edgestream.wire.forms import ids_of_alert
 from edgestream.wire.ids import summary_id
 

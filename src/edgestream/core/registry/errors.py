@@ -25,38 +25,38 @@ class ApiError(Exception):
         return {"error_code": self.error_code, "message": self.message}
 
 
+def _error(code: int, message: str) -> ApiError:
+    """An error whose HTTP status is the first three digits of its Confluent ``code``."""
+    return ApiError(int(str(code)[:3]), code, message)
+
+
 def subject_not_found(subject: str) -> ApiError:
-    return ApiError(404, 40401, f"Subject '{subject}' not found.")
+    return _error(40401, f"Subject '{subject}' not found.")
 
 
 def version_not_found(subject: str, version: object) -> ApiError:
-    return ApiError(404, 40402, f"Version {version} not found for subject '{subject}'.")
+    return _error(40402, f"Version {version} not found for subject '{subject}'.")
 
 
 def schema_not_found(what: object = None) -> ApiError:
     suffix = f" {what}" if what is not None else ""
-    return ApiError(404, 40403, f"Schema{suffix} not found")
+    return _error(40403, f"Schema{suffix} not found")
 
 
 def subject_soft_deleted(subject: str) -> ApiError:
-    return ApiError(
-        404,
-        40404,
-        f"Subject '{subject}' was soft deleted. Set permanent=true to delete permanently",
+    return _error(
+        40404, f"Subject '{subject}' was soft deleted. Set permanent=true to delete permanently"
     )
 
 
 def subject_not_soft_deleted(subject: str) -> ApiError:
-    return ApiError(
-        404,
-        40405,
-        f"Subject '{subject}' was not deleted first before being permanently deleted",
+    return _error(
+        40405, f"Subject '{subject}' was not deleted first before being permanently deleted"
     )
 
 
 def version_soft_deleted(subject: str, version: int) -> ApiError:
-    return ApiError(
-        404,
+    return _error(
         40406,
         f"Subject '{subject}' Version {version} was soft deleted. "
         "Set permanent=true to delete permanently",
@@ -64,8 +64,7 @@ def version_soft_deleted(subject: str, version: int) -> ApiError:
 
 
 def version_not_soft_deleted(subject: str, version: int) -> ApiError:
-    return ApiError(
-        404,
+    return _error(
         40407,
         f"Subject '{subject}' Version {version} was not deleted first before being "
         "permanently deleted",
@@ -73,20 +72,17 @@ def version_not_soft_deleted(subject: str, version: int) -> ApiError:
 
 
 def subject_config_not_found(subject: str) -> ApiError:
-    return ApiError(
-        404,
-        40408,
-        f"Subject '{subject}' does not have subject-level compatibility configured",
+    return _error(
+        40408, f"Subject '{subject}' does not have subject-level compatibility configured"
     )
 
 
 def invalid_schema(detail: str) -> ApiError:
-    return ApiError(422, 42201, f"Invalid schema: {detail}")
+    return _error(42201, f"Invalid schema: {detail}")
 
 
 def invalid_version(text: str) -> ApiError:
-    return ApiError(
-        422,
+    return _error(
         42202,
         f"The specified version '{text}' is not a valid version id. Allowed values are "
         'between [1, 2^31-1] and the string "latest"',
@@ -94,21 +90,18 @@ def invalid_version(text: str) -> ApiError:
 
 
 def invalid_level(level: object) -> ApiError:
-    return ApiError(
-        422,
-        42203,
-        f"Invalid compatibility level {level!r}. Valid values are {VALID_LEVELS_TEXT}",
+    return _error(
+        42203, f"Invalid compatibility level {level!r}. Valid values are {VALID_LEVELS_TEXT}"
     )
 
 
 def invalid_mode(mode: object) -> ApiError:
-    return ApiError(422, 42204, f"Invalid mode {mode!r}: the embedded registry is READWRITE only")
+    return _error(42204, f"Invalid mode {mode!r}: the embedded registry is READWRITE only")
 
 
 def incompatible(subject: str, problems: list[str]) -> ApiError:
     details = "; ".join(problems)
-    return ApiError(
-        409,
+    return _error(
         409,
         f'Schema being registered is incompatible with an earlier schema for subject "{subject}", '
         f"details: [{details}]",
@@ -116,16 +109,15 @@ def incompatible(subject: str, problems: list[str]) -> ApiError:
 
 
 def bad_request(detail: str) -> ApiError:
-    return ApiError(400, 400, detail)
+    return _error(400, detail)
 
 
 def not_found(method: str, path: str) -> ApiError:
-    return ApiError(404, 404, f"HTTP 404 Not Found: {method} {path} is not part of this registry")
+    return _error(404, f"HTTP 404 Not Found: {method} {path} is not part of this registry")
 
 
 def unauthorized() -> ApiError:
-    return ApiError(
-        401,
+    return _error(
         40101,
         "Unauthorized: this registry needs HTTP Basic credentials of one of its users "
         "(basic.auth.user.info, or $EDGESTREAM_REGISTRY_USER_INFO for edgestream)",
@@ -133,4 +125,4 @@ def unauthorized() -> ApiError:
 
 
 def forbidden(user: str) -> ApiError:
-    return ApiError(403, 40301, f"User '{user}' is read-only: this request needs a write user")
+    return _error(40301, f"User '{user}' is read-only: this request needs a write user")

@@ -6,10 +6,10 @@
 >>> [g.id for g in topology.gateways]
 ['gw-1', 'gw-2']
 
-Modules: :mod:`.fields` (durations, sizes, names, secrets), :mod:`.edge`, :mod:`.forwarding`,
-:mod:`.cloud` (the sections), :mod:`.models` (the root), :mod:`.loader`, :mod:`.checks`
-(cross-references), :mod:`.explain` (error messages), :mod:`.yamlsrc` (line numbers),
-:mod:`.reference` (`docs/topology.md`, generated from the models).
+Modules: :mod:`.fields` (durations, sizes, names, secrets), :mod:`.edge`, :mod:`.detection`,
+:mod:`.forwarding`, :mod:`.cloud` (the sections), :mod:`.models` (the root), :mod:`.loader`,
+:mod:`.checks` (cross-references), :mod:`.explain` (error messages), :mod:`.yamlsrc` (line
+numbers), :mod:`.reference` (`docs/topology.md`, generated from the models).
 """
 
 from edgestream.core.topology.errors import Problem, TopologyError

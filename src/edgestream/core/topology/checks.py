@@ -141,16 +141,23 @@ def _channels(t: Topology, device_type: str) -> dict[str, Any]:
     return dict(topics[0].channels) if topics else {}
 
 
+def _has_topic(r: Report, loc: Loc, device_type: str, types: list[str]) -> bool:
+    """``device_type`` has a sensor topic (one of ``types``); if not, a finding at ``loc``."""
+    if device_type in types:
+        return True
+    r.add(
+        loc,
+        f"a device type with a sensor topic ({known(types)})" + suggest(device_type, types),
+        got=repr(device_type),
+    )
+    return False
+
+
 def _features(t: Topology, r: Report) -> None:
     types = sorted({topic.device_type for topic in t.sensors.topics})
     for device_type, features in t.features.items():
         loc: Loc = ("features", device_type)
-        if device_type not in types:
-            r.add(
-                loc,
-                f"a device type with a sensor topic ({known(types)})" + suggest(device_type, types),
-                got=repr(device_type),
-            )
+        if not _has_topic(r, loc, device_type, types):
             continue
         if not features:
             r.add(loc, "at least one channel (the model's inputs, in order)")
@@ -182,12 +189,7 @@ def _models(t: Topology, r: Report, check_files: bool) -> None:
     types = sorted({topic.device_type for topic in t.sensors.topics})
     for device_type, model in t.models.items():
         loc: Loc = ("models", device_type)
-        if device_type not in types:
-            r.add(
-                loc,
-                f"a device type with a sensor topic ({known(types)})" + suggest(device_type, types),
-                got=repr(device_type),
-            )
+        if not _has_topic(r, loc, device_type, types):
             continue
         features = t.features_for(device_type)
         if model.inputs is not None and model.inputs != features:

@@ -72,21 +72,25 @@ _DURATION_EXAMPLES = "such as '500ms', '10s', '1m', '2h', '7d' or a number of mi
 DURATION_HINT = f"a duration {_DURATION_EXAMPLES}"
 
 
+def _amount(value: Any, pattern: re.Pattern[str], hint: str) -> tuple[float, str | None]:
+    """(number, unit or None) of a plain number or of a string ``pattern`` matches (number and
+    unit groups); ``ValueError(hint)`` for anything else."""
+    if isinstance(value, bool) or value is None:
+        raise ValueError(hint)
+    if isinstance(value, int | float):
+        return value, None
+    match = pattern.match(value) if isinstance(value, str) else None
+    if not match:
+        raise ValueError(hint)
+    return float(match.group(1)), match.group(2)
+
+
 def parse_duration(value: Any) -> int:
     """Milliseconds from ``"500ms"``/``"10s"``/``"1m"``/``"2h"``/``"7d"`` or a number of ms."""
-    if isinstance(value, bool) or value is None:
-        raise ValueError(DURATION_HINT)
-    if isinstance(value, int | float):
-        ms: float = value
-    elif isinstance(value, str):
-        match = _DURATION_RE.match(value)
-        if not match:
-            if value.strip().startswith("-"):
-                raise ValueError(f"a duration >= 0 {_DURATION_EXAMPLES}")
-            raise ValueError(DURATION_HINT)
-        ms = float(match.group(1)) * _DURATION_UNITS[match.group(2) or "ms"]
-    else:
-        raise ValueError(DURATION_HINT)
+    if isinstance(value, str) and value.strip().startswith("-"):
+        raise ValueError(f"a duration >= 0 {_DURATION_EXAMPLES}")
+    number, unit = _amount(value, _DURATION_RE, DURATION_HINT)
+    ms = number * _DURATION_UNITS[unit] if unit else number
     if ms < 0:
         raise ValueError(f"a duration >= 0 {_DURATION_EXAMPLES}")
     if ms != ms or ms == float("inf") or ms != int(ms):
@@ -137,18 +141,9 @@ SIZE_HINT = "a size such as '512KB', '64MB', '1GiB' (KB = 1000 B, KiB = 1024 B) 
 
 def parse_size(value: Any) -> int:
     """Bytes from ``"64MB"`` (decimal), ``"1GiB"`` (binary) or a number of bytes."""
-    if isinstance(value, bool) or value is None:
-        raise ValueError(SIZE_HINT)
-    if isinstance(value, int | float):
-        size: float = value
-    elif isinstance(value, str):
-        match = _SIZE_RE.match(value)
-        if not match:
-            raise ValueError(SIZE_HINT)
-        unit = (match.group(2) or "B").upper().replace("IB", "iB")
-        size = float(match.group(1)) * _SIZE_UNITS[unit]
-    else:
-        raise ValueError(SIZE_HINT)
+    size, unit = _amount(value, _SIZE_RE, SIZE_HINT)
+    if unit is not None:
+        size *= _SIZE_UNITS[unit.upper().replace("IB", "iB")]
     if size < 0 or size != int(size):
         raise ValueError(f"a whole number of bytes >= 0 ({SIZE_HINT})")
     return int(size)

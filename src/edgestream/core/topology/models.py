@@ -13,14 +13,8 @@ import yaml
 from pydantic import AfterValidator, BeforeValidator, Field, PrivateAttr
 
 from edgestream.core.topology.cloud import Cloud, Retraining, Rollout
-from edgestream.core.topology.edge import (
-    AnomalySpec,
-    Gateway,
-    ModelSpec,
-    Sensors,
-    SensorTopic,
-    Window,
-)
+from edgestream.core.topology.detection import AnomalySpec, ModelSpec, Window
+from edgestream.core.topology.edge import Gateway, Sensors, SensorTopic
 from edgestream.core.topology.errors import NeededEnv
 from edgestream.core.topology.fields import Frozen, Name, deferrable, resolve_env
 from edgestream.core.topology.forwarding import Forwarding
