@@ -69,7 +69,7 @@ from edgestream.bench.e2e_parts import (
     percentiles,
     tail_fetch_ms,
 )
-from edgestream.bench.edge import CHANNELS
+from edgestream.bench.edge_input import CHANNELS
 from edgestream.bench.worker import edge_worker_argv
 from edgestream.core.broker import ensure_topics
 from edgestream.core.offsets import read_to_end

@@ -32,6 +32,7 @@ import yaml
 
 from edgestream.bench.common import Phases, machine_info
 from edgestream.bench.e2e_parts import forwarder_argv, percentiles
+from edgestream.bench.edge_input import CHANNELS, pump_model, pump_topic
 from edgestream.core.commands import edge_run, python_argv
 from edgestream.core.offsets import read_to_end
 from edgestream.core.procs import Child
@@ -43,12 +44,6 @@ from edgestream.wire.topics import ROLLOUT_TOPIC, SUMMARIES_TOPIC
 __all__ = ["SwapBenchParams", "run_swap_bench", "swap_rows"]
 
 GATEWAY = "gw-1"
-CHANNELS = {
-    "vibration_rms": {"unit": "mm/s", "min": 0, "max": 50},
-    "bearing_temp": {"unit": "degC", "min": -30, "max": 150},
-    "pressure": {"unit": "bar", "min": 0, "max": 16},
-    "motor_current": {"unit": "A", "min": 0, "max": 100},
-}
 
 
 @dataclass(frozen=True)
@@ -72,25 +67,9 @@ def bench_topology(path: Path, public_key: Path, private_key: Path) -> Path:
             {"id": "gw-0", "sites": ["site-0"], "device_types": ["pump"], "canary": True},
             {"id": GATEWAY, "sites": ["site-1"], "device_types": ["pump"]},
         ],
-        "sensors": {
-            "topics": [
-                {
-                    "name": "sensors.pump",
-                    "device_type": "pump",
-                    "schema": "SensorReading",
-                    "partitions": 1,
-                    "channels": CHANNELS,
-                }
-            ]
-        },
+        "sensors": {"topics": [pump_topic("sensors.pump", "SensorReading")]},
         "features": {"pump": list(CHANNELS)},
-        "models": {
-            "pump": {
-                "name": "pump-ae",
-                "path": str(shipped_model_path("pump")),
-                "batch": {"size": 256, "max_wait": "20ms"},
-            }
-        },
+        "models": {"pump": pump_model(256, 20)},
         "windows": [{"size": "10s", "allowed_lateness": "2s", "max_out_of_orderness": "1s"}],
         "anomaly": {"rules": [{"name": "pump", "consecutive": 2}]},
         "retraining": {

@@ -115,7 +115,8 @@ def edge(
 
         edgestream bench edge -n 20000 --profile /tmp/prof --workdir /tmp/b
     """
-    from edgestream.bench.edge import EdgeBenchParams, run_edge_bench
+    from edgestream.bench.edge import run_edge_bench
+    from edgestream.bench.edge_input import EdgeBenchParams
 
     params = EdgeBenchParams(
         readings=readings,
