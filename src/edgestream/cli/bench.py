@@ -173,7 +173,8 @@ def e2e(
 
         edgestream bench e2e --devices 20 --live 60 --outage 30 --workdir /tmp/e2e
     """
-    from edgestream.bench.e2e import E2EBenchParams, e2e_rows, run_e2e_bench
+    from edgestream.bench.e2e import E2EBenchParams, run_e2e_bench
+    from edgestream.bench.e2e_result import e2e_rows
 
     params = E2EBenchParams(
         devices=devices,
