@@ -39,7 +39,7 @@ from edgestream.bench.edge_input import (
     produce_inputs,
     write_topology,
 )
-from edgestream.bench.raw import aiokafka_baseline, confluent_baseline
+from edgestream.bench.raw import RawTopic, aiokafka_baseline, confluent_baseline
 from edgestream.bench.stages import model_stats, run_pipeline
 from edgestream.bench.sustained import (
     LoadPlan,
@@ -181,19 +181,14 @@ def _raw_baselines(
     values: dict[str, list[bytes]] = {}
     for inp in inputs:
         frames = inp.schema == "SensorFrame"
+        src = RawTopic(bootstrap, registry, inp.topic, inp.messages, frames)
         phases.start(f"raw confluent-kafka consumer + decode_many: {inp.topic}", inp.messages)
         key = f"confluent_{inp.name}"
-        out[key], values[inp.name] = confluent_baseline(
-            bootstrap, registry, inp.topic, inp.messages, frames, phases.update
-        )
+        out[key], values[inp.name] = confluent_baseline(src, phases.update)
         phases.done(f"{out[key]['readings_per_s']:,} readings/s")
         if params.aiokafka and not frames:
             phases.start(f"raw aiokafka getmany + decode_many: {inp.topic}", inp.messages)
-            out[f"aiokafka_{inp.name}"] = asyncio.run(
-                aiokafka_baseline(
-                    bootstrap, registry, inp.topic, inp.messages, on_progress=phases.update
-                )
-            )
+            out[f"aiokafka_{inp.name}"] = asyncio.run(aiokafka_baseline(src, phases.update))
             phases.done(f"{out[f'aiokafka_{inp.name}']['readings_per_s']:,} readings/s")
     return out, values
 
@@ -307,14 +302,12 @@ def _run_numbers(run: WorkerRun, reference: dict[str, Any]) -> dict[str, Any]:
 def _raw_pinned(inp: BenchInput, endpoints: tuple[str, str], phases: Phases) -> dict[str, Any]:
     """The confluent-kafka baseline with this thread (and the client threads it starts)
     on the pinned CPU."""
-    bootstrap, registry = endpoints
+    src = RawTopic(*endpoints, inp.topic, inp.messages)
     before = os.sched_getaffinity(0)
     phases.start(f"raw confluent-kafka consumer + decode_many, pinned: {inp.topic}", inp.messages)
     os.sched_setaffinity(0, {pin_cpu()})
     try:
-        out, _ = confluent_baseline(
-            bootstrap, registry, inp.topic, inp.messages, False, phases.update
-        )
+        out, _ = confluent_baseline(src, phases.update)
     finally:
         os.sched_setaffinity(0, before)
     phases.done(f"{out['readings_per_s']:,} readings/s")

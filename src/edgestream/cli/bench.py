@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 
 from edgestream.bench.common import Phases, emit_json, interrupt_on_sigterm
-from edgestream.bench.report import edge_rows, result_table
+from edgestream.bench.report import edge_rows, result_table, swap_rows
 
 app = typer.Typer(
     help="Benchmarks on real processes (ratios measured in the same run).",
@@ -214,7 +214,7 @@ def swap(
 
         edgestream bench swap --json | tail -1 | jq '{pause_ms, publish_to_live_ms}'
     """
-    from edgestream.bench.swap import SwapBenchParams, run_swap_bench, swap_rows
+    from edgestream.bench.swap import SwapBenchParams, run_swap_bench
 
     params = SwapBenchParams(
         devices=devices, rate=rate, swaps=swaps, timeout=timeout, workdir=workdir
