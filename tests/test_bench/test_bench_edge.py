@@ -12,7 +12,7 @@ import yaml
 from typer.testing import CliRunner
 
 from edgestream.bench import BenchError, EdgeBenchParams
-from edgestream.bench.edge import bench_topology
+from edgestream.bench.edge_input import bench_topology
 from edgestream.bench.results import load_results, render_section, results_dir
 from edgestream.cli.bench import app
 from edgestream.core.topology import load_topology
@@ -20,7 +20,7 @@ from tests.conftest import pids_of, run_doctests
 
 MODULES = [
     "common",
-    "edge",
+    "edge_input",
     "profiling",
     "raw",
     "report",

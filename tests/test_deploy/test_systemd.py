@@ -14,8 +14,9 @@ import edgestream.deploy.systemd as systemd
 from edgestream.cli.main import app
 from edgestream.core.paths import topologies_dir
 from edgestream.core.topology import load_topology
+from edgestream.deploy.brokers import Targets
 from edgestream.deploy.exceptions import DeployError
-from edgestream.deploy.local import Targets, process_argv, run_dir
+from edgestream.deploy.local import process_argv, run_dir
 from edgestream.deploy.plan import build_plan
 from edgestream.deploy.systemd import SystemdOptions, units, write_units
 from tests.conftest import run_doctests

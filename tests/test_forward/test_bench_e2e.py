@@ -7,15 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from edgestream.bench import e2e, e2e_parts
+from edgestream.bench import e2e, e2e_parts, e2e_result
 from edgestream.bench.common import emit_json
-from edgestream.bench.e2e import E2EBenchParams, e2e_rows, run_e2e_bench
+from edgestream.bench.e2e import E2EBenchParams, run_e2e_bench
+from edgestream.bench.e2e_result import e2e_rows
 from tests.conftest import run_doctests
 
 
 def test_docstring_examples_run() -> None:
     run_doctests(e2e)
     run_doctests(e2e_parts)
+    run_doctests(e2e_result)
 
 
 @pytest.mark.integration

@@ -53,7 +53,8 @@ def test_gateway_figures_from_metrics_pages() -> None:
 def test_scaled_topology_keeps_models_and_one_canary(tmp_path: Path) -> None:
     from edgestream.core.exceptions import EdgestreamError
     from edgestream.core.topology import load_topology
-    from edgestream.loop.up import default_topology, scaled_topology
+    from edgestream.loop.launch import scaled_topology
+    from edgestream.loop.up import default_topology
 
     three = load_topology(scaled_topology(default_topology(), 3, tmp_path))
     assert [(g.id, g.canary) for g in three.gateways] == [

@@ -14,8 +14,12 @@ __all__ = ["BenchError", "EdgeBenchParams", "run_edge_bench"]
 def __getattr__(name: str) -> Any:
     """The edge bench on first use: importing it pulls the gateway, ONNX and pandas (seconds),
     which every ``edgestream`` command would otherwise pay at start."""
-    if name in ("EdgeBenchParams", "run_edge_bench"):
-        from edgestream.bench import edge
+    if name == "EdgeBenchParams":
+        from edgestream.bench.edge_input import EdgeBenchParams
 
-        return getattr(edge, name)
+        return EdgeBenchParams
+    if name == "run_edge_bench":
+        from edgestream.bench.edge import run_edge_bench
+
+        return run_edge_bench
     raise AttributeError(name)

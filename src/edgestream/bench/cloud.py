@@ -248,7 +248,7 @@ def _jvm_phase(cloud: str, registry: str, ends: dict[int, int], job_per_s: float
 
 
 def _lag_phase(params, topo, cloud, registry, phases, start_job, config_cls) -> dict[str, Any]:
-    from confluent_kafka import Consumer, Producer, TopicPartition
+    from confluent_kafka import Producer
 
     from edgestream.core.broker import producer_config
     from edgestream.core.serde import AvroSerializer, subject_for
@@ -260,30 +260,13 @@ def _lag_phase(params, topo, cloud, registry, phases, start_job, config_cls) -> 
     summaries_topic = topo.forwarding.topics.summaries
     job = start_job(config_cls(topo, cloud, registry, name="bench-lag"))
     client = job.get_job_client()
-    deadline = time.time() + params.timeout
-    while client.get_job_status().result().name != "RUNNING":
-        if time.time() > deadline:
-            raise BenchError("the unbounded fleet job did not reach RUNNING")
-        time.sleep(0.5)
-    time.sleep(5.0)  # sources assigned, Python function opened
+    _wait_running(client, params.timeout)
     ser = AvroSerializer(registry, "WindowSummary", subject_for(summaries_topic))
     producer = Producer(producer_config(cloud, **{"linger.ms": 0}))
     sent: dict[int, float] = {}  # window_start -> produce time of its first summary
-    consumer = Consumer({"bootstrap.servers": cloud, "group.id": "bench-lag", "log_level": 2})
-    consumer.assign([TopicPartition(topo.cloud.stats_topic, 0, 0)])
     first_row: dict[int, float] = {}
     stop = threading.Event()
-
-    def read_rows() -> None:
-        while not stop.is_set():
-            for m in consumer.consume(500, timeout=0.2):
-                if m.error() is None:
-                    row = json.loads(m.value())
-                    if row["scope"] == "fleet":
-                        first_row.setdefault(row["window_start"], m.timestamp()[1] / 1000)
-
-    reader = threading.Thread(target=read_rows, daemon=True)
-    reader.start()
+    consumer, reader = _row_reader(cloud, topo.cloud.stats_topic, first_row, stop)
     try:
         phases.start(f"fleet job, unbounded: {params.lag_windows} windows of {size} ms")
         base = (int(time.time() * 1000) // size) * size
@@ -317,10 +300,41 @@ def _lag_phase(params, topo, cloud, registry, phases, start_job, config_cls) -> 
         consumer.close()
         with contextlib.suppress(Exception):  # the job is already gone
             client.cancel().result()
-    lags = [
-        (first_row[ws] - sent[ws + size]) * 1000
-        for ws in measured
-        if ws in first_row and ws + size in sent
-    ]
+    # a window's lag: its first fleet row after the first summary of the next window was sent
+    lags = [(first_row[ws] - sent[ws + size]) * 1000 for ws in measured
+            if ws in first_row and ws + size in sent]  # fmt: skip
     phases.done(f"{len(lags)} windows, lag p50 {_percentiles(lags)['p50']} ms")
     return _percentiles(lags)
+
+
+def _wait_running(client: Any, timeout: float) -> None:
+    """Until the Flink job runs (and its sources had time to be assigned)."""
+    deadline = time.time() + timeout
+    while client.get_job_status().result().name != "RUNNING":
+        if time.time() > deadline:
+            raise BenchError("the unbounded fleet job did not reach RUNNING")
+        time.sleep(0.5)
+    time.sleep(5.0)  # sources assigned, Python function opened
+
+
+def _row_reader(
+    cloud: str, topic: str, first_row: dict[int, float], stop: threading.Event
+) -> tuple[Any, threading.Thread]:
+    """A consumer of the job's rows and the thread that notes, per window start, when its
+    first fleet row arrived (until ``stop``); the caller closes the consumer."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": cloud, "group.id": "bench-lag", "log_level": 2})
+    consumer.assign([TopicPartition(topic, 0, 0)])
+
+    def read_rows() -> None:
+        while not stop.is_set():
+            for m in consumer.consume(500, timeout=0.2):
+                if m.error() is None:
+                    row = json.loads(m.value())
+                    if row["scope"] == "fleet":
+                        first_row.setdefault(row["window_start"], m.timestamp()[1] / 1000)
+
+    reader = threading.Thread(target=read_rows, daemon=True)
+    reader.start()
+    return consumer, reader

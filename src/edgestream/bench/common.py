@@ -220,6 +220,7 @@ class ProcMonitor:
 class TopicReader:
     """Reads a topic (every partition) from given offsets by fetching: never trusts end
     offsets from ListOffsets (short on some brokers); the caller knows what to expect.
+    ``contextlib.closing`` closes it at the end of a block.
     """
 
     def __init__(self, bootstrap: str, topic: str, start: dict[int, int] | None = None) -> None:
@@ -245,12 +246,6 @@ class TopicReader:
 
     def close(self) -> None:
         self.consumer.close()
-
-    def __enter__(self) -> TopicReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 # -- output ------------------------------------------------------------------------------------

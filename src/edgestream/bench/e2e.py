@@ -54,28 +54,26 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from edgestream.bench.common import BenchError, Phases, ProcMonitor, cpu_seconds, machine_info
+from edgestream.bench.common import BenchError, Phases, ProcMonitor, cpu_seconds
 from edgestream.bench.e2e_parts import (
     CloudWatcher,
     SensorSender,
     forwarder_argv,
-    percentiles,
     tail_fetch_ms,
 )
-from edgestream.bench.edge import CHANNELS
+from edgestream.bench.e2e_result import CLOUD_TOPICS, curated_bytes, e2e_result
+from edgestream.bench.edge_input import CHANNELS
 from edgestream.bench.worker import edge_worker_argv
 from edgestream.core.broker import ensure_topics
 from edgestream.core.offsets import read_to_end
 from edgestream.core.paths import topologies_dir
 from edgestream.core.procs import Child
-from edgestream.core.serde import AvroDeserializer
 from edgestream.core.stack import Stack
 from edgestream.core.topology import load_topology
 from edgestream.edge.config import edge_topics
@@ -83,19 +81,11 @@ from edgestream.forward.outbox import Outbox
 from edgestream.forward.outbox_config import OutboxConfig, outbox_path
 from edgestream.ml.artifact import shipped_model_path
 from edgestream.sim import SimConfig
-from edgestream.wire.ids import record_id
 from edgestream.wire.topics import ALERTS_TOPIC, FLEET, SUMMARIES_TOPIC
 
 GATEWAY = "gw-bench"
-KIND_OF_TOPIC = {FLEET[kind]: kind for kind in ("alerts", "summaries", "reports", "samples")}
-CLOUD_TOPICS = list(KIND_OF_TOPIC)
 #: Topics third parties read: their records must be complete (ids included).
 CURATED_TOPICS = (FLEET["alerts"], FLEET["summaries"])
-ID_FIELDS = ("alert_id", "incident_id", "summary_id")
-GOALS = {"cloud_to_raw_ratio": 0.01, "drain_rate_vs_live": 10.0, "p99_alert_ms": 300.0}
-#: Alerts of readings sent in the live phase's last seconds are left out of the latency
-#: measure (the outage that follows may catch them; see the module doc).
-LATENCY_GUARD_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -186,101 +176,164 @@ def run_e2e_bench(params: E2EBenchParams, phases: Phases | None = None) -> dict[
     phases = phases or Phases(quiet=True)
     work = params.workdir or Path(tempfile.mkdtemp(prefix="edgestream-bench-e2e-"))
     work.mkdir(parents=True, exist_ok=True)
-    stack = Stack(work / "stack")
-    procs: list[Child] = []
-    sender: SensorSender | None = None
-    watcher: CloudWatcher | None = None
-    t: dict[str, float] = {}
+    run = _Run(params, phases, work, Stack(work / "stack"))
     try:
         with ProcMonitor() as monitor:
-            phases.start("starting the embedded stack (gateway broker, cloud broker, registry)")
-            status = stack.start(gateways=1)
-            ends = status.endpoints()
-            edge, cloud = str(ends["edge"]["gw-1"]), str(ends["cloud"])  # type: ignore[index]
-            registry = str(ends["registry"])
-            phases.done(f"edge {edge}, cloud {cloud}")
-            topo_path = work / "topology.yaml"
-            topo_path.write_text(yaml.safe_dump(e2e_topology(), sort_keys=False))
-            ensure_topics(edge, edge_topics(load_topology(topo_path), GATEWAY))
-            data = work / GATEWAY
-            worker = Child(edge_worker_argv(topo_path, GATEWAY, edge, registry, data),
-                           work / "worker.log").start()  # fmt: skip
-            fwd = Child(forwarder_argv(topo_path, GATEWAY, edge, cloud, registry, data),
-                        work / "forwarder.log").start()  # fmt: skip
-            procs += [worker, fwd]
-            monitor.watch("gateway", worker.pid)
-            monitor.watch("forwarder", fwd.pid)
-            monitor.watch("edge_broker", status.components["gw-1"].pid)
-            monitor.watch("cloud_broker", status.components["cloud"].pid)
-            watcher = CloudWatcher(cloud, CLOUD_TOPICS, registry).start()
-            sim = SimConfig(
-                devices=params.devices, rate=params.rate, duration=None, seed=params.seed,
-                start_time=int(time.time() * 1000), device_types=("pump",), sites=3,
-                anomaly_rate=params.anomaly_rate, topic="sensors.pump", labels=None,
-            )  # fmt: skip
-            sender = SensorSender(edge, registry, sim).start()
-
-            phases.start("warm-up: until the first summary reaches the cloud")
-            _wait(lambda: watcher.count(FLEET["summaries"]) > 0, params.timeout, "warm-up", procs)
-            phases.done(f"{watcher.count('fleet.summaries')} summaries")
-
-            probes = {"live_start": tail_fetch_ms(edge, "sensors.pump")}
-            t["live0"] = time.time() * 1000
-            phases.start(f"live: {params.live_s:.0f} s", total=params.live_s)
-            _sleep(params.live_s, phases)
-            t["live1"] = time.time() * 1000
-            probes["live_end"] = tail_fetch_ms(edge, "sensors.pump")
-            phases.done(f"{len(watcher.delivered)} records in the cloud")
-
-            phases.start(f"cloud outage: {params.outage_s:.0f} s", total=params.outage_s)
-            t["down"] = time.time() * 1000
-            pid = stack.status().components["cloud"].pid
-            monitor.unwatch("cloud_broker")
-            _kill_group(pid)
-            watcher.pause()
-            stack.stop(only=["cloud"])
-            _sleep(params.outage_s, phases)
-            backlog = _stats(data)
-            monitor.watch("cloud_broker", stack.start().components["cloud"].pid)
-            t["up"] = time.time() * 1000
-            watcher.start()
-            phases.done(f"backlog {backlog.depth} records ({backlog.bytes:,} B)")
-
-            phases.start("drain: until the outbox is empty")
-            _wait(lambda: _backlog(data) == 0, params.timeout, "the drain", procs, 0.02)
-            t["drained"] = time.time() * 1000
-            time.sleep(5)  # a little live traffic after the drain
-            sender.finish()
-            t["sent"] = time.time() * 1000
-            phases.done()
-
-            phases.start("flush: the last windows close (idle timeout), the forwarder drains")
-            _wait_quiet(data, params.timeout, procs)
-            monitor.unwatch("gateway")
-            monitor.unwatch("forwarder")
-            cpu = {"gateway": cpu_seconds(worker.pid), "forwarder": cpu_seconds(fwd.pid)}
-            fwd.stop()  # stores its last byte counts
-            stats = _stats(data)
-            watcher.pause()
-            phases.done(f"{stats.delivered} records delivered")
-            edge_out = {k: read_to_end(edge, k) for k in (ALERTS_TOPIC, SUMMARIES_TOPIC)}
-            curated = {k: read_to_end(cloud, k) for k in CURATED_TOPICS}
+            run.start(monitor)
+            run.warm_up_and_live()
+            backlog = run.outage(monitor)
+            run.drain()
+            stats, edge_out, curated, cpu = run.flush(monitor)
             names = ("gateway", "forwarder", "edge_broker", "cloud_broker")
             rss = {n: monitor.peak_mb(n) for n in names}
-        result = _result(params, t, sender, watcher, stats, backlog, edge_out, registry, cpu, rss)
-        result["bandwidth"]["curated_topics"] = curated_bytes(curated, registry)
-        result["latency_ms"]["edge_broker_tail_fetch_ms"] = probes
+        assert run.sender is not None and run.watcher is not None
+        result = e2e_result(
+            params.as_dict(), run.t, run.sender, run.watcher, stats, backlog, edge_out,
+            run.registry, cpu, rss,
+        )  # fmt: skip
+        result["definitions"] = __doc__.split("It reports:")[1].strip() if __doc__ else ""
+        result["bandwidth"]["curated_topics"] = curated_bytes(curated, run.registry)
+        result["latency_ms"]["edge_broker_tail_fetch_ms"] = run.probes
         return result
     finally:
-        if sender is not None:
-            sender.finish()
-        if watcher is not None:
-            watcher.pause()
-        for proc in procs:
-            proc.stop()
-        stack.stop()
+        run.stop()
         if params.workdir is None:
             shutil.rmtree(work, ignore_errors=True)
+
+
+@dataclass
+class _Run:
+    """One run's processes and phase times (``t``, wall-clock ms), phase by phase."""
+
+    params: E2EBenchParams
+    phases: Phases
+    work: Path
+    stack: Stack
+    edge: str = ""
+    cloud: str = ""
+    registry: str = ""
+    procs: list[Child] = field(default_factory=list)
+    sender: SensorSender | None = None
+    watcher: CloudWatcher | None = None
+    t: dict[str, float] = field(default_factory=dict)
+    probes: dict[str, float | None] = field(default_factory=dict)
+
+    @property
+    def data(self) -> Path:
+        return self.work / GATEWAY
+
+    def start(self, monitor: ProcMonitor) -> None:
+        """The stack, the gateway worker and its forwarder, the cloud watcher, the sensors."""
+        params, phases, work = self.params, self.phases, self.work
+        phases.start("starting the embedded stack (gateway broker, cloud broker, registry)")
+        status = self.stack.start(gateways=1)
+        ends = status.endpoints()
+        edge, cloud = str(ends["edge"]["gw-1"]), str(ends["cloud"])  # type: ignore[index]
+        registry = str(ends["registry"])
+        self.edge, self.cloud, self.registry = edge, cloud, registry
+        phases.done(f"edge {edge}, cloud {cloud}")
+        topo_path = work / "topology.yaml"
+        topo_path.write_text(yaml.safe_dump(e2e_topology(), sort_keys=False))
+        ensure_topics(edge, edge_topics(load_topology(topo_path), GATEWAY))
+        worker = Child(edge_worker_argv(topo_path, GATEWAY, edge, registry, self.data),
+                       work / "worker.log").start()  # fmt: skip
+        fwd = Child(forwarder_argv(topo_path, GATEWAY, edge, cloud, registry, self.data),
+                    work / "forwarder.log").start()  # fmt: skip
+        self.procs += [worker, fwd]
+        monitor.watch("gateway", worker.pid)
+        monitor.watch("forwarder", fwd.pid)
+        monitor.watch("edge_broker", status.components["gw-1"].pid)
+        monitor.watch("cloud_broker", status.components["cloud"].pid)
+        self.watcher = CloudWatcher(cloud, CLOUD_TOPICS, registry).start()
+        sim = SimConfig(
+            devices=params.devices, rate=params.rate, duration=None, seed=params.seed,
+            start_time=int(time.time() * 1000), device_types=("pump",), sites=3,
+            anomaly_rate=params.anomaly_rate, topic="sensors.pump", labels=None,
+        )  # fmt: skip
+        self.sender = SensorSender(edge, registry, sim).start()
+
+    def warm_up_and_live(self) -> None:
+        """Until the first summary reaches the cloud, then the live phase."""
+        params, phases, watcher, t = self.params, self.phases, self.watcher, self.t
+        assert watcher is not None
+        phases.start("warm-up: until the first summary reaches the cloud")
+        _wait(lambda: watcher.count(FLEET["summaries"]) > 0, params.timeout, "warm-up", self.procs)
+        phases.done(f"{watcher.count('fleet.summaries')} summaries")
+
+        self.probes = {"live_start": tail_fetch_ms(self.edge, "sensors.pump")}
+        t["live0"] = time.time() * 1000
+        phases.start(f"live: {params.live_s:.0f} s", total=params.live_s)
+        _sleep(params.live_s, phases)
+        t["live1"] = time.time() * 1000
+        self.probes["live_end"] = tail_fetch_ms(self.edge, "sensors.pump")
+        phases.done(f"{len(watcher.delivered)} records in the cloud")
+
+    def outage(self, monitor: ProcMonitor) -> Any:
+        """The cloud broker killed, back empty after the outage; the backlog it left."""
+        params, phases, watcher, t, stack = (
+            self.params,
+            self.phases,
+            self.watcher,
+            self.t,
+            self.stack,
+        )
+        assert watcher is not None
+        phases.start(f"cloud outage: {params.outage_s:.0f} s", total=params.outage_s)
+        t["down"] = time.time() * 1000
+        pid = stack.status().components["cloud"].pid
+        monitor.unwatch("cloud_broker")
+        _kill_group(pid)
+        watcher.pause()
+        stack.stop(only=["cloud"])
+        _sleep(params.outage_s, phases)
+        backlog = _stats(self.data)
+        monitor.watch("cloud_broker", stack.start().components["cloud"].pid)
+        t["up"] = time.time() * 1000
+        watcher.start()
+        phases.done(f"backlog {backlog.depth} records ({backlog.bytes:,} B)")
+        return backlog
+
+    def drain(self) -> None:
+        """Until the outbox is empty, a little live traffic after, then the sensors stop."""
+        assert self.sender is not None
+        self.phases.start("drain: until the outbox is empty")
+        data = self.data
+        _wait(lambda: _backlog(data) == 0, self.params.timeout, "the drain", self.procs, 0.02)
+        self.t["drained"] = time.time() * 1000
+        time.sleep(5)  # a little live traffic after the drain
+        self.sender.finish()
+        self.t["sent"] = time.time() * 1000
+        self.phases.done()
+
+    def flush(
+        self, monitor: ProcMonitor
+    ) -> tuple[Any, dict[str, list[Any]], dict[str, list[Any]], dict[str, float | None]]:
+        """The last windows out and forwarded; outbox stats, the gateway's outputs, the
+        curated cloud topics and the processes' CPU seconds."""
+        assert self.watcher is not None
+        worker, fwd = self.procs
+        self.phases.start("flush: the last windows close (idle timeout), the forwarder drains")
+        _wait_quiet(self.data, self.params.timeout, self.procs)
+        monitor.unwatch("gateway")
+        monitor.unwatch("forwarder")
+        cpu = {"gateway": cpu_seconds(worker.pid), "forwarder": cpu_seconds(fwd.pid)}
+        fwd.stop()  # stores its last byte counts
+        stats = _stats(self.data)
+        self.watcher.pause()
+        self.phases.done(f"{stats.delivered} records delivered")
+        edge_out = {k: read_to_end(self.edge, k) for k in (ALERTS_TOPIC, SUMMARIES_TOPIC)}
+        curated = {k: read_to_end(self.cloud, k) for k in CURATED_TOPICS}
+        return stats, edge_out, curated, cpu
+
+    def stop(self) -> None:
+        """Everything the run started, stopped."""
+        if self.sender is not None:
+            self.sender.finish()
+        if self.watcher is not None:
+            self.watcher.pause()
+        for proc in self.procs:
+            proc.stop()
+        self.stack.stop()
 
 
 def _sleep(seconds: float, phases: Phases) -> None:
@@ -329,201 +382,3 @@ def _wait_quiet(data: Path, timeout: float, procs: list[Child]) -> None:
             return
         time.sleep(0.5)
     raise BenchError("the forwarder did not go quiet after the sensors stopped")
-
-
-def _result(
-    params: E2EBenchParams,
-    t: dict[str, float],
-    sender: SensorSender,
-    watcher: CloudWatcher,
-    stats: Any,
-    backlog: Any,
-    edge_out: dict[str, list[Any]],
-    registry: str,
-    cpu: dict[str, float | None],
-    rss: dict[str, float | None],
-) -> dict[str, Any]:
-    decode = AvroDeserializer(registry)
-    edge_records = [(decode(m.value()), m.timestamp()[1]) for ms in edge_out.values() for m in ms]
-    edge_bytes = sum(len(m.value()) + len(m.key() or b"") for ms in edge_out.values() for m in ms)
-    first = {record_id(d.record): d for d in watcher.delivered}
-    live_s = (t["live1"] - t["live0"]) / 1000
-    live = [r for r, ts in edge_records if t["live0"] <= ts < t["live1"]]
-    outage = [record_id(r) for r, ts in edge_records if t["down"] <= ts <= t["up"]]
-    arrived = [first[i] for i in outage if i in first]
-    live_rate = len(live) / live_s
-    drain: dict[str, Any] = {"backlog_records": len(outage), "arrived": len(arrived)}
-    if arrived:
-        drain_s = max((t["drained"] - min(d.timestamp_ms for d in arrived)) / 1000, 0.001)
-        catch_up_s = (max(d.received_ms for d in arrived) - t["up"]) / 1000
-        drain.update(
-            drain_s=round(drain_s, 3), catch_up_s=round(catch_up_s, 3),
-            drain_rate=round(len(arrived) / drain_s, 1),
-            catch_up_rate_vs_live=round(len(arrived) / catch_up_s / live_rate, 1)
-            if live_rate and catch_up_s > 0 else None,
-        )  # fmt: skip
-    drain["live_rate"] = round(live_rate, 2)
-    drain_vs_live = round(drain["drain_rate"] / live_rate, 1) if arrived and live_rate else None
-
-    edge_ts = {record_id(r): ts for r, ts in edge_records}
-    latency: list[float] = []
-    parts: dict[str, list[float]] = {
-        "gateway": [], "gateway_detect": [], "gateway_produce": [], "forwarder": [],
-        "cloud_read": [],
-    }  # fmt: skip
-    halves: dict[bool, list[float]] = {False: [], True: []}  # sent in the live phase's 2nd half
-    guarded = 0
-    for d in watcher.delivered:
-        rec = d.record
-        if d.topic != FLEET["alerts"] or rec.get("status") not in ("open", "update"):
-            continue
-        phase = latency_phase(sender.sent_at.get((rec["device_id"], int(rec["ts"]))), t)
-        guarded += phase == "guard"
-        if phase != "measured":
-            continue
-        sent = sender.sent_at[(rec["device_id"], int(rec["ts"]))]
-        latency.append(d.received_ms - sent)
-        halves[sent >= (t["live0"] + t["live1"]) / 2].append(d.received_ms - sent)
-        on_edge = edge_ts.get(rec["alert_id"])
-        if on_edge is not None:
-            parts["gateway"].append(on_edge - sent)
-            emitted = rec.get("emitted_at")  # the worker's clock when it handed the alert over
-            if emitted is not None:
-                parts["gateway_detect"].append(emitted - sent)
-                parts["gateway_produce"].append(on_edge - emitted)
-            parts["forwarder"].append(d.timestamp_ms - on_edge)
-            parts["cloud_read"].append(d.received_ms - d.timestamp_ms)
-    lat = {**percentiles(latency), "guard_s": LATENCY_GUARD_S, "excluded_in_guard": guarded,
-           "live_first_half": percentiles(halves[False]),
-           "live_second_half": percentiles(halves[True])}  # fmt: skip
-    ratio = stats.cloud_bytes / stats.sensor_bytes if stats.sensor_bytes else None
-    p99 = lat.get("p99")
-    return {
-        "bench": "e2e",
-        "params": params.as_dict(),
-        "machine": machine_info(),
-        "cloud_bytes": stats.cloud_bytes,
-        "raw_sensor_bytes": stats.sensor_bytes,
-        "cloud_to_raw_ratio": None if ratio is None else round(ratio, 5),
-        "drain_rate_vs_live": drain_vs_live,
-        "p99_reading_to_cloud_alert_ms": p99,
-        "goals": {
-            "cloud_to_raw_ratio<=0.01": ratio is not None and ratio <= GOALS["cloud_to_raw_ratio"],
-            "drain_rate_vs_live>=10": bool(drain_vs_live and drain_vs_live >= 10),
-            "p99_alert_ms<=300": p99 is not None and p99 <= GOALS["p99_alert_ms"],
-        },
-        "bandwidth": {
-            "raw_sensor_bytes_sent": sender.bytes,
-            "readings": sender.readings,
-            "edge_output_record_bytes": edge_bytes,
-            "edge_output_records": len(edge_records),
-            "cloud_wire_bytes": stats.cloud_bytes,
-            "cloud_bytes_per_record": round(stats.cloud_bytes / max(stats.delivered, 1), 1),
-            "delivered": stats.delivered,
-            "cloud_bytes_by_kind": _by_kind(stats),
-            "cloud_to_raw_by_kind": {
-                kind: round(size / stats.sensor_bytes, 6) if stats.sensor_bytes else None
-                for kind, size in _by_kind(stats).items()
-            },
-            "delivered_by_kind": {
-                KIND_OF_TOPIC[t]: watcher.count(t) for t in CLOUD_TOPICS
-            },
-            "alerts_by_status": dict(Counter(
-                d.record.get("status") for d in watcher.delivered if d.topic == FLEET["alerts"]
-            )),
-        },
-        "drain": {**drain, "outbox_at_restart": backlog.as_dict()},
-        "latency_ms": {**lat, "parts_p50": {k: percentiles(v).get("p50") for k, v in parts.items()},
-                       "parts_p99": {k: percentiles(v).get("p99") for k, v in parts.items()}},
-        "dedup": dict(watcher.dedup.stats),
-        "processes": {"cpu_s": cpu, "peak_rss_mb": rss},
-        "definitions": __doc__.split("It reports:")[1].strip() if __doc__ else "",
-    }  # fmt: skip
-
-
-def curated_bytes(topics: dict[str, list[Any]], registry: str) -> dict[str, dict[str, int]]:
-    """Per curated topic: records, key + value bytes, and the bytes of their ids (UTF-8)."""
-    decode = AvroDeserializer(registry)
-    out = {}
-    for topic, messages in topics.items():
-        ids = 0
-        for m in messages:
-            record = decode(m.value())
-            ids += sum(len(str(record[f]).encode()) for f in ID_FIELDS if record.get(f))
-        size = sum(len(m.value()) + len(m.key() or b"") for m in messages)
-        out[topic] = {"records": len(messages), "record_bytes": size, "id_bytes": ids}
-    return out
-
-
-def latency_phase(sent_ms: float | None, t: dict[str, float]) -> str | None:
-    """Whether the alert of a reading sent at ``sent_ms`` (wall clock, ms) counts in the
-    latency measure: ``"measured"`` in the live phase up to ``LATENCY_GUARD_S`` before its
-    end, ``"guard"`` in that last band (the outage may catch it), else None. By send time.
-
-    >>> t = {"live0": 0.0, "live1": 90_000.0}
-    >>> [latency_phase(s, t) for s in (None, -1, 0, 84_999, 85_000, 89_999, 90_000)]
-    [None, None, 'measured', 'measured', 'guard', 'guard', None]
-    """
-    if sent_ms is None or not (t["live0"] <= sent_ms < t["live1"]):
-        return None
-    return "guard" if sent_ms >= t["live1"] - LATENCY_GUARD_S * 1000 else "measured"
-
-
-def _by_kind(stats: Any) -> dict[str, int]:
-    names = {"alert": "alerts", "summary": "summaries", "report": "reports", "sample": "samples"}
-    return {names.get(k, k): int(v) for k, v in sorted(stats.cloud_bytes_by_kind.items())}
-
-
-def e2e_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
-    """Rows of the result table (measure, value, note)."""
-    goals = result["goals"]
-    lat, drain, bw = result["latency_ms"], result["drain"], result["bandwidth"]
-
-    def ok(key: str) -> str:
-        return "goal met" if goals[key] else "goal NOT met"
-
-    return [
-        ("bandwidth", "", ""),
-        ("raw sensor bytes", f"{result['raw_sensor_bytes']:,}", f"{bw['readings']:,} readings"),
-        ("cloud bytes (wire)", f"{result['cloud_bytes']:,}", f"{bw['delivered']:,} records"),
-        ("cloud / raw", f"{(result['cloud_to_raw_ratio'] or 0):.3%}",
-         ok("cloud_to_raw_ratio<=0.01")),
-        *[(f"  {kind}", f"{size:,}", f"{(bw['cloud_to_raw_by_kind'][kind] or 0):.3%} of raw; "
-           f"{bw['delivered_by_kind'].get(kind, '-')} records")
-          for kind, size in bw.get("cloud_bytes_by_kind", {}).items()],
-        *[(f"  {topic} holds", f"{c['record_bytes']:,}", f"{c['records']:,} records, "
-           f"{c['id_bytes']:,} B of ids") for topic, c in bw.get("curated_topics", {}).items()],
-        ("outage", "", ""),
-        ("backlog records", f"{drain['backlog_records']:,}", f"live {drain['live_rate']}/s"),
-        ("drain s / catch-up s", f"{drain.get('drain_s')} / {drain.get('catch_up_s')}", ""),
-        ("drain rate vs live", f"{result['drain_rate_vs_live']}x", ok("drain_rate_vs_live>=10")),
-        ("latency (reading -> cloud alert)", "", ""),
-        ("p50 / p95 ms", f"{lat.get('p50')} / {lat.get('p95')}",
-         f"{lat.get('samples', 0)} alerts; {lat.get('excluded_in_guard', 0)} sent in the "
-         f"last {lat.get('guard_s', 0):g} s before the outage left out"),
-        ("p99 ms", f"{lat.get('p99')}", ok("p99_alert_ms<=300")),
-        ("p99 gateway / forwarder / read",
-         " / ".join(str(lat["parts_p99"][k]) for k in ("gateway", "forwarder", "cloud_read")),
-         "ms"),
-        ("p99 gateway: detect / produce",
-         " / ".join(str(lat["parts_p99"][k]) for k in ("gateway_detect", "gateway_produce")),
-         "ms"),
-        *_halves_rows(lat),
-    ]  # fmt: skip
-
-
-def _halves_rows(lat: dict[str, Any]) -> list[tuple[str, str, str]]:
-    """Latency by half of the live phase, beside the edge broker's tail fetch (runs saved
-    before these were measured have neither)."""
-    first, second = lat.get("live_first_half"), lat.get("live_second_half")
-    probe = lat.get("edge_broker_tail_fetch_ms")
-    if not (first and second and probe):
-        return []
-    return [
-        ("p50 / p99 ms, live 1st half", f"{first.get('p50')} / {first.get('p99')}",
-         f"{first.get('samples', 0)} alerts"),
-        ("p50 / p99 ms, live 2nd half", f"{second.get('p50')} / {second.get('p99')}",
-         f"{second.get('samples', 0)} alerts"),
-        ("edge broker fetch at the tail", f"{probe.get('live_start')} -> {probe.get('live_end')}",
-         "ms, live start -> end (must not grow with the data the broker holds)"),
-    ]  # fmt: skip

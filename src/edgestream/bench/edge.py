@@ -27,161 +27,30 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from edgestream.bench.common import BenchError, Phases, ProcMonitor, machine_info, rate, ratio
-from edgestream.bench.raw import aiokafka_baseline, confluent_baseline
+from edgestream.bench.common import Phases, ProcMonitor, machine_info, rate, ratio
+from edgestream.bench.edge_input import (
+    LIVE_TOPIC,
+    BenchInput,
+    EdgeBenchParams,
+    bench_inputs,
+    produce_inputs,
+    write_topology,
+)
+from edgestream.bench.raw import RawTopic, aiokafka_baseline, confluent_baseline
 from edgestream.bench.stages import model_stats, run_pipeline
 from edgestream.bench.sustained import (
-    GROWTH_WINDOW_S,
     LoadPlan,
     LoadWorker,
     pin_cpu,
     run_sustained,
 )
-from edgestream.bench.worker import edge_worker_argv, run_until_outputs
-from edgestream.core.broker import ensure_topics, producer_config
-from edgestream.core.serde import AvroSerializer, subject_for
+from edgestream.bench.worker import WorkerRun, edge_worker_argv, run_until_outputs
 from edgestream.core.stack import Stack
-from edgestream.core.topology import Topology, load_topology
-from edgestream.edge.config import edge_topics
 from edgestream.edge.reader import MAX_BATCH_READINGS
-from edgestream.ml.artifact import shipped_model_path
-from edgestream.sim import simulate
 from edgestream.wire.topics import SUMMARIES_TOPIC
-
-READINGS_TOPIC = "sensors.pump"
-FRAMES_TOPIC = "sensors.pump.frames"
-LIVE_TOPIC = "sensors.pump.live"  # the sustained runs' live input (a topic per run)
-PRIMER_DEVICE = "bench-primer"
-PRIMER_VALUES = {"vibration_rms": 3.0, "bearing_temp": 50.0, "pressure": 5.0, "motor_current": 30.0}
-CHANNELS = {
-    "vibration_rms": {"unit": "mm/s", "min": 0, "max": 50},
-    "bearing_temp": {"unit": "degC", "min": -30, "max": 150},
-    "pressure": {"unit": "bar", "min": 0, "max": 16},
-    "motor_current": {"unit": "A", "min": 0, "max": 100},
-}
-SITES = 3
-
-
-@dataclass(frozen=True)
-class EdgeBenchParams:
-    """Sizes and switches of one ``bench edge`` run (defaults: the documented run).
-
-    >>> EdgeBenchParams(readings=1000, devices=10, rate=10.0).duration_s
-    10.0
-    >>> EdgeBenchParams(frames=0)
-    Traceback (most recent call last):
-    ...
-    edgestream.bench.common.BenchError: --frames must be >= 2 (readings per SensorFrame)
-    """
-
-    readings: int = 100_000  # per input: single readings, and the same again in frames
-    frames: int = 50  # readings per SensorFrame
-    devices: int = 50
-    rate: float = 10.0  # Hz per device: event time spans readings / (devices * rate) s
-    batch: int = 256  # the model's micro-batch: the agent's take size (default topology)
-    max_wait_ms: int = 20  # the agent's take window (default topology)
-    sync: bool = True  # fsync every state commit, as the worker does by default
-    aiokafka: bool = True
-    seed: int = 7
-    timeout: float = 300.0  # per gateway run
-    profile_dir: Path | None = None  # run the workers under cProfile (all threads)
-    workdir: Path | None = None  # kept when given; a temp dir removed afterwards otherwise
-    sustained: bool = True  # the fixed-rate live run and its step search
-    load_rate: float = 10_000.0  # readings/s of the sustained run (CLI --rate)
-    load_duration: float = 60.0  # seconds of the sustained run (CLI --duration)
-    step_duration: float = 20.0  # seconds per step of the search for the highest rate
-    max_steps: int = 5  # probes of the step search (0: none)
-    pinned: bool = True  # the raw consumer, a gateway run and the sustained run on one core
-
-    def __post_init__(self) -> None:
-        checks = [
-            (self.readings >= self.devices, "--readings must be >= --devices"),
-            (self.frames >= 2, "--frames must be >= 2 (readings per SensorFrame)"),
-            (self.devices >= 1, "--devices must be >= 1"),
-            (0 < self.rate <= 1000, "--rate must be in (0, 1000] Hz"),
-            (self.batch >= 1, "--batch must be >= 1"),
-            (self.max_wait_ms >= 1, "--max-wait must be >= 1 ms"),
-            (self.timeout > 0, "--timeout must be > 0"),
-            (self.load_rate > 0, "--rate must be > 0 readings/s"),
-            (self.load_duration >= 2 * GROWTH_WINDOW_S, "--duration must be >= 20 s"),
-            (self.step_duration >= 2 * GROWTH_WINDOW_S, "--step-duration must be >= 20 s"),
-            (self.max_steps >= 0, "--max-steps must be >= 0"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise BenchError(message)
-
-    @property
-    def duration_s(self) -> float:
-        return self.readings / (self.devices * self.rate)
-
-    def as_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        for key in ("profile_dir", "workdir"):
-            out[key] = None if out[key] is None else str(out[key])
-        return {**out, "duration_s": round(self.duration_s, 3)}
-
-
-def bench_topology(
-    gateway_id: str, topic: str, schema: str, batch: int = 256, max_wait_ms: int = 20
-) -> dict[str, Any]:
-    """One gateway, one 1-partition pump topic; model, windows and rules of the default
-    topology (``topologies/default.yaml``)."""
-    return {
-        "name": f"bench-{gateway_id}",
-        "version": "1",
-        "gateways": [
-            {
-                "id": gateway_id,
-                "sites": [f"site-{i}" for i in range(1, SITES + 1)],
-                "device_types": ["pump"],
-            }
-        ],
-        "sensors": {
-            "validation": {"max_clock_skew": "5m", "max_payload_bytes": "64KB"},
-            "topics": [
-                {
-                    "name": topic,
-                    "device_type": "pump",
-                    "schema": schema,
-                    "partitions": 1,
-                    "channels": CHANNELS,
-                }
-            ],
-        },
-        "features": {"pump": list(CHANNELS)},
-        "models": {
-            "pump": {
-                "name": "pump-ae",
-                "path": str(shipped_model_path("pump")),
-                "version": "v1",
-                "batch": {"size": batch, "max_wait": f"{max_wait_ms}ms"},
-            }
-        },
-        "windows": [
-            {"size": "10s", "allowed_lateness": "5s", "max_out_of_orderness": "2s"},
-            {"size": "1m", "allowed_lateness": "10s", "max_out_of_orderness": "2s"},
-        ],
-        "anomaly": {"rules": [{"name": "pump-anomaly", "device_types": ["pump"]}]},
-    }
-
-
-@dataclass
-class _Input:
-    name: str  # "readings" | "frames"
-    gateway: str
-    topic: str
-    schema: str
-    topology_path: Path
-    topology: Topology | None = None
-    messages: int = 0
-    readings: int = 0
 
 
 def run_edge_bench(params: EdgeBenchParams, phases: Phases | None = None) -> dict[str, Any]:
@@ -196,70 +65,19 @@ def run_edge_bench(params: EdgeBenchParams, phases: Phases | None = None) -> dic
         "params": params.as_dict(),
         "machine": machine_info(),
     }
-    inputs = [
-        _Input("readings", "bench-readings", READINGS_TOPIC, "SensorReading", work / "r.yaml"),
-        _Input("frames", "bench-frames", FRAMES_TOPIC, "SensorFrame", work / "f.yaml"),
-    ]
+    inputs = bench_inputs(work)
     stack = Stack(work / "stack")
     started = time.monotonic()
     try:
         with ProcMonitor() as monitor:
-            phases.start("starting the embedded stack (1 gateway broker, registry)")
-            status = stack.start(gateways=1)
-            bootstrap = str(status.endpoints()["edge"]["gw-1"])  # type: ignore[index]
-            registry = str(status.endpoints()["registry"])
-            broker_pid = status.components["gw-1"].pid
-            if broker_pid:
-                monitor.watch("broker", broker_pid)
-            phases.done(bootstrap)
-            for inp in inputs:
-                inp.topology = _write_topology(
-                    params, inp.topology_path, inp.gateway, inp.topic, inp.schema, bootstrap
-                )
-            result["input"] = _produce(params, inputs, bootstrap, registry, phases)
-            result["raw"], values = _raw_baselines(params, inputs, bootstrap, registry, phases)
-            result["pipeline"], features_input = _reference(params, inputs, values, registry, work)
-            del values
-            phases.start("model: features and ONNX scoring at batch 1024")
-            result["model"] = model_stats(*features_input)
-            phases.done(f"{result['model']['score_rows_per_s']:,} rows/s")
-            gateway: dict[str, Any] = {}
-            offset = 0
-            for inp in inputs:
-                reference = result["pipeline"][inp.name]
-                gateway[inp.name], offset = _gateway_run(
-                    params, inp, reference, (bootstrap, registry), work, offset, monitor, phases
-                )
-            result["gateway"] = gateway
-            rss = {name: g["peak_rss_mb"] for name, g in gateway.items()}
-            endpoints = (bootstrap, registry)
-            if params.pinned:
-                raw_pinned = _raw_pinned(inputs[0], endpoints, phases)
-                pinned_run, offset = _gateway_run(
-                    params, inputs[0], result["pipeline"]["readings"], endpoints, work, offset,
-                    monitor, phases, cpu=pin_cpu(),
-                )  # fmt: skip
-                result["pinned"] = {
-                    "cpu": pin_cpu(),
-                    "confluent_readings": raw_pinned,
-                    "gateway_readings": pinned_run,
-                    "gateway_vs_confluent": ratio(
-                        pinned_run["readings_per_s"], raw_pinned["readings_per_s"]
-                    ),
-                }
-                rss["pinned_readings"] = pinned_run["peak_rss_mb"]
-            if params.sustained:  # after every run counting edge.summaries from an offset
-                result["sustained"] = _sustained(params, endpoints, work, None, monitor, phases)
-                rss["sustained"] = result["sustained"]["peak_rss_mb"]
-                if params.pinned:
-                    sus = _sustained(params, endpoints, work, pin_cpu(), monitor, phases)
-                    result["pinned"]["sustained"] = sus
-                    rss["pinned_sustained"] = sus["peak_rss_mb"]
+            endpoints = _start_stack(stack, monitor, phases)
+            _in_process(params, inputs, endpoints, work, phases, result)
+            rss = _gateway_runs(params, inputs, endpoints, work, monitor, phases, result)
             monitor.unwatch("broker")
             result["resources"] = {
                 "worker_peak_rss_mb": max(v or 0 for v in rss.values()),
                 "worker_peak_rss_mb_by_mode": rss,
-                "worker_cpu_s": round(sum(g["cpu_s"] for g in gateway.values()), 2),
+                "worker_cpu_s": round(sum(g["cpu_s"] for g in result["gateway"].values()), 2),
                 "broker_rss_mb": monitor.last_mb("broker"),
                 "broker_peak_rss_mb": monitor.peak_mb("broker"),
             }
@@ -274,99 +92,110 @@ def run_edge_bench(params: EdgeBenchParams, phases: Phases | None = None) -> dic
     return result
 
 
-def _write_topology(
-    params: EdgeBenchParams, path: Path, gateway: str, topic: str, schema: str, bootstrap: str
-) -> Topology:
-    """Write the bench topology of one gateway and topic, load it, create its topics."""
-    topo = bench_topology(gateway, topic, schema, params.batch, params.max_wait_ms)
-    path.write_text(yaml.safe_dump(topo, sort_keys=False))
-    topology = load_topology(path)
-    ensure_topics(bootstrap, edge_topics(topology, gateway))
-    return topology
+def _start_stack(stack: Stack, monitor: ProcMonitor, phases: Phases) -> tuple[str, str]:
+    """The embedded stack up, its broker watched; (bootstrap, registry)."""
+    phases.start("starting the embedded stack (1 gateway broker, registry)")
+    status = stack.start(gateways=1)
+    bootstrap = str(status.endpoints()["edge"]["gw-1"])  # type: ignore[index]
+    registry = str(status.endpoints()["registry"])
+    broker_pid = status.components["gw-1"].pid
+    if broker_pid:
+        monitor.watch("broker", broker_pid)
+    phases.done(bootstrap)
+    return bootstrap, registry
 
 
-def _produce(
-    params: EdgeBenchParams, inputs: list[_Input], bootstrap: str, registry: str, phases: Phases
-) -> dict[str, Any]:
-    """Primer + simulator run per input topic (same seed, same readings)."""
-    start = (int(time.time() - params.duration_s) - 120) * 1000  # all in the past
-    out: dict[str, Any] = {"start_time": start}
+def _in_process(
+    params: EdgeBenchParams,
+    inputs: list[BenchInput],
+    endpoints: tuple[str, str],
+    work: Path,
+    phases: Phases,
+    result: dict[str, Any],
+) -> None:
+    """Topologies and input written, then what runs without a worker: the raw baselines,
+    the in-process pipeline and the model's stats (into ``result``)."""
+    bootstrap, registry = endpoints
     for inp in inputs:
-        frames = params.frames if inp.name == "frames" else 1
-        _produce_primer(bootstrap, registry, inp.topic, inp.schema, start - 3_600_000)
-        phases.start(f"simulator -> {inp.topic}", total=params.readings)
-        sim = simulate(
-            bootstrap=bootstrap,
-            registry=registry,
-            devices=params.devices,
-            rate=params.rate,
-            duration=params.duration_s,
-            seed=params.seed,
-            sites=SITES,
-            device_types=("pump",),
-            start_time=start,
-            frames=frames,
-            topic=inp.topic,
-            labels=None,
-            fast=True,
-            on_progress=lambda p: phases.update(p.readings, f"{p.readings:,} readings"),
+        inp.topology = write_topology(
+            params, inp.topology_path, inp.gateway, inp.topic, inp.schema, bootstrap
         )
-        inp.messages, inp.readings = sim.messages + 1, sim.readings + 1
-        phases.done(f"{sim.readings:,} readings in {sim.messages:,} messages")
-        out[inp.name] = {
-            "topic": inp.topic,
-            "messages": inp.messages,
-            "readings": inp.readings,
-            "bytes": sim.bytes,
-            "produce_s": round(sim.seconds, 3),
-            "anomalous_readings": sim.anomalous_readings,
+    result["input"] = produce_inputs(params, inputs, bootstrap, registry, phases)
+    result["raw"], values = _raw_baselines(params, inputs, bootstrap, registry, phases)
+    result["pipeline"], features_input = _reference(params, inputs, values, registry, work)
+    del values
+    phases.start("model: features and ONNX scoring at batch 1024")
+    result["model"] = model_stats(*features_input)
+    phases.done(f"{result['model']['score_rows_per_s']:,} rows/s")
+
+
+def _gateway_runs(
+    params: EdgeBenchParams,
+    inputs: list[BenchInput],
+    endpoints: tuple[str, str],
+    work: Path,
+    monitor: ProcMonitor,
+    phases: Phases,
+    result: dict[str, Any],
+) -> dict[str, float | None]:
+    """The gateway worker per input, then pinned and sustained (into ``result``); the
+    worker's peak RSS per mode."""
+    gateway: dict[str, Any] = {}
+    offset = 0
+    for inp in inputs:
+        reference = result["pipeline"][inp.name]
+        gateway[inp.name], offset = _gateway_run(
+            params, inp, reference, endpoints, work, offset, monitor, phases
+        )
+    result["gateway"] = gateway
+    rss = {name: g["peak_rss_mb"] for name, g in gateway.items()}
+    if params.pinned:
+        raw_pinned = _raw_pinned(inputs[0], endpoints, phases)
+        pinned_run, offset = _gateway_run(
+            params, inputs[0], result["pipeline"]["readings"], endpoints, work, offset,
+            monitor, phases, cpu=pin_cpu(),
+        )  # fmt: skip
+        result["pinned"] = {
+            "cpu": pin_cpu(),
+            "confluent_readings": raw_pinned,
+            "gateway_readings": pinned_run,
+            "gateway_vs_confluent": ratio(
+                pinned_run["readings_per_s"], raw_pinned["readings_per_s"]
+            ),
         }
-    return out
-
-
-def _produce_primer(bootstrap: str, registry: str, topic: str, schema: str, ts: int) -> None:
-    from confluent_kafka import Producer
-
-    head = {"device_id": PRIMER_DEVICE, "site": "site-1", "device_type": "pump", "tags": {}}
-    if schema == "SensorFrame":
-        channels: dict[str, Any] = {k: [v] for k, v in PRIMER_VALUES.items()}
-        record = {**head, "first_seq": 0, "ts": [ts], "channels": channels}
-    else:
-        record = {**head, "ts": ts, "seq": 0, "channels": dict(PRIMER_VALUES)}
-    ser = AvroSerializer(registry, schema, subject_for(topic))
-    producer = Producer(producer_config(bootstrap))
-    producer.produce(topic, ser(record), PRIMER_DEVICE.encode())
-    if producer.flush(15):
-        raise BenchError(f"the broker at {bootstrap} did not take the primer record")
+        rss["pinned_readings"] = pinned_run["peak_rss_mb"]
+    if params.sustained:  # after every run counting edge.summaries from an offset
+        result["sustained"] = _sustained(params, endpoints, work, None, monitor, phases)
+        rss["sustained"] = result["sustained"]["peak_rss_mb"]
+        if params.pinned:
+            sus = _sustained(params, endpoints, work, pin_cpu(), monitor, phases)
+            result["pinned"]["sustained"] = sus
+            rss["pinned_sustained"] = sus["peak_rss_mb"]
+    return rss
 
 
 def _raw_baselines(
-    params: EdgeBenchParams, inputs: list[_Input], bootstrap: str, registry: str, phases: Phases
+    params: EdgeBenchParams, inputs: list[BenchInput], bootstrap: str, registry: str, phases: Phases
 ) -> tuple[dict[str, Any], dict[str, list[bytes]]]:
     out: dict[str, Any] = {}
     values: dict[str, list[bytes]] = {}
     for inp in inputs:
         frames = inp.schema == "SensorFrame"
+        src = RawTopic(bootstrap, registry, inp.topic, inp.messages, frames)
         phases.start(f"raw confluent-kafka consumer + decode_many: {inp.topic}", inp.messages)
         key = f"confluent_{inp.name}"
-        out[key], values[inp.name] = confluent_baseline(
-            bootstrap, registry, inp.topic, inp.messages, frames, phases.update
-        )
+        out[key], values[inp.name] = confluent_baseline(src, phases.update)
         phases.done(f"{out[key]['readings_per_s']:,} readings/s")
         if params.aiokafka and not frames:
             phases.start(f"raw aiokafka getmany + decode_many: {inp.topic}", inp.messages)
-            out[f"aiokafka_{inp.name}"] = asyncio.run(
-                aiokafka_baseline(
-                    bootstrap, registry, inp.topic, inp.messages, on_progress=phases.update
-                )
-            )
+            out[f"aiokafka_{inp.name}"] = asyncio.run(aiokafka_baseline(src, phases.update))
             phases.done(f"{out[f'aiokafka_{inp.name}']['readings_per_s']:,} readings/s")
     return out, values
 
 
 def _reference(
     params: EdgeBenchParams,
-    inputs: list[_Input],
+    inputs: list[BenchInput],
     values: dict[str, list[bytes]],
     registry: str,
     work: Path,
@@ -396,7 +225,7 @@ def _reference(
 
 def _gateway_run(
     params: EdgeBenchParams,
-    inp: _Input,
+    inp: BenchInput,
     reference: dict[str, Any],
     endpoints: tuple[str, str],
     work: Path,
@@ -428,6 +257,16 @@ def _gateway_run(
         on_progress=lambda n: phases.update(n, f"{n:,}/{expected:,} summaries"),
         cpu=cpu,
     )
+    out = _run_numbers(run, reference)
+    if prof is not None:
+        out["profile"] = _profile_summary(prof)
+    phases.done(f"{out['readings_per_s']:,} readings/s over the span, {run.outputs:,} summaries")
+    return out, run.next_offset.get(0, start_offset)
+
+
+def _run_numbers(run: WorkerRun, reference: dict[str, Any]) -> dict[str, Any]:
+    """Throughput, CPU and memory of one gateway run against its in-process reference."""
+    expected = reference["summaries"]
     assert run.first_output is not None and run.last_output is not None
     span_s = run.last_output - run.first_output
     wall_s = run.last_output - run.started
@@ -436,7 +275,7 @@ def _gateway_run(
     rps = rate(span_readings, span_s)
     first, last = run.cpu_at_first, run.cpu_at_last
     cpu_span = last["main"] + last["other"] - first["main"] - first["other"]
-    out: dict[str, Any] = {
+    return {
         "expected_summaries": expected,
         "summaries": run.outputs,
         "extra_summaries": run.extra,
@@ -458,23 +297,17 @@ def _gateway_run(
         "peak_rss_mb": run.peak_rss_mb,
         "exit_code": run.exit_code,
     }
-    if prof is not None:
-        out["profile"] = _profile_summary(prof)
-    phases.done(f"{out['readings_per_s']:,} readings/s over the span, {run.outputs:,} summaries")
-    return out, run.next_offset.get(0, start_offset)
 
 
-def _raw_pinned(inp: _Input, endpoints: tuple[str, str], phases: Phases) -> dict[str, Any]:
+def _raw_pinned(inp: BenchInput, endpoints: tuple[str, str], phases: Phases) -> dict[str, Any]:
     """The confluent-kafka baseline with this thread (and the client threads it starts)
     on the pinned CPU."""
-    bootstrap, registry = endpoints
+    src = RawTopic(*endpoints, inp.topic, inp.messages)
     before = os.sched_getaffinity(0)
     phases.start(f"raw confluent-kafka consumer + decode_many, pinned: {inp.topic}", inp.messages)
     os.sched_setaffinity(0, {pin_cpu()})
     try:
-        out, _ = confluent_baseline(
-            bootstrap, registry, inp.topic, inp.messages, False, phases.update
-        )
+        out, _ = confluent_baseline(src, phases.update)
     finally:
         os.sched_setaffinity(0, before)
     phases.done(f"{out['readings_per_s']:,} readings/s")
@@ -494,7 +327,7 @@ def _sustained(
     name = "live" if cpu is None else "live-pinned"
     gateway, topic = f"bench-{name}", f"{LIVE_TOPIC}.{name}"
     path = work / f"{name}.yaml"
-    topology = _write_topology(params, path, gateway, topic, "SensorReading", endpoints[0])
+    topology = write_topology(params, path, gateway, topic, "SensorReading", endpoints[0])
     data = work / f"gw-{name}"
     argv = edge_worker_argv(path, gateway, *endpoints, data, params.sync)
     waits = {w.size: w.allowed_lateness + w.max_out_of_orderness for w in topology.windows}
@@ -555,4 +388,4 @@ def _ratios(result: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-__all__ = ["EdgeBenchParams", "bench_topology", "run_edge_bench"]
+__all__ = ["run_edge_bench"]

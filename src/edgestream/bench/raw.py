@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import closing
+from dataclasses import astuple, dataclass
 from typing import Any
 
 from edgestream.bench.common import BenchError, TopicReader, rate
@@ -39,22 +41,29 @@ def _readings(records: list[Any], frames: bool) -> int:
     return sum(len(r["ts"]) if isinstance(r, dict) else 0 for r in records)
 
 
+@dataclass(frozen=True)
+class RawTopic:
+    """The topic a baseline reads: its broker, the registry to decode with, the number of
+    messages it holds, and whether they are SensorFrames (readings: their timestamps)."""
+
+    bootstrap: str
+    registry: str
+    topic: str
+    messages: int
+    frames: bool = False
+
+
 def confluent_baseline(
-    bootstrap: str,
-    registry: str,
-    topic: str,
-    messages: int,
-    frames: bool = False,
-    on_progress: Progress | None = None,
-    timeout: float = 120.0,
+    src: RawTopic, on_progress: Progress | None = None, timeout: float = 120.0
 ) -> tuple[dict[str, Any], list[bytes]]:
     """confluent-kafka ``consume`` + ``decode_many``; also returns the values it read (in
     offset order for a 1-partition topic) for the in-process reference."""
+    bootstrap, registry, topic, messages, frames = astuple(src)
     decode = AvroDeserializer(registry)
     values: list[bytes] = []
     readings = 0
     deadline = time.monotonic() + timeout
-    with TopicReader(bootstrap, topic) as reader:
+    with closing(TopicReader(bootstrap, topic)) as reader:
         start = time.perf_counter()
         while len(values) < messages:
             batch = [m.value() for m in reader.poll(0.2)]
@@ -69,15 +78,10 @@ def confluent_baseline(
 
 
 async def aiokafka_baseline(
-    bootstrap: str,
-    registry: str,
-    topic: str,
-    messages: int,
-    frames: bool = False,
-    on_progress: Progress | None = None,
-    timeout: float = 120.0,
+    src: RawTopic, on_progress: Progress | None = None, timeout: float = 120.0
 ) -> dict[str, Any]:
     """aiokafka ``getmany`` (Faust's client) + ``decode_many``."""
+    bootstrap, registry, topic, messages, frames = astuple(src)
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     decode = AvroDeserializer(registry)

@@ -86,6 +86,32 @@ def edge_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
     return rows
 
 
+def swap_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(measure, value, goal) rows of the console table."""
+
+    def worst(key: str) -> str:
+        stats = result.get(key) or {}
+        return f"max {stats.get('max')} / p50 {stats.get('p50')}" if stats else "-"
+
+    return [
+        ("swaps", str(result["swaps"]), ""),
+        ("publish -> live, ms", worst("publish_to_live_ms"), "<= 2000"),
+        ("pause across the swap, ms", worst("pause_ms"), "<= 50"),
+        ("normal gap between batches, ms", worst("normal_gap_ms"), ""),
+        ("pause beyond the normal gap, ms", worst("pause_over_normal_ms"), ""),
+        (
+            "readings (in closed windows)",
+            f"{result['readings']} ({result['readings_in_closed_windows']})",
+            "",
+        ),
+        (
+            "events dropped / duplicated",
+            f"{result['events_dropped']} / {result['events_duplicated']}",
+            "0 / 0",
+        ),
+    ]
+
+
 def _sustained_rows(label: str, sus: dict[str, Any]) -> list[tuple[str, str, str]]:
     """Rows of one sustained-load run (:mod:`edgestream.bench.sustained`)."""
     rate = f"{sus['rate']:,.0f} readings/s for {sus['duration_s']:g} s"

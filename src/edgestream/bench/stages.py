@@ -25,11 +25,12 @@ from typing import Any
 
 import numpy as np
 
-from edgestream.core.serde import AvroDeserializer, AvroSerializer, subject_for
+from edgestream.core.serde import AvroSerializer, subject_for
 from edgestream.core.topology import Topology
 from edgestream.core.topology.edge import SensorTopic
-from edgestream.edge.models import features_for, load_model
+from edgestream.edge.models import features_for
 from edgestream.edge.pipeline import TopicPipeline
+from edgestream.evaluation.replay import in_process_pipeline
 from edgestream.ml.artifact import shipped_model_path
 from edgestream.ml.scorer import ROW_STRIDE, OnnxScorer
 from edgestream.wire.topics import ALERTS_TOPIC, SUMMARIES_TOPIC
@@ -119,19 +120,7 @@ def run_pipeline(
     sync: bool = True,
 ) -> PipelineRun:
     """Process ``values`` (one partition, offsets 0..n-1) as the worker would, timed by stage."""
-    scorer, threshold = None, None
-    if topic.device_type in topology.models:
-        scorer, threshold = load_model(topology, topic.device_type)
-    pipeline = TopicPipeline(
-        topology,
-        gateway_id,
-        topic,
-        state_dir,
-        AvroDeserializer(registry, reader_schema=topic.schema_),
-        scorer,
-        sync=sync,
-        threshold=threshold,
-    )
+    pipeline, _, _ = in_process_pipeline(topology, gateway_id, topic, registry, state_dir, sync)
     alert_ser = AvroSerializer(registry, "AnomalyAlert", subject_for(ALERTS_TOPIC))
     summary_ser = AvroSerializer(registry, "WindowSummary", subject_for(SUMMARIES_TOPIC))
     _ = alert_ser.schema_id, summary_ser.schema_id  # register before the clock starts
@@ -166,9 +155,6 @@ def run_pipeline(
         seconds = time.perf_counter() - start
     finally:
         pipeline.close()
-    ids = [d for c in captured for d in list(c[0])]
-    ts = np.concatenate([np.asarray(c[1], np.int64) for c in captured]) if captured else None
-    x = np.concatenate([np.asarray(c[2], np.float64) for c in captured]) if captured else None
     return PipelineRun(
         messages=len(values),
         readings=readings,
@@ -180,8 +166,16 @@ def run_pipeline(
         first_output_readings=first_output or 0,
         seconds=seconds,
         stages={s: clock.seconds.get(s, 0.0) for s in STAGES},
-        features_input=(ids, ts if ts is not None else np.zeros(0, np.int64), _or_empty(x)),
+        features_input=_features_input(captured),
     )
+
+
+def _features_input(captured: list[tuple[Any, Any, Any]]) -> tuple[Any, Any, Any]:
+    """(device ids, timestamps, feature rows) the model was given, over every batch."""
+    ids = [d for c in captured for d in list(c[0])]
+    ts = np.concatenate([np.asarray(c[1], np.int64) for c in captured]) if captured else None
+    x = np.concatenate([np.asarray(c[2], np.float64) for c in captured]) if captured else None
+    return ids, ts if ts is not None else np.zeros(0, np.int64), _or_empty(x)
 
 
 def _or_empty(x: np.ndarray | None) -> np.ndarray:

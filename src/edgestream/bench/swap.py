@@ -32,6 +32,7 @@ import yaml
 
 from edgestream.bench.common import Phases, machine_info
 from edgestream.bench.e2e_parts import forwarder_argv, percentiles
+from edgestream.bench.edge_input import CHANNELS, pump_model, pump_topic
 from edgestream.core.commands import edge_run, python_argv
 from edgestream.core.offsets import read_to_end
 from edgestream.core.procs import Child
@@ -40,15 +41,9 @@ from edgestream.core.stack import Stack
 from edgestream.ml.artifact import shipped_model, shipped_model_path
 from edgestream.wire.topics import ROLLOUT_TOPIC, SUMMARIES_TOPIC
 
-__all__ = ["SwapBenchParams", "run_swap_bench", "swap_rows"]
+__all__ = ["SwapBenchParams", "run_swap_bench"]
 
 GATEWAY = "gw-1"
-CHANNELS = {
-    "vibration_rms": {"unit": "mm/s", "min": 0, "max": 50},
-    "bearing_temp": {"unit": "degC", "min": -30, "max": 150},
-    "pressure": {"unit": "bar", "min": 0, "max": 16},
-    "motor_current": {"unit": "A", "min": 0, "max": 100},
-}
 
 
 @dataclass(frozen=True)
@@ -72,25 +67,9 @@ def bench_topology(path: Path, public_key: Path, private_key: Path) -> Path:
             {"id": "gw-0", "sites": ["site-0"], "device_types": ["pump"], "canary": True},
             {"id": GATEWAY, "sites": ["site-1"], "device_types": ["pump"]},
         ],
-        "sensors": {
-            "topics": [
-                {
-                    "name": "sensors.pump",
-                    "device_type": "pump",
-                    "schema": "SensorReading",
-                    "partitions": 1,
-                    "channels": CHANNELS,
-                }
-            ]
-        },
+        "sensors": {"topics": [pump_topic("sensors.pump", "SensorReading")]},
         "features": {"pump": list(CHANNELS)},
-        "models": {
-            "pump": {
-                "name": "pump-ae",
-                "path": str(shipped_model_path("pump")),
-                "batch": {"size": 256, "max_wait": "20ms"},
-            }
-        },
+        "models": {"pump": pump_model(256, 20)},
         "windows": [{"size": "10s", "allowed_lateness": "2s", "max_out_of_orderness": "1s"}],
         "anomaly": {"rules": [{"name": "pump", "consecutive": 2}]},
         "retraining": {
@@ -121,13 +100,6 @@ def model_update(version: str, action: str, blob: bytes | None) -> dict[str, Any
 
 def run_swap_bench(params: SwapBenchParams, phases: Phases) -> dict[str, Any]:
     """Run the benchmark (see the module docstring); returns the result dict."""
-    from confluent_kafka import Producer
-
-    from edgestream.core.broker import ensure_topics, producer_config
-    from edgestream.core.topology import load_topology
-    from edgestream.ml.signing import generate_key_pair, load_private_key, sign_update
-    from edgestream.sim import simulate
-
     tmp = None
     if params.workdir is None:
         tmp = tempfile.TemporaryDirectory(prefix="edgestream-bench-swap-")
@@ -141,92 +113,16 @@ def run_swap_bench(params: SwapBenchParams, phases: Phases) -> dict[str, Any]:
     events: _Events | None = None
     try:
         phases.start("starting the stack, the gateway worker and its forwarder")
-        ends = stack.start(gateways=1).endpoints()
-        edge, cloud = str(ends["edge"]["gw-1"]), str(ends["cloud"])  # type: ignore[index]
-        registry = str(ends["registry"])
-        private, public = generate_key_pair(work / f"keys-{time.time_ns()}")
-        topology = bench_topology(work / "topology.yaml", public, private)
-        topo = load_topology(topology)
-        key = load_private_key(topo.retraining.signing)
-        models_topic = topo.cloud.models_topic
-        # brokers do not auto-create topics: without it the updates are never delivered and
-        # the forwarder's downlink waits for the topic forever
-        ensure_topics(cloud, {models_topic: 1})
-        data = work / GATEWAY
-        worker_argv = python_argv(edge_run(topology, GATEWAY, bootstrap=edge, registry=registry,
-                                           data_dir=data))  # fmt: skip
-        procs.append(Child(worker_argv, work / "worker.log").start())
-        procs.append(
-            Child(
-                forwarder_argv(topology, GATEWAY, edge, cloud, registry, data),
-                work / "forwarder.log",
-            ).start()
-        )
-        ensure_topics(edge, {ROLLOUT_TOPIC: 1})
-        events = _Events(edge, registry, procs)
+        gw = _start_gateway(stack, work, procs)
+        events = _Events(gw.edge, gw.registry, procs)
         events.wait(lambda e: e["event"] == "live", params.timeout)
         phases.done()
 
-        duration = params.swaps * (params.settle_s + 30.0) + params.tail_s + 60.0  # stopped
         phases.start(
             f"{params.devices} pumps x {params.rate:g}/s, {params.swaps} hot swaps", params.swaps
         )
-        sim_result: list[Any] = []
-        sim = threading.Thread(
-            target=lambda: sim_result.append(simulate(
-                bootstrap=edge, registry=registry, devices=params.devices, rate=params.rate,
-                duration=duration, seed=params.seed, device_types=("pump",), sites=1,
-                site_names=("site-1",), anomaly_rate=0.01, late_fraction=0.0,
-                topic="sensors.pump", labels=None, start_time=int(time.time() * 1000),
-                fast=False, stop=stop_sim)),
-            daemon=True,
-        )  # fmt: skip
-        sim.start()
-        ser = AvroSerializer(registry, "ModelUpdate", subject_for(models_topic))
-        producer = Producer(producer_config(cloud, **{"acks": "all", "linger.ms": 0}))
-
-        def publish(update: dict[str, Any]) -> None:
-            _produce(producer, models_topic, ser(update), b"pump-ae", cloud)
-
-        blob = shipped_model_path("pump").read_bytes()
-        rounds = []
-        # the shipped model serves a whole window first: wait until one 10 s window closed
-        # (a fixed settle was shorter than a window, so under load no window was all shipped)
-        windows = _Events(edge, registry, procs, topic=SUMMARIES_TOPIC)
-        try:
-            windows.wait(
-                lambda s: s["scope"] == "device" and s["window_end"] - s["window_start"] == 10_000,
-                params.timeout,
-            )
-        finally:
-            windows.close()
-        for i in range(params.swaps):
-            version = f"pump-ae-bench{i + 2}"
-            candidate = sign_update(model_update(version, "candidate", blob), key)
-            t_cand = time.time() * 1000
-            publish(candidate)
-            verified = events.wait(
-                lambda e, v=version: e["event"] == "verified" and e["version"] == v,
-                params.timeout,
-            )
-            time.sleep(params.settle_s)  # steady state with the candidate loaded
-            promote = sign_update(model_update(version, "promote", None), key)
-            t_promote = time.time() * 1000
-            publish(promote)
-            live = events.wait(
-                lambda e, v=version: e["event"] == "live" and e["version"] == v, params.timeout
-            )
-            rounds.append(
-                {
-                    "version": version,
-                    "candidate_to_verified_ms": round(verified["created_at"] - t_cand, 1),
-                    "publish_to_live_ms": round(live["created_at"] - t_promote, 1),
-                    "pause_ms": live["swap_pause_ms"],
-                    "normal_gap_ms": live["batch_gap_ms"],
-                    "swap_ms": live["swap_ms"],
-                }
-            )
-            phases.update(i + 1, f"swap {i + 1}: {rounds[-1]['publish_to_live_ms']} ms to live")
+        sim = _start_load(params, gw, stop_sim)
+        rounds = _swap_rounds(params, gw, events, procs, phases)
         time.sleep(params.tail_s)  # windows after the last swap close with newer readings
         stop_sim.set()
         sim.join(60)
@@ -234,38 +130,9 @@ def run_swap_bench(params: SwapBenchParams, phases: Phases) -> dict[str, Any]:
 
         phases.start("counting every reading in the summaries")
         time.sleep(4.0)  # the idle tick closes what the watermark allows
-        counts = _count(edge, registry)
+        counts = _count(gw.edge, gw.registry)
         phases.done()
-        pauses = [r["pause_ms"] for r in rounds if r["pause_ms"] is not None]
-        p2l = [r["publish_to_live_ms"] for r in rounds]
-        return {
-            "bench": "swap",
-            "devices": params.devices,
-            "rate_per_device": params.rate,
-            "swaps": len(rounds),
-            "rounds": rounds,
-            "publish_to_live_ms": percentiles(p2l),
-            "pause_ms": percentiles(pauses),
-            # the pause beyond the normal rhythm of batch completions (what the swap added)
-            "pause_over_normal_ms": percentiles(
-                [
-                    r["pause_ms"] - r["normal_gap_ms"]
-                    for r in rounds
-                    if r["pause_ms"] is not None and r["normal_gap_ms"] is not None
-                ]
-            ),
-            "normal_gap_ms": percentiles(
-                [r["normal_gap_ms"] for r in rounds if r["normal_gap_ms"] is not None]
-            ),
-            **counts,
-            "goals": {
-                "events_dropped_0": counts["events_dropped"] == 0
-                and counts["events_duplicated"] == 0,
-                "pause_le_50ms": bool(pauses) and max(pauses) <= 50.0,
-                "publish_to_live_le_2s": bool(p2l) and max(p2l) <= 2000.0,
-            },
-            "machine": machine_info(),
-        }
+        return _swap_result(params, rounds, counts)
     finally:
         stop_sim.set()
         if events is not None:
@@ -275,6 +142,159 @@ def run_swap_bench(params: SwapBenchParams, phases: Phases) -> dict[str, Any]:
         stack.stop()
         if tmp is not None:
             tmp.cleanup()
+
+
+@dataclass(frozen=True)
+class _Gateway:
+    """The running gateway of a swap run: its brokers, registry, topic of models, key."""
+
+    edge: str
+    cloud: str
+    registry: str
+    models_topic: str
+    key: Any  # the private key candidates and promotes are signed with
+
+
+def _start_gateway(stack: Stack, work: Path, procs: list[Child]) -> _Gateway:
+    """The stack, signing keys, the topology, the gateway worker and its forwarder."""
+    from edgestream.core.broker import ensure_topics
+    from edgestream.core.topology import load_topology
+    from edgestream.ml.signing import generate_key_pair, load_private_key
+
+    ends = stack.start(gateways=1).endpoints()
+    edge, cloud = str(ends["edge"]["gw-1"]), str(ends["cloud"])  # type: ignore[index]
+    registry = str(ends["registry"])
+    private, public = generate_key_pair(work / f"keys-{time.time_ns()}")
+    topology = bench_topology(work / "topology.yaml", public, private)
+    topo = load_topology(topology)
+    key = load_private_key(topo.retraining.signing)
+    models_topic = topo.cloud.models_topic
+    # brokers do not auto-create topics: without it the updates are never delivered and
+    # the forwarder's downlink waits for the topic forever
+    ensure_topics(cloud, {models_topic: 1})
+    data = work / GATEWAY
+    worker_argv = python_argv(edge_run(topology, GATEWAY, bootstrap=edge, registry=registry,
+                                       data_dir=data))  # fmt: skip
+    procs.append(Child(worker_argv, work / "worker.log").start())
+    procs.append(
+        Child(
+            forwarder_argv(topology, GATEWAY, edge, cloud, registry, data),
+            work / "forwarder.log",
+        ).start()
+    )
+    ensure_topics(edge, {ROLLOUT_TOPIC: 1})
+    return _Gateway(edge, cloud, registry, models_topic, key)
+
+
+def _start_load(params: SwapBenchParams, gw: _Gateway, stop: threading.Event) -> threading.Thread:
+    """The simulated pumps in a thread, at wall-clock pace until ``stop``."""
+    from edgestream.sim import simulate
+
+    duration = params.swaps * (params.settle_s + 30.0) + params.tail_s + 60.0  # stopped
+    sim = threading.Thread(
+        target=lambda: simulate(
+            bootstrap=gw.edge, registry=gw.registry, devices=params.devices, rate=params.rate,
+            duration=duration, seed=params.seed, device_types=("pump",), sites=1,
+            site_names=("site-1",), anomaly_rate=0.01, late_fraction=0.0,
+            topic="sensors.pump", labels=None, start_time=int(time.time() * 1000),
+            fast=False, stop=stop),
+        daemon=True,
+    )  # fmt: skip
+    sim.start()
+    return sim
+
+
+def _swap_rounds(
+    params: SwapBenchParams, gw: _Gateway, events: _Events, procs: list[Child], phases: Phases
+) -> list[dict[str, Any]]:
+    """After a first window served by the shipped model, ``params.swaps`` rounds of
+    candidate -> verified -> promote -> live; each round's times."""
+    from confluent_kafka import Producer
+
+    from edgestream.core.broker import producer_config
+    from edgestream.ml.signing import sign_update
+
+    ser = AvroSerializer(gw.registry, "ModelUpdate", subject_for(gw.models_topic))
+    producer = Producer(producer_config(gw.cloud, **{"acks": "all", "linger.ms": 0}))
+
+    def publish(update: dict[str, Any]) -> None:
+        _produce(producer, gw.models_topic, ser(update), b"pump-ae", gw.cloud)
+
+    blob = shipped_model_path("pump").read_bytes()
+    rounds = []
+    # the shipped model serves a whole window first: wait until one 10 s window closed
+    # (a fixed settle was shorter than a window, so under load no window was all shipped)
+    windows = _Events(gw.edge, gw.registry, procs, topic=SUMMARIES_TOPIC)
+    try:
+        windows.wait(
+            lambda s: s["scope"] == "device" and s["window_end"] - s["window_start"] == 10_000,
+            params.timeout,
+        )
+    finally:
+        windows.close()
+    for i in range(params.swaps):
+        version = f"pump-ae-bench{i + 2}"
+        candidate = sign_update(model_update(version, "candidate", blob), gw.key)
+        t_cand = time.time() * 1000
+        publish(candidate)
+        verified = events.wait(
+            lambda e, v=version: e["event"] == "verified" and e["version"] == v,
+            params.timeout,
+        )
+        time.sleep(params.settle_s)  # steady state with the candidate loaded
+        promote = sign_update(model_update(version, "promote", None), gw.key)
+        t_promote = time.time() * 1000
+        publish(promote)
+        live = events.wait(
+            lambda e, v=version: e["event"] == "live" and e["version"] == v, params.timeout
+        )
+        rounds.append(
+            {
+                "version": version,
+                "candidate_to_verified_ms": round(verified["created_at"] - t_cand, 1),
+                "publish_to_live_ms": round(live["created_at"] - t_promote, 1),
+                "pause_ms": live["swap_pause_ms"],
+                "normal_gap_ms": live["batch_gap_ms"],
+                "swap_ms": live["swap_ms"],
+            }
+        )
+        phases.update(i + 1, f"swap {i + 1}: {rounds[-1]['publish_to_live_ms']} ms to live")
+    return rounds
+
+
+def _swap_result(
+    params: SwapBenchParams, rounds: list[dict[str, Any]], counts: dict[str, Any]
+) -> dict[str, Any]:
+    """The result of the run: the rounds, their percentiles, the counts, the goals."""
+    pauses = [r["pause_ms"] for r in rounds if r["pause_ms"] is not None]
+    p2l = [r["publish_to_live_ms"] for r in rounds]
+    return {
+        "bench": "swap",
+        "devices": params.devices,
+        "rate_per_device": params.rate,
+        "swaps": len(rounds),
+        "rounds": rounds,
+        "publish_to_live_ms": percentiles(p2l),
+        "pause_ms": percentiles(pauses),
+        # the pause beyond the normal rhythm of batch completions (what the swap added)
+        "pause_over_normal_ms": percentiles(
+            [
+                r["pause_ms"] - r["normal_gap_ms"]
+                for r in rounds
+                if r["pause_ms"] is not None and r["normal_gap_ms"] is not None
+            ]
+        ),
+        "normal_gap_ms": percentiles(
+            [r["normal_gap_ms"] for r in rounds if r["normal_gap_ms"] is not None]
+        ),
+        **counts,
+        "goals": {
+            "events_dropped_0": counts["events_dropped"] == 0 and counts["events_duplicated"] == 0,
+            "pause_le_50ms": bool(pauses) and max(pauses) <= 50.0,
+            "publish_to_live_le_2s": bool(p2l) and max(p2l) <= 2000.0,
+        },
+        "machine": machine_info(),
+    }
 
 
 def _produce(producer: Any, topic: str, value: bytes, key: bytes, bootstrap: str) -> None:
@@ -356,29 +376,3 @@ class _Events:
 
     def close(self) -> None:
         self.reader.close()
-
-
-def swap_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
-    """(measure, value, goal) rows of the console table."""
-
-    def worst(key: str) -> str:
-        stats = result.get(key) or {}
-        return f"max {stats.get('max')} / p50 {stats.get('p50')}" if stats else "-"
-
-    return [
-        ("swaps", str(result["swaps"]), ""),
-        ("publish -> live, ms", worst("publish_to_live_ms"), "<= 2000"),
-        ("pause across the swap, ms", worst("pause_ms"), "<= 50"),
-        ("normal gap between batches, ms", worst("normal_gap_ms"), ""),
-        ("pause beyond the normal gap, ms", worst("pause_over_normal_ms"), ""),
-        (
-            "readings (in closed windows)",
-            f"{result['readings']} ({result['readings_in_closed_windows']})",
-            "",
-        ),
-        (
-            "events dropped / duplicated",
-            f"{result['events_dropped']} / {result['events_duplicated']}",
-            "0 / 0",
-        ),
-    ]

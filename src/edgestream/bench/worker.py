@@ -12,8 +12,10 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from edgestream.bench.common import (
     BenchError,
@@ -66,6 +68,18 @@ class WorkerRun:
     peak_rss_mb: float | None = None
     exit_code: int | None = None
 
+    def count(self, messages: list[Any], expected: int, next_offset: dict[int, int]) -> None:
+        """Count output ``messages`` (beyond ``expected``: extra), their times and offsets."""
+        for msg in messages:
+            if self.outputs >= expected:
+                self.extra += 1
+            else:
+                self.outputs += 1
+            ts = msg.timestamp()[1] / 1000
+            self.first_output = min(self.first_output or ts, ts)
+            self.last_output = max(self.last_output or ts, ts)
+            next_offset[msg.partition()] = msg.offset() + 1
+
 
 def run_until_outputs(
     argv: list[str],
@@ -85,7 +99,7 @@ def run_until_outputs(
     happens."""
     name = f"worker-{log_path.stem}"
     next_offset = dict(start_offsets)
-    with TopicReader(bootstrap, topic, start_offsets) as reader:
+    with closing(TopicReader(bootstrap, topic, start_offsets)) as reader:
         run = WorkerRun(started=time.time())
         child = Child(argv, log_path).start()
         proc = child.proc
@@ -95,15 +109,7 @@ def run_until_outputs(
             deadline = time.monotonic() + timeout
             settle_until: float | None = None
             while settle_until is None or time.monotonic() < settle_until:
-                for msg in reader.poll(0.25):
-                    if run.outputs >= expected:
-                        run.extra += 1
-                    else:
-                        run.outputs += 1
-                    ts = msg.timestamp()[1] / 1000
-                    run.first_output = min(run.first_output or ts, ts)
-                    run.last_output = max(run.last_output or ts, ts)
-                    next_offset[msg.partition()] = msg.offset() + 1
+                run.count(reader.poll(0.25), expected, next_offset)
                 if run.outputs and not run.cpu_at_first:
                     run.cpu_at_first = thread_cpu_seconds(proc.pid)
                 if on_progress is not None:

@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 
 from edgestream.bench.common import Phases, emit_json, interrupt_on_sigterm
-from edgestream.bench.report import edge_rows, result_table
+from edgestream.bench.report import edge_rows, result_table, swap_rows
 
 app = typer.Typer(
     help="Benchmarks on real processes (ratios measured in the same run).",
@@ -115,7 +115,8 @@ def edge(
 
         edgestream bench edge -n 20000 --profile /tmp/prof --workdir /tmp/b
     """
-    from edgestream.bench.edge import EdgeBenchParams, run_edge_bench
+    from edgestream.bench.edge import run_edge_bench
+    from edgestream.bench.edge_input import EdgeBenchParams
 
     params = EdgeBenchParams(
         readings=readings,
@@ -172,7 +173,8 @@ def e2e(
 
         edgestream bench e2e --devices 20 --live 60 --outage 30 --workdir /tmp/e2e
     """
-    from edgestream.bench.e2e import E2EBenchParams, e2e_rows, run_e2e_bench
+    from edgestream.bench.e2e import E2EBenchParams, run_e2e_bench
+    from edgestream.bench.e2e_result import e2e_rows
 
     params = E2EBenchParams(
         devices=devices,
@@ -212,7 +214,7 @@ def swap(
 
         edgestream bench swap --json | tail -1 | jq '{pause_ms, publish_to_live_ms}'
     """
-    from edgestream.bench.swap import SwapBenchParams, run_swap_bench, swap_rows
+    from edgestream.bench.swap import SwapBenchParams, run_swap_bench
 
     params = SwapBenchParams(
         devices=devices, rate=rate, swaps=swaps, timeout=timeout, workdir=workdir

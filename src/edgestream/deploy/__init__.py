@@ -11,10 +11,10 @@ deployment plan of topology default (fingerprint ...)
 The CLI ``edgestream deploy`` calls these functions.
 """
 
+from edgestream.deploy.brokers import Change
 from edgestream.deploy.exceptions import DeployError
 from edgestream.deploy.k8s import K8sOptions, manifests, write_manifests
 from edgestream.deploy.local import (
-    Change,
     apply_local,
     process_states,
     process_status,

@@ -25,6 +25,7 @@ both with ``kubectl create secret generic ...`` before applying.
 from __future__ import annotations
 
 import base64
+import hashlib
 import math
 import posixpath
 import re
@@ -36,6 +37,8 @@ import yaml
 from edgestream.core.commands import MAIN, cloud_run, edge_run, forward_run
 from edgestream.core.topology import Topology
 from edgestream.deploy.exceptions import DeployError
+from edgestream.deploy.plan import env_references
+from edgestream.deploy.render import write_files
 
 __all__ = ["FLINK_VERSION", "K8sOptions", "manifests", "write_manifests"]
 
@@ -43,7 +46,6 @@ FLINK_VERSION = "v2_0"  # apache-flink 2.0.1 (the operator's FlinkVersion enum v
 PYFLINK_JAR = "local:///opt/flink/opt/flink-python-2.0.1.jar"
 CONFIG_DIR = "/etc/edgestream/topology"  # the topology file's folder inside the pods
 DATA_DIR = "/var/lib/edgestream"
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(:-[^}]*)?\}")
 KAFKA_DATA = "/var/lib/kafka/data"
 BROKER_IMAGE = "apache/kafka:4.4.0"  # the Apache Kafka project image, as the embedded broker
 _MAX_CONFIGMAP = 900_000  # Kubernetes limits a ConfigMap to 1 MiB
@@ -79,9 +81,6 @@ def _edge_broker_env(gateway_id: str) -> dict[str, str]:
     >>> _edge_broker_env("gw-1")["KAFKA_PROCESS_ROLES"]
     'broker,controller'
     """
-    import base64
-    import hashlib
-
     raw = hashlib.sha256(f"edgestream|{gateway_id}".encode()).digest()[:16]
     cluster_id = "k" + base64.urlsafe_b64encode(raw).decode().rstrip("=")[1:]
     return {
@@ -123,19 +122,6 @@ def _labels(topology: Topology, component: str) -> dict[str, str]:
         "app.kubernetes.io/instance": _dns(topology.name),
         "app.kubernetes.io/component": component,
     }
-
-
-def env_references(topology: Topology) -> dict[str, bool]:
-    """Environment variables the topology reads -> optional (it has a default)."""
-    text = topology.source.read_text(encoding="utf-8") if topology.source else ""
-    found: dict[str, bool] = {}
-    for match in _ENV_REF.finditer(text):
-        found[match.group(1)] = found.get(match.group(1), True) and match.group(2) is not None
-    signing = topology.retraining.signing
-    for name in (signing.key_env, signing.public_key_env):
-        if name:
-            found.setdefault(name, True)
-    return found
 
 
 def _env(topology: Topology, secret: str, exclude: tuple[str, ...] = ()) -> list[dict]:
@@ -226,11 +212,12 @@ def _config_map(topology: Topology, opts: K8sOptions, name: str) -> tuple[dict, 
     return cm, volumes, mounts
 
 
-def _gateway(
-    topology: Topology, gateway_id: str, opts: K8sOptions, name: str, volumes: list, mounts: list
+def _gateway_containers(
+    topology: Topology, gateway_id: str, opts: K8sOptions, name: str, mounts: list
 ) -> list[dict]:
+    """The gateway pod's containers: its worker, its forwarder, and its broker when the
+    topology gives the gateway no ``bootstrap``."""
     gateway = topology.gateway(gateway_id)
-    full = f"{name}-{_dns(gateway_id)}"
     topo = f"{CONFIG_DIR}/topology.yaml"
     edge = gateway.bootstrap or "localhost:9092"
     cloud = None if topology.forwarding.bootstrap else opts.cloud_bootstrap
@@ -282,6 +269,14 @@ def _gateway(
                 },
             },
         )
+    return containers
+
+
+def _gateway(
+    topology: Topology, gateway_id: str, opts: K8sOptions, name: str, volumes: list, mounts: list
+) -> list[dict]:
+    full = f"{name}-{_dns(gateway_id)}"
+    containers = _gateway_containers(topology, gateway_id, opts, name, mounts)
     storage = math.ceil(topology.forwarding.outbox.max_bytes / 2**30) + 1
     labels = {**_labels(topology, "gateway"), "edgestream.io/gateway": _dns(gateway_id)}
     service = {
@@ -388,13 +383,8 @@ def manifests(topology: Topology, opts: K8sOptions | None = None) -> dict[str, l
 
 def write_manifests(topology: Topology, out_dir: Path, opts: K8sOptions | None = None) -> dict:
     """Write :func:`manifests` into ``out_dir``; file -> "created" / "changed" / "unchanged"."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    result = {}
-    for file, objects in manifests(topology, opts).items():
-        text = yaml.dump_all(objects, Dumper=_NoAliases, sort_keys=False, width=100)
-        path = out_dir / file
-        old = path.read_text(encoding="utf-8") if path.exists() else None
-        if old != text:
-            path.write_text(text, encoding="utf-8")
-        result[file] = "unchanged" if old == text else ("created" if old is None else "changed")
-    return result
+    texts = {
+        file: yaml.dump_all(objects, Dumper=_NoAliases, sort_keys=False, width=100)
+        for file, objects in manifests(topology, opts).items()
+    }
+    return write_files(out_dir, texts)

@@ -17,15 +17,26 @@ broker (``forwarding.bootstrap``, else the embedded one).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from edgestream.core.serde import subject_for
 from edgestream.core.topology import Topology, format_duration
 from edgestream.wire.topics import GATEWAY_TOPICS, REPORTS_TOPIC
 
-__all__ = ["CLOUD", "FlinkJobSpec", "Plan", "ProcessSpec", "SchemaSpec", "TopicSpec", "build_plan"]
+__all__ = [
+    "CLOUD",
+    "FlinkJobSpec",
+    "Plan",
+    "ProcessSpec",
+    "SchemaSpec",
+    "TopicSpec",
+    "build_plan",
+    "env_references",
+]
 
 CLOUD = "cloud"
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(:-[^}]*)?\}")  # ${NAME} or ${NAME:-default}
 #: Cloud topic kind -> Avro record of its values (None: JSON, no registry subject).
 CLOUD_RECORDS = {
     "alerts": "AnomalyAlert",
@@ -197,3 +208,16 @@ def build_plan(topology: Topology) -> Plan:
         jobs=_jobs(topology),
         brokers=brokers,
     )
+
+
+def env_references(topology: Topology) -> dict[str, bool]:
+    """Environment variables the topology reads -> optional (it has a default)."""
+    text = topology.source.read_text(encoding="utf-8") if topology.source else ""
+    found: dict[str, bool] = {}
+    for match in _ENV_REF.finditer(text):
+        found[match.group(1)] = found.get(match.group(1), True) and match.group(2) is not None
+    signing = topology.retraining.signing
+    for name in (signing.key_env, signing.public_key_env):
+        if name:
+            found.setdefault(name, True)
+    return found

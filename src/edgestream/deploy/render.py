@@ -1,16 +1,18 @@
 """Plain-text tables of a plan and of an apply report: stable (no terminal-width wrapping,
-no colours), so ``deploy --dry-run`` output can be diffed and reviewed."""
+no colours), so ``deploy --dry-run`` output can be diffed and reviewed; and the rendered
+manifests or units written to a folder (:func:`write_files`)."""
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from edgestream.core.tables import table
-from edgestream.deploy.local import Change
+from edgestream.deploy.brokers import Change
 from edgestream.deploy.plan import Plan
 from edgestream.deploy.supervise import SupervisorStatus
 
-__all__ = ["render_changes", "render_plan", "render_status"]
+__all__ = ["render_changes", "render_plan", "render_status", "write_files"]
 
 
 def _configs(configs: tuple[tuple[str, str], ...]) -> str:
@@ -79,3 +81,17 @@ def render_status(topology: str, states: dict[str, SupervisorStatus]) -> str:
     ]  # fmt: skip
     columns = ("process", "state", "pid", "restarts", "last exit", "last restart", "started")
     return table(f"local processes of topology {topology}", columns, rows) + "\n"
+
+
+def write_files(out_dir: Path, texts: dict[str, str]) -> dict[str, str]:
+    """Write each file's text into ``out_dir`` (a file already holding it is not touched);
+    file -> "created" / "changed" / "unchanged"."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result = {}
+    for file, text in texts.items():
+        path = out_dir / file
+        old = path.read_text(encoding="utf-8") if path.exists() else None
+        if old != text:
+            path.write_text(text, encoding="utf-8")
+        result[file] = "unchanged" if old == text else ("created" if old is None else "changed")
+    return result

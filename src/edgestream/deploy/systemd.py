@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgestream.core.topology import Topology
+from edgestream.deploy.brokers import Targets
 from edgestream.deploy.exceptions import DeployError
-from edgestream.deploy.k8s import env_references
-from edgestream.deploy.local import Targets, process_argv, run_dir
-from edgestream.deploy.plan import CLOUD, ProcessSpec, build_plan
+from edgestream.deploy.local import process_argv, run_dir
+from edgestream.deploy.plan import CLOUD, ProcessSpec, build_plan, env_references
+from edgestream.deploy.render import write_files
 
 __all__ = ["SystemdOptions", "units", "write_units"]
 
@@ -159,12 +160,4 @@ def units(topology: Topology, opts: SystemdOptions | None = None) -> dict[str, s
 
 def write_units(topology: Topology, out_dir: Path, opts: SystemdOptions | None = None) -> dict:
     """Write :func:`units` into ``out_dir``; file -> "created" / "changed" / "unchanged"."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    result = {}
-    for file, text in units(topology, opts).items():
-        path = out_dir / file
-        old = path.read_text(encoding="utf-8") if path.exists() else None
-        if old != text:
-            path.write_text(text, encoding="utf-8")
-        result[file] = "unchanged" if old == text else ("created" if old is None else "changed")
-    return result
+    return write_files(out_dir, units(topology, opts))

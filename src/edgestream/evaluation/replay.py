@@ -43,6 +43,7 @@ from edgestream.core.topology.edge import SensorTopic
 from edgestream.edge.models import load_model
 from edgestream.edge.pipeline import TopicPipeline
 from edgestream.evaluation.exceptions import EvaluationError
+from edgestream.ml.scorer import OnnxScorer
 
 GATEWAY = "replay"
 SITE = "replay"
@@ -150,22 +151,39 @@ def replay(
     return _run(topology, spec, rec, size, Path(state_dir))
 
 
+def in_process_pipeline(
+    topology: Topology,
+    gateway_id: str,
+    topic: SensorTopic,
+    registry: str,
+    state_dir: Path,
+    sync: bool = True,
+) -> tuple[TopicPipeline, OnnxScorer | None, float | None]:
+    """The :class:`TopicPipeline` of ``topic`` as the worker builds it, in this process: the
+    topology's model of its device type (if any) and its threshold, records decoded with the
+    topic's schema; the pipeline, the model and the threshold."""
+    scorer, threshold = None, None
+    if topic.device_type in topology.models:
+        scorer, threshold = load_model(topology, topic.device_type)
+    pipeline = TopicPipeline(
+        topology,
+        gateway_id,
+        topic,
+        state_dir,
+        AvroDeserializer(registry, reader_schema=topic.schema_),
+        scorer,
+        sync=sync,
+        threshold=threshold,
+    )
+    return pipeline, scorer, threshold
+
+
 def _run(
     topology: Topology, spec: SensorTopic, rec: Recording, size: int, state_dir: Path
 ) -> ReplayRun:
     registry = f"mock://replay-{uuid.uuid4().hex}"
-    scorer, threshold = (None, None)
-    if spec.device_type in topology.models:
-        scorer, threshold = load_model(topology, spec.device_type)
-    pipeline = TopicPipeline(
-        topology,
-        GATEWAY,
-        spec,
-        state_dir,
-        AvroDeserializer(registry, reader_schema=spec.schema_),
-        scorer,
-        sync=False,
-        threshold=threshold,
+    pipeline, scorer, threshold = in_process_pipeline(
+        topology, GATEWAY, spec, registry, state_dir, sync=False
     )
     encode = _encoder(registry, spec)
     run = ReplayRun(np.full(len(rec), np.nan), {}, threshold=threshold)

@@ -15,10 +15,8 @@ The console lives in :mod:`edgestream.cli.up`; this module runs things and keeps
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import threading
 import time
-from collections import Counter, deque
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -26,17 +24,24 @@ from typing import Any
 from confluent_kafka import Consumer, TopicPartition
 
 from edgestream.core.broker import consumer_config, ensure_topics
-from edgestream.core.commands import cloud_run, edge_run, forward_run, retrain_serve
 from edgestream.core.exceptions import EdgestreamError
 from edgestream.core.paths import home_dir, topologies_dir
 from edgestream.core.serde import AvroDeserializer
 from edgestream.core.stack import Stack
 from edgestream.core.topology import Topology, load_topology
 from edgestream.edge.config import edge_topics, sensor_topic_configs
-from edgestream.loop.procs import Managed
+from edgestream.loop.launch import (
+    cloud_topics,
+    forwarder,
+    scaled_topology,
+    services,
+    signing_env,
+    worker,
+)
+from edgestream.loop.state import GatewayState, LoopState, drained, loop_closed
 from edgestream.loop.watch import CloudWatch, gateway_figures, scrape
-from edgestream.sim import SimConfig, SimProgress, SimResult, simulate
-from edgestream.wire.topics import ALERTS_TOPIC, FLEET, SUMMARIES_TOPIC
+from edgestream.sim import SimConfig, SimProgress, simulate
+from edgestream.wire.topics import ALERTS_TOPIC, SUMMARIES_TOPIC
 
 
 def default_topology() -> Path:
@@ -69,100 +74,6 @@ class LoopConfig:
     until_loop_closed: bool = False  # stop once a retrained model is live on every gateway
 
 
-@dataclass
-class GatewayState:
-    """Live figures of one gateway's part of the loop."""
-
-    name: str
-    bootstrap: str
-    readings: int = 0
-    bytes: int = 0
-    late_pending: int = 0
-    alerts: int = 0
-    summaries: int = 0
-    worker_pid: int | None = None
-    worker_alive: bool = False
-    restarts: int = 0
-    result: SimResult | None = None
-    error: str | None = None
-    worker: Managed | None = None
-    forwarder: Managed | None = None
-    figures: dict[str, Any] = field(default_factory=dict)  # from the metrics pages
-    rate: float = 0.0  # readings/s processed by the worker, last few seconds
-
-
-@dataclass
-class LoopState:
-    """What the loop is doing now; read by the live console."""
-
-    started_at: float = field(default_factory=time.monotonic)
-    endpoints: dict[str, Any] = field(default_factory=dict)
-    gateways: dict[str, GatewayState] = field(default_factory=dict)
-    latest_alerts: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=8))
-    phase: str = "starting"
-    run_dir: Path | None = None
-    error: BaseException | None = None
-    services: dict[str, Managed] = field(default_factory=dict)  # cloud job, retrainer
-    missing: list[str] = field(default_factory=list)  # parts not installed yet
-    cloud: CloudWatch | None = None
-
-    @property
-    def elapsed(self) -> float:
-        return time.monotonic() - self.started_at
-
-    def summary(self) -> dict[str, Any]:
-        gws = list(self.gateways.values())
-        cloud = self.cloud.figures if self.cloud is not None else None
-        raw = sum(g.figures.get("sensor_bytes", 0) for g in gws)
-        out = sum(g.figures.get("cloud_bytes", 0) for g in gws)
-        updates = cloud.model_updates if cloud else {}
-        rollout = cloud.rollout if cloud else {}
-        errors = [f"{g.name}: {g.error}" for g in gws if g.error]
-        if self.cloud is not None and self.cloud.error:
-            errors.append(self.cloud.error)
-        errors += [note for m in self.processes() if (note := m.restart_note)]
-        return {
-            "seconds": round(self.elapsed, 1),
-            "gateways": len(gws),
-            "readings_in": sum(g.readings for g in gws),
-            "readings_processed": sum(g.figures.get("processed", 0) for g in gws),
-            "sensor_bytes": sum(g.bytes for g in gws),
-            "alerts_edge": sum(g.alerts for g in gws),
-            "alerts_cloud": cloud.alerts if cloud else 0,
-            "summaries_edge": sum(g.summaries for g in gws),
-            "summaries_cloud": cloud.summaries if cloud else 0,
-            "dlq_records": sum(g.figures.get("dlq", 0) for g in gws),
-            "dlq_by_reason": dict(
-                sum((Counter(g.figures.get("dlq_reasons", {})) for g in gws), Counter())
-            ),
-            "late_readings": sum(g.figures.get("late", 0) for g in gws),
-            "raw_sensor_bytes": raw,
-            "cloud_bytes": out,
-            "bytes_saved": round(1 - out / raw, 4) if raw else None,
-            "fleet_stats_windows": cloud.stats_windows if cloud else 0,
-            "retrain_requests": cloud.retrain_requests if cloud else 0,
-            "retrains": updates.get("candidate", 0),
-            "model_promotions": updates.get("promote", 0),
-            "gateway_promotions": rollout.get("promoted", 0),
-            "rollbacks": updates.get("rollback", 0) + rollout.get("rolled_back", 0),
-            "anomalous_readings_injected": sum(
-                g.result.anomalous_readings for g in gws if g.result
-            ),
-            "late_readings_injected": sum(g.result.late_readings for g in gws if g.result),
-            "worker_restarts": sum(g.restarts for g in gws),
-            "forwarder_restarts": sum(g.forwarder.restarts for g in gws if g.forwarder),
-            "service_restarts": sum(m.restarts for m in self.services.values()),
-            "not_started": list(self.missing),
-            "run_dir": str(self.run_dir),
-            "errors": errors,
-        }
-
-    def processes(self) -> list[Managed]:
-        """Every supervised process."""
-        out = [m for g in self.gateways.values() for m in (g.worker, g.forwarder) if m]
-        return out + list(self.services.values())
-
-
 def run_loop(
     config: LoopConfig,
     stop: threading.Event | None = None,
@@ -188,61 +99,14 @@ def run_loop(
     was_running = stack.status().running
     status = stack.start(gateways=[g.id for g in topology.gateways])
     state.endpoints = status.endpoints()
-    registry = str(state.endpoints["registry"])
-    cloud = str(state.endpoints["cloud"])
     threads: list[threading.Thread] = []
     sims: list[threading.Thread] = []
     observe = threading.Event()  # set after the drain: the counting threads stop then
     try:
-        keys = _signing_env(run_dir)
-        for gateway in topology.gateways:
-            bootstrap = state.endpoints["edge"][gateway.id]
-            gw = state.gateways[gateway.id] = GatewayState(gateway.id, bootstrap)
-            ensure_topics(
-                bootstrap,
-                edge_topics(topology, gateway.id),
-                topic_configs=sensor_topic_configs(topology, gateway.id),
-            )
-            gw.worker = _worker(config.topology, gw, registry, run_dir, keys).start()
-            gw.worker_pid = gw.worker.pid
-            if config.forwarders:
-                gw.forwarder = _forwarder(config.topology, gw, cloud, registry, run_dir).start()
-        if config.cloud:
-            for name, managed in _services(config.topology, cloud, registry, run_dir, keys, state):
-                state.services[name] = managed.start()
-        for index, gateway in enumerate(topology.gateways):
-            gw = state.gateways[gateway.id]
-            sim = _fleet(config, topology, gateway.id, index, run_dir)
-            sims.append(_thread(_run_fleet, f"sim-{gw.name}", gw, sim, registry, stop))
-            threads.append(_thread(_monitor, f"mon-{gw.name}", gw, state, registry, observe))
-        threads.append(_thread(_poll_metrics, "metrics", state, observe))
-        if config.forwarders:
-            state.cloud = CloudWatch(cloud, registry, _cloud_topics(topology))
-            threads.append(_thread(state.cloud.run, "cloud-watch", observe))
+        _start_processes(config, topology, state, run_dir)
+        sims, threads = _start_observers(config, topology, state, run_dir, stop, observe)
         state.phase = "running"
-        deadline = None if config.duration is None else time.monotonic() + config.duration
-        while not stop.is_set():
-            if deadline is not None and time.monotonic() >= deadline:
-                break
-            if config.until_loop_closed and loop_closed(state):
-                break  # a retrained model is live on every gateway
-            for gw in state.gateways.values():
-                assert gw.worker is not None
-                gw.worker_alive = gw.worker.check()
-                if not gw.worker_alive:  # its state is crash-safe: restarted (supervisor)
-                    gw.restarts = gw.worker.restarts
-                    gw.worker_pid = gw.worker.pid
-                    gw.error = (
-                        f"worker exited with {gw.worker.last_exit}, restarted (see {run_dir})"
-                    )
-                if gw.forwarder is not None and not gw.forwarder.check():
-                    gw.error = (
-                        f"forwarder exited with {gw.forwarder.last_exit}, restarted "
-                        f"(see {gw.forwarder.log})"
-                    )
-            for service in state.services.values():
-                service.check()
-            stop.wait(0.25)
+        _supervise(config, state, stop, run_dir)
     finally:
         state.phase = "stopping"
         stop.set()
@@ -252,37 +116,104 @@ def run_loop(
             state.phase = "draining"
             drain(state, DRAIN_TIMEOUT_S)
         observe.set()
-        with contextlib.suppress(Exception):  # the last figures, before the processes go
-            scrape_figures(state)
-        processes = state.processes()
-        for managed in processes:  # all at once, then wait for each
-            managed.terminate()
-        for thread in threads:
-            thread.join(timeout=30)
-        for managed in processes:
-            managed.stop()
-        for gw in state.gateways.values():
-            gw.worker_alive = False
+        _stop_processes(state, threads)
         if not (was_running or config.keep_stack):
             stack.stop(purge=True)  # a stack this run started leaves no topics behind
         state.phase = "stopped"
     return state
 
 
+def _start_processes(
+    config: LoopConfig, topology: Topology, state: LoopState, run_dir: Path
+) -> None:
+    """Per gateway its topics, worker and forwarder; the cloud services."""
+    registry, cloud = str(state.endpoints["registry"]), str(state.endpoints["cloud"])
+    keys = signing_env(run_dir)
+    for gateway in topology.gateways:
+        bootstrap = state.endpoints["edge"][gateway.id]
+        gw = state.gateways[gateway.id] = GatewayState(gateway.id, bootstrap)
+        ensure_topics(
+            bootstrap,
+            edge_topics(topology, gateway.id),
+            topic_configs=sensor_topic_configs(topology, gateway.id),
+        )
+        gw.worker = worker(config.topology, gw, registry, run_dir, keys).start()
+        gw.worker_pid = gw.worker.pid
+        if config.forwarders:
+            gw.forwarder = forwarder(config.topology, gw, cloud, registry, run_dir).start()
+    if config.cloud:
+        for name, managed in services(config.topology, cloud, registry, run_dir, keys, state):
+            state.services[name] = managed.start()
+
+
+def _start_observers(
+    config: LoopConfig,
+    topology: Topology,
+    state: LoopState,
+    run_dir: Path,
+    stop: threading.Event,
+    observe: threading.Event,
+) -> tuple[list[threading.Thread], list[threading.Thread]]:
+    """The simulated fleets (until ``stop``) and the threads that count what the gateways
+    and the cloud hold (until ``observe``): (fleets, counters)."""
+    registry, cloud = str(state.endpoints["registry"]), str(state.endpoints["cloud"])
+    threads: list[threading.Thread] = []
+    sims: list[threading.Thread] = []
+    for index, gateway in enumerate(topology.gateways):
+        gw = state.gateways[gateway.id]
+        sim = _fleet(config, topology, gateway.id, index, run_dir)
+        sims.append(_thread(_run_fleet, f"sim-{gw.name}", gw, sim, registry, stop))
+        threads.append(_thread(_monitor, f"mon-{gw.name}", gw, state, registry, observe))
+    threads.append(_thread(_poll_metrics, "metrics", state, observe))
+    if config.forwarders:
+        state.cloud = CloudWatch(cloud, registry, cloud_topics(topology))
+        threads.append(_thread(state.cloud.run, "cloud-watch", observe))
+    return sims, threads
+
+
+def _supervise(config: LoopConfig, state: LoopState, stop: threading.Event, run_dir: Path) -> None:
+    """Until the duration passes, ``stop`` is set or (if asked) the loop closed: restart
+    what exits and note it."""
+    deadline = None if config.duration is None else time.monotonic() + config.duration
+    while not stop.is_set():
+        if deadline is not None and time.monotonic() >= deadline:
+            break
+        if config.until_loop_closed and loop_closed(state):
+            break  # a retrained model is live on every gateway
+        for gw in state.gateways.values():
+            assert gw.worker is not None
+            gw.worker_alive = gw.worker.check()
+            if not gw.worker_alive:  # its state is crash-safe: restarted (supervisor)
+                gw.restarts = gw.worker.restarts
+                gw.worker_pid = gw.worker.pid
+                gw.error = f"worker exited with {gw.worker.last_exit}, restarted (see {run_dir})"
+            if gw.forwarder is not None and not gw.forwarder.check():
+                gw.error = (
+                    f"forwarder exited with {gw.forwarder.last_exit}, restarted "
+                    f"(see {gw.forwarder.log})"
+                )
+        for service in state.services.values():
+            service.check()
+        stop.wait(0.25)
+
+
+def _stop_processes(state: LoopState, threads: list[threading.Thread]) -> None:
+    """The last figures, then every process terminated at once and waited for."""
+    with contextlib.suppress(Exception):  # the last figures, before the processes go
+        scrape_figures(state)
+    processes = state.processes()
+    for managed in processes:  # all at once, then wait for each
+        managed.terminate()
+    for thread in threads:
+        thread.join(timeout=30)
+    for managed in processes:
+        managed.stop()
+    for gw in state.gateways.values():
+        gw.worker_alive = False
+
+
 #: at most this long, after the simulators stop, for the gateways and forwarders to catch up
 DRAIN_TIMEOUT_S = 30.0
-
-
-def drained(state: LoopState) -> bool:
-    """Whether every reading produced was processed (valid or to the DLQ), every forwarder's
-    outbox is empty and the cloud holds as many alerts as the gateways emitted: the summary's
-    edge and cloud figures are then one cut of the run."""
-    for gw in state.gateways.values():
-        f = gw.figures
-        if f.get("processed", 0) + f.get("dlq", 0) < gw.readings or f.get("outbox_depth", 1):
-            return False
-    edge = sum(gw.alerts for gw in state.gateways.values())
-    return state.cloud is not None and state.cloud.figures.alerts >= edge
 
 
 def drain(state: LoopState, timeout: float) -> bool:
@@ -295,45 +226,6 @@ def drain(state: LoopState, timeout: float) -> bool:
             scrape_figures(state)
         time.sleep(0.5)
     return True
-
-
-def loop_closed(state: LoopState) -> bool:
-    """Whether the whole loop has run once, as the cloud broker shows it: a retrain was
-    requested and published, the cloud promoted it, and every gateway announced it live."""
-    if state.cloud is None:
-        return False
-    f = state.cloud.figures
-    return (
-        f.retrain_requests >= 1
-        and f.model_updates["candidate"] >= 1
-        and f.model_updates["promote"] >= 1
-        and f.rollout["promoted"] >= len(state.gateways) > 0
-    )
-
-
-def scaled_topology(path: Path, gateways: int, run_dir: Path) -> Path:
-    """A copy of the topology at ``path`` with ``gateways`` gateways (the first N; past its
-    own, copies of its last gateway named ``gw-<n>``), written into ``run_dir``."""
-    import yaml
-
-    if gateways < 1:
-        raise EdgestreamError(f"--gateways must be >= 1 (got {gateways})")
-    raw = yaml.safe_load(path.read_text())
-    listed = list(raw.get("gateways") or [])
-    if not listed:
-        raise EdgestreamError(f"{path}: no gateways to scale: add one under `gateways:`")
-    out = listed[:gateways]
-    while len(out) < gateways:
-        extra = {**listed[-1], "id": f"gw-{len(out) + 1}", "canary": False}
-        extra.pop("bootstrap", None)
-        out.append(extra)
-    raw["gateways"] = out
-    for model in (raw.get("models") or {}).values():  # paths are relative to the topology
-        if isinstance(model, dict) and model.get("path"):
-            model["path"] = str((path.parent / model["path"]).resolve())
-    scaled = run_dir / f"topology-{gateways}gw.yaml"
-    scaled.write_text(yaml.safe_dump(raw, sort_keys=False))
-    return scaled
 
 
 def _thread(target: Any, name: str, *args: Any) -> threading.Thread:
@@ -363,86 +255,6 @@ def _fleet(
         topic="sensors.{device_type}",
         labels=run_dir / f"labels-{gateway_id}.jsonl",
     )
-
-
-def _worker(
-    topology: Path, gw: GatewayState, registry: str, run_dir: Path, env: dict[str, str]
-) -> Managed:
-    args = edge_run(topology, gw.name, bootstrap=gw.bootstrap, registry=registry,
-                    data_dir=run_dir / gw.name)  # fmt: skip
-    public = {k: v for k, v in env.items() if k == PUBLIC_KEY_ENV}
-    return Managed(
-        f"{gw.name} worker", args, run_dir / f"{gw.name}-worker.log", run_dir / gw.name, "edge",
-        env=public,
-    )  # fmt: skip
-
-
-def _forwarder(
-    topology: Path, gw: GatewayState, cloud: str, registry: str, run_dir: Path
-) -> Managed:
-    args = forward_run(topology, gw.name, edge_bootstrap=gw.bootstrap, cloud_bootstrap=cloud,
-                       registry=registry, data_dir=run_dir / gw.name,
-                       loglevel="warning")  # fmt: skip
-    log = run_dir / f"{gw.name}-forwarder.log"
-    return Managed(f"{gw.name} forwarder", args, log, run_dir / gw.name, "forward")
-
-
-PRIVATE_KEY_ENV, PUBLIC_KEY_ENV = "EDGESTREAM_SIGNING_KEY", "EDGESTREAM_SIGNING_PUBLIC_KEY"
-
-
-def _signing_env(run_dir: Path) -> dict[str, str]:
-    """An ephemeral Ed25519 key pair in the run dir, as the PEM environment variables the
-    default topology's ``retraining.signing`` names (empty when signing is not installed)."""
-    if importlib.util.find_spec("edgestream.ml.signing") is None:
-        return {}
-    from edgestream.ml.signing import PRIVATE_KEY_FILE, PUBLIC_KEY_FILE, generate_key_pair
-
-    keys = run_dir / "keys"  # a re-used run dir keeps its pair (gateways verify with it)
-    private, public = keys / PRIVATE_KEY_FILE, keys / PUBLIC_KEY_FILE
-    if not (private.exists() and public.exists()):
-        private, public = generate_key_pair(keys)
-    return {PRIVATE_KEY_ENV: private.read_text(), PUBLIC_KEY_ENV: public.read_text()}
-
-
-def _services(
-    topology: Path,
-    cloud: str,
-    registry: str,
-    run_dir: Path,
-    keys: dict[str, str],
-    state: LoopState,
-) -> list[tuple[str, Managed]]:
-    """The cloud side: Flink jobs (``edgestream cloud run``) and the retrainer (``edgestream
-    retrain serve``), each only when its module is installed (else noted in ``missing``)."""
-    out = []
-    if importlib.util.find_spec("edgestream.cli.cloud") is not None:
-        args = cloud_run(topology, cloud_bootstrap=cloud, registry=registry)
-        data = run_dir / "cloud"
-        out.append(
-            ("cloud jobs", Managed("cloud jobs", args, run_dir / "cloud.log", data, "cloud"))
-        )
-    else:
-        state.missing.append("cloud jobs (edgestream cloud run: not installed)")
-    if importlib.util.find_spec("edgestream.cli.retrain") is not None and keys:
-        args = retrain_serve(topology, cloud_bootstrap=cloud, registry=registry)
-        env = {PRIVATE_KEY_ENV: keys[PRIVATE_KEY_ENV]}
-        log, data = run_dir / "retrainer.log", run_dir / "retrainer"
-        out.append(("retrainer", Managed("retrainer", args, log, data, "retrain", env=env)))
-    else:
-        state.missing.append("retrainer (edgestream retrain serve: not installed)")
-    return out
-
-
-def _cloud_topics(topology: Topology) -> dict[str, str]:
-    fwd, cloud = topology.forwarding.topics, topology.cloud
-    return {
-        "alerts": fwd.alerts,
-        "summaries": fwd.summaries,
-        "rollout": str(getattr(fwd, "rollout", FLEET["rollout"])),
-        "retrain": cloud.retrain_topic,
-        "models": cloud.models_topic,
-        "stats": cloud.stats_topic,
-    }
 
 
 def _poll_metrics(state: LoopState, stop: threading.Event) -> None:

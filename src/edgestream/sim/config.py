@@ -126,67 +126,76 @@ class SimConfig:
     block_steps: int | None = None  # time steps per generated batch; None = automatic
 
     def __post_init__(self) -> None:
+        self._check_fleet()
+        self._check_anomalies()
+        self._check_drift()
+        self._check_late_and_output()
+
+    def _check_fleet(self) -> None:
+        """Devices, rate, duration, seed, sites and device types."""
         from edgestream.sim.devices import DEVICE_TYPES  # devices imports this module
 
-        def need(ok: bool, message: str) -> None:
-            if not ok:
-                raise SimConfigError(message)
-
-        def fmt(value: Any) -> str:
-            return f"{value:g}" if isinstance(value, float) else str(value)
-
-        need(isinstance(self.devices, int) and self.devices >= 1, "--devices must be >= 1")
+        _need(isinstance(self.devices, int) and self.devices >= 1, "--devices must be >= 1")
         rate_ok = _finite(self.rate) and 0 < self.rate <= MAX_RATE_HZ
-        need(rate_ok, f"--rate must be > 0 and <= 1000 Hz (got {fmt(self.rate)})")
+        _need(rate_ok, f"--rate must be > 0 and <= 1000 Hz (got {_fmt(self.rate)})")
         dur = self.duration
-        need(dur is None or (_finite(dur) and dur > 0), f"--duration must be > 0 (got {dur})")
-        need(isinstance(self.seed, int) and self.seed >= 0, f"--seed must be >= 0 ({self.seed})")
-        need(self.sites >= 1, f"--sites must be >= 1 (got {self.sites})")
+        _need(dur is None or (_finite(dur) and dur > 0), f"--duration must be > 0 (got {dur})")
+        _need(isinstance(self.seed, int) and self.seed >= 0, f"--seed must be >= 0 ({self.seed})")
+        _need(self.sites >= 1, f"--sites must be >= 1 (got {self.sites})")
         if self.site_names is not None:
-            need(len(self.site_names) >= 1, "--site-names needs at least one name")
+            _need(len(self.site_names) >= 1, "--site-names needs at least one name")
             object.__setattr__(self, "sites", len(self.site_names))
-        need(bool(self.device_types), "--device-types needs at least one type")
+        _need(bool(self.device_types), "--device-types needs at least one type")
         for name in self.device_types:
             known = ", ".join(DEVICE_TYPES)
-            need(name in DEVICE_TYPES, f"--device-types: unknown type {name!r} (known: {known})")
-        need(len(set(self.device_types)) == len(self.device_types), "--device-types repeats")
+            _need(name in DEVICE_TYPES, f"--device-types: unknown type {name!r} (known: {known})")
+        _need(len(set(self.device_types)) == len(self.device_types), "--device-types repeats")
+
+    def _check_anomalies(self) -> None:
         _fraction(self.anomaly_rate, "--anomaly-rate", upper_open=True)
         lo, hi = self.anomaly_length
-        need(1 <= lo <= hi, f"anomaly_length must be 1 <= min <= max (got {lo}, {hi})")
+        _need(1 <= lo <= hi, f"anomaly_length must be 1 <= min <= max (got {lo}, {hi})")
         for kind in self.anomaly_kinds:
-            need(kind in ANOMALY_KINDS, f"unknown anomaly kind {kind!r} ({ANOMALY_KINDS})")
-        need(bool(self.anomaly_kinds), "anomaly_kinds needs at least one kind")
+            _need(kind in ANOMALY_KINDS, f"unknown anomaly kind {kind!r} ({ANOMALY_KINDS})")
+        _need(bool(self.anomaly_kinds), "anomaly_kinds needs at least one kind")
+
+    def _check_drift(self) -> None:
+        from edgestream.sim.devices import DEVICE_TYPES  # devices imports this module
+
         at = self.drift_at
-        need(at is None or (_finite(at) and at >= 0), f"--drift-at must be >= 0 (got {at})")
-        need(_finite(self.drift_ramp) and self.drift_ramp >= 0, "--drift-ramp must be >= 0")
-        need(_finite(self.drift_shift), "--drift-shift must be a number")
-        need(_finite(self.drift_std) and self.drift_std > 0, "--drift-std must be > 0")
+        _need(at is None or (_finite(at) and at >= 0), f"--drift-at must be >= 0 (got {at})")
+        _need(_finite(self.drift_ramp) and self.drift_ramp >= 0, "--drift-ramp must be >= 0")
+        _need(_finite(self.drift_shift), "--drift-shift must be a number")
+        _need(_finite(self.drift_std) and self.drift_std > 0, "--drift-std must be > 0")
         for name in self.drift_types or ():
-            need(name in self.device_types, f"--drift-types: {name!r} is not simulated")
+            _need(name in self.device_types, f"--drift-types: {name!r} is not simulated")
         if self.drift_channels:
             types = self.drift_types or self.device_types
             known = {c.name for t in types for c in DEVICE_TYPES[t].channels if c.drifts}
             for name in self.drift_channels:
-                need(name in known, f"--drift-channels: no channel {name!r} ({sorted(known)})")
+                _need(name in known, f"--drift-channels: no channel {name!r} ({sorted(known)})")
+
+    def _check_late_and_output(self) -> None:
+        """Late readings, frames, partitions, pacing, topic template and prefix."""
         _fraction(self.late_fraction, "--late-fraction")
         _fraction(self.late_beyond_share, "--late-beyond-share")
         for option, (a, b) in (
             ("--late-within", self.late_within),
             ("--late-beyond", self.late_beyond),
         ):
-            need(_finite(a) and _finite(b) and 0 < a <= b, f"{option} needs 0 < MIN <= MAX s")
-        need(isinstance(self.frames, int) and self.frames >= 1, "--frames must be >= 1")
-        need(self.partitions >= 1, "--partitions must be >= 1")
-        need(_finite(self.speed) and self.speed > 0, f"--speed must be > 0 (got {self.speed})")
+            _need(_finite(a) and _finite(b) and 0 < a <= b, f"{option} needs 0 < MIN <= MAX s")
+        _need(isinstance(self.frames, int) and self.frames >= 1, "--frames must be >= 1")
+        _need(self.partitions >= 1, "--partitions must be >= 1")
+        _need(_finite(self.speed) and self.speed > 0, f"--speed must be > 0 (got {self.speed})")
         finite = self.duration is not None or self.replay is not None
-        need(finite or not self.fast, "--fast needs a finite --duration")
-        need(self.block_steps is None or self.block_steps >= 1, "block_steps must be >= 1")
+        _need(finite or not self.fast, "--fast needs a finite --duration")
+        _need(self.block_steps is None or self.block_steps >= 1, "block_steps must be >= 1")
         fields = {f for _, f, _, _ in string.Formatter().parse(self.topic) if f is not None}
         unknown = sorted(fields - set(TOPIC_FIELDS))
-        need(not unknown, f"--topic template uses unknown field(s) {unknown} ({TOPIC_FIELDS})")
-        need(bool(self.topic.strip()), "--topic must not be empty")
+        _need(not unknown, f"--topic template uses unknown field(s) {unknown} ({TOPIC_FIELDS})")
+        _need(bool(self.topic.strip()), "--topic must not be empty")
         prefix_ok = all(ch.isalnum() or ch in "-_." for ch in self.prefix)
-        need(prefix_ok, f"--prefix allows letters, digits, '-', '_', '.' (got {self.prefix!r})")
+        _need(prefix_ok, f"--prefix allows letters, digits, '-', '_', '.' (got {self.prefix!r})")
 
     @property
     def steps(self) -> int | None:
@@ -215,6 +224,15 @@ class SimConfig:
             }
         params.pop("keep_clean")
         return params
+
+
+def _need(ok: bool, message: str) -> None:
+    if not ok:
+        raise SimConfigError(message)
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _finite(value: Any) -> bool:

@@ -258,8 +258,23 @@ def build_fleet(
     ``site_names`` names the sites explicitly (a topology's gateway sites).
     """
     names = site_names or tuple(f"{prefix}site-{i + 1}" for i in range(sites))
+    # one stream, drawn in this order: sites, devices, then each type's group
     rng = np.random.default_rng([seed, STREAM_FLEET])
-    site_list = [
+    site_list = _draw_sites(rng, names)
+    devices = _draw_devices(rng, n, types, prefix, site_list)
+    interval_ms = 1000.0 / rate
+    site_number = {site.name: i for i, site in enumerate(site_list)}
+    groups = []
+    for name in types:
+        members = [d for d in devices if d.device_type == name]
+        if members:
+            groups.append(_draw_group(rng, DEVICE_TYPES[name], members, site_number, interval_ms))
+    return Fleet(devices=devices, groups=groups, sites=site_list)
+
+
+def _draw_sites(rng: np.random.Generator, names: tuple[str, ...]) -> list[Site]:
+    """A site per name: its climate and time zone."""
+    return [
         Site(
             name=names[i],
             mean_temp=float(rng.uniform(8.0, 28.0)),
@@ -269,7 +284,13 @@ def build_fleet(
         )
         for i in range(len(names))
     ]
-    site_of = rng.permutation(np.arange(n) % len(names))
+
+
+def _draw_devices(
+    rng: np.random.Generator, n: int, types: tuple[str, ...], prefix: str, site_list: list[Site]
+) -> list[Device]:
+    """``n`` devices: types round-robin, sites shuffled, a firmware version each."""
+    site_of = rng.permutation(np.arange(n) % len(site_list))
     counters = dict.fromkeys(types, 0)
     devices: list[Device] = []
     for i in range(n):
@@ -285,39 +306,40 @@ def build_fleet(
                 tags={"fw": firmware, **DEVICE_TYPES[dtype].tags},
             )
         )
-    interval_ms = 1000.0 / rate
-    site_number = {site.name: i for i, site in enumerate(site_list)}
-    groups = []
-    for name in types:
-        dtype = DEVICE_TYPES[name]
-        members = [d for d in devices if d.device_type == name]
-        if not members:
-            continue
-        m, c = len(members), len(dtype.channels)
-        scale = np.array([ch.scale for ch in dtype.channels])
-        noise = np.array([ch.noise for ch in dtype.channels])
-        coarse = rng.random(m) < 0.2  # a fifth of the devices have a coarse ADC
-        quantum = np.where(coarse[:, None], [ch.quantum for ch in dtype.channels], 0.0)
-        fixed = np.array([not ch.anomalies for ch in dtype.channels])  # e.g. door switch
-        gain = np.where(fixed, 1.0, np.clip(rng.normal(1.0, 0.03, (m, c)), 0.9, 1.1))
-        offset = np.where(fixed, 0.0, rng.normal(0.0, 0.3, (m, c)) * scale)
-        noise_mult = np.exp(rng.normal(0.0, 0.25, (m, c)))
-        assert dtype.draw_params is not None
-        groups.append(
-            Group(
-                dtype=dtype,
-                index=np.array([d.index for d in members], dtype=np.int64),
-                devices=members,
-                site_index=np.array([site_number[d.site] for d in members]),
-                gain=gain,
-                offset=offset,
-                noise=noise * noise_mult,
-                quantum=quantum,
-                phase_ms=rng.integers(0, max(1, int(min(interval_ms, 1000.0))), m),
-                params=dtype.draw_params(rng, m),
-            )
-        )
-    return Fleet(devices=devices, groups=groups, sites=site_list)
+    return devices
+
+
+def _draw_group(
+    rng: np.random.Generator,
+    dtype: DeviceType,
+    members: list[Device],
+    site_number: dict[str, int],
+    interval_ms: float,
+) -> Group:
+    """The devices of one type as arrays: per device and channel gain, offset, noise and ADC
+    quantum; per device the phase of its readings and the type's own parameters."""
+    m, c = len(members), len(dtype.channels)
+    scale = np.array([ch.scale for ch in dtype.channels])
+    noise = np.array([ch.noise for ch in dtype.channels])
+    coarse = rng.random(m) < 0.2  # a fifth of the devices have a coarse ADC
+    quantum = np.where(coarse[:, None], [ch.quantum for ch in dtype.channels], 0.0)
+    fixed = np.array([not ch.anomalies for ch in dtype.channels])  # e.g. door switch
+    gain = np.where(fixed, 1.0, np.clip(rng.normal(1.0, 0.03, (m, c)), 0.9, 1.1))
+    offset = np.where(fixed, 0.0, rng.normal(0.0, 0.3, (m, c)) * scale)
+    noise_mult = np.exp(rng.normal(0.0, 0.25, (m, c)))
+    assert dtype.draw_params is not None
+    return Group(
+        dtype=dtype,
+        index=np.array([d.index for d in members], dtype=np.int64),
+        devices=members,
+        site_index=np.array([site_number[d.site] for d in members]),
+        gain=gain,
+        offset=offset,
+        noise=noise * noise_mult,
+        quantum=quantum,
+        phase_ms=rng.integers(0, max(1, int(min(interval_ms, 1000.0))), m),
+        params=dtype.draw_params(rng, m),
+    )
 
 
 def ambient(sites: list[Site], site_index: np.ndarray, hour: np.ndarray, days: np.ndarray):

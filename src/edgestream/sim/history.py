@@ -113,6 +113,35 @@ def read_history(
     frame, header_rows = _read_frame(path)
     columns = [str(c) for c in frame.columns]
     mapping = dict(mapping or {})
+    stamp, device = _role_columns(name, columns, mapping, device_id)
+    roles = {stamp, device, SITE_COLUMN, LABEL_COLUMN} - {None}
+    picked = _pick_channels(name, columns, roles, mapping, channels, required, extra_columns)
+    got = [ch for _, ch in picked]
+    values = np.column_stack(
+        [_numbers(frame[col], name, col, header_rows) for col, _ in picked]
+    ).astype(np.float64)
+    ts = _timestamps(frame[stamp], name, stamp, header_rows)
+    ids = (
+        _text(frame[device], name, device, header_rows)
+        if device is not None
+        else np.full(len(frame), device_id, dtype=object)
+    )
+    sites = (
+        _text(frame[SITE_COLUMN], name, SITE_COLUMN, header_rows)
+        if SITE_COLUMN in columns
+        else None
+    )
+    labels = None
+    if LABEL_COLUMN in columns and LABEL_COLUMN not in mapping:
+        labels = _numbers(frame[LABEL_COLUMN], name, LABEL_COLUMN, header_rows) > 0
+    return History(str(path), ids, sites, ts, values, tuple(got), labels)
+
+
+def _role_columns(
+    name: str, columns: list[str], mapping: dict[str, str], device_id: str | None
+) -> tuple[str, str | None]:
+    """The timestamp and device columns (None: the file's device is ``device_id``); every
+    mapped column must exist."""
     for column in mapping:
         if column not in columns:
             raise ReplayError(
@@ -131,7 +160,20 @@ def read_history(
             f"{name}: row 1, column 'device_id': missing; name the file's device with "
             "--device-id ID (or add a device_id column)"
         )
-    roles = {stamp, device, SITE_COLUMN, LABEL_COLUMN} - {None}
+    return stamp, device
+
+
+def _pick_channels(
+    name: str,
+    columns: list[str],
+    roles: set[str | None],
+    mapping: dict[str, str],
+    channels: Sequence[str] | None,
+    required: Sequence[str] | None,
+    extra_columns: str,
+) -> list[tuple[str, str]]:
+    """(column, channel) of each channel column: known channels, none twice, every
+    required one present."""
     picked: list[tuple[str, str]] = []  # (column, channel)
     for column in columns:
         if column in roles and column not in mapping:
@@ -160,24 +202,7 @@ def read_history(
         )
     if not picked:
         raise ReplayError(f"{name}: row 1: no channel columns (columns: {', '.join(columns)})")
-    values = np.column_stack(
-        [_numbers(frame[col], name, col, header_rows) for col, _ in picked]
-    ).astype(np.float64)
-    ts = _timestamps(frame[stamp], name, stamp, header_rows)
-    ids = (
-        _text(frame[device], name, device, header_rows)
-        if device is not None
-        else np.full(len(frame), device_id, dtype=object)
-    )
-    sites = (
-        _text(frame[SITE_COLUMN], name, SITE_COLUMN, header_rows)
-        if SITE_COLUMN in columns
-        else None
-    )
-    labels = None
-    if LABEL_COLUMN in columns and LABEL_COLUMN not in mapping:
-        labels = _numbers(frame[LABEL_COLUMN], name, LABEL_COLUMN, header_rows) > 0
-    return History(str(path), ids, sites, ts, values, tuple(got), labels)
+    return picked
 
 
 def write_history(path: Path | str, history: History) -> Path:

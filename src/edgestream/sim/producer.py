@@ -118,15 +118,7 @@ def simulate(
     if changes:
         config = config.with_(**changes)
     sim = Simulator(config)
-    client = registry_client(registry) if isinstance(registry, str | dict) else registry
-    frame = config.frames > 1
-    schema = "SensorFrame" if frame else "SensorReading"
-    serializers = {t: AvroSerializer(client, schema, subject_for(t)) for t in sim.topics}
-    for ser in serializers.values():
-        try:
-            _ = ser.schema_id  # registers now: a registry problem fails before producing
-        except SchemaError as error:
-            raise SchemaError(f"{error}; {_hint(config)}") from None
+    serializers = _serializers(sim, config, registry)
     broker.ensure_topics(bootstrap, dict.fromkeys(sim.topics, config.partitions))
     settings = {**PRODUCER_OVERRIDES, **(producer_overrides or {})}
     sender = Sender(
@@ -134,38 +126,10 @@ def simulate(
     )
     errors = sender.errors
     stop = stop or threading.Event()
-
-    sent = sent_bytes = 0
-    readings = 0
     begin = time.monotonic()
-    next_report = begin
-    v0 = sim.start_ms
-    speed = config.speed
+    totals = _Totals()
     try:
-        for message in sim.messages(stop=stop.is_set):
-            if not config.fast:
-                wait = (message.emit_ts - v0) / 1000.0 / speed - (time.monotonic() - begin)
-                if wait > 0.002:
-                    stop.wait(wait)  # an early stop wakes us; the message is still sent
-            data = serializers[message.topic](message.value)
-            sender.produce(message.topic, data, message.key, message.emit_ts)
-            sent += 1
-            sent_bytes += len(data) + len(message.key)
-            readings += message.readings
-            if sent & 0x3FF == 0 or not config.fast:  # paced: watch deliveries at every send
-                sender.poll(0)
-                if errors:
-                    break
-            if on_progress is not None and (sent & 0xFF == 0 or not config.fast):
-                now = time.monotonic()
-                if now >= next_report:
-                    next_report = now + PROGRESS_EVERY_S
-                    pending = sim.scheduler.pending
-                    on_progress(
-                        SimProgress(
-                            readings, sent, sent_bytes, now - begin, pending, sim.readings_expected
-                        )
-                    )
+        _send_all(sim, serializers, sender, stop, on_progress, begin, totals)
         remaining = sender.flush(60.0)
     finally:
         sender.close()
@@ -179,13 +143,13 @@ def simulate(
             "(check the broker is running: `edgestream stack status`)"
         )
     if on_progress is not None:
-        on_progress(SimProgress(readings, sent, sent_bytes, seconds, 0, sim.readings_expected))
+        on_progress(totals.progress(seconds, 0, sim.readings_expected))
     sched = sim.scheduler
     assert labels.run is not None
     return SimResult(
-        readings=readings,
-        messages=sent,
-        bytes=sent_bytes,
+        readings=totals.readings,
+        messages=totals.messages,
+        bytes=totals.bytes,
         seconds=seconds,
         topics=sched.topics,
         labels=labels_path,
@@ -194,6 +158,70 @@ def simulate(
         frames=sched.frame_messages,
         stopped=sched.stopped,
     )
+
+
+def _serializers(sim: Simulator, config: SimConfig, registry: Any) -> dict[str, AvroSerializer]:
+    """A value serializer per topic, its schema registered now: a registry problem fails
+    before anything is produced."""
+    client = registry_client(registry) if isinstance(registry, str | dict) else registry
+    schema = "SensorFrame" if config.frames > 1 else "SensorReading"
+    serializers = {t: AvroSerializer(client, schema, subject_for(t)) for t in sim.topics}
+    for ser in serializers.values():
+        try:
+            _ = ser.schema_id  # registers now: a registry problem fails before producing
+        except SchemaError as error:
+            raise SchemaError(f"{error}; {_hint(config)}") from None
+    return serializers
+
+
+@dataclass
+class _Totals:
+    """What a run sent so far."""
+
+    readings: int = 0
+    messages: int = 0
+    bytes: int = 0
+
+    def progress(self, seconds: float, pending: int, expected: int | None) -> SimProgress:
+        return SimProgress(self.readings, self.messages, self.bytes, seconds, pending, expected)
+
+
+def _send_all(
+    sim: Simulator,
+    serializers: dict[str, AvroSerializer],
+    sender: Sender,
+    stop: threading.Event,
+    on_progress: Callable[[SimProgress], None] | None,
+    begin: float,
+    totals: _Totals,
+) -> None:
+    """Send every message of ``sim`` (paced at its speed unless ``fast``) until it ends,
+    ``stop`` is set or a delivery failed; counts into ``totals``."""
+    config = sim.config
+    next_report = begin
+    v0 = sim.start_ms
+    speed = config.speed
+    for message in sim.messages(stop=stop.is_set):
+        if not config.fast:
+            wait = (message.emit_ts - v0) / 1000.0 / speed - (time.monotonic() - begin)
+            if wait > 0.002:
+                stop.wait(wait)  # an early stop wakes us; the message is still sent
+        data = serializers[message.topic](message.value)
+        sender.produce(message.topic, data, message.key, message.emit_ts)
+        totals.messages += 1
+        totals.bytes += len(data) + len(message.key)
+        totals.readings += message.readings
+        sent = totals.messages
+        if sent & 0x3FF == 0 or not config.fast:  # paced: watch deliveries at every send
+            sender.poll(0)
+            if sender.errors:
+                break
+        if on_progress is not None and (sent & 0xFF == 0 or not config.fast):
+            now = time.monotonic()
+            if now >= next_report:
+                next_report = now + PROGRESS_EVERY_S
+                pending = sim.scheduler.pending
+                on_progress(totals.progress(now - begin, pending, sim.readings_expected))
 
 
 def _hint(config: SimConfig) -> str:

@@ -90,15 +90,7 @@ class Scheduler:
         self, batches: Iterable[Batch], stop: Callable[[], bool] | None = None
     ) -> Iterator[Message]:
         """Yield messages in emission order until the batches end or ``stop()`` is true."""
-        heap, frames, cut, last_ts, sent = (
-            self._heap,
-            self.frames,
-            self.cut,
-            self.last_ts,
-            self.sent,
-        )
-        static, names, topic_of, keys = self._static, self._names, self.topic_of, self._keys
-        devices = self.devices
+        heap, frames, cut, last_ts = self._heap, self.frames, self.cut, self.last_ts
         for batch in batches:
             for e, t, d, s, delay, row in zip(*_flatten(batch), strict=True):
                 if stop is not None and stop():
@@ -122,19 +114,8 @@ class Scheduler:
                     buf[2].append(row)
                     if len(buf[1]) >= frames:
                         yield self._close(d, e)
-                else:  # the hot path: one SensorReading
-                    device_id, site, device_type = static[d]
-                    value = {
-                        "device_id": device_id,
-                        "site": site,
-                        "device_type": device_type,
-                        "ts": t,
-                        "seq": s,
-                        "channels": dict(zip(names[d], row, strict=True)),
-                        "tags": dict(devices[d].tags),
-                    }
-                    sent[d] += 1
-                    yield Message(e, topic_of[d], keys[d], value, 1, False, False)
+                else:  # one SensorReading
+                    yield self._reading(d, s, t, row, e, False)
             if self.stopped:
                 break
         yield from self.flush()

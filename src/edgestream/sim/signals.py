@@ -24,6 +24,7 @@ import numpy as np
 from edgestream.sim.anomalies import NEVER, Episode, Injector
 from edgestream.sim.config import SimConfig
 from edgestream.sim.devices import Fleet, Group, ambient, build_fleet
+from edgestream.sim.labels import DriftLabel
 
 STREAM_BLOCK = 2  # per block and group: noise, jitter, late readings
 STREAM_EVENT_START = 5  # per group: first door event of each device
@@ -58,18 +59,6 @@ class Batch:
     @property
     def readings(self) -> int:
         return sum(g.ts.size for g in self.groups)
-
-
-@dataclass(frozen=True)
-class Drift:
-    """A distribution change of some channels of one device type."""
-
-    device_type: str
-    channels: tuple[str, ...]
-    start_ts: int
-    ramp_s: float
-    shift: dict[str, float]  # in channel units
-    std_factor: float
 
 
 class _Lags:
@@ -197,7 +186,7 @@ class SignalGenerator:
         self.drifts = self._drifts()
         self._states = [_GroupState(self, i, g) for i, g in enumerate(self.fleet.groups)]
 
-    def _drifts(self) -> list[Drift]:
+    def _drifts(self) -> list[DriftLabel]:
         cfg = self.config
         if cfg.drift_at is None:
             return []
@@ -212,7 +201,10 @@ class SignalGenerator:
                 continue
             shift = {c.name: cfg.drift_shift * c.scale for c in dtype.channels if c.name in chans}
             start = self.start_ms + round(cfg.drift_at * 1000)
-            found.append(Drift(dtype.name, chans, start, cfg.drift_ramp, shift, cfg.drift_std))
+            end = start + round(cfg.drift_ramp * 1000)  # the ramp is complete
+            found.append(
+                DriftLabel(dtype.name, chans, start, cfg.drift_ramp, end, shift, cfg.drift_std)
+            )
         return found
 
     def batches(self) -> Iterator[Batch]:

@@ -13,11 +13,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 
 from edgestream.sim.config import SimConfig, now_ms
 from edgestream.sim.devices import Device
 from edgestream.sim.exceptions import SimError
-from edgestream.sim.labels import AnomalyLabel, DriftLabel, Labels, RunLabel
+from edgestream.sim.labels import AnomalyLabel, Labels, RunLabel
 from edgestream.sim.replay import ReplaySource
 from edgestream.sim.schedule import Message, Scheduler
 from edgestream.sim.signals import Batch, SignalGenerator
@@ -95,18 +96,7 @@ class Simulator:
                 if d.device_type == drift.device_type and sched.cut[d.index]
             ]
             if any(reached):
-                end = drift.start_ts + round(drift.ramp_s * 1000)
-                drifts.append(
-                    DriftLabel(
-                        drift.device_type,
-                        drift.channels,
-                        drift.start_ts,
-                        drift.ramp_s,
-                        end,
-                        dict(drift.shift),
-                        drift.std_factor,
-                    )
-                )
+                drifts.append(replace(drift, shift=dict(drift.shift)))
         params = cfg.as_params()
         params["start_time"] = self.start_ms
         run = RunLabel(

@@ -60,16 +60,7 @@ def fleet_summaries(
         ws = start_ms + w * window_ms
         for device, dtype, site, gw in fleet:
             n = int(rng.integers(80, 101))
-            channels = {}
-            for c in CHANNELS[dtype]:
-                values = rng.normal(rng.uniform(-5, 50), rng.uniform(0.1, 5), n)
-                mean = float(values.mean())
-                channels[c] = {
-                    "count": n, "sum": float(values.sum()), "min": float(values.min()),
-                    "max": float(values.max()), "mean": None,
-                    "m2": float(((values - mean) ** 2).sum()),
-                    "std": None, "last": None, "p50": None, "p95": None,
-                }  # fmt: skip
+            channels = _channel_stats(rng, dtype, n)
             anomalies = int(rng.poisson(1.0))
             seqs[gw] += 1
             record = {
@@ -89,14 +80,34 @@ def fleet_summaries(
         for site in sorted({f[2] for f in fleet}):  # site summaries: skipped by the job
             gw = "gw-1"
             seqs[gw] += 1
-            live.append({
-                "summary_id": None, "gateway_id": gw, "scope": "site", "scope_key": site,
-                "site": site, "device_type": "pump", "window_start": ws,
-                "window_end": ws + window_ms, "count": 1, "anomaly_count": 0, "max_score": None,
-                "first_ts": ws, "last_ts": ws, "channels": {}, "model_version": "v1",
-                "late_count": 0, "rollup_level": 0, "gateway_seq": seqs[gw],
-            })  # fmt: skip
+            live.append(_site_summary(gw, site, ws, window_ms, seqs[gw]))
     return live + held
+
+
+def _channel_stats(rng: np.random.Generator, dtype: str, n: int) -> dict[str, Any]:
+    """Per channel of ``dtype``: the stats of ``n`` random readings."""
+    channels = {}
+    for c in CHANNELS[dtype]:
+        values = rng.normal(rng.uniform(-5, 50), rng.uniform(0.1, 5), n)
+        mean = float(values.mean())
+        channels[c] = {
+            "count": n, "sum": float(values.sum()), "min": float(values.min()),
+            "max": float(values.max()), "mean": None,
+            "m2": float(((values - mean) ** 2).sum()),
+            "std": None, "last": None, "p50": None, "p95": None,
+        }  # fmt: skip
+    return channels
+
+
+def _site_summary(gw: str, site: str, ws: int, window_ms: int, seq: int) -> dict[str, Any]:
+    """A site summary of one window (the fleet job skips them)."""
+    return {
+        "summary_id": None, "gateway_id": gw, "scope": "site", "scope_key": site,
+        "site": site, "device_type": "pump", "window_start": ws,
+        "window_end": ws + window_ms, "count": 1, "anomaly_count": 0, "max_score": None,
+        "first_ts": ws, "last_ts": ws, "channels": {}, "model_version": "v1",
+        "late_count": 0, "rollup_level": 0, "gateway_seq": seq,
+    }  # fmt: skip
 
 
 def fleet_alerts(summaries: list[dict[str, Any]], seed: int = 0) -> list[dict[str, Any]]:
