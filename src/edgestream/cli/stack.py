@@ -11,9 +11,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from edgestream.cli.app import group, group_hook
 from edgestream.core.stack import Stack, StackStatus
 
-app = typer.Typer(help="The embedded stack: a broker per gateway, a cloud broker, a registry.")
+app = group("The embedded stack: a broker per gateway, a cloud broker, a registry.")
+
+register = group_hook(app, "stack")
+
+
 console = Console()
 
 DataDir = typer.Option(None, "--data-dir", help="Stack state dir (default $EDGESTREAM_HOME/stack).")
