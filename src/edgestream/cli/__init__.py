@@ -1,1 +1,2 @@
-"""The ``edgestream`` command line. Each module registers one command group."""
+"""The ``edgestream`` command line: each command module exposes ``register(root)`` (see
+:mod:`edgestream.cli.app`); options several commands share live in :mod:`edgestream.cli.options`."""

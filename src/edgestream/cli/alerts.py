@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import typer
 
-#: (header, width, value) of the table columns.
+from edgestream.cli.app import command_hook
+from edgestream.cli.options import CloudBroker, Registry
+
+#: (header, width) of the table columns.
 _COLUMNS: tuple[tuple[str, int], ...] = (
     ("time (UTC)", 23),
     ("severity", 8),
@@ -28,11 +32,6 @@ _COLUMNS: tuple[tuple[str, int], ...] = (
 )
 
 
-def register(app: typer.Typer) -> None:
-    """Add the ``alerts`` command to the root CLI."""
-    app.command("alerts")(alerts_command)
-
-
 def _time(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:23]
 
@@ -40,6 +39,25 @@ def _time(ms: int) -> str:
 def table_header() -> str:
     """The header line of the table format."""
     return " ".join(name.ljust(width) for name, width in _COLUMNS).rstrip()
+
+
+def alert_cells(record: dict[str, Any], missing: str = "") -> dict[str, str]:
+    """An alert's cells by column header, as this table and ``edgestream up`` show them.
+
+    >>> alert_cells({"ts": 0, "severity": "info", "score": 0.5}, missing="-")["device"]
+    '-'
+    """
+    return {
+        "time (UTC)": _time(int(record.get("ts") or 0)),
+        "severity": str(record.get("severity", missing)),
+        "status": str(record.get("status", missing)),
+        "site": str(record.get("site", missing)),
+        "device": str(record.get("device_id", missing)),
+        "gateway": str(record.get("gateway_id", missing)),
+        "score": f"{float(record.get('score') or 0.0):.3f}",
+        "rule": str(record.get("rule", missing)),
+        "model": str(record.get("model_version") or "-"),
+    }
 
 
 def table_row(record: dict[str, Any]) -> str:
@@ -50,19 +68,8 @@ def table_row(record: dict[str, Any]) -> str:
     ...            "model_version": "v1"})[:44]
     '1970-01-01 00:00:00.000 critical open     s '
     """
-    values = (
-        _time(int(record.get("ts") or 0)),
-        str(record.get("severity", "")),
-        str(record.get("status", "")),
-        str(record.get("site", "")),
-        str(record.get("device_id", "")),
-        str(record.get("gateway_id", "")),
-        f"{float(record.get('score') or 0.0):.3f}",
-        str(record.get("rule", "")),
-        str(record.get("model_version") or "-"),
-    )
-    cells = (v[:width].ljust(width) for v, (_, width) in zip(values, _COLUMNS, strict=True))
-    return " ".join(cells).rstrip()
+    cells = alert_cells(record)
+    return " ".join(cells[name][:width].ljust(width) for name, width in _COLUMNS).rstrip()
 
 
 def alerts_command(
@@ -88,8 +95,8 @@ def alerts_command(
     topic: str = typer.Option(
         None, "--topic", help="Alert topic (default: the topology's, else fleet.alerts)."
     ),
-    bootstrap: str = typer.Option(None, "--bootstrap", help="Cloud broker HOST:PORT."),
-    registry: str = typer.Option(None, "--registry", help="Schema registry URL."),
+    bootstrap: CloudBroker = None,
+    registry: Registry = None,
 ) -> None:
     """Print the fleet's alerts (deduplicated): those already in the topic by event time
     (the reading's ts), oldest first; with --follow, new ones as they arrive (a late one may
@@ -114,18 +121,26 @@ def alerts_command(
         registry=registry,
         topic=topic,
     )
-    out = sys.stdout
-    if output == "table":
-        out.write(table_header() + "\n")
-        out.flush()
     try:
-        for alert in subscription:
-            line = table_row(alert.record) if output == "table" else json.dumps(alert.record)
-            out.write(line + "\n")
-            out.flush()
+        _print_alerts(subscription, output)
     except KeyboardInterrupt:
         pass
     except BrokenPipeError:  # e.g. piped into `head`
         pass
     finally:
         subscription.close()
+
+
+register = command_hook("alerts", alerts_command)
+
+
+def _print_alerts(alerts: Iterable[Any], output: str) -> None:
+    """Each alert as a table line (under a header) or a JSON line, flushed as it comes."""
+    out = sys.stdout
+    if output == "table":
+        out.write(table_header() + "\n")
+        out.flush()
+    for alert in alerts:
+        line = table_row(alert.record) if output == "table" else json.dumps(alert.record)
+        out.write(line + "\n")
+        out.flush()

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
 
 from edgestream.bench.common import Phases, emit_json, interrupt_on_sigterm
 from edgestream.bench.report import edge_rows, result_table, swap_rows
+from edgestream.cli.app import group, group_hook
+from edgestream.cli.options import AnomalyRate, JsonLine, Quiet, Rate, Seed, Workdir
 
-app = typer.Typer(
-    help="Benchmarks on real processes (ratios measured in the same run).",
-    no_args_is_help=True,
-)
+app = group("Benchmarks on real processes (ratios measured in the same run).")
+
+register = group_hook(app, "bench")
 
 
 @app.callback()
@@ -62,9 +65,10 @@ def report(
     typer.echo(f"{readme}: bench section rewritten")
 
 
+# long: a typer command whose length is its option list (inputs, load, agent, profiling)
 @app.command("edge")
 def edge(
-    json_out: bool = typer.Option(False, "--json", help="Last stdout line: one JSON object."),
+    json_out: JsonLine = False,
     readings: int = typer.Option(100_000, "--readings", "-n", help="Readings per input."),
     frames: int = typer.Option(50, "--frames", "-k", help="Readings per SensorFrame (K)."),
     devices: int = typer.Option(50, "--devices", help="Simulated pumps."),
@@ -89,15 +93,13 @@ def edge(
     max_wait: int = typer.Option(20, "--max-wait", help="Agent take window, ms (max_wait)."),
     no_sync: bool = typer.Option(False, "--no-sync", help="Workers do not fsync commits."),
     no_aiokafka: bool = typer.Option(False, "--no-aiokafka", help="Skip the aiokafka baseline."),
-    seed: int = typer.Option(7, "--seed", help="Simulator seed."),
+    seed: Seed = 7,
     timeout: float = typer.Option(300.0, "--timeout", help="Seconds allowed per gateway run."),
     profile: Path = typer.Option(
         None, "--profile", help="Run the workers under cProfile (all threads); stats go here."
     ),
-    workdir: Path = typer.Option(
-        None, "--workdir", help="Keep stack, state and worker logs here (default: temp, removed)."
-    ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress on stderr."),
+    workdir: Workdir = None,
+    quiet: Quiet = False,
 ) -> None:
     """Gateway throughput vs raw Kafka consumers, frames vs readings, model cost.
 
@@ -138,29 +140,22 @@ def edge(
         max_steps=max_steps,
         pinned=not no_pinned,
     )
-    with interrupt_on_sigterm(), Phases(quiet=quiet) as phases:
-        result = run_edge_bench(params, phases)
-    table = result_table("bench edge (readings/s unless noted)", edge_rows(result))
-    Console(stderr=json_out).print(table)
-    if json_out:
-        emit_json(result)
+    _run(run_edge_bench, params, "bench edge (readings/s unless noted)", edge_rows, quiet, json_out)
 
 
 # -- bench e2e (forwarding; src/edgestream/bench/e2e.py) ---------------------------------------
 @app.command("e2e")
 def e2e(
-    json_out: bool = typer.Option(False, "--json", help="Last stdout line: one JSON object."),
+    json_out: JsonLine = False,
     devices: int = typer.Option(50, "--devices", help="Simulated pumps."),
-    rate: float = typer.Option(10.0, "--rate", help="Readings per second per device."),
-    anomaly_rate: float = typer.Option(0.01, "--anomaly-rate", help="Anomalous readings."),
+    rate: Rate = 10.0,
+    anomaly_rate: AnomalyRate = 0.01,
     live: float = typer.Option(90.0, "--live", help="Seconds of the live phase."),
     outage: float = typer.Option(45.0, "--outage", help="Seconds the cloud broker is down."),
-    seed: int = typer.Option(7, "--seed", help="Simulator seed."),
+    seed: Seed = 7,
     timeout: float = typer.Option(180.0, "--timeout", help="Seconds allowed per waiting phase."),
-    workdir: Path = typer.Option(
-        None, "--workdir", help="Keep stack, outbox and logs here (default: temp, removed)."
-    ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress on stderr."),
+    workdir: Workdir = None,
+    quiet: Quiet = False,
 ) -> None:
     """Sensors -> gateway -> forwarder -> cloud with a cloud outage: bandwidth, drain, latency.
 
@@ -186,24 +181,18 @@ def e2e(
         timeout=timeout,
         workdir=workdir,
     )
-    with interrupt_on_sigterm(), Phases(quiet=quiet) as phases:
-        result = run_e2e_bench(params, phases)
-    Console(stderr=json_out).print(result_table("bench e2e", e2e_rows(result)))
-    if json_out:
-        emit_json(result)
+    _run(run_e2e_bench, params, "bench e2e", e2e_rows, quiet, json_out)
 
 
 @app.command("swap")
 def swap(
-    json_out: bool = typer.Option(False, "--json", help="Last stdout line: one JSON object."),
+    json_out: JsonLine = False,
     devices: int = typer.Option(20, "--devices", help="Simulated pumps."),
-    rate: float = typer.Option(25.0, "--rate", help="Readings per second per device."),
+    rate: Rate = 25.0,
     swaps: int = typer.Option(3, "--swaps", help="Hot swaps (candidate, then promote)."),
     timeout: float = typer.Option(120.0, "--timeout", help="Seconds allowed per waiting phase."),
-    workdir: Path = typer.Option(
-        None, "--workdir", help="Keep stack, state and logs here (default: temp, removed)."
-    ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress on stderr."),
+    workdir: Workdir = None,
+    quiet: Quiet = False,
 ) -> None:
     """Hot swap of a gateway's model under load: events dropped, pause, publish-to-live.
 
@@ -219,25 +208,21 @@ def swap(
     params = SwapBenchParams(
         devices=devices, rate=rate, swaps=swaps, timeout=timeout, workdir=workdir
     )
-    with interrupt_on_sigterm(), Phases(quiet=quiet) as phases:
-        result = run_swap_bench(params, phases)
-    Console(stderr=json_out).print(result_table("bench swap", swap_rows(result)))
-    if json_out:
-        emit_json(result)
+    _run(run_swap_bench, params, "bench swap", swap_rows, quiet, json_out)
 
 
 @app.command("cloud")
 def cloud(
-    json_out: bool = typer.Option(False, "--json", help="Last stdout line: one JSON object."),
+    json_out: JsonLine = False,
     summaries: int = typer.Option(
         400_000, "--summaries", "-n", help="Device summaries (fewer: mostly the JVM warm-up)."
     ),
     devices: int = typer.Option(100, "--devices", help="Devices in the fleet."),
     lag_windows: int = typer.Option(8, "--lag-windows", help="Windows of the lag phase."),
-    seed: int = typer.Option(7, "--seed", help="Input seed."),
+    seed: Seed = 7,
     timeout: float = typer.Option(600.0, "--timeout", help="Seconds allowed per phase."),
-    workdir: Path = typer.Option(None, "--workdir", help="Keep the stack here."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress on stderr."),
+    workdir: Workdir = None,
+    quiet: Quiet = False,
 ) -> None:
     """The fleet Flink job at parallelism 1: summaries/s (bounded run) and end-to-end lag.
 
@@ -251,11 +236,30 @@ def cloud(
         summaries=summaries, devices=devices, lag_windows=lag_windows, seed=seed,
         timeout=timeout, workdir=workdir,
     )  # fmt: skip
+    _run(run_cloud_bench, params, "bench cloud", _cloud_rows, quiet, json_out)
+
+
+def _run(
+    bench: Callable[[Any, Phases], dict[str, Any]],
+    params: Any,
+    title: str,
+    rows: Callable[[dict[str, Any]], list[tuple[str, str, str]]],
+    quiet: bool,
+    json_out: bool,
+) -> None:
+    """Run one bench (Ctrl-C and SIGTERM stop what it started), print its table (on stderr
+    with --json) and, with --json, its result as the last stdout line."""
     with interrupt_on_sigterm(), Phases(quiet=quiet) as phases:
-        result = run_cloud_bench(params, phases)
+        result = bench(params, phases)
+    Console(stderr=json_out).print(result_table(title, rows(result)))
+    if json_out:
+        emit_json(result)
+
+
+def _cloud_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
     t, lag, jvm = result["throughput"], result["lag_ms"], result["jvm_only"]
     first, warm = t["runs"]["first"], t["runs"]["warm"]
-    rows = [
+    return [
         ("summaries/s in the job, warm JVM", f"{t['summaries_per_s']:,}",
          f"goal {t['goal_per_s']:,}; {warm['span_s']} s"),
         ("  first run, fresh JVM", f"{t['first_run_per_s']:,}",
@@ -272,9 +276,6 @@ def cloud(
          "first, warm; MiniCluster start included"),
         ("end-to-end lag p50", f"{lag['p50']} ms", f"p95 {lag['p95']} ms, max {lag['max']} ms"),
     ]  # fmt: skip
-    Console(stderr=json_out).print(result_table("bench cloud", rows))
-    if json_out:
-        emit_json(result)
 
 
 if __name__ == "__main__":

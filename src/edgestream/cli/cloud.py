@@ -9,18 +9,25 @@ Usage:
 
 from __future__ import annotations
 
-import logging
 import signal
-import sys
 import threading
-from pathlib import Path
 
 import typer
 
-app = typer.Typer(
-    help="Cloud jobs: fleet analytics, drift detection and retraining triggers (PyFlink).",
-    no_args_is_help=True,
+from edgestream.cli.app import group, group_hook
+from edgestream.cli.options import (
+    CloudBootstrap,
+    Duration,
+    JobManager,
+    LogLevel,
+    Registry,
+    TopologyFile,
+    apply_loglevel,
 )
+
+app = group("Cloud jobs: fleet analytics, drift detection and retraining triggers (PyFlink).")
+
+register = group_hook(app, "cloud")
 
 
 @app.callback()
@@ -30,21 +37,12 @@ def cloud() -> None:
 
 @app.command()
 def run(
-    topology: Path = typer.Argument(..., help="Topology YAML."),
-    jobmanager: str = typer.Option(
-        None,
-        "--jobmanager",
-        help="HOST:PORT of a Flink cluster's REST endpoint (default: "
-        "topology cloud.jobmanager, else a local MiniCluster).",
-    ),
-    cloud_bootstrap: str = typer.Option(
-        None, "--cloud-bootstrap", help="Cloud broker HOST:PORT[,...] (default: topology)."
-    ),
-    registry: str = typer.Option(None, "--registry", help="Schema registry URL."),
-    duration: float = typer.Option(
-        None, "--duration", help="Stop after this many seconds (default: until Ctrl-C)."
-    ),
-    loglevel: str = typer.Option("info", "--loglevel", help="debug, info, warning, error."),
+    topology: TopologyFile,
+    jobmanager: JobManager = None,
+    cloud_bootstrap: CloudBootstrap = None,
+    registry: Registry = None,
+    duration: Duration = None,
+    loglevel: LogLevel = "info",
 ) -> None:
     """Run the fleet job until Ctrl-C / SIGTERM (or --duration): fleet.summaries,
     fleet.alerts, fleet.samples, fleet.models in; fleet.stats (JSON) and fleet.retrain
@@ -53,11 +51,7 @@ def run(
     from edgestream.core.endpoints import cloud_endpoints
     from edgestream.core.topology import load_topology
 
-    logging.basicConfig(
-        level=getattr(logging, loglevel.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    apply_loglevel(loglevel)
     topo = load_topology(topology)
     endpoints = cloud_endpoints(cloud_bootstrap, registry, topo)
     target = jobmanager or topo.cloud.jobmanager

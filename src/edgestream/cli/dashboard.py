@@ -9,21 +9,18 @@ from __future__ import annotations
 
 import os
 import threading
-from pathlib import Path
 
 import typer
 from rich.console import Console
 
+from edgestream.cli.app import command_hook
+from edgestream.cli.options import CloudBroker, Registry, ShippedTopology, load_or_shipped
+
 console = Console()
 
 
-def register(app: typer.Typer) -> None:
-    """Add the ``dashboard`` command to the root app."""
-    app.command("dashboard")(dashboard_command)
-
-
 def dashboard_command(
-    topology: Path = typer.Argument(None, help="Topology YAML (default: the shipped one)."),
+    topology: ShippedTopology = None,
     host: str = typer.Option(
         "127.0.0.1", "--host", help="Listen here; beyond loopback needs --token."
     ),
@@ -31,27 +28,26 @@ def dashboard_command(
     token: str = typer.Option(
         None, "--token", help="Every request must carry it (env EDGESTREAM_DASHBOARD_TOKEN)."
     ),
-    bootstrap: str = typer.Option(None, "--bootstrap", help="Cloud broker HOST:PORT."),
-    registry: str = typer.Option(None, "--registry", help="Schema registry URL."),
+    bootstrap: CloudBroker = None,
+    registry: Registry = None,
     stale_after: float = typer.Option(
         120.0, "--stale-after", help="A gateway not heard from this many seconds is down."
     ),
 ) -> None:
     """Serve the fleet dashboard (overview, alerts, analytics, devices, models)."""
     from edgestream.core.endpoints import cloud_endpoints
-    from edgestream.core.topology import load_topology
-    from edgestream.dashboard import Dashboard, DashboardConfig, dashboard_topics
+    from edgestream.dashboard import Dashboard, DashboardConfig
     from edgestream.dashboard.config import TOKEN_ENV
-    from edgestream.loop.up import default_topology
+    from edgestream.deploy.plan import cloud_topics
 
-    loaded = load_topology(topology or default_topology())
+    loaded = load_or_shipped(topology)
     config = DashboardConfig(
         host=host, port=port, token=token or os.environ.get(TOKEN_ENV) or None,
         stale_after_s=stale_after,
     )  # fmt: skip
     ends = cloud_endpoints(bootstrap, registry, loaded)
     board = Dashboard(config).start()
-    board.attach(ends.bootstrap, ends.registry, dashboard_topics(loaded), ends.client_settings)
+    board.attach(ends.bootstrap, ends.registry, cloud_topics(loaded), ends.client_settings)
     hint = "?token=<token>" if config.token else ""
     console.print(f"dashboard: {board.url}{hint}  (cloud {ends.bootstrap}; Ctrl-C stops)")
     try:
@@ -60,3 +56,6 @@ def dashboard_command(
         console.print("stopping...")
     finally:
         board.stop()
+
+
+register = command_hook("dashboard", dashboard_command)

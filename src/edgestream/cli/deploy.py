@@ -12,20 +12,23 @@ manifests or systemd units.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
+from edgestream.cli.app import command_hook
+from edgestream.cli.options import TopologyFile
 from edgestream.core.exceptions import EdgestreamError
 from edgestream.deploy.k8s import BROKER_IMAGE
 
+if TYPE_CHECKING:
+    from edgestream.core.topology import Topology
+    from edgestream.deploy import K8sOptions, SystemdOptions
 
-def register(app: typer.Typer) -> None:
-    """Add the ``deploy`` command to the root CLI."""
-    app.command("deploy")(deploy_command)
 
-
+# long: a typer command whose length is its option list (three targets' options)
 def deploy_command(
-    topology: Path = typer.Argument(..., help="Topology YAML file.", show_default=False),
+    topology: TopologyFile,
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Print what would be done; change nothing."
     ),
@@ -75,63 +78,73 @@ def deploy_command(
 ) -> None:
     """Deploy a topology: topics with partitions/configs, schemas, gateway workers, forwarders
     and the Flink jobs. Idempotent: a second run reports everything unchanged."""
-    from edgestream.core.tables import table
     from edgestream.core.topology import load_topology
-    from edgestream.deploy import (
-        K8sOptions,
-        SystemdOptions,
-        apply_local,
-        build_plan,
-        manifests,
-        process_states,
-        render_changes,
-        render_plan,
-        render_status,
-        stop_local,
-        units,
-        write_manifests,
-        write_units,
-    )
+    from edgestream.deploy import K8sOptions, SystemdOptions
 
     if target not in ("local", "k8s", "systemd"):
         raise EdgestreamError(f"--target {target!r}: expected local, k8s or systemd")
     loaded = load_topology(topology)
-    if status:
-        typer.echo(render_status(loaded.name, process_states(loaded)), nl=False)
-        return
-    if down:
-        stopped = stop_local(loaded)
-        typer.echo(f"stopped {len(stopped)} process(es): {', '.join(stopped) or 'none running'}")
-        return
-    if target == "k8s":
+    if status or down:
+        _local_processes(loaded, stop=not status)
+    elif target == "k8s":
         opts = K8sOptions(image, broker_image, namespace, registry, cloud_bootstrap)
-        folder = out or Path("deploy") / "k8s" / loaded.name
-        if dry_run:
-            rows = [
-                (file, obj["kind"], obj["metadata"]["name"])
-                for file, objs in manifests(loaded, opts).items()
-                for obj in objs
-            ]
-            typer.echo(table(f"manifests for {folder}", ("file", "kind", "name"), rows))
-            return
-        written = write_manifests(loaded, folder, opts)
-        typer.echo(table(f"manifests in {folder}", ("file", "action"), sorted(written.items())))
-        return
-    if target == "systemd":
+        _write_manifests(loaded, out or Path("deploy") / "k8s" / loaded.name, opts, dry_run)
+    elif target == "systemd":
         if out is None:
             raise EdgestreamError(
                 "--target systemd writes units into --out DIR: give one (/etc/systemd/system, say)"
             )
         sd = SystemdOptions(edge_bootstrap, cloud_bootstrap, registry, cloud_jobs=cloud_jobs)
-        if dry_run:
-            rows = [(file,) for file in units(loaded, sd)]
-            typer.echo(table(f"systemd units for {out}", ("file",), rows))
-            return
-        written = write_units(loaded, out, sd)
-        typer.echo(table(f"systemd units in {out}", ("file", "action"), sorted(written.items())))
-        return
-    if dry_run:
+        _write_units(loaded, out, sd, dry_run)
+    elif dry_run:
+        from edgestream.deploy import build_plan, render_plan
+
         typer.echo(render_plan(build_plan(loaded)), nl=False)
+    else:
+        from edgestream.deploy import apply_local, render_changes
+
+        changes = apply_local(loaded, processes=processes, cloud_jobs=cloud_jobs)
+        typer.echo(render_changes(changes), nl=False)
+
+
+register = command_hook("deploy", deploy_command)
+
+
+def _local_processes(loaded: Topology, *, stop: bool) -> None:
+    """``--status``: the state of each process deploy started; ``--down``: stop them."""
+    from edgestream.deploy import process_states, render_status, stop_local
+
+    if not stop:
+        typer.echo(render_status(loaded.name, process_states(loaded)), nl=False)
         return
-    changes = apply_local(loaded, processes=processes, cloud_jobs=cloud_jobs)
-    typer.echo(render_changes(changes), nl=False)
+    stopped = stop_local(loaded)
+    typer.echo(f"stopped {len(stopped)} process(es): {', '.join(stopped) or 'none running'}")
+
+
+def _write_manifests(loaded: Topology, folder: Path, opts: K8sOptions, dry_run: bool) -> None:
+    """The Kubernetes manifests into ``folder`` (``dry_run``: list their objects)."""
+    from edgestream.core.tables import table
+    from edgestream.deploy import manifests, write_manifests
+
+    if dry_run:
+        rows = [
+            (file, obj["kind"], obj["metadata"]["name"])
+            for file, objs in manifests(loaded, opts).items()
+            for obj in objs
+        ]
+        typer.echo(table(f"manifests for {folder}", ("file", "kind", "name"), rows))
+        return
+    written = write_manifests(loaded, folder, opts)
+    typer.echo(table(f"manifests in {folder}", ("file", "action"), sorted(written.items())))
+
+
+def _write_units(loaded: Topology, out: Path, sd: SystemdOptions, dry_run: bool) -> None:
+    """The systemd units into ``out`` (``dry_run``: list their files)."""
+    from edgestream.core.tables import table
+    from edgestream.deploy import units, write_units
+
+    if dry_run:
+        typer.echo(table(f"systemd units for {out}", ("file",), [(f,) for f in units(loaded, sd)]))
+        return
+    written = write_units(loaded, out, sd)
+    typer.echo(table(f"systemd units in {out}", ("file", "action"), sorted(written.items())))

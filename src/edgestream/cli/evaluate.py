@@ -23,15 +23,19 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from edgestream.cli.app import group, group_hook
+from edgestream.cli.options import JsonLine
+
 if TYPE_CHECKING:
     from edgestream.evaluation.nab import Scores
     from edgestream.evaluation.nab_replay import SeriesRun
     from edgestream.evaluation.report import Row
 
-app = typer.Typer(
-    help="Detection quality on public benchmarks (the Numenta Anomaly Benchmark).",
-    no_args_is_help=True,
-)
+app = group("Detection quality on public benchmarks (the Numenta Anomaly Benchmark).")
+
+register = group_hook(app, "eval")
+
+
 _out = Console()
 
 
@@ -42,7 +46,7 @@ def nab_score(
     threshold: float = typer.Option(
         None, "--threshold", help="Score every profile at this threshold (default: the best)."
     ),
-    as_json: bool = typer.Option(False, "--json", help="Last line: the scores as one JSON object."),
+    as_json: JsonLine = False,
 ) -> None:
     """Score a detector's results in NAB's three profiles and show the published scoreboard."""
     from edgestream.evaluation.corpus import NabCorpus, read_results_dir
@@ -84,7 +88,7 @@ def nab(
     out: Path = typer.Option(None, "--out", help="Write NAB-format results under this dir."),
     series: str = typer.Option(None, "--series", help="Only series matching this glob."),
     detector: str = typer.Option("edgestream", "--detector", help="Name in results/board."),
-    as_json: bool = typer.Option(False, "--json", help="Last line: the scores as one JSON object."),
+    as_json: JsonLine = False,
 ) -> None:
     """Replay every NAB series as one device through the gateway's detection path, score it."""
     from edgestream.core.paths import topologies_dir

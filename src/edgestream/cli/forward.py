@@ -11,116 +11,73 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from edgestream.core.exceptions import EdgestreamError
-from edgestream.core.paths import home_dir
-
-if TYPE_CHECKING:  # imported when a command runs: `edgestream --help` stays fast
-    from edgestream.forward.config import ForwarderConfig
-
-app = typer.Typer(
-    help="Forwarding: the durable outbox between a gateway's edge broker and the cloud.",
-    no_args_is_help=True,
+from edgestream.cli.app import group, group_hook
+from edgestream.cli.app import run as run_app
+from edgestream.cli.gateway import gateway_data_dir, gateway_place
+from edgestream.cli.options import (
+    CloudBootstrap,
+    DataDir,
+    Gateway,
+    JsonOnly,
+    LogLevel,
+    MetricsPort,
+    Registry,
+    TopologyFile,
+    apply_loglevel,
 )
 
+app = group("Forwarding: the durable outbox between a gateway's edge broker and the cloud.")
 
-def default_data_dir(gateway_id: str) -> Path:
-    """A gateway's data dir when none is given (shared with ``edgestream edge run``)."""
-    return home_dir() / "gateways" / gateway_id
-
-
-def forwarder_config(
-    topology_path: Path,
-    gateway_id: str,
-    edge_bootstrap: str | None = None,
-    cloud_bootstrap: str | None = None,
-    registry: str | None = None,
-    data_dir: Path | None = None,
-    report_interval: float = 60.0,
-) -> ForwarderConfig:
-    """Resolve where a forwarder runs: options, then the topology, then the embedded stack."""
-    from edgestream.core.security import resolve_security
-    from edgestream.core.stack import running_endpoints
-    from edgestream.core.topology import load_topology
-    from edgestream.forward.config import ForwarderConfig
-
-    topology = load_topology(topology_path)
-    try:
-        gateway = topology.gateway(gateway_id)
-    except KeyError as error:
-        raise EdgestreamError(str(error.args[0])) from None
-    edge = edge_bootstrap or gateway.bootstrap
-    cloud = cloud_bootstrap or topology.forwarding.bootstrap
-    registry = registry or topology.registry
-    if not (edge and cloud and registry):
-        endpoints = running_endpoints()
-        stack_edge: dict[str, str] = endpoints["edge"]  # type: ignore[assignment]
-        if not edge:
-            if gateway_id not in stack_edge:
-                raise EdgestreamError(
-                    f"the embedded stack has no broker for {gateway_id}: start it with "
-                    "`edgestream stack start` or pass --edge-bootstrap"
-                )
-            edge = stack_edge[gateway_id]
-        cloud = cloud or str(endpoints["cloud"])
-        registry = registry or str(endpoints["registry"])
-    return ForwarderConfig(
-        topology=topology,
-        gateway_id=gateway_id,
-        edge_bootstrap=str(edge),
-        cloud_bootstrap=str(cloud),
-        registry=str(registry),
-        data_dir=data_dir or default_data_dir(gateway_id),
-        security=resolve_security(topology),
-        report_interval_s=report_interval,
-    )
+register = group_hook(app, "forward")
 
 
 @app.command()
 def run(
-    topology: Path = typer.Argument(..., help="Topology YAML."),
-    gateway: str = typer.Option(..., "--gateway", "-g", help="Gateway id from the topology."),
-    edge_bootstrap: str = typer.Option(None, "--edge-bootstrap", help="Edge broker HOST:PORT."),
-    cloud_bootstrap: str = typer.Option(
-        None, "--cloud-bootstrap", help="Cloud broker HOST:PORT[,...] (default: topology)."
-    ),
-    registry: str = typer.Option(None, "--registry", help="Schema registry URL."),
-    data_dir: Path = typer.Option(None, "--data-dir", help="Gateway data dir (the outbox)."),
+    topology: TopologyFile,
+    gateway: Gateway,
+    edge_bootstrap: Annotated[
+        str | None, typer.Option("--edge-bootstrap", help="Edge broker HOST:PORT.")
+    ] = None,
+    cloud_bootstrap: CloudBootstrap = None,
+    registry: Registry = None,
+    data_dir: DataDir = None,
     report_interval: float = typer.Option(
         60.0, "--report-interval", help="Seconds between ForwarderReports (0: drops only)."
     ),
-    loglevel: str = typer.Option("info", "--loglevel", help="debug, info, warning, error."),
-    metrics_port: int = typer.Option(
-        None,
-        "--metrics-port",
-        help="Prometheus /metrics port (0: any free one, written to DATA_DIR/forward.metrics-port;"
-        " -1: off). Default: $EDGESTREAM_METRICS_PORT, else 0.",
-    ),
+    loglevel: LogLevel = "info",
+    metrics_port: MetricsPort = None,
 ) -> None:
     """Forward a gateway's alerts and summaries to the cloud until Ctrl-C / SIGTERM.
 
     Survives kill -9 and cloud outages: records wait in the outbox on disk (alerts first),
     summaries are rolled up past the byte budget, drops are counted and reported.
     """
-    from edgestream.core.security import redact
+    from edgestream.core.metrics import resolve_port, serve_metrics
+    from edgestream.core.security import redact, resolve_security
+    from edgestream.forward.config import ForwarderConfig
     from edgestream.forward.forwarder import run_forwarder
 
-    logging.basicConfig(
-        level=getattr(logging, loglevel.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    for noisy in ("httpx", "httpx2", "httpcore"):  # the registry client logs every request
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    config = forwarder_config(
-        topology, gateway, edge_bootstrap, cloud_bootstrap, registry, data_dir, report_interval
+    apply_loglevel(loglevel)
+    place = gateway_place(
+        topology, gateway, edge=edge_bootstrap, registry=registry, data_dir=data_dir,
+        cloud=cloud_bootstrap, forwarder=True, edge_flag="--edge-bootstrap",
+    )  # fmt: skip
+    config = ForwarderConfig(
+        topology=place.topology,
+        gateway_id=gateway,
+        edge_bootstrap=place.edge,
+        cloud_bootstrap=str(place.cloud),
+        registry=place.registry,
+        data_dir=place.data_dir,
+        security=resolve_security(place.topology),
+        report_interval_s=report_interval,
     )
     typer.echo(
         f"forwarder {gateway}: edge {config.edge_bootstrap} -> cloud {config.cloud_bootstrap} "
@@ -129,8 +86,6 @@ def run(
     logging.getLogger("edgestream.forward").info(
         "cloud client settings %s", redact(config.security.client_config())
     )
-    from edgestream.core.metrics import resolve_port, serve_metrics
-
     serve_metrics("forward", config.data_dir, resolve_port(metrics_port), echo=typer.echo)
     run_forwarder(config)
 
@@ -145,10 +100,10 @@ def _human(n: float) -> str:
 
 @app.command()
 def status(
-    gateway: str = typer.Option(..., "--gateway", "-g", help="Gateway id."),
-    data_dir: Path = typer.Option(None, "--data-dir", help="Gateway data dir (the outbox)."),
+    gateway: Gateway,
+    data_dir: DataDir = None,
     topology: Path = typer.Option(None, "--topology", help="Topology (for a custom path)."),
-    json_out: bool = typer.Option(False, "--json", help="One JSON object on stdout."),
+    json_out: JsonOnly = False,
 ) -> None:
     """Outbox depth, oldest age, bytes, drops, roll-ups and bytes in/out of a forwarder."""
     from edgestream.core.topology import load_topology
@@ -156,7 +111,7 @@ def status(
     from edgestream.forward.outbox_config import OutboxConfig, outbox_path
 
     topo = load_topology(topology) if topology else None
-    path = outbox_path(topo, gateway, data_dir or default_data_dir(gateway))
+    path = outbox_path(topo, gateway, data_dir or gateway_data_dir(gateway))
     box = Outbox(OutboxConfig(path), gateway, readonly=True)
     try:
         stats = box.stats()
@@ -194,11 +149,7 @@ def status(
 
 def main(argv: list[str] | None = None) -> None:
     """``python -m edgestream.cli.forward``: this group on its own, errors as one line."""
-    try:
-        app(args=argv, standalone_mode=True)
-    except EdgestreamError as error:
-        Console(stderr=True).print(f"[bold red]error:[/] {error}", highlight=False)
-        sys.exit(1)
+    run_app(app, argv)
 
 
 if __name__ == "__main__":

@@ -15,20 +15,32 @@ Signing uses the topology's ``retraining.signing`` key (``$EDGESTREAM_SIGNING_KE
 set); cloud endpoints: options, then the topology, then the running embedded stack.
 """
 
-from __future__ import annotations
+# no `from __future__ import annotations`: the annotations of the promote and rollback
+# commands (made by _operator_command) use its arguments, so they are evaluated at once
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-app = typer.Typer(
-    help="Signed models: key pairs, versions on fleet.models, operator promote and rollback.",
-    no_args_is_help=True,
+from edgestream.cli.app import group, group_hook
+from edgestream.cli.options import (
+    CloudBootstrap,
+    JsonLine,
+    Mapping,
+    Registry,
+    TopologyOption,
+    load_or_shipped,
 )
+
+app = group("Signed models: key pairs, versions on fleet.models, operator promote and rollback.")
+
+register = group_hook(app, "models")
+
+
 _out = Console()
 
 
@@ -51,25 +63,17 @@ def _context(
     topology: Path | None, cloud_bootstrap: str | None, registry: str | None
 ) -> tuple[Any, Any]:
     from edgestream.core.endpoints import cloud_endpoints
-    from edgestream.core.topology import load_topology
-    from edgestream.loop.up import default_topology
 
-    topo = load_topology(topology or default_topology())
+    topo = load_or_shipped(topology)
     return topo, cloud_endpoints(cloud_bootstrap, registry, topo)
-
-
-_TOPOLOGY = typer.Option(None, "--topology", "-t", help="Topology YAML (default: shipped).")
-_BOOTSTRAP = typer.Option(None, "--cloud-bootstrap", help="Cloud broker HOST:PORT.")
-_REGISTRY = typer.Option(None, "--registry", help="Schema registry URL.")
-_JSON = typer.Option(False, "--json", help="Last line: the result as JSON.")
 
 
 @app.command("list")
 def list_cmd(
-    topology: Path = _TOPOLOGY,
-    cloud_bootstrap: str = _BOOTSTRAP,
-    registry: str = _REGISTRY,
-    as_json: bool = _JSON,
+    topology: TopologyOption = None,
+    cloud_bootstrap: CloudBootstrap = None,
+    registry: Registry = None,
+    as_json: JsonLine = False,
 ) -> None:
     """Versions on fleet.models, their state, and each gateway's rollout state."""
     from edgestream.rollout.operations import model_table
@@ -118,10 +122,10 @@ def publish_cmd(
     device_type: str = typer.Option(None, "--device-type", help="Model slot (default: sidecar)."),
     version: str = typer.Option(None, "--version", help="Version label (default: next vN)."),
     parent: str = typer.Option(None, "--parent", help="Version it replaces (default: live)."),
-    topology: Path = _TOPOLOGY,
-    cloud_bootstrap: str = _BOOTSTRAP,
-    registry: str = _REGISTRY,
-    as_json: bool = _JSON,
+    topology: TopologyOption = None,
+    cloud_bootstrap: CloudBootstrap = None,
+    registry: Registry = None,
+    as_json: JsonLine = False,
 ) -> None:
     """Sign an ONNX model + sidecar and publish it as a candidate (canaries shadow it)."""
     from edgestream.ml.signing import load_private_key
@@ -133,45 +137,38 @@ def publish_cmd(
     _report(update, as_json)
 
 
-@app.command("promote")
-def promote_cmd(
-    model_name: str = typer.Argument(..., help="Model name (topology models.<type>.name)."),
-    version: str = typer.Argument(..., help="Version to make live on every gateway."),
-    topology: Path = _TOPOLOGY,
-    cloud_bootstrap: str = _BOOTSTRAP,
-    registry: str = _REGISTRY,
-    as_json: bool = _JSON,
-) -> None:
-    """Make a published version live on all gateways (skips the canary decision)."""
-    _operator_action("promote", model_name, version, topology, cloud_bootstrap, registry, as_json)
+def _operator_command(action: str, version_help: str, doc: str) -> None:
+    """``models promote`` and ``models rollback``: one operator action on a published version."""
+
+    def command(
+        model_name: Annotated[
+            str, typer.Argument(help="Model name (topology models.<type>.name).")
+        ],
+        version: Annotated[str, typer.Argument(help=version_help)],
+        topology: TopologyOption = None,
+        cloud_bootstrap: CloudBootstrap = None,
+        registry: Registry = None,
+        as_json: JsonLine = False,
+    ) -> None:
+        from edgestream.rollout.operations import operator_action
+
+        topo, endpoints = _context(topology, cloud_bootstrap, registry)
+        _report(operator_action(topo, endpoints, model_name, version, action), as_json)
+
+    command.__doc__ = doc
+    app.command(action)(command)
 
 
-@app.command("rollback")
-def rollback_cmd(
-    model_name: str = typer.Argument(..., help="Model name (topology models.<type>.name)."),
-    version: str = typer.Argument(..., help="Version to drop (candidate) or leave (live)."),
-    topology: Path = _TOPOLOGY,
-    cloud_bootstrap: str = _BOOTSTRAP,
-    registry: str = _REGISTRY,
-    as_json: bool = _JSON,
-) -> None:
-    """Drop a candidate, or return gateways from a live version to its parent."""
-    _operator_action("rollback", model_name, version, topology, cloud_bootstrap, registry, as_json)
-
-
-def _operator_action(
-    action: str,
-    model_name: str,
-    version: str,
-    topology: Path | None,
-    cloud_bootstrap: str | None,
-    registry: str | None,
-    as_json: bool,
-) -> None:
-    from edgestream.rollout.operations import operator_action
-
-    topo, endpoints = _context(topology, cloud_bootstrap, registry)
-    _report(operator_action(topo, endpoints, model_name, version, action), as_json)
+_operator_command(
+    "promote",
+    "Version to make live on every gateway.",
+    "Make a published version live on all gateways (skips the canary decision).",
+)
+_operator_command(
+    "rollback",
+    "Version to drop (candidate) or leave (live).",
+    "Drop a candidate, or return gateways from a live version to its parent.",
+)
 
 
 def _report(update: dict[str, Any], as_json: bool) -> None:
@@ -197,18 +194,16 @@ def evaluate(
     model: str = typer.Argument(..., help="An ONNX file (sidecar beside it) or 'online'."),
     data: list[Path] = typer.Option(..., "--data", help="Labelled CSV file(s); repeatable."),
     compare: str = typer.Option(None, "--compare", help="A second model, side by side."),
-    topology: Path = _TOPOLOGY,
+    topology: TopologyOption = None,
     device_type: str = typer.Option(None, "--device-type", help="Device type the model scores."),
-    mapping: list[str] = typer.Option(None, "--map", help="COLUMN=CHANNEL (repeatable)."),
-    as_json: bool = typer.Option(False, "--json", help="Last line: the results as one JSON."),
+    mapping: Mapping = None,
+    as_json: JsonLine = False,
 ) -> None:
     """Replay labelled data through the gateway's detection path with MODEL and measure it."""
-    from edgestream.core.topology import load_topology
     from edgestream.evaluation.labelled import evaluate_model
-    from edgestream.loop.up import default_topology
     from edgestream.sim.history import parse_mapping
 
-    topo = load_topology(topology or default_topology())
+    topo = load_or_shipped(topology)
     models = [model] + ([compare] if compare else [])
     renames = parse_mapping(mapping or [])
     results = [evaluate_model(topo, m, data, device_type, renames) for m in models]
@@ -266,8 +261,8 @@ def train_cmd(
         ..., "--data", help="History file (CSV/Parquet); repeatable. Normal rows: label 0."
     ),
     out: Path = typer.Option(..., "--out", help="Directory for <version>.onnx + .json."),
-    topology: Path = _TOPOLOGY,
-    mapping: list[str] = typer.Option(None, "--map", help="COLUMN=CHANNEL (repeatable)."),
+    topology: TopologyOption = None,
+    mapping: Mapping = None,
     all_normal: bool = typer.Option(
         False, "--all-normal", help="Every row of the files is normal operation."
     ),
@@ -275,20 +270,18 @@ def train_cmd(
     family: str = typer.Option("ae", "--family", help="ae (autoencoder) or iforest."),
     quantile: float = typer.Option(1.0, "--quantile", help="Threshold: held-out quantile q."),
     margin: float = typer.Option(1.5, "--margin", help="q + (margin - 1) x (q - median)."),
-    as_json: bool = typer.Option(False, "--json", help="Last line: the report as JSON."),
+    as_json: JsonLine = False,
 ) -> None:
     """Train DEVICE_TYPE's model on the normal rows of recorded history (the topology's
     features of the type), calibrate its threshold on held-out normal rows, write ONNX +
     sidecar for the gateway and `models publish`."""
-    from edgestream.core.topology import load_topology
-    from edgestream.loop.up import default_topology
     from edgestream.ml.artifact import write_artifact
     from edgestream.ml.train_history import HistoryParams, train_on_history
     from edgestream.sim.history import parse_mapping
 
     if family not in ("ae", "iforest"):
         raise typer.BadParameter(f"{family!r}: ae or iforest", param_hint="--family")
-    topo = load_topology(topology or default_topology(), check_files=False)
+    topo = load_or_shipped(topology, check_files=False)
     params = HistoryParams(
         device_type, version or "", family, all_normal, quantile=quantile, margin=margin
     )

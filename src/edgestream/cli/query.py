@@ -8,21 +8,24 @@ edgestream query "SELECT scope_key, anomaly_rate FROM fleet.stats" --follow
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import json
 import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
+from edgestream.cli.app import command_hook
+from edgestream.cli.options import CloudBroker, JobManager, Registry
+
+if TYPE_CHECKING:
+    from edgestream.query import QueryResult
+
 FORMATS = ("table", "csv", "json")
-
-
-def register(app: typer.Typer) -> None:
-    """Add the ``query`` command to the root CLI."""
-    app.command("query")(query_command)
 
 
 def cell(value: Any) -> str:
@@ -55,15 +58,12 @@ def query_command(
     topology: Path = typer.Option(
         None, "--topology", "-t", help="Topology YAML (topics, brokers)."
     ),
-    bootstrap: str = typer.Option(None, "--bootstrap", help="Cloud broker HOST:PORT."),
-    registry: str = typer.Option(None, "--registry", help="Schema registry URL."),
-    jobmanager: str = typer.Option(
-        None, "--jobmanager", help="Flink REST HOST:PORT (default: a local MiniCluster)."
-    ),
+    bootstrap: CloudBroker = None,
+    registry: Registry = None,
+    jobmanager: JobManager = None,
 ) -> None:
     """Run SQL over a snapshot of the fleet's streams (exact to the current end of each
     topic), or follow it with --follow. Bad SQL prints Flink's message."""
-    from edgestream.core.tables import table
     from edgestream.query import QueryError, query
     from edgestream.query import follow as follow_query
 
@@ -75,39 +75,52 @@ def query_command(
         "registry": registry,
         "jobmanager": jobmanager,
     }
-    out = sys.stdout
     if not follow:
-        result = query(sql, **where)
-        if output == "table":
-            out.write(table(None, result.columns, [[cell(v) for v in r] for r in result.rows]))
-            out.write(f"\n({len(result.rows)} row{'s' if len(result.rows) != 1 else ''})\n")
-        elif output == "csv":
-            writer = csv.writer(out)
-            writer.writerow(result.columns)
-            writer.writerows([cell(v) for v in r] for r in result.rows)
-        else:
-            for record in result.records():
-                out.write(json.dumps({k: _json_value(v) for k, v in record.items()}, default=str))
-                out.write("\n")
+        _print_result(query(sql, **where), output)
         return
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C ends --follow
+        _print_changes(follow_query(sql, **where), output)
+
+
+register = command_hook("query", query_command)
+
+
+def _print_result(result: QueryResult, output: str) -> None:
+    """A snapshot's rows as a table (with the row count), CSV or JSON lines."""
+    from edgestream.core.tables import table
+
+    out = sys.stdout
+    if output == "table":
+        out.write(table(None, result.columns, [[cell(v) for v in r] for r in result.rows]))
+        out.write(f"\n({len(result.rows)} row{'s' if len(result.rows) != 1 else ''})\n")
+    elif output == "csv":
+        writer = csv.writer(out)
+        writer.writerow(result.columns)
+        writer.writerows([cell(v) for v in r] for r in result.rows)
+    else:
+        for record in result.records():
+            out.write(json.dumps({k: _json_value(v) for k, v in record.items()}, default=str))
+            out.write("\n")
+
+
+def _print_changes(changes: Iterable[tuple[str, dict[str, Any]]], output: str) -> None:
+    """Each change as it comes (``op`` first), as a table line, CSV or a JSON line."""
+    out = sys.stdout
     writer = csv.writer(out)
     header_done = False
-    try:
-        for change, row in follow_query(sql, **where):
-            if output == "json":
-                line = json.dumps(
-                    {"op": change, **{k: _json_value(v) for k, v in row.items()}}, default=str
-                )
-                out.write(line + "\n")
-            elif output == "csv":
-                if not header_done:
-                    writer.writerow(["op", *row])
-                writer.writerow([change, *(cell(v) for v in row.values())])
-            else:
-                if not header_done:
-                    out.write("  ".join(["op", *row]) + "\n")
-                out.write("  ".join([change, *(cell(v) for v in row.values())]) + "\n")
-            header_done = True
-            out.flush()
-    except KeyboardInterrupt:
-        pass
+    for change, row in changes:
+        if output == "json":
+            line = json.dumps(
+                {"op": change, **{k: _json_value(v) for k, v in row.items()}}, default=str
+            )
+            out.write(line + "\n")
+        elif output == "csv":
+            if not header_done:
+                writer.writerow(["op", *row])
+            writer.writerow([change, *(cell(v) for v in row.values())])
+        else:
+            if not header_done:
+                out.write("  ".join(["op", *row]) + "\n")
+            out.write("  ".join([change, *(cell(v) for v in row.values())]) + "\n")
+        header_done = True
+        out.flush()

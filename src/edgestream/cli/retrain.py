@@ -14,29 +14,31 @@ Training needs scikit-learn and onnx (``pip install 'edgestream[train]'``).
 from __future__ import annotations
 
 import json
-import logging
 import signal
 import threading
-from pathlib import Path
-from typing import Any
 
 import typer
 from rich.console import Console
 
+from edgestream.cli.app import group, group_hook
+from edgestream.cli.options import (
+    CloudBootstrap,
+    JsonLine,
+    LogLevel,
+    Registry,
+    ShippedTopology,
+    TopologyOption,
+    apply_loglevel,
+    load_or_shipped,
+)
 from edgestream.core.exceptions import EdgestreamError
 
-app = typer.Typer(
-    help="Retraining: RetrainRequest -> training set -> signed candidate on fleet.models.",
-    no_args_is_help=True,
-)
+app = group("Retraining: RetrainRequest -> training set -> signed candidate on fleet.models.")
+
+register = group_hook(app, "retrain")
+
+
 _out = Console()
-
-
-def _topology(path: Path | None) -> Any:
-    from edgestream.core.topology import load_topology
-    from edgestream.loop.up import default_topology
-
-    return load_topology(path or default_topology())
 
 
 def _need_training_packages() -> None:
@@ -53,12 +55,12 @@ def _need_training_packages() -> None:
 @app.command("run")
 def run(
     request: str = typer.Argument(..., help="RetrainRequest as JSON text or a JSON file."),
-    topology: Path = typer.Option(None, "--topology", "-t", help="Topology YAML."),
-    cloud_bootstrap: str = typer.Option(None, "--cloud-bootstrap", help="Cloud broker."),
-    registry: str = typer.Option(None, "--registry", help="Schema registry URL."),
+    topology: TopologyOption = None,
+    cloud_bootstrap: CloudBootstrap = None,
+    registry: Registry = None,
     publish: bool = typer.Option(True, "--publish/--no-publish", help="Publish the candidate."),
     seed: int = typer.Option(0, "--seed", help="Model initialisation seed."),
-    as_json: bool = typer.Option(False, "--json", help="Last line: the result as JSON."),
+    as_json: JsonLine = False,
 ) -> None:
     """Serve one RetrainRequest now (no dedup: the operator asked for it)."""
     _need_training_packages()
@@ -67,7 +69,7 @@ def run(
     from edgestream.retrain.candidate import parse_request, retrain
     from edgestream.rollout.history import publish_updates
 
-    topo = _topology(topology)
+    topo = load_or_shipped(topology)
     parsed = parse_request(request)
     endpoints = cloud_endpoints(cloud_bootstrap, registry, topo)
     key = load_private_key(topo.retraining.signing)
@@ -108,20 +110,18 @@ def run(
 
 @app.command("serve")
 def serve_cmd(
-    topology: Path = typer.Argument(None, help="Topology YAML (default: the shipped one)."),
-    cloud_bootstrap: str = typer.Option(None, "--cloud-bootstrap", help="Cloud broker."),
-    registry: str = typer.Option(None, "--registry", help="Schema registry URL."),
-    loglevel: str = typer.Option("info", "--loglevel", help="debug, info, warning, error."),
+    topology: ShippedTopology = None,
+    cloud_bootstrap: CloudBootstrap = None,
+    registry: Registry = None,
+    loglevel: LogLevel = "info",
 ) -> None:
     """Consume fleet.retrain and fleet.rollout until SIGTERM / Ctrl-C."""
     _need_training_packages()
     from edgestream.core.endpoints import cloud_endpoints
     from edgestream.retrain.service import serve
 
-    logging.basicConfig(
-        level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    topo = _topology(topology)
+    apply_loglevel(loglevel)
+    topo = load_or_shipped(topology)
     endpoints = cloud_endpoints(cloud_bootstrap, registry, topo)
     from edgestream.core.metrics import resolve_port, serve_metrics
 

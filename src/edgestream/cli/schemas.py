@@ -12,16 +12,17 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from edgestream.cli.app import group, group_hook
 from edgestream.core.exceptions import SchemaError
 from edgestream.core.schemas import LEVEL, CheckReport, check, snapshot
 
-app = typer.Typer(
-    help=(
-        "Avro schemas of edgestream's topics: list them, check that changes stay "
-        f"{LEVEL} compatible with every released version, release them."
-    ),
-    no_args_is_help=True,
+app = group(
+    "Avro schemas of edgestream's topics: list them, check that changes stay "
+    f"{LEVEL} compatible with every released version, release them."
 )
+
+register = group_hook(app, "schemas")
+
 
 SchemasDir = Annotated[
     Path | None,

@@ -14,6 +14,8 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from edgestream.cli.app import command_hook
+from edgestream.cli.options import AnomalyRate, JsonLine, Mapping, Quiet, Rate, Seed
 from edgestream.sim import ReplaySpec, SimConfig, SimConfigError, SimProgress, simulate
 from edgestream.sim.config import now_ms, parse_start_time
 
@@ -23,11 +25,7 @@ _out = Console(highlight=False, soft_wrap=True)
 _err = Console(stderr=True, highlight=False)
 
 
-def register(app: typer.Typer) -> None:
-    """Add the ``simulate`` command to the root CLI."""
-    app.command("simulate")(simulate_command)
-
-
+# long: a typer command whose length is its option list (the fleet, drift, lateness, replay)
 def simulate_command(
     bootstrap: str = typer.Option(
         None,
@@ -38,23 +36,21 @@ def simulate_command(
         None, "--registry", help="Schema registry URL (default: the running stack's registry)."
     ),
     devices: int = typer.Option(10, "--devices", help="Devices in the fleet."),
-    rate: float = typer.Option(1.0, "--rate", help="Readings per second per device."),
+    rate: Rate = 1.0,
     duration: float = typer.Option(
         None,
         "--duration",
         help="Seconds of event time (default 60; 0 = until Ctrl-C; replay: the whole file).",
     ),
     frames: int = typer.Option(1, "--frames", help="K > 1: send SensorFrames of K readings."),
-    anomaly_rate: float = typer.Option(
-        0.01, "--anomaly-rate", help="Expected fraction of anomalous readings."
-    ),
+    anomaly_rate: AnomalyRate = 0.01,
     drift_at: float = typer.Option(None, "--drift-at", help="Drift starts S seconds in."),
     drift_ramp: float = typer.Option(60.0, "--drift-ramp", help="Seconds to reach full drift."),
     drift_shift: float = typer.Option(2.0, "--drift-shift", help="Mean shift, channel scales."),
     drift_std: float = typer.Option(1.5, "--drift-std", help="Noise std multiplier of drift."),
     drift_types: str = typer.Option(None, "--drift-types", help="Types that drift (all)."),
     drift_channels: str = typer.Option(None, "--drift-channels", help="Channels that drift."),
-    seed: int = typer.Option(0, "--seed", help="Same seed and start time = same records."),
+    seed: Seed = 0,
     late_fraction: float = typer.Option(0.0, "--late-fraction", help="Fraction sent late."),
     late_within: str = typer.Option("1,5", "--late-within", help="MIN,MAX s small delays."),
     late_beyond: str = typer.Option("30,120", "--late-beyond", help="MIN,MAX s large delays."),
@@ -76,14 +72,12 @@ def simulate_command(
     ),
     fast: bool = typer.Option(False, "--fast", help="No pacing: same records, virtual time."),
     speed: str = typer.Option("1", "--speed", help="Pacing factor: 2 or 2x = twice real time."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
-    json_out: bool = typer.Option(False, "--json", help="Last line: one JSON object."),
+    quiet: Quiet = False,
+    json_out: JsonLine = False,
     replay: Path = typer.Option(
         None, "--replay", help="Replay a history file: CSV or Parquet, a column per channel."
     ),
-    mapping: list[str] = typer.Option(
-        None, "--map", help="COLUMN=CHANNEL: a replay column's channel (repeatable)."
-    ),
+    mapping: Mapping = None,
     topology: Path = typer.Option(
         None, "--topology", "-t", help="Replay: channels and topic of --device-type from here."
     ),
@@ -104,16 +98,10 @@ def simulate_command(
     labels; or export a simulated run with its labels to a file."""
     if replay is None and (device_id or replay_windows or mapping or topology):
         raise SimConfigError("--device-id, --map, --topology and --replay-windows need --replay")
-    if duration is None:
-        duration = None if replay is not None else DEFAULT_DURATION_S
-    elif duration == 0:
-        duration = None
-    elif duration < 0:
-        raise SimConfigError(f"--duration must be >= 0 (got {duration:g})")
     config = SimConfig(
         devices=devices,
         rate=rate,
-        duration=duration,
+        duration=_event_duration(duration, replay is not None),
         seed=seed,
         start_time=parse_start_time(start_time),
         sites=sites,
@@ -147,7 +135,29 @@ def simulate_command(
     if export is not None:
         _export(config, export)
         return
-    bootstrap, registry = _endpoints(bootstrap, registry)
+    _produce(config, *_endpoints(bootstrap, registry), quiet=quiet, json_out=json_out)
+
+
+register = command_hook("simulate", simulate_command)
+
+
+def _event_duration(duration: float | None, replay: bool) -> float | None:
+    """``--duration``: seconds of event time, ``None`` for no end (0; a replay's default).
+
+    >>> _event_duration(None, replay=False), _event_duration(0, replay=False)
+    (60.0, None)
+    """
+    if duration is None:
+        return None if replay else DEFAULT_DURATION_S
+    if duration < 0:
+        raise SimConfigError(f"--duration must be >= 0 (got {duration:g})")
+    return duration or None
+
+
+def _produce(
+    config: SimConfig, bootstrap: str, registry: str, *, quiet: bool, json_out: bool
+) -> None:
+    """Run the fleet into Kafka until its end or Ctrl-C / SIGTERM, then print the summary."""
     with _stop_on_signals() as stop, _progress(quiet or json_out) as on_progress:
         result = simulate(
             config, bootstrap=bootstrap, registry=registry, stop=stop, on_progress=on_progress

@@ -6,17 +6,26 @@ import json
 import signal
 import threading
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from edgestream.cli.app import group, group_hook
 from edgestream.core.stack import Stack, StackStatus
 
-app = typer.Typer(help="The embedded stack: a broker per gateway, a cloud broker, a registry.")
+app = group("The embedded stack: a broker per gateway, a cloud broker, a registry.")
+
+register = group_hook(app, "stack")
+
+
 console = Console()
 
-DataDir = typer.Option(None, "--data-dir", help="Stack state dir (default $EDGESTREAM_HOME/stack).")
+StackDir = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="Stack state dir (default $EDGESTREAM_HOME/stack)."),
+]
 
 
 def _table(status: StackStatus) -> Table:
@@ -41,7 +50,7 @@ def start(
     tls: bool = typer.Option(
         False, "--tls", help="Cloud broker also on SSL and SASL_SSL/SCRAM listeners (own CA)."
     ),
-    data_dir: Path = DataDir,
+    data_dir: StackDir = None,
 ) -> None:
     """Start the stack (idempotent: running components are kept)."""
     stack = Stack(data_dir)
@@ -78,7 +87,7 @@ def status(
     as_json: bool = typer.Option(
         False, "--json", help="One JSON object: the endpoints, and each process's RSS and start."
     ),
-    data_dir: Path = DataDir,
+    data_dir: StackDir = None,
 ) -> None:
     """Show what runs where; exit code 1 when the stack is not fully running."""
     current = Stack(data_dir).status()
@@ -98,7 +107,7 @@ def stop(
     purge: bool = typer.Option(
         False, "--purge", help="Also delete the stopped brokers' topics and records."
     ),
-    data_dir: Path = DataDir,
+    data_dir: StackDir = None,
 ) -> None:
     """Stop the stack (or some components); waits until processes are gone and ports free.
 

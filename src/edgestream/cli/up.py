@@ -6,14 +6,17 @@ import json
 import signal
 import threading
 import time
-from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console, Group
 from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
+
+from edgestream.cli.alerts import alert_cells
+from edgestream.cli.app import command_hook
+from edgestream.cli.options import Duration, JsonLine, Rate, Seed, ShippedTopology
 
 if TYPE_CHECKING:
     from edgestream.loop import LoopConfig, LoopState
@@ -63,18 +66,12 @@ def _alerts(state: LoopState) -> Table:
     where = "cloud, deduplicated" if latest else "edge"
     latest = latest or list(state.latest_alerts)
     alerts = Table(title=f"latest alerts ({where})", expand=True)
-    for column in ("gateway", "status", "severity", "device", "site", "score", "model"):
+    columns = ("gateway", "status", "severity", "device", "site", "score", "model")
+    for column in columns:
         alerts.add_column(column)
     for alert in latest[:6]:
-        alerts.add_row(
-            str(alert.get("gateway_id", "-")),
-            str(alert.get("status", "-")),
-            str(alert.get("severity", "-")),
-            str(alert.get("device_id", "-")),
-            str(alert.get("site", "-")),
-            f"{alert.get('score') or 0:.3f}",
-            str(alert.get("model_version") or "-"),
-        )
+        cells = alert_cells(alert, missing="-")
+        alerts.add_row(*(cells[column] for column in columns))
     return alerts
 
 
@@ -139,99 +136,105 @@ def _view(state: LoopState, duration: float | None, dashboard: str | None = None
     )
 
 
-def register(app: typer.Typer) -> None:
-    """Add the ``up`` command to the root app."""
+def up_command(
+    topology: ShippedTopology = None,
+    duration: Duration = None,
+    gateways: int = typer.Option(
+        None, "--gateways", help="Run N gateways (default: the topology's)."
+    ),
+    devices: int = typer.Option(6, "--devices", help="Simulated devices per gateway."),
+    rate: Rate = 10.0,
+    seed: Seed = 1,
+    keep_stack: bool = typer.Option(False, "--keep-stack", help="Leave the stack running."),
+    cloud: bool = typer.Option(
+        True, "--cloud/--no-cloud", help="Start the cloud Flink job and the retrainer."
+    ),
+    as_json: JsonLine = False,
+    until_loop_closed: bool = typer.Option(
+        False,
+        "--until-loop-closed",
+        help="Stop once a retrained model is live on every gateway (or --duration passes).",
+    ),
+    dashboard: bool = typer.Option(
+        True, "--dashboard/--no-dashboard", help="Serve the web dashboard (127.0.0.1)."
+    ),
+    dashboard_port: int = typer.Option(
+        8787, "--dashboard-port", help="Dashboard port (taken: any free one)."
+    ),
+) -> None:
+    """Start the whole loop on the embedded default; Ctrl-C (or --duration) stops it cleanly."""
+    from edgestream.loop import LoopConfig, LoopState
+    from edgestream.loop.up import default_topology
 
-    @app.command()
-    def up(
-        topology: Path = typer.Argument(None, help="Topology YAML (default: the shipped one)."),
-        duration: float = typer.Option(None, "--duration", help="Run this many seconds."),
-        gateways: int = typer.Option(
-            None, "--gateways", help="Run N gateways (default: the topology's)."
-        ),
-        devices: int = typer.Option(6, "--devices", help="Simulated devices per gateway."),
-        rate: float = typer.Option(10.0, "--rate", help="Readings/s per device."),
-        seed: int = typer.Option(1, "--seed"),
-        keep_stack: bool = typer.Option(False, "--keep-stack", help="Leave the stack running."),
-        cloud: bool = typer.Option(
-            True, "--cloud/--no-cloud", help="Start the cloud Flink job and the retrainer."
-        ),
-        as_json: bool = typer.Option(False, "--json", help="Last line: the summary as JSON."),
-        until_loop_closed: bool = typer.Option(
-            False,
-            "--until-loop-closed",
-            help="Stop once a retrained model is live on every gateway (or --duration passes).",
-        ),
-        dashboard: bool = typer.Option(
-            True, "--dashboard/--no-dashboard", help="Serve the web dashboard (127.0.0.1)."
-        ),
-        dashboard_port: int = typer.Option(
-            8787, "--dashboard-port", help="Dashboard port (taken: any free one)."
-        ),
-    ) -> None:
-        """Start the whole loop on the embedded default; Ctrl-C (or --duration) stops it cleanly."""
-        from edgestream.loop import LoopConfig, LoopState
-        from edgestream.loop.up import default_topology
+    config = LoopConfig(
+        topology=topology or default_topology(),
+        duration=duration,
+        devices_per_gateway=devices,
+        gateways=gateways,
+        rate=rate,
+        seed=seed,
+        keep_stack=keep_stack,
+        cloud=cloud,
+        until_loop_closed=until_loop_closed,
+    )
+    state = LoopState()
+    _watch(config, state, dashboard_port if dashboard else None)
+    if state.error is not None:
+        raise state.error
+    _print_summary(state.summary(), as_json)
 
-        config = LoopConfig(
-            topology=topology or default_topology(),
-            duration=duration,
-            devices_per_gateway=devices,
-            gateways=gateways,
-            rate=rate,
-            seed=seed,
-            keep_stack=keep_stack,
-            cloud=cloud,
-            until_loop_closed=until_loop_closed,
-        )
-        stop = threading.Event()
-        state = LoopState()
-        finished = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        # Ctrl-C works even when started with SIGINT ignored (a background job of a script)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        board = None
-        if dashboard:
-            from edgestream.dashboard.run import serve_for_loop
 
-            board = serve_for_loop(
-                lambda: state.endpoints, config.topology, dashboard_port, finished
-            )
-            console.print(f"dashboard: {board.url}", soft_wrap=True)
-        url = board.url if board is not None else None
-        runner = threading.Thread(target=_run, args=(config, stop, state, finished), daemon=True)
-        runner.start()
-        # wait on an Event, not Thread.join: a join interrupted by KeyboardInterrupt can return
-        # early afterwards (CPython), and the exiting interpreter would cut the clean stop short
-        try:
-            with Live(_view(state, duration, url), console=console, refresh_per_second=2) as live:
-                while not finished.wait(0.5):
-                    live.update(_view(state, duration, url))
-        except KeyboardInterrupt:
-            stop.set()
-            console.print("stopping...")
+register = command_hook("up", up_command)
+
+
+def _watch(config: LoopConfig, state: LoopState, dashboard_port: int | None) -> None:
+    """Run the loop on a thread and show it live until it ends, or Ctrl-C / SIGTERM stop
+    it (cleanly: the view stays until everything it started is stopped)."""
+    stop, finished = threading.Event(), threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # Ctrl-C works even when started with SIGINT ignored (a background job of a script)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    board = None
+    if dashboard_port is not None:
+        from edgestream.dashboard.run import serve_for_loop
+
+        board = serve_for_loop(lambda: state.endpoints, config.topology, dashboard_port, finished)
+        console.print(f"dashboard: {board.url}", soft_wrap=True)
+    url = board.url if board is not None else None
+    runner = threading.Thread(target=_run, args=(config, stop, state, finished), daemon=True)
+    runner.start()
+    # wait on an Event, not Thread.join: a join interrupted by KeyboardInterrupt can return
+    # early afterwards (CPython), and the exiting interpreter would cut the clean stop short
+    duration = config.duration
+    try:
+        with Live(_view(state, duration, url), console=console, refresh_per_second=2) as live:
             while not finished.wait(0.5):
-                pass
-        finally:
-            if board is not None:
-                board.stop()
-        if state.error is not None:
-            raise state.error
-        summary = state.summary()
-        table = Table(title="summary")
-        table.add_column("")
-        table.add_column("value", justify="right")
-        for key, value in summary.items():
-            if key not in ("errors", "not_started"):
-                shown = f"{value:,}" if isinstance(value, int) else str(value)
-                table.add_row(key.replace("_", " "), shown)
-        console.print(table)
-        for error in summary["errors"]:  # type: ignore[union-attr]
-            console.print(f"[red]error:[/] {error}")
-        for missing in summary["not_started"]:  # type: ignore[union-attr]
-            console.print(f"[yellow]not started:[/] {missing}")
-        if as_json:
-            print(json.dumps(summary))
+                live.update(_view(state, duration, url))
+    except KeyboardInterrupt:
+        stop.set()
+        console.print("stopping...")
+        while not finished.wait(0.5):
+            pass
+    finally:
+        if board is not None:
+            board.stop()
+
+
+def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
+    table = Table(title="summary")
+    table.add_column("")
+    table.add_column("value", justify="right")
+    for key, value in summary.items():
+        if key not in ("errors", "not_started"):
+            shown = f"{value:,}" if isinstance(value, int) else str(value)
+            table.add_row(key.replace("_", " "), shown)
+    console.print(table)
+    for error in summary["errors"]:
+        console.print(f"[red]error:[/] {error}")
+    for missing in summary["not_started"]:
+        console.print(f"[yellow]not started:[/] {missing}")
+    if as_json:
+        print(json.dumps(summary))
 
 
 def _run(

@@ -10,15 +10,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from edgestream.cli.app import command_hook
 from edgestream.core.topology import Topology, TopologyError, format_duration, load_topology
 from edgestream.ml.inputs import check_model_inputs
 
 _out = Console(highlight=False)
-
-
-def register(app: typer.Typer) -> None:
-    """Add the ``validate`` command to the root CLI."""
-    app.command("validate")(validate_command)
 
 
 def validate_command(
@@ -47,6 +43,9 @@ def validate_command(
     results = [_validate(path, as_json, check_files, strict) for path in topologies]
     if not all(results):
         raise typer.Exit(1)
+
+
+register = command_hook("validate", validate_command)
 
 
 def _validate(topology: Path, as_json: bool, check_files: bool, strict: bool) -> bool:

@@ -14,8 +14,8 @@ True
 >>> board.stop()
 """
 
-from edgestream.dashboard.config import DashboardConfig, dashboard_topics
+from edgestream.dashboard.config import DashboardConfig
 from edgestream.dashboard.exceptions import DashboardError
 from edgestream.dashboard.run import Dashboard
 
-__all__ = ["Dashboard", "DashboardConfig", "DashboardError", "dashboard_topics"]
+__all__ = ["Dashboard", "DashboardConfig", "DashboardError"]

@@ -20,10 +20,9 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-from edgestream.core.topology import Topology
 from edgestream.dashboard.exceptions import DashboardError
 
-__all__ = ["TOKEN_ENV", "DashboardConfig", "dashboard_topics", "is_loopback"]
+__all__ = ["TOKEN_ENV", "DashboardConfig", "is_loopback"]
 
 TOKEN_ENV = "EDGESTREAM_DASHBOARD_TOKEN"
 MIN_TOKEN_CHARS = 12
@@ -67,20 +66,3 @@ class DashboardConfig:
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}/"
-
-
-def dashboard_topics(topology: Topology) -> dict[str, str]:
-    """The cloud topics the dashboard reads, by role (the names ``CloudWatch`` takes)."""
-    from edgestream.wire.topics import REPORTS_TOPIC
-
-    fwd, cloud = topology.forwarding.topics, topology.cloud
-    return {
-        "alerts": fwd.alerts,
-        "summaries": fwd.summaries,
-        "samples": fwd.samples,
-        "reports": str(getattr(fwd, "reports", REPORTS_TOPIC)),  # as the forwarder picks it
-        "rollout": fwd.rollout,
-        "retrain": cloud.retrain_topic,
-        "models": cloud.models_topic,
-        "stats": cloud.stats_topic,
-    }

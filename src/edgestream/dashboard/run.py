@@ -31,7 +31,7 @@ __all__ = ["KINDS", "Dashboard", "serve_for_loop"]
 
 log = logging.getLogger("edgestream.dashboard")
 
-#: topic role (``dashboard_topics``) -> record kind (``FleetView.add``)
+#: topic role (``deploy.plan.cloud_topics``) -> record kind (``FleetView.add``)
 KINDS = {
     "alerts": "alert", "summaries": "summary", "samples": "sample", "reports": "report",
     "rollout": "rollout", "retrain": "retrain", "models": "model", "stats": "stats",
@@ -111,7 +111,7 @@ class Dashboard:
         topics: dict[str, str],
         client_settings: dict[str, object] | None = None,
     ) -> None:
-        """Start reading the cloud topics (``dashboard_topics``) into the view."""
+        """Start reading the cloud topics (``deploy.plan.cloud_topics``) into the view."""
         self._kinds = {topic: KINDS[role] for role, topic in topics.items() if role in KINDS}
         watch = self.watch = CloudWatch(bootstrap, registry, topics, self._sink, client_settings)
 
@@ -158,13 +158,13 @@ def serve_for_loop(
     port when that one is taken), reading the cloud once ``endpoints()`` (the loop's, filled
     when its stack runs) names the cloud broker and the registry; gives up when ``done``."""
     from edgestream.core.topology import load_topology
-    from edgestream.dashboard.config import dashboard_topics
+    from edgestream.deploy.plan import cloud_topics
 
     try:
         board = Dashboard(DashboardConfig(port=port)).start()
     except DashboardError:
         board = Dashboard(DashboardConfig(port=0)).start()
-    topics = dashboard_topics(load_topology(topology))
+    topics = cloud_topics(load_topology(topology))
 
     def attach_when_up() -> None:
         while not (done.is_set() or board.stopped):

@@ -84,38 +84,38 @@ def _view_select(source: str, columns: tuple[tuple[str, str], ...]) -> str:
     return f"SELECT {', '.join(cols)} FROM {source}"
 
 
+#: column type of the decoded rows -> its name in PyFlink's (TypeInformation, DataType)
+_PYFLINK_TYPES = {
+    "STRING": ("STRING", "STRING"),
+    "BIGINT": ("LONG", "BIGINT"),
+    "INT": ("INT", "INT"),
+    "DOUBLE": ("DOUBLE", "DOUBLE"),
+}
+_MAP = "MAP<STRING, DOUBLE>"
+
+
 def _flink_type(sql_type: str) -> Any:
     """The PyFlink TypeInformation of the column types used by the decoded rows."""
     from pyflink.common import Types
 
-    simple = {
-        "STRING": Types.STRING(),
-        "BIGINT": Types.LONG(),
-        "INT": Types.INT(),
-        "DOUBLE": Types.DOUBLE(),
-    }
-    if sql_type in simple:
-        return simple[sql_type]
-    if sql_type == "MAP<STRING, DOUBLE>":
+    if sql_type == _MAP:
         return Types.MAP(Types.STRING(), Types.DOUBLE())
-    raise ValueError(sql_type)
+    return getattr(Types, _simple_type(sql_type)[0])()
 
 
 def _data_type(sql_type: str) -> Any:
     """The PyFlink DataType of the column types used by the decoded rows."""
     from pyflink.table import DataTypes
 
-    simple = {
-        "STRING": DataTypes.STRING(),
-        "BIGINT": DataTypes.BIGINT(),
-        "INT": DataTypes.INT(),
-        "DOUBLE": DataTypes.DOUBLE(),
-    }
-    if sql_type in simple:
-        return simple[sql_type]
-    if sql_type == "MAP<STRING, DOUBLE>":  # Arrow needs non-null map keys
+    if sql_type == _MAP:  # Arrow needs non-null map keys
         return DataTypes.MAP(DataTypes.STRING(False), DataTypes.DOUBLE())
-    raise ValueError(sql_type)
+    return getattr(DataTypes, _simple_type(sql_type)[1])()
+
+
+def _simple_type(sql_type: str) -> tuple[str, str]:
+    if sql_type not in _PYFLINK_TYPES:
+        raise ValueError(sql_type)
+    return _PYFLINK_TYPES[sql_type]
 
 
 @dataclass
