@@ -95,7 +95,6 @@ class HistoryParams:
     margin: float = 1.5
     window: int = 256  # readings of the noise scale (module docstring: the features)
     median: int = 41  # readings of the baseline median
-    prior_weight: float = 4.0
     hidden: tuple[int, ...] = (16, 4, 16)
     seed: int = 0
 
@@ -254,9 +253,7 @@ def _extractor(
     """The features of the type's channels; ``prior_scale`` from the training rows."""
     channels = topology.features_for(params.device_type)
     prior = prior_scales(data.device_id[~held], data.columns(channels)[~held])
-    return FeatureExtractor(
-        channels, params.window, prior, params.prior_weight, median=params.median
-    )
+    return FeatureExtractor(channels, params.window, prior, median=params.median)
 
 
 def _fit(features: np.ndarray, params: HistoryParams) -> tuple[bytes, int]:
