@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from typer.testing import CliRunner
 from edgestream.cli.main import app
 from edgestream.ml.artifact import load_artifact
 from edgestream.ml.train_history import HistoryParams, TrainDataError, train_on_history
+from tests.conftest import run_doctests
 from tests.test_ml import byoskit as kit
 
 
@@ -27,7 +29,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 def test_a_model_trained_on_the_normal_rows_finds_the_injected_anomalies(trained) -> None:
     """Trained on the label-0 rows of a simulator export, evaluated through the gateway's
-    path on the whole export: the injected episodes are found (event F1 >= 0.9)."""
+    path on the whole export: the injected episodes are found (event F1 >= 0.9) and so are
+    their readings (per-point F1 >= 0.9, each reading flagged when its own score exceeds the
+    threshold calibrated on held-out normal rows; measured 0.92 with seed 5)."""
     tmp, model = trained["tmp"], trained["model"]
     topology = kit.compressor_topology(tmp / "eval.yaml", model)
     out = kit.cli("models", "evaluate", str(model), "--data", str(trained["data"]),
@@ -38,7 +42,23 @@ def test_a_model_trained_on_the_normal_rows_finds_the_injected_anomalies(trained
     assert quality["point"]["tp"] + quality["point"]["fn"] == int(frame["label"].sum())
     assert quality["event"]["episodes"] >= 20
     assert quality["event"]["f1"] >= 0.9, quality["event"]
+    assert quality["point"]["f1"] >= 0.9, quality["point"]
+    assert quality["point"]["precision"] >= 0.9, quality["point"]
+    assert quality["threshold"] == load_artifact(model)[1].threshold  # the model's own
     assert "event F1" in out.stdout
+
+
+def test_the_features_outlast_an_episode(trained) -> None:
+    """The sidecar's feature config is the one the gateway rebuilds: a baseline median of
+    41 readings (an episode of up to 20 never becomes its own baseline) over a noise scale
+    of 256 readings."""
+    _, meta = load_artifact(trained["model"])
+    assert (meta.features["median"], meta.features["window"]) == (41, 256)
+    assert meta.training["median"] == 41 and meta.training["window"] == 256
+
+
+def test_docstring_examples() -> None:
+    run_doctests(importlib.import_module("edgestream.ml.train"))
 
 
 def test_the_artifact_is_what_the_gateway_loads_and_the_report_says_how(trained) -> None:

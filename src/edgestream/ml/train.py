@@ -377,3 +377,20 @@ def holdout_mask(device_ids: np.ndarray, ts: np.ndarray, fraction: float) -> np.
         keep = len(rows) - math.ceil(fraction * len(rows))
         mask[rows[keep:]] = True
     return mask
+
+
+def holdout_split(
+    device_ids: np.ndarray, ts: np.ndarray, fraction: float, need: tuple[int, int]
+) -> tuple[np.ndarray, str | None]:
+    """:func:`holdout_mask` and, when it leaves fewer than ``need`` (training, held-out) rows,
+    what is short (for the caller's error; None when enough).
+
+    >>> held, short = holdout_split(np.array(["a"] * 5), np.arange(5), 0.4, (4, 1))
+    >>> held.astype(int).tolist(), short
+    ([0, 0, 0, 1, 1], '3 training / 2 held-out rows; need >= 4 / 1')
+    """
+    held = holdout_mask(device_ids, ts, fraction)
+    n_train, n_hold = int((~held).sum()), int(held.sum())
+    if n_train >= need[0] and n_hold >= need[1]:
+        return held, None
+    return held, f"{n_train} training / {n_hold} held-out rows; need >= {need[0]} / {need[1]}"

@@ -12,7 +12,11 @@ a user's normal operation instead of a simulated fleet:
    (:func:`~edgestream.ml.train.holdout_mask`), the rest trains;
 3. features of the topology's ``features`` of the type (the model's channels, in order),
    per device and streaming, as the gateway computes them; ``prior_scale`` is the median
-   per-device noise of each channel in the training rows;
+   per-device noise of each channel in the training rows. The baseline is the median of the
+   last ``median`` (41) readings and the noise scale spans ``window`` (256) readings, so an
+   episode shorter than ``median / 2`` readings never becomes its own baseline (a level
+   shift or a drift stays visible to its last reading, the readings after it score against
+   the normal level) and a noise burst hardly widens the scale it is measured in;
 4. fit the family (``ae`` by default, see below) on the training rows;
 5. **threshold**: ``q + (margin - 1) * (q - median)`` of the held-out normal rows' scores
    (``q``: their ``quantile``, by default the largest): readings the model never saw, so the
@@ -24,12 +28,20 @@ a user's normal operation instead of a simulated fleet:
 
 Why the autoencoder (``ae``): measured in one run on a simulator export (pump columns as a
 compressor, 10 devices x 10 min, ``docs/byos.md``; 2-core machine, one ONNX thread, batch
-1024): the 16-4-16 autoencoder is 3,276 bytes and scores 1.84M rows/s; a 100-tree
-IsolationForest is 690,792 bytes (over the 512 KB a ModelUpdate carries inline) and scores
-8.3k rows/s (221x fewer). And it cannot rank readings beyond its training envelope (see
+1024): the 16-4-16 autoencoder is 3,276 bytes and scores 2.36M rows/s; a 100-tree
+IsolationForest is 686,687 bytes (over the 512 KB a ModelUpdate carries inline) and scores
+6.4k rows/s. And it cannot rank readings beyond its training envelope (see
 :mod:`edgestream.ml.train`): with its threshold calibrated the same way it found none of the
-episodes (event F1 0.0 on its own export and on unseen incidents, the autoencoder 1.0 and
-0.85). ``family="iforest"`` remains available.
+episodes (event F1 0.0 on its own export and on unseen incidents, the autoencoder 0.99 and
+0.88; per-point F1 0.92 and 0.83). ``family="iforest"`` remains available.
+
+Why a median of 41 over a window of 256 (``median=9, window=64`` before): on the project
+test's export (6 pumps x 10 min, seed 5) per-point F1 went from 0.61 to 0.92 and event F1
+from 0.99 to 1.0, on an export it was not trained on (seed 6) from 0.55 to 0.91 and 0.91 to
+1.0. With 9 readings the median took over an episode after 5 of them: a level shift or drift
+was unseen from its sixth reading, and the 5 normal readings after every episode scored
+against its level (they were every false positive). The median costs the gateway about
+twice the feature time of the 9-reading one; the state is 256 values per channel and device.
 """
 
 from __future__ import annotations
@@ -53,7 +65,7 @@ from edgestream.ml.train import (
     TrainParams,
     draft_meta,
     fit_onnx,
-    holdout_mask,
+    holdout_split,
     prior_scales,
 )
 from edgestream.sim.history import History, read_history
@@ -81,8 +93,8 @@ class HistoryParams:
     holdout_fraction: float = 0.2
     quantile: float = 1.0  # the largest held-out score
     margin: float = 1.5
-    window: int = 64
-    median: int = 9
+    window: int = 256  # readings of the noise scale (module docstring: the features)
+    median: int = 41  # readings of the baseline median
     hidden: tuple[int, ...] = (16, 4, 16)
     seed: int = 0
 
@@ -195,46 +207,21 @@ def train_on_history(
     started = time.perf_counter()
     files = [Path(f) for f in files]
     data, per_file = _normal_rows(files, topology, params, mapping or {})
-    held = holdout_mask(data.device_id, data.ts, params.holdout_fraction)
-    n_train, n_hold = int((~held).sum()), int(held.sum())
-    if n_train < MIN_TRAIN_ROWS or n_hold < MIN_HOLDOUT_ROWS:
-        raise TrainDataError(
-            f"{len(data)} normal rows give {n_train} training / {n_hold} held-out rows; need "
-            f">= {MIN_TRAIN_ROWS} / {MIN_HOLDOUT_ROWS} (give more normal operation)"
-        )
-    channels = topology.features_for(params.device_type)
-    train_cols = data.columns(channels)[~held]
-    prior = prior_scales(data.device_id[~held], train_cols)
-    extractor = FeatureExtractor(channels, params.window, prior, median=params.median)
-    config = extractor.config()
-    features = _features(FeatureExtractor.from_config(config), data)
-    epochs = int(min(MAX_EPOCHS, max(30, ROW_EPOCHS // n_train)))
-    fit = TrainParams(
-        device_type=params.device_type,
-        family=params.family,
-        seed=params.seed,
-        hidden=params.hidden,
-        max_iter=epochs,
-        subsample=1,
-        window=params.window,
-        median=params.median,
-        quantile=params.quantile,
+    held, short = holdout_split(
+        data.device_id, data.ts, params.holdout_fraction, (MIN_TRAIN_ROWS, MIN_HOLDOUT_ROWS)
     )
-    blob = fit_onnx(features[~held], fit)
+    if short:
+        raise TrainDataError(f"{len(data)} normal rows give {short} (give more normal operation)")
+    extractor = _extractor(topology, params, data, held)
+    features = _features(FeatureExtractor.from_config(extractor.config()), data)
+    blob, epochs = _fit(features[~held], params)
     meta = draft_meta(params.name, blob, extractor, params.device_type, params.family,
                       rule={"consecutive": 1, "gap": 5},
                       baseline={c: decile_baseline(data.values[:, j])
                                 for j, c in enumerate(data.channels)})  # fmt: skip
     scorer = OnnxScorer.load(blob, meta)
     held_scores = scorer.score(features[held])
-    quantile = float(np.quantile(held_scores, params.quantile))
-    median = float(np.median(held_scores))
-    threshold = round(quantile + (params.margin - 1.0) * (quantile - median), 9)
-    method = (
-        f"q{params.quantile:g} + {params.margin - 1:g} x (q{params.quantile:g} - median) of the "
-        f"scores of {n_hold:,} held-out normal rows (the last {params.holdout_fraction:.0%} of "
-        "each device's normal rows)"
-    )
+    threshold, method = _calibrate(held_scores, params)
     train_scores = scorer.score(features[~held])
     report = {
         "model": params.name,
@@ -242,8 +229,8 @@ def train_on_history(
         "device_type": params.device_type,
         "files": per_file,
         "normal_rows": len(data),
-        "train_rows": n_train,
-        "holdout_rows": n_hold,
+        "train_rows": int((~held).sum()),
+        "holdout_rows": int(held.sum()),
         "devices": len(np.unique(data.device_id)),
         "channels": _channel_stats(data),
         "features": len(extractor.feature_names),
@@ -255,20 +242,70 @@ def train_on_history(
         "model_bytes": len(blob),
         "rows_per_s": round(inference_speed(scorer, features[held])),
     }
-    meta = replace(
+    meta = _calibrated_meta(meta, params, files, held_scores, report)
+    report["seconds"] = round(time.perf_counter() - started, 2)
+    return HistoryTraining(blob, meta, report)
+
+
+def _extractor(
+    topology: Topology, params: HistoryParams, data: History, held: np.ndarray
+) -> FeatureExtractor:
+    """The features of the type's channels; ``prior_scale`` from the training rows."""
+    channels = topology.features_for(params.device_type)
+    prior = prior_scales(data.device_id[~held], data.columns(channels)[~held])
+    return FeatureExtractor(channels, params.window, prior, median=params.median)
+
+
+def _fit(features: np.ndarray, params: HistoryParams) -> tuple[bytes, int]:
+    """The family fitted on the training rows' features: ONNX bytes and epochs."""
+    epochs = int(min(MAX_EPOCHS, max(30, ROW_EPOCHS // len(features))))
+    fit = TrainParams(
+        device_type=params.device_type,
+        family=params.family,
+        seed=params.seed,
+        hidden=params.hidden,
+        max_iter=epochs,
+        subsample=1,
+        window=params.window,
+        median=params.median,
+        quantile=params.quantile,
+    )
+    return fit_onnx(features, fit), epochs
+
+
+def _calibrate(held_scores: np.ndarray, params: HistoryParams) -> tuple[float, str]:
+    """The threshold of the held-out normal rows' scores (module docstring, step 5) and how."""
+    quantile = float(np.quantile(held_scores, params.quantile))
+    median = float(np.median(held_scores))
+    threshold = round(quantile + (params.margin - 1.0) * (quantile - median), 9)
+    method = (
+        f"q{params.quantile:g} + {params.margin - 1:g} x (q{params.quantile:g} - median) of the "
+        f"scores of {len(held_scores):,} held-out normal rows (the last "
+        f"{params.holdout_fraction:.0%} of each device's normal rows)"
+    )
+    return threshold, method
+
+
+def _calibrated_meta(
+    meta: ModelMeta,
+    params: HistoryParams,
+    files: Sequence[Path],
+    held_scores: np.ndarray,
+    report: dict[str, Any],
+) -> ModelMeta:
+    """The draft sidecar with the threshold, score baseline, training parameters, metrics."""
+    return replace(
         meta,
-        threshold=threshold,
+        threshold=report["threshold"],
         score_baseline=decile_baseline(held_scores),
         training={
             **{k: list(v) if isinstance(v, tuple) else v for k, v in asdict(params).items()},
             "source": "history",
-            "files": [Path(f).name for f in files],
-            "threshold_method": method,
-            "max_iter": epochs,
+            "files": [f.name for f in files],
+            "threshold_method": report["threshold_method"],
+            "max_iter": report["epochs"],
         },
         metrics={"training": {k: report[k] for k in ("normal_rows", "train_rows",
                                                      "holdout_rows", "devices",
                                                      "holdout_above_threshold")}},
     )  # fmt: skip
-    report["seconds"] = round(time.perf_counter() - started, 2)
-    return HistoryTraining(blob, meta, report)
