@@ -10,7 +10,7 @@ import pytest
 from edgestream.bench import e2e, e2e_parts
 from edgestream.bench.common import emit_json
 from edgestream.bench.e2e import E2EBenchParams, e2e_rows, run_e2e_bench
-from tests.conftest import run_doctests
+from tests.support.doctests import run_doctests
 
 
 def test_docstring_examples_run() -> None:

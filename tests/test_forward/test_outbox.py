@@ -24,8 +24,8 @@ from edgestream.forward.budget import LOW_WATER, enforce_budget, write_report
 from edgestream.forward.outbox import Outbox, OutboxConfig
 from edgestream.forward.records import Entry
 from edgestream.wire.codec import BodyCodec
-from tests.conftest import run_doctests
-from tests.test_forward.factories import CHANNELS, alert, random_windows
+from tests.support.doctests import run_doctests
+from tests.support.records import CHANNELS, alert, random_windows
 
 TUMBLING = frozenset({10_000})
 
@@ -305,7 +305,7 @@ WRITER = textwrap.dedent(
     from pathlib import Path
     from edgestream.forward.outbox import Outbox, OutboxConfig
     from edgestream.forward.records import Entry
-    from tests.test_forward.factories import alert
+    from tests.support.records import alert
     box = Outbox(OutboxConfig(Path(sys.argv[1]), fsync=sys.argv[2]), "gw")
     i = 0
     while True:

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from edgestream.cli.main import app
 from edgestream.ml.artifact import load_artifact
 from edgestream.ml.train_history import HistoryParams, TrainDataError, train_on_history
-from tests.test_ml import byoskit as kit
+from tests.support import byos as kit
 
 
 @pytest.fixture(scope="module")
