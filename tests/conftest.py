@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,26 +46,3 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackStatus]:
         yield embedded.start(gateways=1)
     finally:
         embedded.stop()
-
-
-def pids_of(pattern: str) -> set[int]:
-    """Pids of processes whose command line contains ``pattern``."""
-    found = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ")
-        except OSError:
-            continue
-        if pattern.encode() in cmdline:
-            found.add(int(entry))
-    return found
-
-
-def run_doctests(module: object) -> None:
-    """Run a module's docstring examples: at least one must run, and none may fail."""
-    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)  # type: ignore[arg-type]
-    name = getattr(module, "__name__", module)
-    assert result.attempted > 0, f"{name} has no docstring example to run"
-    assert result.failed == 0, f"{result.failed} example(s) of {name} failed"

@@ -1,8 +1,10 @@
 """The layering of docs/architecture.md holds: ``lint-imports`` keeps every contract of
-``pyproject.toml`` (layers in data-flow order, stages that meet only in the wire, no cycles)."""
+``pyproject.toml`` (layers in data-flow order, stages that meet only in the wire, no cycles);
+the tests import shared scaffolding only from ``tests.support``."""
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -63,3 +65,68 @@ def test_every_package_is_a_regular_package() -> None:
         if folder.is_dir() and any(folder.glob("*.py")) and not (folder / "__init__.py").exists()
     ]
     assert missing == []
+
+
+TESTS = REPO / "tests"
+
+
+def _imported_modules(path: Path, source: str) -> list[str]:
+    """Every module an import statement of ``source`` (the file at ``path``) names, relative
+    imports resolved against the file's package; ``from M import a, b`` names ``M.a`` and
+    ``M.b`` (a name may be a submodule)."""
+    package = path.relative_to(REPO).with_suffix("").parts[:-1]
+    found: list[str] = []
+    for node in ast.walk(ast.parse(source, str(path))):
+        if isinstance(node, ast.Import):
+            found += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else ()
+            module = ".".join([*base, *([node.module] if node.module else [])])
+            found += [f"{module}.{alias.name}" for alias in node.names]
+    return found
+
+
+def _foreign_imports(path: Path, source: str) -> list[str]:
+    """The imports of a file under tests/ that reach another test module or a conftest: of
+    ``tests``, only ``tests.support`` may be imported."""
+    bad = []
+    for module in _imported_modules(path, source):
+        parts = module.split(".")
+        if "conftest" in parts or (parts[0] == "tests" and parts[1:2] != ["support"]):
+            bad.append(module)
+    return bad
+
+
+def test_tests_import_helpers_only_from_tests_support() -> None:
+    """Shared test scaffolding lives in ``tests/support``: no file under tests/ imports from a
+    test module or a conftest (fixtures reach tests through pytest, not imports)."""
+    offences = [
+        f"{path.relative_to(REPO)}: {module}"
+        for path in sorted(TESTS.rglob("*.py"))
+        for module in _foreign_imports(path, path.read_text())
+    ]
+    assert offences == []
+
+
+def test_the_test_import_check_sees_what_it_forbids() -> None:
+    here = TESTS / "test_ml" / "test_example.py"
+    source = (
+        "from tests.test_edge.test_gateway import GATEWAY\n"
+        "from tests.conftest import stack\n"
+        "from .conftest import NAB\n"
+        "from . import kit\n"
+        "import tests.test_cloud.reference\n"
+        "def f():\n"
+        "    from tests.test_forward import factories\n"
+        "from tests.support import gateway\n"
+        "from tests.support.records import alert\n"
+        "from edgestream.core.ports import free_port\n"
+    )
+    assert _foreign_imports(here, source) == [
+        "tests.test_edge.test_gateway.GATEWAY",
+        "tests.conftest.stack",
+        "tests.test_ml.conftest.NAB",
+        "tests.test_ml.kit",
+        "tests.test_cloud.reference",
+        "tests.test_forward.factories",
+    ]

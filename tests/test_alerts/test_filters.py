@@ -7,8 +7,8 @@ import pytest
 import edgestream.alerts.filters as filters_module
 import edgestream.cli.alerts as cli_alerts
 from edgestream.alerts import AlertFilter, AlertsError
-from tests.conftest import run_doctests
-from tests.test_forward.factories import alert
+from tests.support.doctests import run_doctests
+from tests.support.records import alert
 
 
 def _alert(site: str, device: str, severity: str, ts: int) -> dict:

@@ -13,8 +13,8 @@ from confluent_kafka import Producer
 from edgestream.alerts import subscribe
 from edgestream.core.broker import producer_config
 from edgestream.core.serde import AvroSerializer, subject_for
-from tests.test_forward.factories import alert
-from tests.test_forward.pipeline import Pipeline
+from tests.support.pipeline import Pipeline
+from tests.support.records import alert
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -12,8 +12,9 @@ import pytest
 
 from edgestream.alerts import subscribe
 from edgestream.core.stack import StackStatus
-from tests.test_alerts.test_subscribe import Cloud, _cli
-from tests.test_forward.factories import alert
+from tests.support.alerts import Cloud
+from tests.support.cli import cli_output
+from tests.support.records import alert
 
 pytestmark = pytest.mark.integration
 
@@ -55,7 +56,7 @@ def test_snapshot_and_cli_print_the_backlog_oldest_event_time_first(
     ends = {"bootstrap": cloud.bootstrap, "registry": cloud.registry, "topic": cloud.topic}
     with subscribe(**ends, group=None, follow=False) as snapshot:
         assert [a.alert_id for a in snapshot] == _by_ts(sent)
-    code, lines, err = _cli(capsys, "alerts", "--format", "json", "--group", "order-cli",
+    code, lines, err = cli_output(capsys, "alerts", "--format", "json", "--group", "order-cli",
                             *(f"--{k}={v}" for k, v in ends.items()))  # fmt: skip
     assert code == 0, err
     assert [json.loads(line)["alert_id"] for line in lines] == _by_ts(sent)

@@ -11,62 +11,18 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer as ConfluentAvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from edgestream.alerts import AlertFilter, subscribe
-from edgestream.cli.main import main
-from edgestream.core.broker import consumer_config, ensure_topics
-from edgestream.core.serde import AvroSerializer, subject_for
+from edgestream.core.broker import consumer_config
 from edgestream.core.stack import StackStatus
-from tests.test_forward.factories import alert
+from tests.support.alerts import Cloud
+from tests.support.cli import cli_output
 
 pytestmark = pytest.mark.integration
-
-SITES = ("plant-a", "plant-b")
-SEVERITIES = ("info", "warning", "critical")
-
-
-class Cloud:
-    """Produces AnomalyAlerts to one topic the way the forwarder does (Confluent Avro, key =
-    device id, ``gateway_seq`` per gateway), replays included."""
-
-    def __init__(self, status: StackStatus, topic: str) -> None:
-        ends = status.endpoints()
-        self.bootstrap, self.registry = str(ends["cloud"]), str(ends["registry"])
-        self.topic = topic
-        ensure_topics(self.bootstrap, {topic: 3})
-        self.serialize = AvroSerializer(self.registry, "AnomalyAlert", subject_for(topic))
-        self.producer = Producer({"bootstrap.servers": self.bootstrap, "linger.ms": 5})
-        self.seq = 0
-        self.sent: list[dict[str, Any]] = []
-
-    def incident(self, n: int, start_ts: int, gateway: str = "gw-1") -> list[dict[str, Any]]:
-        """``n`` alerts of varied site/device/severity, each its own record."""
-        records = []
-        for i in range(n):
-            self.seq += 1
-            device = f"dev-{i % 4}"
-            record = {
-                **alert(device, start_ts + i * 1000, gateway, number=i),
-                "site": SITES[i % 2],
-                "severity": SEVERITIES[i % 3],
-                "gateway_seq": self.seq,
-            }
-            records.append(record)
-        self.send(records)
-        self.sent += records
-        return records
-
-    def send(self, records: list[dict[str, Any]], batch: int = 1000) -> None:
-        for i, record in enumerate(records):
-            key = record["device_id"].encode()
-            self.producer.produce(self.topic, self.serialize(record), key)
-            if (i + 1) % batch == 0:
-                self.producer.flush(10)
-        assert self.producer.flush(10) == 0
 
 
 @pytest.fixture
@@ -156,18 +112,6 @@ def test_async_iteration(cloud: Cloud) -> None:
     assert sorted(_ids(asyncio.run(read()))) == sorted(_ids(records))
 
 
-def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, list[str], str]:
-    """Run ``edgestream ARGV`` in this process: (exit code, stdout lines, stderr)."""
-    capsys.readouterr()
-    try:
-        main(list(argv))
-        code = 0
-    except SystemExit as stop:
-        code = int(stop.code or 0)
-    out, err = capsys.readouterr()
-    return code, out.splitlines(), err
-
-
 def test_cli_prints_json_lines_and_a_table_and_resumes(
     cloud: Cloud, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -176,7 +120,7 @@ def test_cli_prints_json_lines_and_a_table_and_resumes(
             "--group", "cli-test", "--topic", cloud.topic]  # fmt: skip
 
     def run(*extra: str) -> list[str]:
-        code, lines, err = _cli(capsys, *base, *extra)
+        code, lines, err = cli_output(capsys, *base, *extra)
         assert code == 0, err
         return lines
 
@@ -192,7 +136,7 @@ def test_cli_prints_json_lines_and_a_table_and_resumes(
 
 
 def test_cli_bad_filter_is_one_line(cloud: Cloud, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _out, err = _cli(capsys, "alerts", "--bootstrap", cloud.bootstrap, "--registry",
+    code, _out, err = cli_output(capsys, "alerts", "--bootstrap", cloud.bootstrap, "--registry",
                           cloud.registry, "--min-severity", "loud")  # fmt: skip
     assert code == 1
     assert err.strip().splitlines() == [

@@ -16,7 +16,8 @@ from edgestream.bench.edge_input import bench_topology
 from edgestream.bench.results import load_results, render_section, results_dir
 from edgestream.cli.bench import app
 from edgestream.core.topology import load_topology
-from tests.conftest import pids_of, run_doctests
+from tests.support.doctests import run_doctests
+from tests.support.procs import pids_of
 
 MODULES = [
     "common",

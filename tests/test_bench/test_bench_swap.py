@@ -17,8 +17,8 @@ from edgestream.cli.bench import app
 from edgestream.core.serde import AvroDeserializer
 from edgestream.core.stack import Stack
 from edgestream.ml.artifact import shipped_model
-from tests.conftest import pids_of
-from tests.test_edge.gatewayrun import read_topic
+from tests.support.gateway import read_topic
+from tests.support.procs import pids_of
 
 DEVICES, RATE, SWAPS = 4, 10.0, 2
 

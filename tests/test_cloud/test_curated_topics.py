@@ -22,8 +22,8 @@ from edgestream.forward.outbox_config import OutboxConfig
 from edgestream.forward.records import Entry
 from edgestream.wire.codec import BodyCodec, schema_fingerprint
 from edgestream.wire.forms import wire_alert
-from tests.test_forward.factories import alert, random_windows
-from tests.test_forward.pipeline import Pipeline
+from tests.support.pipeline import Pipeline
+from tests.support.records import alert, random_windows
 
 TUMBLING = frozenset({10_000})
 

@@ -13,8 +13,8 @@ from edgestream.cloud.job import run_jobs
 from edgestream.core.offsets import read_to_end
 from edgestream.core.serde import AvroSerializer
 from edgestream.testing.fleet_records import fleet_summaries, produce_records
-from tests.test_cloud.conftest import cloud_topology
-from tests.test_cloud.reference import assert_rows_match, reference_stats
+from tests.support.cloud import cloud_topology
+from tests.support.fleet_reference import assert_rows_match, reference_stats
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -13,9 +13,9 @@ from edgestream.cloud.engine import FleetEngine
 from edgestream.core.registry import RegistryServer
 from edgestream.sim.config import SimConfig
 from edgestream.testing.fleet_records import fleet_alerts, fleet_summaries, sampled_readings
-from tests.test_cloud.conftest import cloud_topology
-from tests.test_cloud.javastats import run_stats
-from tests.test_cloud.reference import assert_rows_match, reference_stats
+from tests.support.cloud import cloud_topology
+from tests.support.fleet_reference import assert_rows_match, reference_stats
+from tests.support.java_stats import run_stats
 
 START = 1_700_000_100_000  # a multiple of 5 minutes
 

@@ -18,8 +18,8 @@ from edgestream.testing.fleet_records import (
     produce_records,
     sampled_readings,
 )
-from tests.test_cloud.conftest import cloud_topology
-from tests.test_cloud.reference import assert_rows_match, reference_stats
+from tests.support.cloud import cloud_topology
+from tests.support.fleet_reference import assert_rows_match, reference_stats
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

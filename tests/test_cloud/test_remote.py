@@ -15,9 +15,9 @@ from edgestream.cloud.job import run_jobs
 from edgestream.core.offsets import read_to_end
 from edgestream.core.topology import Topology
 from edgestream.testing.fleet_records import fleet_alerts, fleet_summaries, produce_records
-from tests.test_cloud.conftest import DEFAULT
-from tests.test_cloud.flinkcluster import flink_cluster
-from tests.test_cloud.reference import assert_rows_match, reference_stats
+from tests.support.cloud import DEFAULT
+from tests.support.fleet_reference import assert_rows_match, reference_stats
+from tests.support.flink_cluster import flink_cluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

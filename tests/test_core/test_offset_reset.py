@@ -6,7 +6,7 @@ import pytest
 
 from edgestream.core import offsets
 from edgestream.edge import topic_guard
-from tests.conftest import run_doctests
+from tests.support.doctests import run_doctests
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ import pytest
 
 import edgestream.core.procs as procs
 from edgestream.core.procs import COMPONENT_ENV, RESTARTS_ENV, Backoff, Restarts
-from tests.conftest import run_doctests
+from tests.support.doctests import run_doctests
 
 
 def test_doctests() -> None:

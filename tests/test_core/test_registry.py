@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -22,8 +21,9 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 
 from edgestream.core import paths
 from edgestream.core.exceptions import PortInUse
+from edgestream.core.ports import free_port
 from edgestream.core.registry import RegistryServer, server, store
-from tests.conftest import run_doctests
+from tests.support.doctests import run_doctests
 
 SUBJECT = "sensors.test-value"
 
@@ -348,12 +348,6 @@ def test_docstring_examples_run():
 
 
 # -- the `python -m edgestream.core.registry` process --------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_process(db: Path, port: int) -> subprocess.Popen[str]:

@@ -17,11 +17,11 @@ import pytest
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient, SchemaRegistryError
 
 from edgestream.core.exceptions import EdgestreamError, ServiceUnavailable
+from edgestream.core.ports import free_port
 from edgestream.core.registry import auth
 from edgestream.core.registry.auth import RegistryUsers
 from edgestream.core.registry.client import registry_client
-from tests.conftest import run_doctests
-from tests.test_core.test_registry import free_port
+from tests.support.doctests import run_doctests
 
 SUBJECT = "fleet.auth-value"
 USERS = "# name:password:role\nci:ci-secret:write\nviewer:view:secret:read\n"

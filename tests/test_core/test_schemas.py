@@ -25,7 +25,7 @@ from edgestream.core.schemas import (
     snapshot,
 )
 from edgestream.core.serde import AvroSerializer
-from tests.conftest import run_doctests
+from tests.support.doctests import run_doctests
 
 NAMES = {
     "AnomalyAlert",

@@ -17,8 +17,8 @@ from edgestream.core import security
 from edgestream.core.exceptions import SecurityConfigError
 from edgestream.core.security import ClientSecurity, redact, resolve_security
 from edgestream.core.topology import load_topology
-from tests.conftest import run_doctests
-from tests.test_edge.gatewayrun import write_topology
+from tests.support.doctests import run_doctests
+from tests.support.gateway import write_topology
 
 
 def _topology(tmp_path: Path, sec: dict) -> Path:

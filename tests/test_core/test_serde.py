@@ -29,7 +29,7 @@ from edgestream.core.serde import (
     registry_client,
     subject_for,
 )
-from tests.conftest import run_doctests
+from tests.support.doctests import run_doctests
 
 # --- realistic records: one per schema, every field set --------------------------------------
 

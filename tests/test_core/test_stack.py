@@ -20,7 +20,8 @@ from edgestream.core.broker import broker_ready, ensure_topics, probe_metadata
 from edgestream.core.exceptions import PortInUse
 from edgestream.core.ports import free_port, port_in_use
 from edgestream.core.stack import Stack
-from tests.conftest import pids_of, run_doctests
+from tests.support.doctests import run_doctests
+from tests.support.procs import pids_of
 
 pytestmark = pytest.mark.integration
 

@@ -22,7 +22,8 @@ from edgestream.core.topology import (
     parse_duration,
     parse_size,
 )
-from tests.conftest import run_doctests
+from tests.support.deploy import EXAMPLES
+from tests.support.doctests import run_doctests
 
 # A small valid topology; the broken cases below each change one thing in it.
 BASE = """\
@@ -78,7 +79,6 @@ rollout:
   shadow: {min_rank_correlation: 0.8}
 """
 
-EXAMPLES = ("default.yaml", "factory_vibration.yaml", "cold_chain.yaml")
 EXAMPLE_ENV = {
     "FACTORY_CLOUD_BOOTSTRAP": "kafka-1.example.com:9093,kafka-2.example.com:9093",
     "FACTORY_CLOUD_USER": "plant-forwarder",

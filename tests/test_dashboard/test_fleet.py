@@ -7,8 +7,8 @@ import pytest
 from edgestream.alerts.filters import AlertFilter
 from edgestream.dashboard import DashboardConfig, DashboardError, config, fleet, run, series
 from edgestream.dashboard.fleet import FleetView
-from tests.conftest import run_doctests
-from tests.test_dashboard.records import T0, fleet_records
+from tests.support.dashboard_records import T0, fleet_records
+from tests.support.doctests import run_doctests
 
 
 @pytest.mark.parametrize("module", [config, fleet, series, run])

@@ -13,7 +13,7 @@ import pytest
 
 from edgestream.dashboard import Dashboard, DashboardConfig
 from edgestream.dashboard.server import COOKIE, PAGES
-from tests.test_dashboard.records import T0, alert, fleet_records
+from tests.support.dashboard_records import T0, alert, fleet_records
 
 TOKEN = "a-long-enough-test-token"
 

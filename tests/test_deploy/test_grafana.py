@@ -20,8 +20,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from edgestream.core.metrics import read_port
 from edgestream.wire.topics import EDGE_TOPICS
-from tests.test_edge import gatewayrun as gr
-from tests.test_forward.pipeline import GATEWAY, Pipeline
+from tests.support import gateway as gr
+from tests.support.gateway import GATEWAY
+from tests.support.pipeline import Pipeline
 
 DASHBOARD = Path(__file__).parents[2] / "deploy" / "grafana" / "edgestream.json"
 PROMQL_WORDS = {

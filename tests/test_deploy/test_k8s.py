@@ -17,7 +17,10 @@ from edgestream.core.paths import topologies_dir
 from edgestream.core.topology import load_topology
 from edgestream.deploy import K8sOptions, manifests, write_manifests
 from edgestream.deploy.k8s import CONFIG_DIR
-from tests.test_deploy.test_plan import ENV, EXAMPLES, example_env, run_cli  # noqa: F401
+from tests.support.cli import run_cli
+from tests.support.deploy import ENV, EXAMPLES
+
+pytestmark = pytest.mark.usefixtures("example_env")
 
 K8S_VERSION = "1.30"
 CRD_SCHEMA = Path(__file__).parents[1] / "data" / "flink-operator"

@@ -11,35 +11,14 @@ import edgestream.deploy as deploy_package
 import edgestream.deploy.plan as plan_module
 import edgestream.deploy.render as render_module
 import edgestream.deploy.supervise as supervise_module
-from edgestream.cli.main import main
 from edgestream.core.paths import topologies_dir
 from edgestream.core.topology import load_topology
 from edgestream.deploy import build_plan, render_plan
-from tests.conftest import run_doctests
+from tests.support.cli import run_cli
+from tests.support.deploy import ENV, EXAMPLES
+from tests.support.doctests import run_doctests
 
-EXAMPLES = ("default.yaml", "factory_vibration.yaml", "cold_chain.yaml")
-ENV = {
-    "FACTORY_CLOUD_BOOTSTRAP": "kafka.plants.internal:9093",
-    "FACTORY_CLOUD_USER": "plant",
-    "FACTORY_CLOUD_PASSWORD": "factory-s3cret-value",
-    "COLD_CHAIN_CLOUD_BOOTSTRAP": "kafka.cold.example.com:9093",
-    "COLD_CHAIN_CLOUD_USER": "fleet",
-    "COLD_CHAIN_CLOUD_PASSWORD": "cold-s3cret-value",
-}
-
-
-@pytest.fixture(autouse=True)
-def example_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in ENV.items():
-        monkeypatch.setenv(name, value)
-
-
-def run_cli(*argv: str) -> None:
-    """``edgestream ARGV`` in this process (typer ends with SystemExit(0) on success)."""
-    try:
-        main(list(argv))
-    except SystemExit as stop:
-        assert not stop.code, f"exit code {stop.code}"
+pytestmark = pytest.mark.usefixtures("example_env")
 
 
 def _reordered(source: Path, target: Path) -> Path:

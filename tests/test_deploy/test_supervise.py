@@ -25,8 +25,8 @@ from edgestream.deploy import apply_local, process_states, stop_local
 from edgestream.deploy.local import run_dir
 from edgestream.deploy.supervise import SupervisorStatus
 from edgestream.loop.watch import scrape, total
-from tests.test_edge import gatewayrun as gr
-from tests.test_edge.test_gateway import GATEWAY, _simulate
+from tests.support import gateway as gr
+from tests.support.gateway import GATEWAY
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -88,7 +88,7 @@ def test_a_killed_worker_is_restarted_counted_and_loses_nothing(tmp_path: Path) 
         start = int(time.time()) * 1000  # paced from now: 120 s of readings in 60 s
         feed = {"fast": False, "speed": 2.0, "duration": 120.0, "late_fraction": 0.0}
         feed["start_time"] = start
-        feeder = threading.Thread(target=_simulate, args=(env,), kwargs=feed)
+        feeder = threading.Thread(target=gr.simulate_pumps, args=(env,), kwargs=feed)
         feeder.start()
         first = gr.wait_for(env["bootstrap"], "edge.summaries", 1, 180)  # the feed goes on 60 s
         assert first, "the worker must be under way before it is killed"

@@ -19,7 +19,7 @@ from edgestream.deploy.exceptions import DeployError
 from edgestream.deploy.local import process_argv, run_dir
 from edgestream.deploy.plan import build_plan
 from edgestream.deploy.systemd import SystemdOptions, units, write_units
-from tests.conftest import run_doctests
+from tests.support.doctests import run_doctests
 
 TOPOLOGY = topologies_dir() / "default.yaml"
 

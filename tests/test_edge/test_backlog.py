@@ -4,7 +4,7 @@ the restart, exactly as an uninterrupted run windows them, and none goes to ``.l
 
 Real parts: the embedded Kafka broker and registry, ``edgestream edge run`` as a subprocess
 killed with SIGKILL, the shipped ONNX model; the reference is computed offline from the
-sensor topic (``windowref``)."""
+sensor topic (``tests.support.windows_ref``)."""
 
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ from edgestream.ml.features import FeatureExtractor
 from edgestream.ml.scorer import OnnxScorer
 from edgestream.sim import simulate
 from edgestream.wire.window_types import ReadingBatch
-from tests.test_edge import gatewayrun as gr
-from tests.test_edge.windowref import Event, _close, reference, slice_batch
+from tests.support import gateway as gr
+from tests.support.windows_ref import Event, assert_close, reference, slice_batch
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -114,7 +114,7 @@ def test_a_backlog_after_downtime_is_windowed_like_live_data(stack, tmp_path: Pa
     missing, extra = sorted(want.keys() - got.keys()), sorted(got.keys() - want.keys())
     assert not missing and not extra, f"missing {len(missing)} {missing[:3]}, extra {extra[:3]}"
     for sid, expected_summary in want.items():
-        _close(got[sid], expected_summary, sid)
+        assert_close(got[sid], expected_summary, sid)
     assert late == [], f"{len(late)} readings went to {TOPIC}.late"
 
 

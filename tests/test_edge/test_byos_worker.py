@@ -14,8 +14,8 @@ from edgestream.core.serde import AvroDeserializer
 from edgestream.core.stack import Stack
 from edgestream.ml.artifact import load_meta
 from edgestream.sim.devices import DEVICE_TYPES
-from tests.test_edge import gatewayrun as gr
-from tests.test_ml import byoskit as kit
+from tests.support import byos as kit
+from tests.support import gateway as gr
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

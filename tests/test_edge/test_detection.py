@@ -473,7 +473,7 @@ def test_detection_through_the_real_worker(tmp_path: Path) -> None:
     from edgestream.loop.watch import total
     from edgestream.sim import read_labels, simulate
     from edgestream.wire.topics import ALERTS_TOPIC
-    from tests.test_edge import gatewayrun as gr
+    from tests.support import gateway as gr
 
     path = write_detection_topology(tmp_path / "topology.yaml", RECOMMENDED)
     topology = load_topology(path)

@@ -22,16 +22,14 @@ from edgestream.core.procs import Child
 from edgestream.core.serde import AvroDeserializer, AvroSerializer, subject_for
 from edgestream.core.stack import Stack
 from edgestream.edge.validate import OVERSIZE_HEAD_BYTES
-from edgestream.sim import simulate
 from edgestream.wire.dedup import DedupReader
 from edgestream.wire.ids import record_id
 from edgestream.wire.window_types import WindowSpec
-from tests.test_edge import gatewayrun as gr
-from tests.test_edge.windowref import Event, _close, reference
+from tests.support import gateway as gr
+from tests.support.gateway import GATEWAY
+from tests.support.windows_ref import Event, assert_close, reference
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-GATEWAY = "gw-test"  # the reference's gateway id
 
 
 @pytest.fixture
@@ -52,25 +50,6 @@ def env(tmp_path: Path):
 
 def _worker(env, name: str = "gw") -> gr.Worker:
     return gr.Worker(env["topology"], GATEWAY, env["bootstrap"], env["registry"], env["dir"] / name)
-
-
-def _simulate(env, **changes) -> None:
-    params = dict(
-        devices=6,
-        rate=10.0,
-        duration=120.0,
-        seed=11,
-        device_types=("pump",),
-        sites=2,
-        anomaly_rate=0.01,
-        late_fraction=0.05,
-        start_time=(int(time.time()) - 600) * 1000,
-        topic="sensors.pump",
-        labels=env["dir"] / "labels.jsonl",
-        fast=True,
-    )
-    params.update(changes)
-    simulate(bootstrap=env["bootstrap"], registry=env["registry"], **params)
 
 
 # the windows of gr.write_topology's topology, written out (not derived by the code under
@@ -115,7 +94,7 @@ def _assert_equal_to_reference(got: dict, refs) -> None:
             # float32 onnxruntime against the reference's float64 numpy pass of the weights
             score = summary.pop("max_score")
             assert score == pytest.approx(expected["max_score"], rel=1e-5), sid
-            _close(summary, {k: v for k, v in expected.items() if k != "max_score"}, sid)
+            assert_close(summary, {k: v for k, v in expected.items() if k != "max_score"}, sid)
 
 
 def _assert_replays_identical_and_equal_to_reference(raw: list, registry: str, refs) -> None:
@@ -130,7 +109,7 @@ def _assert_replays_identical_and_equal_to_reference(raw: list, registry: str, r
 
 
 def test_window_summaries_equal_the_offline_reference(env):
-    _simulate(env)
+    gr.simulate_pumps(env)
     worker = _worker(env).start()
     try:
         refs, batch, messages = _references(env)
@@ -167,7 +146,8 @@ def test_window_summaries_equal_the_offline_reference(env):
 
 def test_kill_9_mid_stream_gives_the_same_summaries(env):
     worker = _worker(env, "crashy").start()
-    feeder = threading.Thread(target=_simulate, args=(env,), kwargs={"fast": False, "speed": 15.0})
+    feed = {"fast": False, "speed": 15.0}
+    feeder = threading.Thread(target=gr.simulate_pumps, args=(env,), kwargs=feed)
     feeder.start()
     try:
         first = gr.wait_for(env["bootstrap"], "edge.summaries", 40, 60, worker)
@@ -198,7 +178,8 @@ def test_an_edge_broker_restart_loses_no_alert_and_no_reading(env):
     its data: every alert reaches the cloud exactly once (our dedup consumer), and the window
     summaries equal the no-restart reference over the same readings."""
     worker = _worker(env).start()
-    feeder = threading.Thread(target=_simulate, args=(env,), kwargs={"fast": False, "speed": 6.0})
+    feed = {"fast": False, "speed": 6.0}
+    feeder = threading.Thread(target=gr.simulate_pumps, args=(env,), kwargs=feed)
     feeder.start()
     forwarder = None
     try:

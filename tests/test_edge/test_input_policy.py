@@ -24,7 +24,7 @@ from edgestream.core.serde import AvroSerializer, subject_for
 from edgestream.core.stack import StackStatus
 from edgestream.edge.validate import OVERSIZE_HEAD_BYTES
 from edgestream.wire.topics import CONTROL_TOPIC, STATUS_TOPIC
-from tests.test_edge import gatewayrun as gr
+from tests.support import gateway as gr
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -20,7 +20,7 @@ from edgestream.core.serde import AvroDeserializer, AvroSerializer
 from edgestream.core.topology import load_topology
 from edgestream.edge.models import RawFeatures, load_model
 from edgestream.edge.pipeline import TopicPipeline
-from tests.test_edge.gatewayrun import PUMP_CHANNELS, write_topology
+from tests.support.gateway import PUMP_CHANNELS, write_topology
 
 NORMAL = np.array([2.0, 55.0, 6.0, 30.0])
 SPREAD = np.array([0.2, 1.0, 0.3, 1.5])

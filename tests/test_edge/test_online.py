@@ -18,7 +18,7 @@ from edgestream.edge.models import features_for, load_model
 from edgestream.edge.online import MAX_COUNTS, OnlineDetector, OnlineError
 from edgestream.edge.pipeline import TopicPipeline
 from edgestream.evaluation.replay import with_online_settings
-from tests.conftest import run_doctests
+from tests.support.doctests import run_doctests
 
 
 def series(n: int = 1500, seed: int = 0) -> np.ndarray:

@@ -23,7 +23,7 @@ from edgestream.evaluation.replay import GATEWAY as REPLAY_GATEWAY
 from edgestream.evaluation.replay import Recording, replay
 from edgestream.evaluation.windows import probation_rows
 from edgestream.wire.topics import ALERTS_TOPIC
-from tests.test_edge import gatewayrun as gr
+from tests.support import gateway as gr
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

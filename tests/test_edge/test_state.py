@@ -9,7 +9,7 @@ import pytest
 
 import edgestream.edge.state as state
 from edgestream.edge.state import Changes, Segment, WindowStateError, WindowStore
-from tests.conftest import run_doctests
+from tests.support.doctests import run_doctests
 
 
 def _segment(segno: int, n: int = 5, channels: int = 3) -> Segment:

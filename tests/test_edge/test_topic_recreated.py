@@ -19,7 +19,7 @@ from edgestream.core.offsets import partitions_of
 from edgestream.core.serde import AvroDeserializer
 from edgestream.core.stack import Stack
 from edgestream.sim import simulate
-from tests.test_edge import gatewayrun as gr
+from tests.support import gateway as gr
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

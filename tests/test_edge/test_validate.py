@@ -17,8 +17,8 @@ from edgestream.core.topology import TopologyError, load_topology
 from edgestream.core.topology.edge import DeviceIdPolicy, InputLimits, SensorTopic
 from edgestream.edge import validate
 from edgestream.edge.validate import OVERSIZE_HEAD_BYTES, REASONS, Rejected, Validator, dead_letter
-from tests.conftest import run_doctests
-from tests.test_edge.gatewayrun import write_topology
+from tests.support.doctests import run_doctests
+from tests.support.gateway import write_topology
 
 NOW = 1_800_000_000_000
 CHANNELS = {"temp": {"min": -40, "max": 60}, "rpm": {"min": 0, "max": 5000}}

@@ -24,8 +24,8 @@ import edgestream.edge.window_stats as window_stats
 import edgestream.edge.windows as windows
 import edgestream.wire.watermarks as watermarks
 from edgestream.edge.windows import ReadingBatch, WindowEngine, WindowSpec, WindowStateError
-from tests.conftest import run_doctests
-from tests.test_edge.windowref import (
+from tests.support.doctests import run_doctests
+from tests.support.windows_ref import (
     GATEWAY,
     Event,
     Reference,
@@ -242,7 +242,7 @@ def test_crash_then_replay_from_earlier_offset(tmp_path: Path) -> None:
 _CHILD = """
 import json, pickle, sys
 from edgestream.edge.windows import WindowEngine, WindowSpec
-from tests.test_edge.windowref import GATEWAY, call
+from tests.support.windows_ref import GATEWAY, call
 events_path, store, out_path, spec = sys.argv[1:]
 spec = WindowSpec(**json.loads(spec))
 events = pickle.loads(open(events_path, "rb").read())

@@ -15,7 +15,7 @@ from edgestream.cli import evaluate
 from edgestream.evaluation import score_corpus
 from edgestream.evaluation.corpus import NabCorpus, read_results_dir
 from edgestream.evaluation.exceptions import CorpusError
-from tests.test_evaluation.nabdata import NAB, load_results
+from tests.support.nab import NAB, load_results
 
 app = typer.Typer()
 app.add_typer(evaluate.app, name="eval")  # as edgestream.cli.main registers it

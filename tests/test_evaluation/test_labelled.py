@@ -15,7 +15,7 @@ from edgestream.core.paths import topologies_dir
 from edgestream.evaluation.labelled import Labelled, detection_delays, episodes_of
 from edgestream.evaluation.replay import Recording
 from edgestream.evaluation.windows import window_rows
-from tests.test_evaluation.nabdata import NAB
+from tests.support.nab import NAB
 
 app = typer.Typer()
 app.add_typer(models.app, name="models")

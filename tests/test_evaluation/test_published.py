@@ -15,7 +15,7 @@ import pytest
 
 from edgestream.evaluation import score_corpus
 from edgestream.evaluation.corpus import read_profiles_json, read_windows
-from tests.test_evaluation.nabdata import NAB, load_results
+from tests.support.nab import NAB, load_results
 
 PROFILES = ("standard", "reward_low_FP_rate", "reward_low_FN_rate")
 PUBLISHED_THRESHOLDS = {

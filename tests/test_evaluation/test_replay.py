@@ -21,8 +21,8 @@ from edgestream.evaluation.corpus import NabCorpus, read_csv_columns, read_resul
 from edgestream.evaluation.nab_replay import replay_series
 from edgestream.evaluation.replay import Recording, replay, with_online_settings
 from edgestream.evaluation.windows import probation_rows
-from tests.conftest import run_doctests
-from tests.test_evaluation.nabdata import NAB
+from tests.support.doctests import run_doctests
+from tests.support.nab import NAB
 
 app = typer.Typer()
 app.add_typer(evaluate.app, name="eval")  # as edgestream.cli.main registers it

@@ -15,7 +15,7 @@ from edgestream.evaluation.windows import (
     tp_credit,
     window_rows,
 )
-from tests.conftest import run_doctests
+from tests.support.doctests import run_doctests
 
 
 @pytest.mark.parametrize("module", [evaluation, windows, nab, corpus, report])

@@ -11,7 +11,7 @@ from edgestream.bench import e2e, e2e_parts, e2e_result
 from edgestream.bench.common import emit_json
 from edgestream.bench.e2e import E2EBenchParams, run_e2e_bench
 from edgestream.bench.e2e_result import e2e_rows
-from tests.conftest import run_doctests
+from tests.support.doctests import run_doctests
 
 
 def test_docstring_examples_run() -> None:

@@ -22,8 +22,8 @@ from edgestream.forward.outbox import Outbox
 from edgestream.forward.outbox_config import OutboxConfig, outbox_path
 from edgestream.wire.dedup import DedupReader
 from edgestream.wire.topics import EDGE_TOPICS
-from tests.test_edge.gatewayrun import read_topic, write_topology
-from tests.test_forward.factories import alert, random_windows
+from tests.support.gateway import read_topic, write_topology
+from tests.support.records import alert, random_windows
 
 pytestmark = pytest.mark.integration
 TOPICS = ["fleet.alerts", "fleet.summaries", "fleet.forwarder"]

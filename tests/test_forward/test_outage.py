@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from edgestream.wire.ids import record_id
-from tests.test_forward.pipeline import CLOUD_TOPICS, Pipeline, by_key
+from tests.support.pipeline import CLOUD_TOPICS, Pipeline, by_key
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -25,8 +25,8 @@ from edgestream.forward.outbox import Outbox
 from edgestream.forward.outbox_config import OutboxConfig
 from edgestream.forward.records import Entry
 from edgestream.wire.codec import BodyCodec
-from tests.conftest import run_doctests
-from tests.test_forward.factories import CHANNELS, alert, random_windows
+from tests.support.doctests import run_doctests
+from tests.support.records import CHANNELS, alert, random_windows
 
 TUMBLING = frozenset({10_000})
 
@@ -307,7 +307,7 @@ WRITER = textwrap.dedent(
     from edgestream.forward.outbox import Outbox
     from edgestream.forward.outbox_config import OutboxConfig
     from edgestream.forward.records import Entry
-    from tests.test_forward.factories import alert
+    from tests.support.records import alert
     box = Outbox(OutboxConfig(Path(sys.argv[1]), fsync=sys.argv[2]), "gw")
     i = 0
     while True:

@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 
 from edgestream.forward import rollup
 from edgestream.forward.rollup import merge_summaries, next_size, weighted_median
-from tests.conftest import run_doctests
-from tests.test_forward.factories import CHANNELS, random_windows, summary
+from tests.support.doctests import run_doctests
+from tests.support.records import CHANNELS, random_windows, summary
 
 
 def _check_exact(merged: dict, values: dict[str, np.ndarray], parts: list[dict]) -> None:

@@ -32,8 +32,8 @@ from edgestream.forward.records import Entry
 from edgestream.wire.codec import BodyCodec
 from edgestream.wire.dedup import DedupReader
 from edgestream.wire.forms import compact_double, complete_summary, expand_double, wire_summary
-from tests.test_edge.gatewayrun import read_topic, write_topology
-from tests.test_forward.factories import random_windows, summary
+from tests.support.gateway import read_topic, write_topology
+from tests.support.records import random_windows, summary
 
 TUMBLING = frozenset({10_000})
 

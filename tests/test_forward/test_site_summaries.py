@@ -16,8 +16,8 @@ import yaml
 from edgestream.core.serde import AvroDeserializer
 from edgestream.ml.artifact import shipped_model_path
 from edgestream.wire.ids import record_id
-from tests.test_edge import gatewayrun as gr
-from tests.test_forward.pipeline import Pipeline
+from tests.support import gateway as gr
+from tests.support.pipeline import Pipeline
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

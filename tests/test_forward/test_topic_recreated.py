@@ -20,9 +20,9 @@ from confluent_kafka.admin import AdminClient
 from edgestream.core.broker import ensure_topics, producer_config
 from edgestream.core.metrics import read_port
 from edgestream.core.serde import AvroDeserializer, AvroSerializer, subject_for
-from tests.test_edge.gatewayrun import read_topic
-from tests.test_forward.factories import alert
-from tests.test_forward.pipeline import GATEWAY, Pipeline
+from tests.support.gateway import GATEWAY, read_topic
+from tests.support.pipeline import Pipeline
+from tests.support.records import alert
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

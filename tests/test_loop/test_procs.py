@@ -8,7 +8,7 @@ from pathlib import Path
 import edgestream.loop.procs as procs
 from edgestream.core.metrics import read_port
 from edgestream.loop.procs import Managed
-from tests.conftest import run_doctests
+from tests.support.doctests import run_doctests
 
 
 def test_doctests() -> None:

@@ -19,8 +19,8 @@ from edgestream.core.exceptions import EdgestreamError
 from edgestream.core.metrics import read_port
 from edgestream.core.stack import Stack
 from edgestream.loop.watch import gateway_figures, parse_metrics, scrape, total
-from tests.conftest import pids_of
-from tests.test_loop.sockets import Listener, beyond_loopback, cmdline, listeners, process_tree
+from tests.support.procs import pids_of
+from tests.support.sockets import Listener, beyond_loopback, cmdline, listeners, process_tree
 
 WORKER_PAGE = """# TYPE edgestream_readings counter
 edgestream_readings_total{gateway="gw-1",topic="sensors.pump"} 90.0

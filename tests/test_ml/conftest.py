@@ -1,4 +1,4 @@
-"""Shared helpers of the model tests: the shipped models and NAB test data."""
+"""Fixtures of the model tests: the shipped models."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ from pathlib import Path
 import pytest
 
 from edgestream.ml.artifact import shipped_model_path
-
-NAB = Path(__file__).parent.parent / "data" / "nab"
 
 
 @pytest.fixture(params=["pump", "reefer"])

@@ -21,7 +21,7 @@ from edgestream.ml.artifact import (
 from edgestream.ml.exceptions import ArtifactError
 from edgestream.ml.features import FeatureExtractor
 from edgestream.sim.devices import DEVICE_TYPES
-from tests.conftest import run_doctests
+from tests.support.doctests import run_doctests
 
 
 @pytest.mark.parametrize(

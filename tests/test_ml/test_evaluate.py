@@ -15,8 +15,7 @@ from edgestream.ml.evaluate import (
 )
 from edgestream.ml.nab import evaluate_nab
 from edgestream.sim.config import SimConfig
-
-from .conftest import NAB
+from tests.support.nab import NAB
 
 
 def test_incident_rule_consecutive_and_gap_per_device() -> None:

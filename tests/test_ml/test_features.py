@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 import edgestream.core.stateful as stateful_module
 import edgestream.ml.features as features_module
 from edgestream.ml.features import GAUSS_MAD, QUANTUM, RATE_PRIOR, FeatureError, FeatureExtractor
-from tests.conftest import run_doctests
+from tests.support.doctests import run_doctests
 
 CHANNELS = ["x", "y", "z"]
 

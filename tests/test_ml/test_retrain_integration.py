@@ -24,7 +24,7 @@ from edgestream.ml.package import sidecar_from_onnx
 from edgestream.ml.scorer import OnnxScorer
 from edgestream.ml.signing import load_public_key, verify_update
 from edgestream.rollout.history import ModelHistory
-from tests.test_ml.retrainkit import (
+from tests.support.retrain import (
     produce,
     reading_id,
     retrain_request,

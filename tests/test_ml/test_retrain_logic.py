@@ -20,8 +20,8 @@ from edgestream.retrain.refit import RefitParams, evaluate_holdout, holdout_mask
 from edgestream.retrain.trainset import OffsetRange, TrainingSet, build_training_set
 from edgestream.rollout.control import RolloutController, canaries_by_model, decide
 from edgestream.rollout.history import ModelHistory, action_update
-from tests.conftest import run_doctests
-from tests.test_ml.retrainkit import sampled_readings
+from tests.support.doctests import run_doctests
+from tests.support.retrain import sampled_readings
 
 
 @pytest.mark.parametrize(

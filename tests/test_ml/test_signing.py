@@ -21,7 +21,7 @@ from edgestream.ml.signing import (
     sign_update,
     verify_update,
 )
-from tests.conftest import run_doctests
+from tests.support.doctests import run_doctests
 
 ONNX = b"\x08\x07 pretend onnx bytes \x00\xff"
 

@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 from edgestream.cli.main import app
 from edgestream.ml.artifact import load_artifact
 from edgestream.ml.train_history import HistoryParams, TrainDataError, train_on_history
-from tests.conftest import run_doctests
-from tests.test_ml import byoskit as kit
+from tests.support import byos as kit
+from tests.support.doctests import run_doctests
 
 
 @pytest.fixture(scope="module")

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 from confluent_kafka import Producer
 
-from edgestream.cli.main import main
 from edgestream.core.broker import ensure_topics
 from edgestream.core.serde import AvroSerializer, subject_for
 from edgestream.core.stack import StackStatus
 from edgestream.query import query
-from tests.test_forward.factories import alert, summary
+from tests.support.cli import cli_output
+from tests.support.records import alert, summary
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -110,26 +110,15 @@ def _site_reference(fleet: Fleet) -> dict[str, tuple[int, int]]:
     return {site: (a, n) for site, (a, n) in ref.items()}
 
 
-def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    try:
-        main(list(argv))
-        code = 0
-    except SystemExit as stop:
-        code = int(stop.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def test_group_by_site_equals_the_offline_reference(
     fleet: Fleet, capsys: pytest.CaptureFixture[str]
 ) -> None:
     started = time.monotonic()
-    code, out, err = _cli(capsys, "query", SITE_SQL, "--format", "json",
-                          "--bootstrap", fleet.bootstrap, "--registry", fleet.registry)  # fmt: skip
+    args = ["--format", "json", "--bootstrap", fleet.bootstrap, "--registry", fleet.registry]
+    code, lines, err = cli_output(capsys, "query", SITE_SQL, *args)
     seconds = time.monotonic() - started
     assert code == 0, err
-    rows = [json.loads(line) for line in out.splitlines()]
+    rows = [json.loads(line) for line in lines]
     got = {r["site"]: (r["anomalies"], r["summaries"]) for r in rows}
     assert got == _site_reference(fleet)
     with capsys.disabled():
@@ -153,9 +142,9 @@ def test_alerts_and_latest_stats_as_a_dataframe(fleet: Fleet) -> None:
 def test_bad_sql_prints_flinks_message_in_one_block(
     fleet: Fleet, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, err = _cli(capsys, "query", "SELECT nope FROM fleet.summaries",
-                          "--bootstrap", fleet.bootstrap, "--registry", fleet.registry)  # fmt: skip
-    assert code == 1 and out == ""
+    ends = ["--bootstrap", fleet.bootstrap, "--registry", fleet.registry]
+    code, lines, err = cli_output(capsys, "query", "SELECT nope FROM fleet.summaries", *ends)
+    assert code == 1 and lines == []
     assert "Column 'nope' not found in any table" in err
     assert err.startswith("error: ")
     assert "\tat " not in err and "java." not in err and "Traceback" not in err

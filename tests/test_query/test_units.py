@@ -12,8 +12,8 @@ import edgestream.query.decode as decode_module
 import edgestream.query.engine as engine_module
 from edgestream.query.decode import ALERT_COLUMNS, SUMMARY_COLUMNS, alert_row, summary_row
 from edgestream.query.engine import flink_message
-from tests.conftest import run_doctests
-from tests.test_forward.factories import alert, summary
+from tests.support.doctests import run_doctests
+from tests.support.records import alert, summary
 
 FRAME = "\tat org.apache.flink.table.api.internal.TableEnvironmentImpl.executeSql(Impl.java:730)"
 WHERE = "From line 1, column 8 to line 1, column 11: "

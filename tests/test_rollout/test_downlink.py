@@ -12,7 +12,7 @@ from confluent_kafka import Producer
 from edgestream.core.broker import ensure_topics, producer_config
 from edgestream.forward.downlink import Downlink
 from edgestream.wire.topics import MODELS_TOPIC as EDGE_MODELS_TOPIC
-from tests.test_edge import gatewayrun as gr
+from tests.support import gateway as gr
 
 pytestmark = pytest.mark.integration
 

@@ -22,9 +22,9 @@ from edgestream.ml.signing import sign_update
 from edgestream.rollout.history import action_update
 from edgestream.sim import simulate
 from edgestream.wire.topics import EDGE_TOPICS
-from tests.test_edge import gatewayrun as gr
-from tests.test_rollout import kit
-from tests.test_rollout import rollrun as rr
+from tests.support import candidates as kit
+from tests.support import gateway as gr
+from tests.support import rollout as rr
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

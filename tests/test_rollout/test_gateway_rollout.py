@@ -14,9 +14,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from edgestream.core.serde import AvroDeserializer
 from edgestream.ml.signing import sign_update
 from edgestream.rollout.history import action_update
-from tests.test_edge import gatewayrun as gr
-from tests.test_rollout import kit
-from tests.test_rollout import rollrun as rr
+from tests.support import candidates as kit
+from tests.support import gateway as gr
+from tests.support import rollout as rr
 
 pytestmark = pytest.mark.integration
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_sim.simdata import NAB
+from tests.support.nab import NAB
 
 
 @pytest.fixture

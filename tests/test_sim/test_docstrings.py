@@ -6,7 +6,7 @@ import importlib
 
 import pytest
 
-from tests.conftest import run_doctests
+from tests.support.doctests import run_doctests
 
 MODULES = [
     "edgestream.sim",

@@ -15,8 +15,8 @@ from edgestream.cli.main import app
 from edgestream.core.serde import AvroDeserializer
 from edgestream.core.stack import StackStatus
 from edgestream.sim import read_labels
-from tests.test_edge import gatewayrun as gr
-from tests.test_ml import byoskit as kit
+from tests.support import byos as kit
+from tests.support import gateway as gr
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ import pytest
 from edgestream.core.serde import AvroDeserializer, AvroSerializer, subject_for
 from edgestream.sim import ReplayError, ReplaySpec, SimConfig, Simulator, read_labels, write_labels
 from edgestream.sim.replay import read_series, read_windows
-from tests.test_sim.simdata import START, config, run
+from tests.support.sim import START, config, run
 
 
 def _encoded(cfg: SimConfig, registry: str) -> list[tuple[str, bytes, bytes]]:

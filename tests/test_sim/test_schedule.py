@@ -6,7 +6,7 @@ import itertools
 
 from edgestream.sim import Simulator
 from edgestream.sim.schedule import Message
-from tests.test_sim.simdata import config, run
+from tests.support.sim import config, run
 
 
 def _readings(messages: list[Message]) -> dict[tuple[str, int], tuple[int, dict[str, float]]]:

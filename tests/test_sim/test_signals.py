@@ -9,7 +9,7 @@ import pytest
 
 from edgestream.sim import DEVICE_TYPES, SimConfig
 from edgestream.sim.signals import SignalGenerator
-from tests.test_sim.simdata import START, config, generate, run
+from tests.support.sim import START, config, generate, run
 
 
 def _records(cfg: SimConfig) -> list[tuple]:

@@ -16,8 +16,8 @@ from edgestream.core.stack import StackStatus
 from edgestream.wire import dedup
 from edgestream.wire.dedup import Deduplicator, DedupReader
 from edgestream.wire.ids import record_id
-from tests.conftest import run_doctests
-from tests.test_forward.factories import alert
+from tests.support.doctests import run_doctests
+from tests.support.records import alert
 
 
 def test_replays_are_dropped_across_gateways_and_out_of_order() -> None:

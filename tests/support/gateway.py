@@ -19,12 +19,14 @@ from edgestream.core.serde import AvroDeserializer
 from edgestream.loop.watch import Series
 from edgestream.ml.artifact import shipped_model_path
 from edgestream.ml.features import FeatureExtractor
+from edgestream.sim import simulate
 from edgestream.wire.window_types import ReadingBatch
 
 PUMP_CHANNELS = ("vibration_rms", "bearing_temp", "pressure", "motor_current")
+GATEWAY = "gw-test"  # the reference's gateway id
 
 
-def write_topology(path: Path, gateway: str = "gw-test", **overrides: Any) -> Path:
+def write_topology(path: Path, gateway: str = GATEWAY, **overrides: Any) -> Path:
     """A one-gateway pump topology with 1-partition topics (a deterministic arrival order)."""
     topo: dict[str, Any] = {
         "name": "edge-test",
@@ -64,6 +66,28 @@ def write_topology(path: Path, gateway: str = "gw-test", **overrides: Any) -> Pa
     topo.update(overrides)
     path.write_text(yaml.safe_dump(topo, sort_keys=False))
     return path
+
+
+def simulate_pumps(env: dict[str, Any], **changes: Any) -> None:
+    """Simulated pump readings into the edge broker of ``env`` (``bootstrap``, ``registry``,
+    ``dir``): 6 devices at 10 Hz for 120 s of event time ending 8 min ago, 1 % anomalies, 5 %
+    late, labels in ``dir/labels.jsonl``; ``changes`` override any of these."""
+    params = dict(
+        devices=6,
+        rate=10.0,
+        duration=120.0,
+        seed=11,
+        device_types=("pump",),
+        sites=2,
+        anomaly_rate=0.01,
+        late_fraction=0.05,
+        start_time=(int(time.time()) - 600) * 1000,
+        topic="sensors.pump",
+        labels=env["dir"] / "labels.jsonl",
+        fast=True,
+    )
+    params.update(changes)
+    simulate(bootstrap=env["bootstrap"], registry=env["registry"], **params)
 
 
 class Worker(Child):

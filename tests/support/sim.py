@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from edgestream.sim import SimConfig, Simulator
 from edgestream.sim.schedule import Message
 from edgestream.sim.signals import SignalGenerator
 
-NAB = Path(__file__).parent.parent / "data" / "nab"
 START = 1_718_000_000_000  # 2024-06-10T06:13:20Z
 FIELDS = ("ts", "values", "clean", "anomalous", "delay")
 

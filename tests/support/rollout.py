@@ -10,8 +10,8 @@ from confluent_kafka import Producer
 
 from edgestream.core.broker import ensure_topics, producer_config
 from edgestream.core.serde import AvroDeserializer, AvroSerializer, subject_for
-from tests.test_edge import gatewayrun as gr
-from tests.test_rollout.kit import PUMP
+from tests.support import gateway as gr
+from tests.support.candidates import PUMP
 
 SHADOW = {"min_readings": 300, "max_anomaly_rate_delta": 0.02, "min_rank_correlation": 0.8,
           "max_duration": "3m"}  # fmt: skip

@@ -1,6 +1,6 @@
 """Micro-benchmark of WindowEngine.process (run by hand, not a test).
 
-    .venv/bin/python -m tests.test_edge.bench_windows [--readings N] [--batch B] [--no-sync]
+    .venv/bin/python -m tests.support.windows_bench [--readings N] [--batch B] [--no-sync]
 
 100 devices (10 sites, 4 partitions), 4 channels (5% NaN), 10 Hz each, timestamps jittered
 by up to 500 ms, 10 s windows hopping by 5 s, both scopes, fsync on every commit. Batches are

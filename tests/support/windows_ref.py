@@ -213,14 +213,16 @@ def run_engine(engine: WindowEngine, events: list[Event], start: int = 0) -> Run
     return run
 
 
-def _close(a: Any, b: Any, path: str) -> None:
+def assert_close(a: Any, b: Any, path: str) -> None:
+    """``a == b`` and of the same type, floats within 1e-9, dicts key by key (``path`` names
+    the first difference)."""
     if isinstance(a, float) or isinstance(b, float):
         assert isinstance(a, float | int) and isinstance(b, float | int), path
         assert math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9), f"{path}: {a!r} != {b!r}"
     elif isinstance(a, dict):
         assert isinstance(b, dict) and a.keys() == b.keys(), f"{path}: {a.keys()} != {b.keys()}"
         for k in a:
-            _close(a[k], b[k], f"{path}.{k}")
+            assert_close(a[k], b[k], f"{path}.{k}")
     else:
         assert a == b and type(a) is type(b), f"{path}: {a!r} != {b!r}"
 
@@ -232,7 +234,7 @@ def assert_matches(run: Run, ref: Reference, *, check_timing: bool = True) -> No
         f"extra {sorted(run.summaries.keys() - ref.summaries.keys())[:5]}"
     )
     for sid, expected in ref.summaries.items():
-        _close(run.summaries[sid], expected, sid)
+        assert_close(run.summaries[sid], expected, sid)
     if check_timing:
         assert run.emitted_at == ref.emitted_at
         assert run.late == {k: (s, w) for k, (s, w) in ref.late.items()}

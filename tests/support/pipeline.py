@@ -24,9 +24,9 @@ from edgestream.forward.outbox_stats import OutboxStats
 from edgestream.sim import simulate
 from edgestream.wire.dedup import Deduplicator, DedupReader, Delivered
 from edgestream.wire.ids import record_id
-from tests.test_edge import gatewayrun as gr
+from tests.support import gateway as gr
+from tests.support.gateway import GATEWAY
 
-GATEWAY = "gw-test"
 # [:2] are the records the outage tests check; the others are read so "caught up" holds
 CLOUD_TOPICS = ["fleet.alerts", "fleet.summaries", "fleet.forwarder", "fleet.samples",
                 "fleet.rollout"]  # fmt: skip

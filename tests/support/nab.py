@@ -10,7 +10,7 @@ NAB's CSVs print them: float32 changes windowedGaussian's scores near 1.0 and it
 
 Rebuild (from a NAB checkout; only these two detectors' results are needed)::
 
-    python -m tests.test_evaluation.nabdata PATH/TO/NAB
+    python -m tests.support.nab PATH/TO/NAB
 """
 
 from __future__ import annotations
