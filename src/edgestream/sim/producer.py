@@ -124,12 +124,9 @@ def simulate(
     sender = Sender(
         broker.producer_config(bootstrap, **settings), dict.fromkeys(sim.topics, config.partitions)
     )
-    errors = sender.errors
-    stop = stop or threading.Event()
-    begin = time.monotonic()
-    totals = _Totals()
+    errors, begin, totals = sender.errors, time.monotonic(), _Totals()
     try:
-        _send_all(sim, serializers, sender, stop, on_progress, begin, totals)
+        _send_all(sim, serializers, sender, stop or threading.Event(), on_progress, begin, totals)
         remaining = sender.flush(60.0)
     finally:
         sender.close()
